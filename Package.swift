@@ -1,0 +1,42 @@
+// swift-tools-version:6.0
+// ttfc — a training compiler toolchain. The targets follow the pipeline: TTIR (language) ->
+// TTInterp (reference semantics) -> TTRuntime (tensors on disk, execution) -> TTCodegen (LLVM) ->
+// ttfc (the command-line tool). System libraries come from Debian: LLVM 19 (via the pkg-config file
+// that tools/setup writes), OpenBLAS and zlib.
+import PackageDescription
+
+let package = Package(
+  name: "ttfc",
+  platforms: [.macOS(.v13)],
+  products: [
+    .executable(name: "ttfc", targets: ["ttfc"]),
+    .library(name: "TTIR", targets: ["TTIR"]),
+    .library(name: "TTInterp", targets: ["TTInterp"]),
+    .library(name: "TTRuntime", targets: ["TTRuntime"]),
+    .library(name: "TTCodegen", targets: ["TTCodegen"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+  ],
+  targets: [
+    .systemLibrary(name: "CLLVM", pkgConfig: "ttfc-llvm",
+                   providers: [.apt(["llvm-19-dev"])]),
+    .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
+                   providers: [.apt(["libopenblas-dev"])]),
+    .systemLibrary(name: "CZlib", pkgConfig: "zlib",
+                   providers: [.apt(["zlib1g-dev"])]),
+    .target(name: "TTIR"),
+    .target(name: "TTInterp", dependencies: ["TTIR"]),
+    .target(name: "TTRuntime", dependencies: ["TTIR", "CZlib"]),
+    .target(name: "TTCodegen", dependencies: ["TTIR", "CLLVM", "COpenBLAS"]),
+    .executableTarget(name: "ttfc", dependencies: [
+      "TTIR", "TTInterp", "TTRuntime", "TTCodegen",
+      .product(name: "ArgumentParser", package: "swift-argument-parser"),
+    ]),
+    .testTarget(name: "TTIRTests", dependencies: ["TTIR"]),
+    .testTarget(name: "TTInterpTests", dependencies: ["TTIR", "TTInterp", "TTRuntime"],
+                resources: [.copy("Fixtures")]),
+    .testTarget(name: "TTRuntimeTests", dependencies: ["TTIR", "TTRuntime"]),
+    .testTarget(name: "TTCodegenTests", dependencies: ["TTCodegen"]),
+  ]
+)

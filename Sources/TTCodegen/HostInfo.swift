@@ -1,0 +1,56 @@
+// HostInfo — what the code generator knows about this machine: LLVM's version, the host CPU name
+// and features as LLVM's target machinery reports them, and OpenBLAS's build configuration.
+// `ttfc version` prints it; the JIT uses the same CPU name and features when it builds its target
+// machine, so what `version` shows is what kernels are compiled for.
+import CLLVM
+import COpenBLAS
+
+public struct HostInfo: Sendable {
+  public let llvmVersion: String
+  public let targetTriple: String
+  public let cpuName: String
+  /// Comma-separated `+feature`/`-feature` list, as LLVM reports it.
+  public let cpuFeatures: String
+  public let openBLASConfig: String
+  public let openBLASThreads: Int
+
+  /// The features LLVM reports as enabled (`+avx512f` -> `avx512f`).
+  public var enabledFeatures: [String] {
+    cpuFeatures.split(separator: ",").filter { $0.hasPrefix("+") }.map { String($0.dropFirst()) }
+  }
+
+  public static func current() -> HostInfo {
+    LLVMSession.initializeNativeTarget()
+    var major: UInt32 = 0, minor: UInt32 = 0, patch: UInt32 = 0
+    LLVMGetVersion(&major, &minor, &patch)
+    let triple = LLVMSession.takeMessage(LLVMGetDefaultTargetTriple())
+    let cpu = LLVMSession.takeMessage(LLVMGetHostCPUName())
+    let features = LLVMSession.takeMessage(LLVMGetHostCPUFeatures())
+    let config = openblas_get_config().map { String(cString: $0) } ?? "unknown"
+    return HostInfo(llvmVersion: "\(major).\(minor).\(patch)", targetTriple: triple, cpuName: cpu,
+                    cpuFeatures: features, openBLASConfig: config,
+                    openBLASThreads: Int(openblas_get_num_threads()))
+  }
+}
+
+/// Process-wide LLVM set-up and small helpers over the C API's ownership conventions.
+public enum LLVMSession {
+  private static let initialized: Bool = {
+    LLVMInitializeX86TargetInfo()
+    LLVMInitializeX86Target()
+    LLVMInitializeX86TargetMC()
+    LLVMInitializeX86AsmPrinter()
+    LLVMInitializeX86AsmParser()
+    return true
+  }()
+
+  /// Registers the native (x86-64) target with LLVM once per process.
+  public static func initializeNativeTarget() { _ = initialized }
+
+  /// Copies an LLVM-owned message into a Swift string and frees it (LLVMDisposeMessage).
+  public static func takeMessage(_ message: UnsafeMutablePointer<CChar>?) -> String {
+    guard let message else { return "" }
+    defer { LLVMDisposeMessage(message) }
+    return String(cString: message)
+  }
+}

@@ -1,0 +1,184 @@
+// Graph — the in-memory form of a TTIR module. Values and ops live in per-function arrays and are
+// referred to by typed indices (ValueID, OpID), never by object references: copies are cheap, there
+// are no reference cycles, and a pass can rewrite a function by editing arrays. A function's `body`
+// lists its ops in execution order (every operand is defined earlier); ops dropped from `body` are
+// dead and their slots are simply never visited again.
+
+public struct ValueID: Hashable, Comparable, Sendable, CustomStringConvertible {
+  public let raw: UInt32
+  public init(_ raw: Int) { self.raw = UInt32(raw) }
+  public var index: Int { Int(raw) }
+  public static func < (a: ValueID, b: ValueID) -> Bool { a.raw < b.raw }
+  public var description: String { "v\(raw)" }
+}
+
+public struct OpID: Hashable, Comparable, Sendable, CustomStringConvertible {
+  public let raw: UInt32
+  public init(_ raw: Int) { self.raw = UInt32(raw) }
+  public var index: Int { Int(raw) }
+  public static func < (a: OpID, b: OpID) -> Bool { a.raw < b.raw }
+  public var description: String { "op\(raw)" }
+}
+
+/// Where a value comes from.
+public enum ValueDefinition: Hashable, Sendable {
+  /// The function's `index`-th argument.
+  case argument(Int)
+  /// The `index`-th result of an op.
+  case result(OpID, Int)
+  /// A module-level parameter read by name (`@w1`).
+  case global(String)
+}
+
+public struct ValueInfo: Hashable, Sendable {
+  /// The name without its sigil (`h0` for `%h0`, `w1` for `@w1`).
+  public var name: String
+  public var type: TensorType
+  public var definition: ValueDefinition
+  public init(name: String, type: TensorType, definition: ValueDefinition) {
+    self.name = name; self.type = type; self.definition = definition
+  }
+}
+
+public struct Operation: Hashable, Sendable {
+  public var code: OpCode
+  public var operands: [ValueID]
+  public var results: [ValueID]
+  public var attributes: Attributes
+  /// The function a `call` invokes (name without `@`).
+  public var callee: String?
+  public var location: SourceLocation?
+
+  public init(code: OpCode, operands: [ValueID], results: [ValueID], attributes: Attributes = Attributes(),
+              callee: String? = nil, location: SourceLocation? = nil) {
+    self.code = code; self.operands = operands; self.results = results
+    self.attributes = attributes; self.callee = callee; self.location = location
+  }
+
+  /// A constant's literal value.
+  public var constantValue: Tensor? {
+    if case .tensor(let t)? = attributes["value"] { return t }
+    return nil
+  }
+}
+
+public struct Function: Hashable, Sendable {
+  public var name: String
+  public var arguments: [ValueID]
+  public var resultTypes: [TensorType]
+  public var values: [ValueInfo] = []
+  public var ops: [Operation] = []
+  /// The live ops in execution order.
+  public var body: [OpID] = []
+  public var returnValues: [ValueID] = []
+  public var location: SourceLocation?
+  public var returnLocation: SourceLocation?
+
+  public init(name: String, resultTypes: [TensorType] = [], location: SourceLocation? = nil) {
+    self.name = name; self.arguments = []; self.resultTypes = resultTypes; self.location = location
+  }
+
+  public subscript(value: ValueID) -> ValueInfo {
+    get { values[value.index] }
+    set { values[value.index] = newValue }
+  }
+  public subscript(op: OpID) -> Operation {
+    get { ops[op.index] }
+    set { ops[op.index] = newValue }
+  }
+  public func type(of value: ValueID) -> TensorType { values[value.index].type }
+
+  public var argumentTypes: [TensorType] { arguments.map { type(of: $0) } }
+
+  @discardableResult
+  public mutating func addArgument(name: String, type: TensorType) -> ValueID {
+    let id = ValueID(values.count)
+    values.append(ValueInfo(name: name, type: type, definition: .argument(arguments.count)))
+    arguments.append(id)
+    return id
+  }
+
+  /// The value that reads global `name` in this function, created on first use.
+  public mutating func globalValue(name: String, type: TensorType) -> ValueID {
+    if let existing = values.firstIndex(where: { $0.definition == .global(name) }) { return ValueID(existing) }
+    values.append(ValueInfo(name: name, type: type, definition: .global(name)))
+    return ValueID(values.count - 1)
+  }
+
+  /// Appends an op at the end of the body with fresh result values named `resultNames`.
+  @discardableResult
+  public mutating func append(_ code: OpCode, _ operands: [ValueID], resultTypes: [TensorType],
+                              resultNames: [String]? = nil, attributes: Attributes = Attributes(),
+                              callee: String? = nil, location: SourceLocation? = nil) -> OpID {
+    let opID = OpID(ops.count)
+    var results: [ValueID] = []
+    for (i, type) in resultTypes.enumerated() {
+      let name = resultNames?[i] ?? freshName()
+      results.append(ValueID(values.count))
+      values.append(ValueInfo(name: name, type: type, definition: .result(opID, i)))
+    }
+    ops.append(Operation(code: code, operands: operands, results: results, attributes: attributes,
+                         callee: callee, location: location))
+    body.append(opID)
+    return opID
+  }
+
+  private var nameCounter: Int { values.count }
+  /// A value name not used in this function (numeric, like MLIR's `%0`).
+  public func freshName() -> String {
+    var candidate = values.count
+    let used = Set(values.map(\.name))
+    while used.contains(String(candidate)) { candidate += 1 }
+    return String(candidate)
+  }
+}
+
+/// Initializer of a parameter: `glorot_uniform(seed: 1)`, `normal(0.0, 0.01, seed: 3)`, `zeros`.
+public struct Initializer: Hashable, Sendable, CustomStringConvertible {
+  public struct Argument: Hashable, Sendable {
+    public var label: String?
+    public var value: Double
+    public init(label: String?, value: Double) { self.label = label; self.value = value }
+  }
+  public var kind: String
+  public var arguments: [Argument]
+  /// Whether the source wrote parentheses (`zeros` vs `zeros()`), kept so printing round-trips.
+  public var hasParentheses: Bool
+
+  public init(kind: String, arguments: [Argument] = [], hasParentheses: Bool = false) {
+    self.kind = kind; self.arguments = arguments; self.hasParentheses = hasParentheses || !arguments.isEmpty
+  }
+
+  public var description: String {
+    guard hasParentheses else { return kind }
+    let args = arguments.map { arg in
+      let text = arg.value == arg.value.rounded() && abs(arg.value) < 1e15 && arg.label == "seed"
+        ? String(Int64(arg.value)) : formatDouble(arg.value)
+      return arg.label.map { "\($0): \(text)" } ?? text
+    }
+    return "\(kind)(\(args.joined(separator: ", ")))"
+  }
+}
+
+public struct Param: Hashable, Sendable {
+  public var name: String
+  public var type: TensorType
+  public var initializer: Initializer?
+  public var location: SourceLocation?
+  public init(name: String, type: TensorType, initializer: Initializer?, location: SourceLocation? = nil) {
+    self.name = name; self.type = type; self.initializer = initializer; self.location = location
+  }
+}
+
+public struct Module: Hashable, Sendable {
+  public var name: String
+  public var params: [Param] = []
+  public var functions: [Function] = []
+  public var location: SourceLocation?
+
+  public init(name: String, location: SourceLocation? = nil) { self.name = name; self.location = location }
+
+  public func function(named name: String) -> Function? { functions.first { $0.name == name } }
+  public func functionIndex(named name: String) -> Int? { functions.firstIndex { $0.name == name } }
+  public func param(named name: String) -> Param? { params.first { $0.name == name } }
+}

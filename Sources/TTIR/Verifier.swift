@@ -1,0 +1,241 @@
+// Verifier — checks that a module means something: every op's operand count, attributes, element
+// types and declared result types agree with the op table's rules (ShapeRules); values are defined
+// before use; every symbolic dimension is bound by the function's arguments (so the interpreter
+// and the runtime can learn its size from the inputs); calls name existing functions and do not
+// recurse; parameters have static shapes and known initializers. It reports every problem it finds,
+// each naming the op and the value, at the op's source location when there is one.
+
+public enum Verifier {
+  public static func verify(_ module: Module) -> [Diagnostic] {
+    var problems: [Diagnostic] = []
+    for param in module.params {
+      if !param.type.isStatic {
+        problems.append(Diagnostic("parameter '@\(param.name)' must have a static shape, got \(param.type)", at: param.location))
+      }
+      if let initializer = param.initializer, let message = InitializerSpec.validate(initializer, type: param.type) {
+        problems.append(Diagnostic("parameter '@\(param.name)': \(message)", at: param.location))
+      }
+    }
+    let signatures = Dictionary(module.functions.map { ($0.name, (arguments: $0.argumentTypes, results: $0.resultTypes)) },
+                                uniquingKeysWith: { first, _ in first })
+    for function in module.functions {
+      problems += verify(function, in: module, signatures: signatures)
+    }
+    problems += recursionProblems(module)
+    return problems
+  }
+
+  static func describe(_ op: Operation, in function: Function) -> String {
+    let names = op.results.map { "%" + function[$0].name }.joined(separator: ", ")
+    return "'\(op.code)' op defining \(names)"
+  }
+
+  public static func verify(_ function: Function, in module: Module,
+                            signatures: [String: (arguments: [TensorType], results: [TensorType])]) -> [Diagnostic] {
+    var problems: [Diagnostic] = []
+    var defined = Set<ValueID>(function.arguments)
+    for (i, value) in function.values.enumerated() {
+      if case .global(let name) = value.definition {
+        if let param = module.param(named: name) {
+          if param.type != value.type {
+            problems.append(Diagnostic("'@\(name)' is used as \(value.type) but declared \(param.type)", at: function.location))
+          }
+        } else {
+          problems.append(Diagnostic("use of undefined parameter '@\(name)' in '@\(function.name)'", at: function.location))
+        }
+        defined.insert(ValueID(i))
+      }
+    }
+    var bound = Set<String>()
+    for t in function.argumentTypes { bound.formUnion(t.symbols) }
+    for t in function.resultTypes {
+      for s in t.symbols where !bound.contains(s) {
+        problems.append(Diagnostic("result dimension \(s) of '@\(function.name)' is not bound by any argument", at: function.location))
+      }
+    }
+
+    for opID in function.body {
+      let op = function[opID]
+      let at = op.location ?? function.location
+      let what = describe(op, in: function)
+      var opProblems: [String] = []
+      for operand in op.operands where !defined.contains(operand) {
+        opProblems.append("operand \(operand.index < function.values.count ? "%" + function[operand].name : "\(operand)") is used before it is defined")
+      }
+      let info = op.code.info
+      if op.code != .call && !info.operands.contains(op.operands.count) {
+        opProblems.append("expects \(info.operands) operands, got \(op.operands.count)")
+      }
+      opProblems += attributeProblems(op)
+      if opProblems.isEmpty, let first = op.operands.first, !info.dtypes.admits(function.type(of: first).dtype) {
+        opProblems.append("operand has element type \(function.type(of: first).dtype), but '\(op.code)' needs \(info.dtypes.phrase)")
+      }
+      let declared = op.results.map { function.type(of: $0) }
+      for t in declared {
+        for s in t.symbols where !bound.contains(s) {
+          opProblems.append("dimension \(s) in result type \(t) is not bound by any argument of '@\(function.name)'")
+        }
+      }
+      if opProblems.isEmpty {
+        let input = ShapeRuleInput(operands: op.operands.map { function.type(of: $0) }, attributes: op.attributes,
+                                   declared: declared, callee: op.callee, signature: { signatures[$0] })
+        do {
+          let inferred = try info.shapeRule(input)
+          if inferred.count != declared.count {
+            opProblems.append("has \(inferred.count) result\(inferred.count == 1 ? "" : "s") but declares \(declared.count)")
+          } else {
+            for (d, i) in zip(declared, inferred) where d != i {
+              opProblems.append("result type \(d) does not match the inferred type \(i)")
+            }
+          }
+        } catch let error as ShapeError {
+          opProblems.append(error.message)
+        } catch {
+          opProblems.append("\(error)")
+        }
+      }
+      if op.code == .constant, let value = op.constantValue, let type = declared.first {
+        if value.dtype != type.dtype || (value.shape != [] && value.shape != type.staticShape) {
+          opProblems.append("literal \(value.type) does not match result type \(type)")
+        }
+      }
+      problems += opProblems.map { Diagnostic("\(what): \($0)", at: at) }
+      defined.formUnion(op.results)
+    }
+
+    let at = function.returnLocation ?? function.location
+    if function.returnValues.count != function.resultTypes.count {
+      problems.append(Diagnostic("'@\(function.name)' declares \(function.resultTypes.count) result\(function.resultTypes.count == 1 ? "" : "s") but returns \(function.returnValues.count)", at: at))
+    } else {
+      for (i, (value, type)) in zip(function.returnValues, function.resultTypes).enumerated() {
+        if !defined.contains(value) {
+          problems.append(Diagnostic("returned value %\(function[value].name) is not defined", at: at))
+        } else if function.type(of: value) != type {
+          problems.append(Diagnostic("result \(i) of '@\(function.name)' is declared \(type) but %\(function[value].name) is \(function.type(of: value))", at: at))
+        }
+      }
+    }
+    return problems
+  }
+
+  static func attributeProblems(_ op: Operation) -> [String] {
+    let info = op.code.info
+    var problems: [String] = []
+    for (key, value) in op.attributes.sortedPairs {
+      if op.code == .constant && key == "value" {
+        if case .tensor = value { continue }
+        problems.append("attribute 'value' must be a tensor literal")
+        continue
+      }
+      guard let spec = info.attributeSpec(key) else {
+        let known = info.attributes.map { "'\($0.name)'" }.joined(separator: ", ")
+        problems.append("unknown attribute '\(key)'" + (known.isEmpty ? " (the op takes none)" : " (expected \(known))"))
+        continue
+      }
+      if !spec.kind.accepts(value) {
+        problems.append("attribute '\(key)' must be \(spec.kind.name == "integer" ? "an" : "a") \(spec.kind.name), got \(value.kindName) \(value)")
+      }
+    }
+    for spec in info.attributes where spec.required && op.attributes[spec.name] == nil {
+      problems.append("missing required attribute '\(spec.name)'")
+    }
+    if op.code == .constant && op.constantValue == nil { problems.append("missing its literal value") }
+    return problems
+  }
+
+  /// Calls must form a DAG: a recursive function would never finish in the interpreter.
+  static func recursionProblems(_ module: Module) -> [Diagnostic] {
+    var callees: [String: [(String, SourceLocation?)]] = [:]
+    for f in module.functions {
+      callees[f.name] = f.body.compactMap { id in
+        let op = f[id]
+        return op.code == .call ? op.callee.map { ($0, op.location) } : nil
+      }
+    }
+    var problems: [Diagnostic] = []
+    var state: [String: Int] = [:]  // 1 = on the stack, 2 = done
+    func visit(_ name: String) {
+      state[name] = 1
+      for (callee, location) in callees[name] ?? [] {
+        if state[callee] == 1 {
+          problems.append(Diagnostic("call to '@\(callee)' from '@\(name)' is recursive; recursion is not supported", at: location))
+        } else if state[callee] == nil, callees[callee] != nil {
+          visit(callee)
+        }
+      }
+      state[name] = 2
+    }
+    for f in module.functions where state[f.name] == nil { visit(f.name) }
+    return problems
+  }
+}
+
+/// The parameter initializers, their parameters (in positional order) and defaults.
+public enum InitializerSpec {
+  public static let parameters: [String: [(name: String, defaultValue: Double?)]] = [
+    "zeros": [],
+    "ones": [],
+    "constant": [("value", nil)],
+    "normal": [("mean", 0), ("std", 1), ("seed", 0)],
+    "truncated_normal": [("mean", 0), ("std", 1), ("seed", 0)],
+    "uniform": [("low", 0), ("high", 1), ("seed", 0)],
+    "glorot_uniform": [("seed", 0)],
+    "glorot_normal": [("seed", 0)],
+    "he_normal": [("seed", 0)],
+    "he_uniform": [("seed", 0)],
+  ]
+
+  /// The initializer's parameters with defaults filled in, or an error message.
+  public static func resolve(_ initializer: Initializer) -> Result<[String: Double], InitializerError> {
+    guard let spec = parameters[initializer.kind] else {
+      return .failure(.init(message: "unknown initializer '\(initializer.kind)' (expected one of \(parameters.keys.sorted().joined(separator: ", ")))"))
+    }
+    var values: [String: Double] = [:]
+    var position = 0
+    var sawLabel = false
+    for argument in initializer.arguments {
+      if let label = argument.label {
+        sawLabel = true
+        guard spec.contains(where: { $0.name == label }) else {
+          return .failure(.init(message: "initializer '\(initializer.kind)' has no parameter '\(label)'"))
+        }
+        guard values[label] == nil else { return .failure(.init(message: "parameter '\(label)' is given twice")) }
+        values[label] = argument.value
+      } else {
+        guard !sawLabel else { return .failure(.init(message: "positional arguments must come before labelled ones")) }
+        guard position < spec.count else {
+          return .failure(.init(message: "initializer '\(initializer.kind)' takes at most \(spec.count) argument\(spec.count == 1 ? "" : "s")"))
+        }
+        values[spec[position].name] = argument.value
+        position += 1
+      }
+    }
+    for p in spec where values[p.name] == nil {
+      guard let d = p.defaultValue else {
+        return .failure(.init(message: "initializer '\(initializer.kind)' needs '\(p.name)'"))
+      }
+      values[p.name] = d
+    }
+    if let seed = values["seed"], seed != seed.rounded() || seed < 0 || seed > 9.007199254740992e15 {
+      return .failure(.init(message: "seed must be a non-negative integer"))
+    }
+    if let std = values["std"], !(std >= 0) { return .failure(.init(message: "std must be non-negative")) }
+    if let low = values["low"], let high = values["high"], !(low <= high) {
+      return .failure(.init(message: "uniform needs low <= high"))
+    }
+    return .success(values)
+  }
+
+  public struct InitializerError: Error { public var message: String }
+
+  static func validate(_ initializer: Initializer, type: TensorType) -> String? {
+    switch resolve(initializer) {
+    case .failure(let error): return error.message
+    case .success:
+      if initializer.kind != "zeros" && initializer.kind != "ones" && initializer.kind != "constant" && !type.dtype.isFloat {
+        return "initializer '\(initializer.kind)' needs a float type, got \(type.dtype)"
+      }
+      return nil
+    }
+  }
+}
