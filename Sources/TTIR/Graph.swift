@@ -40,7 +40,7 @@ public struct ValueInfo: Hashable, Sendable {
   }
 }
 
-public struct Operation: Hashable, Sendable {
+public struct OpNode: Hashable, Sendable {
   public var code: OpCode
   public var operands: [ValueID]
   public var results: [ValueID]
@@ -67,7 +67,7 @@ public struct Function: Hashable, Sendable {
   public var arguments: [ValueID]
   public var resultTypes: [TensorType]
   public var values: [ValueInfo] = []
-  public var ops: [Operation] = []
+  public var ops: [OpNode] = []
   /// The live ops in execution order.
   public var body: [OpID] = []
   public var returnValues: [ValueID] = []
@@ -82,7 +82,7 @@ public struct Function: Hashable, Sendable {
     get { values[value.index] }
     set { values[value.index] = newValue }
   }
-  public subscript(op: OpID) -> Operation {
+  public subscript(op: OpID) -> OpNode {
     get { ops[op.index] }
     set { ops[op.index] = newValue }
   }
@@ -117,7 +117,7 @@ public struct Function: Hashable, Sendable {
       results.append(ValueID(values.count))
       values.append(ValueInfo(name: name, type: type, definition: .result(opID, i)))
     }
-    ops.append(Operation(code: code, operands: operands, results: results, attributes: attributes,
+    ops.append(OpNode(code: code, operands: operands, results: results, attributes: attributes,
                          callee: callee, location: location))
     body.append(opID)
     return opID

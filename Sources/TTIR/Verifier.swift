@@ -25,7 +25,7 @@ public enum Verifier {
     return problems
   }
 
-  static func describe(_ op: Operation, in function: Function) -> String {
+  static func describe(_ op: OpNode, in function: Function) -> String {
     let names = op.results.map { "%" + function[$0].name }.joined(separator: ", ")
     return "'\(op.code)' op defining \(names)"
   }
@@ -118,7 +118,7 @@ public enum Verifier {
     return problems
   }
 
-  static func attributeProblems(_ op: Operation) -> [String] {
+  static func attributeProblems(_ op: OpNode) -> [String] {
     let info = op.code.info
     var problems: [String] = []
     for (key, value) in op.attributes.sortedPairs {
