@@ -1,0 +1,33 @@
+// `ttfc fmt FILE [-i]` — print the canonical form of a TTIR file (or rewrite it in place).
+import ArgumentParser
+import Foundation
+import TTIR
+
+struct Fmt: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Print a TTIR file in canonical form (comments are not kept).")
+
+  @Argument(help: "The .ttir file to format.")
+  var file: String
+
+  @Flag(name: .customShort("i"), help: "Rewrite the file in place instead of printing it.")
+  var inPlace = false
+
+  @Flag(help: "Exit 1 if the file is not already in canonical form; change nothing.")
+  var check = false
+
+  func run() throws {
+    let source = try SourceFile.read(file)
+    let canonical = Printer.print(try source.module())
+    if check {
+      if canonical != source.text { throw fail("'\(file)' is not in canonical form (run `ttfc fmt -i \(file)`)") }
+      return
+    }
+    if inPlace {
+      do { try canonical.write(toFile: file, atomically: true, encoding: .utf8) }
+      catch { throw fail("cannot write '\(file)': \(error.localizedDescription)") }
+    } else {
+      print(canonical, terminator: "")
+    }
+  }
+}

@@ -1,0 +1,147 @@
+// `ttfc run FILE` — run one function of a model on .npy inputs with the reference interpreter and
+// print a summary of each result (optionally saving them as .npy).
+import ArgumentParser
+import Foundation
+import TTIR
+import TTInterp
+import TTRuntime
+
+struct Run: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Run a function on .npy inputs and print its results.",
+    discussion: """
+      Every argument of the function needs a value: `--input NAME=PATH.npy` for each (NAME without
+      the %), or `--random-inputs` to fill the missing ones with seeded random values, sizing each
+      symbolic dimension with `--dim SYMBOL=SIZE`. Parameters come from their initializers unless
+      `--params PATH.npz` supplies them by name.
+      Example: ttfc run examples/mlp.ttir --func loss --random-inputs --dim B=8
+      """)
+
+  @Argument(help: "The .ttir model.")
+  var file: String
+
+  @Option(name: .customLong("func"), help: "The function to run (default: the only one, or @main).")
+  var function: String?
+
+  @Option(name: .customLong("function"), help: .hidden)
+  var functionAlias: String?
+
+  @Option(name: .customLong("input"), help: "An input as NAME=PATH.npy (repeatable).")
+  var inputs: [String] = []
+
+  @Option(help: "A .npz whose arrays replace parameters of the same name.")
+  var params: String?
+
+  @Flag(help: "Fill inputs not given with --input with seeded random values.")
+  var randomInputs = false
+
+  @Option(name: .customLong("dim"), help: "The size of a symbolic dimension for --random-inputs, as SYMBOL=SIZE (repeatable).")
+  var dims: [String] = []
+
+  @Option(help: "Seed for --random-inputs.")
+  var seed: UInt64 = 0
+
+  @Option(help: "Write each result to DIR/result<N>.npy.")
+  var outputDir: String?
+
+  @Flag(help: "Print every element of each result, not just a summary.")
+  var full = false
+
+  func run() throws {
+    let module = try SourceFile.read(file).module()
+    let function = try selectFunction(module)
+    let given = try parseAssignments(inputs, what: "--input")
+    for name in given.keys where !function.arguments.contains(where: { function[$0].name == name }) {
+      throw fail("'@\(function.name)' has no argument %\(name) (its arguments: \(function.arguments.map { "%" + function[$0].name }.joined(separator: ", ")))")
+    }
+    var symbolSizes: [String: Int] = [:]
+    for (symbol, text) in try parseAssignments(dims, what: "--dim") {
+      guard let n = Int(text), n >= 0 else { throw fail("--dim \(symbol)=\(text): the size must be a non-negative integer") }
+      symbolSizes[symbol] = n
+    }
+
+    var arguments: [Tensor] = []
+    for (index, argument) in function.arguments.enumerated() {
+      let name = function[argument].name
+      let type = function.type(of: argument)
+      if let path = given[name] {
+        do { arguments.append(try NumpyFormat.read(path: path)) } catch { throw fail("input %\(name): \(error)") }
+      } else if randomInputs {
+        arguments.append(try randomTensor(type, name: name, symbols: symbolSizes, stream: UInt64(index)))
+      } else {
+        throw fail("missing input %\(name) : \(type); pass --input \(name)=PATH.npy or --random-inputs")
+      }
+    }
+
+    var paramValues: [String: Tensor] = [:]
+    if let params {
+      do { for (name, tensor) in try NpzArchive.read(path: params) { paramValues[name] = tensor } }
+      catch { throw fail("\(error)") }
+    }
+    let results: [Tensor]
+    do {
+      let interpreter = try Interpreter(module: module, params: paramValues)
+      results = try interpreter.run(function.name, arguments)
+    } catch {
+      throw fail("\(error)")
+    }
+    if let outputDir {
+      do { try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true) }
+      catch { throw fail("cannot create '\(outputDir)': \(error.localizedDescription)") }
+    }
+    for (i, result) in results.enumerated() {
+      let name = function[function.returnValues[i]].name
+      print("result \(i) (%\(name)): \(TensorSummary.describe(result, full: full))")
+      if let outputDir {
+        let path = (outputDir as NSString).appendingPathComponent("result\(i).npy")
+        do { try NumpyFormat.write(result, path: path) } catch { throw fail("\(error)") }
+        print("  written to \(path)")
+      }
+    }
+  }
+
+  func selectFunction(_ module: Module) throws -> Function {
+    if let name = function ?? functionAlias {
+      let bare = name.hasPrefix("@") ? String(name.dropFirst()) : name
+      guard let f = module.function(named: bare) else {
+        throw fail("no function '@\(bare)' in '\(file)' (it has: \(module.functions.map { "@" + $0.name }.joined(separator: ", ")))")
+      }
+      return f
+    }
+    if module.functions.count == 1 { return module.functions[0] }
+    if let main = module.function(named: "main") { return main }
+    throw fail("'\(file)' has several functions; choose one with --func (\(module.functions.map { "@" + $0.name }.joined(separator: ", ")))")
+  }
+
+  func parseAssignments(_ items: [String], what: String) throws -> [String: String] {
+    var result: [String: String] = [:]
+    for item in items {
+      guard let eq = item.firstIndex(of: "=") else { throw fail("\(what) \(item): expected NAME=VALUE") }
+      var key = String(item[..<eq])
+      if key.hasPrefix("%") { key.removeFirst() }
+      result[key] = String(item[item.index(after: eq)...])
+    }
+    return result
+  }
+
+  /// Random input: floats ~ N(0, 1); integers uniform in [0, 2) for i1, else [0, 10) — small
+  /// non-negative values, valid as class labels and gather indices for small tables.
+  func randomTensor(_ type: TensorType, name: String, symbols: [String: Int], stream: UInt64) throws -> Tensor {
+    var shape: [Int] = []
+    for dim in type.dims {
+      switch dim {
+      case .known(let n): shape.append(n)
+      case .symbol(let s):
+        guard let n = symbols[s] else { throw fail("input %\(name) : \(type) needs a size for \(s); pass --dim \(s)=SIZE") }
+        shape.append(n)
+      }
+    }
+    guard let count = elementCount(shape), count <= maxInterpreterElements else { throw fail("input %\(name) is too large") }
+    let streamSeed = seed &* 1_000_003 &+ stream
+    if type.dtype.isFloat {
+      return Tensor(type.dtype, shape: shape, floats: (0..<count).map { SeededRandom.normal(streamSeed, UInt64($0), 0) })
+    }
+    let range = type.dtype == .i1 ? 2.0 : 10.0
+    return Tensor(type.dtype, shape: shape, ints: (0..<count).map { Int64(SeededRandom.uniform(streamSeed, UInt64($0), 0) * range) })
+  }
+}

@@ -1,0 +1,37 @@
+// SourceFile — shared by the subcommands: read a .ttir file, parse and verify it, and print any
+// diagnostics clang-style to stderr. A subcommand that fails throws ExitCode.failure after printing.
+import ArgumentParser
+import Foundation
+import TTIR
+
+struct StandardError: TextOutputStream {
+  mutating func write(_ string: String) { FileHandle.standardError.write(Data(string.utf8)) }
+}
+nonisolated(unsafe) var standardError = StandardError()
+
+/// Prints `error: message` to stderr and returns the failure exit code to throw.
+func fail(_ message: String) -> ExitCode {
+  print("error: \(message)", to: &standardError)
+  return ExitCode.failure
+}
+
+struct SourceFile {
+  let path: String
+  let text: String
+
+  static func read(_ path: String) throws -> SourceFile {
+    guard FileManager.default.fileExists(atPath: path) else { throw fail("cannot read '\(path)': no such file") }
+    guard let data = FileManager.default.contents(atPath: path) else { throw fail("cannot read '\(path)'") }
+    guard let text = String(data: data, encoding: .utf8) else { throw fail("'\(path)' is not UTF-8 text") }
+    return SourceFile(path: path, text: text)
+  }
+
+  /// Parses and verifies; on failure prints every diagnostic and throws ExitCode.failure.
+  func module() throws -> Module {
+    do { return try Parser.parseAndVerify(text) }
+    catch {
+      print(error.render(file: path, source: text), to: &standardError)
+      throw ExitCode.failure
+    }
+  }
+}
