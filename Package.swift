@@ -33,9 +33,9 @@ let package = Package(
       "TTIR", "TTInterp", "TTRuntime", "TTCodegen",
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
     ]),
-    .testTarget(name: "TTIRTests", dependencies: ["TTIR"]),
+    .testTarget(name: "TTIRTests", dependencies: ["TTIR"], exclude: ["Inputs"]),
     .testTarget(name: "TTInterpTests", dependencies: ["TTIR", "TTInterp", "TTRuntime"],
-                resources: [.copy("Fixtures")]),
+                exclude: ["Fixtures"]),
     .testTarget(name: "TTRuntimeTests", dependencies: ["TTIR", "TTRuntime"]),
     .testTarget(name: "TTCodegenTests", dependencies: ["TTCodegen"]),
   ]
