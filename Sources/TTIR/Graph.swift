@@ -73,6 +73,8 @@ public struct Function: Hashable, Sendable {
   public var returnValues: [ValueID] = []
   public var location: SourceLocation?
   public var returnLocation: SourceLocation?
+  /// The value that reads each global in this function (one per global), for O(1) lookup.
+  public private(set) var globalValues: [String: ValueID] = [:]
 
   public init(name: String, resultTypes: [TensorType] = [], location: SourceLocation? = nil) {
     self.name = name; self.arguments = []; self.resultTypes = resultTypes; self.location = location
@@ -100,9 +102,11 @@ public struct Function: Hashable, Sendable {
 
   /// The value that reads global `name` in this function, created on first use.
   public mutating func globalValue(name: String, type: TensorType) -> ValueID {
-    if let existing = values.firstIndex(where: { $0.definition == .global(name) }) { return ValueID(existing) }
+    if let existing = globalValues[name] { return existing }
+    let id = ValueID(values.count)
     values.append(ValueInfo(name: name, type: type, definition: .global(name)))
-    return ValueID(values.count - 1)
+    globalValues[name] = id
+    return id
   }
 
   /// Appends an op at the end of the body with fresh result values named `resultNames`.

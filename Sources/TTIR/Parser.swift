@@ -30,6 +30,8 @@ struct ParserState {
   var module = Module(name: "")
   /// Uses of parameters not declared yet: checked when the module is complete.
   var pendingGlobals: [(function: Int, value: ValueID, location: SourceLocation)] = []
+  /// Parameters declared so far, by name.
+  var paramTypes: [String: TensorType] = [:]
 
   init(tokens: [Token]) { self.tokens = tokens }
 
@@ -77,6 +79,7 @@ struct ParserState {
         }
         globalNames[param.name] = param.location
         module.params.append(param)
+        paramTypes[param.name] = param.type
       } else if isKeyword("func") {
         let nameToken = tokens[Swift.min(index + 1, tokens.count - 1)]
         let function = try parseFunction(index: module.functions.count)
@@ -100,8 +103,8 @@ struct ParserState {
   mutating func resolvePendingGlobals() throws(Diagnostic) {
     for use in pendingGlobals {
       let name = module.functions[use.function].values[use.value.index].name
-      if let param = module.param(named: name) {
-        module.functions[use.function].values[use.value.index].type = param.type
+      if let type = paramTypes[name] {
+        module.functions[use.function].values[use.value.index].type = type
       } else if module.function(named: name) != nil {
         throw Diagnostic("'@\(name)' is a function, not a parameter; use 'call @\(name)(...)'", at: use.location)
       } else {
@@ -259,10 +262,10 @@ struct ParserState {
       return id
     case .globalName:
       _ = advance()
-      if let param = module.param(named: token.text) {
-        return function.globalValue(name: token.text, type: param.type)
+      if let type = paramTypes[token.text] {
+        return function.globalValue(name: token.text, type: type)
       }
-      let existing = function.values.firstIndex { $0.definition == .global(token.text) }
+      let existing = function.globalValues[token.text]
       let id = function.globalValue(name: token.text, type: .scalar(.f32))
       if existing == nil { pendingGlobals.append((functionIndex, id, token.location)) }
       return id

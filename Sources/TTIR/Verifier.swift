@@ -16,10 +16,11 @@ public enum Verifier {
         problems.append(Diagnostic("parameter '@\(param.name)': \(message)", at: param.location))
       }
     }
+    let paramTypes = Dictionary(module.params.map { ($0.name, $0.type) }, uniquingKeysWith: { first, _ in first })
     let signatures = Dictionary(module.functions.map { ($0.name, (arguments: $0.argumentTypes, results: $0.resultTypes)) },
                                 uniquingKeysWith: { first, _ in first })
     for function in module.functions {
-      problems += verify(function, in: module, signatures: signatures)
+      problems += verify(function, paramTypes: paramTypes, signatures: signatures)
     }
     problems += recursionProblems(module)
     return problems
@@ -30,15 +31,15 @@ public enum Verifier {
     return "'\(op.code)' op defining \(names)"
   }
 
-  public static func verify(_ function: Function, in module: Module,
+  public static func verify(_ function: Function, paramTypes: [String: TensorType],
                             signatures: [String: (arguments: [TensorType], results: [TensorType])]) -> [Diagnostic] {
     var problems: [Diagnostic] = []
     var defined = Set<ValueID>(function.arguments)
     for (i, value) in function.values.enumerated() {
       if case .global(let name) = value.definition {
-        if let param = module.param(named: name) {
-          if param.type != value.type {
-            problems.append(Diagnostic("'@\(name)' is used as \(value.type) but declared \(param.type)", at: function.location))
+        if let declared = paramTypes[name] {
+          if declared != value.type {
+            problems.append(Diagnostic("'@\(name)' is used as \(value.type) but declared \(declared)", at: function.location))
           }
         } else {
           problems.append(Diagnostic("use of undefined parameter '@\(name)' in '@\(function.name)'", at: function.location))
@@ -133,7 +134,8 @@ public enum Verifier {
         continue
       }
       if !spec.kind.accepts(value) {
-        problems.append("attribute '\(key)' must be \(spec.kind.name == "integer" ? "an" : "a") \(spec.kind.name), got \(value.kindName) \(value)")
+        let article = spec.kind.name.hasPrefix("i") ? "an" : "a"
+        problems.append("attribute '\(key)' must be \(article) \(spec.kind.name), got \(value.kindName) \(value)")
       }
     }
     for spec in info.attributes where spec.required && op.attributes[spec.name] == nil {
