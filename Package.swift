@@ -38,5 +38,6 @@ let package = Package(
                 exclude: ["Fixtures"]),
     .testTarget(name: "TTRuntimeTests", dependencies: ["TTIR", "TTRuntime"]),
     .testTarget(name: "TTCodegenTests", dependencies: ["TTCodegen"]),
+    .testTarget(name: "ttfcTests", dependencies: ["ttfc", "TTIR", "TTRuntime"]),
   ]
 )

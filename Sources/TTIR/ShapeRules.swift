@@ -348,7 +348,8 @@ public enum ShapeRules {
     guard let callee = input.callee else { throw ShapeError("call needs a callee") }
     guard let signature = input.signature(callee) else { throw ShapeError("unknown function @\(callee)") }
     guard signature.arguments.count == input.operands.count else {
-      throw ShapeError("@\(callee) takes \(signature.arguments.count) arguments, got \(input.operands.count)")
+      let n = signature.arguments.count
+      throw ShapeError("@\(callee) takes \(n) argument\(n == 1 ? "" : "s"), got \(input.operands.count)")
     }
     var binding: [String: Dim] = [:]
     for (i, (formal, actual)) in zip(signature.arguments, input.operands).enumerated() {

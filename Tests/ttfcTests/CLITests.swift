@@ -1,0 +1,150 @@
+// The ttfc command as a user meets it: exit codes, clang-style diagnostics on stderr, canonical
+// formatting, and `ttfc run` on every example with NumPy-computed parameters and inputs, whose
+// outputs must match NumPy's.
+import Foundation
+import Testing
+import TTIR
+import TTRuntime
+
+enum CLI {
+  static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .deletingLastPathComponent().deletingLastPathComponent()
+
+  /// The ttfc binary built alongside the tests.
+  static let binary: URL = {
+    if let override = ProcessInfo.processInfo.environment["TTFC_BIN"] { return URL(fileURLWithPath: override) }
+    var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for _ in 0..<4 {
+      let candidate = directory.appendingPathComponent("ttfc")
+      if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+      directory = directory.deletingLastPathComponent()
+    }
+    return repository.appendingPathComponent(".build/debug/ttfc")
+  }()
+
+  struct Result { var status: Int32; var stdout: String; var stderr: String }
+
+  static func run(_ arguments: [String]) throws -> Result {
+    let process = Process()
+    process.executableURL = binary
+    process.arguments = arguments
+    process.currentDirectoryURL = repository
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+                  stderr: String(decoding: stderr, as: UTF8.self))
+  }
+
+  static func temporaryDirectory() throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("ttfc-cli-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+  }
+}
+
+struct CLITests {
+  @Test func checkAcceptsTheExamples() throws {
+    let result = try CLI.run(["check", "examples/mlp.ttir", "examples/logreg.ttir", "examples/wide_deep.ttir"])
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(result.stdout.contains("examples/mlp.ttir: ok"))
+  }
+
+  @Test func checkReportsABrokenFileClangStyleAndExitsOne() throws {
+    let dir = try CLI.temporaryDirectory()
+    let file = dir.appendingPathComponent("broken.ttir")
+    try "module @m {\n  func @f(%x: f32[4]) -> f32[4] {\n    %r = frob %x : f32[4]\n    return %r\n  }\n}\n"
+      .write(to: file, atomically: true, encoding: .utf8)
+    let result = try CLI.run(["check", file.path])
+    #expect(result.status == 1)
+    #expect(result.stderr.contains("\(file.path):3:10: error: unknown op 'frob'\n    %r = frob %x : f32[4]\n         ^"))
+  }
+
+  @Test func missingFilesAreNamedErrors() throws {
+    let result = try CLI.run(["check", "no/such/file.ttir"])
+    #expect(result.status == 1)
+    #expect(result.stderr.contains("error: cannot read 'no/such/file.ttir': no such file"))
+  }
+
+  @Test func fmtPrintsCanonicalTextAndInPlaceIsIdempotent() throws {
+    let dir = try CLI.temporaryDirectory()
+    let copy = dir.appendingPathComponent("wd.ttir")
+    try FileManager.default.copyItem(at: CLI.repository.appendingPathComponent("examples/wide_deep.ttir"), to: copy)
+    let printed = try CLI.run(["fmt", copy.path])
+    #expect(printed.status == 0)
+    #expect(!printed.stdout.contains("//"))
+    #expect(try CLI.run(["fmt", "--check", copy.path]).status == 1)  // the example has comments
+    #expect(try CLI.run(["fmt", "-i", copy.path]).status == 0)
+    #expect(try String(contentsOf: copy, encoding: .utf8) == printed.stdout)
+    #expect(try CLI.run(["fmt", "--check", copy.path]).status == 0)
+  }
+
+  static let examples = [("example_mlp", "mlp.ttir", "loss"), ("example_logreg", "logreg.ttir", "loss"),
+                         ("example_wide_deep", "wide_deep.ttir", "predict")]
+
+  @Test(arguments: examples.map { [$0.0, $0.1, $0.2] })
+  func runMatchesNumPyOnEveryExample(_ entry: [String]) throws {
+    let dir = try CLI.temporaryDirectory()
+    let fixture = CLI.repository.appendingPathComponent("Tests/TTInterpTests/Fixtures/\(entry[0]).npz")
+    var params: [(name: String, tensor: Tensor)] = []
+    var arguments = ["run", "examples/\(entry[1])", "--func", entry[2], "--output-dir", dir.path]
+    var expected: Tensor?
+    let module = try Parser.parseAndVerify(String(contentsOf: CLI.repository.appendingPathComponent("examples/\(entry[1])"), encoding: .utf8))
+    let function = try #require(module.function(named: entry[2]))
+    for (name, tensor) in try NpzArchive.read(path: fixture.path) {
+      if name.hasPrefix("param.") { params.append((String(name.dropFirst(6)), tensor)) }
+      else if name == "out0" { expected = tensor }
+      else if name.hasPrefix("in"), let index = Int(name.dropFirst(2)) {
+        let path = dir.appendingPathComponent("\(name).npy").path
+        try NumpyFormat.write(tensor, path: path)
+        arguments += ["--input", "\(function[function.arguments[index]].name)=\(path)"]
+      }
+    }
+    let paramsPath = dir.appendingPathComponent("params.npz").path
+    try NpzArchive.write(params, path: paramsPath)
+    arguments += ["--params", paramsPath]
+    let result = try CLI.run(arguments)
+    #expect(result.status == 0, "\(result.stderr)")
+    let output = try NumpyFormat.read(path: dir.appendingPathComponent("result0.npy").path)
+    let want = try #require(expected)
+    #expect(output.shape == want.shape)
+    for (a, b) in zip(output.doubles, want.doubles) { #expect(abs(a - b) <= 1e-5 + 2e-5 * abs(b)) }
+  }
+
+  @Test func runRejectsWrongInputsWithNamedErrors() throws {
+    let dir = try CLI.temporaryDirectory()
+    let bad = dir.appendingPathComponent("x.npy").path
+    try NumpyFormat.write(Tensor(.f32, shape: [2, 15], floats: [Double](repeating: 0, count: 30)), path: bad)
+    let shape = try CLI.run(["run", "examples/logreg.ttir", "--func", "predict", "--input", "x=\(bad)"])
+    #expect(shape.status == 1)
+    #expect(shape.stderr.contains("input %x of '@predict': expected f32[B, 16], got f32[2, 15] (dimension 1 must be 16)"))
+    let missing = try CLI.run(["run", "examples/logreg.ttir", "--func", "predict"])
+    #expect(missing.status == 1)
+    #expect(missing.stderr.contains("missing input %x : f32[B, 16]"))
+    let noFile = try CLI.run(["run", "examples/logreg.ttir", "--func", "predict", "--input", "x=/nope.npy"])
+    #expect(noFile.stderr.contains("cannot read '/nope.npy': no such file"))
+    let noFunc = try CLI.run(["run", "examples/logreg.ttir", "--func", "nothere"])
+    #expect(noFunc.stderr.contains("no function '@nothere'"))
+  }
+
+  @Test func randomInputsRunAndAreReproducible() throws {
+    let a = try CLI.run(["run", "examples/mlp.ttir", "--func", "loss", "--random-inputs", "--dim", "B=4"])
+    let b = try CLI.run(["run", "examples/mlp.ttir", "--func", "loss", "--random-inputs", "--dim", "B=4"])
+    #expect(a.status == 0, "\(a.stderr)")
+    #expect(a.stdout == b.stdout)
+    #expect(a.stdout.contains("result 0 (%m): f32[]"))
+  }
+
+  @Test func versionReportsLLVMAndOpenBLAS() throws {
+    let result = try CLI.run(["version"])
+    #expect(result.status == 0)
+    #expect(result.stdout.contains("LLVM 19."))
+    #expect(result.stdout.contains("host CPU: "))
+    #expect(result.stdout.contains("OpenBLAS"))
+    #expect(result.stdout.contains("JIT check: ok"))
+  }
+}
