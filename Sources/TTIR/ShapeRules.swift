@@ -285,7 +285,10 @@ public enum ShapeRules {
       guard let n = x.dims[i].staticSize else {
         throw ShapeError("cannot pad symbolic dimension \(x.dims[i]) (axis \(i))")
       }
-      dims[i] = .known(n + low[i] + high[i])
+      let (withLow, o1) = n.addingReportingOverflow(low[i])
+      let (total, o2) = withLow.addingReportingOverflow(high[i])
+      guard !o1, !o2, total <= maxTensorElements else { throw ShapeError("padded dimension \(i) is too large") }
+      dims[i] = .known(total)
     }
     return [x.with(dims: dims)]
   }
@@ -307,6 +310,7 @@ public enum ShapeRules {
     }
     let depth = input.attributes.int("depth") ?? 0
     guard depth >= 0 else { throw ShapeError("depth must be non-negative, got \(depth)") }
+    guard depth <= maxTensorElements else { throw ShapeError("depth \(depth) is too large") }
     let dtype = input.declared.first?.dtype ?? .f32
     return [TensorType(dtype, indices.dims + [.known(depth)])]
   }

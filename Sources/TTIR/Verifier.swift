@@ -82,7 +82,9 @@ public enum Verifier {
                                    declared: declared, callee: op.callee, signature: { signatures[$0] })
         do {
           let inferred = try info.shapeRule(input)
-          if inferred.count != declared.count {
+          if let tooBig = inferred.first(where: { $0.staticShape.map { elementCount($0) == nil } ?? false }) {
+            opProblems.append("result type \(tooBig) has too many elements (the limit is 2^40)")
+          } else if inferred.count != declared.count {
             opProblems.append("has \(inferred.count) result\(inferred.count == 1 ? "" : "s") but declares \(declared.count)")
           } else {
             for (d, i) in zip(declared, inferred) where d != i {
