@@ -48,12 +48,19 @@ public struct OpNode: Hashable, Sendable {
   /// The function a `call` invokes (name without `@`).
   public var callee: String?
   public var location: SourceLocation?
+  /// The body of a `fusion` op: a function whose arguments are bound to the operands and whose
+  /// results are the op's results. Empty for every other op. (An array gives the recursive type
+  /// the indirection it needs.)
+  public var regions: [Function]
 
   public init(code: OpCode, operands: [ValueID], results: [ValueID], attributes: Attributes = Attributes(),
-              callee: String? = nil, location: SourceLocation? = nil) {
+              callee: String? = nil, location: SourceLocation? = nil, regions: [Function] = []) {
     self.code = code; self.operands = operands; self.results = results
-    self.attributes = attributes; self.callee = callee; self.location = location
+    self.attributes = attributes; self.callee = callee; self.location = location; self.regions = regions
   }
+
+  /// The body of a fusion op.
+  public var body: Function? { regions.first }
 
   /// A constant's literal value.
   public var constantValue: Tensor? {
@@ -113,7 +120,19 @@ public struct Function: Hashable, Sendable {
   @discardableResult
   public mutating func append(_ code: OpCode, _ operands: [ValueID], resultTypes: [TensorType],
                               resultNames: [String]? = nil, attributes: Attributes = Attributes(),
-                              callee: String? = nil, location: SourceLocation? = nil) -> OpID {
+                              callee: String? = nil, location: SourceLocation? = nil,
+                              regions: [Function] = []) -> OpID {
+    let opID = makeOp(code, operands, resultTypes: resultTypes, resultNames: resultNames, attributes: attributes,
+                      callee: callee, location: location, regions: regions)
+    body.append(opID)
+    return opID
+  }
+
+  /// Creates an op and its result values without placing it in the body (the caller decides where).
+  public mutating func makeOp(_ code: OpCode, _ operands: [ValueID], resultTypes: [TensorType],
+                              resultNames: [String]? = nil, attributes: Attributes = Attributes(),
+                              callee: String? = nil, location: SourceLocation? = nil,
+                              regions: [Function] = []) -> OpID {
     let opID = OpID(ops.count)
     var results: [ValueID] = []
     for (i, type) in resultTypes.enumerated() {
@@ -122,19 +141,13 @@ public struct Function: Hashable, Sendable {
       values.append(ValueInfo(name: name, type: type, definition: .result(opID, i)))
     }
     ops.append(OpNode(code: code, operands: operands, results: results, attributes: attributes,
-                         callee: callee, location: location))
-    body.append(opID)
+                      callee: callee, location: location, regions: regions))
     return opID
   }
 
-  private var nameCounter: Int { values.count }
-  /// A value name not used in this function (numeric, like MLIR's `%0`).
-  public func freshName() -> String {
-    var candidate = values.count
-    let used = Set(values.map(\.name))
-    while used.contains(String(candidate)) { candidate += 1 }
-    return String(candidate)
-  }
+  /// A value name for a value created by a pass: `%N` with N its index. The printer renames any
+  /// clash with a source name, so no scan of existing names is needed here.
+  public func freshName() -> String { String(values.count) }
 }
 
 /// Initializer of a parameter: `glorot_uniform(seed: 1)`, `normal(0.0, 0.01, seed: 3)`, `zeros`.

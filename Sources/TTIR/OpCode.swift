@@ -24,8 +24,8 @@ public enum OpCode: String, CaseIterable, Hashable, Sendable, CustomStringConver
   // Normalizations and losses
   case softmax, logSoftmax = "log_softmax"
   case softmaxCrossEntropy = "softmax_cross_entropy", sigmoidCrossEntropy = "sigmoid_cross_entropy"
-  // Functions
-  case call
+  // Functions and fusion regions
+  case call, fusion
 
   public var description: String { rawValue }
   public var info: OpInfo { OpInfo.table[self]! }
@@ -36,7 +36,7 @@ public enum OpCode: String, CaseIterable, Hashable, Sendable, CustomStringConver
 /// How an op touches its operands: fusion and the interpreter dispatch on it.
 public enum OpClass: String, Sendable {
   case source, elementwiseUnary, elementwiseBinary, compare, select, cast
-  case reduction, argReduction, matmul, layout, gather, softmax, loss, call
+  case reduction, argReduction, matmul, layout, gather, softmax, loss, call, fusion
 }
 
 /// Which element types an op accepts for its (first) data operand.
@@ -183,6 +183,7 @@ extension OpInfo {
     add(.sigmoidCrossEntropy, .loss, 2...2, .float, cost: .expensive, rule: ShapeRules.sigmoidCrossEntropy)
 
     add(.call, .call, 0...variadic, .any, cost: .opaque, rule: ShapeRules.call)
+    add(.fusion, .fusion, 0...variadic, .any, [attr("kind", .string)], cost: .opaque, rule: ShapeRules.fusion)
     return t
   }()
 }

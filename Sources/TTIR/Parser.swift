@@ -234,12 +234,20 @@ struct ParserState {
     try expect(.arrow, "'->' and the result types")
     function.resultTypes = try parseResultTypes()
     try expect(.lBrace, "'{' to start the function body")
+    try parseBody(into: &function, scope: &scope, functionIndex: functionIndex)
+    return function
+  }
 
+  /// Ops up to and including `return ...` and the closing brace. `functionIndex` is -1 inside a
+  /// fusion body, which is isolated: it sees only its own arguments, not parameters.
+  mutating func parseBody(into function: inout Function, scope: inout [String: SourceLocation],
+                          functionIndex: Int) throws(Diagnostic) {
+    let what = functionIndex >= 0 ? "function '@\(function.name)'" : "the fusion body"
     var names: [String: ValueID] = [:]
     for id in function.arguments { names[function[id].name] = id }
     while !isKeyword("return") {
-      if current.kind == .rBrace { throw error("function '@\(function.name)' must end with 'return'") }
-      if current.kind == .endOfFile { throw error("expected 'return' and '}' to close function '@\(function.name)'") }
+      if current.kind == .rBrace { throw error("\(what) must end with 'return'") }
+      if current.kind == .endOfFile { throw error("expected 'return' and '}' to close \(what)") }
       try parseOperation(into: &function, names: &names, scope: &scope, functionIndex: functionIndex)
     }
     function.returnLocation = advance().location
@@ -249,7 +257,6 @@ struct ParserState {
       } while consume(.comma)
     }
     try expect(.rBrace, "'}' after 'return'")
-    return function
   }
 
   mutating func parseOperand(_ function: inout Function, names: [String: ValueID],
@@ -262,6 +269,9 @@ struct ParserState {
       return id
     case .globalName:
       _ = advance()
+      guard functionIndex >= 0 else {
+        throw Diagnostic("a fusion body cannot read '@\(token.text)'; pass it as an operand", at: token.location)
+      }
       if let type = paramTypes[token.text] {
         return function.globalValue(name: token.text, type: type)
       }
@@ -303,6 +313,7 @@ struct ParserState {
     var attributes = Attributes()
     var callee: String?
     var literal: (value: LiteralNode, location: SourceLocation)?
+    var bodyArguments: [Token] = []
 
     switch code {
     case .constant:
@@ -316,6 +327,17 @@ struct ParserState {
         repeat { operands.append(try parseOperand(&function, names: names, functionIndex: functionIndex)) } while consume(.comma)
       }
       try expect(.rParen, "')' to close the call's arguments")
+    case .fusion:
+      try expect(.lParen, "'(' and the fusion's bindings like '(%x = %a)'")
+      if current.kind != .rParen {
+        repeat {
+          let binding = try expect(.valueName, "a body argument like '%x = %a'")
+          try expect(.equal, "'=' after the body argument")
+          bodyArguments.append(binding)
+          operands.append(try parseOperand(&function, names: names, functionIndex: functionIndex))
+        } while consume(.comma)
+      }
+      try expect(.rParen, "')' to close the fusion's bindings")
     default:
       if current.kind == .valueName || current.kind == .globalName {
         repeat { operands.append(try parseOperand(&function, names: names, functionIndex: functionIndex)) } while consume(.comma)
@@ -334,7 +356,24 @@ struct ParserState {
       throw Diagnostic("'\(code)' expects \(expected) operand\(expected == "1" ? "" : "s"), got \(operands.count)",
                        at: opToken.location)
     }
-    if code != .call && resultTokens.count != 1 {
+    var regions: [Function] = []
+    if code == .fusion {
+      guard functionIndex >= 0 else { throw Diagnostic("a fusion body cannot contain another fusion", at: opToken.location) }
+      var body = Function(name: "", location: opToken.location)
+      var bodyScope: [String: SourceLocation] = [:]
+      for (token, operand) in zip(bodyArguments, operands) {
+        if let previous = bodyScope[token.text] {
+          throw Diagnostic("redefinition of value '%\(token.text)' (first defined at \(previous))", at: token.location)
+        }
+        bodyScope[token.text] = token.location
+        body.addArgument(name: token.text, type: function.type(of: operand))
+      }
+      body.resultTypes = types
+      try expect(.lBrace, "'{' to start the fusion body")
+      try parseBody(into: &body, scope: &bodyScope, functionIndex: -1)
+      regions = [body]
+    }
+    if code != .call && code != .fusion && resultTokens.count != 1 {
       throw Diagnostic("'\(code)' has one result, but \(resultTokens.count) names are bound", at: opToken.location)
     }
     guard types.count == resultTokens.count else {
@@ -345,7 +384,7 @@ struct ParserState {
       attributes["value"] = .tensor(try makeConstant(literal.value, type: types[0], at: literal.location))
     }
     let op = function.append(code, operands, resultTypes: types, resultNames: resultTokens.map(\.text),
-                             attributes: attributes, callee: callee, location: opToken.location)
+                             attributes: attributes, callee: callee, location: opToken.location, regions: regions)
     for (token, id) in zip(resultTokens, function[op].results) {
       names[token.text] = id
       scope[token.text] = token.location

@@ -22,16 +22,23 @@ public enum Printer {
 
   public static func print(_ function: Function, indent: String = "") -> String {
     let names = uniqueNames(function)
-    func ref(_ v: ValueID) -> String {
-      if case .global(let g) = function[v].definition { return "@" + g }
-      return "%" + names[v.index]
-    }
     var out = indent + "func @\(function.name)("
     out += function.arguments.map { "%\(names[$0.index]): \(function.type(of: $0))" }.joined(separator: ", ")
     out += ") -> "
     if function.resultTypes.count == 1 { out += function.resultTypes[0].description }
     else { out += "(" + function.resultTypes.map(\.description).joined(separator: ", ") + ")" }
-    out += " {\n"
+    out += " {\n" + printBody(function, indent: indent) + indent + "}\n"
+    return out
+  }
+
+  /// The ops and the return of a function or fusion body, each line indented by `indent` + 2.
+  static func printBody(_ function: Function, indent: String) -> String {
+    let names = uniqueNames(function)
+    func ref(_ v: ValueID) -> String {
+      if case .global(let g) = function[v].definition { return "@" + g }
+      return "%" + names[v.index]
+    }
+    var out = ""
     for opID in function.body {
       let op = function[opID]
       out += indent + "  " + op.results.map(ref).joined(separator: ", ") + " = \(op.code)"
@@ -40,6 +47,14 @@ public enum Printer {
         if let value = op.constantValue { out += " " + TensorLiteral.format(value, limit: nil) }
       case .call:
         out += " @\(op.callee ?? "?")(" + op.operands.map(ref).joined(separator: ", ") + ")"
+      case .fusion:
+        let body = op.body
+        let bodyNames = body.map(uniqueNames) ?? []
+        let bindings = op.operands.enumerated().map { i, v in
+          let argument = body.map { i < $0.arguments.count ? "%" + bodyNames[$0.arguments[i].index] : "%?" } ?? "%?"
+          return "\(argument) = \(ref(v))"
+        }
+        out += "(" + bindings.joined(separator: ", ") + ")"
       default:
         if !op.operands.isEmpty { out += " " + op.operands.map(ref).joined(separator: ", ") }
       }
@@ -47,12 +62,15 @@ public enum Printer {
       if !attributes.isEmpty {
         out += " {" + attributes.map { "\($0.key) = \($0.value)" }.joined(separator: ", ") + "}"
       }
-      out += " : " + op.results.map { function.type(of: $0).description }.joined(separator: ", ") + "\n"
+      out += " : " + op.results.map { function.type(of: $0).description }.joined(separator: ", ")
+      if let body = op.body {
+        out += " {\n" + printBody(body, indent: indent + "  ") + indent + "  }"
+      }
+      out += "\n"
     }
     out += indent + "  return"
     if !function.returnValues.isEmpty { out += " " + function.returnValues.map(ref).joined(separator: ", ") }
-    out += "\n" + indent + "}\n"
-    return out
+    return out + "\n"
   }
 
   /// Names for every value, unique within the function and valid in the grammar.

@@ -12,11 +12,14 @@ public struct ShapeRuleInput {
   /// Signature lookup for `call`: (argument types, result types) of a function.
   public var callee: String?
   public var signature: (String) -> (arguments: [TensorType], results: [TensorType])?
+  /// The body of a fusion op.
+  public var body: Function?
 
   public init(operands: [TensorType], attributes: Attributes, declared: [TensorType], callee: String? = nil,
-              signature: @escaping (String) -> (arguments: [TensorType], results: [TensorType])? = { _ in nil }) {
+              signature: @escaping (String) -> (arguments: [TensorType], results: [TensorType])? = { _ in nil },
+              body: Function? = nil) {
     self.operands = operands; self.attributes = attributes; self.declared = declared
-    self.callee = callee; self.signature = signature
+    self.callee = callee; self.signature = signature; self.body = body
   }
 }
 
@@ -345,6 +348,15 @@ public enum ShapeRules {
     let (logits, labels) = (input.operands[0], input.operands[1])
     try sameDType([logits, labels])
     return [logits.with(dims: try broadcast(logits.dims, labels.dims))]
+  }
+
+  /// A fusion's body takes the operands' types and gives the results' types.
+  static let fusion: ShapeRule = { input in
+    guard let body = input.body else { throw ShapeError("a fusion needs a body") }
+    guard body.argumentTypes == input.operands else {
+      throw ShapeError("body arguments (\(body.argumentTypes.map(\.description).joined(separator: ", "))) do not match the operands (\(input.operands.map(\.description).joined(separator: ", ")))")
+    }
+    return body.resultTypes
   }
 
   /// Binds a callee's symbols to the caller's dims and returns the instantiated result types.

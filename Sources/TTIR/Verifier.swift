@@ -79,7 +79,7 @@ public enum Verifier {
       }
       if opProblems.isEmpty {
         let input = ShapeRuleInput(operands: op.operands.map { function.type(of: $0) }, attributes: op.attributes,
-                                   declared: declared, callee: op.callee, signature: { signatures[$0] })
+                                   declared: declared, callee: op.callee, signature: { signatures[$0] }, body: op.body)
         do {
           let inferred = try info.shapeRule(input)
           if let tooBig = inferred.first(where: { $0.staticShape.map { elementCount($0) == nil } ?? false }) {
@@ -101,6 +101,13 @@ public enum Verifier {
         if value.dtype != type.dtype || (value.shape != [] && value.shape != type.staticShape) {
           opProblems.append("literal \(value.type) does not match result type \(type)")
         }
+      }
+      if op.code != .fusion && !op.regions.isEmpty { opProblems.append("only a fusion has a body") }
+      if let body = op.body, op.code == .fusion {
+        for inner in body.body where body[inner].code == .fusion || body[inner].code == .call {
+          problems.append(Diagnostic("a fusion body cannot contain '\(body[inner].code)'", at: body[inner].location ?? at))
+        }
+        problems += verify(body, paramTypes: [:], signatures: [:])
       }
       problems += opProblems.map { Diagnostic("\(what): \($0)", at: at) }
       defined.formUnion(op.results)

@@ -113,7 +113,9 @@ public struct Interpreter {
       let operands = op.operands.map { env[$0.index]! }
       let resultTypes = op.results.map { function.type(of: $0) }
       let results: [Tensor]
-      if op.code == .call {
+      if op.code == .fusion, let body = op.body {
+        results = try evaluate(body, operands)
+      } else if op.code == .call {
         guard let callee = module.function(named: op.callee ?? "") else { throw .unknownFunction(op.callee ?? "") }
         results = try evaluate(callee, operands)
       } else {

@@ -87,8 +87,8 @@ enum Kernels {
       var values = [Double](repeating: off, count: count)
       for (i, index) in indices.enumerated() where index >= 0 && index < depth { values[i * depth + Int(index)] = on }
       return make(dtype, shape, values)
-    case .call:
-      fatalError("calls are evaluated by the interpreter")
+    case .call, .fusion:
+      fatalError("calls and fusions are evaluated by the interpreter")
     }
   }
 

@@ -1,6 +1,9 @@
 // Reductions — reduce_*, argmax/argmin, matmul, softmax and the cross-entropy losses: every op that
 // combines many input elements into one output element. Accumulation is sequential over the
 // reduced elements in row-major order, in Double (Int64 wrapping for integers), then rounded once.
+// A float accumulator starts from the first element, not from the identity, so reducing a single
+// element returns it unchanged (sum of [-0.0] is -0.0), which makes a reduction over size-1 axes
+// exactly a reshape.
 // Empty reductions give the identity (0 for sum and mean's numerator, 1 for prod, -inf/+inf or the
 // integer extremes for max/min); mean of nothing is 0/0 = NaN for floats and 0 for integers.
 
@@ -48,7 +51,12 @@ enum Reductions {
       default: fatalError("\(code) is not a reduction")
       }
       var accumulators = [Double](repeating: initial, count: outCount)
-      for (i, value) in v.enumerated() { accumulators[indices[i]] = combine(accumulators[indices[i]], value) }
+      var started = [Bool](repeating: false, count: outCount)
+      for (i, value) in v.enumerated() {
+        let o = indices[i]
+        accumulators[o] = started[o] ? combine(accumulators[o], value) : value
+        started[o] = true
+      }
       if code == .reduceMean { accumulators = accumulators.map { $0 / Double(reducedCount) } }
       return Tensor(x.dtype, shape: finalShape, floats: accumulators)
     case .ints(let v):
