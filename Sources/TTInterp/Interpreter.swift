@@ -130,3 +130,13 @@ public struct Interpreter {
     return function.returnValues.map { env[$0.index]! }
   }
 }
+
+extension Interpreter {
+  /// Evaluates one op (not `call` or `fusion`) on concrete operands, as the interpreter would.
+  /// `shape` is the result's concrete shape. Constant folding uses this, so folded values are
+  /// exactly the values the unfolded program computes.
+  public static func evaluate(_ op: OpNode, operands: [Tensor], dtype: DType, shape: [Int]) throws(InterpreterError) -> Tensor {
+    precondition(op.code != .call && op.code != .fusion, "evaluate one primitive op at a time")
+    return try Kernels.apply(op, operands, result: dtype, shape: shape)
+  }
+}

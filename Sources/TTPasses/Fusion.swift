@@ -1,0 +1,376 @@
+// fusion — groups ops into fusion regions, each of which the code generator turns into one kernel
+// (or, for a GEMM region, one library call plus one epilogue kernel). The policy follows XLA's CPU
+// compiler and Grappler's remapper (FusionPolicy below states each rule and why):
+//
+//  1. GEMM epilogues: a matmul whose only use is an elementwise op of the same shape (bias add,
+//     activation, scale) takes that chain of single-use ops into a "gemm" region, like Grappler's
+//     _FusedMatMul. The matmul itself stays a BLAS call.
+//  2. Loop and reduction regions, built consumer-first in reverse program order: a region grows
+//     by absorbing the producers of its operands when every use of the producer is inside the
+//     region, or when the producer is cheap enough to compute twice (then it is duplicated).
+//     Expensive producers (exp, log, tanh, divide, ...) with other users are not duplicated, a
+//     region holds at most `maxReductionsPerFusion` reductions, and a producer is never absorbed if
+//     a path from it to the region runs through an op outside the region (that would be a cycle).
+//
+// Regions become `fusion` ops whose bodies hold copies of the member ops; a region of one op is
+// left as the plain op. With `explain` on, every producer-consumer edge that crosses a region
+// boundary is reported with the rule that kept the two apart (`ttfc opt --explain-fusion`).
+
+import TTIR
+
+enum FusionPolicy {
+  /// Ops a loop or reduction region may contain.
+  static func isFusible(_ code: OpCode) -> Bool {
+    switch code.info.opClass {
+    case .elementwiseUnary, .elementwiseBinary, .compare, .select, .cast, .reduction, .argReduction, .softmax, .loss:
+      return true
+    case .layout:
+      return true
+    case .source:
+      return true
+    case .gather:
+      return code == .oneHot   // one_hot is an elementwise compare with iota; gather reads memory at run-time indices
+    case .matmul, .call, .fusion:
+      return false
+    }
+  }
+
+  /// Why an op can never be in a loop region.
+  static func notFusibleReason(_ code: OpCode) -> String {
+    switch code {
+    case .matmul: return "matmul is a BLAS call (only its epilogue fuses, in a gemm region)"
+    case .call: return "call is opaque"
+    case .gather: return "gather reads memory at run-time indices and runs as its own thunk"
+    case .fusion: return "already a fusion"
+    default: return "'\(code)' is not fusible"
+    }
+  }
+
+  /// Reductions an op performs (softmax and cross entropy need a max and a sum pass).
+  static func reductionWeight(_ code: OpCode) -> Int {
+    switch code.info.opClass {
+    case .reduction, .argReduction: return 1
+    case .softmax: return 2
+    case .loss: return code == .softmaxCrossEntropy ? 2 : 0
+    default: return 0
+    }
+  }
+
+  /// Ops cheap enough to compute twice rather than keep a producer out of a region: data movement,
+  /// constants and single-instruction arithmetic. Transcendentals and divides are not.
+  static func isCheapToDuplicate(_ code: OpCode) -> Bool {
+    if reductionWeight(code) > 0 { return false }
+    switch code.info.cost {
+    case .free, .cheap: return true
+    default: return false
+    }
+  }
+
+  /// Elementwise ops that can follow a matmul in a gemm epilogue.
+  static func isEpilogue(_ code: OpCode) -> Bool {
+    switch code.info.opClass {
+    case .elementwiseUnary, .elementwiseBinary, .cast: return true
+    default: return false
+    }
+  }
+}
+
+public enum Fusion {
+  public static let pass = Pass.perFunction(
+    name: "fusion", summary: "group elementwise, layout and reduction ops (and GEMM epilogues) into fusion regions"
+  ) { function, context in
+    var planner = FusionPlanner(function: function, maxReductions: context.options.maxReductionsPerFusion)
+    planner.planGemmEpilogues()
+    planner.planLoopRegions()
+    let explanations = planner.explanations()
+    context.fusionExplanations += explanations.map { "@\(function.name): \($0)" }
+    let regions = planner.regions.filter { $0.members.count > 1 }
+    guard !regions.isEmpty else { return false }
+    function = planner.materialize(regions)
+    context.count("fusion", "regions", by: regions.count)
+    context.count("fusion", "ops-fused", by: regions.reduce(0) { $0 + $1.members.count })
+    let duplicated = regions.reduce(0) { $0 + $1.duplicated.count }
+    if duplicated > 0 { context.count("fusion", "duplicated", by: duplicated) }
+    return true
+  }
+}
+
+struct FusionPlanner {
+  struct Region {
+    var kind: String
+    /// Body positions of the ops in the region (duplicated producers included).
+    var members: Set<Int>
+    /// Members that are copies: the original op also stays outside for its other users.
+    var duplicated: Set<Int> = []
+    var reductions: Int
+    var root: Int
+  }
+
+  let function: Function
+  let maxReductions: Int
+  /// Position in the body of each op.
+  var position: [OpID: Int] = [:]
+  /// For each value, the body positions of the ops that use it.
+  var users: [ValueID: [Int]] = [:]
+  let returned: Set<ValueID>
+  var regionOf: [Int: Int] = [:]
+  var regions: [Region] = []
+  /// Why a producer (position) was not absorbed by the region of a consumer (position).
+  var rejections: [Int: [Int: String]] = [:]
+
+  init(function: Function, maxReductions: Int) {
+    self.function = function
+    self.maxReductions = maxReductions
+    returned = Set(function.returnValues)
+    for (i, id) in function.body.enumerated() {
+      position[id] = i
+      for v in function[id].operands { users[v, default: []].append(i) }
+    }
+  }
+
+  func op(_ p: Int) -> OpNode { function[function.body[p]] }
+
+  /// Body position of the op defining `v`, if an op does.
+  func producerPosition(_ v: ValueID) -> Int? {
+    if case .result(let id, _) = function[v].definition { return position[id] }
+    return nil
+  }
+
+  /// Whether every use of the results of op `p` is inside `region` (returned values count as uses outside).
+  func allUsesInside(_ p: Int, _ region: Region) -> Bool {
+    op(p).results.allSatisfy { v in !returned.contains(v) && (users[v] ?? []).allSatisfy { region.members.contains($0) } }
+  }
+
+  // MARK: GEMM epilogues
+
+  mutating func planGemmEpilogues() {
+    for p in 0..<function.body.count where op(p).code == .matmul {
+      var region = Region(kind: "gemm", members: [p], reductions: 0, root: p)
+      var tail = p
+      let shape = function.type(of: op(p).results[0])
+      while region.members.count < 4 {
+        let v = op(tail).results[0]
+        guard !returned.contains(v), let uses = users[v], uses.count == 1 else { break }
+        let u = uses[0]
+        let user = op(u)
+        guard FusionPolicy.isEpilogue(user.code), regionOf[u] == nil, user.results.count == 1,
+              function.type(of: user.results[0]).dims == shape.dims else {
+          rejections[p, default: [:]][u] = "gemm epilogue ends: '\(user.code)' is not an elementwise op of the matmul's shape"
+          break
+        }
+        region.members.insert(u)
+        region.root = u
+        tail = u
+      }
+      if region.members.count > 1 { add(region) }
+    }
+  }
+
+  mutating func add(_ region: Region) {
+    let index = regions.count
+    regions.append(region)
+    for m in region.members where !region.duplicated.contains(m) { regionOf[m] = index }
+  }
+
+  // MARK: loop and reduction regions
+
+  mutating func planLoopRegions() {
+    for c in stride(from: function.body.count - 1, through: 0, by: -1) where regionOf[c] == nil {
+      let consumer = op(c)
+      guard FusionPolicy.isFusible(consumer.code), consumer.results.count == 1 else { continue }
+      var region = Region(kind: "loop", members: [c], reductions: FusionPolicy.reductionWeight(consumer.code), root: c)
+      var grew = true
+      while grew {
+        grew = false
+        for m in region.members.sorted(by: >) {
+          for v in op(m).operands {
+            guard let p = producerPosition(v), !region.members.contains(p) else { continue }
+            if let reason = absorbReason(p, into: region) {
+              rejections[p, default: [:]][c] = reason
+              continue
+            }
+            region.members.insert(p)
+            if !allUsesInside(p, region) { region.duplicated.insert(p) }
+            region.reductions += FusionPolicy.reductionWeight(op(p).code)
+            rejections[p]?[c] = nil
+            grew = true
+          }
+        }
+      }
+      if region.reductions > 0 { region.kind = "reduction" }
+      if region.members.count > 1 { add(region) }
+    }
+  }
+
+  /// nil if producer `p` may join `region`, else the rule that forbids it.
+  func absorbReason(_ p: Int, into region: Region) -> String? {
+    let producer = op(p)
+    if regionOf[p] != nil { return "'\(producer.code)' already belongs to another fusion region" }
+    guard FusionPolicy.isFusible(producer.code) else { return FusionPolicy.notFusibleReason(producer.code) }
+    guard producer.results.count == 1 else { return "'\(producer.code)' has several results" }
+    let weight = FusionPolicy.reductionWeight(producer.code)
+    if weight > 0 && region.reductions + weight > maxReductions {
+      return "reduction cap: the region already has \(region.reductions) of at most \(maxReductions) reductions"
+    }
+    if !allUsesInside(p, region) {
+      if !FusionPolicy.isCheapToDuplicate(producer.code) {
+        return "'\(producer.code)' is expensive and has users outside the region; it is not computed twice"
+      }
+    }
+    if createsCycle(absorbing: p, into: region) { return "absorbing '\(producer.code)' would create a cycle through an op outside the region" }
+    return nil
+  }
+
+  /// True if some operand of the region (other than p's results) depends on p through ops outside
+  /// the region: absorbing p would then make the region both feed and consume that path.
+  func createsCycle(absorbing p: Int, into region: Region) -> Bool {
+    var stack: [Int] = []
+    var seen = Set<Int>()
+    for m in region.members {
+      for v in op(m).operands {
+        if let q = producerPosition(v), q != p, !region.members.contains(q), q > p { stack.append(q) }
+      }
+    }
+    while let q = stack.popLast() {
+      guard seen.insert(q).inserted else { continue }
+      for v in op(q).operands {
+        guard let r = producerPosition(v) else { continue }
+        if r == p { return true }
+        if r > p { stack.append(r) }
+      }
+    }
+    return false
+  }
+
+  // MARK: explanations
+
+  func explanations() -> [String] {
+    var lines: [String] = []
+    for (c, id) in function.body.enumerated() {
+      let consumer = function[id]
+      for v in consumer.operands {
+        guard let p = producerPosition(v) else { continue }
+        let rp = regionOf[p], rc = regionOf[c]
+        if rp != nil && rp == rc { continue }
+        if let rc, regions[rc].duplicated.contains(p) { continue }
+        let reason: String
+        if let recorded = rejections[p]?[c] { reason = recorded }
+        else if !FusionPolicy.isFusible(consumer.code) && consumer.code != .matmul { reason = FusionPolicy.notFusibleReason(consumer.code) }
+        else if !FusionPolicy.isFusible(op(p).code) && op(p).code != .matmul { reason = FusionPolicy.notFusibleReason(op(p).code) }
+        else if op(p).code == .matmul { reason = "matmul is a BLAS call; '\(consumer.code)' is not its single-use elementwise epilogue" }
+        else if consumer.code == .matmul { reason = "matmul is a BLAS call and reads its operands from memory" }
+        else if rp != nil && rc != nil { reason = "the two ops were placed in different regions (each region grows from one root)" }
+        else if let rc, let recorded = rejections[p]?[regions[rc].root] { reason = recorded }
+        else { reason = "'\(op(p).code)' was claimed by a region rooted later in the program" }
+        lines.append("%\(function[v].name) ('\(op(p).code)') -> '\(consumer.code)' defining %\(consumer.results.map { function[$0].name }.joined(separator: ", %")): \(reason)")
+      }
+    }
+    return lines
+  }
+
+  // MARK: building fusion ops
+
+  /// Rewrites the function with one fusion op per region, in a topological order of regions and
+  /// remaining ops (each placed as early as its inputs allow, keeping the original order otherwise).
+  func materialize(_ chosen: [Region]) -> Function {
+    var result = function
+    // Nodes: each chosen region, and each op not (fully) inside one.
+    var owner: [Int: Int] = [:]                 // body position -> chosen region index
+    for (i, region) in chosen.enumerated() {
+      for m in region.members where !region.duplicated.contains(m) { owner[m] = i }
+    }
+    var fusionOps: [Int: OpID] = [:]
+    var replacement: [ValueID: ValueID] = [:]
+    for (i, region) in chosen.enumerated() {
+      let (id, rootResult) = buildFusion(region, into: &result)
+      fusionOps[i] = id
+      replacement[op(region.root).results[0]] = rootResult
+    }
+    // Order: Kahn's algorithm over nodes keyed by their earliest member position.
+    enum Node: Hashable { case op(Int), region(Int) }
+    var nodes: [Node] = []
+    for p in 0..<function.body.count where owner[p] == nil { nodes.append(.op(p)) }
+    for i in chosen.indices { nodes.append(.region(i)) }
+    func key(_ n: Node) -> Int {
+      switch n { case .op(let p): return p; case .region(let i): return chosen[i].root }
+    }
+    func inputs(_ n: Node) -> [ValueID] {
+      switch n {
+      case .op(let p): return op(p).operands
+      case .region(let i): return result[fusionOps[i]!].operands
+      }
+    }
+    var producerNode: [ValueID: Node] = [:]
+    for n in nodes {
+      switch n {
+      case .op(let p): for v in op(p).results { producerNode[v] = n }
+      case .region(let i): producerNode[result[fusionOps[i]!].results[0]] = n
+      }
+    }
+    var indegree: [Node: Int] = [:]
+    var dependents: [Node: [Node]] = [:]
+    for n in nodes {
+      let deps = Set(inputs(n).compactMap { v -> Node? in producerNode[replacement[v] ?? v] })
+      indegree[n] = deps.count
+      for d in deps { dependents[d, default: []].append(n) }
+    }
+    var ready = nodes.filter { indegree[$0] == 0 }.sorted { key($0) > key($1) }
+    var body: [OpID] = []
+    while let n = ready.popLast() {
+      switch n {
+      case .op(let p):
+        var o = result[function.body[p]]
+        o.operands = o.operands.map { replacement[$0] ?? $0 }
+        result[function.body[p]] = o
+        body.append(function.body[p])
+      case .region(let i):
+        var o = result[fusionOps[i]!]
+        o.operands = o.operands.map { replacement[$0] ?? $0 }
+        result[fusionOps[i]!] = o
+        body.append(fusionOps[i]!)
+      }
+      for d in dependents[n] ?? [] {
+        indegree[d]! -= 1
+        if indegree[d] == 0 {
+          ready.append(d)
+          ready.sort { key($0) > key($1) }
+        }
+      }
+    }
+    precondition(body.count == nodes.count, "fusion regions formed a cycle")
+    result.body = body
+    result.returnValues = result.returnValues.map { replacement[$0] ?? $0 }
+    return result
+  }
+
+  /// Creates the fusion op for `region` (not yet placed in the body); returns it and its result.
+  func buildFusion(_ region: Region, into result: inout Function) -> (OpID, ValueID) {
+    var body = Function(name: "", location: op(region.root).location)
+    var inner: [ValueID: ValueID] = [:]   // outer value -> body value
+    var operands: [ValueID] = []
+    for m in region.members.sorted() {
+      let o = op(m)
+      var innerOperands: [ValueID] = []
+      for v in o.operands {
+        if let mapped = inner[v] { innerOperands.append(mapped); continue }
+        let argument = body.addArgument(name: function[v].name, type: function.type(of: v))
+        inner[v] = argument
+        operands.append(v)
+        innerOperands.append(argument)
+      }
+      let id = body.append(o.code, innerOperands, resultTypes: o.results.map { function.type(of: $0) },
+                           resultNames: o.results.map { function[$0].name }, attributes: o.attributes,
+                           callee: o.callee, location: o.location)
+      for (outer, new) in zip(o.results, body[id].results) { inner[outer] = new }
+    }
+    let rootValue = op(region.root).results[0]
+    body.returnValues = [inner[rootValue]!]
+    body.resultTypes = [function.type(of: rootValue)]
+    var attributes = Attributes()
+    attributes["kind"] = .string(region.kind)
+    let id = result.makeOp(.fusion, operands, resultTypes: [function.type(of: rootValue)],
+                           resultNames: [function[rootValue].name + ".fused"], attributes: attributes,
+                           location: op(region.root).location, regions: [body])
+    return (id, result[id].results[0])
+  }
+}

@@ -1,0 +1,151 @@
+// Pass infrastructure. A pass is a value: a command-line name, a one-line summary, and a function
+// that rewrites a module and says whether it changed anything (XLA's `Run() -> changed`, Swift's
+// SIL `FunctionPass`). Pipelines are lists of passes and fixpoint groups; a fixpoint group reruns
+// its passes until none changes the module or an iteration cap is hit (XLA's HloPassFix uses 25),
+// so a rule that keeps flip-flopping cannot hang the compiler. The PassManager runs a pipeline,
+// times each pass, keeps per-pass statistics, optionally verifies after every pass and reports the
+// IR after passes for `--print-ir-after-all` / `--print-ir-after=NAME`.
+
+import Foundation
+import TTIR
+
+public struct PassOptions: Sendable {
+  /// Enables rewrites that are exact only without IEEE corner cases (NaN, ±inf, -0.0, rounding):
+  /// x + 0 -> x, x * 0 -> 0, log(exp x) -> x, x / c -> x * (1/c) for any c, ...
+  public var fastMath = false
+  /// Constant folding never creates a constant with more elements than this.
+  public var constantFoldElementLimit = 1 << 16
+  /// Most reductions one fusion region may hold (softmax counts as two).
+  public var maxReductionsPerFusion = 2
+  public init() {}
+}
+
+/// What passes report: counters per pass, time per pass run, and explanations.
+public final class PassContext {
+  public var options: PassOptions
+  public private(set) var statistics: [String: [String: Int]] = [:]
+  public private(set) var timings: [(pass: String, seconds: Double)] = []
+  /// Lines written by `fusion` for `--explain-fusion`: why adjacent ops were kept apart.
+  public var fusionExplanations: [String] = []
+
+  public init(options: PassOptions = PassOptions()) { self.options = options }
+
+  public func count(_ pass: String, _ counter: String, by amount: Int = 1) {
+    statistics[pass, default: [:]][counter, default: 0] += amount
+  }
+  func recordTime(_ pass: String, _ seconds: Double) { timings.append((pass, seconds)) }
+
+  /// Statistics and total time per pass, as `ttfc opt --stats` prints them.
+  public func report() -> String {
+    var seconds: [String: Double] = [:]
+    var runs: [String: Int] = [:]
+    var order: [String] = []
+    for (pass, time) in timings {
+      if seconds[pass] == nil { order.append(pass) }
+      seconds[pass, default: 0] += time
+      runs[pass, default: 0] += 1
+    }
+    var lines: [String] = []
+    for pass in order {
+      let counters = (statistics[pass] ?? [:]).sorted { $0.key < $1.key }
+        .map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+      let name = pass.padding(toLength: max(pass.count, 16), withPad: " ", startingAt: 0)
+      let runText = "\(runs[pass]!) run\(runs[pass]! == 1 ? " " : "s")".padding(toLength: 8, withPad: " ", startingAt: 0)
+      let time = String(format: "%9.3f ms", seconds[pass]! * 1000)
+      lines.append("\(name) \(runText) \(time)  \(counters.isEmpty ? "(no changes)" : counters)")
+    }
+    return lines.joined(separator: "\n")
+  }
+}
+
+public struct Pass: Sendable {
+  public let name: String
+  public let summary: String
+  public let run: @Sendable (inout Module, PassContext) -> Bool
+
+  public init(name: String, summary: String, run: @escaping @Sendable (inout Module, PassContext) -> Bool) {
+    self.name = name; self.summary = summary; self.run = run
+  }
+
+  /// A pass that rewrites each function independently.
+  public static func perFunction(name: String, summary: String,
+                                 _ body: @escaping @Sendable (inout Function, PassContext) -> Bool) -> Pass {
+    Pass(name: name, summary: summary) { module, context in
+      var changed = false
+      for i in module.functions.indices { changed = body(&module.functions[i], context) || changed }
+      return changed
+    }
+  }
+}
+
+public indirect enum PipelineStep: Sendable {
+  case pass(Pass)
+  /// Rerun `steps` until nothing changes, at most `cap` times.
+  case fixpoint(name: String, steps: [PipelineStep], cap: Int)
+}
+
+public struct Pipeline: Sendable {
+  public var steps: [PipelineStep]
+  public init(_ steps: [PipelineStep]) { self.steps = steps }
+
+  /// Pass names in the order they first run (for `--print-ir-after` validation and listings).
+  public var passNames: [String] {
+    func names(_ steps: [PipelineStep]) -> [String] {
+      steps.flatMap { step -> [String] in
+        switch step {
+        case .pass(let p): return [p.name]
+        case .fixpoint(_, let inner, _): return names(inner)
+        }
+      }
+    }
+    return names(steps)
+  }
+}
+
+public struct PassFailure: Error, CustomStringConvertible {
+  public var pass: String
+  public var problems: [Diagnostic]
+  public var description: String {
+    "the module does not verify after pass '\(pass)':\n" + problems.map(\.description).joined(separator: "\n")
+  }
+}
+
+public struct PassManager {
+  public var verifyEach = false
+  /// Called after every pass run with the pass name, whether it changed the module, and the module.
+  public var afterPass: ((String, Bool, Module) -> Void)?
+
+  public init(verifyEach: Bool = false) { self.verifyEach = verifyEach }
+
+  @discardableResult
+  public func run(_ pipeline: Pipeline, on module: inout Module, context: PassContext) throws(PassFailure) -> Bool {
+    try run(pipeline.steps, on: &module, context: context)
+  }
+
+  func run(_ steps: [PipelineStep], on module: inout Module, context: PassContext) throws(PassFailure) -> Bool {
+    var changed = false
+    for step in steps {
+      switch step {
+      case .pass(let pass):
+        let start = DispatchTime.now().uptimeNanoseconds
+        let passChanged = pass.run(&module, context)
+        context.recordTime(pass.name, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        if verifyEach {
+          let problems = Verifier.verify(module)
+          if !problems.isEmpty { throw PassFailure(pass: pass.name, problems: problems) }
+        }
+        afterPass?(pass.name, passChanged, module)
+        changed = changed || passChanged
+      case .fixpoint(let name, let inner, let cap):
+        var iterations = 0
+        while iterations < cap {
+          iterations += 1
+          if try !run(inner, on: &module, context: context) { break }
+          changed = true
+        }
+        context.count(name, "iterations", by: iterations)
+      }
+    }
+    return changed
+  }
+}

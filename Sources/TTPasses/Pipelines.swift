@@ -1,0 +1,53 @@
+// Pipelines — every pass by its command-line name, and the standard pipelines, in one place.
+//
+// Order, and why:
+//  1. canonicalize (fixpoint of simplify, constant-fold, cse, dce): simplification exposes
+//     constants and duplicates, folding exposes more simplifications, CSE merges what the rules
+//     made equal, DCE drops what they orphaned. A fixpoint, capped at 25 rounds like XLA's
+//     HloPassFix, because each pass can enable the others.
+//  2. fusion, only after the graph is canonical: fusion decisions depend on use counts and on
+//     which ops remain, and a fused region hides its ops from the rewrite rules.
+//  3. dce once more: fusion leaves the originals of duplicated cheap producers behind when all
+//     their uses moved into regions.
+
+import TTIR
+
+public enum Pipelines {
+  public static let passes: [Pass] = [
+    AlgebraicSimplification.pass, ConstantFolding.pass, CommonSubexpressionElimination.pass,
+    DeadCodeElimination.pass, Fusion.pass,
+  ]
+
+  public static func pass(named name: String) -> Pass? { passes.first { $0.name == name } }
+
+  public static let canonicalize = PipelineStep.fixpoint(
+    name: "canonicalize",
+    steps: [.pass(AlgebraicSimplification.pass), .pass(ConstantFolding.pass),
+            .pass(CommonSubexpressionElimination.pass), .pass(DeadCodeElimination.pass)],
+    cap: 25)
+
+  /// -O0: nothing. -O1: canonicalization. -O2: canonicalization, fusion, cleanup.
+  public static func standard(level: Int) -> Pipeline {
+    switch level {
+    case ...0: return Pipeline([])
+    case 1: return Pipeline([canonicalize])
+    default: return Pipeline([canonicalize, .pass(Fusion.pass), .pass(DeadCodeElimination.pass)])
+    }
+  }
+
+  /// An explicit pipeline from `-p name,name,...`; `canonicalize` names the fixpoint group.
+  public static func parse(_ list: String) -> Result<Pipeline, PipelineError> {
+    var steps: [PipelineStep] = []
+    for raw in list.split(separator: ",") {
+      let name = raw.trimmingCharacters(in: .whitespaces)
+      if name == "canonicalize" { steps.append(canonicalize); continue }
+      guard let pass = pass(named: name) else {
+        return .failure(PipelineError(message: "unknown pass '\(name)' (passes: \((passes.map(\.name) + ["canonicalize"]).joined(separator: ", ")))"))
+      }
+      steps.append(.pass(pass))
+    }
+    return .success(Pipeline(steps))
+  }
+
+  public struct PipelineError: Error { public var message: String }
+}

@@ -1,0 +1,74 @@
+// Rewriter — the one way passes edit a function: walk the body in order, and for each op either
+// keep it, replace its results by other values, or emit new ops in front of it. Replacements are
+// recorded in a map and applied to later operands as they are visited, so a whole pass is one
+// linear walk (no repeated "replace all uses" scans). `finish()` installs the new body.
+
+import TTIR
+
+public struct Rewriter {
+  public private(set) var function: Function
+  private var newBody: [OpID] = []
+  private var replacement: [ValueID: ValueID] = [:]
+
+  public init(_ function: Function) {
+    self.function = function
+    newBody.reserveCapacity(function.body.count)
+  }
+
+  /// The value `v` stands for after the replacements so far.
+  public mutating func resolve(_ v: ValueID) -> ValueID {
+    var current = v
+    while let next = replacement[current] { current = next }
+    if current != v { replacement[v] = current }
+    return current
+  }
+
+  /// Rewrites the operands of `op` through the replacements and returns the updated op.
+  public mutating func prepare(_ id: OpID) -> OpNode {
+    var op = function[id]
+    op.operands = op.operands.map { resolve($0) }
+    function[id] = op
+    return op
+  }
+
+  public mutating func keep(_ id: OpID) { newBody.append(id) }
+
+  /// Records that every later use of `old` reads `new` instead (same type required).
+  public mutating func replace(_ old: ValueID, with new: ValueID) {
+    precondition(function.type(of: old) == function.type(of: new),
+                 "replacement changes the type: \(function.type(of: old)) -> \(function.type(of: new))")
+    if old != new { replacement[old] = new }
+  }
+
+  /// Emits a new single-result op at the current position and returns its result.
+  @discardableResult
+  public mutating func emit(_ code: OpCode, _ operands: [ValueID], type: TensorType,
+                            attributes: Attributes = Attributes(), name: String? = nil,
+                            location: SourceLocation? = nil) -> ValueID {
+    let id = function.makeOp(code, operands, resultTypes: [type], resultNames: name.map { [$0] },
+                             attributes: attributes, location: location)
+    newBody.append(id)
+    return function[id].results[0]
+  }
+
+  /// Emits a constant holding `value` with result type `type` (value is a splat or full tensor).
+  public mutating func emitConstant(_ value: Tensor, type: TensorType, location: SourceLocation? = nil) -> ValueID {
+    var attributes = Attributes()
+    attributes["value"] = .tensor(value)
+    return emit(.constant, [], type: type, attributes: attributes, location: location)
+  }
+
+  /// The op defining `v` if it is an op result (not an argument or parameter).
+  public func producer(_ v: ValueID) -> OpNode? {
+    if case .result(let op, _) = function[v].definition { return function[op] }
+    return nil
+  }
+
+  public func type(_ v: ValueID) -> TensorType { function.type(of: v) }
+
+  public mutating func finish() -> Function {
+    function.returnValues = function.returnValues.map { resolve($0) }
+    function.body = newBody
+    return function
+  }
+}
