@@ -43,7 +43,7 @@ public enum OpClass: String, Sendable {
 public enum DTypeConstraint: Sendable {
   case any, float, numeric, integer
 
-  func admits(_ d: DType) -> Bool {
+  public func admits(_ d: DType) -> Bool {
     switch self {
     case .any: return true
     case .float: return d.isFloat

@@ -115,6 +115,8 @@ struct FusionPlanner {
   let returned: Set<ValueID>
   var regionOf: [Int: Int] = [:]
   var regions: [Region] = []
+  /// Values read from outside by the copies of duplicated ops in regions already formed.
+  var readsByCopies: [ValueID: Int] = [:]
   /// Why a producer (position) was not absorbed by the region of a consumer (position).
   var rejections: [Int: [Int: String]] = [:]
 
@@ -136,9 +138,13 @@ struct FusionPlanner {
     return nil
   }
 
-  /// Whether every use of the results of op `p` is inside `region` (returned values count as uses outside).
+  /// Whether every use of the results of op `p` is inside `region`. Returned values count as uses
+  /// outside, and so do uses by duplicated members: their originals stay outside and still read p.
   func allUsesInside(_ p: Int, _ region: Region) -> Bool {
-    op(p).results.allSatisfy { v in !returned.contains(v) && (users[v] ?? []).allSatisfy { region.members.contains($0) } }
+    op(p).results.allSatisfy { v in
+      !returned.contains(v) && readsByCopies[v] == nil
+        && (users[v] ?? []).allSatisfy { region.members.contains($0) && !region.duplicated.contains($0) }
+    }
   }
 
   // MARK: GEMM epilogues
@@ -170,6 +176,14 @@ struct FusionPlanner {
     let index = regions.count
     regions.append(region)
     for m in region.members where !region.duplicated.contains(m) { regionOf[m] = index }
+    // A duplicated member's copy reads its operands from outside the region. Those values must
+    // stay visible outside, even if their producer (or the duplicated op's original) later joins
+    // another region, so they count as used outside from now on.
+    for d in region.duplicated {
+      for v in op(d).operands where producerPosition(v).map({ !region.members.contains($0) }) ?? true {
+        readsByCopies[v, default: 0] += 1
+      }
+    }
   }
 
   // MARK: loop and reduction regions
