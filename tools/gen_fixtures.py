@@ -282,11 +282,26 @@ case("call_binds_symbols", [cx, cb2], [cx * cx + cb2],
      ["%out0 = call @square_plus(%in0, %in1) : f32[B, 2]"], arg_types=["f32[B, 2]", "f32[2]"], module_extra=helper,
      result_types=["f32[B, 2]"])
 
+# ---- fusion regions (what the fusion pass emits) ------------------------------------------------
+fx, fb = f32(3, 4), f32(4)
+fz = fx + fb
+case("fusion_region", [fx, fb], [softmax(fz.astype(np.float64), -1).astype(np.float32)],
+     ["%out0 = fusion(%a = %in0, %b = %in1) {kind = \"reduction\"} : f32[3, 4] {",
+      "  %z = add %a, %b : f32[3, 4]",
+      "  %m = reduce_max %z {axes = [1], keepdims = true} : f32[3, 1]",
+      "  %d = sub %z, %m : f32[3, 4]",
+      "  %e = exp %d : f32[3, 4]",
+      "  %s = reduce_sum %e {axes = [1], keepdims = true} : f32[3, 1]",
+      "  %p = div %e, %s : f32[3, 4]",
+      "  return %p",
+      "}"])
+
 # ---- the example models, with parameters from NumPy ------------------------------------------
 mlp_params = {"w1": f32(784, 256, scale=0.05), "b1": f32(256, scale=0.1), "w2": f32(256, 10, scale=0.05),
               "b2": f32(10, scale=0.1)}
-mx, my = f32(6, 784), np.array([1, 3, 5, 7, 9, 0], dtype=np.int32)
-h = np.maximum(mx @ mlp_params["w1"] + mlp_params["b1"], 0)
+mx, my = f32(6, 784, scale=100.0), np.array([1, 3, 5, 7, 9, 0], dtype=np.int32)
+scale = np.float32(1.0) / np.float32(255.0)
+h = np.maximum((mx * scale) @ mlp_params["w1"] + mlp_params["b1"], 0)
 logits = h @ mlp_params["w2"] + mlp_params["b2"]
 mlp_loss = -np.log(softmax(logits.astype(np.float64), -1))[np.arange(6), my].mean()
 EXAMPLES = []

@@ -273,10 +273,11 @@ struct FusionPlanner {
         else if !FusionPolicy.isFusible(op(p).code) && op(p).code != .matmul { reason = FusionPolicy.notFusibleReason(op(p).code) }
         else if op(p).code == .matmul { reason = "matmul is a BLAS call; '\(consumer.code)' is not its single-use elementwise epilogue" }
         else if consumer.code == .matmul { reason = "matmul is a BLAS call and reads its operands from memory" }
-        else if rp != nil && rc != nil { reason = "the two ops were placed in different regions (each region grows from one root)" }
         else if let rc, let recorded = rejections[p]?[regions[rc].root] { reason = recorded }
+        else if rp != nil && rc != nil { reason = "the two ops were placed in different regions (each region grows from one root)" }
         else { reason = "'\(op(p).code)' was claimed by a region rooted later in the program" }
-        lines.append("%\(function[v].name) ('\(op(p).code)') -> '\(consumer.code)' defining %\(consumer.results.map { function[$0].name }.joined(separator: ", %")): \(reason)")
+        let line = "%\(function[v].name) ('\(op(p).code)') -> '\(consumer.code)' defining %\(consumer.results.map { function[$0].name }.joined(separator: ", %")): \(reason)"
+        if lines.last != line { lines.append(line) }
       }
     }
     return lines

@@ -101,8 +101,10 @@ enum SimplifyRules {
     SimplifyRule("transpose-transpose", [.transpose]) { r in
       guard let inner = r.producer(r.lhs, is: .transpose), let p = inner.attributes.ints("perm"),
             let q = r.op.attributes.ints("perm") else { return nil }
+      let composed = q.map { p[$0] }
+      if composed == Array(0..<composed.count) { return inner.operands[0] }
       var attributes = Attributes()
-      attributes["perm"] = .ints(q.map { Int64(p[$0]) })
+      attributes["perm"] = .ints(composed.map { Int64($0) })
       return r.emit(.transpose, [inner.operands[0]], attributes: attributes) },
     // reshape to the same type is x; reshape(reshape x) = reshape x (row-major order is kept).
     SimplifyRule("reshape-noop", [.reshape]) { r in r.type(r.lhs) == r.resultType ? r.lhs : nil },
