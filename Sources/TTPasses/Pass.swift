@@ -54,6 +54,10 @@ public final class PassContext {
       let time = String(format: "%9.3f ms", seconds[pass]! * 1000)
       lines.append("\(name) \(runText) \(time)  \(counters.isEmpty ? "(no changes)" : counters)")
     }
+    for (group, counters) in statistics.sorted(by: { $0.key < $1.key }) where seconds[group] == nil {
+      let text = counters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+      lines.append("\(group.padding(toLength: max(group.count, 16), withPad: " ", startingAt: 0)) (fixpoint)  \(text)")
+    }
     return lines.joined(separator: "\n")
   }
 }
