@@ -1,0 +1,537 @@
+// KernelEmitter — turns a fusion region (or a single op) into one LLVM function, XLA-style
+// "elemental" code generation: the kernel loops over the output's index space, and the value of
+// each output element is built by asking each op for its element at an index, recursively —
+// broadcasting, transposes, reshapes, slices and pads become index arithmetic, never copies.
+//
+// Reductions: a reduction that is the region's output runs an inner loop per output element. A
+// reduction inside the region whose result is indexed by a prefix of the output index (row
+// reductions: softmax's max and sum, layer norm's means) is computed once per row, before the loop
+// over the rest of the row, and reused for every element of the row. Anything else is still
+// correct (computed where it is needed) but may be recomputed.
+//
+// Kernel ABI: void kernel(ptr buffers, ptr symbols, i64 begin, i64 end). buffers[k] points at
+// operand k's data, buffers[n] at the output; symbols[j] is the run-time size of the j-th symbolic
+// dimension (KernelSignature.symbols); [begin, end) is the slice of the outermost output loop this
+// call computes (the thread pool splits it). Tensors are dense row-major; i1 is stored as one byte.
+//
+// Floating-point semantics: elementwise ops are IEEE and correctly rounded except the VectorMath
+// functions (error bounds there). Reductions may be reassociated (so they vectorize); they agree
+// with the interpreter within rounding, not bit for bit.
+
+import CLLVM
+import TTIR
+
+public struct KernelSignature: Hashable, Sendable {
+  public var inputs: [TensorType]
+  public var output: TensorType
+  public var symbols: [String]
+}
+
+final class KernelEmitter {
+  let ir: IRBuilder
+  let body: Function
+  let signature: KernelSignature
+  var buffers: [IRBuilder.V] = []
+  var symbolValues: [String: IRBuilder.V] = [:]
+  /// Memoized element values, one frame per loop scope (values of outer frames dominate inner code).
+  var memo: [[MemoKey: IRBuilder.V]] = [[:]]
+
+  struct MemoKey: Hashable {
+    let value: ValueID
+    let index: [UInt]
+  }
+
+  init(ir: IRBuilder, body: Function, signature: KernelSignature) {
+    self.ir = ir; self.body = body; self.signature = signature
+  }
+
+  /// Whether the emitter can compile every op of `body` for these types.
+  static func supports(_ body: Function) -> String? {
+    for id in body.body {
+      let op = body[id]
+      for t in op.results.map({ body.type(of: $0) }) + op.operands.map({ body.type(of: $0) }) {
+        if t.dtype == .f16 || t.dtype == .bf16 { return "\(t.dtype) is not compiled yet" }
+      }
+      switch op.code {
+      case .matmul, .call, .fusion, .gather, .softmax, .logSoftmax, .softmaxCrossEntropy, .sigmoidCrossEntropy,
+           .argmax, .argmin:
+        return "'\(op.code)' is not an elemental op"
+      case .concat:
+        if let axis = op.attributes.int("axis"), let first = op.operands.first {
+          let t = body.type(of: first)
+          let a = axis < 0 ? axis + t.rank : axis
+          if op.operands.contains(where: { body.type(of: $0).dims[a].staticSize == nil }) { return "concat along a symbolic axis" }
+        }
+      default:
+        break
+      }
+    }
+    return nil
+  }
+
+  func elementType(_ d: DType) -> LLVMTypeRef {
+    switch d {
+    case .f64: return ir.f64
+    case .f32: return ir.f32
+    case .i64: return ir.i64
+    case .i32: return ir.i32
+    case .i8, .i1: return ir.i8
+    case .f16, .bf16: return ir.i8   // rejected by `supports`
+    }
+  }
+  func computeType(_ d: DType) -> LLVMTypeRef { d == .i1 ? ir.i1 : elementType(d) }
+
+  func size(_ d: Dim) -> IRBuilder.V {
+    switch d {
+    case .known(let n): return ir.int(n)
+    case .symbol(let s): return symbolValues[s]!
+    }
+  }
+
+  /// Row-major linear index of `index` in a tensor of `type`.
+  func linear(_ index: [IRBuilder.V], _ type: TensorType) -> IRBuilder.V {
+    guard !index.isEmpty else { return ir.int(0) }
+    var offset = index[0]
+    for k in 1..<index.count { offset = ir.add(ir.mul(offset, size(type.dims[k])), index[k]) }
+    return offset
+  }
+
+  /// The operand index that numpy broadcasting reads for result index `index`.
+  func broadcastIndex(_ index: [IRBuilder.V], from result: TensorType, to operand: TensorType) -> [IRBuilder.V] {
+    let offset = result.rank - operand.rank
+    return (0..<operand.rank).map { k in
+      operand.dims[k] == .known(1) && result.dims[offset + k] != .known(1) ? ir.int(0) : index[offset + k]
+    }
+  }
+
+  // MARK: the kernel
+
+  func emit(name: String) throws(CodegenError) -> String {
+    var params: [LLVMTypeRef?] = [ir.ptr, ir.ptr, ir.i64, ir.i64]
+    let fnType = params.withUnsafeMutableBufferPointer { LLVMFunctionType(ir.void, $0.baseAddress, 4, 0) }
+    let fn = LLVMAddFunction(ir.module, name, fnType)!
+    addAttribute(fn, "nocapture", index: 1)
+    addAttribute(fn, "nocapture", index: 2)
+    LLVMPositionBuilderAtEnd(ir.b, LLVMAppendBasicBlockInContext(ir.context, fn, "entry"))
+    let buffersParam = LLVMGetParam(fn, 0)!, symbolsParam = LLVMGetParam(fn, 1)!
+    let begin = LLVMGetParam(fn, 2)!, end = LLVMGetParam(fn, 3)!
+    for k in 0...signature.inputs.count {
+      buffers.append(ir.load(ir.ptr, ir.gep(ir.ptr, buffersParam, ir.int(k))))
+    }
+    for (j, s) in signature.symbols.enumerated() {
+      symbolValues[s] = ir.load(ir.i64, ir.gep(ir.i64, symbolsParam, ir.int(j)))
+    }
+    let root = body.returnValues[0]
+    let output = signature.output
+    let rowReductions = hoistableReductions()
+    var index: [IRBuilder.V] = []
+    func nest(_ depth: Int) {
+      // Row reductions indexed by the first `depth` output indices: compute them once per row.
+      for (reduction, prefix, rank) in rowReductions where prefix == depth {
+        _ = element(reduction, (0..<rank).map { $0 < prefix ? index[$0] : ir.int(0) })
+      }
+      if depth == output.rank {
+        let v = element(root, index)
+        store(v, dtype: output.dtype, at: linear(index, output), buffer: buffers[signature.inputs.count])
+        return
+      }
+      let lo = depth == 0 ? begin : ir.int(0)
+      let hi = depth == 0 ? end : size(output.dims[depth])
+      ir.loop(from: lo, to: hi) { iv, _ in
+        index.append(iv)
+        memo.append([:])
+        nest(depth + 1)
+        memo.removeLast()
+        index.removeLast()
+        return []
+      }
+    }
+    nest(0)
+    LLVMBuildRetVoid(ir.b)
+    return name
+  }
+
+  func addAttribute(_ fn: LLVMValueRef, _ name: String, index: UInt32) {
+    let kind = LLVMGetEnumAttributeKindForName(name, name.utf8.count)
+    LLVMAddAttributeAtIndex(fn, index, LLVMCreateEnumAttribute(ir.context, kind, 0))
+  }
+
+  /// Reductions (other than the root) whose result is indexed by a prefix of the output index:
+  /// (value, prefix length p, the value's rank); its dims are the output's first p dims followed by
+  /// size-1 dims (keepdims) or nothing.
+  func hoistableReductions() -> [(ValueID, Int, Int)] {
+    let output = signature.output
+    var result: [(ValueID, Int, Int)] = []
+    let root = body.returnValues[0]
+    for id in body.body {
+      let op = body[id]
+      guard op.code.info.opClass == .reduction, op.results[0] != root else { continue }
+      let t = body.type(of: op.results[0])
+      // keepdims form [d0..dp-1, 1, ..., 1] of the output's rank, or [d0..dp-1].
+      var p = t.rank
+      while p > 0 && t.dims[p - 1] == .known(1) && output.dims.count >= p && output.dims[p - 1] != .known(1) { p -= 1 }
+      guard p <= output.rank, Array(t.dims.prefix(p)) == Array(output.dims.prefix(p)) else { continue }
+      if t.rank == output.rank || t.rank == p { result.append((op.results[0], p, t.rank)) }
+    }
+    return result
+  }
+
+  // MARK: element values
+
+  func lookup(_ key: MemoKey) -> IRBuilder.V? {
+    for frame in memo.reversed() { if let v = frame[key] { return v } }
+    return nil
+  }
+
+  func key(_ v: ValueID, _ index: [IRBuilder.V]) -> MemoKey {
+    MemoKey(value: v, index: index.map { UInt(bitPattern: Int(bitPattern: UnsafeRawPointer($0))) })
+  }
+
+  func element(_ v: ValueID, _ index: [IRBuilder.V]) -> IRBuilder.V {
+    let k = key(v, index)
+    if let cached = lookup(k) { return cached }
+    let value = compute(v, index)
+    memo[memo.count - 1][k] = value
+    return value
+  }
+
+  func load(_ buffer: IRBuilder.V, dtype: DType, at offset: IRBuilder.V) -> IRBuilder.V {
+    let raw = ir.load(elementType(dtype), ir.gep(elementType(dtype), buffer, offset))
+    return dtype == .i1 ? ir.icmp(LLVMIntNE, raw, ir.int(0, ir.i8)) : raw
+  }
+
+  func store(_ v: IRBuilder.V, dtype: DType, at offset: IRBuilder.V, buffer: IRBuilder.V) {
+    let value = dtype == .i1 ? ir.zext(v, ir.i8) : v
+    ir.store(value, ir.gep(elementType(dtype), buffer, offset))
+  }
+
+  func compute(_ v: ValueID, _ index: [IRBuilder.V]) -> IRBuilder.V {
+    let info = body[v]
+    let type = info.type
+    switch info.definition {
+    case .argument(let k):
+      return load(buffers[k], dtype: type.dtype, at: linear(index, type))
+    case .global:
+      fatalError("fusion bodies have no globals")
+    case .result(let opID, _):
+      return computeOp(body[opID], type: type, index)
+    }
+  }
+
+  func scalarConstant(_ x: Double, _ dtype: DType) -> IRBuilder.V {
+    if dtype.isFloat { return ir.real(x, computeType(dtype)) }
+    if dtype == .i1 { return ir.bool(x != 0) }
+    return ir.int(Int(integerFromDouble(x)), computeType(dtype))
+  }
+
+  func computeOp(_ op: OpNode, type: TensorType, _ index: [IRBuilder.V]) -> IRBuilder.V {
+    let dtype = type.dtype
+    func operand(_ k: Int) -> IRBuilder.V {
+      let v = op.operands[k]
+      return element(v, broadcastIndex(index, from: type, to: body.type(of: v)))
+    }
+    switch op.code {
+    case .constant:
+      let value = op.constantValue!
+      if value.shape.isEmpty { return scalarConstant(value.doubles[0], dtype) }
+      return constantArrayElement(value, index: linear(index, type))
+    case .iota:
+      let position = index[op.attributes.int("dim").map { $0 < 0 ? $0 + type.rank : $0 } ?? 0]
+      if dtype.isFloat { return ir.sitofp(position, computeType(dtype)) }
+      return dtype == .i64 ? position : ir.trunc(position, computeType(dtype))
+    case .neg, .abs, .exp, .log, .log1p, .sqrt, .rsqrt, .tanh, .sigmoid, .relu, .gelu, .erf, .sin, .cos, .floor, .ceil, .sign, .not:
+      return unary(op, operand(0), dtype)
+    case .add, .sub, .mul, .div, .pow, .max, .min, .and, .or:
+      return binary(op.code, operand(0), operand(1), dtype)
+    case .eq, .ne, .lt, .le, .gt, .ge:
+      return compare(op.code, operand(0), operand(1), body.type(of: op.operands[0]).dtype)
+    case .select, .where:
+      return ir.select(operand(0), operand(1), operand(2))
+    case .cast:
+      return convert(operand(0), from: body.type(of: op.operands[0]).dtype, to: dtype)
+    case .broadcastTo:
+      return operand(0)
+    case .reshape:
+      return reshapeElement(op.operands[0], from: type, index)
+    case .transpose:
+      let perm = op.attributes.ints("perm")!
+      var source = [IRBuilder.V](repeating: ir.int(0), count: perm.count)
+      for (k, p) in perm.enumerated() { source[p] = index[k] }
+      return element(op.operands[0], source)
+    case .slice:
+      let x = body.type(of: op.operands[0])
+      var source = index
+      let axes = op.attributes.ints("axes")!, starts = op.attributes.ints("starts")!
+      let strides = op.attributes.ints("strides") ?? Array(repeating: 1, count: axes.count)
+      for (k, a) in axes.enumerated() {
+        let axis = a < 0 ? a + x.rank : a
+        source[axis] = ir.add(ir.int(starts[k]), ir.mul(index[axis], ir.int(strides[k])))
+      }
+      return element(op.operands[0], source)
+    case .pad:
+      let x = body.type(of: op.operands[0])
+      let low = op.attributes.ints("low")!
+      var source = index
+      var inside = ir.bool(true)
+      for a in 0..<x.rank where low[a] != 0 || x.dims[a] != type.dims[a] {
+        let shifted = ir.sub(index[a], ir.int(low[a]))
+        let n = size(x.dims[a])
+        let ok = ir.and(ir.icmp(LLVMIntSGE, shifted, ir.int(0)), ir.icmp(LLVMIntSLT, shifted, n))
+        inside = ir.and(inside, ok)
+        source[a] = ir.select(ok, shifted, ir.int(0))   // clamp so the load stays in bounds
+      }
+      let value = element(op.operands[0], source)
+      return ir.select(inside, value, scalarConstant(op.attributes.double("value") ?? 0, dtype))
+    case .concat:
+      let axis = { let a = op.attributes.int("axis")!; return a < 0 ? a + type.rank : a }()
+      var offset = 0
+      var result: IRBuilder.V? = nil
+      var pieces: [(IRBuilder.V, IRBuilder.V)] = []
+      for v in op.operands {
+        let n = body.type(of: v).dims[axis].staticSize!
+        var source = index
+        let local = ir.sub(index[axis], ir.int(offset))
+        let inRange = ir.and(ir.icmp(LLVMIntSGE, local, ir.int(0)), ir.icmp(LLVMIntSLT, local, ir.int(n)))
+        source[axis] = ir.select(inRange, local, ir.int(0))
+        pieces.append((inRange, element(v, source)))
+        offset += n
+      }
+      for (inRange, value) in pieces.reversed() { result = result.map { ir.select(inRange, value, $0) } ?? value }
+      return result!
+    case .oneHot:
+      let depth = op.attributes.int("depth")!
+      let indices = element(op.operands[0], Array(index.dropLast()))
+      let wide = widenToI64(indices, body.type(of: op.operands[0]).dtype)
+      let hit = ir.icmp(LLVMIntEQ, wide, index[index.count - 1])
+      _ = depth
+      return ir.select(hit, scalarConstant(op.attributes.double("on_value") ?? 1, dtype),
+                       scalarConstant(op.attributes.double("off_value") ?? 0, dtype))
+    case .reduceSum, .reduceMean, .reduceMax, .reduceMin, .reduceProd:
+      return reduction(op, type: type, index)
+    default:
+      fatalError("\(op.code) is rejected by KernelEmitter.supports")
+    }
+  }
+
+  func widenToI64(_ v: IRBuilder.V, _ dtype: DType) -> IRBuilder.V { dtype == .i64 ? v : ir.sext(v, ir.i64) }
+
+  /// Reshape: the result index, linearized in the result's shape, delinearized in the operand's.
+  /// Reshapes that only insert or drop size-1 dims map indices directly (no division).
+  func reshapeElement(_ x: ValueID, from type: TensorType, _ index: [IRBuilder.V]) -> IRBuilder.V {
+    let source = body.type(of: x)
+    let kept = type.dims.enumerated().filter { $0.element != .known(1) }
+    let sourceKept = source.dims.enumerated().filter { $0.element != .known(1) }
+    if kept.map(\.element) == sourceKept.map(\.element) {
+      var sourceIndex = [IRBuilder.V](repeating: ir.int(0), count: source.rank)
+      for (k, s) in zip(kept, sourceKept) { sourceIndex[s.offset] = index[k.offset] }
+      return element(x, sourceIndex)
+    }
+    var remaining = linear(index, type)
+    var sourceIndex = [IRBuilder.V](repeating: ir.int(0), count: source.rank)
+    for k in stride(from: source.rank - 1, through: 0, by: -1) {
+      let n = size(source.dims[k])
+      sourceIndex[k] = k == 0 ? remaining : ir.srem(remaining, n)
+      if k > 0 { remaining = ir.sdiv(remaining, n) }
+    }
+    return element(x, sourceIndex)
+  }
+
+  func constantArrayElement(_ value: Tensor, index: IRBuilder.V) -> IRBuilder.V {
+    let t = elementType(value.dtype)
+    var elements: [LLVMValueRef?]
+    switch value.storage {
+    case .floats(let f): elements = f.map { ir.real($0, t) }
+    case .ints(let i): elements = i.map { LLVMConstInt(t, UInt64(bitPattern: $0), 1) }
+    }
+    let array = elements.withUnsafeMutableBufferPointer { LLVMConstArray2(t, $0.baseAddress, UInt64($0.count)) }
+    let global = LLVMAddGlobal(ir.module, LLVMTypeOf(array), "const")!
+    LLVMSetInitializer(global, array)
+    LLVMSetGlobalConstant(global, 1)
+    LLVMSetLinkage(global, LLVMPrivateLinkage)
+    let raw = ir.load(t, ir.gep(t, global, index))
+    return value.dtype == .i1 ? ir.icmp(LLVMIntNE, raw, ir.int(0, ir.i8)) : raw
+  }
+
+  // MARK: reductions
+
+  func reduction(_ op: OpNode, type: TensorType, _ index: [IRBuilder.V]) -> IRBuilder.V {
+    let x = body.type(of: op.operands[0])
+    let axes = (try? ShapeRules.reductionAxes(op.attributes, rank: x.rank)) ?? []
+    let keep = op.attributes.bool("keepdims") ?? false
+    // Map the result index to the operand index, leaving reduced axes to the loops.
+    var sourceIndex = [IRBuilder.V?](repeating: nil, count: x.rank)
+    var k = 0
+    for a in 0..<x.rank {
+      if axes.contains(a) { if keep { k += 1 } } else { sourceIndex[a] = index[k]; k += 1 }
+    }
+    let dtype = x.dtype
+    let t = computeType(dtype)
+    let isFloat = dtype.isFloat
+    let initial: IRBuilder.V
+    switch op.code {
+    case .reduceSum, .reduceMean: initial = isFloat ? ir.real(0, t) : ir.int(0, t)
+    case .reduceProd: initial = isFloat ? ir.real(1, t) : ir.int(1, t)
+    case .reduceMax: initial = isFloat ? ir.real(-.infinity, t) : ir.int(dtype == .i64 ? Int.min : -(1 << (dtype.integerBits - 1)), t)
+    default: initial = isFloat ? ir.real(.infinity, t) : ir.int(dtype == .i64 ? Int.max : (1 << (dtype.integerBits - 1)) - 1, t)
+    }
+    func combine(_ acc: IRBuilder.V, _ v: IRBuilder.V) -> IRBuilder.V {
+      switch op.code {
+      case .reduceSum, .reduceMean: return isFloat ? ir.reassoc(ir.fadd(acc, v)) : ir.add(acc, v)
+      case .reduceProd: return isFloat ? ir.reassoc(ir.fmul(acc, v)) : ir.mul(acc, v)
+      case .reduceMax: return isFloat ? ir.intrinsic("llvm.maximum", [t], [acc, v]) : ir.intrinsic("llvm.smax", [t], [acc, v])
+      default: return isFloat ? ir.intrinsic("llvm.minimum", [t], [acc, v]) : ir.intrinsic("llvm.smin", [t], [acc, v])
+      }
+    }
+    func loops(_ position: Int, _ acc: IRBuilder.V) -> IRBuilder.V {
+      if position == axes.count {
+        return combine(acc, element(op.operands[0], sourceIndex.map { $0! }))
+      }
+      let axis = axes[position]
+      return ir.loop(from: ir.int(0), to: size(x.dims[axis]), carrying: [acc]) { iv, accs in
+        sourceIndex[axis] = iv
+        memo.append([:])
+        let next = loops(position + 1, accs[0])
+        memo.removeLast()
+        return [next]
+      }[0]
+    }
+    var result = loops(0, initial)
+    if op.code == .reduceMean {
+      var count = ir.int(1)
+      for a in axes { count = ir.mul(count, size(x.dims[a])) }
+      result = isFloat ? ir.fdiv(result, ir.sitofp(count, t))
+        : ir.select(ir.icmp(LLVMIntEQ, count, ir.int(0)), ir.int(0, t), ir.sdiv(result, truncIfNeeded(count, t)))
+    }
+    return result
+  }
+
+  func truncIfNeeded(_ v: IRBuilder.V, _ t: LLVMTypeRef) -> IRBuilder.V { t == ir.i64 ? v : ir.trunc(v, t) }
+
+  // MARK: scalar ops
+
+  func unary(_ op: OpNode, _ x: IRBuilder.V, _ dtype: DType) -> IRBuilder.V {
+    let t = computeType(dtype)
+    if dtype.isFloat {
+      let f32 = dtype == .f32
+      switch op.code {
+      case .neg: return ir.fneg(x)
+      case .abs: return ir.fabs(x)
+      case .exp: return f32 ? ir.expf(x) : ir.callC("exp", t, [x])
+      case .log: return f32 ? ir.logf(x) : ir.callC("log", t, [x])
+      case .log1p: return f32 ? ir.log1pf(x) : ir.callC("log1p", t, [x])
+      case .sqrt: return ir.intrinsic("llvm.sqrt", [t], [x])
+      case .rsqrt: return ir.fdiv(ir.real(1, t), ir.intrinsic("llvm.sqrt", [t], [x]))
+      case .tanh: return f32 ? ir.tanhf(x) : ir.callC("tanh", t, [x])
+      case .sigmoid:
+        return f32 ? ir.sigmoidf(x) : ir.fdiv(ir.real(1, t), ir.fadd(ir.real(1, t), ir.callC("exp", t, [ir.fneg(x)])))
+      case .erf: return f32 ? ir.erff(x) : ir.callC("erf", t, [x])
+      case .gelu:
+        let approximate = op.attributes.bool("approximate") ?? false
+        if f32 { return ir.geluf(x, approximate: approximate) }
+        let half = ir.fmul(ir.real(0.5, t), x)
+        if approximate {
+          let inner = ir.fmul(ir.real(0.7978845608028654, t), ir.fadd(x, ir.fmul(ir.real(0.044715, t), ir.fmul(x, ir.fmul(x, x)))))
+          return ir.fmul(half, ir.fadd(ir.real(1, t), ir.callC("tanh", t, [inner])))
+        }
+        return ir.fmul(half, ir.fadd(ir.real(1, t), ir.callC("erf", t, [ir.fmul(x, ir.real(0.7071067811865476, t))])))
+      case .sin: return ir.intrinsic("llvm.sin", [t], [x])
+      case .cos: return ir.intrinsic("llvm.cos", [t], [x])
+      case .floor: return ir.intrinsic("llvm.floor", [t], [x])
+      case .ceil: return ir.intrinsic("llvm.ceil", [t], [x])
+      case .relu:
+        // NaN stays NaN; relu(-0.0) = +0.0.
+        return ir.select(ir.fcmp(LLVMRealOGT, x, ir.real(0, t)), x, ir.select(ir.isNaN(x), x, ir.real(0, t)))
+      case .sign:
+        let s = ir.select(ir.fcmp(LLVMRealOGT, x, ir.real(0, t)), ir.real(1, t), ir.real(-1, t))
+        return ir.select(ir.fcmp(LLVMRealUEQ, x, ir.real(0, t)), x, s)   // ±0 and NaN pass through
+      default: fatalError("\(op.code) on floats")
+      }
+    }
+    switch op.code {
+    case .neg: return ir.sub(ir.int(0, t), x)
+    case .abs: return ir.select(ir.icmp(LLVMIntSLT, x, ir.int(0, t)), ir.sub(ir.int(0, t), x), x)
+    case .relu: return ir.select(ir.icmp(LLVMIntSGT, x, ir.int(0, t)), x, ir.int(0, t))
+    case .sign:
+      return ir.select(ir.icmp(LLVMIntSGT, x, ir.int(0, t)), ir.int(1, t),
+                       ir.select(ir.icmp(LLVMIntSLT, x, ir.int(0, t)), ir.int(-1, t), ir.int(0, t)))
+    case .not: return ir.xor(x, dtype == .i1 ? ir.bool(true) : ir.int(-1, t))
+    default: fatalError("\(op.code) on integers")
+    }
+  }
+
+  func binary(_ code: OpCode, _ a: IRBuilder.V, _ b: IRBuilder.V, _ dtype: DType) -> IRBuilder.V {
+    let t = computeType(dtype)
+    if dtype.isFloat {
+      switch code {
+      case .add: return ir.fadd(a, b)
+      case .sub: return ir.fsub(a, b)
+      case .mul: return ir.fmul(a, b)
+      case .div: return ir.fdiv(a, b)
+      case .pow: return ir.intrinsic("llvm.pow", [t], [a, b])
+      case .max: return ir.intrinsic("llvm.maximum", [t], [a, b])
+      case .min: return ir.intrinsic("llvm.minimum", [t], [a, b])
+      default: fatalError("\(code) on floats")
+      }
+    }
+    switch code {
+    case .add: return ir.add(a, b)
+    case .sub: return ir.sub(a, b)
+    case .mul: return ir.mul(a, b)
+    case .div:
+      // Truncating division that never traps: x / 0 = -1, MIN / -1 = MIN (XLA's definition).
+      let zero = ir.icmp(LLVMIntEQ, b, ir.int(0, t))
+      let minusOne = ir.icmp(LLVMIntEQ, b, ir.int(-1, t))
+      let safe = ir.select(ir.or(zero, minusOne), ir.int(1, t), b)
+      let q = ir.sdiv(a, safe)
+      return ir.select(zero, ir.int(-1, t), ir.select(minusOne, ir.sub(ir.int(0, t), a), q))
+    case .max: return ir.intrinsic("llvm.smax", [t], [a, b])
+    case .min: return ir.intrinsic("llvm.smin", [t], [a, b])
+    case .and: return ir.and(a, b)
+    case .or: return ir.or(a, b)
+    default: fatalError("\(code) on integers")
+    }
+  }
+
+  func compare(_ code: OpCode, _ a: IRBuilder.V, _ b: IRBuilder.V, _ dtype: DType) -> IRBuilder.V {
+    if dtype.isFloat {
+      let p: LLVMRealPredicate
+      switch code {
+      case .eq: p = LLVMRealOEQ
+      case .ne: p = LLVMRealUNE
+      case .lt: p = LLVMRealOLT
+      case .le: p = LLVMRealOLE
+      case .gt: p = LLVMRealOGT
+      default: p = LLVMRealOGE
+      }
+      return ir.fcmp(p, a, b)
+    }
+    let p: LLVMIntPredicate
+    switch code {
+    case .eq: p = LLVMIntEQ
+    case .ne: p = LLVMIntNE
+    case .lt: p = dtype == .i1 ? LLVMIntULT : LLVMIntSLT
+    case .le: p = dtype == .i1 ? LLVMIntULE : LLVMIntSLE
+    case .gt: p = dtype == .i1 ? LLVMIntUGT : LLVMIntSGT
+    default: p = dtype == .i1 ? LLVMIntUGE : LLVMIntSGE
+    }
+    return ir.icmp(p, a, b)
+  }
+
+  /// The cast rules of IR-specs/ops/elementwise.md.
+  func convert(_ x: IRBuilder.V, from: DType, to: DType) -> IRBuilder.V {
+    let t = computeType(to)
+    if from == to { return x }
+    if to == .i1 {
+      return from.isFloat ? ir.fcmp(LLVMRealUNE, x, ir.real(0, computeType(from))) : ir.icmp(LLVMIntNE, x, ir.int(0, computeType(from)))
+    }
+    if from == .i1 { return to.isFloat ? LLVMBuildUIToFP(ir.b, x, t, "") : ir.zext(x, t) }
+    if from.isFloat && to.isFloat { return to == .f64 ? ir.fpext(x, t) : ir.fptrunc(x, t) }
+    if from.isFloat {
+      // Truncate toward zero, saturating at the 64-bit range, NaN -> 0, then wrap to the width.
+      let wide = ir.intrinsic("llvm.fptosi.sat", [ir.i64, computeType(from)], [x])
+      return to == .i64 ? wide : ir.trunc(wide, t)
+    }
+    if to.isFloat { return ir.sitofp(x, t) }
+    return to.integerBits > from.integerBits ? ir.sext(x, t) : ir.trunc(x, t)
+  }
+}

@@ -1,0 +1,115 @@
+// VectorMath — exp, log, log1p, tanh, sigmoid, erf and gelu for f32 as straight-line LLVM IR
+// (range reduction, polynomial, exponent arithmetic, selects for special values): no calls and no
+// branches, so the loop vectorizer turns them into AVX code. Coefficients are Cephes' (exp, log,
+// tanh), the Taylor series (erf for |x| < 1) and Numerical Recipes' erfc (|x| >= 1). Error bounds,
+// checked against the interpreter's binary64 libm over their whole input range by CodegenTests:
+//   exp, log: <= 2 ulp; tanh, sigmoid: <= 3 ulp; log1p: <= 3 ulp; erf: <= 4 ulp or 1e-7 absolute.
+// Special values: NaN in -> NaN out; exp(+inf) = inf, exp(-inf) = 0; log(0) = -inf, log(x<0) =
+// NaN, log(inf) = inf; tanh(±inf) = ±1; erf(±inf) = ±1. f64 kernels call the C library instead.
+
+import CLLVM
+
+extension IRBuilder {
+  func isNaN(_ x: V) -> V { fcmp(LLVMRealUNO, x, x) }
+  func fabs(_ x: V) -> V { intrinsic("llvm.fabs", [LLVMTypeOf(x)], [x]) }
+  func copysign(_ mag: V, _ sign: V) -> V { intrinsic("llvm.copysign", [LLVMTypeOf(mag)], [mag, sign]) }
+  func floorf(_ x: V) -> V { intrinsic("llvm.floor", [LLVMTypeOf(x)], [x]) }
+
+  /// Horner evaluation c[0] + x*(c[1] + x*(...)) with f32 coefficients given highest first.
+  func horner(_ x: V, _ coefficientsHighFirst: [Double]) -> V {
+    var p = real(coefficientsHighFirst[0], f32)
+    for c in coefficientsHighFirst.dropFirst() { p = fma(p, x, real(c, f32)) }
+    return p
+  }
+
+  /// 2^n for an i32 n in [-126, 127], as f32.
+  func pow2(_ n: V) -> V { bitcast(shl(add(n, int(127, i32)), int(23, i32)), f32) }
+
+  func expf(_ x: V) -> V {
+    let hi = real(88.72283935546875, f32), lo = real(-103.97208404541016, f32)
+    let clamped = select(fcmp(LLVMRealOGT, x, hi), hi, select(fcmp(LLVMRealOLT, x, lo), lo, x))
+    let n = floorf(fma(clamped, real(1.44269504088896341, f32), real(0.5, f32)))
+    var r = fsub(clamped, fmul(n, real(0.693359375, f32)))
+    r = fsub(r, fmul(n, real(-2.12194440e-4, f32)))
+    let p = horner(r, [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1])
+    let y = fadd(fma(p, fmul(r, r), r), real(1, f32))
+    // Scale by 2^n in two steps so results down to the subnormal range stay exact.
+    let ni = fptosi(n, i32)
+    let half = ashr(ni, int(1, i32))
+    let scaled = fmul(fmul(y, pow2(half)), pow2(sub(ni, half)))
+    let overflow = fcmp(LLVMRealOGT, x, hi), underflow = fcmp(LLVMRealOLT, x, lo)
+    let result = select(overflow, real(.infinity, f32), select(underflow, real(0, f32), scaled))
+    return select(isNaN(x), x, result)
+  }
+
+  func logf(_ x: V) -> V {
+    // Subnormals: scale into the normal range first.
+    let tiny = fcmp(LLVMRealOLT, x, real(1.17549435e-38, f32))
+    let xs = select(tiny, fmul(x, real(8388608, f32)), x)
+    let bits = bitcast(xs, i32)
+    var e = sub(and(lshr(bits, int(23, i32)), int(0xff, i32)), int(126, i32))
+    e = select(tiny, sub(e, int(23, i32)), e)
+    var m = bitcast(or(and(bits, int(0x807f_ffff, i32)), int(0x3f00_0000, i32)), f32)   // [0.5, 1)
+    let small = fcmp(LLVMRealOLT, m, real(0.707106781186547524, f32))
+    e = select(small, sub(e, int(1, i32)), e)
+    m = select(small, fsub(fadd(m, m), real(1, f32)), fsub(m, real(1, f32)))
+    let z = fmul(m, m)
+    var y = horner(m, [7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
+                       -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1])
+    y = fmul(fmul(y, m), z)
+    let ef = sitofp(e, f32)
+    y = fadd(y, fmul(ef, real(-2.12194440e-4, f32)))
+    y = fadd(y, fmul(real(-0.5, f32), z))
+    var r = fadd(fadd(m, y), fmul(ef, real(0.693359375, f32)))
+    r = select(fcmp(LLVMRealOEQ, x, real(.infinity, f32)), x, r)
+    r = select(fcmp(LLVMRealOEQ, x, real(0, f32)), real(-.infinity, f32), r)
+    return select(fcmp(LLVMRealULT, x, real(0, f32)), real(.nan, f32), r)   // x < 0 or NaN
+  }
+
+  func log1pf(_ x: V) -> V {
+    // log(u) * x / (u - 1) with u = 1 + x recovers the bits lost in rounding 1 + x (Goldberg).
+    let u = fadd(real(1, f32), x)
+    let corrected = fmul(logf(u), fdiv(x, fsub(u, real(1, f32))))
+    let r = select(fcmp(LLVMRealOEQ, u, real(1, f32)), x, corrected)
+    return select(fcmp(LLVMRealOEQ, x, real(.infinity, f32)), x, r)
+  }
+
+  func tanhf(_ x: V) -> V {
+    let a = fabs(x)
+    let z = fmul(x, x)
+    let p = horner(z, [-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1, -3.33332819422e-1])
+    let small = fma(fmul(x, z), p, x)
+    let e = expf(fadd(a, a))
+    let large = copysign(fsub(real(1, f32), fdiv(real(2, f32), fadd(e, real(1, f32)))), x)
+    return select(fcmp(LLVMRealOLT, a, real(0.625, f32)), small, large)
+  }
+
+  func sigmoidf(_ x: V) -> V { fdiv(real(1, f32), fadd(real(1, f32), expf(fneg(x)))) }
+
+  func erff(_ x: V) -> V {
+    let a = fabs(x)
+    let z = fmul(x, x)
+    // |x| < 1: x * (2/sqrt(pi)) * sum (-1)^n x^2n / (n! (2n+1)).
+    let series = fmul(x, horner(z, [-1.6365844691234924e-07, 1.6462114365889246e-06, -1.4925650358406251e-05,
+                                      1.2055332981789664e-04, -8.548327023450852e-04, 5.223977625442188e-03,
+                                      -2.6866170645131252e-02, 1.1283791670955126e-01, -3.7612638903183754e-01,
+                                      1.1283791670955126]))
+    // |x| >= 1: 1 - erfc(|x|) with erfc(a) = t exp(-a^2 - 1.26551223 + t P(t)), t = 1/(1 + a/2).
+    let t = fdiv(real(1, f32), fma(real(0.5, f32), a, real(1, f32)))
+    let q = horner(t, [0.17087277, -0.82215223, 1.48851587, -1.13520398, 0.27886807, -0.18628806,
+                       0.09678418, 0.37409196, 1.00002368, -1.26551223])
+    let erfc = fmul(t, expf(fsub(q, fmul(a, a))))
+    let tail = copysign(fsub(real(1, f32), erfc), x)
+    let r = select(fcmp(LLVMRealOLT, a, real(1, f32)), series, tail)
+    return select(isNaN(x), x, r)
+  }
+
+  func geluf(_ x: V, approximate: Bool) -> V {
+    let half = fmul(real(0.5, f32), x)
+    if approximate {
+      let inner = fmul(real(0.7978845608028654, f32), fadd(x, fmul(real(0.044715, f32), fmul(x, fmul(x, x)))))
+      return fmul(half, fadd(real(1, f32), tanhf(inner)))
+    }
+    return fmul(half, fadd(real(1, f32), erff(fmul(x, real(0.7071067811865476, f32)))))
+  }
+}
