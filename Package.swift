@@ -29,7 +29,8 @@ let package = Package(
     .target(name: "TTIR"),
     .target(name: "TTInterp", dependencies: ["TTIR"]),
     .target(name: "TTPasses", dependencies: ["TTIR", "TTInterp"]),
-    .target(name: "TTRuntime", dependencies: ["TTIR", "CZlib"]),
+    .target(name: "TTFuzz", dependencies: ["TTIR"]),
+    .target(name: "TTRuntime", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTCodegen", "COpenBLAS", "CZlib"]),
     .target(name: "TTCodegen", dependencies: ["TTIR", "CLLVM", "COpenBLAS"]),
     .executableTarget(name: "ttfc", dependencies: [
       "TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCodegen",
@@ -38,8 +39,8 @@ let package = Package(
     .testTarget(name: "TTIRTests", dependencies: ["TTIR"], exclude: ["Inputs"]),
     .testTarget(name: "TTInterpTests", dependencies: ["TTIR", "TTInterp", "TTRuntime"],
                 exclude: ["Fixtures"]),
-    .testTarget(name: "TTPassesTests", dependencies: ["TTIR", "TTInterp", "TTPasses"]),
-    .testTarget(name: "TTRuntimeTests", dependencies: ["TTIR", "TTRuntime"]),
+    .testTarget(name: "TTPassesTests", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTFuzz"]),
+    .testTarget(name: "TTRuntimeTests", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTFuzz"]),
     .testTarget(name: "TTCodegenTests", dependencies: ["TTCodegen"]),
     .testTarget(name: "ttfcTests", dependencies: ["ttfc", "TTIR", "TTRuntime"]),
   ]

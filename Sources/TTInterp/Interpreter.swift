@@ -74,6 +74,11 @@ public struct Interpreter {
   /// Checks inputs against the signature and returns the size of every symbolic dimension.
   @discardableResult
   public func bindInputs(_ function: Function, _ inputs: [Tensor]) throws(InterpreterError) -> [String: Int] {
+    try Interpreter.bindInputs(function, inputs.map(\.type))
+  }
+
+  /// Checks concrete input types against a function's signature; returns each symbol's size.
+  public static func bindInputs(_ function: Function, _ inputs: [TensorType]) throws(InterpreterError) -> [String: Int] {
     guard inputs.count == function.arguments.count else {
       throw .inputCount(function: function.name, expected: function.arguments.count, got: inputs.count)
     }
@@ -82,11 +87,11 @@ public struct Interpreter {
       let expected = function.type(of: argument)
       let name = function[argument].name
       func mismatch(_ reason: String) -> InterpreterError {
-        .inputMismatch(function: function.name, input: name, expected: expected, got: tensor.type, reason: reason)
+        .inputMismatch(function: function.name, input: name, expected: expected, got: tensor, reason: reason)
       }
       guard tensor.dtype == expected.dtype else { throw mismatch("element type differs") }
       guard tensor.rank == expected.rank else { throw mismatch("rank differs") }
-      for (axis, (dim, size)) in zip(expected.dims, tensor.shape).enumerated() {
+      for (axis, (dim, size)) in zip(expected.dims, tensor.staticShape ?? []).enumerated() {
         switch dim {
         case .known(let n):
           guard n == size else { throw mismatch("dimension \(axis) must be \(n)") }

@@ -15,7 +15,7 @@ import TTIR
 public enum Pipelines {
   public static let passes: [Pass] = [
     AlgebraicSimplification.pass, ConstantFolding.pass, CommonSubexpressionElimination.pass,
-    DeadCodeElimination.pass, Fusion.pass,
+    DeadCodeElimination.pass, Fusion.pass, Inlining.pass, CompositeLowering.pass,
   ]
 
   public static func pass(named name: String) -> Pass? { passes.first { $0.name == name } }
@@ -34,6 +34,11 @@ public enum Pipelines {
     default: return Pipeline([canonicalize, .pass(Fusion.pass), .pass(DeadCodeElimination.pass)])
     }
   }
+
+  /// What `ttfc run` and `ttfc compile --emit=llvm|asm` compile: calls inlined and composites
+  /// expanded first (so kernels and buffer plans see one flat function of primitives), then -O2.
+  public static let codegen = Pipeline([.pass(Inlining.pass), .pass(CompositeLowering.pass), canonicalize,
+                                        .pass(Fusion.pass), .pass(DeadCodeElimination.pass)])
 
   /// An explicit pipeline from `-p name,name,...`; `canonicalize` names the fixpoint group.
   public static func parse(_ list: String) -> Result<Pipeline, PipelineError> {

@@ -51,6 +51,22 @@ public struct Rewriter {
     return function[id].results[0]
   }
 
+  /// Emits a new op with any number of results (named as given) and returns its results.
+  @discardableResult
+  public mutating func emitOp(_ code: OpCode, _ operands: [ValueID], types: [TensorType], names: [String]? = nil,
+                              attributes: Attributes = Attributes(), callee: String? = nil,
+                              location: SourceLocation? = nil, regions: [Function] = []) -> [ValueID] {
+    let id = function.makeOp(code, operands, resultTypes: types, resultNames: names, attributes: attributes,
+                             callee: callee, location: location, regions: regions)
+    newBody.append(id)
+    return function[id].results
+  }
+
+  /// The value reading global `name` in this function (created on first use).
+  public mutating func globalValue(name: String, type: TensorType) -> ValueID {
+    function.globalValue(name: name, type: type)
+  }
+
   /// Emits a constant holding `value` with result type `type` (value is a splat or full tensor).
   public mutating func emitConstant(_ value: Tensor, type: TensorType, location: SourceLocation? = nil) -> ValueID {
     var attributes = Attributes()

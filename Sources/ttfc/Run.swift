@@ -8,7 +8,7 @@ import TTRuntime
 
 struct Run: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Run a function on .npy inputs and print its results.",
+    abstract: "Run a function on .npy inputs (JIT-compiled; --interpret for the reference) and print its results.",
     discussion: """
       Every argument of the function needs a value: `--input NAME=PATH.npy` for each (NAME without
       the %), or `--random-inputs` to fill the missing ones with seeded random values, sizing each
@@ -47,6 +47,12 @@ struct Run: ParsableCommand {
   @Flag(help: "Print every element of each result, not just a summary.")
   var full = false
 
+  @Flag(help: "Run on the reference interpreter instead of compiled code.")
+  var interpret = false
+
+  @Flag(help: "Print what was compiled: kernels, BLAS calls, interpreted ops, compile time (to stderr).")
+  var stats = false
+
   func run() throws {
     let module = try SourceFile.read(file).module()
     let function = try selectFunction(module)
@@ -80,8 +86,20 @@ struct Run: ParsableCommand {
     }
     let results: [Tensor]
     do {
-      let interpreter = try Interpreter(module: module, params: paramValues)
-      results = try interpreter.run(function.name, arguments)
+      if interpret {
+        results = try Interpreter(module: module, params: paramValues).run(function.name, arguments)
+      } else {
+        let executable = try Executable(module: module, function: function.name, params: paramValues)
+        results = try executable.run(arguments)
+        if stats {
+          let s = executable.statistics
+          print("compiled: \(s.kernels) kernels, \(s.gemms) BLAS calls, \(s.interpreted) interpreted ops, "
+                + String(format: "%.3f s", s.compileSeconds), to: &standardError)
+          for (reason, count) in s.fallbackReasons.sorted(by: { $0.key < $1.key }) {
+            print("  interpreted (\(count)): \(reason)", to: &standardError)
+          }
+        }
+      }
     } catch {
       throw fail("\(error)")
     }

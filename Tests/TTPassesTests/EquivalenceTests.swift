@@ -7,6 +7,7 @@ import Testing
 import TTIR
 import TTInterp
 import TTPasses
+import TTFuzz
 
 enum Equivalence {
   static var graphCount: Int { Int(ProcessInfo.processInfo.environment["TTFC_RANDOM_GRAPHS"] ?? "") ?? 500 }

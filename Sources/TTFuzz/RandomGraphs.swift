@@ -1,13 +1,15 @@
-// RandomGraphs — a seeded generator of valid TTIR functions for equivalence testing. Graphs mix
+// RandomGraphs — a seeded generator of valid TTIR functions for equivalence testing (passes
+// against the interpreter, compiled code against the interpreter). Graphs mix
 // elementwise math, broadcasting, reductions, matmuls, layout ops, selects, casts and softmax, use a
 // symbolic batch dimension, and plant the patterns the rewrite rules look for (x*1, x+(-0.0),
 // neg(neg x), transpose pairs, casts that round-trip, constants with inf, NaN and -0.0, duplicated
 // subexpressions) so every pass has something to do.
 import TTIR
 
-struct GraphRandom: RandomNumberGenerator {
-  var state: UInt64
-  mutating func next() -> UInt64 {
+public struct GraphRandom: RandomNumberGenerator {
+  public var state: UInt64
+  public init(state: UInt64) { self.state = state }
+  public mutating func next() -> UInt64 {
     state &+= 0x9E37_79B9_7F4A_7C15
     var z = state
     z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -19,14 +21,14 @@ struct GraphRandom: RandomNumberGenerator {
   mutating func pick<T>(_ items: [T]) -> T { items[int(0...(items.count - 1))] }
 }
 
-struct RandomGraphBuilder {
+public struct RandomGraphBuilder {
   var rng: GraphRandom
   var function = Function(name: "main")
   var pool: [ValueID] = []
   let dtype: DType
   let staticSizes = [1, 2, 3, 4, 5]
 
-  init(seed: UInt64) {
+  public init(seed: UInt64) {
     rng = GraphRandom(state: seed)
     dtype = [DType.f32, .f32, .f32, .f64, .f16].randomElement(using: &rng)!
   }
@@ -70,7 +72,7 @@ struct RandomGraphBuilder {
     return rng.chance(0.6) ? floats.suffix(4).randomElement(using: &rng)! : floats.randomElement(using: &rng)!
   }
 
-  mutating func build(ops count: Int) -> Module {
+  public mutating func build(ops count: Int) -> Module {
     // Arguments: a batch of rows with a symbolic B, a row-shaped vector, sometimes a scalar.
     let width = rng.pick([1, 2, 3, 4, 6])
     pool.append(function.addArgument(name: "x", type: TensorType(dtype, [.symbol("B"), .known(width)])))

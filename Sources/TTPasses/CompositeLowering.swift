@@ -1,0 +1,84 @@
+// lower-composites — rewrites composite ops into primitives the code generator fuses:
+//   softmax(x)            = e / sum(e),        e = exp(x - max(x))            (keepdims reductions)
+//   log_softmax(x)        = (x - max(x)) - log(sum(exp(x - max(x))))
+//   softmax_cross_entropy = -sum(labels * log_softmax(logits))              (dense labels only)
+//   sigmoid_cross_entropy = max(x, 0) - x*z + log1p(exp(-|x|))
+// These are the interpreter's own formulas, so results agree within rounding. Sparse-label
+// softmax_cross_entropy is kept: an out-of-range label must be an error, not a silent zero.
+// Runs in the compile pipeline only (ttfc compile/run), before canonicalization and fusion.
+
+import TTIR
+
+public enum CompositeLowering {
+  public static let pass = Pass.perFunction(
+    name: "lower-composites", summary: "expand softmax, log_softmax and the losses into fusible primitives"
+  ) { function, context in
+    var rewriter = Rewriter(function)
+    var lowered = 0
+    for id in function.body {
+      let op = rewriter.prepare(id)
+      let result = op.results[0]
+      let type = rewriter.type(result)
+      func emit(_ code: OpCode, _ operands: [ValueID], _ t: TensorType, _ attributes: [String: Attribute] = [:]) -> ValueID {
+        rewriter.emit(code, operands, type: t, attributes: Attributes(attributes), location: op.location)
+      }
+      func splat(_ x: Double, _ dtype: DType) -> ValueID {
+        rewriter.emitConstant(Tensor(dtype, shape: [], floats: [x]), type: .scalar(dtype), location: op.location)
+      }
+      /// (x - max(x), sum(exp(x - max(x)))) along `axis`, both keepdims-shaped where reduced.
+      func shiftedAndSum(_ x: ValueID, axis: Int) -> (ValueID, ValueID, ValueID) {
+        let t = rewriter.type(x)
+        var reduced = t.dims
+        reduced[axis] = .known(1)
+        let keep: [String: Attribute] = ["axes": .ints([Int64(axis)]), "keepdims": .bool(true)]
+        let m = emit(.reduceMax, [x], t.with(dims: reduced), keep)
+        let d = emit(.sub, [x, m], t)
+        let e = emit(.exp, [d], t)
+        let s = emit(.reduceSum, [e], t.with(dims: reduced), keep)
+        return (d, e, s)
+      }
+      switch op.code {
+      case .softmax, .logSoftmax:
+        let x = op.operands[0]
+        let rank = rewriter.type(x).rank
+        let axis = { let a = op.attributes.int("axis") ?? -1; return a < 0 ? a + rank : a }()
+        let (d, e, s) = shiftedAndSum(x, axis: axis)
+        if op.code == .softmax {
+          rewriter.replace(result, with: emit(.div, [e, s], type))
+        } else {
+          let l = emit(.log, [s], rewriter.type(s))
+          rewriter.replace(result, with: emit(.sub, [d, l], type))
+        }
+      case .softmaxCrossEntropy where rewriter.type(op.operands[1]).dtype.isFloat:
+        let (logits, labels) = (op.operands[0], op.operands[1])
+        let t = rewriter.type(logits)
+        let (d, _, s) = shiftedAndSum(logits, axis: t.rank - 1)
+        let l = emit(.log, [s], rewriter.type(s))
+        let logProbabilities = emit(.sub, [d, l], t)
+        let weighted = emit(.mul, [labels, logProbabilities], t)
+        let total = emit(.reduceSum, [weighted], type, ["axes": .ints([Int64(t.rank - 1)])])
+        rewriter.replace(result, with: emit(.neg, [total], type))
+      case .sigmoidCrossEntropy:
+        let (x, z) = (op.operands[0], op.operands[1])
+        let dtype = type.dtype
+        let zero = splat(0, dtype)
+        let positive = emit(.max, [x, zero], rewriter.type(x))
+        let xz = emit(.mul, [x, z], type)
+        let a = emit(.abs, [x], rewriter.type(x))
+        let na = emit(.neg, [a], rewriter.type(x))
+        let e = emit(.exp, [na], rewriter.type(x))
+        let softplus = emit(.log1p, [e], rewriter.type(x))
+        let difference = emit(.sub, [positive, xz], type)
+        rewriter.replace(result, with: emit(.add, [difference, softplus], type))
+      default:
+        rewriter.keep(id)
+        continue
+      }
+      lowered += 1
+    }
+    guard lowered > 0 else { return false }
+    function = rewriter.finish()
+    context.count("lower-composites", "lowered", by: lowered)
+    return true
+  }
+}

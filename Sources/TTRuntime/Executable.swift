@@ -1,0 +1,433 @@
+// Executable — a compiled function: a list of thunks over one memory arena. Compilation inlines
+// calls, expands composites and runs -O2 (Pipelines.codegen), then turns each top-level op into a
+// thunk:
+//   fusion (loop / reduction)  -> one JIT kernel for the whole region
+//   fusion (gemm)              -> a BLAS call for the matmul, then one kernel for the epilogue
+//   matmul                     -> a BLAS call (transposes folded into its flags)
+//   any other op               -> a one-op JIT kernel
+//   anything the code generator cannot compile yet (f16/bf16, gather, argmax, sparse cross
+//   entropy, ...) -> the reference interpreter for that op or region, so every program runs.
+// Memory: parameters and constants live in their own buffers for the executable's lifetime; every
+// other value gets an offset in one arena, planned by liveness (first fit over the thunk
+// sequence) once per binding of the symbolic dimensions and reused by every later run with the
+// same sizes: no allocation per step in steady state. Large kernels are split across the thread
+// pool along their outermost loop.
+
+import COpenBLAS
+import Glibc
+import TTCodegen
+import TTIR
+import TTInterp
+import TTPasses
+
+public enum ExecutableError: Error, CustomStringConvertible {
+  case invalid(String)
+  case input(InterpreterError)
+  case runtime(String)
+  public var description: String {
+    switch self {
+    case .invalid(let m): return m
+    case .input(let e): return e.description
+    case .runtime(let m): return m
+    }
+  }
+}
+
+public struct ExecutableStatistics: Sendable {
+  public var kernels = 0
+  public var gemms = 0
+  public var interpreted = 0
+  public var compileSeconds = 0.0
+  /// Why ops run on the interpreter, with counts.
+  public var fallbackReasons: [String: Int] = [:]
+}
+
+public final class Executable: @unchecked Sendable {
+  enum Thunk {
+    case kernel(CompiledKernel, operands: [Int], result: Int)
+    case gemm(a: Int, b: Int, c: Int, transposeA: Bool, transposeB: Bool)
+    case interpretOp(OpNode, operands: [Int], result: Int)
+    case interpretRegion(Interpreter, operands: [Int], results: [Int])
+  }
+
+  struct Slot {
+    var type: TensorType
+    enum Storage { case arena, argument(Int), persistent(UnsafeMutableRawPointer) }
+    var storage: Storage
+  }
+
+  struct Plan {
+    var shapes: [[Int]]
+    var offsets: [Int]
+    var arena: UnsafeMutableRawPointer
+    var arenaBytes: Int
+  }
+
+  public let function: Function
+  public let lowered: Function
+  public private(set) var statistics = ExecutableStatistics()
+  var slots: [Slot] = []
+  var slotOf: [ValueID: Int] = [:]
+  var thunks: [Thunk] = []
+  var outputs: [Int] = []
+  var plans: [[Int]: Plan] = [:]
+  let symbols: [String]
+  let pool: ThreadPool
+  /// Kernels with fewer output elements than this run on one thread.
+  public var parallelThreshold = 1 << 15
+  private let lock = NSLockishRuntime()
+
+  /// Compiles `functionName` of `module`; parameters come from `params` or their initializers.
+  public init(module: Module, function functionName: String, params: [String: Tensor] = [:],
+              pool: ThreadPool = .shared, pipeline: Pipeline = Pipelines.codegen) throws(ExecutableError) {
+    let problems = Verifier.verify(module)
+    if let first = problems.first { throw .invalid("module does not verify: \(first)") }
+    guard let original = module.function(named: functionName) else { throw .invalid("no function named '@\(functionName)'") }
+    function = original
+    self.pool = pool
+    let start = DispatchClock.now()
+    var optimized = module
+    do { try PassManager().run(pipeline, on: &optimized, context: PassContext()) }
+    catch { throw .invalid("\(error)") }
+    lowered = optimized.function(named: functionName)!
+    var set = Set<String>()
+    for v in lowered.values { set.formUnion(v.type.symbols) }
+    symbols = set.sorted()
+
+    // Parameters: initialized once, kept in native layout.
+    let interpreterForParams: Interpreter
+    do { interpreterForParams = try Interpreter(module: module, params: params) }
+    catch { throw .invalid("\(error)") }
+    for (k, value) in lowered.values.enumerated() {
+      switch value.definition {
+      case .argument(let i): slotOf[ValueID(k)] = addSlot(value.type, .argument(i))
+      case .global(let name):
+        let tensor = interpreterForParams.params[name]!
+        slotOf[ValueID(k)] = addSlot(value.type, .persistent(Self.persistentCopy(tensor)))
+      case .result: break
+      }
+    }
+    for id in lowered.body { try lower(lowered[id]) }
+    outputs = lowered.returnValues.map { slotOf[$0]! }
+    statistics.compileSeconds = DispatchClock.now() - start
+  }
+
+  deinit {
+    for slot in slots { if case .persistent(let p) = slot.storage { free(p) } }
+    for plan in plans.values { free(plan.arena) }
+  }
+
+  static func persistentCopy(_ t: Tensor) -> UnsafeMutableRawPointer {
+    let bytes = max(t.count * t.dtype.byteSize, 1)
+    var p: UnsafeMutableRawPointer?
+    posix_memalign(&p, 64, bytes)
+    RawTensor.write(t, to: p!)
+    return p!
+  }
+
+  func addSlot(_ type: TensorType, _ storage: Slot.Storage) -> Int {
+    slots.append(Slot(type: type, storage: storage))
+    return slots.count - 1
+  }
+
+  // MARK: lowering ops to thunks
+
+  func lower(_ op: OpNode) throws(ExecutableError) {
+    if op.code == .constant, let value = op.constantValue, let shape = lowered.type(of: op.results[0]).staticShape {
+      let full = value.shape == shape ? value : Tensor.filled(value.dtype, shape: shape, value: value.doubles.first ?? 0)
+      slotOf[op.results[0]] = addSlot(lowered.type(of: op.results[0]), .persistent(Self.persistentCopy(full)))
+      return
+    }
+    let results = op.results.map { r in addSlot(lowered.type(of: r), .arena) }
+    for (r, s) in zip(op.results, results) { slotOf[r] = s }
+    let operands = op.operands.map { slotOf[$0]! }
+    if op.code == .fusion, let body = op.body {
+      if case .string("gemm")? = op.attributes["kind"], lowerGemmRegion(body, operands: operands, result: results[0]) { return }
+      if tryKernel(body, operands: operands, result: results[0]) { return }
+      try interpretRegion(body, operands: operands, results: results)
+      return
+    }
+    if op.code == .matmul, gemmSupported(op.operands.map { lowered.type(of: $0) }) {
+      thunks.append(.gemm(a: operands[0], b: operands[1], c: results[0],
+                          transposeA: op.attributes.bool("transpose_a") ?? false,
+                          transposeB: op.attributes.bool("transpose_b") ?? false))
+      statistics.gemms += 1
+      return
+    }
+    // A single op: as a one-op kernel if it compiles, else on the interpreter.
+    var single = Function(name: "op")
+    let arguments = op.operands.map { single.addArgument(name: lowered[$0].name, type: lowered.type(of: $0)) }
+    let id = single.append(op.code, arguments, resultTypes: op.results.map { lowered.type(of: $0) },
+                           attributes: op.attributes, callee: op.callee, regions: op.regions)
+    single.returnValues = single[id].results
+    single.resultTypes = op.results.map { lowered.type(of: $0) }
+    if op.results.count == 1, tryKernel(single, operands: operands, result: results[0]) { return }
+    if op.code == .call || op.code == .fusion || op.results.count != 1 {
+      try interpretRegion(single, operands: operands, results: results)
+      return
+    }
+    statistics.interpreted += 1
+    statistics.fallbackReasons[KernelEmitterSupport.reason(single) ?? "'\(op.code)'", default: 0] += 1
+    thunks.append(.interpretOp(op, operands: operands, result: results[0]))
+  }
+
+  func gemmSupported(_ types: [TensorType]) -> Bool {
+    types.allSatisfy { $0.dtype == .f32 } || types.allSatisfy { $0.dtype == .f64 }
+  }
+
+  func tryKernel(_ body: Function, operands: [Int], result: Int) -> Bool {
+    do {
+      let kernel = try KernelCache.shared.kernel(for: body)
+      thunks.append(.kernel(kernel, operands: operands, result: result))
+      statistics.kernels += 1
+      return true
+    } catch {
+      if case .unsupported(let reason) = error { statistics.fallbackReasons[reason, default: 0] += 1 }
+      else { statistics.fallbackReasons["\(error)", default: 0] += 1 }
+      return false
+    }
+  }
+
+  func interpretRegion(_ body: Function, operands: [Int], results: [Int]) throws(ExecutableError) {
+    var module = Module(name: "region")
+    var f = body
+    f.name = "region"
+    module.functions = [f]
+    do {
+      thunks.append(.interpretRegion(try Interpreter(module: module), operands: operands, results: results))
+      statistics.interpreted += 1
+    } catch {
+      throw .invalid("cannot prepare a region for the interpreter: \(error)")
+    }
+  }
+
+  /// matmul (BLAS) + epilogue (one kernel reading the matmul's result). False if the region is not
+  /// of that form or the epilogue does not compile; the caller then falls back.
+  func lowerGemmRegion(_ body: Function, operands: [Int], result: Int) -> Bool {
+    guard let first = body.body.first, body[first].code == .matmul,
+          gemmSupported(body[first].operands.map { body.type(of: $0) }) else { return false }
+    let matmul = body[first]
+    let argumentIndex: (ValueID) -> Int? = { v in body.arguments.firstIndex(of: v) }
+    guard let ia = argumentIndex(matmul.operands[0]), let ib = argumentIndex(matmul.operands[1]) else { return false }
+    let product = matmul.results[0]
+    // The epilogue as its own body: the product plus the region's other arguments.
+    var epilogue = Function(name: "epilogue")
+    var map: [ValueID: ValueID] = [:]
+    var epilogueOperands: [Int] = []
+    let productArgument = epilogue.addArgument(name: body[product].name, type: body.type(of: product))
+    map[product] = productArgument
+    for id in body.body.dropFirst() {
+      let op = body[id]
+      var inner: [ValueID] = []
+      for v in op.operands {
+        if let m = map[v] { inner.append(m); continue }
+        guard let k = argumentIndex(v) else { return false }
+        let a = epilogue.addArgument(name: body[v].name, type: body.type(of: v))
+        map[v] = a
+        epilogueOperands.append(operands[k])
+        inner.append(a)
+      }
+      let newID = epilogue.append(op.code, inner, resultTypes: op.results.map { body.type(of: $0) },
+                                  resultNames: op.results.map { body[$0].name }, attributes: op.attributes)
+      for (o, n) in zip(op.results, epilogue[newID].results) { map[o] = n }
+    }
+    epilogue.returnValues = [map[body.returnValues[0]]!]
+    epilogue.resultTypes = body.resultTypes
+    let kernel: CompiledKernel
+    do { kernel = try KernelCache.shared.kernel(for: epilogue) } catch { return false }
+    let productSlot = addSlot(body.type(of: product), .arena)
+    thunks.append(.gemm(a: operands[ia], b: operands[ib], c: productSlot,
+                        transposeA: matmul.attributes.bool("transpose_a") ?? false,
+                        transposeB: matmul.attributes.bool("transpose_b") ?? false))
+    thunks.append(.kernel(kernel, operands: [productSlot] + epilogueOperands, result: result))
+    statistics.gemms += 1
+    statistics.kernels += 1
+    return true
+  }
+
+  // MARK: running
+
+  /// Runs the function on `inputs` and returns its results.
+  public func run(_ inputs: [Tensor]) throws(ExecutableError) -> [Tensor] {
+    let binding: [String: Int]
+    do { binding = try Interpreter.bindInputs(function, inputs.map(\.type)) } catch { throw .input(error) }
+    let key = symbols.map { binding[$0] ?? 0 }
+    return try lock.withLock { () throws(ExecutableError) -> [Tensor] in
+      let plan = try self.plan(for: key, binding: binding)
+      for (k, slot) in slots.enumerated() {
+        if case .argument(let i) = slot.storage { RawTensor.write(inputs[i], to: plan.arena + plan.offsets[k]) }
+      }
+      for thunk in thunks { try execute(thunk, plan: plan, symbolValues: key) }
+      return outputs.map { RawTensor.read(slots[$0].type.dtype, shape: plan.shapes[$0], from: pointer($0, plan)) }
+    }
+  }
+
+  func pointer(_ slot: Int, _ plan: Plan) -> UnsafeMutableRawPointer {
+    if case .persistent(let p) = slots[slot].storage { return p }
+    return plan.arena + plan.offsets[slot]
+  }
+
+  /// Shapes and arena offsets for one binding of the symbols, computed once and cached.
+  func plan(for key: [Int], binding: [String: Int]) throws(ExecutableError) -> Plan {
+    if let existing = plans[key] { return existing }
+    let shapes = slots.map { slot in slot.type.dims.map { d -> Int in
+      switch d { case .known(let n): return n; case .symbol(let s): return binding[s] ?? 0 } } }
+    // Live ranges over the thunk sequence: arguments from before the first thunk, outputs to the end.
+    var first = [Int](repeating: Int.max, count: slots.count)
+    var last = [Int](repeating: -1, count: slots.count)
+    for (k, slot) in slots.enumerated() { if case .argument = slot.storage { first[k] = -1; last[k] = -1 } }
+    for (t, thunk) in thunks.enumerated() {
+      let (reads, writes) = Self.uses(thunk)
+      for s in reads { last[s] = max(last[s], t) }
+      for s in writes { first[s] = min(first[s], t); last[s] = max(last[s], t) }
+    }
+    for s in outputs { last[s] = thunks.count }
+    var offsets = [Int](repeating: 0, count: slots.count)
+    var placed: [(start: Int, end: Int, first: Int, last: Int)] = []
+    var arenaBytes = 0
+    let order = slots.indices.filter { if case .persistent = slots[$0].storage { return false }; return first[$0] != Int.max }
+      .sorted { first[$0] < first[$1] }
+    for s in order {
+      guard let count = elementCount(shapes[s]), count <= maxTensorElements else {
+        throw .runtime("a value of shape \(shapes[s]) is too large")
+      }
+      let bytes = (max(count * slots[s].type.dtype.byteSize, 1) + 63) / 64 * 64
+      // First fit among blocks whose live ranges overlap this one.
+      let conflicts = placed.filter { !($0.last < first[s] || last[s] < $0.first) }.sorted { $0.start < $1.start }
+      var offset = 0
+      for c in conflicts where offset + bytes > c.start { offset = max(offset, c.end) }
+      offsets[s] = offset
+      placed.append((offset, offset + bytes, first[s], last[s]))
+      arenaBytes = max(arenaBytes, offset + bytes)
+    }
+    var arena: UnsafeMutableRawPointer?
+    posix_memalign(&arena, 64, max(arenaBytes, 64))
+    let plan = Plan(shapes: shapes, offsets: offsets, arena: arena!, arenaBytes: arenaBytes)
+    plans[key] = plan
+    return plan
+  }
+
+  static func uses(_ thunk: Thunk) -> (reads: [Int], writes: [Int]) {
+    switch thunk {
+    case .kernel(_, let operands, let result): return (operands, [result])
+    case .gemm(let a, let b, let c, _, _): return ([a, b], [c])
+    case .interpretOp(_, let operands, let result): return (operands, [result])
+    case .interpretRegion(_, let operands, let results): return (operands, results)
+    }
+  }
+
+  /// Bytes of the arena for a binding (after a run with it); nil if not planned yet.
+  public func arenaBytes(symbols values: [Int]) -> Int? { plans[values]?.arenaBytes }
+
+  func execute(_ thunk: Thunk, plan: Plan, symbolValues: [Int]) throws(ExecutableError) {
+    switch thunk {
+    case .kernel(let kernel, let operands, let result):
+      var buffers: [UnsafeMutableRawPointer?] = operands.map { pointer($0, plan) } + [pointer(result, plan)]
+      let symbolArray: [Int64] = kernel.signature.symbols.map { s in Int64(symbolValues[symbols.firstIndex(of: s)!]) }
+      let shape = plan.shapes[result]
+      let outer = shape.first ?? 1
+      let total = elementCount(shape) ?? 0
+      let entry = kernel.entry
+      symbolArray.withUnsafeBufferPointer { syms in
+        buffers.withUnsafeMutableBufferPointer { bufs in
+          let chunks = (total >= parallelThreshold && outer >= 2) ? min(pool.threadCount, outer) : 1
+          if chunks == 1 {
+            entry(bufs.baseAddress!, syms.baseAddress ?? UnsafePointer(bitPattern: 8)!, 0, Int64(outer))
+          } else {
+            let b = bufs.baseAddress!, s = syms.baseAddress ?? UnsafePointer(bitPattern: 8)!
+            let bAddress = UInt(bitPattern: b), sAddress = UInt(bitPattern: s)
+            pool.parallelFor(chunks) { c in
+              let lo = outer * c / chunks, hi = outer * (c + 1) / chunks
+              entry(UnsafeMutablePointer(bitPattern: bAddress)!, UnsafePointer(bitPattern: sAddress)!, Int64(lo), Int64(hi))
+            }
+          }
+        }
+      }
+    case .gemm(let a, let b, let c, let ta, let tb):
+      runGemm(a: a, b: b, c: c, transposeA: ta, transposeB: tb, plan: plan)
+    case .interpretOp(let op, let operands, let result):
+      let tensors = operands.map { RawTensor.read(slots[$0].type.dtype, shape: plan.shapes[$0], from: pointer($0, plan)) }
+      do {
+        let value = try Interpreter.evaluate(op, operands: tensors, dtype: slots[result].type.dtype, shape: plan.shapes[result])
+        RawTensor.write(value, to: pointer(result, plan))
+      } catch {
+        throw .runtime("\(error)")
+      }
+    case .interpretRegion(let interpreter, let operands, let results):
+      let tensors = operands.map { RawTensor.read(slots[$0].type.dtype, shape: plan.shapes[$0], from: pointer($0, plan)) }
+      do {
+        let values = try interpreter.run("region", tensors)
+        for (v, r) in zip(values, results) { RawTensor.write(v, to: pointer(r, plan)) }
+      } catch {
+        throw .runtime("\(error)")
+      }
+    }
+  }
+
+  /// C[..., M, N] = op(A)[..., M, K] · op(B)[..., K, N] with numpy batch broadcasting, one BLAS
+  /// call per batch element (a single call for plain matrices).
+  func runGemm(a: Int, b: Int, c: Int, transposeA: Bool, transposeB: Bool, plan: Plan) {
+    let sa = plan.shapes[a], sb = plan.shapes[b], sc = plan.shapes[c]
+    let m = sc[sc.count - 2], n = sc[sc.count - 1]
+    let k = transposeA ? sa[sa.count - 2] : sa[sa.count - 1]
+    let batchShape = Array(sc.dropLast(2))
+    let batches = elementCount(batchShape) ?? 1
+    let aBatch = Self.batchOffsets(Array(sa.dropLast(2)), batchShape)
+    let bBatch = Self.batchOffsets(Array(sb.dropLast(2)), batchShape)
+    let aMatrix = sa[sa.count - 2] * sa[sa.count - 1], bMatrix = sb[sb.count - 2] * sb[sb.count - 1]
+    let lda = sa[sa.count - 1], ldb = sb[sb.count - 1]
+    let ta = transposeA ? CblasTrans : CblasNoTrans, tb = transposeB ? CblasTrans : CblasNoTrans
+    if m == 0 || n == 0 { return }
+    if slots[c].type.dtype == .f64 {
+      let pa = pointer(a, plan).assumingMemoryBound(to: Double.self), pb = pointer(b, plan).assumingMemoryBound(to: Double.self)
+      let pc = pointer(c, plan).assumingMemoryBound(to: Double.self)
+      for i in 0..<batches {
+        cblas_dgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), 1, pa + aBatch[i] * aMatrix, Int32(max(lda, 1)),
+                    pb + bBatch[i] * bMatrix, Int32(max(ldb, 1)), 0, pc + i * m * n, Int32(n))
+      }
+    } else {
+      let pa = pointer(a, plan).assumingMemoryBound(to: Float.self), pb = pointer(b, plan).assumingMemoryBound(to: Float.self)
+      let pc = pointer(c, plan).assumingMemoryBound(to: Float.self)
+      for i in 0..<batches {
+        cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), 1, pa + aBatch[i] * aMatrix, Int32(max(lda, 1)),
+                    pb + bBatch[i] * bMatrix, Int32(max(ldb, 1)), 0, pc + i * m * n, Int32(n))
+      }
+    }
+  }
+
+  /// For each batch index of `target`, the batch index of a (broadcast) operand batch shape.
+  static func batchOffsets(_ shape: [Int], _ target: [Int]) -> [Int] {
+    let count = elementCount(target) ?? 1
+    let offset = target.count - shape.count
+    let strides = rowMajorStrides(shape)
+    return (0..<count).map { flat in
+      var remaining = flat, source = 0
+      for axis in stride(from: target.count - 1, through: 0, by: -1) {
+        let i = remaining % max(target[axis], 1)
+        remaining /= max(target[axis], 1)
+        let k = axis - offset
+        if k >= 0 && shape[k] != 1 { source += i * strides[k] }
+      }
+      return source
+    }
+  }
+}
+
+/// Why a body does not compile (for statistics).
+enum KernelEmitterSupport {
+  static func reason(_ body: Function) -> String? {
+    do { _ = try KernelCache.shared.kernel(for: body); return nil }
+    catch { if case .unsupported(let r) = error { return r }; return "\(error)" }
+  }
+}
+
+final class NSLockishRuntime: @unchecked Sendable {
+  private var mutex = pthread_mutex_t()
+  init() { pthread_mutex_init(&mutex, nil) }
+  deinit { pthread_mutex_destroy(&mutex) }
+  func withLock<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+    pthread_mutex_lock(&mutex)
+    defer { pthread_mutex_unlock(&mutex) }
+    return try body()
+  }
+}
