@@ -10,6 +10,7 @@ let package = Package(
   platforms: [.macOS(.v13)],
   products: [
     .executable(name: "ttfc", targets: ["ttfc"]),
+    .executable(name: "ttfc-bench", targets: ["ttfc-bench"]),
     .library(name: "TTIR", targets: ["TTIR"]),
     .library(name: "TTInterp", targets: ["TTInterp"]),
     .library(name: "TTPasses", targets: ["TTPasses"]),
@@ -36,6 +37,7 @@ let package = Package(
       "TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCodegen",
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
     ]),
+    .executableTarget(name: "ttfc-bench", dependencies: ["TTIR", "TTRuntime", "TTCodegen", "COpenBLAS"]),
     .testTarget(name: "TTIRTests", dependencies: ["TTIR"], exclude: ["Inputs"]),
     .testTarget(name: "TTInterpTests", dependencies: ["TTIR", "TTInterp", "TTRuntime"],
                 exclude: ["Fixtures"]),

@@ -262,6 +262,32 @@ public final class Executable: @unchecked Sendable {
     }
   }
 
+  /// A run prepared for fixed input shapes: write inputs in native layout at `inputs[i]`, call
+  /// `execute()` any number of times, read results at `outputs[i]`. No conversion, no allocation:
+  /// this is how benchmarks and the training loop drive an executable.
+  public struct PreparedRun {
+    public let inputs: [UnsafeMutableRawPointer]
+    public let outputs: [UnsafeMutableRawPointer]
+    public let outputShapes: [[Int]]
+    let executable: Executable
+    let plan: Plan
+    let key: [Int]
+    public func execute() throws(ExecutableError) {
+      for thunk in executable.thunks { try executable.execute(thunk, plan: plan, symbolValues: key) }
+    }
+  }
+
+  public func prepare(inputTypes: [TensorType]) throws(ExecutableError) -> PreparedRun {
+    let binding: [String: Int]
+    do { binding = try Interpreter.bindInputs(function, inputTypes) } catch { throw .input(error) }
+    let key = symbols.map { binding[$0] ?? 0 }
+    let plan = try lock.withLock { () throws(ExecutableError) -> Plan in try self.plan(for: key, binding: binding) }
+    var inputPointers = [UnsafeMutableRawPointer](repeating: plan.arena, count: inputTypes.count)
+    for (k, slot) in slots.enumerated() { if case .argument(let i) = slot.storage { inputPointers[i] = pointer(k, plan) } }
+    return PreparedRun(inputs: inputPointers, outputs: outputs.map { pointer($0, plan) },
+                       outputShapes: outputs.map { plan.shapes[$0] }, executable: self, plan: plan, key: key)
+  }
+
   func pointer(_ slot: Int, _ plan: Plan) -> UnsafeMutableRawPointer {
     if case .persistent(let p) = slots[slot].storage { return p }
     return plan.arena + plan.offsets[slot]
@@ -275,7 +301,8 @@ public final class Executable: @unchecked Sendable {
     // Live ranges over the thunk sequence: arguments from before the first thunk, outputs to the end.
     var first = [Int](repeating: Int.max, count: slots.count)
     var last = [Int](repeating: -1, count: slots.count)
-    for (k, slot) in slots.enumerated() { if case .argument = slot.storage { first[k] = -1; last[k] = -1 } }
+    // Arguments stay intact for the whole run (a prepared run may be executed again on them).
+    for (k, slot) in slots.enumerated() { if case .argument = slot.storage { first[k] = -1; last[k] = thunks.count } }
     for (t, thunk) in thunks.enumerated() {
       let (reads, writes) = Self.uses(thunk)
       for s in reads { last[s] = max(last[s], t) }
@@ -313,6 +340,23 @@ public final class Executable: @unchecked Sendable {
     case .gemm(let a, let b, let c, _, _): return ([a, b], [c])
     case .interpretOp(_, let operands, let result): return (operands, [result])
     case .interpretRegion(_, let operands, let results): return (operands, results)
+    }
+  }
+
+  /// The compiled kernels of this executable, in execution order.
+  public var kernels: [CompiledKernel] {
+    thunks.compactMap { if case .kernel(let k, _, _) = $0 { return k }; return nil }
+  }
+
+  /// A one-line description of each thunk, in execution order (for `ttfc compile --emit=thunks`).
+  public var thunkListing: [String] {
+    thunks.map { thunk in
+      switch thunk {
+      case .kernel(let k, let operands, let result): return "kernel \(k.name)(\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result) : \(slots[result].type)"
+      case .gemm(let a, let b, let c, let ta, let tb): return "gemm s\(a)\(ta ? "^T" : "") x s\(b)\(tb ? "^T" : "") -> s\(c) : \(slots[c].type)"
+      case .interpretOp(let op, let operands, let result): return "interpret '\(op.code)'(\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result)"
+      case .interpretRegion(_, let operands, let results): return "interpret region(\(operands.map { "s\($0)" }.joined(separator: ", "))) -> \(results.map { "s\($0)" }.joined(separator: ", "))"
+      }
     }
   }
 

@@ -4,6 +4,8 @@ import ArgumentParser
 import Foundation
 import TTIR
 import TTPasses
+import TTRuntime
+import TTCodegen
 
 struct Compile: ParsableCommand {
   static let configuration = CommandConfiguration(
@@ -14,13 +16,16 @@ struct Compile: ParsableCommand {
         ttfc compile examples/mlp.ttir --emit=dot -o mlp.dot && dot -Tsvg mlp.dot > mlp.svg
       """)
 
-  enum Emit: String, ExpressibleByArgument, CaseIterable { case ir, dot }
+  enum Emit: String, ExpressibleByArgument, CaseIterable { case ir, dot, thunks, llvm, asm }
 
   @Argument(help: "The .ttir model.")
   var file: String
 
-  @Option(help: "What to emit: ir (optimized TTIR) or dot (Graphviz, fusion regions as clusters).")
+  @Option(help: "What to emit: ir (optimized TTIR), dot (Graphviz, fusion regions as clusters), thunks (the executable's steps), llvm (optimized LLVM IR per kernel) or asm (machine code per kernel).")
   var emit: Emit = .ir
+
+  @Option(name: .customLong("func"), help: "For thunks/llvm/asm: the function to compile (default: all).")
+  var function: String?
 
   @OptionGroup var pipeline: PipelineOptions
 
@@ -28,9 +33,29 @@ struct Compile: ParsableCommand {
   var output: String?
 
   func run() throws {
-    var module = try SourceFile.read(file).module()
-    _ = try pipeline.optimize(&module)
-    let text = emit == .ir ? Printer.print(module) : GraphvizWriter.dot(module)
+    let original = try SourceFile.read(file).module()
+    var module = original
+    let text: String
+    switch emit {
+    case .ir, .dot:
+      _ = try pipeline.optimize(&module)
+      text = emit == .ir ? Printer.print(module) : GraphvizWriter.dot(module)
+    case .thunks, .llvm, .asm:
+      KernelCache.shared.keepListings = true
+      var out = ""
+      let names = function.map { [$0] } ?? original.functions.map(\.name)
+      for name in names {
+        let executable: Executable
+        do { executable = try Executable(module: original, function: name) } catch { throw fail("\(error)") }
+        out += "// ===== @\(name): \(executable.statistics.kernels) kernels, \(executable.statistics.gemms) BLAS calls, \(executable.statistics.interpreted) interpreted\n"
+        if emit == .thunks { out += executable.thunkListing.joined(separator: "\n") + "\n"; continue }
+        for kernel in executable.kernels {
+          out += "// ----- kernel \(kernel.name) : (\(kernel.signature.inputs.map(\.description).joined(separator: ", "))) -> \(kernel.signature.output)\n"
+          out += (emit == .llvm ? kernel.llvmIR : kernel.assembly) ?? "// (compiled before listings were requested)\n"
+        }
+      }
+      text = out
+    }
     if let output {
       do { try text.write(toFile: output, atomically: true, encoding: .utf8) }
       catch { throw fail("cannot write '\(output)': \(error.localizedDescription)") }
