@@ -66,6 +66,11 @@ public final class KernelCache: @unchecked Sendable {
     let emitter = KernelEmitter(ir: ir, body: body, signature: signature)
     _ = try emitter.emit(name: name)
     try module.verify()
+    if let directory = getenv("TTFC_DUMP_KERNELS") {
+      // Debugging aid: the kernel's LLVM IR before optimization, for opt-19 -pass-remarks.
+      let path = String(cString: directory) + "/\(name).ll"
+      if let file = fopen(path, "w") { fputs(module.text, file); fclose(file) }
+    }
     let jit = JIT.shared
     jit.machine.configure(module.module)
     try jit.machine.optimize(module.module)

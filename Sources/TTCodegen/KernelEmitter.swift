@@ -15,8 +15,10 @@
 // call computes (the thread pool splits it). Tensors are dense row-major; i1 is stored as one byte.
 //
 // Floating-point semantics: elementwise ops are IEEE and correctly rounded except the VectorMath
-// functions (error bounds there). Reductions may be reassociated (so they vectorize); they agree
-// with the interpreter within rounding, not bit for bit.
+// functions (error bounds there) and division by a row reduction's result, which may become a
+// multiplication by the reciprocal (one extra rounding). Reductions may be reassociated (so they
+// vectorize); they agree with the interpreter within rounding, not bit for bit. Compiled max/min
+// reductions propagate NaN but may return -0.0 where the reference returns +0.0.
 
 import CLLVM
 import TTIR
@@ -35,6 +37,10 @@ final class KernelEmitter {
   var symbolValues: [String: IRBuilder.V] = [:]
   /// Memoized element values, one frame per loop scope (values of outer frames dominate inner code).
   var memo: [[MemoKey: IRBuilder.V]] = [[:]]
+  var root = ValueID(0)
+  /// Values written into the output row while a row reduction runs, then read back from there.
+  var storeWhileReducing = Set<ValueID>()
+  var rowMaterialized = Set<ValueID>()
 
   struct MemoKey: Hashable {
     let value: ValueID
@@ -112,6 +118,12 @@ final class KernelEmitter {
     let fn = LLVMAddFunction(ir.module, name, fnType)!
     addAttribute(fn, "nocapture", index: 1)
     addAttribute(fn, "nocapture", index: 2)
+    // The vectorizer's cost model reads the subtarget from these (not only from the machine).
+    let machine = JIT.shared.machine
+    for (key, value) in [("target-cpu", machine.cpu), ("target-features", machine.features)] {
+      let attribute = LLVMCreateStringAttribute(ir.context, key, UInt32(key.utf8.count), value, UInt32(value.utf8.count))
+      LLVMAddAttributeAtIndex(fn, LLVMAttributeIndex(bitPattern: -1), attribute)
+    }
     LLVMPositionBuilderAtEnd(ir.b, LLVMAppendBasicBlockInContext(ir.context, fn, "entry"))
     let buffersParam = LLVMGetParam(fn, 0)!, symbolsParam = LLVMGetParam(fn, 1)!
     let begin = LLVMGetParam(fn, 2)!, end = LLVMGetParam(fn, 3)!
@@ -121,14 +133,29 @@ final class KernelEmitter {
     for (j, s) in signature.symbols.enumerated() {
       symbolValues[s] = ir.load(ir.i64, ir.gep(ir.i64, symbolsParam, ir.int(j)))
     }
-    let root = body.returnValues[0]
+    root = body.returnValues[0]
     let output = signature.output
     let rowReductions = hoistableReductions()
     var index: [IRBuilder.V] = []
     func nest(_ depth: Int) {
       // Row reductions indexed by the first `depth` output indices: compute them once per row.
+      // An expensive value of the output's type that a row reduction reads and the output also
+      // needs (softmax's exp) is written into the output row while reducing and read back
+      // afterwards, instead of being computed twice.
       for (reduction, prefix, rank) in rowReductions where prefix == depth {
+        let reduced = body[reduction]
+        var candidate: ValueID? = nil
+        if prefix == output.rank - 1, case .result(let rid, _) = reduced.definition {
+          let operand = body[rid].operands[0]
+          if case .result(let pid, _) = body[operand].definition, body[pid].code.info.cost == .expensive,
+             body.type(of: operand) == output, operand != root, rowMaterialized.isEmpty,
+             readsOnlyAtTheOutputIndex(operand) {
+            candidate = operand
+          }
+        }
+        if let candidate { storeWhileReducing.insert(candidate) }
         _ = element(reduction, (0..<rank).map { $0 < prefix ? index[$0] : ir.int(0) })
+        if let candidate { storeWhileReducing.remove(candidate); rowMaterialized.insert(candidate) }
       }
       if depth == output.rank {
         let v = element(root, index)
@@ -190,8 +217,15 @@ final class KernelEmitter {
   func element(_ v: ValueID, _ index: [IRBuilder.V]) -> IRBuilder.V {
     let k = key(v, index)
     if let cached = lookup(k) { return cached }
+    let outputBuffer = buffers[signature.inputs.count]
+    if rowMaterialized.contains(v) {
+      return load(outputBuffer, dtype: signature.output.dtype, at: linear(index, signature.output))
+    }
     let value = compute(v, index)
     memo[memo.count - 1][k] = value
+    if storeWhileReducing.contains(v) {
+      store(value, dtype: signature.output.dtype, at: linear(index, signature.output), buffer: outputBuffer)
+    }
     return value
   }
 
@@ -200,9 +234,10 @@ final class KernelEmitter {
     return dtype == .i1 ? ir.icmp(LLVMIntNE, raw, ir.int(0, ir.i8)) : raw
   }
 
-  func store(_ v: IRBuilder.V, dtype: DType, at offset: IRBuilder.V, buffer: IRBuilder.V) {
+  @discardableResult
+  func store(_ v: IRBuilder.V, dtype: DType, at offset: IRBuilder.V, buffer: IRBuilder.V) -> IRBuilder.V {
     let value = dtype == .i1 ? ir.zext(v, ir.i8) : v
-    ir.store(value, ir.gep(elementType(dtype), buffer, offset))
+    return LLVMBuildStore(ir.b, value, ir.gep(elementType(dtype), buffer, offset))
   }
 
   func compute(_ v: ValueID, _ index: [IRBuilder.V]) -> IRBuilder.V {
@@ -241,6 +276,13 @@ final class KernelEmitter {
       return dtype == .i64 ? position : ir.trunc(position, computeType(dtype))
     case .neg, .abs, .exp, .log, .log1p, .sqrt, .rsqrt, .tanh, .sigmoid, .relu, .gelu, .erf, .sin, .cos, .floor, .ceil, .sign, .not:
       return unary(op, operand(0), dtype)
+    case .div where dtype.isFloat && producedByReduction(op.operands[1]):
+      // Dividing by a row reduction (softmax's normalization): the divisor is the same for the
+      // whole row, so allow x * (1/d) (the `arcp` flag; LLVM hoists 1/d out of the row loop).
+      // Costs at most one extra rounding (<= 1.5 ulp) and saves a vector division per element.
+      let quotient = ir.fdiv(operand(0), operand(1))
+      LLVMSetFastMathFlags(quotient, LLVMFastMathFlags(LLVMFastMathAllowReciprocal))
+      return quotient
     case .add, .sub, .mul, .div, .pow, .max, .min, .and, .or:
       return binary(op.code, operand(0), operand(1), dtype)
     case .eq, .ne, .lt, .le, .gt, .ge:
@@ -313,6 +355,29 @@ final class KernelEmitter {
     }
   }
 
+  /// True if every op that (transitively) consumes `v` is elementwise or a reduction, so `v` is
+  /// only ever read at the index of the output element being computed (or during a row
+  /// reduction, before the output row is written). Only then may `v` live in the output row.
+  func readsOnlyAtTheOutputIndex(_ v: ValueID) -> Bool {
+    var pending = [v]
+    var seen = Set<ValueID>()
+    while let value = pending.popLast() {
+      guard seen.insert(value).inserted else { continue }
+      for id in body.body where body[id].operands.contains(value) {
+        let op = body[id]
+        if op.code.info.opClass == .reduction { continue }
+        guard op.code.info.isElementwise else { return false }
+        pending += op.results
+      }
+    }
+    return true
+  }
+
+  func producedByReduction(_ v: ValueID) -> Bool {
+    if case .result(let id, _) = body[v].definition { return body[id].code.info.opClass == .reduction }
+    return false
+  }
+
   func widenToI64(_ v: IRBuilder.V, _ dtype: DType) -> IRBuilder.V { dtype == .i64 ? v : ir.sext(v, ir.i64) }
 
   /// Reshape: the result index, linearized in the result's shape, delinearized in the operand's.
@@ -378,24 +443,29 @@ final class KernelEmitter {
       switch op.code {
       case .reduceSum, .reduceMean: return isFloat ? ir.reassoc(ir.fadd(acc, v)) : ir.add(acc, v)
       case .reduceProd: return isFloat ? ir.reassoc(ir.fmul(acc, v)) : ir.mul(acc, v)
-      case .reduceMax: return isFloat ? ir.intrinsic("llvm.maximum", [t], [acc, v]) : ir.intrinsic("llvm.smax", [t], [acc, v])
-      default: return isFloat ? ir.intrinsic("llvm.minimum", [t], [acc, v]) : ir.intrinsic("llvm.smin", [t], [acc, v])
+      // max/min: a compare-and-select (one vector instruction); NaN is tracked separately below.
+      case .reduceMax: return isFloat ? ir.select(ir.fcmp(LLVMRealOGT, v, acc), v, acc) : ir.intrinsic("llvm.smax", [t], [acc, v])
+      default: return isFloat ? ir.select(ir.fcmp(LLVMRealOLT, v, acc), v, acc) : ir.intrinsic("llvm.smin", [t], [acc, v])
       }
     }
-    func loops(_ position: Int, _ acc: IRBuilder.V) -> IRBuilder.V {
+    // Float max/min also carry "saw a NaN" (an or-reduction), so NaN propagates as in the reference.
+    let tracksNaN = isFloat && (op.code == .reduceMax || op.code == .reduceMin)
+    func loops(_ position: Int, _ acc: [IRBuilder.V]) -> [IRBuilder.V] {
       if position == axes.count {
-        return combine(acc, element(op.operands[0], sourceIndex.map { $0! }))
+        let v = element(op.operands[0], sourceIndex.map { $0! })
+        return tracksNaN ? [combine(acc[0], v), ir.or(acc[1], ir.isNaN(v))] : [combine(acc[0], v)]
       }
       let axis = axes[position]
-      return ir.loop(from: ir.int(0), to: size(x.dims[axis]), carrying: [acc]) { iv, accs in
+      return ir.loop(from: ir.int(0), to: size(x.dims[axis]), carrying: acc) { iv, accs in
         sourceIndex[axis] = iv
         memo.append([:])
-        let next = loops(position + 1, accs[0])
+        let next = loops(position + 1, accs)
         memo.removeLast()
-        return [next]
-      }[0]
+        return next
+      }
     }
-    var result = loops(0, initial)
+    let final = loops(0, tracksNaN ? [initial, ir.bool(false)] : [initial])
+    var result = tracksNaN ? ir.select(final[1], ir.real(.nan, t), final[0]) : final[0]
     if op.code == .reduceMean {
       var count = ir.int(1)
       for a in axes { count = ir.mul(count, size(x.dims[a])) }

@@ -40,7 +40,7 @@ public final class HostTargetMachine: @unchecked Sendable {
     var message: UnsafeMutablePointer<CChar>?
     if LLVMGetTargetFromTriple(triple, &target, &message) != 0 { throw .llvm(LLVMSession.takeMessage(message)) }
     guard let machine = LLVMCreateTargetMachine(target, triple, cpu, features, LLVMCodeGenLevelAggressive,
-                                                LLVMRelocDefault, LLVMCodeModelJITDefault) else {
+                                                LLVMRelocDefault, LLVMCodeModelDefault) else {
       throw .llvm("cannot create a target machine for \(triple) \(cpu)")
     }
     reference = machine
@@ -69,6 +69,7 @@ public final class HostTargetMachine: @unchecked Sendable {
     LLVMPassBuilderOptionsSetLoopVectorization(options, 1)
     LLVMPassBuilderOptionsSetSLPVectorization(options, 1)
     LLVMPassBuilderOptionsSetLoopUnrolling(options, 1)
+    LLVMPassBuilderOptionsSetLoopInterleaving(options, 1)
     try consume(LLVMRunPasses(module, pipeline, reference, options))
   }
 

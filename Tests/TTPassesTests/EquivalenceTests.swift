@@ -13,7 +13,9 @@ enum Equivalence {
   static var graphCount: Int { Int(ProcessInfo.processInfo.environment["TTFC_RANDOM_GRAPHS"] ?? "") ?? 500 }
 
   static let pipelines: [(String, Pipeline)] = {
-    var list: [(String, Pipeline)] = Pipelines.passes.map { ($0.name, Pipeline([.pass($0)])) }
+    // lower-composites replaces softmax & co. by their formulas, which round differently: it is
+    // checked against the interpreter within tolerance by TTRuntimeTests, not bit for bit here.
+    var list: [(String, Pipeline)] = Pipelines.passes.filter { $0.name != "lower-composites" }.map { ($0.name, Pipeline([.pass($0)])) }
     list.append(("-O1", Pipelines.standard(level: 1)))
     list.append(("-O2", Pipelines.standard(level: 2)))
     return list
