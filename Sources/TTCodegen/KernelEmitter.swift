@@ -17,8 +17,7 @@
 // Floating-point semantics: elementwise ops are IEEE and correctly rounded except the VectorMath
 // functions (error bounds there) and division by a row reduction's result, which may become a
 // multiplication by the reciprocal (one extra rounding). Reductions may be reassociated (so they
-// vectorize); they agree with the interpreter within rounding, not bit for bit. Compiled max/min
-// reductions propagate NaN but may return -0.0 where the reference returns +0.0.
+// vectorize); they agree with the interpreter within rounding, not bit for bit.
 
 import CLLVM
 import TTIR
@@ -443,17 +442,15 @@ final class KernelEmitter {
       switch op.code {
       case .reduceSum, .reduceMean: return isFloat ? ir.reassoc(ir.fadd(acc, v)) : ir.add(acc, v)
       case .reduceProd: return isFloat ? ir.reassoc(ir.fmul(acc, v)) : ir.mul(acc, v)
-      // max/min: a compare-and-select (one vector instruction); NaN is tracked separately below.
-      case .reduceMax: return isFloat ? ir.select(ir.fcmp(LLVMRealOGT, v, acc), v, acc) : ir.intrinsic("llvm.smax", [t], [acc, v])
-      default: return isFloat ? ir.select(ir.fcmp(LLVMRealOLT, v, acc), v, acc) : ir.intrinsic("llvm.smin", [t], [acc, v])
+      // max/min: IEEE maximum/minimum (NaN-propagating). LLVM vectorizes these reductions without
+      // fast-math flags; compare-select or maxnum forms would need `nnan` to vectorize.
+      case .reduceMax: return isFloat ? ir.intrinsic("llvm.maximum", [t], [acc, v]) : ir.intrinsic("llvm.smax", [t], [acc, v])
+      default: return isFloat ? ir.intrinsic("llvm.minimum", [t], [acc, v]) : ir.intrinsic("llvm.smin", [t], [acc, v])
       }
     }
-    // Float max/min also carry "saw a NaN" (an or-reduction), so NaN propagates as in the reference.
-    let tracksNaN = isFloat && (op.code == .reduceMax || op.code == .reduceMin)
     func loops(_ position: Int, _ acc: [IRBuilder.V]) -> [IRBuilder.V] {
       if position == axes.count {
-        let v = element(op.operands[0], sourceIndex.map { $0! })
-        return tracksNaN ? [combine(acc[0], v), ir.or(acc[1], ir.isNaN(v))] : [combine(acc[0], v)]
+        return [combine(acc[0], element(op.operands[0], sourceIndex.map { $0! }))]
       }
       let axis = axes[position]
       return ir.loop(from: ir.int(0), to: size(x.dims[axis]), carrying: acc) { iv, accs in
@@ -464,8 +461,7 @@ final class KernelEmitter {
         return next
       }
     }
-    let final = loops(0, tracksNaN ? [initial, ir.bool(false)] : [initial])
-    var result = tracksNaN ? ir.select(final[1], ir.real(.nan, t), final[0]) : final[0]
+    var result = loops(0, [initial])[0]
     if op.code == .reduceMean {
       var count = ir.int(1)
       for a in axes { count = ir.mul(count, size(x.dims[a])) }

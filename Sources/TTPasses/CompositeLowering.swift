@@ -3,7 +3,8 @@
 //   log_softmax(x)        = (x - max(x)) - log(sum(exp(x - max(x))))
 //   softmax_cross_entropy = -sum(labels * log_softmax(logits))              (dense labels only)
 //   sigmoid_cross_entropy = max(x, 0) - x*z + log1p(exp(-|x|))
-// These are the interpreter's own formulas, so results agree within rounding. Sparse-label
+// These are the interpreter's own formulas, so results agree within rounding (f32, f64; f16 and
+// bf16 composites are kept whole). Sparse-label
 // softmax_cross_entropy is kept: an out-of-range label must be an error, not a silent zero.
 // Runs in the compile pipeline only (ttfc compile/run), before canonicalization and fusion.
 
@@ -37,6 +38,9 @@ public enum CompositeLowering {
         let s = emit(.reduceSum, [e], t.with(dims: reduced), keep)
         return (d, e, s)
       }
+      // 16-bit floats keep the composite: each expanded step would round to 11 (or 8) bits where
+      // the composite rounds once, and those types are not compiled to kernels yet anyway.
+      if type.dtype == .f16 || type.dtype == .bf16 { rewriter.keep(id); continue }
       switch op.code {
       case .softmax, .logSoftmax:
         let x = op.operands[0]

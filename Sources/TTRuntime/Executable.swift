@@ -44,7 +44,9 @@ public struct ExecutableStatistics: Sendable {
 
 public final class Executable: @unchecked Sendable {
   enum Thunk {
-    case kernel(CompiledKernel, operands: [Int], result: Int)
+    /// `inPlace`: operands the kernel may overwrite (it reads each element only to compute the
+    /// output element at the same index), so the output can take the operand's memory.
+    case kernel(CompiledKernel, operands: [Int], result: Int, inPlace: [Int])
     case gemm(a: Int, b: Int, c: Int, transposeA: Bool, transposeB: Bool)
     case interpretOp(OpNode, operands: [Int], result: Int)
     case interpretRegion(Interpreter, operands: [Int], results: [Int])
@@ -75,6 +77,8 @@ public final class Executable: @unchecked Sendable {
   let pool: ThreadPool
   /// Kernels with fewer output elements than this run on one thread.
   public var parallelThreshold = 1 << 15
+  /// Values that took an operand's memory in place (over all plans).
+  public private(set) var statisticsReused = 0
   private let lock = NSLockishRuntime()
 
   /// Compiles `functionName` of `module`; parameters come from `params` or their initializers.
@@ -171,6 +175,15 @@ public final class Executable: @unchecked Sendable {
     thunks.append(.interpretOp(op, operands: operands, result: results[0]))
   }
 
+  /// Operands whose buffer the output may reuse: the body is purely elementwise (no data
+  /// movement, no reductions), so element i of an operand is read only for output element i, and
+  /// the operand has the output's exact type.
+  static func inPlaceOperands(_ body: Function, _ operands: [Int]) -> [Int] {
+    let elementwise = body.body.allSatisfy { body[$0].code.info.isElementwise || body[$0].code == .constant }
+    guard elementwise, let output = body.resultTypes.first else { return [] }
+    return zip(body.arguments, operands).filter { body.type(of: $0.0) == output }.map(\.1)
+  }
+
   func gemmSupported(_ types: [TensorType]) -> Bool {
     types.allSatisfy { $0.dtype == .f32 } || types.allSatisfy { $0.dtype == .f64 }
   }
@@ -178,7 +191,7 @@ public final class Executable: @unchecked Sendable {
   func tryKernel(_ body: Function, operands: [Int], result: Int) -> Bool {
     do {
       let kernel = try KernelCache.shared.kernel(for: body)
-      thunks.append(.kernel(kernel, operands: operands, result: result))
+      thunks.append(.kernel(kernel, operands: operands, result: result, inPlace: Self.inPlaceOperands(body, operands)))
       statistics.kernels += 1
       return true
     } catch {
@@ -239,7 +252,8 @@ public final class Executable: @unchecked Sendable {
     thunks.append(.gemm(a: operands[ia], b: operands[ib], c: productSlot,
                         transposeA: matmul.attributes.bool("transpose_a") ?? false,
                         transposeB: matmul.attributes.bool("transpose_b") ?? false))
-    thunks.append(.kernel(kernel, operands: [productSlot] + epilogueOperands, result: result))
+    thunks.append(.kernel(kernel, operands: [productSlot] + epilogueOperands, result: result,
+                          inPlace: Self.inPlaceOperands(epilogue, [productSlot] + epilogueOperands)))
     statistics.gemms += 1
     statistics.kernels += 1
     return true
@@ -311,19 +325,35 @@ public final class Executable: @unchecked Sendable {
     for s in outputs { last[s] = thunks.count }
     var offsets = [Int](repeating: 0, count: slots.count)
     var placed: [(start: Int, end: Int, first: Int, last: Int)] = []
+    var blockOf: [Int: Int] = [:]          // slot -> index in `placed`
     var arenaBytes = 0
     let order = slots.indices.filter { if case .persistent = slots[$0].storage { return false }; return first[$0] != Int.max }
       .sorted { first[$0] < first[$1] }
-    for s in order {
+    // In-place candidates: the output of thunk t may take the block of an operand that dies at t.
+    var reusable: [Int: [Int]] = [:]       // result slot -> operand slots
+    for (t, thunk) in thunks.enumerated() {
+      if case .kernel(_, _, let result, let inPlace) = thunk { reusable[result] = inPlace.filter { last[$0] == t } }
+    }
+    placing: for s in order {
       guard let count = elementCount(shapes[s]), count <= maxTensorElements else {
         throw .runtime("a value of shape \(shapes[s]) is too large")
       }
       let bytes = (max(count * slots[s].type.dtype.byteSize, 1) + 63) / 64 * 64
+      for o in reusable[s] ?? [] {
+        guard let b = blockOf[o], case .arena = slots[o].storage, placed[b].end - placed[b].start == bytes,
+              !outputs.contains(o) else { continue }
+        offsets[s] = placed[b].start
+        placed[b].last = max(placed[b].last, last[s])
+        blockOf[s] = b
+        statisticsReused += 1
+        continue placing
+      }
       // First fit among blocks whose live ranges overlap this one.
       let conflicts = placed.filter { !($0.last < first[s] || last[s] < $0.first) }.sorted { $0.start < $1.start }
       var offset = 0
       for c in conflicts where offset + bytes > c.start { offset = max(offset, c.end) }
       offsets[s] = offset
+      blockOf[s] = placed.count
       placed.append((offset, offset + bytes, first[s], last[s]))
       arenaBytes = max(arenaBytes, offset + bytes)
     }
@@ -336,7 +366,7 @@ public final class Executable: @unchecked Sendable {
 
   static func uses(_ thunk: Thunk) -> (reads: [Int], writes: [Int]) {
     switch thunk {
-    case .kernel(_, let operands, let result): return (operands, [result])
+    case .kernel(_, let operands, let result, _): return (operands, [result])
     case .gemm(let a, let b, let c, _, _): return ([a, b], [c])
     case .interpretOp(_, let operands, let result): return (operands, [result])
     case .interpretRegion(_, let operands, let results): return (operands, results)
@@ -345,14 +375,16 @@ public final class Executable: @unchecked Sendable {
 
   /// The compiled kernels of this executable, in execution order.
   public var kernels: [CompiledKernel] {
-    thunks.compactMap { if case .kernel(let k, _, _) = $0 { return k }; return nil }
+    thunks.compactMap { if case .kernel(let k, _, _, _) = $0 { return k }; return nil }
   }
 
   /// A one-line description of each thunk, in execution order (for `ttfc compile --emit=thunks`).
   public var thunkListing: [String] {
     thunks.map { thunk in
       switch thunk {
-      case .kernel(let k, let operands, let result): return "kernel \(k.name)(\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result) : \(slots[result].type)"
+      case .kernel(let k, let operands, let result, let inPlace):
+        let reuse = inPlace.isEmpty ? "" : " (may reuse \(inPlace.map { "s\($0)" }.joined(separator: ", ")))"
+        return "kernel \(k.name)(\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result) : \(slots[result].type)\(reuse)"
       case .gemm(let a, let b, let c, let ta, let tb): return "gemm s\(a)\(ta ? "^T" : "") x s\(b)\(tb ? "^T" : "") -> s\(c) : \(slots[c].type)"
       case .interpretOp(let op, let operands, let result): return "interpret '\(op.code)'(\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result)"
       case .interpretRegion(_, let operands, let results): return "interpret region(\(operands.map { "s\($0)" }.joined(separator: ", "))) -> \(results.map { "s\($0)" }.joined(separator: ", "))"
@@ -365,12 +397,13 @@ public final class Executable: @unchecked Sendable {
 
   func execute(_ thunk: Thunk, plan: Plan, symbolValues: [Int]) throws(ExecutableError) {
     switch thunk {
-    case .kernel(let kernel, let operands, let result):
+    case .kernel(let kernel, let operands, let result, _):
       var buffers: [UnsafeMutableRawPointer?] = operands.map { pointer($0, plan) } + [pointer(result, plan)]
       let symbolArray: [Int64] = kernel.signature.symbols.map { s in Int64(symbolValues[symbols.firstIndex(of: s)!]) }
       let shape = plan.shapes[result]
       let outer = shape.first ?? 1
-      let total = elementCount(shape) ?? 0
+      // Work is what the kernel reads and writes: a row reduction writes little but reads a lot.
+      let total = ([result] + operands).reduce(0) { $0 + (elementCount(plan.shapes[$1]) ?? 0) }
       let entry = kernel.entry
       symbolArray.withUnsafeBufferPointer { syms in
         buffers.withUnsafeMutableBufferPointer { bufs in

@@ -42,6 +42,19 @@ func compile(_ text: String, _ function: String, _ inputs: [TensorType]) throws 
 
 var measurements: [Measurement] = []
 let arguments = CommandLine.arguments
+
+// `ttfc-bench --file F.ttir --func NAME` times one function of a file instead (every argument
+// static-shaped): a tool for profiling a kernel in isolation.
+if let file = arguments.firstIndex(of: "--file").map({ arguments[$0 + 1] }) {
+  let name = arguments.firstIndex(of: "--func").map { arguments[$0 + 1] } ?? "main"
+  let text = try String(contentsOfFile: file, encoding: .utf8)
+  let module = try Parser.parseAndVerify(text)
+  let types = module.function(named: name)!.argumentTypes
+  let (executable, run, compileSeconds) = try compile(text, name, types)
+  let t = try median({ try run.execute() }, repetitions: 30)
+  print(String(format: "@%@: %.3f ms (compile %.3f s, %d kernels)", name as NSString, t * 1e3, compileSeconds, executable.statistics.kernels))
+  exit(0)
+}
 let jaxFile = arguments.firstIndex(of: "--jax").map { arguments[$0 + 1] }
 let repetitions = arguments.firstIndex(of: "--repetitions").flatMap { Int(arguments[$0 + 1]) } ?? 20
 

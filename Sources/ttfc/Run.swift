@@ -53,7 +53,14 @@ struct Run: ParsableCommand {
   @Flag(help: "Print what was compiled: kernels, BLAS calls, interpreted ops, compile time (to stderr).")
   var stats = false
 
+  @Option(help: "Threads for compiled kernels (default: TTFC_THREADS or the number of cores).")
+  var threads: Int?
+
   func run() throws {
+    if let threads {
+      guard threads >= 1 else { throw fail("--threads must be at least 1") }
+      setenv("TTFC_THREADS", String(threads), 1)   // read once, when the thread pool starts
+    }
     let module = try SourceFile.read(file).module()
     let function = try selectFunction(module)
     let given = try parseAssignments(inputs, what: "--input")

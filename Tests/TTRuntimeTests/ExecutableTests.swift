@@ -120,5 +120,32 @@ struct ExecutableTests {
     #expect(bytes != nil)
     for _ in 0..<5 { #expect(try executable.run(inputs)[0].isIdentical(to: first[0])) }
     #expect(executable.arenaBytes(symbols: [16]) == bytes)
+    #expect(executable.statisticsReused > 0, "gemm epilogues should write over the product in place")
+  }
+
+  /// Every runnable IR-specs example (a function @example with `// expect:` lines) compiled.
+  static let specExamples: [String] = {
+    let root = Repository.root.appendingPathComponent("IR-specs")
+    let files = (FileManager.default.enumerator(at: root, includingPropertiesForKeys: nil)?.compactMap { $0 as? URL } ?? [])
+      .filter { $0.pathExtension == "md" }.sorted { $0.path < $1.path }
+    var blocks: [String] = []
+    for url in files {
+      guard let text = try? String(contentsOf: url, encoding: .utf8) else { continue }
+      for part in text.components(separatedBy: "```ttir\n").dropFirst() {
+        let block = part.components(separatedBy: "\n```")[0]
+        if block.contains("// expect:") { blocks.append(block) }
+      }
+    }
+    return blocks
+  }()
+
+  @Test func specExamplesMatchTheInterpreter() throws {
+    #expect(Self.specExamples.count >= 10)
+    for source in Self.specExamples {
+      let module = try Parser.parseAndVerify(source)
+      let expected = try Interpreter(module: module).run("example", [])
+      let got = try Executable(module: module, function: "example").run([])
+      for (g, e) in zip(got, expected) { #expect(compiledMismatch(g, e) == nil, "\(module.name): \(compiledMismatch(g, e) ?? "")") }
+    }
   }
 }
