@@ -31,10 +31,11 @@ let package = Package(
     .target(name: "TTInterp", dependencies: ["TTIR"]),
     .target(name: "TTPasses", dependencies: ["TTIR", "TTInterp"]),
     .target(name: "TTFuzz", dependencies: ["TTIR"]),
+    .target(name: "TTTrain", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTRuntime"]),
     .target(name: "TTRuntime", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTCodegen", "COpenBLAS", "CZlib"]),
     .target(name: "TTCodegen", dependencies: ["TTIR", "CLLVM", "COpenBLAS"]),
     .executableTarget(name: "ttfc", dependencies: [
-      "TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCodegen",
+      "TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCodegen", "TTTrain",
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
     ]),
     .executableTarget(name: "ttfc-bench", dependencies: ["TTIR", "TTRuntime", "TTCodegen", "COpenBLAS"]),
@@ -44,6 +45,7 @@ let package = Package(
     .testTarget(name: "TTPassesTests", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTFuzz"]),
     .testTarget(name: "TTRuntimeTests", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTFuzz"]),
     .testTarget(name: "TTCodegenTests", dependencies: ["TTCodegen"]),
+    .testTarget(name: "TTTrainTests", dependencies: ["TTIR", "TTInterp", "TTTrain"]),
     .testTarget(name: "ttfcTests", dependencies: ["ttfc", "TTIR", "TTRuntime"]),
   ]
 )

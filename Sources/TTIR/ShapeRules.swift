@@ -160,6 +160,7 @@ public enum ShapeRules {
     return [TensorType(resultType, dims)]
   }
 
+  public static let matmulRule: ShapeRule = { input in try matmul(input) }
   static let matmul: ShapeRule = { input in
     let (a, b) = (input.operands[0], input.operands[1])
     try sameDType([a, b])
