@@ -54,10 +54,20 @@ public final class KernelCache: @unchecked Sendable {
     keyed.name = "kernel"
     keyed.location = nil
     let key = Printer.print(keyed)
-    if let cached = lock.withLock({ kernels[key] }) {
-      lock.withLock { hits += 1 }
-      return cached
+    // One compilation at a time: the shared target machine is not safe to use from several
+    // threads at once, and a kernel requested twice concurrently is then compiled once.
+    return try compileLock.withLock { () throws(CodegenError) -> CompiledKernel in
+      if let cached = lock.withLock({ kernels[key] }) {
+        lock.withLock { hits += 1 }
+        return cached
+      }
+      return try compile(body, key: key)
     }
+  }
+
+  private let compileLock = NSLockish()
+
+  private func compile(_ body: Function, key: String) throws(CodegenError) -> CompiledKernel {
     let name: String = lock.withLock { counter += 1; misses += 1; return "ttfc_kernel_\(counter)" }
     let start = DispatchClock.now()
     let signature = KernelSignature(inputs: body.argumentTypes, output: body.resultTypes[0], symbols: Self.symbols(of: body))

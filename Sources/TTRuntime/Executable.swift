@@ -82,8 +82,14 @@ public final class Executable: @unchecked Sendable {
   private let lock = NSLockishRuntime()
 
   /// Compiles `functionName` of `module`; parameters come from `params` or their initializers.
+  /// Arguments whose buffers the executable may overwrite once it has read them (JAX's
+  /// donate_argnums): a training step donates parameters and slots so updates happen in place.
+  public let donated: Set<Int>
+
   public init(module: Module, function functionName: String, params: [String: Tensor] = [:],
-              pool: ThreadPool = .shared, pipeline: Pipeline = Pipelines.codegen) throws(ExecutableError) {
+              pool: ThreadPool = .shared, pipeline: Pipeline = Pipelines.codegen,
+              donating donated: Set<Int> = []) throws(ExecutableError) {
+    self.donated = donated
     let problems = Verifier.verify(module)
     if let first = problems.first { throw .invalid("module does not verify: \(first)") }
     guard let original = module.function(named: functionName) else { throw .invalid("no function named '@\(functionName)'") }
@@ -315,8 +321,11 @@ public final class Executable: @unchecked Sendable {
     // Live ranges over the thunk sequence: arguments from before the first thunk, outputs to the end.
     var first = [Int](repeating: Int.max, count: slots.count)
     var last = [Int](repeating: -1, count: slots.count)
-    // Arguments stay intact for the whole run (a prepared run may be executed again on them).
-    for (k, slot) in slots.enumerated() { if case .argument = slot.storage { first[k] = -1; last[k] = thunks.count } }
+    // Arguments stay intact for the whole run (a prepared run may be executed again on them),
+    // except donated ones, which live only until their last use.
+    for (k, slot) in slots.enumerated() {
+      if case .argument(let i) = slot.storage { first[k] = -1; last[k] = donated.contains(i) ? -1 : thunks.count }
+    }
     for (t, thunk) in thunks.enumerated() {
       let (reads, writes) = Self.uses(thunk)
       for s in reads { last[s] = max(last[s], t) }
@@ -333,6 +342,7 @@ public final class Executable: @unchecked Sendable {
     var reusable: [Int: [Int]] = [:]       // result slot -> operand slots
     for (t, thunk) in thunks.enumerated() {
       if case .kernel(_, _, let result, let inPlace) = thunk { reusable[result] = inPlace.filter { last[$0] == t } }
+
     }
     placing: for s in order {
       guard let count = elementCount(shapes[s]), count <= maxTensorElements else {
@@ -340,7 +350,7 @@ public final class Executable: @unchecked Sendable {
       }
       let bytes = (max(count * slots[s].type.dtype.byteSize, 1) + 63) / 64 * 64
       for o in reusable[s] ?? [] {
-        guard let b = blockOf[o], case .arena = slots[o].storage, placed[b].end - placed[b].start == bytes,
+        guard let b = blockOf[o], isReusable(o), placed[b].end - placed[b].start == bytes,
               !outputs.contains(o) else { continue }
         offsets[s] = placed[b].start
         placed[b].last = max(placed[b].last, last[s])
@@ -389,6 +399,15 @@ public final class Executable: @unchecked Sendable {
       case .interpretOp(let op, let operands, let result): return "interpret '\(op.code)'(\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result)"
       case .interpretRegion(_, let operands, let results): return "interpret region(\(operands.map { "s\($0)" }.joined(separator: ", "))) -> \(results.map { "s\($0)" }.joined(separator: ", "))"
       }
+    }
+  }
+
+  /// Whether a slot's memory may be taken over by another value once the slot is dead.
+  func isReusable(_ slot: Int) -> Bool {
+    switch slots[slot].storage {
+    case .arena: return true
+    case .argument(let i): return donated.contains(i)
+    case .persistent: return false
     }
   }
 

@@ -13,6 +13,7 @@ public final class ThreadPool: @unchecked Sendable {
 
   public let threadCount: Int
   private var mutex = pthread_mutex_t()
+  private var submission = pthread_mutex_t()
   private var wake = pthread_cond_t()
   private var done = pthread_cond_t()
   private var job: ((Int) -> Void)?
@@ -24,6 +25,7 @@ public final class ThreadPool: @unchecked Sendable {
   public init(threads: Int) {
     threadCount = threads
     pthread_mutex_init(&mutex, nil)
+    pthread_mutex_init(&submission, nil)
     pthread_cond_init(&wake, nil)
     pthread_cond_init(&done, nil)
     for _ in 1..<max(threads, 1) {
@@ -67,6 +69,9 @@ public final class ThreadPool: @unchecked Sendable {
       for i in 0..<count { body(i) }
       return
     }
+    // One job at a time: callers on other threads wait here, not inside a running job.
+    pthread_mutex_lock(&submission)
+    defer { pthread_mutex_unlock(&submission) }
     pthread_mutex_lock(&mutex)
     job = body
     chunks = count

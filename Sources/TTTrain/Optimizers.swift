@@ -1,0 +1,160 @@
+// Optimizers as graph rewrites: the update of every parameter is written as TTIR ops appended to
+// the gradient function, so the whole training step (forward, backward, update) is one function
+// that -O2 fuses: each parameter's update becomes one elementwise kernel reading the parameter,
+// its gradient and its slots. Formulas (IR-specs/training.md), with g the (clipped) gradient,
+// lr the learning rate fed per step, t the 1-based step number:
+//   sgd        p -= lr g
+//   momentum   v = mu v + g;            p -= lr v                      (nesterov: p -= lr (g + mu v))
+//   adagrad    a += g^2;                p -= lr g / (sqrt(a) + eps)     (a starts at 0.1)
+//   rmsprop    s = rho s + (1-rho) g^2; p -= lr g / (sqrt(s) + eps)
+//   adam       m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
+//              p -= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+//   adamw      adam, then p -= lr wd p (decoupled weight decay, applied to the pre-update p)
+// Global-norm clipping: g *= c / max(c, sqrt(sum over all params of sum(g^2))).
+
+import TTIR
+
+public struct OptimizerConfig: Sendable, Equatable {
+  public enum Kind: String, CaseIterable, Sendable { case sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw }
+  public var kind: Kind
+  public var momentum = 0.9
+  public var beta1 = 0.9
+  public var beta2 = 0.999
+  public var rho = 0.9
+  public var epsilon = 1e-8
+  public var weightDecay = 1e-4
+  public var initialAccumulator = 0.1
+  /// Clip gradients to this global L2 norm (nil: no clipping).
+  public var clipNorm: Double? = nil
+
+  public init(_ kind: Kind) {
+    self.kind = kind
+    if kind == .adagrad || kind == .rmsprop { epsilon = 1e-7 }
+  }
+
+  /// The optimizer's slots per parameter, with their initial value.
+  public var slots: [(name: String, initial: Double)] {
+    switch kind {
+    case .sgd: return []
+    case .momentum, .nesterov: return [("velocity", 0)]
+    case .adagrad: return [("accumulator", initialAccumulator)]
+    case .rmsprop: return [("mean_square", 0)]
+    case .adam, .adamw: return [("m", 0), ("v", 0)]
+    }
+  }
+}
+
+/// The training step as a TTIR function `@<loss>.train_step`:
+///   arguments: the loss function's inputs, %lr : f32[], %step : f32[] (1-based), every parameter,
+///              then every slot (for each parameter, its slots in OptimizerConfig.slots order)
+///   results:   the loss, the updated parameters, the updated slots (same order)
+public enum TrainStep {
+  public static func slotName(_ slot: String, of param: String) -> String { "\(slot).\(param)" }
+
+  public static func build(_ module: Module, loss: String, optimizer: OptimizerConfig) throws(AutodiffError) -> Module {
+    let withGrad = try Autodiff.gradient(of: module, function: loss)
+    let grad = withGrad.function(named: loss + ".grad")!
+    guard let lossFunction = module.function(named: loss) else { throw .unknownFunction(loss) }
+    let floatType = grad.resultTypes[0].dtype
+    var step = Function(name: loss + ".train_step", location: lossFunction.location)
+    var map: [ValueID: ValueID] = [:]
+    for a in grad.arguments { map[a] = step.addArgument(name: grad[a].name, type: grad.type(of: a)) }
+    let lr = step.addArgument(name: "lr", type: .scalar(floatType))
+    let t = step.addArgument(name: "step", type: .scalar(floatType))
+    var paramArguments: [String: ValueID] = [:]
+    for p in module.params { paramArguments[p.name] = step.addArgument(name: p.name, type: p.type) }
+    var slotArguments: [[ValueID]] = []
+    for p in module.params {
+      slotArguments.append(optimizer.slots.map { step.addArgument(name: slotName($0.name, of: p.name), type: p.type) })
+    }
+    for (k, v) in grad.values.enumerated() {
+      if case .global(let name) = v.definition { map[ValueID(k)] = paramArguments[name]! }
+    }
+    for id in grad.body {
+      let op = grad[id]
+      let new = step.append(op.code, op.operands.map { map[$0]! }, resultTypes: op.results.map { grad.type(of: $0) },
+                            resultNames: op.results.map { grad[$0].name }, attributes: op.attributes, location: op.location)
+      for (o, n) in zip(op.results, step[new].results) { map[o] = n }
+    }
+    var b = UpdateBuilder(function: step, dtype: floatType)
+    var gradients = grad.returnValues.dropFirst().map { map[$0]! }
+    if let clip = optimizer.clipNorm {
+      var total: ValueID? = nil
+      for gv in gradients {
+        let squares = b.op(.mul, gv, gv)
+        let sum = b.emit(.reduceSum, [squares], .scalar(floatType))
+        total = total.map { b.emit(.add, [$0, sum], .scalar(floatType)) } ?? sum
+      }
+      let norm = b.emit(.sqrt, [total!], .scalar(floatType))
+      let c = b.scalar(clip)
+      let scale = b.emit(.div, [c, b.emit(.max, [c, norm], .scalar(floatType))], .scalar(floatType))
+      gradients = gradients.map { b.op(.mul, $0, scale) }
+    }
+    var newParams: [ValueID] = []
+    var newSlots: [ValueID] = []
+    for (k, p) in module.params.enumerated() {
+      let (param, slots) = b.update(optimizer, param: paramArguments[p.name]!, gradient: gradients[k],
+                                    slots: slotArguments[k], lr: lr, step: t)
+      newParams.append(param)
+      newSlots += slots
+    }
+    step = b.function
+    step.returnValues = [map[grad.returnValues[0]]!] + newParams + newSlots
+    step.resultTypes = step.returnValues.map { step.type(of: $0) }
+    var result = module
+    result.functions.removeAll { $0.name == step.name }
+    result.functions.append(step)
+    let problems = Verifier.verify(result)
+    if let first = problems.first { throw .invalid("the training step does not verify: \(first)") }
+    return result
+  }
+}
+
+struct UpdateBuilder {
+  var function: Function
+  let dtype: DType
+
+  mutating func emit(_ code: OpCode, _ operands: [ValueID], _ type: TensorType) -> ValueID {
+    let id = function.append(code, operands, resultTypes: [type])
+    return function[id].results[0]
+  }
+  /// A binary op whose result has the first operand's type (the second is that type or a scalar).
+  mutating func op(_ code: OpCode, _ a: ValueID, _ b: ValueID) -> ValueID { emit(code, [a, b], function.type(of: a)) }
+  mutating func scalar(_ x: Double) -> ValueID {
+    let id = function.append(.constant, [], resultTypes: [.scalar(dtype)],
+                             attributes: Attributes(["value": .tensor(Tensor(dtype, shape: [], floats: [x]))]))
+    return function[id].results[0]
+  }
+
+  mutating func update(_ o: OptimizerConfig, param p: ValueID, gradient g: ValueID, slots: [ValueID],
+                       lr: ValueID, step t: ValueID) -> (ValueID, [ValueID]) {
+    let scalarType = TensorType.scalar(dtype)
+    switch o.kind {
+    case .sgd:
+      return (op(.sub, p, op(.mul, g, lr)), [])
+    case .momentum, .nesterov:
+      let v = op(.add, op(.mul, slots[0], scalar(o.momentum)), g)
+      let direction = o.kind == .momentum ? v : op(.add, g, op(.mul, v, scalar(o.momentum)))
+      return (op(.sub, p, op(.mul, direction, lr)), [v])
+    case .adagrad:
+      let a = op(.add, slots[0], op(.mul, g, g))
+      let denominator = op(.add, emit(.sqrt, [a], function.type(of: a)), scalar(o.epsilon))
+      return (op(.sub, p, op(.mul, op(.div, g, denominator), lr)), [a])
+    case .rmsprop:
+      let s = op(.add, op(.mul, slots[0], scalar(o.rho)), op(.mul, op(.mul, g, g), scalar(1 - o.rho)))
+      let denominator = op(.add, emit(.sqrt, [s], function.type(of: s)), scalar(o.epsilon))
+      return (op(.sub, p, op(.mul, op(.div, g, denominator), lr)), [s])
+    case .adam, .adamw:
+      let m = op(.add, op(.mul, slots[0], scalar(o.beta1)), op(.mul, g, scalar(1 - o.beta1)))
+      let v = op(.add, op(.mul, slots[1], scalar(o.beta2)), op(.mul, op(.mul, g, g), scalar(1 - o.beta2)))
+      let correction1 = emit(.sub, [scalar(1), emit(.pow, [scalar(o.beta1), t], scalarType)], scalarType)
+      let correction2 = emit(.sub, [scalar(1), emit(.pow, [scalar(o.beta2), t], scalarType)], scalarType)
+      let mHat = op(.div, m, correction1)
+      let vHat = op(.div, v, correction2)
+      let denominator = op(.add, emit(.sqrt, [vHat], function.type(of: vHat)), scalar(o.epsilon))
+      var next = op(.sub, p, op(.mul, op(.div, mHat, denominator), lr))
+      if o.kind == .adamw { next = op(.sub, next, op(.mul, op(.mul, p, scalar(o.weightDecay)), lr)) }
+      return (next, [m, v])
+    }
+  }
+}
