@@ -31,7 +31,7 @@ let package = Package(
     .target(name: "TTInterp", dependencies: ["TTIR"]),
     .target(name: "TTPasses", dependencies: ["TTIR", "TTInterp"]),
     .target(name: "TTFuzz", dependencies: ["TTIR"]),
-    .target(name: "TTTrain", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTRuntime"]),
+    .target(name: "TTTrain", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCodegen"]),
     .target(name: "TTRuntime", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTCodegen", "COpenBLAS", "CZlib"]),
     .target(name: "TTCodegen", dependencies: ["TTIR", "CLLVM", "COpenBLAS"]),
     .executableTarget(name: "ttfc", dependencies: [
@@ -45,7 +45,7 @@ let package = Package(
     .testTarget(name: "TTPassesTests", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTFuzz"]),
     .testTarget(name: "TTRuntimeTests", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTFuzz"]),
     .testTarget(name: "TTCodegenTests", dependencies: ["TTCodegen"]),
-    .testTarget(name: "TTTrainTests", dependencies: ["TTIR", "TTInterp", "TTTrain"]),
+    .testTarget(name: "TTTrainTests", dependencies: ["TTIR", "TTInterp", "TTTrain", "TTRuntime"]),
     .testTarget(name: "ttfcTests", dependencies: ["ttfc", "TTIR", "TTRuntime"]),
   ]
 )

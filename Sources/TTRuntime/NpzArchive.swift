@@ -161,3 +161,17 @@ public enum NpzArchive {
     return out
   }
 }
+
+/// CRC-32 (zlib's) of a byte buffer, for integrity checks of archives and checkpoints.
+public enum Checksum {
+  public static func crc32(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+    var crc = CZlib.crc32(0, nil, 0)
+    var offset = 0
+    while offset < bytes.count {
+      let chunk = Swift.min(bytes.count - offset, 1 << 30)
+      crc = CZlib.crc32(crc, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self) + offset, UInt32(chunk))
+      offset += chunk
+    }
+    return UInt32(crc)
+  }
+}

@@ -24,11 +24,17 @@ public final class Trainer {
   public let stepModule: Module
   let executable: Executable
   let inputTypes: [TensorType]      // the loss function's inputs
-  /// Parameters then slots, in the step function's argument order.
-  public private(set) var state: [Tensor]
+  /// Parameter and slot names, in the step function's argument order.
   public private(set) var stateNames: [String]
+  let stateTypes: [TensorType]
+  /// The state before the first step (or after restore), until it moves into a run's buffers.
+  var pendingState: [Tensor]?
   public private(set) var stepCount = 0
   var prepared: [[Int]: Executable.PreparedRun] = [:]
+  /// The run whose input buffers hold the live state, and its batch shape key.
+  var current: (key: [Int], run: Executable.PreparedRun)?
+  let firstStateArgument: Int
+  var staging: [UnsafeMutableRawPointer] = []
 
   public init(module: Module, loss: String, optimizer: OptimizerConfig, params: [String: Tensor] = [:]) throws(TrainingError) {
     self.module = module
@@ -40,29 +46,50 @@ public final class Trainer {
     catch { throw .setup("\(error)") }
     let interpreter: Interpreter
     do { interpreter = try Interpreter(module: module, params: params) } catch { throw .setup("\(error)") }
-    state = module.params.map { interpreter.params[$0.name]! }
-    stateNames = module.params.map(\.name)
+    var initial = module.params.map { interpreter.params[$0.name]! }
+    var names = module.params.map(\.name)
     for p in module.params {
       for slot in optimizer.slots {
-        state.append(Tensor.filled(p.type.dtype, shape: p.type.staticShape!, value: slot.initial))
-        stateNames.append(TrainStep.slotName(slot.name, of: p.name))
+        initial.append(Tensor.filled(p.type.dtype, shape: p.type.staticShape!, value: slot.initial))
+        names.append(TrainStep.slotName(slot.name, of: p.name))
       }
     }
-    // Reorder slots to the step's order: all slots of param 0, then of param 1, ...
-    let first = inputTypes.count + 2
+    stateNames = names
+    stateTypes = initial.map(\.type)
+    pendingState = initial
+    firstStateArgument = inputTypes.count + 2
     do {
       executable = try Executable(module: stepModule, function: loss + ".train_step",
-                                  donating: Set(first..<(first + state.count)))
+                                  donating: Set(firstStateArgument..<(firstStateArgument + initial.count)))
     } catch { throw .setup("\(error)") }
+    staging = stateTypes.map { t in
+      var p: UnsafeMutableRawPointer?
+      posix_memalign(&p, 64, max(1, (elementCount(t.staticShape!) ?? 0) * t.dtype.byteSize))
+      return p!
+    }
+  }
+
+  deinit { for p in staging { free(p) } }
+
+  func bytes(_ i: Int) -> Int { (elementCount(stateTypes[i].staticShape!) ?? 0) * stateTypes[i].dtype.byteSize }
+
+  /// The current parameters and slots, in `stateNames` order.
+  public var state: [Tensor] {
+    if let pendingState { return pendingState }
+    let run = current!.run
+    return stateTypes.indices.map { RawTensor.read(stateTypes[$0].dtype, shape: stateTypes[$0].staticShape!, from: run.inputs[firstStateArgument + $0]) }
   }
 
   /// Sets the training state (e.g. from a checkpoint): tensors by name, and the step count.
   public func restore(_ tensors: [String: Tensor], step: Int) throws(TrainingError) {
+    var restored: [Tensor] = []
     for (i, name) in stateNames.enumerated() {
       guard let t = tensors[name] else { throw .setup("the checkpoint has no tensor '\(name)'") }
-      guard t.type == state[i].type else { throw .setup("'\(name)' is \(t.type) in the checkpoint but \(state[i].type) in the model") }
-      state[i] = t
+      guard t.type == stateTypes[i] else { throw .setup("'\(name)' is \(t.type) in the checkpoint but \(stateTypes[i]) in the model") }
+      restored.append(t)
     }
+    pendingState = restored
+    current = nil
     stepCount = step
   }
 
@@ -73,21 +100,33 @@ public final class Trainer {
   /// One training step on `batch` (one tensor per loss input) at learning rate `lr`; returns the loss.
   @discardableResult
   public func step(_ batch: [Tensor], lr: Double) throws(TrainingError) -> Double {
-    let dtype = state.first?.dtype ?? .f32
-    let inputs = batch + [Tensor.scalar(lr, dtype), Tensor.scalar(Double(stepCount + 1), dtype)] + state
+    let dtype = stateTypes.first?.dtype ?? .f32
     let key = batch.flatMap(\.shape)
     let run: Executable.PreparedRun
     if let cached = prepared[key] { run = cached }
     else {
-      do { run = try executable.prepare(inputTypes: inputs.map(\.type)) } catch { throw .step("\(error)") }
+      let types = batch.map(\.type) + [.scalar(dtype), .scalar(dtype)] + stateTypes
+      do { run = try executable.prepare(inputTypes: types) } catch { throw .step("\(error)") }
       prepared[key] = run
     }
-    for (i, t) in inputs.enumerated() { RawTensor.write(t, to: run.inputs[i]) }
+    // Move the state into this run's buffers if it lives elsewhere (first step, new batch shape).
+    if let pendingState {
+      for (i, t) in pendingState.enumerated() { RawTensor.write(t, to: run.inputs[firstStateArgument + i]) }
+      self.pendingState = nil
+    } else if let current, current.key != key {
+      for i in stateTypes.indices { memcpy(run.inputs[firstStateArgument + i], current.run.inputs[firstStateArgument + i], bytes(i)) }
+    }
+    current = (key, run)
+    for (i, t) in batch.enumerated() { RawTensor.write(t, to: run.inputs[i]) }
+    RawTensor.write(Tensor.scalar(lr, dtype), to: run.inputs[batch.count])
+    RawTensor.write(Tensor.scalar(Double(stepCount + 1), dtype), to: run.inputs[batch.count + 1])
     do { try run.execute() } catch { throw .step("\(error)") }
     let loss = RawTensor.read(dtype, shape: [], from: run.outputs[0]).doubles[0]
-    for i in state.indices {
-      state[i] = RawTensor.read(state[i].dtype, shape: state[i].shape, from: run.outputs[1 + i])
-    }
+    // New state: outputs that did not land in their input's buffer are staged, then copied (an
+    // output may sit in another state input's donated buffer, so copy-through avoids clobbering).
+    let moved = stateTypes.indices.filter { run.outputs[1 + $0] != run.inputs[firstStateArgument + $0] }
+    for i in moved { memcpy(staging[i], run.outputs[1 + i], bytes(i)) }
+    for i in moved { memcpy(run.inputs[firstStateArgument + i], staging[i], bytes(i)) }
     stepCount += 1
     return loss
   }

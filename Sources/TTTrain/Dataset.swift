@@ -1,0 +1,152 @@
+// Dataset — training data as named columns whose first dimension indexes examples, read from an
+// .npz archive, a directory of .npy files, or a CSV file with a header. Columns are bound to the
+// loss function's inputs by name: input %x takes column `x` (or, from CSV, a rank-2 input %x of
+// width K takes columns x_0 ... x_{K-1}). Batches follow a seeded shuffle per epoch; the position
+// (epoch, offset) is part of the training state, so a resumed run sees the same batches.
+
+import Foundation
+import TTIR
+import TTInterp
+import TTRuntime
+
+public enum DataError: Error, CustomStringConvertible {
+  case cannotRead(String)
+  case malformed(String)
+  case binding(String)
+  public var description: String {
+    switch self { case .cannotRead(let m), .malformed(let m), .binding(let m): return m }
+  }
+}
+
+public struct Dataset {
+  public var columns: [String: Tensor]
+  public var count: Int
+
+  public init(columns: [String: Tensor]) throws(DataError) {
+    self.columns = columns
+    let counts = Set(columns.values.map { $0.shape.first ?? 1 })
+    guard counts.count <= 1 else { throw .malformed("columns have different numbers of examples: \(counts.sorted())") }
+    count = counts.first ?? 0
+  }
+
+  public static func load(_ path: String) throws(DataError) -> Dataset {
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw .cannotRead("no data at '\(path)'") }
+    if isDirectory.boolValue {
+      var columns: [String: Tensor] = [:]
+      let files = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { $0.hasSuffix(".npy") }
+      guard !files.isEmpty else { throw .cannotRead("'\(path)' has no .npy files") }
+      for file in files {
+        do { columns[String(file.dropLast(4))] = try NumpyFormat.read(path: (path as NSString).appendingPathComponent(file)) }
+        catch { throw .malformed("\(file): \(error)") }
+      }
+      return try Dataset(columns: columns)
+    }
+    if path.hasSuffix(".npz") {
+      do { return try Dataset(columns: Dictionary(uniqueKeysWithValues: try NpzArchive.read(path: path).map { ($0.name, $0.tensor) })) }
+      catch let error as DataError { throw error }
+      catch { throw .malformed("\(error)") }
+    }
+    if path.hasSuffix(".csv") { return try readCSV(path) }
+    throw .cannotRead("'\(path)': expected a .npz, a .csv or a directory of .npy files")
+  }
+
+  static func readCSV(_ path: String) throws(DataError) -> Dataset {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw .cannotRead("cannot read '\(path)'") }
+    var lines = text.split(whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }
+    guard !lines.isEmpty else { throw .malformed("'\(path)' is empty") }
+    let names = lines.removeFirst().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+    var values = [[Double]](repeating: [], count: names.count)
+    for (row, line) in lines.enumerated() {
+      let fields = line.split(separator: ",", omittingEmptySubsequences: false)
+      guard fields.count == names.count else { throw .malformed("\(path):\(row + 2): \(fields.count) fields, the header has \(names.count)") }
+      for (k, f) in fields.enumerated() {
+        guard let v = Double(f.trimmingCharacters(in: .whitespaces)) else {
+          throw .malformed("\(path):\(row + 2): '\(f)' in column '\(names[k])' is not a number")
+        }
+        values[k].append(v)
+      }
+    }
+    return try Dataset(columns: Dictionary(uniqueKeysWithValues: zip(names, values).map {
+      ($0.0, Tensor(.f64, shape: [$0.1.count], floats: $0.1))
+    }))
+  }
+
+  /// The column for input `name` of `type` (batch dimension first), converted to its dtype.
+  public func column(for name: String, type: TensorType) throws(DataError) -> Tensor {
+    let rest = Array(type.dims.dropFirst())
+    var tensor: Tensor
+    if let c = columns[name] { tensor = c }
+    else if rest.count == 1, let width = rest[0].staticSize, (0..<width).allSatisfy({ columns["\(name)_\($0)"] != nil }) {
+      // CSV: x_0 ... x_{K-1} become one [N, K] column.
+      let parts = (0..<width).map { columns["\(name)_\($0)"]!.doubles }
+      var flat = [Double](repeating: 0, count: count * width)
+      for i in 0..<count { for k in 0..<width { flat[i * width + k] = parts[k][i] } }
+      tensor = Tensor(.f64, shape: [count, width], floats: flat)
+    } else {
+      throw .binding("the data has no column '\(name)' for input %\(name) : \(type) (columns: \(columns.keys.sorted().joined(separator: ", ")))")
+    }
+    guard tensor.rank == type.rank else { throw .binding("column '\(name)' has shape \(tensor.shape), input %\(name) is \(type)") }
+    for (d, n) in zip(rest, tensor.shape.dropFirst()) where d.staticSize != nil && d.staticSize != n {
+      throw .binding("column '\(name)' has shape \(tensor.shape), input %\(name) is \(type)")
+    }
+    if tensor.dtype != type.dtype {
+      tensor = type.dtype.isFloat ? Tensor(type.dtype, shape: tensor.shape, floats: tensor.doubles)
+                                  : Tensor(type.dtype, shape: tensor.shape, ints: tensor.int64s)
+    }
+    return tensor
+  }
+
+  /// Rows `indices` of a column.
+  public static func rows(_ t: Tensor, _ indices: [Int]) -> Tensor {
+    let width = t.shape.dropFirst().reduce(1, *)
+    let shape = [indices.count] + t.shape.dropFirst()
+    switch t.storage {
+    case .floats(let v):
+      var out: [Double] = []; out.reserveCapacity(indices.count * width)
+      for i in indices { out += v[(i * width)..<((i + 1) * width)] }
+      return Tensor(unchecked: t.dtype, shape: shape, storage: .floats(out))
+    case .ints(let v):
+      var out: [Int64] = []; out.reserveCapacity(indices.count * width)
+      for i in indices { out += v[(i * width)..<((i + 1) * width)] }
+      return Tensor(unchecked: t.dtype, shape: shape, storage: .ints(out))
+    }
+  }
+}
+
+/// Seeded epoch-wise shuffled batches; (epoch, offset) is the resumable state.
+public struct BatchOrder {
+  public let count: Int
+  public let batch: Int
+  public let seed: UInt64
+  public var epoch = 0
+  public var offset = 0
+  private var permutation: [Int] = []
+
+  public init(count: Int, batch: Int, seed: UInt64, epoch: Int = 0, offset: Int = 0) {
+    self.count = count; self.batch = batch; self.seed = seed; self.epoch = epoch; self.offset = offset
+    permutation = Self.permutation(count, seed: seed, epoch: epoch)
+  }
+
+  static func permutation(_ n: Int, seed: UInt64, epoch: Int) -> [Int] {
+    var p = Array(0..<n)
+    guard n > 1 else { return p }
+    for i in stride(from: n - 1, to: 0, by: -1) {
+      let j = Int(SeededRandom.uniform(seed, UInt64(epoch) << 32 | UInt64(i), 7) * Double(i + 1))
+      p.swapAt(i, min(j, i))
+    }
+    return p
+  }
+
+  /// The next batch's example indices (the last batch of an epoch may be smaller).
+  public mutating func next() -> [Int] {
+    if offset >= count {
+      epoch += 1
+      offset = 0
+      permutation = Self.permutation(count, seed: seed, epoch: epoch)
+    }
+    let end = min(offset + batch, count)
+    defer { offset = end }
+    return Array(permutation[offset..<end])
+  }
+}

@@ -1,0 +1,198 @@
+// TrainingLoop — what `ttfc train` runs: batches from a Dataset in a seeded order, the learning
+// rate from a schedule, one compiled step per batch, periodic evaluation (loss, plus accuracy when
+// the model has an @accuracy function and AUC when it has @predict and float labels), JSON-lines
+// metrics, and checkpoints that make a resumed run bit-identical to an uninterrupted one.
+
+import Foundation
+import TTIR
+import TTRuntime
+import TTCodegen
+
+public struct TrainingOptions {
+  public var batch = 32
+  public var steps: Int? = nil
+  public var epochs: Int? = nil
+  public var learningRate = 1e-3
+  public var schedule = LearningRateSchedule()
+  public var seed: UInt64 = 0
+  public var evalEvery: Int? = nil
+  public var checkpointDirectory: String? = nil
+  public var checkpointEvery: Int? = nil
+  public var metricsPath: String? = nil
+  public init() {}
+}
+
+public struct TrainingEvent {
+  public enum Kind { case step, evaluation, checkpoint }
+  public var kind: Kind
+  public var step: Int
+  public var totalSteps: Int
+  public var loss: Double
+  public var learningRate: Double
+  public var stepsPerSecond: Double
+  public var metrics: [String: Double] = [:]
+  public var message: String = ""
+}
+
+public final class TrainingLoop {
+  public let trainer: Trainer
+  public let options: TrainingOptions
+  let data: Dataset
+  let evalData: Dataset?
+  let columns: [Tensor]
+  public private(set) var order: BatchOrder
+  public let totalSteps: Int
+  public var stopRequested: () -> Bool = { false }
+  public private(set) var losses: [Double] = []
+  let modelHash: String
+
+  public init(module: Module, loss: String, optimizer: OptimizerConfig, data: Dataset, evalData: Dataset? = nil,
+              options: TrainingOptions) throws(TrainingError) {
+    trainer = try Trainer(module: module, loss: loss, optimizer: optimizer)
+    self.options = options
+    self.data = data
+    self.evalData = evalData
+    let function = module.function(named: loss)!
+    var bound: [Tensor] = []
+    for (argument, type) in zip(function.arguments, function.argumentTypes) {
+      do { bound.append(try data.column(for: function[argument].name, type: type)) } catch { throw .setup("\(error)") }
+    }
+    columns = bound
+    guard data.count > 0 else { throw .setup("the training data has no examples") }
+    order = BatchOrder(count: data.count, batch: options.batch, seed: options.seed)
+    let perEpoch = (data.count + options.batch - 1) / options.batch
+    totalSteps = options.steps ?? (options.epochs ?? 1) * perEpoch
+    modelHash = Checkpoint.modelHash(module)
+  }
+
+  var checkpointPath: String? { options.checkpointDirectory.map { ($0 as NSString).appendingPathComponent("checkpoint.safetensors") } }
+
+  public func saveCheckpoint() throws(CheckpointError) {
+    guard let path = checkpointPath else { return }
+    let metadata = ["format": "ttfc-checkpoint-1", "model_hash": modelHash, "step": String(trainer.stepCount),
+                    "optimizer": trainer.optimizer.kind.rawValue, "epoch": String(order.epoch),
+                    "offset": String(order.offset), "seed": String(options.seed), "batch": String(options.batch)]
+    try Checkpoint(tensors: zip(trainer.stateNames, trainer.state).map { ($0, $1) }, metadata: metadata).write(to: path)
+  }
+
+  /// Restores from the checkpoint directory; false when there is no checkpoint yet.
+  @discardableResult
+  public func resume() throws(CheckpointError) -> Bool {
+    guard let path = checkpointPath, FileManager.default.fileExists(atPath: path) else { return false }
+    let checkpoint = try Checkpoint.read(from: path)
+    func mismatch(_ reason: String) -> CheckpointError { .mismatch(path: path, reason: reason) }
+    guard checkpoint.metadata["format"] == "ttfc-checkpoint-1" else { throw .corrupt(path: path, reason: "not a ttfc checkpoint") }
+    guard checkpoint.metadata["model_hash"] == modelHash else { throw mismatch("it was written for another model (hash \(checkpoint.metadata["model_hash"] ?? "?"), this one is \(modelHash))") }
+    guard checkpoint.metadata["optimizer"] == trainer.optimizer.kind.rawValue else {
+      throw mismatch("it holds \(checkpoint.metadata["optimizer"] ?? "?") state, this run uses \(trainer.optimizer.kind.rawValue)")
+    }
+    guard let step = Int(checkpoint.metadata["step"] ?? ""), let epoch = Int(checkpoint.metadata["epoch"] ?? ""),
+          let offset = Int(checkpoint.metadata["offset"] ?? "") else { throw .corrupt(path: path, reason: "missing step metadata") }
+    guard checkpoint.metadata["seed"] == String(options.seed), checkpoint.metadata["batch"] == String(options.batch) else {
+      throw mismatch("it was written with seed \(checkpoint.metadata["seed"] ?? "?") and batch \(checkpoint.metadata["batch"] ?? "?")")
+    }
+    do { try trainer.restore(Dictionary(uniqueKeysWithValues: checkpoint.tensors.map { ($0.name, $0.tensor) }), step: step) }
+    catch { throw mismatch("\(error)") }
+    order = BatchOrder(count: data.count, batch: options.batch, seed: options.seed, epoch: epoch, offset: offset)
+    return true
+  }
+
+  /// Trains until `totalSteps`; calls `report` after every step and evaluation.
+  public func run(report: (TrainingEvent) -> Void) throws -> Bool {
+    var metricsFile: FileHandle? = nil
+    if let path = options.metricsPath {
+      if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+      metricsFile = FileHandle(forWritingAtPath: path)
+      metricsFile?.seekToEndOfFile()
+    }
+    defer { try? metricsFile?.close() }
+    func log(_ object: [String: Any]) {
+      guard let metricsFile, let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
+      metricsFile.write(data + Data("\n".utf8))
+    }
+    let start = DispatchClock.now()
+    let firstStep = trainer.stepCount
+    while trainer.stepCount < totalSteps {
+      if stopRequested() {
+        try saveCheckpoint()
+        return false
+      }
+      let indices = order.next()
+      let batch = columns.map { Dataset.rows($0, indices) }
+      let lr = options.schedule.rate(base: options.learningRate, step: trainer.stepCount + 1, total: totalSteps)
+      let loss = try trainer.step(batch, lr: lr)
+      losses.append(loss)
+      let rate = Double(trainer.stepCount - firstStep) / max(DispatchClock.now() - start, 1e-9)
+      report(TrainingEvent(kind: .step, step: trainer.stepCount, totalSteps: totalSteps, loss: loss, learningRate: lr, stepsPerSecond: rate))
+      log(["step": trainer.stepCount, "loss": loss, "lr": lr, "steps_per_second": rate])
+      if let every = options.evalEvery, trainer.stepCount % every == 0 || trainer.stepCount == totalSteps, evalData != nil {
+        let metrics = try evaluate()
+        report(TrainingEvent(kind: .evaluation, step: trainer.stepCount, totalSteps: totalSteps, loss: metrics["loss"] ?? .nan,
+                             learningRate: lr, stepsPerSecond: rate, metrics: metrics))
+        var entry: [String: Any] = ["step": trainer.stepCount, "eval": true]
+        for (k, v) in metrics { entry["eval_" + k] = v }
+        log(entry)
+      }
+      if let every = options.checkpointEvery, trainer.stepCount % every == 0 { try saveCheckpoint() }
+    }
+    try saveCheckpoint()
+    return true
+  }
+
+  /// Loss (mean over examples), and accuracy / AUC when the model defines them, on the eval data.
+  public func evaluate() throws -> [String: Double] {
+    guard let evalData else { return [:] }
+    let module = trainer.module
+    let params = trainer.params
+    var metrics: [String: Double] = [:]
+    func meanOver(_ name: String) throws -> Double? {
+      guard let function = module.function(named: name), function.resultTypes == [.scalar(function.resultTypes[0].dtype)] else { return nil }
+      let executable = try Executable(module: module, function: name, params: params)
+      let cols = try zip(function.arguments, function.argumentTypes).map { try evalData.column(for: function[$0.0].name, type: $0.1) }
+      var total = 0.0
+      var start = 0
+      while start < evalData.count {
+        let indices = Array(start..<min(start + options.batch, evalData.count))
+        total += try executable.run(cols.map { Dataset.rows($0, indices) })[0].doubles[0] * Double(indices.count)
+        start += options.batch
+      }
+      return total / Double(evalData.count)
+    }
+    metrics["loss"] = try meanOver(trainer.lossName)
+    if let accuracy = try meanOver("accuracy") { metrics["accuracy"] = accuracy }
+    if let predict = module.function(named: "predict"), let labelType = module.function(named: trainer.lossName)?.argumentTypes.last,
+       labelType.rank == 1, labelType.dtype.isFloat, predict.resultTypes.first?.rank == 1 {
+      let lossFunction = module.function(named: trainer.lossName)!
+      let labels = try evalData.column(for: lossFunction[lossFunction.arguments.last!].name, type: labelType).doubles
+      let executable = try Executable(module: module, function: "predict", params: params)
+      let cols = try zip(predict.arguments, predict.argumentTypes).map { try evalData.column(for: predict[$0.0].name, type: $0.1) }
+      var scores: [Double] = []
+      var start = 0
+      while start < evalData.count {
+        let indices = Array(start..<min(start + options.batch, evalData.count))
+        scores += try executable.run(cols.map { Dataset.rows($0, indices) })[0].doubles
+        start += options.batch
+      }
+      metrics["auc"] = Self.auc(scores: scores, labels: labels)
+    }
+    return metrics
+  }
+
+  /// Area under the ROC curve: the probability that a random positive outranks a random negative
+  /// (ties count one half), by sorting once.
+  public static func auc(scores: [Double], labels: [Double]) -> Double {
+    let order = scores.indices.sorted { scores[$0] < scores[$1] }
+    var rankSum = 0.0, positives = 0.0
+    var i = 0
+    while i < order.count {
+      var j = i
+      while j + 1 < order.count && scores[order[j + 1]] == scores[order[i]] { j += 1 }
+      let averageRank = Double(i + j) / 2 + 1
+      for k in i...j where labels[order[k]] > 0.5 { rankSum += averageRank; positives += 1 }
+      i = j + 1
+    }
+    let negatives = Double(scores.count) - positives
+    guard positives > 0, negatives > 0 else { return .nan }
+    return (rankSum - positives * (positives + 1) / 2) / (positives * negatives)
+  }
+}

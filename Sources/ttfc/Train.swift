@@ -1,0 +1,143 @@
+// `ttfc train MODEL.ttir` — compile the loss function's training step (autodiff + optimizer) and
+// train it on data, with a progress bar on a terminal (plain lines otherwise), evaluation,
+// JSON-lines metrics and checkpoints. Ctrl-C saves a checkpoint before exiting.
+import ArgumentParser
+import Foundation
+import TTIR
+import TTPasses
+import TTRuntime
+import TTTrain
+
+nonisolated(unsafe) var interruptRequested: sig_atomic_t = 0
+
+struct Train: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Train a model's loss function on data.",
+    discussion: """
+      The loss function's inputs are bound to the data's columns by name (an .npz, a directory of
+      .npy files, or a CSV with a header). Example:
+        ttfc train examples/mlp.ttir --data train.npz --eval-data test.npz --batch 64 --epochs 3 \\
+          --optimizer adam --lr 1e-3 --schedule warmup:50+cosine --checkpoint out/ckpt
+      Optimizers: sgd momentum nesterov adagrad rmsprop adam adamw. Schedules: constant,
+      step:EVERY:FACTOR, exponential:STEPS:RATE, cosine[:FINAL], each optionally after warmup:N+.
+      """)
+
+  @Argument(help: "The .ttir model.") var file: String
+  @Option(help: "Training data: .npz, .csv, or a directory of .npy files.") var data: String
+  @Option(name: .customLong("loss"), help: "The loss function (default: @loss).") var lossName = "loss"
+  @Option(help: "Examples per batch.") var batch = 32
+  @Option(help: "Training steps (default: one epoch, or --epochs).") var steps: Int?
+  @Option(help: "Epochs over the data (ignored when --steps is given).") var epochs: Int?
+  @Option(help: "sgd, momentum, nesterov, adagrad, rmsprop, adam or adamw.") var optimizer = "adam"
+  @Option(help: "Base learning rate.") var lr = 1e-3
+  @Option(help: "Learning-rate schedule (see above).") var schedule = "constant"
+  @Option(help: "Clip gradients to this global L2 norm.") var clipNorm: Double?
+  @Option(help: "Seed for the data order.") var seed: UInt64 = 0
+  @Option(help: "Evaluation data (same columns as --data).") var evalData: String?
+  @Option(help: "Evaluate every N steps (default: at the end).") var evalEvery: Int?
+  @Option(help: "Append JSON-lines metrics to this file.") var metrics: String?
+  @Option(help: "Directory for checkpoints (written at the end, every --checkpoint-every steps, and on Ctrl-C).") var checkpoint: String?
+  @Option(help: "Checkpoint every N steps.") var checkpointEvery: Int?
+  @Flag(help: "Continue from the checkpoint in --checkpoint (exactly where it stopped).") var resume = false
+  @Option(help: "Write the optimized IR of the training step to this file.") var emitIr: String?
+
+  func run() throws {
+    let module = try SourceFile.read(file).module()
+    guard let kind = OptimizerConfig.Kind(rawValue: optimizer) else {
+      throw fail("unknown optimizer '\(optimizer)' (expected \(OptimizerConfig.Kind.allCases.map(\.rawValue).joined(separator: ", ")))")
+    }
+    guard let parsedSchedule = LearningRateSchedule.parse(schedule) else { throw fail("cannot read schedule '\(schedule)'") }
+    guard batch >= 1 else { throw fail("--batch must be at least 1") }
+    if resume && checkpoint == nil { throw fail("--resume needs --checkpoint DIR") }
+    var config = OptimizerConfig(kind)
+    config.clipNorm = clipNorm
+    var options = TrainingOptions()
+    options.batch = batch
+    options.steps = steps
+    options.epochs = epochs
+    options.learningRate = lr
+    options.schedule = parsedSchedule
+    options.seed = seed
+    options.evalEvery = evalEvery ?? (evalData != nil ? Int.max : nil)
+    options.checkpointDirectory = checkpoint
+    options.checkpointEvery = checkpointEvery
+    options.metricsPath = metrics
+
+    let loop: TrainingLoop
+    do {
+      let trainData = try Dataset.load(data)
+      let evaluation = try evalData.map { path throws(DataError) in try Dataset.load(path) }
+      loop = try TrainingLoop(module: module, loss: lossName, optimizer: config, data: trainData, evalData: evaluation, options: options)
+      if resume {
+        if try loop.resume() { print("resumed from step \(loop.trainer.stepCount) (\(checkpoint!)/checkpoint.safetensors)") }
+        else { print("no checkpoint in \(checkpoint!) yet; starting from step 0") }
+      }
+    } catch { throw fail("\(error)") }
+
+    if let emitIr {
+      var optimized = loop.trainer.stepModule
+      _ = try? PassManager().run(Pipelines.codegen, on: &optimized, context: PassContext())
+      do { try Printer.print(optimized).write(toFile: emitIr, atomically: true, encoding: .utf8) }
+      catch { throw fail("cannot write '\(emitIr)': \(error.localizedDescription)") }
+      print("optimized training step written to \(emitIr)")
+    }
+    print("training @\(lossName) of \(file): \(loop.totalSteps) steps, batch \(batch), \(optimizer) lr \(lr) (\(parsedSchedule)), \(module.params.count) parameters")
+    signal(SIGINT) { _ in interruptRequested = 1 }
+    loop.stopRequested = { interruptRequested != 0 }
+    let progress = ProgressReporter(total: loop.totalSteps)
+    let finished: Bool
+    do { finished = try loop.run { progress.report($0) } }
+    catch { progress.finish(); throw fail("\(error)") }
+    progress.finish()
+    if !finished {
+      print("interrupted at step \(loop.trainer.stepCount)" + (checkpoint.map { "; checkpoint saved in \($0)" } ?? ""))
+      throw ExitCode(130)
+    }
+    if let last = loop.losses.last { print(String(format: "done: %d steps, final training loss %.6f", loop.trainer.stepCount, last)) }
+    if let checkpoint { print("checkpoint: \(checkpoint)/checkpoint.safetensors") }
+  }
+}
+
+/// A progress bar with step, loss, steps/s and ETA on a terminal; a plain line every 5% otherwise.
+final class ProgressReporter {
+  let total: Int
+  let interactive = isatty(STDOUT_FILENO) != 0
+  var lastLine = -1
+  var lastDraw = 0.0
+
+  init(total: Int) { self.total = total }
+
+  func report(_ event: TrainingEvent) {
+    switch event.kind {
+    case .evaluation:
+      clear()
+      let parts = event.metrics.sorted { $0.key < $1.key }.map { String(format: "%@ %.4f", $0.key as NSString, $0.value) }
+      print("step \(event.step): eval " + parts.joined(separator: ", "))
+    case .checkpoint:
+      break
+    case .step:
+      let remaining = Double(total - event.step) / max(event.stepsPerSecond, 1e-9)
+      let eta = String(format: "%d:%02d", Int(remaining) / 60, Int(remaining) % 60)
+      if interactive {
+        let now = Date().timeIntervalSince1970
+        guard now - lastDraw > 0.05 || event.step == total else { return }
+        lastDraw = now
+        let width = 30
+        let filled = width * event.step / max(total, 1)
+        let bar = String(repeating: "=", count: filled) + (filled < width ? ">" : "") + String(repeating: " ", count: max(0, width - filled - 1))
+        print(String(format: "\r[%@] %d/%d loss %.4f %.1f steps/s ETA %@", bar as NSString, event.step, total, event.loss,
+                     event.stepsPerSecond, eta as NSString), terminator: "")
+        fflush(nil)
+      } else {
+        let line = event.step * 20 / max(total, 1)
+        guard line != lastLine || event.step == total else { return }
+        lastLine = line
+        print(String(format: "step %d/%d loss %.6f lr %.3g %.1f steps/s ETA %@", event.step, total, event.loss,
+                     event.learningRate, event.stepsPerSecond, eta as NSString))
+      }
+    }
+  }
+
+  func clear() { if interactive { print("\r\u{1B}[K", terminator: "") } }
+  func finish() { if interactive { print("") } }
+}
