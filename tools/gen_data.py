@@ -31,7 +31,7 @@ def main():
 
     prototypes = rng.uniform(0, 255, (10, 784))
     y = rng.integers(0, 10, n).astype(np.int32)
-    x = np.clip(prototypes[y] * 0.12 + rng.normal(0, 70, (n, 784)) + 100, 0, 255).astype(np.float32)
+    x = np.clip(prototypes[y] * 0.2 + rng.normal(0, 70, (n, 784)) + 90, 0, 255).astype(np.float32)
     split("classification", {"x": x, "y": y})
 
     w = rng.normal(0, 1, 16)
