@@ -38,7 +38,7 @@ let package = Package(
       "TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCodegen", "TTTrain",
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
     ]),
-    .executableTarget(name: "ttfc-bench", dependencies: ["TTIR", "TTRuntime", "TTCodegen", "COpenBLAS"]),
+    .executableTarget(name: "ttfc-bench", dependencies: ["TTIR", "TTRuntime", "TTCodegen", "TTTrain", "COpenBLAS"]),
     .testTarget(name: "TTIRTests", dependencies: ["TTIR"], exclude: ["Inputs"]),
     .testTarget(name: "TTInterpTests", dependencies: ["TTIR", "TTInterp", "TTRuntime"],
                 exclude: ["Fixtures"]),

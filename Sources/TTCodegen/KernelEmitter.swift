@@ -37,6 +37,7 @@ final class KernelEmitter {
   /// Memoized element values, one frame per loop scope (values of outer frames dominate inner code).
   var memo: [[MemoKey: IRBuilder.V]] = [[:]]
   var root = ValueID(0)
+  var scalarArguments: [ValueID: IRBuilder.V] = [:]
   /// Values written into the output row while a row reduction runs, then read back from there.
   var storeWhileReducing = Set<ValueID>()
   var rowMaterialized = Set<ValueID>()
@@ -131,6 +132,13 @@ final class KernelEmitter {
     }
     for (j, s) in signature.symbols.enumerated() {
       symbolValues[s] = ir.load(ir.i64, ir.gep(ir.i64, symbolsParam, ir.int(j)))
+    }
+    // Scalar (and single-element) operands are read once, here: inside the loops LLVM could not
+    // hoist them past the output stores (the output may share memory with an operand).
+    for (k, argument) in body.arguments.enumerated() {
+      let t = body.type(of: argument)
+      guard t.dims.allSatisfy({ $0 == .known(1) }) else { continue }
+      scalarArguments[argument] = load(buffers[k], dtype: t.dtype, at: ir.int(0))
     }
     root = body.returnValues[0]
     let output = signature.output
@@ -244,6 +252,7 @@ final class KernelEmitter {
     let type = info.type
     switch info.definition {
     case .argument(let k):
+      if let scalar = scalarArguments[v] { return scalar }
       return load(buffers[k], dtype: type.dtype, at: linear(index, type))
     case .global:
       fatalError("fusion bodies have no globals")

@@ -172,7 +172,24 @@ struct FusionPlanner {
     }
   }
 
+  /// A region's body must learn every symbolic size from its operands (bodies are isolated, and
+  /// the interpreter and kernels bind symbols from the body's arguments).
+  func bindsItsSymbols(_ region: Region) -> Bool {
+    var available = Set<String>()
+    var needed = Set<String>()
+    for m in region.members {
+      let o = op(m)
+      for v in o.operands {
+        if let p = producerPosition(v), region.members.contains(p) { continue }
+        available.formUnion(function.type(of: v).symbols)
+      }
+      for r in o.results { needed.formUnion(function.type(of: r).symbols) }
+    }
+    return needed.isSubset(of: available)
+  }
+
   mutating func add(_ region: Region) {
+    guard bindsItsSymbols(region) else { return }
     let index = regions.count
     regions.append(region)
     for m in region.members where !region.duplicated.contains(m) { regionOf[m] = index }
@@ -229,6 +246,12 @@ struct FusionPlanner {
     if !allUsesInside(p, region) {
       if !FusionPolicy.isCheapToDuplicate(producer.code) {
         return "'\(producer.code)' is expensive and has users outside the region; it is not computed twice"
+      }
+      // A function result is written to memory anyway: consumers read it rather than recompute
+      // it, which also lets its inputs die early (an optimizer's new slot can then overwrite the
+      // old slot in place).
+      if producer.results.contains(where: { returned.contains($0) }) {
+        return "'\(producer.code)' is a function result, written once and read from memory"
       }
     }
     if createsCycle(absorbing: p, into: region) { return "absorbing '\(producer.code)' would create a cycle through an op outside the region" }

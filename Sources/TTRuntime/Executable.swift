@@ -86,10 +86,15 @@ public final class Executable: @unchecked Sendable {
   /// donate_argnums): a training step donates parameters and slots so updates happen in place.
   public let donated: Set<Int>
 
+  /// Result index -> donated argument index whose buffer that result should take if it can
+  /// (XLA's input/output aliasing): a training step's new parameter overwrites the old one.
+  public let aliasing: [Int: Int]
+
   public init(module: Module, function functionName: String, params: [String: Tensor] = [:],
               pool: ThreadPool = .shared, pipeline: Pipeline = Pipelines.codegen,
-              donating donated: Set<Int> = []) throws(ExecutableError) {
+              donating donated: Set<Int> = [], aliasing: [Int: Int] = [:]) throws(ExecutableError) {
     self.donated = donated
+    self.aliasing = aliasing
     let problems = Verifier.verify(module)
     if let first = problems.first { throw .invalid("module does not verify: \(first)") }
     guard let original = module.function(named: functionName) else { throw .invalid("no function named '@\(functionName)'") }
@@ -293,6 +298,14 @@ public final class Executable: @unchecked Sendable {
     let plan: Plan
     let key: [Int]
     public func execute() throws(ExecutableError) {
+      if executable.profile {
+        for (i, thunk) in executable.thunks.enumerated() {
+          let start = DispatchClock.now()
+          try executable.execute(thunk, plan: plan, symbolValues: key)
+          executable.thunkSeconds[i, default: 0] += DispatchClock.now() - start
+        }
+        return
+      }
       for thunk in executable.thunks { try executable.execute(thunk, plan: plan, symbolValues: key) }
     }
   }
@@ -340,8 +353,16 @@ public final class Executable: @unchecked Sendable {
       .sorted { first[$0] < first[$1] }
     // In-place candidates: the output of thunk t may take the block of an operand that dies at t.
     var reusable: [Int: [Int]] = [:]       // result slot -> operand slots
+    var argumentSlot: [Int: Int] = [:]
+    for (k, slot) in slots.enumerated() { if case .argument(let i) = slot.storage { argumentSlot[i] = k } }
+    var preferred: [Int: Int] = [:]        // result slot -> the argument slot it should overwrite
+    for (r, a) in aliasing where r < outputs.count { if let k = argumentSlot[a] { preferred[outputs[r]] = k } }
     for (t, thunk) in thunks.enumerated() {
-      if case .kernel(_, _, let result, let inPlace) = thunk { reusable[result] = inPlace.filter { last[$0] == t } }
+      if case .kernel(_, _, let result, let inPlace) = thunk {
+        let candidates = inPlace.filter { last[$0] == t }
+        let first = preferred[result].map { p in candidates.filter { $0 == p } } ?? []
+        reusable[result] = first + candidates.filter { !first.contains($0) }
+      }
 
     }
     placing: for s in order {
@@ -381,6 +402,17 @@ public final class Executable: @unchecked Sendable {
     case .interpretOp(_, let operands, let result): return (operands, [result])
     case .interpretRegion(_, let operands, let results): return (operands, results)
     }
+  }
+
+  /// With TTFC_PROFILE set, prepared runs time every thunk (see `profileReport`).
+  let profile = getenv("TTFC_PROFILE") != nil
+  var thunkSeconds: [Int: Double] = [:]
+
+  /// Seconds spent in each thunk so far (TTFC_PROFILE runs), most expensive first.
+  public var profileReport: String {
+    let listing = thunkListing
+    return thunkSeconds.sorted { $0.value > $1.value }.map { String(format: "%8.3f ms  ", $0.value * 1e3) + listing[$0.key] }
+      .joined(separator: "\n")
   }
 
   /// The compiled kernels of this executable, in execution order.

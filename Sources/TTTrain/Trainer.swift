@@ -59,8 +59,10 @@ public final class Trainer {
     pendingState = initial
     firstStateArgument = inputTypes.count + 2
     do {
-      executable = try Executable(module: stepModule, function: loss + ".train_step",
-                                  donating: Set(firstStateArgument..<(firstStateArgument + initial.count)))
+      let first = inputTypes.count + 2
+      let stateArguments = first..<(first + initial.count)
+      executable = try Executable(module: stepModule, function: loss + ".train_step", donating: Set(stateArguments),
+                                  aliasing: Dictionary(uniqueKeysWithValues: initial.indices.map { (1 + $0, first + $0) }))
     } catch { throw .setup("\(error)") }
     staging = stateTypes.map { t in
       var p: UnsafeMutableRawPointer?
@@ -70,6 +72,9 @@ public final class Trainer {
   }
 
   deinit { for p in staging { free(p) } }
+
+  /// Per-thunk times of the compiled step (when TTFC_PROFILE is set).
+  public var profileReport: String { executable.profileReport }
 
   func bytes(_ i: Int) -> Int { (elementCount(stateTypes[i].staticShape!) ?? 0) * stateTypes[i].dtype.byteSize }
 

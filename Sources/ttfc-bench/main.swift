@@ -1,4 +1,4 @@
-// ttfc-bench — the workloads of shared/bench/WORKLOADS.md on ttfc (W0-W3, W7 so far), timed as
+// ttfc-bench — the workloads of shared/bench/WORKLOADS.md on ttfc (W0-W5, W7 so far), timed as
 // medians over repeated runs of prepared executables (inputs written once, no conversion in the
 // loop). With --jax FILE it reads the same workloads' JAX timings (tools/bench_jax.py, same run)
 // and prints ttfc/JAX ratios. A benchmark, not a test: nothing here fails on a slow result.
@@ -7,6 +7,7 @@ import Foundation
 import TTCodegen
 import TTIR
 import TTRuntime
+import TTTrain
 
 struct Measurement { var id: String; var name: String; var seconds: Double; var metric: String; var value: Double }
 
@@ -146,6 +147,49 @@ do {
   openBLASGflops = flops / direct / 1e9
 }
 
+// W4 / W5: one training step of the MLP 512-1024-1024-1 (ReLU, sigmoid cross entropy, mean),
+// batch 256, Adam 1e-3 — forward, backward and update; and the cold compile of that step.
+let w4Model = """
+  module @w4 {
+    param @w1 : f32[512, 1024] = glorot_uniform(seed: 1)
+    param @b1 : f32[1024] = zeros
+    param @w2 : f32[1024, 1024] = glorot_uniform(seed: 2)
+    param @b2 : f32[1024] = zeros
+    param @w3 : f32[1024, 1] = glorot_uniform(seed: 3)
+    param @b3 : f32[1] = zeros
+    func @loss(%x: f32[B, 512], %y: f32[B]) -> f32[] {
+      %h1 = matmul %x, @w1 : f32[B, 1024]
+      %a1 = add %h1, @b1 : f32[B, 1024]
+      %r1 = relu %a1 : f32[B, 1024]
+      %h2 = matmul %r1, @w2 : f32[B, 1024]
+      %a2 = add %h2, @b2 : f32[B, 1024]
+      %r2 = relu %a2 : f32[B, 1024]
+      %h3 = matmul %r2, @w3 : f32[B, 1]
+      %a3 = add %h3, @b3 : f32[B, 1]
+      %z = reshape %a3 : f32[B]
+      %l = sigmoid_cross_entropy %z, %y : f32[B]
+      %m = reduce_mean %l : f32[]
+      return %m
+    }
+  }
+  """
+do {
+  let batch = 256
+  let x = Tensor(.f32, shape: [batch, 512], floats: (0..<(batch * 512)).map { _ in Double.random(in: -1...1) })
+  let y = Tensor(.f32, shape: [batch], floats: (0..<batch).map { _ in Double(Int.random(in: 0...1)) })
+  let module = try Parser.parseAndVerify(w4Model)
+  let compileStart = DispatchClock.now()
+  let trainer = try Trainer(module: module, loss: "loss", optimizer: OptimizerConfig(.adam))
+  try trainer.step([x, y], lr: 1e-3)
+  let cold = DispatchClock.now() - compileStart
+  let t = try median({ try trainer.step([x, y], lr: 1e-3) }, repetitions: repetitions)
+  let flops = 6.0 * Double(batch) * Double(512 * 1024 + 1024 * 1024 + 1024)
+  if getenv("TTFC_PROFILE") != nil { print(trainer.profileReport) }
+  measurements.append(Measurement(id: "W4", name: "MLP train step, batch 256", seconds: t, metric: "ms", value: t * 1e3))
+  measurements.append(Measurement(id: "W4f", name: "MLP train step throughput", seconds: t, metric: "GFLOP/s", value: flops / t / 1e9))
+  measurements.append(Measurement(id: "W5", name: "cold compile of the W4 step", seconds: cold, metric: "s", value: cold))
+}
+
 // Report, with JAX figures from the same run when given.
 var jax: [String: Double] = [:]
 if let jaxFile, let data = FileManager.default.contents(atPath: jaxFile),
@@ -160,8 +204,8 @@ for m in measurements {
   var line = "\(m.id)  \(m.name.padding(toLength: 30, withPad: " ", startingAt: 0))  \(ours.padding(toLength: 16, withPad: " ", startingAt: 0))"
   if let theirs = jax[m.id] {
     line += "  " + String(format: "%9.3f %@", theirs, m.metric as NSString).padding(toLength: 16, withPad: " ", startingAt: 0)
-    // For times (ms) lower is better; for rates higher is better.
-    let speedup = m.metric == "ms" ? theirs / m.value : m.value / theirs
+    // For times (ms, s) lower is better; for rates higher is better.
+    let speedup = (m.metric == "ms" || m.metric == "s") ? theirs / m.value : m.value / theirs
     line += String(format: "  %.2fx", speedup)
   }
   print(line)

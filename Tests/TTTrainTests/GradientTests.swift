@@ -147,3 +147,25 @@ struct GradientTests {
     #expect(throws: AutodiffError.unknownFunction("g")) { try Autodiff.gradient(of: module, function: "g") }
   }
 }
+
+import TTPasses
+
+struct GradientOptimizationTests {
+  /// Backward graphs are the optimizer's biggest customers: -O2 (with the verifier after every
+  /// pass) must leave the gradient function's results bit for bit unchanged.
+  @Test(arguments: ["mlp.ttir", "logreg.ttir", "wide_deep.ttir"])
+  func gradientsSurviveO2Unchanged(_ file: String) throws {
+    let module = try TrainingFixtures.module(file)
+    let withGrad = try Autodiff.gradient(of: module, function: "loss")
+    var optimized = withGrad
+    try PassManager(verifyEach: true).run(Pipelines.standard(level: 2), on: &optimized, context: PassContext())
+    #expect(Printer.print(optimized).contains("fusion("))
+    let grad = withGrad.function(named: "loss.grad")!
+    for batch in [1, 6] {
+      let inputs = grad.argumentTypes.enumerated().map { GradientTests.randomTensor($0.element.with(dims: $0.element.dims.map { $0.isSymbolic ? .known(batch) : $0 }), seed: UInt64($0.offset + 7)) }
+      let before = try Interpreter(module: withGrad).run("loss.grad", inputs)
+      let after = try Interpreter(module: optimized).run("loss.grad", inputs)
+      for (a, b) in zip(before, after) { #expect(a.isIdentical(to: b)) }
+    }
+  }
+}
