@@ -123,14 +123,18 @@ public struct BatchOrder {
   public var offset = 0
   private var permutation: [Int] = []
 
-  public init(count: Int, batch: Int, seed: UInt64, epoch: Int = 0, offset: Int = 0) {
+  /// Without shuffling, batches take the examples in file order (for comparisons with other tools).
+  public let shuffle: Bool
+
+  public init(count: Int, batch: Int, seed: UInt64, epoch: Int = 0, offset: Int = 0, shuffle: Bool = true) {
     self.count = count; self.batch = batch; self.seed = seed; self.epoch = epoch; self.offset = offset
-    permutation = Self.permutation(count, seed: seed, epoch: epoch)
+    self.shuffle = shuffle
+    permutation = Self.permutation(count, seed: seed, epoch: epoch, shuffle: shuffle)
   }
 
-  static func permutation(_ n: Int, seed: UInt64, epoch: Int) -> [Int] {
+  static func permutation(_ n: Int, seed: UInt64, epoch: Int, shuffle: Bool = true) -> [Int] {
     var p = Array(0..<n)
-    guard n > 1 else { return p }
+    guard n > 1, shuffle else { return p }
     for i in stride(from: n - 1, to: 0, by: -1) {
       let j = Int(SeededRandom.uniform(seed, UInt64(epoch) << 32 | UInt64(i), 7) * Double(i + 1))
       p.swapAt(i, min(j, i))
@@ -143,7 +147,7 @@ public struct BatchOrder {
     if offset >= count {
       epoch += 1
       offset = 0
-      permutation = Self.permutation(count, seed: seed, epoch: epoch)
+      permutation = Self.permutation(count, seed: seed, epoch: epoch, shuffle: shuffle)
     }
     let end = min(offset + batch, count)
     defer { offset = end }

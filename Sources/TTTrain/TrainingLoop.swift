@@ -19,6 +19,9 @@ public struct TrainingOptions {
   public var checkpointDirectory: String? = nil
   public var checkpointEvery: Int? = nil
   public var metricsPath: String? = nil
+  public var shuffle = true
+  /// Initial parameter values by name (instead of the initializers).
+  public var initialParams: [String: Tensor] = [:]
   public init() {}
 }
 
@@ -48,7 +51,7 @@ public final class TrainingLoop {
 
   public init(module: Module, loss: String, optimizer: OptimizerConfig, data: Dataset, evalData: Dataset? = nil,
               options: TrainingOptions) throws(TrainingError) {
-    trainer = try Trainer(module: module, loss: loss, optimizer: optimizer)
+    trainer = try Trainer(module: module, loss: loss, optimizer: optimizer, params: options.initialParams)
     self.options = options
     self.data = data
     self.evalData = evalData
@@ -59,7 +62,7 @@ public final class TrainingLoop {
     }
     columns = bound
     guard data.count > 0 else { throw .setup("the training data has no examples") }
-    order = BatchOrder(count: data.count, batch: options.batch, seed: options.seed)
+    order = BatchOrder(count: data.count, batch: options.batch, seed: options.seed, shuffle: options.shuffle)
     let perEpoch = (data.count + options.batch - 1) / options.batch
     totalSteps = options.steps ?? (options.epochs ?? 1) * perEpoch
     modelHash = Checkpoint.modelHash(module)
@@ -93,7 +96,7 @@ public final class TrainingLoop {
     }
     do { try trainer.restore(Dictionary(uniqueKeysWithValues: checkpoint.tensors.map { ($0.name, $0.tensor) }), step: step) }
     catch { throw mismatch("\(error)") }
-    order = BatchOrder(count: data.count, batch: options.batch, seed: options.seed, epoch: epoch, offset: offset)
+    order = BatchOrder(count: data.count, batch: options.batch, seed: options.seed, epoch: epoch, offset: offset, shuffle: options.shuffle)
     return true
   }
 

@@ -40,6 +40,8 @@ struct Train: ParsableCommand {
   @Option(help: "Checkpoint every N steps.") var checkpointEvery: Int?
   @Flag(help: "Continue from the checkpoint in --checkpoint (exactly where it stopped).") var resume = false
   @Option(help: "Write the optimized IR of the training step to this file.") var emitIr: String?
+  @Option(help: "Initial parameter values from an .npz (arrays named like the parameters).") var initParams: String?
+  @Flag(inversion: .prefixedNo, help: "Shuffle the examples every epoch (--no-shuffle: file order).") var shuffle = true
 
   func run() throws {
     let module = try SourceFile.read(file).module()
@@ -62,6 +64,11 @@ struct Train: ParsableCommand {
     options.checkpointDirectory = checkpoint
     options.checkpointEvery = checkpointEvery
     options.metricsPath = metrics
+    options.shuffle = shuffle
+    if let initParams {
+      do { for (name, t) in try NpzArchive.read(path: initParams) { options.initialParams[name] = t } }
+      catch { throw fail("--init-params: \(error)") }
+    }
 
     let loop: TrainingLoop
     do {
