@@ -142,6 +142,10 @@ final class KernelEmitter {
     }
     root = body.returnValues[0]
     let output = signature.output
+    if emitColumnReduction(begin: begin, end: end) {
+      LLVMBuildRetVoid(ir.b)
+      return name
+    }
     let rowReductions = hoistableReductions()
     var index: [IRBuilder.V] = []
     func nest(_ depth: Int) {
@@ -183,6 +187,85 @@ final class KernelEmitter {
     nest(0)
     LLVMBuildRetVoid(ir.b)
     return name
+  }
+
+  /// Column reductions (the output is a reduction over the operand's leading axes, as for a bias
+  /// gradient summed over the batch): instead of one strided inner loop per output element, sweep
+  /// the operand row by row and accumulate into the whole output row, so both the loads and the
+  /// accumulation are contiguous and vectorize. Threads split the output's columns.
+  func emitColumnReduction(begin: IRBuilder.V, end: IRBuilder.V) -> Bool {
+    guard case .result(let id, _) = body[root].definition else { return false }
+    let op = body[id]
+    guard op.code.info.opClass == .reduction, op.code != .reduceProd else { return false }
+    let x = body.type(of: op.operands[0])
+    guard let axes = try? ShapeRules.reductionAxes(op.attributes, rank: x.rank), !axes.isEmpty,
+          axes == Array(0..<axes.count), axes.count < x.rank, !(op.attributes.bool("keepdims") ?? false) else { return false }
+    let output = signature.output
+    let t = computeType(x.dtype)
+    let isFloat = x.dtype.isFloat
+    let identity: IRBuilder.V
+    switch op.code {
+    case .reduceMax: identity = isFloat ? ir.real(-.infinity, t) : ir.int(x.dtype == .i64 ? Int.min : -(1 << (x.dtype.integerBits - 1)), t)
+    case .reduceMin: identity = isFloat ? ir.real(.infinity, t) : ir.int(x.dtype == .i64 ? Int.max : (1 << (x.dtype.integerBits - 1)) - 1, t)
+    default: identity = isFloat ? ir.real(0, t) : ir.int(0, t)
+    }
+    let out = buffers[signature.inputs.count]
+    /// Loops over the output index space (outermost dim restricted to [begin, end)).
+    func overOutput(_ body: ([IRBuilder.V]) -> Void) {
+      var index: [IRBuilder.V] = []
+      func level(_ d: Int) {
+        if d == output.rank { body(index); return }
+        ir.loop(from: d == 0 ? begin : ir.int(0), to: d == 0 ? end : size(output.dims[d])) { iv, _ in
+          index.append(iv)
+          memo.append([:])
+          level(d + 1)
+          memo.removeLast()
+          index.removeLast()
+          return []
+        }
+      }
+      level(0)
+    }
+    overOutput { index in store(identity, dtype: output.dtype, at: linear(index, output), buffer: out) }
+    var reducedIndex: [IRBuilder.V] = []
+    func sweep(_ a: Int) {
+      if a == axes.count {
+        overOutput { index in
+          let offset = linear(index, output)
+          let acc = load(out, dtype: output.dtype, at: offset)
+          let v = element(op.operands[0], reducedIndex + index)
+          let next: IRBuilder.V
+          switch op.code {
+          case .reduceMax: next = isFloat ? ir.intrinsic("llvm.maximum", [t], [acc, v]) : ir.intrinsic("llvm.smax", [t], [acc, v])
+          case .reduceMin: next = isFloat ? ir.intrinsic("llvm.minimum", [t], [acc, v]) : ir.intrinsic("llvm.smin", [t], [acc, v])
+          default: next = isFloat ? ir.fadd(acc, v) : ir.add(acc, v)
+          }
+          store(next, dtype: output.dtype, at: offset, buffer: out)
+        }
+        return
+      }
+      ir.loop(from: ir.int(0), to: size(x.dims[a])) { iv, _ in
+        reducedIndex.append(iv)
+        memo.append([:])
+        sweep(a + 1)
+        memo.removeLast()
+        reducedIndex.removeLast()
+        return []
+      }
+    }
+    sweep(0)
+    if op.code == .reduceMean {
+      var count = ir.int(1)
+      for a in axes { count = ir.mul(count, size(x.dims[a])) }
+      overOutput { index in
+        let offset = linear(index, output)
+        let acc = load(out, dtype: output.dtype, at: offset)
+        let mean = isFloat ? ir.fdiv(acc, ir.sitofp(count, t))
+          : ir.select(ir.icmp(LLVMIntEQ, count, ir.int(0)), ir.int(0, t), ir.sdiv(acc, truncIfNeeded(count, t)))
+        store(mean, dtype: output.dtype, at: offset, buffer: out)
+      }
+    }
+    return true
   }
 
   func addAttribute(_ fn: LLVMValueRef, _ name: String, index: UInt32) {

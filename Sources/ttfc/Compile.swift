@@ -6,6 +6,7 @@ import TTIR
 import TTPasses
 import TTRuntime
 import TTCodegen
+import TTTrain
 
 struct Compile: ParsableCommand {
   static let configuration = CommandConfiguration(
@@ -27,13 +28,20 @@ struct Compile: ParsableCommand {
   @Option(name: .customLong("func"), help: "For thunks/llvm/asm: the function to compile (default: all).")
   var function: String?
 
+  @Flag(help: "Differentiate first: add @F.grad (loss and parameter gradients) for --func F (default @loss) and emit it too.")
+  var grad = false
+
   @OptionGroup var pipeline: PipelineOptions
 
   @Option(name: .shortAndLong, help: "Write the result here instead of stdout.")
   var output: String?
 
   func run() throws {
-    let original = try SourceFile.read(file).module()
+    var original = try SourceFile.read(file).module()
+    if grad {
+      let name = function ?? "loss"
+      do { original = try Autodiff.gradient(of: original, function: name) } catch { throw fail("\(error)") }
+    }
     var module = original
     let text: String
     switch emit {
@@ -43,7 +51,7 @@ struct Compile: ParsableCommand {
     case .thunks, .llvm, .asm:
       KernelCache.shared.keepListings = true
       var out = ""
-      let names = function.map { [$0] } ?? original.functions.map(\.name)
+      let names = function.map { grad ? [$0 + ".grad"] : [$0] } ?? original.functions.map(\.name)
       for name in names {
         let executable: Executable
         do { executable = try Executable(module: original, function: name) } catch { throw fail("\(error)") }
