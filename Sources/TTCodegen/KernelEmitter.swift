@@ -184,6 +184,28 @@ final class KernelEmitter {
         return []
       }
     }
+    // An elementwise kernel may run in place (its output sharing an operand's memory). LLVM's
+    // vectorizer guards against overlap with a run-time check that fails for exact aliasing and
+    // falls back to scalar code; so for each operand that may be aliased, a version of the loops
+    // reads that operand through the output pointer (same base: distance-0 accesses vectorize).
+    let elementwise = body.body.allSatisfy { body[$0].code.info.isElementwise || body[$0].code == .constant }
+    if elementwise && rowReductions.isEmpty {
+      let outputBuffer = buffers[signature.inputs.count]
+      for (k, argument) in body.arguments.enumerated() where body.type(of: argument) == output {
+        let same = ir.icmp(LLVMIntEQ, LLVMBuildPtrToInt(ir.b, buffers[k], ir.i64, "")!, LLVMBuildPtrToInt(ir.b, outputBuffer, ir.i64, "")!)
+        let inPlace = ir.block("in_place"), separate = ir.block("separate")
+        LLVMBuildCondBr(ir.b, same, inPlace, separate)
+        LLVMPositionBuilderAtEnd(ir.b, inPlace)
+        let original = buffers[k]
+        buffers[k] = outputBuffer
+        memo = [[:]]
+        nest(0)
+        LLVMBuildRetVoid(ir.b)
+        buffers[k] = original
+        memo = [[:]]
+        LLVMPositionBuilderAtEnd(ir.b, separate)
+      }
+    }
     nest(0)
     LLVMBuildRetVoid(ir.b)
     return name
