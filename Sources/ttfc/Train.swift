@@ -89,7 +89,14 @@ struct Train: ParsableCommand {
       print("optimized training step written to \(emitIr)")
     }
     print("training @\(lossName) of \(file): \(loop.totalSteps) steps, batch \(batch), \(optimizer) lr \(lr) (\(parsedSchedule)), \(module.params.count) parameters")
+    fflush(nil)
     signal(SIGINT) { _ in interruptRequested = 1 }
+    // A parent may have started us with SIGINT blocked (spawned from a thread that blocks it):
+    // unblock it, or Ctrl-C would never arrive.
+    var unblock = sigset_t()
+    sigemptyset(&unblock)
+    sigaddset(&unblock, SIGINT)
+    sigprocmask(SIG_UNBLOCK, &unblock, nil)
     loop.stopRequested = { interruptRequested != 0 }
     let progress = ProgressReporter(total: loop.totalSteps)
     let finished: Bool

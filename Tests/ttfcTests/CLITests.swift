@@ -148,3 +148,85 @@ struct CLITests {
     #expect(result.stdout.contains("JIT check: ok"))
   }
 }
+
+struct TrainCLITests {
+  /// A CSV training set for examples/logreg.ttir: columns x_0..x_15 and y.
+  static func writeCSV(_ path: String, rows: Int) throws {
+    var text = (0..<16).map { "x_\($0)" }.joined(separator: ",") + ",y\n"
+    var state: UInt64 = 7
+    func next() -> Double { state = state &* 6364136223846793005 &+ 1; return Double(Int64(bitPattern: state >> 11) % 2000) / 1000 }
+    for _ in 0..<rows {
+      let x = (0..<16).map { _ in next() }
+      let y = x[0] + x[1] - x[2] > 0 ? 1 : 0
+      text += x.map { String(format: "%.3f", $0) }.joined(separator: ",") + ",\(y)\n"
+    }
+    try text.write(toFile: path, atomically: true, encoding: .utf8)
+  }
+
+  @Test func trainsFromCSVWithCheckpointsAndResume() throws {
+    let dir = try CLI.temporaryDirectory()
+    let data = dir.appendingPathComponent("train.csv").path
+    try Self.writeCSV(data, rows: 300)
+    let checkpoint = dir.appendingPathComponent("ckpt").path
+    let metrics = dir.appendingPathComponent("metrics.jsonl").path
+    let first = try CLI.run(["train", "examples/logreg.ttir", "--data", data, "--eval-data", data, "--batch", "32", "--steps", "10",
+                             "--optimizer", "adam", "--lr", "0.05", "--checkpoint", checkpoint, "--metrics", metrics])
+    #expect(first.status == 0, "\(first.stderr)")
+    #expect(first.stdout.contains("step 10/10 loss"))
+    #expect(first.stdout.contains("eval auc"))
+    #expect(FileManager.default.fileExists(atPath: checkpoint + "/checkpoint.safetensors"))
+    let lines = try String(contentsOfFile: metrics, encoding: .utf8).split(separator: "\n")
+    #expect(lines.count == 11)   // ten steps and one evaluation
+    let resumed = try CLI.run(["train", "examples/logreg.ttir", "--data", data, "--batch", "32", "--steps", "15",
+                               "--optimizer", "adam", "--lr", "0.05", "--checkpoint", checkpoint, "--resume"])
+    #expect(resumed.status == 0, "\(resumed.stderr)")
+    #expect(resumed.stdout.contains("resumed from step 10"))
+    #expect(resumed.stdout.contains("step 15/15"))
+  }
+
+  @Test func badTrainingInputsAreNamedErrors() throws {
+    let dir = try CLI.temporaryDirectory()
+    let data = dir.appendingPathComponent("train.csv").path
+    try Self.writeCSV(data, rows: 20)
+    let optimizer = try CLI.run(["train", "examples/logreg.ttir", "--data", data, "--optimizer", "adamax"])
+    #expect(optimizer.status == 1 && optimizer.stderr.contains("unknown optimizer 'adamax'"))
+    let schedule = try CLI.run(["train", "examples/logreg.ttir", "--data", data, "--schedule", "triangle"])
+    #expect(schedule.status == 1 && schedule.stderr.contains("cannot read schedule 'triangle'"))
+    let wrongModel = try CLI.run(["train", "examples/mlp.ttir", "--data", data])
+    #expect(wrongModel.status == 1 && wrongModel.stderr.contains("the data has no column 'x' for input %x : f32[B, 784]"))
+    let missing = try CLI.run(["train", "examples/logreg.ttir", "--data", dir.appendingPathComponent("nope.npz").path])
+    #expect(missing.status == 1 && missing.stderr.contains("no data at"))
+    try "x_0,y\n1.0,abc\n".write(toFile: dir.appendingPathComponent("bad.csv").path, atomically: true, encoding: .utf8)
+    let malformed = try CLI.run(["train", "examples/logreg.ttir", "--data", dir.appendingPathComponent("bad.csv").path])
+    #expect(malformed.status == 1 && malformed.stderr.contains("'abc' in column 'y' is not a number"))
+    let noCheckpoint = try CLI.run(["train", "examples/logreg.ttir", "--data", data, "--resume"])
+    #expect(noCheckpoint.status == 1 && noCheckpoint.stderr.contains("--resume needs --checkpoint DIR"))
+  }
+
+  @Test func interruptSavesACheckpoint() throws {
+    let dir = try CLI.temporaryDirectory()
+    let data = dir.appendingPathComponent("train.csv").path
+    try Self.writeCSV(data, rows: 200)
+    let checkpoint = dir.appendingPathComponent("ckpt").path
+    let process = Process()
+    process.executableURL = CLI.binary
+    process.arguments = ["train", "examples/logreg.ttir", "--data", data, "--batch", "8", "--steps", "100000000",
+                         "--checkpoint", checkpoint]
+    process.currentDirectoryURL = CLI.repository
+    let out = Pipe()
+    process.standardOutput = out
+    process.standardError = Pipe()
+    try process.run()
+    // Give training time to start, then interrupt like Ctrl-C; never wait on the pipe unbounded.
+    Thread.sleep(forTimeInterval: 4)
+    kill(process.processIdentifier, SIGINT)
+    let deadline = Date().addingTimeInterval(60)
+    while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+    if process.isRunning { process.terminate(); Issue.record("ttfc train did not stop on SIGINT") }
+    let seen = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    #expect(process.terminationStatus == 130)
+    #expect(String(decoding: seen, as: UTF8.self).contains("interrupted at step"))
+    #expect(FileManager.default.fileExists(atPath: checkpoint + "/checkpoint.safetensors"))
+  }
+}
