@@ -176,12 +176,12 @@ public final class JIT: @unchecked Sendable {
   }
 }
 
-/// A minimal mutex (Foundation-free) guarding the JIT's symbol table.
-final class NSLockish: @unchecked Sendable {
+/// A minimal pthread mutex (Foundation-free), used by the JIT, the kernel cache and executables.
+public final class NSLockish: @unchecked Sendable {
   private var mutex = pthread_mutex_t()
-  init() { pthread_mutex_init(&mutex, nil) }
+  public init() { pthread_mutex_init(&mutex, nil) }
   deinit { pthread_mutex_destroy(&mutex) }
-  func withLock<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+  public func withLock<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
     pthread_mutex_lock(&mutex)
     defer { pthread_mutex_unlock(&mutex) }
     return try body()

@@ -116,18 +116,10 @@ enum Kernels {
     var strides = [Int](repeating: 0, count: outShape.count)
     for i in 0..<inShape.count where inShape[i] != 1 { strides[offset + i] = inStrides[i] }
     var indices = [Int](repeating: 0, count: count)
-    var position = [Int](repeating: 0, count: outShape.count)
-    for flat in 0..<count {
+    Layout.forEachIndex(outShape) { flat, position in
       var source = 0
       for axis in 0..<outShape.count { source += position[axis] * strides[axis] }
       indices[flat] = source
-      var axis = outShape.count - 1
-      while axis >= 0 {
-        position[axis] += 1
-        if position[axis] < outShape[axis] { break }
-        position[axis] = 0
-        axis -= 1
-      }
     }
     return indices
   }

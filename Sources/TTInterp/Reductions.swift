@@ -18,18 +18,10 @@ enum Reductions {
     let outStrides = rowMajorStrides(outShape)
     let count = elementCount(shape) ?? 0
     var indices = [Int](repeating: 0, count: count)
-    var position = [Int](repeating: 0, count: shape.count)
-    for flat in 0..<count {
+    Layout.forEachIndex(shape) { flat, position in
       var target = 0
       for (k, axis) in kept.enumerated() { target += position[axis] * outStrides[k] }
       indices[flat] = target
-      var axis = shape.count - 1
-      while axis >= 0 {
-        position[axis] += 1
-        if position[axis] < shape[axis] { break }
-        position[axis] = 0
-        axis -= 1
-      }
     }
     return (outShape, indices)
   }

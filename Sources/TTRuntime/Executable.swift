@@ -79,7 +79,7 @@ public final class Executable: @unchecked Sendable {
   public var parallelThreshold = 1 << 15
   /// Values that took an operand's memory in place (over all plans).
   public private(set) var statisticsReused = 0
-  private let lock = NSLockishRuntime()
+  private let lock = NSLockish()
 
   /// Compiles `functionName` of `module`; parameters come from `params` or their initializers.
   /// Arguments whose buffers the executable may overwrite once it has read them (JAX's
@@ -546,16 +546,5 @@ enum KernelEmitterSupport {
   static func reason(_ body: Function) -> String? {
     do { _ = try KernelCache.shared.kernel(for: body); return nil }
     catch { if case .unsupported(let r) = error { return r }; return "\(error)" }
-  }
-}
-
-final class NSLockishRuntime: @unchecked Sendable {
-  private var mutex = pthread_mutex_t()
-  init() { pthread_mutex_init(&mutex, nil) }
-  deinit { pthread_mutex_destroy(&mutex) }
-  func withLock<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
-    pthread_mutex_lock(&mutex)
-    defer { pthread_mutex_unlock(&mutex) }
-    return try body()
   }
 }

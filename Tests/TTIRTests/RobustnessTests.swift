@@ -6,18 +6,10 @@
 import Foundation
 import Testing
 import TTIR
+import TTFuzz
 
-/// SplitMix64: a small seeded generator so every run mutates the same way.
-struct SeededGenerator: RandomNumberGenerator {
-  var state: UInt64
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-}
+/// The seeded SplitMix64 generator shared by the test suites, so every run mutates the same way.
+typealias SeededGenerator = GraphRandom
 
 enum Mutator {
   static let interestingBytes: [UInt8] = Array("{}[]()%@,:=->0123456789.e-_ \n\"abcxyzBf32i1".utf8) + [0, 0x80, 0xFF, 0x93, 0x09]
