@@ -38,6 +38,9 @@ public struct ExecutableStatistics: Sendable {
   public var gemms = 0
   public var interpreted = 0
   public var compileSeconds = 0.0
+  /// Parts of compileSeconds: the pass pipeline, and parameter initialization.
+  public var optimizeSeconds = 0.0
+  public var parameterSeconds = 0.0
   /// Why ops run on the interpreter, with counts.
   public var fallbackReasons: [String: Int] = [:]
 }
@@ -105,6 +108,7 @@ public final class Executable: @unchecked Sendable {
     do { try PassManager().run(pipeline, on: &optimized, context: PassContext()) }
     catch { throw .invalid("\(error)") }
     lowered = optimized.function(named: functionName)!
+    statistics.optimizeSeconds = DispatchClock.now() - start
     var set = Set<String>()
     for v in lowered.values { set.formUnion(v.type.symbols) }
     symbols = set.sorted()
@@ -122,6 +126,7 @@ public final class Executable: @unchecked Sendable {
       case .result: break
       }
     }
+    statistics.parameterSeconds = DispatchClock.now() - start - statistics.optimizeSeconds
     for id in lowered.body { try lower(lowered[id]) }
     outputs = lowered.returnValues.map { slotOf[$0]! }
     statistics.compileSeconds = DispatchClock.now() - start

@@ -8,6 +8,7 @@ import Foundation
 import TTIR
 import TTInterp
 import TTRuntime
+import TTCodegen
 
 public enum TrainingError: Error, CustomStringConvertible {
   case setup(String)
@@ -34,6 +35,9 @@ public final class Trainer {
   /// The run whose input buffers hold the live state, and its batch shape key.
   var current: (key: [Int], run: Executable.PreparedRun)?
   let firstStateArgument: Int
+  /// Seconds spent differentiating and building the step (compilation is in `executable.statistics`).
+  public private(set) var buildSeconds = 0.0
+  public var compileStatistics: ExecutableStatistics { executable.statistics }
   var staging: [UnsafeMutableRawPointer] = []
 
   public init(module: Module, loss: String, optimizer: OptimizerConfig, params: [String: Tensor] = [:]) throws(TrainingError) {
@@ -42,8 +46,10 @@ public final class Trainer {
     self.optimizer = optimizer
     guard let lossFunction = module.function(named: loss) else { throw .setup("no function named '@\(loss)'") }
     inputTypes = lossFunction.argumentTypes
+    let phaseStart = DispatchClock.now()
     do { stepModule = try TrainStep.build(module, loss: loss, optimizer: optimizer) }
     catch { throw .setup("\(error)") }
+    buildSeconds = DispatchClock.now() - phaseStart
     let interpreter: Interpreter
     do { interpreter = try Interpreter(module: module, params: params) } catch { throw .setup("\(error)") }
     var initial = module.params.map { interpreter.params[$0.name]! }

@@ -184,7 +184,13 @@ do {
   let cold = DispatchClock.now() - compileStart
   let t = try median({ try trainer.step([x, y], lr: 1e-3) }, repetitions: repetitions)
   let flops = 6.0 * Double(batch) * Double(512 * 1024 + 1024 * 1024 + 1024)
-  if getenv("TTFC_PROFILE") != nil { print(trainer.profileReport) }
+  if getenv("TTFC_PROFILE") != nil {
+    print(trainer.profileReport)
+    let c = trainer.compileStatistics
+    print(String(format: "W5 phases: build step %.3f s, passes %.3f s, parameters %.3f s, kernels and thunks %.3f s (%d kernels)",
+                 trainer.buildSeconds, c.optimizeSeconds, c.parameterSeconds,
+                 c.compileSeconds - c.optimizeSeconds - c.parameterSeconds, c.kernels))
+  }
   measurements.append(Measurement(id: "W4", name: "MLP train step, batch 256", seconds: t, metric: "ms", value: t * 1e3))
   measurements.append(Measurement(id: "W4f", name: "MLP train step throughput", seconds: t, metric: "GFLOP/s", value: flops / t / 1e9))
   measurements.append(Measurement(id: "W5", name: "cold compile of the W4 step", seconds: cold, metric: "s", value: cold))
