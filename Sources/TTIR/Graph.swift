@@ -128,6 +128,14 @@ public struct Function: Hashable, Sendable {
     return opID
   }
 
+  /// Appends a single-result op and returns its result value.
+  @discardableResult
+  public mutating func appendValue(_ code: OpCode, _ operands: [ValueID], type: TensorType,
+                                   attributes: Attributes = Attributes()) -> ValueID {
+    let id = append(code, operands, resultTypes: [type], attributes: attributes)
+    return self[id].results[0]
+  }
+
   /// Creates an op and its result values without placing it in the body (the caller decides where).
   public mutating func makeOp(_ code: OpCode, _ operands: [ValueID], resultTypes: [TensorType],
                               resultNames: [String]? = nil, attributes: Attributes = Attributes(),

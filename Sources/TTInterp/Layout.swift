@@ -65,29 +65,21 @@ enum Layout {
   static func concat(_ parts: [Tensor], axis: Int, shape: [Int]) -> Tensor {
     let outer = shape[..<axis].reduce(1, *)
     let inner = shape[(axis + 1)...].reduce(1, *)
+    // For each slab along the outer axes, the parts' chunks one after another.
+    func joined<T>(_ arrays: [[T]]) -> [T] {
+      var out: [T] = []
+      out.reserveCapacity(elementCount(shape) ?? 0)
+      for o in 0..<outer {
+        for (k, values) in arrays.enumerated() {
+          let chunk = parts[k].shape[axis] * inner
+          out.append(contentsOf: values[(o * chunk)..<((o + 1) * chunk)])
+        }
+      }
+      return out
+    }
     switch parts[0].storage {
-    case .floats:
-      var out: [Double] = []
-      out.reserveCapacity(elementCount(shape) ?? 0)
-      for o in 0..<outer {
-        for p in parts {
-          let chunk = p.shape[axis] * inner
-          let v = p.doubles
-          out.append(contentsOf: v[(o * chunk)..<((o + 1) * chunk)])
-        }
-      }
-      return Tensor(unchecked: parts[0].dtype, shape: shape, storage: .floats(out))
-    case .ints:
-      var out: [Int64] = []
-      out.reserveCapacity(elementCount(shape) ?? 0)
-      for o in 0..<outer {
-        for p in parts {
-          let chunk = p.shape[axis] * inner
-          let v = p.int64s
-          out.append(contentsOf: v[(o * chunk)..<((o + 1) * chunk)])
-        }
-      }
-      return Tensor(unchecked: parts[0].dtype, shape: shape, storage: .ints(out))
+    case .floats: return Tensor(unchecked: parts[0].dtype, shape: shape, storage: .floats(joined(parts.map(\.doubles))))
+    case .ints: return Tensor(unchecked: parts[0].dtype, shape: shape, storage: .ints(joined(parts.map(\.int64s))))
     }
   }
 

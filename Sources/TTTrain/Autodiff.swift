@@ -105,8 +105,7 @@ struct GradientBuilder {
   func type(_ v: ValueID) -> TensorType { g.type(of: v) }
 
   mutating func emit(_ code: OpCode, _ operands: [ValueID], _ type: TensorType, _ attributes: [String: Attribute] = [:]) -> ValueID {
-    let id = g.append(code, operands, resultTypes: [type], attributes: Attributes(attributes))
-    return g[id].results[0]
+    g.appendValue(code, operands, type: type, attributes: Attributes(attributes))
   }
 
   /// A splat constant of a static type, or a scalar broadcast to a symbolic one.

@@ -115,15 +115,13 @@ struct UpdateBuilder {
   let dtype: DType
 
   mutating func emit(_ code: OpCode, _ operands: [ValueID], _ type: TensorType) -> ValueID {
-    let id = function.append(code, operands, resultTypes: [type])
-    return function[id].results[0]
+    function.appendValue(code, operands, type: type)
   }
   /// A binary op whose result has the first operand's type (the second is that type or a scalar).
   mutating func op(_ code: OpCode, _ a: ValueID, _ b: ValueID) -> ValueID { emit(code, [a, b], function.type(of: a)) }
   mutating func scalar(_ x: Double) -> ValueID {
-    let id = function.append(.constant, [], resultTypes: [.scalar(dtype)],
-                             attributes: Attributes(["value": .tensor(Tensor(dtype, shape: [], floats: [x]))]))
-    return function[id].results[0]
+    function.appendValue(.constant, [], type: .scalar(dtype),
+                         attributes: Attributes(["value": .tensor(Tensor(dtype, shape: [], floats: [x]))]))
   }
 
   mutating func update(_ o: OptimizerConfig, param p: ValueID, gradient g: ValueID, slots: [ValueID],
