@@ -223,71 +223,86 @@ final class KernelEmitter {
     guard let axes = try? ShapeRules.reductionAxes(op.attributes, rank: x.rank), !axes.isEmpty,
           axes == Array(0..<axes.count), axes.count < x.rank, !(op.attributes.bool("keepdims") ?? false) else { return false }
     let output = signature.output
-    let t = computeType(x.dtype)
-    let isFloat = x.dtype.isFloat
-    let identity: IRBuilder.V
-    switch op.code {
-    case .reduceMax: identity = isFloat ? ir.real(-.infinity, t) : ir.int(x.dtype == .i64 ? Int.min : -(1 << (x.dtype.integerBits - 1)), t)
-    case .reduceMin: identity = isFloat ? ir.real(.infinity, t) : ir.int(x.dtype == .i64 ? Int.max : (1 << (x.dtype.integerBits - 1)) - 1, t)
-    default: identity = isFloat ? ir.real(0, t) : ir.int(0, t)
-    }
     let out = buffers[signature.inputs.count]
-    /// Loops over the output index space (outermost dim restricted to [begin, end)).
-    func overOutput(_ body: ([IRBuilder.V]) -> Void) {
-      var index: [IRBuilder.V] = []
-      func level(_ d: Int) {
-        if d == output.rank { body(index); return }
-        ir.loop(from: d == 0 ? begin : ir.int(0), to: d == 0 ? end : size(output.dims[d])) { iv, _ in
-          index.append(iv)
-          memo.append([:])
-          level(d + 1)
-          memo.removeLast()
-          index.removeLast()
-          return []
-        }
-      }
-      level(0)
-    }
-    overOutput { index in store(identity, dtype: output.dtype, at: linear(index, output), buffer: out) }
-    var reducedIndex: [IRBuilder.V] = []
-    func sweep(_ a: Int) {
-      if a == axes.count {
-        overOutput { index in
-          let offset = linear(index, output)
-          let acc = load(out, dtype: output.dtype, at: offset)
-          let v = element(op.operands[0], reducedIndex + index)
-          let next: IRBuilder.V
-          switch op.code {
-          case .reduceMax: next = isFloat ? ir.intrinsic("llvm.maximum", [t], [acc, v]) : ir.intrinsic("llvm.smax", [t], [acc, v])
-          case .reduceMin: next = isFloat ? ir.intrinsic("llvm.minimum", [t], [acc, v]) : ir.intrinsic("llvm.smin", [t], [acc, v])
-          default: next = isFloat ? ir.fadd(acc, v) : ir.add(acc, v)
-          }
-          store(next, dtype: output.dtype, at: offset, buffer: out)
-        }
-        return
-      }
-      ir.loop(from: ir.int(0), to: size(x.dims[a])) { iv, _ in
-        reducedIndex.append(iv)
-        memo.append([:])
-        sweep(a + 1)
-        memo.removeLast()
-        reducedIndex.removeLast()
-        return []
-      }
-    }
-    sweep(0)
-    if op.code == .reduceMean {
-      var count = ir.int(1)
-      for a in axes { count = ir.mul(count, size(x.dims[a])) }
+    let outputBounds = (0..<output.rank).map { d in (d == 0 ? begin : ir.int(0), d == 0 ? end : size(output.dims[d])) }
+    let overOutput = { (body: ([IRBuilder.V]) -> Void) in self.loopNest(outputBounds, body) }
+    let identity = reductionIdentity(op.code, x.dtype)
+    overOutput { index in self.store(identity, dtype: output.dtype, at: self.linear(index, output), buffer: out) }
+    loopNest(axes.map { (ir.int(0), size(x.dims[$0])) }) { reducedIndex in
       overOutput { index in
-        let offset = linear(index, output)
-        let acc = load(out, dtype: output.dtype, at: offset)
-        let mean = isFloat ? ir.fdiv(acc, ir.sitofp(count, t))
-          : ir.select(ir.icmp(LLVMIntEQ, count, ir.int(0)), ir.int(0, t), ir.sdiv(acc, truncIfNeeded(count, t)))
-        store(mean, dtype: output.dtype, at: offset, buffer: out)
+        let offset = self.linear(index, output)
+        let acc = self.load(out, dtype: output.dtype, at: offset)
+        let v = self.element(op.operands[0], reducedIndex + index)
+        self.store(self.combineReduction(op.code, acc, v, x.dtype), dtype: output.dtype, at: offset, buffer: out)
+      }
+    }
+    if op.code == .reduceMean {
+      let count = reducedCount(axes, of: x)
+      overOutput { index in
+        let offset = self.linear(index, output)
+        let mean = self.divideByCount(self.load(out, dtype: output.dtype, at: offset), count, x.dtype)
+        self.store(mean, dtype: output.dtype, at: offset, buffer: out)
       }
     }
     return true
+  }
+
+  /// Nested loops over `bounds` (outermost first), one memo frame per level, calling `body` with
+  /// the induction variables in the innermost block.
+  func loopNest(_ bounds: [(IRBuilder.V, IRBuilder.V)], _ body: ([IRBuilder.V]) -> Void) {
+    var index: [IRBuilder.V] = []
+    func level(_ d: Int) {
+      if d == bounds.count { body(index); return }
+      ir.loop(from: bounds[d].0, to: bounds[d].1) { iv, _ in
+        index.append(iv)
+        memo.append([:])
+        level(d + 1)
+        memo.removeLast()
+        index.removeLast()
+        return []
+      }
+    }
+    level(0)
+  }
+
+  /// The value a reduction starts from: 0, 1, -inf/+inf or the integer extremes.
+  func reductionIdentity(_ code: OpCode, _ dtype: DType) -> IRBuilder.V {
+    let t = computeType(dtype)
+    let isFloat = dtype.isFloat
+    switch code {
+    case .reduceSum, .reduceMean: return isFloat ? ir.real(0, t) : ir.int(0, t)
+    case .reduceProd: return isFloat ? ir.real(1, t) : ir.int(1, t)
+    case .reduceMax: return isFloat ? ir.real(-.infinity, t) : ir.int(dtype == .i64 ? Int.min : -(1 << (dtype.integerBits - 1)), t)
+    default: return isFloat ? ir.real(.infinity, t) : ir.int(dtype == .i64 ? Int.max : (1 << (dtype.integerBits - 1)) - 1, t)
+    }
+  }
+
+  /// One accumulation step of a reduction. Sums and products may be reassociated (so they
+  /// vectorize); max/min are IEEE maximum/minimum (NaN-propagating), which LLVM vectorizes without
+  /// fast-math flags, unlike compare-select or maxnum forms.
+  func combineReduction(_ code: OpCode, _ acc: IRBuilder.V, _ v: IRBuilder.V, _ dtype: DType) -> IRBuilder.V {
+    let t = computeType(dtype)
+    let isFloat = dtype.isFloat
+    switch code {
+    case .reduceSum, .reduceMean: return isFloat ? ir.reassoc(ir.fadd(acc, v)) : ir.add(acc, v)
+    case .reduceProd: return isFloat ? ir.reassoc(ir.fmul(acc, v)) : ir.mul(acc, v)
+    case .reduceMax: return isFloat ? ir.intrinsic("llvm.maximum", [t], [acc, v]) : ir.intrinsic("llvm.smax", [t], [acc, v])
+    default: return isFloat ? ir.intrinsic("llvm.minimum", [t], [acc, v]) : ir.intrinsic("llvm.smin", [t], [acc, v])
+    }
+  }
+
+  /// The number of elements a reduction over `axes` of `x` combines (run-time for symbolic dims).
+  func reducedCount(_ axes: [Int], of x: TensorType) -> IRBuilder.V {
+    var count = ir.int(1)
+    for a in axes { count = ir.mul(count, size(x.dims[a])) }
+    return count
+  }
+
+  /// sum / count for reduce_mean: float division, or truncating integer division (0 when empty).
+  func divideByCount(_ sum: IRBuilder.V, _ count: IRBuilder.V, _ dtype: DType) -> IRBuilder.V {
+    let t = computeType(dtype)
+    if dtype.isFloat { return ir.fdiv(sum, ir.sitofp(count, t)) }
+    return ir.select(ir.icmp(LLVMIntEQ, count, ir.int(0)), ir.int(0, t), ir.sdiv(sum, truncIfNeeded(count, t)))
   }
 
   func addAttribute(_ fn: LLVMValueRef, _ name: String, index: UInt32) {
@@ -543,28 +558,9 @@ final class KernelEmitter {
       if axes.contains(a) { if keep { k += 1 } } else { sourceIndex[a] = index[k]; k += 1 }
     }
     let dtype = x.dtype
-    let t = computeType(dtype)
-    let isFloat = dtype.isFloat
-    let initial: IRBuilder.V
-    switch op.code {
-    case .reduceSum, .reduceMean: initial = isFloat ? ir.real(0, t) : ir.int(0, t)
-    case .reduceProd: initial = isFloat ? ir.real(1, t) : ir.int(1, t)
-    case .reduceMax: initial = isFloat ? ir.real(-.infinity, t) : ir.int(dtype == .i64 ? Int.min : -(1 << (dtype.integerBits - 1)), t)
-    default: initial = isFloat ? ir.real(.infinity, t) : ir.int(dtype == .i64 ? Int.max : (1 << (dtype.integerBits - 1)) - 1, t)
-    }
-    func combine(_ acc: IRBuilder.V, _ v: IRBuilder.V) -> IRBuilder.V {
-      switch op.code {
-      case .reduceSum, .reduceMean: return isFloat ? ir.reassoc(ir.fadd(acc, v)) : ir.add(acc, v)
-      case .reduceProd: return isFloat ? ir.reassoc(ir.fmul(acc, v)) : ir.mul(acc, v)
-      // max/min: IEEE maximum/minimum (NaN-propagating). LLVM vectorizes these reductions without
-      // fast-math flags; compare-select or maxnum forms would need `nnan` to vectorize.
-      case .reduceMax: return isFloat ? ir.intrinsic("llvm.maximum", [t], [acc, v]) : ir.intrinsic("llvm.smax", [t], [acc, v])
-      default: return isFloat ? ir.intrinsic("llvm.minimum", [t], [acc, v]) : ir.intrinsic("llvm.smin", [t], [acc, v])
-      }
-    }
     func loops(_ position: Int, _ acc: [IRBuilder.V]) -> [IRBuilder.V] {
       if position == axes.count {
-        return [combine(acc[0], element(op.operands[0], sourceIndex.map { $0! }))]
+        return [combineReduction(op.code, acc[0], element(op.operands[0], sourceIndex.map { $0! }), dtype)]
       }
       let axis = axes[position]
       return ir.loop(from: ir.int(0), to: size(x.dims[axis]), carrying: acc) { iv, accs in
@@ -575,14 +571,8 @@ final class KernelEmitter {
         return next
       }
     }
-    var result = loops(0, [initial])[0]
-    if op.code == .reduceMean {
-      var count = ir.int(1)
-      for a in axes { count = ir.mul(count, size(x.dims[a])) }
-      result = isFloat ? ir.fdiv(result, ir.sitofp(count, t))
-        : ir.select(ir.icmp(LLVMIntEQ, count, ir.int(0)), ir.int(0, t), ir.sdiv(result, truncIfNeeded(count, t)))
-    }
-    return result
+    let total = loops(0, [reductionIdentity(op.code, dtype)])[0]
+    return op.code == .reduceMean ? divideByCount(total, reducedCount(axes, of: x), dtype) : total
   }
 
   func truncIfNeeded(_ v: IRBuilder.V, _ t: LLVMTypeRef) -> IRBuilder.V { t == ir.i64 ? v : ir.trunc(v, t) }

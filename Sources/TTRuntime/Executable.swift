@@ -187,7 +187,6 @@ public final class Executable: @unchecked Sendable {
       return
     }
     statistics.interpreted += 1
-    statistics.fallbackReasons[KernelEmitterSupport.reason(single) ?? "'\(op.code)'", default: 0] += 1
     thunks.append(.interpretOp(op, operands: operands, result: results[0]))
   }
 
@@ -546,10 +545,3 @@ public final class Executable: @unchecked Sendable {
   }
 }
 
-/// Why a body does not compile (for statistics).
-enum KernelEmitterSupport {
-  static func reason(_ body: Function) -> String? {
-    do { _ = try KernelCache.shared.kernel(for: body); return nil }
-    catch { if case .unsupported(let r) = error { return r }; return "\(error)" }
-  }
-}

@@ -37,11 +37,16 @@ public enum Autodiff {
     }
     var builder = GradientBuilder(forward: function, params: module.params)
     let grad = try builder.build(name: name + ".grad")
+    return try installing(grad, in: module, what: "the gradient (a bug in a gradient rule)")
+  }
+
+  /// `module` with `function` added (replacing one of the same name), verified: functions built by
+  /// autodiff and the optimizer rewrites must be valid TTIR, or it is a bug in those builders.
+  static func installing(_ function: Function, in module: Module, what: String) throws(AutodiffError) -> Module {
     var result = module
-    result.functions.removeAll { $0.name == grad.name }
-    result.functions.append(grad)
-    let problems = Verifier.verify(result)
-    if let first = problems.first { throw .invalid("the gradient does not verify (a bug in a gradient rule): \(first)") }
+    result.functions.removeAll { $0.name == function.name }
+    result.functions.append(function)
+    if let first = Verifier.verify(result).first { throw .invalid("\(what) does not verify: \(first)") }
     return result
   }
 }

@@ -101,12 +101,7 @@ public enum TrainStep {
     step = b.function
     step.returnValues = [map[grad.returnValues[0]]!] + newParams + newSlots
     step.resultTypes = step.returnValues.map { step.type(of: $0) }
-    var result = module
-    result.functions.removeAll { $0.name == step.name }
-    result.functions.append(step)
-    let problems = Verifier.verify(result)
-    if let first = problems.first { throw .invalid("the training step does not verify: \(first)") }
-    return result
+    return try Autodiff.installing(step, in: module, what: "the training step")
   }
 }
 
