@@ -57,15 +57,29 @@ public final class Executable: @unchecked Sendable {
 
   struct Slot {
     var type: TensorType
-    enum Storage { case arena, argument(Int), persistent(UnsafeMutableRawPointer) }
+    /// `pinned`: a donated argument of static shape, kept in one buffer owned by the executable and
+    /// shared by every layout (training state), instead of in each layout's arena.
+    enum Storage { case arena, argument(Int), pinned(Int, UnsafeMutableRawPointer), persistent(UnsafeMutableRawPointer) }
     var storage: Storage
   }
 
+  /// Memory for one capacity binding of the symbols: a pointer per slot, into one arena.
+  final class Layout: @unchecked Sendable {
+    let capacity: [Int]
+    let pointers: [UnsafeMutableRawPointer]
+    let arena: UnsafeMutableRawPointer
+    let arenaBytes: Int
+    init(capacity: [Int], pointers: [UnsafeMutableRawPointer], arena: UnsafeMutableRawPointer, arenaBytes: Int) {
+      self.capacity = capacity; self.pointers = pointers; self.arena = arena; self.arenaBytes = arenaBytes
+    }
+    deinit { free(arena) }
+  }
+
+  /// One run's shapes (actual symbol values) in a layout (capacity symbol values).
   struct Plan {
-    var shapes: [[Int]]
-    var offsets: [Int]
-    var arena: UnsafeMutableRawPointer
-    var arenaBytes: Int
+    let shapes: [[Int]]
+    let layout: Layout
+    var pointers: [UnsafeMutableRawPointer] { layout.pointers }
   }
 
   public let function: Function
@@ -75,7 +89,7 @@ public final class Executable: @unchecked Sendable {
   var slotOf: [ValueID: Int] = [:]
   var thunks: [Thunk] = []
   var outputs: [Int] = []
-  var plans: [[Int]: Plan] = [:]
+  var layouts: [[Int]: Layout] = [:]
   let symbols: [String]
   let pool: ThreadPool
   /// Kernels with fewer output elements than this run on one thread.
@@ -119,7 +133,15 @@ public final class Executable: @unchecked Sendable {
     catch { throw .invalid("\(error)") }
     for (k, value) in lowered.values.enumerated() {
       switch value.definition {
-      case .argument(let i): slotOf[ValueID(k)] = addSlot(value.type, .argument(i))
+      case .argument(let i):
+        if donated.contains(i), let shape = value.type.staticShape, let count = elementCount(shape) {
+          var p: UnsafeMutableRawPointer?
+          posix_memalign(&p, 64, max(count * value.type.dtype.byteSize, 64))
+          memset(p!, 0, max(count * value.type.dtype.byteSize, 64))
+          slotOf[ValueID(k)] = addSlot(value.type, .pinned(i, p!))
+        } else {
+          slotOf[ValueID(k)] = addSlot(value.type, .argument(i))
+        }
       case .global(let name):
         let tensor = interpreterForParams.params[name]!
         slotOf[ValueID(k)] = addSlot(value.type, .persistent(Self.persistentCopy(tensor)))
@@ -133,8 +155,10 @@ public final class Executable: @unchecked Sendable {
   }
 
   deinit {
-    for slot in slots { if case .persistent(let p) = slot.storage { free(p) } }
-    for plan in plans.values { free(plan.arena) }
+    for slot in slots {
+      if case .persistent(let p) = slot.storage { free(p) }
+      if case .pinned(_, let p) = slot.storage { free(p) }
+    }
   }
 
   static func persistentCopy(_ t: Tensor) -> UnsafeMutableRawPointer {
@@ -282,66 +306,121 @@ public final class Executable: @unchecked Sendable {
     do { binding = try Interpreter.bindInputs(function, inputs.map(\.type)) } catch { throw .input(error) }
     let key = symbols.map { binding[$0] ?? 0 }
     return try lock.withLock { () throws(ExecutableError) -> [Tensor] in
-      let plan = try self.plan(for: key, binding: binding)
+      let plan = try self.plan(for: key, capacity: key)
       for (k, slot) in slots.enumerated() {
-        if case .argument(let i) = slot.storage { RawTensor.write(inputs[i], to: plan.arena + plan.offsets[k]) }
+        if case .argument(let i) = slot.storage { RawTensor.write(inputs[i], to: plan.pointers[k]) }
+        if case .pinned(let i, _) = slot.storage { RawTensor.write(inputs[i], to: plan.pointers[k]) }
       }
       for thunk in thunks { try execute(thunk, plan: plan, symbolValues: key) }
-      return outputs.map { RawTensor.read(slots[$0].type.dtype, shape: plan.shapes[$0], from: pointer($0, plan)) }
+      return outputs.map { RawTensor.read(slots[$0].type.dtype, shape: plan.shapes[$0], from: plan.pointers[$0]) }
     }
   }
 
   /// A run prepared for fixed input shapes: write inputs in native layout at `inputs[i]`, call
   /// `execute()` any number of times, read results at `outputs[i]`. No conversion, no allocation:
   /// this is how benchmarks and the training loop drive an executable.
-  public struct PreparedRun {
+  public struct PreparedRun: @unchecked Sendable {
     public let inputs: [UnsafeMutableRawPointer]
     public let outputs: [UnsafeMutableRawPointer]
     public let outputShapes: [[Int]]
+    /// The symbol values of this run and of the memory layout it runs in (equal without bucketing).
+    public let symbolValues: [Int]
+    public let capacity: [Int]
     let executable: Executable
     let plan: Plan
-    let key: [Int]
     public func execute() throws(ExecutableError) {
       if executable.profile {
         for (i, thunk) in executable.thunks.enumerated() {
           let start = DispatchClock.now()
-          try executable.execute(thunk, plan: plan, symbolValues: key)
+          try executable.execute(thunk, plan: plan, symbolValues: symbolValues)
           executable.thunkSeconds[i, default: 0] += DispatchClock.now() - start
         }
         return
       }
-      for thunk in executable.thunks { try executable.execute(thunk, plan: plan, symbolValues: key) }
+      for thunk in executable.thunks { try executable.execute(thunk, plan: plan, symbolValues: symbolValues) }
     }
   }
 
-  public func prepare(inputTypes: [TensorType]) throws(ExecutableError) -> PreparedRun {
+  /// The symbol values (in `symbols` order) that inputs of these types bind.
+  public func symbolValues(inputTypes: [TensorType]) throws(ExecutableError) -> [Int] {
     let binding: [String: Int]
     do { binding = try Interpreter.bindInputs(function, inputTypes) } catch { throw .input(error) }
-    let key = symbols.map { binding[$0] ?? 0 }
-    let plan = try lock.withLock { () throws(ExecutableError) -> Plan in try self.plan(for: key, binding: binding) }
-    var inputPointers = [UnsafeMutableRawPointer](repeating: plan.arena, count: inputTypes.count)
-    for (k, slot) in slots.enumerated() { if case .argument(let i) = slot.storage { inputPointers[i] = pointer(k, plan) } }
-    return PreparedRun(inputs: inputPointers, outputs: outputs.map { pointer($0, plan) },
-                       outputShapes: outputs.map { plan.shapes[$0] }, executable: self, plan: plan, key: key)
+    return symbols.map { binding[$0] ?? 0 }
   }
 
-  func pointer(_ slot: Int, _ plan: Plan) -> UnsafeMutableRawPointer {
-    if case .persistent(let p) = slots[slot].storage { return p }
-    return plan.arena + plan.offsets[slot]
+  /// Prepares a run for inputs of these types. `capacity` (symbol values, each at least the
+  /// inputs' own) selects the memory layout: one layout, planned at the capacity sizes, serves
+  /// every smaller binding — kernels take the actual sizes as runtime loop bounds, so nothing is
+  /// padded and results are those of an exact-shape run. Shape bucketing passes a bucket's edge.
+  public func prepare(inputTypes: [TensorType], capacity: [Int]? = nil) throws(ExecutableError) -> PreparedRun {
+    let key = try symbolValues(inputTypes: inputTypes)
+    let capacity = capacity ?? key
+    let plan = try lock.withLock { () throws(ExecutableError) -> Plan in try self.plan(for: key, capacity: capacity) }
+    var inputPointers = [UnsafeMutableRawPointer](repeating: plan.layout.arena, count: inputTypes.count)
+    for (k, slot) in slots.enumerated() {
+      if case .argument(let i) = slot.storage { inputPointers[i] = plan.pointers[k] }
+      if case .pinned(let i, _) = slot.storage { inputPointers[i] = plan.pointers[k] }
+    }
+    return PreparedRun(inputs: inputPointers, outputs: outputs.map { plan.pointers[$0] },
+                       outputShapes: outputs.map { plan.shapes[$0] }, symbolValues: key, capacity: capacity,
+                       executable: self, plan: plan)
   }
 
-  /// Shapes and arena offsets for one binding of the symbols, computed once and cached.
-  func plan(for key: [Int], binding: [String: Int]) throws(ExecutableError) -> Plan {
-    if let existing = plans[key] { return existing }
-    let shapes = slots.map { slot in slot.type.dims.map { d -> Int in
-      switch d { case .known(let n): return n; case .symbol(let s): return binding[s] ?? 0 } } }
+  /// Builds (and pre-faults) the layout for `capacity` if it does not exist yet; safe to call
+  /// from a background thread while other runs execute.
+  public func buildLayout(capacity: [Int]) throws(ExecutableError) {
+    _ = try lock.withLock { () throws(ExecutableError) -> Layout in try self.layout(for: capacity) }
+  }
+
+  /// Whether a layout for `capacity` exists.
+  public func hasLayout(capacity: [Int]) -> Bool { lock.withLock { layouts[capacity] != nil } }
+
+  /// Forgets the layout for `capacity`; its memory is freed once no prepared run uses it.
+  public func dropLayout(capacity: [Int]) { lock.withLock { _ = layouts.removeValue(forKey: capacity) } }
+
+  /// Bytes of the arena of every layout built so far, by capacity.
+  public var layoutBytes: [[Int]: Int] { lock.withLock { layouts.mapValues(\.arenaBytes) } }
+
+  /// The buffer of a pinned (donated, static-shaped) argument: the same memory in every layout,
+  /// so state such as parameters stays put when the batch shape changes. Nil for other arguments.
+  public func pinnedBuffer(argument: Int) -> UnsafeMutableRawPointer? {
+    for slot in slots { if case .pinned(argument, let p) = slot.storage { return p } }
+    return nil
+  }
+
+  func shapes(for values: [Int]) -> [[Int]] {
+    slots.map { slot in slot.type.dims.map { d -> Int in
+      switch d {
+      case .known(let n): return n
+      case .symbol(let s): return symbols.firstIndex(of: s).map { values[$0] } ?? 0
+      }
+    } }
+  }
+
+  func plan(for key: [Int], capacity: [Int]) throws(ExecutableError) -> Plan {
+    guard capacity.count == key.count, zip(key, capacity).allSatisfy({ $0 <= $1 }) else {
+      throw .runtime("the layout capacity \(capacity) does not cover the symbol values \(key) (\(symbols.joined(separator: ", ")))")
+    }
+    return Plan(shapes: shapes(for: key), layout: try layout(for: capacity))
+  }
+
+  /// Arena offsets for one capacity binding of the symbols, computed once and cached. Sizes grow
+  /// monotonically with every symbol, so offsets planned at the capacity are valid for any
+  /// smaller binding; liveness does not depend on sizes at all.
+  func layout(for capacity: [Int]) throws(ExecutableError) -> Layout {
+    if let existing = layouts[capacity] { return existing }
+    let shapes = shapes(for: capacity)
     // Live ranges over the thunk sequence: arguments from before the first thunk, outputs to the end.
     var first = [Int](repeating: Int.max, count: slots.count)
     var last = [Int](repeating: -1, count: slots.count)
     // Arguments stay intact for the whole run (a prepared run may be executed again on them),
     // except donated ones, which live only until their last use.
     for (k, slot) in slots.enumerated() {
-      if case .argument(let i) = slot.storage { first[k] = -1; last[k] = donated.contains(i) ? -1 : thunks.count }
+      switch slot.storage {
+      case .argument(let i): first[k] = -1; last[k] = donated.contains(i) ? -1 : thunks.count
+      case .pinned: first[k] = -1; last[k] = -1
+      case .arena, .persistent: break
+      }
     }
     for (t, thunk) in thunks.enumerated() {
       let (reads, writes) = Self.uses(thunk)
@@ -349,8 +428,11 @@ public final class Executable: @unchecked Sendable {
       for s in writes { first[s] = min(first[s], t); last[s] = max(last[s], t) }
     }
     for s in outputs { last[s] = thunks.count }
+    // Blocks: arena ranges, or a pinned argument's own buffer (`external`), which a result may
+    // take over in place once the argument is dead but never enters the first-fit arena.
+    struct Block { var start: Int; var end: Int; var first: Int; var last: Int; var external: UnsafeMutableRawPointer? }
     var offsets = [Int](repeating: 0, count: slots.count)
-    var placed: [(start: Int, end: Int, first: Int, last: Int)] = []
+    var placed: [Block] = []
     var blockOf: [Int: Int] = [:]          // slot -> index in `placed`
     var arenaBytes = 0
     let order = slots.indices.filter { if case .persistent = slots[$0].storage { return false }; return first[$0] != Int.max }
@@ -358,7 +440,10 @@ public final class Executable: @unchecked Sendable {
     // In-place candidates: the output of thunk t may take the block of an operand that dies at t.
     var reusable: [Int: [Int]] = [:]       // result slot -> operand slots
     var argumentSlot: [Int: Int] = [:]
-    for (k, slot) in slots.enumerated() { if case .argument(let i) = slot.storage { argumentSlot[i] = k } }
+    for (k, slot) in slots.enumerated() {
+      if case .argument(let i) = slot.storage { argumentSlot[i] = k }
+      if case .pinned(let i, _) = slot.storage { argumentSlot[i] = k }
+    }
     var preferred: [Int: Int] = [:]        // result slot -> the argument slot it should overwrite
     for (r, a) in aliasing where r < outputs.count { if let k = argumentSlot[a] { preferred[outputs[r]] = k } }
     for (t, thunk) in thunks.enumerated() {
@@ -367,36 +452,53 @@ public final class Executable: @unchecked Sendable {
         let first = preferred[result].map { p in candidates.filter { $0 == p } } ?? []
         reusable[result] = first + candidates.filter { !first.contains($0) }
       }
-
     }
-    placing: for s in order {
+    func bytes(_ s: Int) throws(ExecutableError) -> Int {
       guard let count = elementCount(shapes[s]), count <= maxTensorElements else {
         throw .runtime("a value of shape \(shapes[s]) is too large")
       }
-      let bytes = (max(count * slots[s].type.dtype.byteSize, 1) + 63) / 64 * 64
+      return (max(count * slots[s].type.dtype.byteSize, 1) + 63) / 64 * 64
+    }
+    placing: for s in order {
+      let size = try bytes(s)
+      if case .pinned(_, let p) = slots[s].storage {
+        blockOf[s] = placed.count
+        placed.append(Block(start: 0, end: size, first: first[s], last: last[s], external: p))
+        continue
+      }
       for o in reusable[s] ?? [] {
-        guard let b = blockOf[o], isReusable(o), placed[b].end - placed[b].start == bytes,
+        guard let b = blockOf[o], isReusable(o), placed[b].end - placed[b].start == size,
               !outputs.contains(o) else { continue }
-        offsets[s] = placed[b].start
         placed[b].last = max(placed[b].last, last[s])
         blockOf[s] = b
+        offsets[s] = placed[b].start
         statisticsReused += 1
         continue placing
       }
-      // First fit among blocks whose live ranges overlap this one.
-      let conflicts = placed.filter { !($0.last < first[s] || last[s] < $0.first) }.sorted { $0.start < $1.start }
+      // First fit among arena blocks whose live ranges overlap this one.
+      let conflicts = placed.filter { $0.external == nil && !($0.last < first[s] || last[s] < $0.first) }.sorted { $0.start < $1.start }
       var offset = 0
-      for c in conflicts where offset + bytes > c.start { offset = max(offset, c.end) }
+      for c in conflicts where offset + size > c.start { offset = max(offset, c.end) }
       offsets[s] = offset
       blockOf[s] = placed.count
-      placed.append((offset, offset + bytes, first[s], last[s]))
-      arenaBytes = max(arenaBytes, offset + bytes)
+      placed.append(Block(start: offset, end: offset + size, first: first[s], last: last[s], external: nil))
+      arenaBytes = max(arenaBytes, offset + size)
     }
     var arena: UnsafeMutableRawPointer?
     posix_memalign(&arena, 64, max(arenaBytes, 64))
-    let plan = Plan(shapes: shapes, offsets: offsets, arena: arena!, arenaBytes: arenaBytes)
-    plans[key] = plan
-    return plan
+    // Touch every page now, so the first step in this layout does not pay for page faults.
+    memset(arena!, 0, max(arenaBytes, 64))
+    let pointers = slots.indices.map { k -> UnsafeMutableRawPointer in
+      switch slots[k].storage {
+      case .persistent(let p), .pinned(_, let p): return p
+      case .arena, .argument:
+        if let b = blockOf[k], let external = placed[b].external { return external }
+        return arena! + offsets[k]
+      }
+    }
+    let layout = Layout(capacity: capacity, pointers: pointers, arena: arena!, arenaBytes: arenaBytes)
+    layouts[capacity] = layout
+    return layout
   }
 
   static func uses(_ thunk: Thunk) -> (reads: [Int], writes: [Int]) {
@@ -442,18 +544,18 @@ public final class Executable: @unchecked Sendable {
   func isReusable(_ slot: Int) -> Bool {
     switch slots[slot].storage {
     case .arena: return true
-    case .argument(let i): return donated.contains(i)
+    case .argument(let i), .pinned(let i, _): return donated.contains(i)
     case .persistent: return false
     }
   }
 
-  /// Bytes of the arena for a binding (after a run with it); nil if not planned yet.
-  public func arenaBytes(symbols values: [Int]) -> Int? { plans[values]?.arenaBytes }
+  /// Bytes of the arena for a capacity binding (after a run with it); nil if not planned yet.
+  public func arenaBytes(symbols values: [Int]) -> Int? { lock.withLock { layouts[values]?.arenaBytes } }
 
   func execute(_ thunk: Thunk, plan: Plan, symbolValues: [Int]) throws(ExecutableError) {
     switch thunk {
     case .kernel(let kernel, let operands, let result, _):
-      var buffers: [UnsafeMutableRawPointer?] = operands.map { pointer($0, plan) } + [pointer(result, plan)]
+      var buffers: [UnsafeMutableRawPointer?] = operands.map { plan.pointers[$0] } + [plan.pointers[result]]
       let symbolArray: [Int64] = kernel.signature.symbols.map { s in Int64(symbolValues[symbols.firstIndex(of: s)!]) }
       let shape = plan.shapes[result]
       let outer = shape.first ?? 1
@@ -478,18 +580,18 @@ public final class Executable: @unchecked Sendable {
     case .gemm(let a, let b, let c, let ta, let tb):
       runGemm(a: a, b: b, c: c, transposeA: ta, transposeB: tb, plan: plan)
     case .interpretOp(let op, let operands, let result):
-      let tensors = operands.map { RawTensor.read(slots[$0].type.dtype, shape: plan.shapes[$0], from: pointer($0, plan)) }
+      let tensors = operands.map { RawTensor.read(slots[$0].type.dtype, shape: plan.shapes[$0], from: plan.pointers[$0]) }
       do {
         let value = try Interpreter.evaluate(op, operands: tensors, dtype: slots[result].type.dtype, shape: plan.shapes[result])
-        RawTensor.write(value, to: pointer(result, plan))
+        RawTensor.write(value, to: plan.pointers[result])
       } catch {
         throw .runtime("\(error)")
       }
     case .interpretRegion(let interpreter, let operands, let results):
-      let tensors = operands.map { RawTensor.read(slots[$0].type.dtype, shape: plan.shapes[$0], from: pointer($0, plan)) }
+      let tensors = operands.map { RawTensor.read(slots[$0].type.dtype, shape: plan.shapes[$0], from: plan.pointers[$0]) }
       do {
         let values = try interpreter.run("region", tensors)
-        for (v, r) in zip(values, results) { RawTensor.write(v, to: pointer(r, plan)) }
+        for (v, r) in zip(values, results) { RawTensor.write(v, to: plan.pointers[r]) }
       } catch {
         throw .runtime("\(error)")
       }
@@ -511,15 +613,15 @@ public final class Executable: @unchecked Sendable {
     let ta = transposeA ? CblasTrans : CblasNoTrans, tb = transposeB ? CblasTrans : CblasNoTrans
     if m == 0 || n == 0 { return }
     if slots[c].type.dtype == .f64 {
-      let pa = pointer(a, plan).assumingMemoryBound(to: Double.self), pb = pointer(b, plan).assumingMemoryBound(to: Double.self)
-      let pc = pointer(c, plan).assumingMemoryBound(to: Double.self)
+      let pa = plan.pointers[a].assumingMemoryBound(to: Double.self), pb = plan.pointers[b].assumingMemoryBound(to: Double.self)
+      let pc = plan.pointers[c].assumingMemoryBound(to: Double.self)
       for i in 0..<batches {
         cblas_dgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), 1, pa + aBatch[i] * aMatrix, Int32(max(lda, 1)),
                     pb + bBatch[i] * bMatrix, Int32(max(ldb, 1)), 0, pc + i * m * n, Int32(n))
       }
     } else {
-      let pa = pointer(a, plan).assumingMemoryBound(to: Float.self), pb = pointer(b, plan).assumingMemoryBound(to: Float.self)
-      let pc = pointer(c, plan).assumingMemoryBound(to: Float.self)
+      let pa = plan.pointers[a].assumingMemoryBound(to: Float.self), pb = plan.pointers[b].assumingMemoryBound(to: Float.self)
+      let pc = plan.pointers[c].assumingMemoryBound(to: Float.self)
       for i in 0..<batches {
         cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), 1, pa + aBatch[i] * aMatrix, Int32(max(lda, 1)),
                     pb + bBatch[i] * bMatrix, Int32(max(ldb, 1)), 0, pc + i * m * n, Int32(n))

@@ -31,16 +31,18 @@ public final class Trainer {
   /// The state before the first step (or after restore), until it moves into a run's buffers.
   var pendingState: [Tensor]?
   public private(set) var stepCount = 0
-  var prepared: [[Int]: Executable.PreparedRun] = [:]
-  /// The run whose input buffers hold the live state, and its batch shape key.
-  var current: (key: [Int], run: Executable.PreparedRun)?
+  /// Prepared runs by batch shape, bucketed by the shape policy.
+  public let shapes: ShapeSpecializer
+  /// The last run (its state inputs are the executable's pinned state buffers).
+  var current: Executable.PreparedRun?
   let firstStateArgument: Int
   /// Seconds spent differentiating and building the step (compilation is in `executable.statistics`).
   public private(set) var buildSeconds = 0.0
   public var compileStatistics: ExecutableStatistics { executable.statistics }
   var staging: [UnsafeMutableRawPointer] = []
 
-  public init(module: Module, loss: String, optimizer: OptimizerConfig, params: [String: Tensor] = [:]) throws(TrainingError) {
+  public init(module: Module, loss: String, optimizer: OptimizerConfig, params: [String: Tensor] = [:],
+              bucketPolicy: BucketPolicy = .powersOfTwo) throws(TrainingError) {
     self.module = module
     self.lossName = loss
     self.optimizer = optimizer
@@ -70,6 +72,7 @@ public final class Trainer {
       executable = try Executable(module: stepModule, function: loss + ".train_step", donating: Set(stateArguments),
                                   aliasing: Dictionary(uniqueKeysWithValues: initial.indices.map { (1 + $0, first + $0) }))
     } catch { throw .setup("\(error)") }
+    shapes = ShapeSpecializer(executable, policy: bucketPolicy)
     staging = stateTypes.map { t in
       var p: UnsafeMutableRawPointer?
       posix_memalign(&p, 64, max(1, (elementCount(t.staticShape!) ?? 0) * t.dtype.byteSize))
@@ -87,7 +90,7 @@ public final class Trainer {
   /// The current parameters and slots, in `stateNames` order.
   public var state: [Tensor] {
     if let pendingState { return pendingState }
-    let run = current!.run
+    let run = current!
     return stateTypes.indices.map { RawTensor.read(stateTypes[$0].dtype, shape: stateTypes[$0].staticShape!, from: run.inputs[firstStateArgument + $0]) }
   }
 
@@ -100,7 +103,6 @@ public final class Trainer {
       restored.append(t)
     }
     pendingState = restored
-    current = nil
     stepCount = step
   }
 
@@ -112,22 +114,16 @@ public final class Trainer {
   @discardableResult
   public func step(_ batch: [Tensor], lr: Double) throws(TrainingError) -> Double {
     let dtype = stateTypes.first?.dtype ?? .f32
-    let key = batch.flatMap(\.shape)
     let run: Executable.PreparedRun
-    if let cached = prepared[key] { run = cached }
-    else {
-      let types = batch.map(\.type) + [.scalar(dtype), .scalar(dtype)] + stateTypes
-      do { run = try executable.prepare(inputTypes: types) } catch { throw .step("\(error)") }
-      prepared[key] = run
-    }
-    // Move the state into this run's buffers if it lives elsewhere (first step, new batch shape).
+    do { run = try shapes.prepare(inputTypes: batch.map(\.type) + [.scalar(dtype), .scalar(dtype)] + stateTypes) }
+    catch { throw .step("\(error)") }
+    // State lives in the executable's pinned buffers, the same in every layout: a new batch shape
+    // moves nothing. Only the first step (or a restore) writes it.
     if let pendingState {
       for (i, t) in pendingState.enumerated() { RawTensor.write(t, to: run.inputs[firstStateArgument + i]) }
       self.pendingState = nil
-    } else if let current, current.key != key {
-      for i in stateTypes.indices { memcpy(run.inputs[firstStateArgument + i], current.run.inputs[firstStateArgument + i], bytes(i)) }
     }
-    current = (key, run)
+    current = run
     for (i, t) in batch.enumerated() { RawTensor.write(t, to: run.inputs[i]) }
     RawTensor.write(Tensor.scalar(lr, dtype), to: run.inputs[batch.count])
     RawTensor.write(Tensor.scalar(Double(stepCount + 1), dtype), to: run.inputs[batch.count + 1])
