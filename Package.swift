@@ -33,7 +33,7 @@ let package = Package(
     .target(name: "TTFuzz", dependencies: ["TTIR"]),
     .target(name: "TTTrain", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCodegen"]),
     .target(name: "TTRuntime", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTCodegen", "COpenBLAS", "CZlib"]),
-    .target(name: "TTCodegen", dependencies: ["TTIR", "CLLVM", "COpenBLAS"]),
+    .target(name: "TTCodegen", dependencies: ["TTIR", "CLLVM", "COpenBLAS", "CZlib"]),
     .executableTarget(name: "ttfc", dependencies: [
       "TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCodegen", "TTTrain",
       .product(name: "ArgumentParser", package: "swift-argument-parser"),

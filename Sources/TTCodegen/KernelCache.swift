@@ -1,7 +1,10 @@
 // KernelCache — compiles region bodies to native kernels and remembers them. The key is the
 // region's canonical text (ops, attributes, types, symbolic dims), so the same region in another
-// function or another model compiles once per process. Compilation: emit (KernelEmitter), verify,
-// optimize with LLVM's O3 pipeline for the host CPU, hand to the JIT, look up the entry point.
+// function or another model compiles once per process, and — through KernelDiskCache — once per
+// machine: a later process links the stored object instead of compiling. Compilation: emit
+// (KernelEmitter), verify, optimize with LLVM's O3 pipeline for the host CPU, emit a relocatable
+// object, store it on disk, link it into the JIT, look up the entry point. A kernel's symbol is
+// named by a hash of its key, so the same kernel has the same name in every process.
 
 import CLLVM
 import Glibc
@@ -30,13 +33,32 @@ public final class KernelCache: @unchecked Sendable {
 
   private var kernels: [String: CompiledKernel] = [:]
   private let lock = NSLockish()
-  private var counter = 0
   /// Keep the optimized IR and assembly of each kernel (for `ttfc compile --emit=llvm|asm`).
   public var keepListings = false
   public private(set) var hits = 0
   public private(set) var misses = 0
+  /// Kernels linked from the disk cache instead of compiled, and damaged entries found (rebuilt).
+  public private(set) var diskHits = 0
+  public private(set) var diskCorrupt = 0
+  public private(set) var diskWrites = 0
+  /// Seconds spent compiling (or loading) kernels in this process.
+  public private(set) var compileSeconds = 0.0
+  /// The on-disk cache (nil: disabled by TTFC_CACHE_DIR=off, or no usable directory).
+  public let disk: KernelDiskCache?
 
-  public init() {}
+  public init(disk: KernelDiskCache? = KernelCache.standardDisk()) { self.disk = disk }
+
+  public static func standardDisk() -> KernelDiskCache? {
+    let host = HostInfo.current()
+    let machine = JIT.shared.machine
+    return KernelDiskCache.standard(identity: KernelDiskCache.identity(llvmVersion: host.llvmVersion, triple: machine.triple,
+                                                                       cpu: machine.cpu, features: machine.features))
+  }
+
+  /// A snapshot of the counters, for `--stats`.
+  public var counters: (compiled: Int, memoryHits: Int, diskHits: Int, diskCorrupt: Int, seconds: Double) {
+    lock.withLock { (misses - diskHits, hits, diskHits, diskCorrupt, compileSeconds) }
+  }
 
   /// The symbols a body's types mention, in a fixed (sorted) order: the kernel's symbol ABI.
   public static func symbols(of body: Function) -> [String] {
@@ -68,9 +90,24 @@ public final class KernelCache: @unchecked Sendable {
   private let compileLock = NSLockish()
 
   private func compile(_ body: Function, key: String) throws(CodegenError) -> CompiledKernel {
-    let name: String = lock.withLock { counter += 1; misses += 1; return "ttfc_kernel_\(counter)" }
+    let name = "ttfc_k_" + KernelDiskCache.hex(KernelDiskCache.hash128(KernelDiskCache.codegenVersion + "\n" + key))
+    lock.withLock { misses += 1 }
     let start = DispatchClock.now()
     let signature = KernelSignature(inputs: body.argumentTypes, output: body.resultTypes[0], symbols: Self.symbols(of: body))
+    let jit = JIT.shared
+    // Listings need the module, so `--emit=llvm|asm` always compiles.
+    if let disk, !keepListings {
+      switch disk.read(key: key) {
+      case .hit(let storedName, let object) where storedName == name:
+        if let address = try? jit.addObject(object, symbol: name) {
+          return finish(CompiledKernel(signature: signature, entry: unsafeBitCast(address, to: KernelEntry.self), name: name,
+                                       llvmIR: nil, assembly: nil, compileSeconds: DispatchClock.now() - start), key: key, fromDisk: true)
+        }
+        lock.withLock { diskCorrupt += 1 }
+      case .hit, .corrupt: lock.withLock { diskCorrupt += 1 }
+      case .miss: break
+      }
+    }
     let module = KernelModule(name: name)
     let ir = IRBuilder(module)
     let emitter = KernelEmitter(ir: ir, body: body, signature: signature)
@@ -81,16 +118,23 @@ public final class KernelCache: @unchecked Sendable {
       let path = String(cString: directory) + "/\(name).ll"
       if let file = fopen(path, "w") { fputs(module.text, file); fclose(file) }
     }
-    let jit = JIT.shared
     jit.machine.configure(module.module)
     try jit.machine.optimize(module.module)
     let listing = keepListings ? module.text : nil
     let assembly = keepListings ? try jit.machine.assembly(of: module.module) : nil
-    let address = try jit.add(module, symbols: [name])[0]
-    let entry = unsafeBitCast(address, to: KernelEntry.self)
-    let kernel = CompiledKernel(signature: signature, entry: entry, name: name, llvmIR: listing, assembly: assembly,
-                                compileSeconds: DispatchClock.now() - start)
-    lock.withLock { kernels[key] = kernel }
+    let object = try jit.machine.object(of: module.module)
+    if let disk, disk.write(key: key, name: name, object: object) { lock.withLock { diskWrites += 1 } }
+    let address = try jit.addObject(object, symbol: name)
+    return finish(CompiledKernel(signature: signature, entry: unsafeBitCast(address, to: KernelEntry.self), name: name,
+                                 llvmIR: listing, assembly: assembly, compileSeconds: DispatchClock.now() - start), key: key, fromDisk: false)
+  }
+
+  private func finish(_ kernel: CompiledKernel, key: String, fromDisk: Bool) -> CompiledKernel {
+    lock.withLock {
+      kernels[key] = kernel
+      compileSeconds += kernel.compileSeconds
+      if fromDisk { diskHits += 1 }
+    }
     return kernel
   }
 }

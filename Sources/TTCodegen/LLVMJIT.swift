@@ -39,8 +39,10 @@ public final class HostTargetMachine: @unchecked Sendable {
     var target: LLVMTargetRef?
     var message: UnsafeMutablePointer<CChar>?
     if LLVMGetTargetFromTriple(triple, &target, &message) != 0 { throw .llvm(LLVMSession.takeMessage(message)) }
+    // Position-independent code: kernels are emitted as relocatable objects that the JIT links
+    // anywhere in memory (and that the disk cache hands to other processes).
     guard let machine = LLVMCreateTargetMachine(target, triple, cpu, features, LLVMCodeGenLevelAggressive,
-                                                LLVMRelocDefault, LLVMCodeModelDefault) else {
+                                                LLVMRelocPIC, LLVMCodeModelSmall) else {
       throw .llvm("cannot create a target machine for \(triple) \(cpu)")
     }
     reference = machine
@@ -84,6 +86,18 @@ public final class HostTargetMachine: @unchecked Sendable {
     let start = LLVMGetBufferStart(buffer)!
     let size = LLVMGetBufferSize(buffer)
     return String(decoding: UnsafeRawBufferPointer(start: start, count: size), as: UTF8.self)
+  }
+
+  /// The module's machine code as a relocatable object file (ELF bytes).
+  public func object(of module: LLVMModuleRef) throws(CodegenError) -> [UInt8] {
+    var message: UnsafeMutablePointer<CChar>?
+    var buffer: LLVMMemoryBufferRef?
+    if LLVMTargetMachineEmitToMemoryBuffer(reference, module, LLVMObjectFile, &message, &buffer) != 0 {
+      throw .llvm(LLVMSession.takeMessage(message))
+    }
+    defer { LLVMDisposeMemoryBuffer(buffer) }
+    let start = LLVMGetBufferStart(buffer)!
+    return Array(UnsafeRawBufferPointer(start: start, count: LLVMGetBufferSize(buffer)))
   }
 
   /// Sets the module's triple and data layout to this machine's.
@@ -160,6 +174,26 @@ public final class JIT: @unchecked Sendable {
     LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(jit), generator)
   }
   deinit { _ = LLVMOrcDisposeLLJIT(jit) }
+
+  /// Links a relocatable object (from `HostTargetMachine.object(of:)` or the disk cache) and
+  /// returns the address of `symbol`. An object defining a symbol that is already linked (the
+  /// same kernel, named by its content hash) is not added twice.
+  public func addObject(_ object: [UInt8], symbol: String) throws(CodegenError) -> UInt {
+    try lock.withLock { () throws(CodegenError) -> UInt in
+      if !linked.contains(symbol) {
+        let buffer = object.withUnsafeBytes { raw in
+          LLVMCreateMemoryBufferWithMemoryRangeCopy(raw.baseAddress!.assumingMemoryBound(to: CChar.self), raw.count, symbol)
+        }
+        // The JIT takes ownership of the buffer, also on failure.
+        try consume(LLVMOrcLLJITAddObjectFile(jit, LLVMOrcLLJITGetMainJITDylib(jit), buffer))
+        linked.insert(symbol)
+      }
+      var address: LLVMOrcExecutorAddress = 0
+      try consume(LLVMOrcLLJITLookup(jit, &address, symbol))
+      return UInt(address)
+    }
+  }
+  private var linked = Set<String>()
 
   /// Adds an optimized module and returns the addresses of the named functions.
   public func add(_ kernel: KernelModule, symbols: [String]) throws(CodegenError) -> [UInt] {

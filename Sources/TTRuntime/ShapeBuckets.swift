@@ -328,3 +328,39 @@ public final class ShapeSpecializer: @unchecked Sendable {
     return capacity
   }
 }
+
+extension ShapeSpecializer {
+  /// Lines for `--stats`: compilation (this executable and the process's kernel caches) and what
+  /// bucketing did.
+  public func report() -> [String] {
+    var lines = executable.compileReport()
+    let s = statistics
+    let layouts = executable.layoutBytes
+    lines.append(String(format: "shapes: %d runs, policy %@: %d layouts built (%d in the background, %.3f s), %d bucket hits, %d runs served by a larger bucket, %d layouts dropped%@",
+                        s.runs, policy.description as NSString, s.layoutsBuilt, s.backgroundBuilds, s.layoutSeconds, s.bucketHits,
+                        s.servedByLargerBucket, s.layoutsDropped, s.megamorphic ? ", megamorphic (guard on: no new layouts)" : ""))
+    lines.append(String(format: "padding: %.1f%% more symbol rows reserved than used (memory only: kernels loop over the exact sizes, no padded compute)",
+                        100 * s.paddingOverhead))
+    for (capacity, runs) in s.occupancy.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+      let edge = zip(executable.symbols, capacity).map { "\($0)<=\($1)" }.joined(separator: ", ")
+      let bytes = layouts[capacity].map { String(format: ", arena %.2f MiB", Double($0) / 1_048_576) } ?? " (dropped)"
+      lines.append("  bucket \(edge): \(runs) runs\(bytes)")
+    }
+    return lines
+  }
+}
+
+extension Executable {
+  /// Lines for `--stats`: what this executable compiled and the process's kernel cache counters.
+  public func compileReport() -> [String] {
+    let s = statistics
+    let cache = KernelCache.shared.counters
+    var lines = [String(format: "compile: %d kernels, %d BLAS calls, %d interpreted ops in %.3f s (passes %.3f s, parameters %.3f s)",
+                        s.kernels, s.gemms, s.interpreted, s.compileSeconds, s.optimizeSeconds, s.parameterSeconds)]
+    let where_ = KernelCache.shared.disk.map { " (\($0.directory))" } ?? " (disabled)"
+    lines.append(String(format: "kernel cache: %d compiled, %d from the disk cache%@, %d hits in memory, %d damaged entries rebuilt, %.3f s",
+                        cache.compiled, cache.diskHits, where_ as NSString, cache.memoryHits, cache.diskCorrupt, cache.seconds))
+    for (reason, count) in s.fallbackReasons.sorted(by: { $0.key < $1.key }) { lines.append("  interpreted (\(count)): \(reason)") }
+    return lines
+  }
+}

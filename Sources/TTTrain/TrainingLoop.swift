@@ -20,6 +20,8 @@ public struct TrainingOptions {
   public var checkpointEvery: Int? = nil
   public var metricsPath: String? = nil
   public var shuffle = true
+  /// How batch sizes map to memory layouts of the one compiled step (see ShapeBuckets).
+  public var bucketPolicy = BucketPolicy.powersOfTwo
   /// Initial parameter values by name (instead of the initializers).
   public var initialParams: [String: Tensor] = [:]
   public init() {}
@@ -51,7 +53,8 @@ public final class TrainingLoop {
 
   public init(module: Module, loss: String, optimizer: OptimizerConfig, data: Dataset, evalData: Dataset? = nil,
               options: TrainingOptions) throws(TrainingError) {
-    trainer = try Trainer(module: module, loss: loss, optimizer: optimizer, params: options.initialParams)
+    trainer = try Trainer(module: module, loss: loss, optimizer: optimizer, params: options.initialParams,
+                          bucketPolicy: options.bucketPolicy)
     self.options = options
     self.data = data
     self.evalData = evalData

@@ -14,6 +14,8 @@ struct Run: ParsableCommand {
       the %), or `--random-inputs` to fill the missing ones with seeded random values, sizing each
       symbolic dimension with `--dim SYMBOL=SIZE`. Parameters come from their initializers unless
       `--params PATH.npz` supplies them by name.
+      `--dim B=3,17,64` runs once per size (through shape buckets chosen by --bucket-policy;
+      --stats shows compiles, cache hits, bucket occupancy and padding).
       Example: ttfc run examples/mlp.ttir --func loss --random-inputs --dim B=8
       """)
 
@@ -35,7 +37,7 @@ struct Run: ParsableCommand {
   @Flag(help: "Fill inputs not given with --input with seeded random values.")
   var randomInputs = false
 
-  @Option(name: .customLong("dim"), help: "The size of a symbolic dimension for --random-inputs, as SYMBOL=SIZE (repeatable).")
+  @Option(name: .customLong("dim"), help: "The size of a symbolic dimension for --random-inputs, as SYMBOL=SIZE or SYMBOL=SIZE,SIZE,... for several runs (repeatable).")
   var dims: [String] = []
 
   @Option(help: "Seed for --random-inputs.")
@@ -50,8 +52,11 @@ struct Run: ParsableCommand {
   @Flag(help: "Run on the reference interpreter instead of compiled code.")
   var interpret = false
 
-  @Flag(help: "Print what was compiled: kernels, BLAS calls, interpreted ops, compile time (to stderr).")
+  @Flag(help: "Print what was compiled and cached, and what shape bucketing did (to stderr).")
   var stats = false
+
+  @Option(help: "Shape buckets for several sizes: exact, pow2, geometric:R, list:E1,E2,..., adaptive.")
+  var bucketPolicy = "pow2"
 
   @Option(help: "Threads for compiled kernels (default: TTFC_THREADS or the number of cores).")
   var threads: Int?
@@ -67,23 +72,37 @@ struct Run: ParsableCommand {
     for name in given.keys where !function.arguments.contains(where: { function[$0].name == name }) {
       throw fail("'@\(function.name)' has no argument %\(name) (its arguments: \(function.arguments.map { "%" + function[$0].name }.joined(separator: ", ")))")
     }
-    var symbolSizes: [String: Int] = [:]
+    var sizeLists: [String: [Int]] = [:]
     for (symbol, text) in try parseAssignments(dims, what: "--dim") {
-      guard let n = Int(text), n >= 0 else { throw fail("--dim \(symbol)=\(text): the size must be a non-negative integer") }
-      symbolSizes[symbol] = n
-    }
-
-    var arguments: [Tensor] = []
-    for (index, argument) in function.arguments.enumerated() {
-      let name = function[argument].name
-      let type = function.type(of: argument)
-      if let path = given[name] {
-        do { arguments.append(try NumpyFormat.read(path: path)) } catch { throw fail("input %\(name): \(error)") }
-      } else if randomInputs {
-        arguments.append(try randomTensor(type, name: name, symbols: symbolSizes, stream: UInt64(index)))
-      } else {
-        throw fail("missing input %\(name) : \(type); pass --input \(name)=PATH.npy or --random-inputs")
+      let sizes = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
+      guard !sizes.isEmpty, sizes.allSatisfy({ ($0 ?? -1) >= 0 }) else {
+        throw fail("--dim \(symbol)=\(text): sizes must be non-negative integers, separated by commas")
       }
+      sizeLists[symbol] = sizes.map { $0! }
+    }
+    let runCount = sizeLists.values.map(\.count).max() ?? 1
+    for (symbol, sizes) in sizeLists where sizes.count != 1 && sizes.count != runCount {
+      throw fail("--dim \(symbol): \(sizes.count) sizes, but another --dim has \(runCount) (give one size or the same number)")
+    }
+    if runCount > 1 && !given.isEmpty { throw fail("several --dim sizes need --random-inputs for every argument (no --input)") }
+    let policy: BucketPolicy
+    do { policy = try BucketPolicy(parsing: bucketPolicy) } catch { throw fail("--bucket-policy: \(error)") }
+
+    func makeInputs(run: Int) throws -> [Tensor] {
+      let symbolSizes = sizeLists.mapValues { $0.count == 1 ? $0[0] : $0[run] }
+      var arguments: [Tensor] = []
+      for (index, argument) in function.arguments.enumerated() {
+        let name = function[argument].name
+        let type = function.type(of: argument)
+        if let path = given[name] {
+          do { arguments.append(try NumpyFormat.read(path: path)) } catch { throw fail("input %\(name): \(error)") }
+        } else if randomInputs {
+          arguments.append(try randomTensor(type, name: name, symbols: symbolSizes, stream: UInt64(index)))
+        } else {
+          throw fail("missing input %\(name) : \(type); pass --input \(name)=PATH.npy or --random-inputs")
+        }
+      }
+      return arguments
     }
 
     var paramValues: [String: Tensor] = [:]
@@ -91,25 +110,32 @@ struct Run: ParsableCommand {
       do { for (name, tensor) in try NpzArchive.read(path: params) { paramValues[name] = tensor } }
       catch { throw fail("\(error)") }
     }
-    let results: [Tensor]
-    do {
-      if interpret {
-        results = try Interpreter(module: module, params: paramValues).run(function.name, arguments)
-      } else {
-        let executable = try Executable(module: module, function: function.name, params: paramValues)
-        results = try executable.run(arguments)
-        if stats {
-          let s = executable.statistics
-          print("compiled: \(s.kernels) kernels, \(s.gemms) BLAS calls, \(s.interpreted) interpreted ops, "
-                + String(format: "%.3f s", s.compileSeconds), to: &standardError)
-          for (reason, count) in s.fallbackReasons.sorted(by: { $0.key < $1.key }) {
-            print("  interpreted (\(count)): \(reason)", to: &standardError)
+    var results: [Tensor] = []
+    var specializer: ShapeSpecializer?
+    for run in 0..<runCount {
+      let arguments = try makeInputs(run: run)
+      do {
+        if interpret {
+          results = try Interpreter(module: module, params: paramValues).run(function.name, arguments)
+        } else {
+          if specializer == nil {
+            specializer = ShapeSpecializer(try Executable(module: module, function: function.name, params: paramValues), policy: policy)
           }
+          let prepared = try specializer!.prepare(inputTypes: arguments.map(\.type))
+          for (i, t) in arguments.enumerated() { RawTensor.write(t, to: prepared.inputs[i]) }
+          try prepared.execute()
+          results = zip(function.resultTypes, zip(prepared.outputs, prepared.outputShapes)).map { RawTensor.read($0.dtype, shape: $1.1, from: $1.0) }
         }
+      } catch {
+        throw fail("\(error)")
       }
-    } catch {
-      throw fail("\(error)")
+      if runCount > 1 {
+        print("run \(run + 1) (" + sizeLists.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.count == 1 ? $0.value[0] : $0.value[run])" }.joined(separator: ", ") + "):")
+        for (i, result) in results.enumerated() { print("  result \(i): \(TensorSummary.describe(result, full: full))") }
+      }
     }
+    if stats, let specializer { for line in specializer.report() { print(line, to: &standardError) } }
+    if runCount > 1 { return }
     if let outputDir {
       do { try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true) }
       catch { throw fail("cannot create '\(outputDir)': \(error.localizedDescription)") }

@@ -42,6 +42,10 @@ struct Train: ParsableCommand {
   @Option(help: "Write the optimized IR of the training step to this file.") var emitIr: String?
   @Option(help: "Initial parameter values from an .npz (arrays named like the parameters).") var initParams: String?
   @Flag(inversion: .prefixedNo, help: "Shuffle the examples every epoch (--no-shuffle: file order).") var shuffle = true
+  @Option(help: "How batch sizes map to memory layouts of the one compiled step: exact, pow2, geometric:R, list:E1,E2,..., adaptive.")
+  var bucketPolicy = "pow2"
+  @Flag(help: "At the end, print compiles, kernel cache hits, shape buckets, padding and compile seconds (to stderr).")
+  var stats = false
 
   func run() throws {
     let module = try SourceFile.read(file).module()
@@ -65,6 +69,7 @@ struct Train: ParsableCommand {
     options.checkpointEvery = checkpointEvery
     options.metricsPath = metrics
     options.shuffle = shuffle
+    do { options.bucketPolicy = try BucketPolicy(parsing: bucketPolicy) } catch { throw fail("--bucket-policy: \(error)") }
     if let initParams {
       do { for (name, t) in try NpzArchive.read(path: initParams) { options.initialParams[name] = t } }
       catch { throw fail("--init-params: \(error)") }
@@ -107,6 +112,7 @@ struct Train: ParsableCommand {
       print("interrupted at step \(loop.trainer.stepCount)" + (checkpoint.map { "; checkpoint saved in \($0)" } ?? ""))
       throw ExitCode(130)
     }
+    if stats { for line in loop.trainer.shapes.report() { print(line, to: &standardError) } }
     if let last = loop.losses.last { print(String(format: "done: %d steps, final training loss %.6f", loop.trainer.stepCount, last)) }
     if let checkpoint { print("checkpoint: \(checkpoint)/checkpoint.safetensors") }
   }

@@ -1,0 +1,190 @@
+// KernelDiskCache — compiled kernels on disk, so a second process compiles nothing. An entry is a
+// relocatable object file (what LLVM emitted for the kernel) keyed by a hash of the kernel's
+// region text and of everything else that decides the machine code: ttfc's code-generator
+// version, the LLVM version, the target triple, CPU and features, and the identity of the running
+// binary (its size and modification time), so a rebuilt ttfc never loads an older code
+// generator's output.
+//
+// Safety: an entry is written to a unique temporary file, fsync'd and renamed into place, so
+// readers see a whole entry or none, and concurrent processes writing the same entry are both
+// correct (the last rename wins). Every entry carries its full key text and a CRC-32 of its
+// contents: a truncated, corrupted or colliding entry is detected on read, deleted and rebuilt.
+// Temporary files of killed writers are never read and are swept after an hour.
+//
+// Location: $TTFC_CACHE_DIR if set ("" or "off" disables the cache), else
+// $XDG_CACHE_HOME/ttfc or ~/.cache/ttfc; entries live in a subdirectory per identity.
+
+import CZlib
+import Glibc
+
+public struct KernelDiskCache: Sendable {
+  public let directory: String
+
+  /// Bumped whenever the code generator changes the code it emits for the same region.
+  public static let codegenVersion = "ttfc-codegen-3"
+  static let magic: [UInt8] = Array("TTFCKO01".utf8)
+
+  public enum ReadResult: Equatable {
+    case hit(name: String, object: [UInt8])
+    case miss
+    /// The entry existed but was damaged (the reason); it has been deleted.
+    case corrupt(String)
+  }
+
+  /// The cache for this process's identity under `root`, or the default location; nil when
+  /// disabled.
+  public static func standard(identity: String) -> KernelDiskCache? {
+    let root: String
+    if let configured = getenv("TTFC_CACHE_DIR").map({ String(cString: $0) }) {
+      if configured.isEmpty || configured == "off" { return nil }
+      root = configured
+    } else if let xdg = getenv("XDG_CACHE_HOME").map({ String(cString: $0) }), !xdg.isEmpty {
+      root = xdg + "/ttfc"
+    } else if let home = getenv("HOME").map({ String(cString: $0) }), !home.isEmpty {
+      root = home + "/.cache/ttfc"
+    } else {
+      return nil
+    }
+    return KernelDiskCache(root: root, identity: identity)
+  }
+
+  public init?(root: String, identity: String) {
+    directory = root + "/kernels-" + Self.hex(Self.hash128(identity))
+    guard Self.makeDirectories(directory) else { return nil }
+    sweepTemporaryFiles()
+  }
+
+  /// What besides a kernel's region decides its machine code.
+  public static func identity(llvmVersion: String, triple: String, cpu: String, features: String) -> String {
+    var stats = stat()
+    let binary = stat("/proc/self/exe", &stats) == 0 ? "\(stats.st_size)-\(stats.st_mtim.tv_sec).\(stats.st_mtim.tv_nsec)" : "unknown-binary"
+    return [codegenVersion, llvmVersion, triple, cpu, features, binary].joined(separator: "|")
+  }
+
+  public func path(for key: String) -> String { directory + "/" + Self.hex(Self.hash128(key)) + ".ttko" }
+
+  /// The entry for `key`: its symbol name and object bytes, a miss, or a detected corruption.
+  public func read(key: String) -> ReadResult {
+    let file = path(for: key)
+    guard let bytes = Self.readFile(file) else { return .miss }
+    func corrupt(_ reason: String) -> ReadResult {
+      unlink(file)
+      return .corrupt("\(file): \(reason)")
+    }
+    let header = Self.magic.count + 4 + 4 + 8 + 4
+    guard bytes.count >= header, Array(bytes[0..<Self.magic.count]) == Self.magic else { return corrupt("not a kernel cache entry") }
+    var offset = Self.magic.count
+    func integer(_ width: Int) -> Int {
+      var value = 0
+      for i in 0..<width { value |= Int(bytes[offset + i]) << (8 * i) }
+      offset += width
+      return value
+    }
+    let keyLength = integer(4), nameLength = integer(4), objectLength = integer(8), crc = integer(4)
+    guard keyLength >= 0, nameLength >= 0, objectLength >= 0,
+          header + keyLength + nameLength + objectLength == bytes.count else { return corrupt("truncated or padded entry") }
+    let body = Array(bytes[header...])
+    guard Self.crc32(body) == crc else { return corrupt("checksum mismatch") }
+    let storedKey = String(decoding: body[0..<keyLength], as: UTF8.self)
+    guard storedKey == key else { return corrupt("hash collision with another kernel") }
+    let name = String(decoding: body[keyLength..<(keyLength + nameLength)], as: UTF8.self)
+    return .hit(name: name, object: Array(body[(keyLength + nameLength)...]))
+  }
+
+  /// Stores an entry atomically (temporary file, fsync, rename). False if the disk refused.
+  @discardableResult
+  public func write(key: String, name: String, object: [UInt8]) -> Bool {
+    let body = Array(key.utf8) + Array(name.utf8) + object
+    var bytes = Self.magic
+    func append(_ value: Int, _ width: Int) { for i in 0..<width { bytes.append(UInt8((value >> (8 * i)) & 0xff)) } }
+    append(key.utf8.count, 4); append(name.utf8.count, 4); append(object.count, 8); append(Self.crc32(body), 4)
+    bytes += body
+    let final = path(for: key)
+    let temporary = final + ".tmp.\(getpid()).\(Self.uniqueCounter())"
+    let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+    guard fd >= 0 else { return false }
+    var written = 0
+    let ok: Bool = bytes.withUnsafeBytes { raw in
+      while written < raw.count {
+        let n = Glibc.write(fd, raw.baseAddress! + written, raw.count - written)
+        if n <= 0 { return false }
+        written += n
+      }
+      return fsync(fd) == 0
+    }
+    close(fd)
+    guard ok, rename(temporary, final) == 0 else { unlink(temporary); return false }
+    return true
+  }
+
+  /// Removes temporary files older than an hour (left by killed writers).
+  func sweepTemporaryFiles() {
+    guard let dir = opendir(directory) else { return }
+    defer { closedir(dir) }
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    while let entry = readdir(dir) {
+      let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+      guard name.contains(".tmp.") else { continue }
+      var stats = stat()
+      let file = directory + "/" + name
+      if stat(file, &stats) == 0, now.tv_sec - stats.st_mtim.tv_sec > 3600 { unlink(file) }
+    }
+  }
+
+  // MARK: helpers
+
+  nonisolated(unsafe) private static var counter = 0
+  private static let counterLock = NSLockish()
+  static func uniqueCounter() -> Int { counterLock.withLock { counter += 1; return counter } }
+
+  static func makeDirectories(_ path: String) -> Bool {
+    var current = path.hasPrefix("/") ? "" : "."
+    for part in path.split(separator: "/") {
+      current += "/" + part
+      if mkdir(current, 0o755) != 0 && errno != EEXIST { return false }
+    }
+    var stats = stat()
+    return stat(path, &stats) == 0 && (stats.st_mode & S_IFMT) == S_IFDIR
+  }
+
+  static func readFile(_ path: String) -> [UInt8]? {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var stats = stat()
+    guard fstat(fd, &stats) == 0 else { return nil }
+    var bytes = [UInt8](repeating: 0, count: Int(stats.st_size))
+    var done = 0
+    let ok: Bool = bytes.withUnsafeMutableBytes { raw in
+      while done < raw.count {
+        let n = Glibc.read(fd, raw.baseAddress! + done, raw.count - done)
+        if n <= 0 { return false }
+        done += n
+      }
+      return true
+    }
+    return ok ? bytes : nil
+  }
+
+  static func crc32(_ bytes: [UInt8]) -> Int {
+    bytes.withUnsafeBufferPointer { Int(CZlib.crc32(0, $0.baseAddress, UInt32($0.count))) }
+  }
+
+  /// Two FNV-1a 64-bit hashes with different offsets: 128 bits, so distinct kernels do not share a
+  /// symbol name or an entry by accident (and the stored key catches it if they ever do).
+  public static func hash128(_ text: String) -> (UInt64, UInt64) {
+    var a: UInt64 = 0xcbf29ce484222325, b: UInt64 = 0x84222325cbf29ce4
+    for byte in text.utf8 {
+      a = (a ^ UInt64(byte)) &* 0x100000001b3
+      b = (b ^ UInt64(byte)) &* 0x100000001b3
+      b = b ^ (b >> 29)
+    }
+    return (a, b)
+  }
+
+  public static func hex(_ h: (UInt64, UInt64)) -> String {
+    func pad(_ v: UInt64) -> String { let s = String(v, radix: 16); return String(repeating: "0", count: 16 - s.count) + s }
+    return pad(h.0) + pad(h.1)
+  }
+}
