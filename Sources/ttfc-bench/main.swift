@@ -58,9 +58,17 @@ if let file = arguments.firstIndex(of: "--file").map({ arguments[$0 + 1] }) {
 }
 let jaxFile = arguments.firstIndex(of: "--jax").map { arguments[$0 + 1] }
 let repetitions = arguments.firstIndex(of: "--repetitions").flatMap { Int(arguments[$0 + 1]) } ?? 20
+// `--only W6,W5` runs just those workloads (tools/bench runs W6 and a warm-cache W5 in processes
+// of their own, so their compilation is not served by kernels compiled earlier in this process);
+// `--json-out FILE` writes the measurements instead of a table, `--extra FILE,...` merges such
+// files into this run's table.
+let only: Set<String>? = arguments.firstIndex(of: "--only").map { Set(arguments[$0 + 1].split(separator: ",").map(String.init)) }
+func selected(_ id: String) -> Bool { only?.contains(id) ?? (id != "W5warm") }
+let jsonOut = arguments.firstIndex(of: "--json-out").map { arguments[$0 + 1] }
+let extraFiles = arguments.firstIndex(of: "--extra").map { arguments[$0 + 1].split(separator: ",").map(String.init) } ?? []
 
 // W0: memory copy of 64 MiB (read + write bytes per second).
-do {
+if selected("W0") {
   let bytes = 64 << 20
   let a = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64), b = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
   memset(a, 1, bytes); memset(b, 0, bytes)
@@ -69,7 +77,7 @@ do {
 }
 
 // W1: the GELU-style elementwise chain over 16M floats.
-do {
+if selected("W1") {
   let n = 16_777_216
   let text = """
     module @w1 {
@@ -101,7 +109,7 @@ do {
 }
 
 // W2: softmax over the last axis of f32[4096, 1024].
-do {
+if selected("W2") {
   let text = "module @w2 {\n  func @f(%x: f32[4096, 1024]) -> f32[4096, 1024] {\n    %y = softmax %x : f32[4096, 1024]\n    return %y\n  }\n}\n"
   let (_, run, _) = try compile(text, "f", [TensorType(.f32, shape: [4096, 1024])])
   let t = try median({ try run.execute() }, repetitions: repetitions)
@@ -109,7 +117,7 @@ do {
 }
 
 // W3: layer normalization (no affine, eps 1e-5) over the last axis of f32[4096, 1024].
-do {
+if selected("W3") {
   let text = """
     module @w3 {
       func @f(%x: f32[4096, 1024]) -> f32[4096, 1024] {
@@ -132,7 +140,7 @@ do {
 
 // W7: f32 GEMM 1024^3 through ttfc, and OpenBLAS called directly for the target ratio.
 var openBLASGflops = 0.0
-do {
+if selected("W7") {
   let n = 1024
   let text = "module @w7 {\n  func @f(%a: f32[\(n), \(n)], %b: f32[\(n), \(n)]) -> f32[\(n), \(n)] {\n    %c = matmul %a, %b : f32[\(n), \(n)]\n    return %c\n  }\n}\n"
   let (_, run, _) = try compile(text, "f", [TensorType(.f32, shape: [n, n]), TensorType(.f32, shape: [n, n])])
@@ -173,7 +181,7 @@ let w4Model = """
     }
   }
   """
-do {
+if selected("W4") || selected("W5") || selected("W5warm") {
   let batch = 256
   let x = Tensor(.f32, shape: [batch, 512], floats: (0..<(batch * 512)).map { _ in Double.random(in: -1...1) })
   let y = Tensor(.f32, shape: [batch], floats: (0..<batch).map { _ in Double(Int.random(in: 0...1)) })
@@ -191,9 +199,122 @@ do {
                  trainer.buildSeconds, c.optimizeSeconds, c.parameterSeconds,
                  c.compileSeconds - c.optimizeSeconds - c.parameterSeconds, c.kernels))
   }
-  measurements.append(Measurement(id: "W4", name: "MLP train step, batch 256", seconds: t, metric: "ms", value: t * 1e3))
-  measurements.append(Measurement(id: "W4f", name: "MLP train step throughput", seconds: t, metric: "GFLOP/s", value: flops / t / 1e9))
-  measurements.append(Measurement(id: "W5", name: "cold compile of the W4 step", seconds: cold, metric: "s", value: cold))
+  if selected("W4") {
+    measurements.append(Measurement(id: "W4", name: "MLP train step, batch 256", seconds: t, metric: "ms", value: t * 1e3))
+    measurements.append(Measurement(id: "W4f", name: "MLP train step throughput", seconds: t, metric: "GFLOP/s", value: flops / t / 1e9))
+  }
+  if selected("W5") { measurements.append(Measurement(id: "W5", name: "cold compile of the W4 step", seconds: cold, metric: "s", value: cold)) }
+  if selected("W5warm") {
+    measurements.append(Measurement(id: "W5warm", name: "W5, kernels in the disk cache", seconds: cold, metric: "s", value: cold))
+  }
+}
+
+/// A training run over batches of varying shapes: total seconds including compilation, the
+/// kernels compiled, the layouts built; and the same batches again once everything is warm.
+func varyingShapeRun(_ model: String, batches: [[Tensor]], policy: BucketPolicy) throws -> (total: Double, warm: Double, compiled: Int, layouts: Int, trainer: Trainer) {
+  let module = try Parser.parseAndVerify(model)
+  let compiledBefore = KernelCache.shared.counters.compiled
+  let start = DispatchClock.now()
+  let trainer = try Trainer(module: module, loss: "loss", optimizer: OptimizerConfig(.adam), bucketPolicy: policy)
+  for b in batches { try trainer.step(b, lr: 1e-3) }
+  let total = DispatchClock.now() - start
+  let compiled = KernelCache.shared.counters.compiled - compiledBefore
+  let warmStart = DispatchClock.now()
+  for b in batches { try trainer.step(b, lr: 1e-3) }
+  return (total, DispatchClock.now() - warmStart, compiled, trainer.shapes.statistics.layoutsBuilt, trainer)
+}
+
+func randomTensor(_ shape: [Int], seed: UInt64, labels: Bool = false) -> Tensor {
+  var state = seed
+  let n = shape.reduce(1, *)
+  return Tensor(.f32, shape: shape, floats: (0..<n).map { _ in
+    state = state &* 6364136223846793005 &+ 1442695040888963407
+    let u = Double(state >> 11) / Double(1 << 53)
+    return labels ? (u < 0.5 ? 0 : 1) : 2 * u - 1
+  })
+}
+
+// W6: the W4 step on 200 batches whose sizes are numpy default_rng(0).integers(1, 513, 200)
+// (tools/bench_jax.py writes them; the fallback is a seeded uniform draw), cold: compilation
+// included. The static reference is 200 steps of the W4 shape (batch 256, the mean size).
+if selected("W6") {
+  var sizes: [Int] = []
+  if let path = arguments.firstIndex(of: "--w6-sizes").map({ arguments[$0 + 1] }), let text = try? String(contentsOfFile: path, encoding: .utf8) {
+    sizes = text.split(whereSeparator: { $0 == "," || $0 == "\n" || $0 == " " }).compactMap { Int($0) }
+  }
+  if sizes.isEmpty { var rng = SystemRandomNumberGenerator(); sizes = (0..<200).map { _ in Int.random(in: 1...512, using: &rng) } }
+  let batches = sizes.enumerated().map { [randomTensor([$1, 512], seed: UInt64($0)), randomTensor([$1], seed: UInt64($0) + 7_777, labels: true)] }
+  let run = try varyingShapeRun(w4Model, batches: batches, policy: .powersOfTwo)
+  let fixed = [randomTensor([256, 512], seed: 1), randomTensor([256], seed: 2, labels: true)]
+  let staticStart = DispatchClock.now()
+  for _ in 0..<200 { try run.trainer.step(fixed, lr: 1e-3) }
+  let staticSteps = DispatchClock.now() - staticStart
+  measurements.append(Measurement(id: "W6", name: "200 steps, batch 1..512", seconds: run.total, metric: "s", value: run.total))
+  measurements.append(Measurement(id: "W6c", name: "W6 compiles (kernels)", seconds: 0, metric: "", value: Double(run.compiled)))
+  measurements.append(Measurement(id: "W6x", name: "W6 / 200 static steps", seconds: 0, metric: "x", value: run.total / staticSteps))
+  measurements.append(Measurement(id: "W6w", name: "W6 batches again, warm", seconds: run.warm, metric: "s", value: run.warm))
+  print(String(format: "W6  %d distinct sizes; 1 executable, %d kernels compiled, %d layouts (pow2 buckets); 200 static steps at B=256: %.3f s",
+               Set(sizes).count, run.compiled, run.layouts, staticSteps))
+}
+
+// W6s (ours): variable sequence length. An attention-pooled sequence classifier over
+// x: f32[32, T, 64] (tanh projection to 128, softmax over T, weighted sum, logistic output),
+// Adam, 200 steps with T drawn log-normally around 48 (4..256) as NLP batches are. Every op that
+// reads across T — the softmax, the sum over T, the batched matmuls — runs at the exact T.
+let sequenceModel = """
+  module @seq {
+    param @w1 : f32[64, 128] = glorot_uniform(seed: 1)
+    param @b1 : f32[128] = zeros
+    param @q : f32[128, 1] = glorot_uniform(seed: 2)
+    param @w2 : f32[128, 1] = glorot_uniform(seed: 3)
+    param @b2 : f32[1] = zeros
+    func @loss(%x: f32[B, T, 64], %y: f32[B]) -> f32[] {
+      %h0 = matmul %x, @w1 : f32[B, T, 128]
+      %h1 = add %h0, @b1 : f32[B, T, 128]
+      %h = tanh %h1 : f32[B, T, 128]
+      %s0 = matmul %h, @q : f32[B, T, 1]
+      %s = reshape %s0 : f32[B, T]
+      %a = softmax %s {axis = 1} : f32[B, T]
+      %a1 = reshape %a : f32[B, T, 1]
+      %wh = mul %h, %a1 : f32[B, T, 128]
+      %p = reduce_sum %wh {axes = [1]} : f32[B, 128]
+      %z0 = matmul %p, @w2 : f32[B, 1]
+      %z1 = add %z0, @b2 : f32[B, 1]
+      %z = reshape %z1 : f32[B]
+      %l = sigmoid_cross_entropy %z, %y : f32[B]
+      %m = reduce_mean %l : f32[]
+      return %m
+    }
+  }
+  """
+if selected("W6s") {
+  var lengths: [Int] = []
+  if let path = arguments.firstIndex(of: "--w6s-lengths").map({ arguments[$0 + 1] }), let text = try? String(contentsOfFile: path, encoding: .utf8) {
+    lengths = text.split(whereSeparator: { $0 == "," || $0 == "\n" || $0 == " " }).compactMap { Int($0) }
+  }
+  if lengths.isEmpty { lengths = (0..<200).map { _ in min(256, max(4, Int((48 * exp(0.6 * Double.random(in: -2...2))).rounded())))} }
+  let batches = lengths.enumerated().map { [randomTensor([32, $1, 64], seed: UInt64($0)), randomTensor([32], seed: UInt64($0) + 555, labels: true)] }
+  let run = try varyingShapeRun(sequenceModel, batches: batches, policy: .adaptive)
+  measurements.append(Measurement(id: "W6s", name: "seq model, 200 steps, T 4..256", seconds: run.total, metric: "s", value: run.total))
+  measurements.append(Measurement(id: "W6sc", name: "W6s compiles (kernels)", seconds: 0, metric: "", value: Double(run.compiled)))
+  measurements.append(Measurement(id: "W6sw", name: "W6s batches again, warm", seconds: run.warm, metric: "s", value: run.warm))
+  print(String(format: "W6s %d distinct lengths; 1 executable, %d kernels compiled, %d layouts (adaptive buckets: %@)",
+               Set(lengths).count, run.compiled, run.layouts, run.trainer.shapes.adaptiveEdges.description as NSString))
+}
+
+if let jsonOut {
+  let object = Dictionary(uniqueKeysWithValues: measurements.map { ($0.id, ["name": $0.name, "metric": $0.metric, "value": $0.value, "seconds": $0.seconds] as [String: Any]) })
+  let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+  try data.write(to: URL(fileURLWithPath: jsonOut))
+  exit(0)
+}
+for file in extraFiles {
+  guard let data = FileManager.default.contents(atPath: file),
+        let object = try? JSONSerialization.jsonObject(with: data) as? [String: [String: Any]] else { continue }
+  for (id, m) in object.sorted(by: { $0.key < $1.key }) {
+    measurements.append(Measurement(id: id, name: m["name"] as? String ?? id, seconds: m["seconds"] as? Double ?? 0,
+                                    metric: m["metric"] as? String ?? "", value: m["value"] as? Double ?? 0))
+  }
 }
 
 // Report, with JAX figures from the same run when given.
@@ -211,7 +332,7 @@ for m in measurements {
   if let theirs = jax[m.id] {
     line += "  " + String(format: "%9.3f %@", theirs, m.metric as NSString).padding(toLength: 16, withPad: " ", startingAt: 0)
     // For times (ms, s) lower is better; for rates higher is better.
-    let speedup = (m.metric == "ms" || m.metric == "s") ? theirs / m.value : m.value / theirs
+    let speedup = (m.metric == "ms" || m.metric == "s" || m.metric == "") ? theirs / m.value : m.value / theirs
     line += String(format: "  %.2fx", speedup)
   }
   print(line)
