@@ -4,6 +4,7 @@
 // machine, so what `version` shows is what kernels are compiled for.
 import CLLVM
 import COpenBLAS
+import Glibc
 
 public struct HostInfo: Sendable {
   public let llvmVersion: String
@@ -41,6 +42,14 @@ public enum LLVMSession {
     LLVMInitializeX86TargetMC()
     LLVMInitializeX86AsmPrinter()
     LLVMInitializeX86AsmParser()
+    // Compile-time budget (W5): Loop Strength Reduction took about half of code generation for
+    // our multi-version loop nests (21 of 47 ms on the largest Adam kernel) while our address
+    // arithmetic is already linear in the induction variable; without it code generation halves
+    // and the kernels measured no slower (W1-W4, see IR-specs/codegen.md).
+    let options = ["ttfc", "-disable-lsr"]
+    var pointers = options.map { strdup($0).map { UnsafePointer($0) } }
+    LLVMParseCommandLineOptions(Int32(options.count), &pointers, "ttfc")
+    for p in pointers { free(UnsafeMutablePointer(mutating: p)) }
     return true
   }()
 

@@ -7,6 +7,7 @@
 // named by a hash of its key, so the same kernel has the same name in every process.
 
 import CLLVM
+import Dispatch
 import Glibc
 import TTIR
 
@@ -68,14 +69,42 @@ public final class KernelCache: @unchecked Sendable {
     return set.sorted()
   }
 
+  /// A body's cache key: its canonical text under a fixed name, without source locations.
+  static func key(of body: Function) -> String {
+    var keyed = body
+    keyed.name = "kernel"
+    keyed.location = nil
+    return Printer.print(keyed)
+  }
+
+  /// Compiles the bodies that are not cached yet on up to `threads` threads at once, each with
+  /// its own target machine (every kernel has its own LLVM context; only linking into the JIT is
+  /// serialized). A cold compile of a model is dozens of independent kernels, so this divides it
+  /// by the core count. Failures are left for `kernel(for:)` to report when the body is asked for.
+  public func precompile(_ bodies: [Function], threads: Int) {
+    var seen = Set<String>()
+    var work: [(body: Function, key: String)] = []
+    for body in bodies where body.returnValues.count == 1 && KernelEmitter.supports(body) == nil {
+      let key = Self.key(of: body)
+      if seen.insert(key).inserted && lock.withLock({ kernels[key] == nil }) { work.append((body, key)) }
+    }
+    let workers = min(threads, work.count)
+    guard workers > 1 else { return }
+    let queue = WorkQueue(work)
+    DispatchQueue.concurrentPerform(iterations: workers) { _ in
+      guard let machine = try? HostTargetMachine() else { return }
+      while let item = queue.take() {
+        if lock.withLock({ kernels[item.key] != nil }) { continue }
+        _ = try? compile(item.body, key: item.key, machine: machine)
+      }
+    }
+  }
+
   /// The compiled kernel for a single-result body, compiling it on first use.
   public func kernel(for body: Function) throws(CodegenError) -> CompiledKernel {
     if let reason = KernelEmitter.supports(body) { throw .unsupported(reason) }
     guard body.returnValues.count == 1 else { throw .unsupported("a kernel has one result") }
-    var keyed = body
-    keyed.name = "kernel"
-    keyed.location = nil
-    let key = Printer.print(keyed)
+    let key = Self.key(of: body)
     // One compilation at a time: the shared target machine is not safe to use from several
     // threads at once, and a kernel requested twice concurrently is then compiled once.
     return try compileLock.withLock { () throws(CodegenError) -> CompiledKernel in
@@ -83,13 +112,14 @@ public final class KernelCache: @unchecked Sendable {
         lock.withLock { hits += 1 }
         return cached
       }
-      return try compile(body, key: key)
+      return try compile(body, key: key, machine: JIT.shared.machine)
     }
   }
 
   private let compileLock = NSLockish()
 
-  private func compile(_ body: Function, key: String) throws(CodegenError) -> CompiledKernel {
+  /// Compiles one body with `machine` (not shared between threads at the same time).
+  private func compile(_ body: Function, key: String, machine: HostTargetMachine) throws(CodegenError) -> CompiledKernel {
     let name = "ttfc_k_" + KernelDiskCache.hex(KernelDiskCache.hash128(KernelDiskCache.codegenVersion + "\n" + key))
     lock.withLock { misses += 1 }
     let start = DispatchClock.now()
@@ -118,11 +148,11 @@ public final class KernelCache: @unchecked Sendable {
       let path = String(cString: directory) + "/\(name).ll"
       if let file = fopen(path, "w") { fputs(module.text, file); fclose(file) }
     }
-    jit.machine.configure(module.module)
-    try jit.machine.optimize(module.module)
+    machine.configure(module.module)
+    try machine.optimize(module.module)
     let listing = keepListings ? module.text : nil
-    let assembly = keepListings ? try jit.machine.assembly(of: module.module) : nil
-    let object = try jit.machine.object(of: module.module)
+    let assembly = keepListings ? try machine.assembly(of: module.module) : nil
+    let object = try machine.object(of: module.module)
     if let disk, disk.write(key: key, name: name, object: object) { lock.withLock { diskWrites += 1 } }
     let address = try jit.addObject(object, symbol: name)
     return finish(CompiledKernel(signature: signature, entry: unsafeBitCast(address, to: KernelEntry.self), name: name,
@@ -136,6 +166,21 @@ public final class KernelCache: @unchecked Sendable {
       if fromDisk { diskHits += 1 }
     }
     return kernel
+  }
+}
+
+/// Items handed out once each to whichever thread asks next.
+final class WorkQueue<Item>: @unchecked Sendable {
+  private var items: [Item]
+  private var next = 0
+  private let lock = NSLockish()
+  init(_ items: [Item]) { self.items = items }
+  func take() -> Item? {
+    lock.withLock {
+      guard next < items.count else { return nil }
+      next += 1
+      return items[next - 1]
+    }
   }
 }
 

@@ -149,6 +149,9 @@ public final class Executable: @unchecked Sendable {
       }
     }
     statistics.parameterSeconds = DispatchClock.now() - start - statistics.optimizeSeconds
+    // Compile every kernel the lowering below will ask for, in parallel; lowering then finds
+    // them in the cache (and still decides fallbacks itself, one op at a time).
+    KernelCache.shared.precompile(kernelBodies(), threads: pool.threadCount)
     for id in lowered.body { try lower(lowered[id]) }
     outputs = lowered.returnValues.map { slotOf[$0]! }
     statistics.compileSeconds = DispatchClock.now() - start
@@ -199,12 +202,7 @@ public final class Executable: @unchecked Sendable {
       return
     }
     // A single op: as a one-op kernel if it compiles, else on the interpreter.
-    var single = Function(name: "op")
-    let arguments = op.operands.map { single.addArgument(name: lowered[$0].name, type: lowered.type(of: $0)) }
-    let id = single.append(op.code, arguments, resultTypes: op.results.map { lowered.type(of: $0) },
-                           attributes: op.attributes, callee: op.callee, regions: op.regions)
-    single.returnValues = single[id].results
-    single.resultTypes = op.results.map { lowered.type(of: $0) }
+    let single = singleOpBody(op)
     if op.results.count == 1, tryKernel(single, operands: operands, result: results[0]) { return }
     if op.code == .call || op.code == .fusion || op.results.count != 1 {
       try interpretRegion(single, operands: operands, results: results)
@@ -212,6 +210,38 @@ public final class Executable: @unchecked Sendable {
     }
     statistics.interpreted += 1
     thunks.append(.interpretOp(op, operands: operands, result: results[0]))
+  }
+
+  /// The bodies `lower` will compile as kernels, in order: fusion regions (a gemm region's
+  /// epilogue), and one-op bodies for the other non-BLAS ops.
+  func kernelBodies() -> [Function] {
+    var bodies: [Function] = []
+    for id in lowered.body {
+      let op = lowered[id]
+      if op.code == .constant, op.constantValue != nil, lowered.type(of: op.results[0]).staticShape != nil { continue }
+      if op.code == .fusion, let body = op.body {
+        if case .string("gemm")? = op.attributes["kind"], let epilogue = Self.gemmEpilogue(body, operands: body.arguments.indices.map { $0 }) {
+          bodies.append(epilogue.body)
+        } else {
+          bodies.append(body)
+        }
+        continue
+      }
+      if op.code == .matmul, gemmSupported(op.operands.map { lowered.type(of: $0) }) { continue }
+      if op.results.count == 1 { bodies.append(singleOpBody(op)) }
+    }
+    return bodies
+  }
+
+  /// A function of one op, its operands as arguments.
+  func singleOpBody(_ op: OpNode) -> Function {
+    var single = Function(name: "op")
+    let arguments = op.operands.map { single.addArgument(name: lowered[$0].name, type: lowered.type(of: $0)) }
+    let id = single.append(op.code, arguments, resultTypes: op.results.map { lowered.type(of: $0) },
+                           attributes: op.attributes, callee: op.callee, regions: op.regions)
+    single.returnValues = single[id].results
+    single.resultTypes = op.results.map { lowered.type(of: $0) }
+    return single
   }
 
   /// Operands whose buffer the output may reuse: the body is purely elementwise (no data
@@ -253,27 +283,25 @@ public final class Executable: @unchecked Sendable {
     }
   }
 
-  /// matmul (BLAS) + epilogue (one kernel reading the matmul's result). False if the region is not
-  /// of that form or the epilogue does not compile; the caller then falls back.
-  func lowerGemmRegion(_ body: Function, operands: [Int], result: Int) -> Bool {
-    guard let first = body.body.first, body[first].code == .matmul,
-          gemmSupported(body[first].operands.map { body.type(of: $0) }) else { return false }
+  /// The epilogue of a gemm region (everything after its leading matmul) as its own body, whose
+  /// first argument is the product, with the region operands it reads; nil if the region is not
+  /// a supported matmul followed by an epilogue over region arguments.
+  static func gemmEpilogue(_ body: Function, operands: [Int]) -> (body: Function, operands: [Int], matmul: OpNode, a: Int, b: Int)? {
+    guard let first = body.body.first, body[first].code == .matmul else { return nil }
     let matmul = body[first]
     let argumentIndex: (ValueID) -> Int? = { v in body.arguments.firstIndex(of: v) }
-    guard let ia = argumentIndex(matmul.operands[0]), let ib = argumentIndex(matmul.operands[1]) else { return false }
+    guard let ia = argumentIndex(matmul.operands[0]), let ib = argumentIndex(matmul.operands[1]) else { return nil }
     let product = matmul.results[0]
-    // The epilogue as its own body: the product plus the region's other arguments.
     var epilogue = Function(name: "epilogue")
     var map: [ValueID: ValueID] = [:]
     var epilogueOperands: [Int] = []
-    let productArgument = epilogue.addArgument(name: body[product].name, type: body.type(of: product))
-    map[product] = productArgument
+    map[product] = epilogue.addArgument(name: body[product].name, type: body.type(of: product))
     for id in body.body.dropFirst() {
       let op = body[id]
       var inner: [ValueID] = []
       for v in op.operands {
         if let m = map[v] { inner.append(m); continue }
-        guard let k = argumentIndex(v) else { return false }
+        guard let k = argumentIndex(v) else { return nil }
         let a = epilogue.addArgument(name: body[v].name, type: body.type(of: v))
         map[v] = a
         epilogueOperands.append(operands[k])
@@ -285,10 +313,18 @@ public final class Executable: @unchecked Sendable {
     }
     epilogue.returnValues = [map[body.returnValues[0]]!]
     epilogue.resultTypes = body.resultTypes
+    return (epilogue, epilogueOperands, matmul, operands[ia], operands[ib])
+  }
+
+  /// matmul (BLAS) + epilogue (one kernel reading the matmul's result). False if the region is not
+  /// of that form or the epilogue does not compile; the caller then falls back.
+  func lowerGemmRegion(_ body: Function, operands: [Int], result: Int) -> Bool {
+    guard let (epilogue, epilogueOperands, matmul, a, b) = Self.gemmEpilogue(body, operands: operands),
+          gemmSupported(matmul.operands.map { body.type(of: $0) }) else { return false }
     let kernel: CompiledKernel
     do { kernel = try KernelCache.shared.kernel(for: epilogue) } catch { return false }
-    let productSlot = addSlot(body.type(of: product), .arena)
-    thunks.append(.gemm(a: operands[ia], b: operands[ib], c: productSlot,
+    let productSlot = addSlot(body.type(of: matmul.results[0]), .arena)
+    thunks.append(.gemm(a: a, b: b, c: productSlot,
                         transposeA: matmul.attributes.bool("transpose_a") ?? false,
                         transposeB: matmul.attributes.bool("transpose_b") ?? false))
     thunks.append(.kernel(kernel, operands: [productSlot] + epilogueOperands, result: result,

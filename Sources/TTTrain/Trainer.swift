@@ -82,6 +82,9 @@ public final class Trainer {
 
   deinit { for p in staging { free(p) } }
 
+  /// The compiled step's kernels, in execution order.
+  public var kernelList: [CompiledKernel] { executable.kernels }
+
   /// Per-thunk times of the compiled step (when TTFC_PROFILE is set).
   public var profileReport: String { executable.profileReport }
 

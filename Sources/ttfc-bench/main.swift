@@ -194,6 +194,9 @@ if selected("W4") || selected("W5") || selected("W5warm") {
   let flops = 6.0 * Double(batch) * Double(512 * 1024 + 1024 * 1024 + 1024)
   if getenv("TTFC_PROFILE") != nil {
     print(trainer.profileReport)
+    for k in trainer.kernelList.sorted(by: { $0.compileSeconds > $1.compileSeconds }).prefix(40) {
+      print(String(format: "compile %.1f ms  %@  inputs %d  %@", k.compileSeconds * 1e3, k.name as NSString, k.signature.inputs.count, "\(k.signature.output)" as NSString))
+    }
     let c = trainer.compileStatistics
     print(String(format: "W5 phases: build step %.3f s, passes %.3f s, parameters %.3f s, kernels and thunks %.3f s (%d kernels)",
                  trainer.buildSeconds, c.optimizeSeconds, c.parameterSeconds,
@@ -244,7 +247,8 @@ if selected("W6") {
   }
   if sizes.isEmpty { var rng = SystemRandomNumberGenerator(); sizes = (0..<200).map { _ in Int.random(in: 1...512, using: &rng) } }
   let batches = sizes.enumerated().map { [randomTensor([$1, 512], seed: UInt64($0)), randomTensor([$1], seed: UInt64($0) + 7_777, labels: true)] }
-  let run = try varyingShapeRun(w4Model, batches: batches, policy: .powersOfTwo)
+  let policy = try BucketPolicy(parsing: ProcessInfo.processInfo.environment["W6_POLICY"] ?? "pow2")
+  let run = try varyingShapeRun(w4Model, batches: batches, policy: policy)
   let fixed = [randomTensor([256, 512], seed: 1), randomTensor([256], seed: 2, labels: true)]
   let staticStart = DispatchClock.now()
   for _ in 0..<200 { try run.trainer.step(fixed, lr: 1e-3) }
@@ -342,4 +346,15 @@ if let w7 = measurements.first(where: { $0.id == "W7" }) {
 }
 if let w0 = measurements.first(where: { $0.id == "W0" }), let w1 = measurements.first(where: { $0.id == "W1" }) {
   print(String(format: "W1  bandwidth %.1f%% of W0 (memcpy)", 100 * w1.value / w0.value))
+}
+// `--only curve`: the W4 step's time across batch sizes (a fixed cost for the Adam update of the
+// 1.6M parameters plus a per-row cost), which is what W6's mix of sizes adds up.
+if only?.contains("curve") == true {
+  let module = try Parser.parseAndVerify(w4Model)
+  let trainer = try Trainer(module: module, loss: "loss", optimizer: OptimizerConfig(.adam))
+  for b in [1, 8, 32, 64, 128, 192, 256, 320, 384, 448, 512] {
+    let batch = [randomTensor([b, 512], seed: 1), randomTensor([b], seed: 2, labels: true)]
+    let t = try median({ try trainer.step(batch, lr: 1e-3) }, repetitions: 15)
+    print(b, String(format: "%.3f ms  %.4f ms/row", t * 1e3, t * 1e3 / Double(b)))
+  }
 }
