@@ -70,23 +70,31 @@ public final class KernelCache: @unchecked Sendable {
   }
 
   /// A body's cache key: its canonical text under a fixed name, without source locations.
-  static func key(of body: Function) -> String {
+  static func key(of body: Function, inPlace: [Int]?) -> String {
     var keyed = body
     keyed.name = "kernel"
     keyed.location = nil
-    return Printer.print(keyed)
+    return Printer.print(keyed) + (inPlace.map { "// in-place arguments: \($0)\n" } ?? "")
+  }
+
+  /// A kernel to compile: a single-result body and the arguments its output may alias (nil: any
+  /// argument of the output's type).
+  public struct Request: Sendable {
+    public var body: Function
+    public var inPlace: [Int]?
+    public init(_ body: Function, inPlace: [Int]? = nil) { self.body = body; self.inPlace = inPlace }
   }
 
   /// Compiles the bodies that are not cached yet on up to `threads` threads at once, each with
   /// its own target machine (every kernel has its own LLVM context; only linking into the JIT is
   /// serialized). A cold compile of a model is dozens of independent kernels, so this divides it
   /// by the core count. Failures are left for `kernel(for:)` to report when the body is asked for.
-  public func precompile(_ bodies: [Function], threads: Int) {
+  public func precompile(_ requests: [Request], threads: Int) {
     var seen = Set<String>()
-    var work: [(body: Function, key: String)] = []
-    for body in bodies where body.returnValues.count == 1 && KernelEmitter.supports(body) == nil {
-      let key = Self.key(of: body)
-      if seen.insert(key).inserted && lock.withLock({ kernels[key] == nil }) { work.append((body, key)) }
+    var work: [(request: Request, key: String)] = []
+    for request in requests where request.body.returnValues.count == 1 && KernelEmitter.supports(request.body) == nil {
+      let key = Self.key(of: request.body, inPlace: request.inPlace)
+      if seen.insert(key).inserted && lock.withLock({ kernels[key] == nil }) { work.append((request, key)) }
     }
     let workers = min(threads, work.count)
     guard workers > 1 else { return }
@@ -95,16 +103,16 @@ public final class KernelCache: @unchecked Sendable {
       guard let machine = try? HostTargetMachine() else { return }
       while let item = queue.take() {
         if lock.withLock({ kernels[item.key] != nil }) { continue }
-        _ = try? compile(item.body, key: item.key, machine: machine)
+        _ = try? compile(item.request, key: item.key, machine: machine)
       }
     }
   }
 
   /// The compiled kernel for a single-result body, compiling it on first use.
-  public func kernel(for body: Function) throws(CodegenError) -> CompiledKernel {
+  public func kernel(for body: Function, inPlace: [Int]? = nil) throws(CodegenError) -> CompiledKernel {
     if let reason = KernelEmitter.supports(body) { throw .unsupported(reason) }
     guard body.returnValues.count == 1 else { throw .unsupported("a kernel has one result") }
-    let key = Self.key(of: body)
+    let key = Self.key(of: body, inPlace: inPlace)
     // One compilation at a time: the shared target machine is not safe to use from several
     // threads at once, and a kernel requested twice concurrently is then compiled once.
     return try compileLock.withLock { () throws(CodegenError) -> CompiledKernel in
@@ -112,14 +120,15 @@ public final class KernelCache: @unchecked Sendable {
         lock.withLock { hits += 1 }
         return cached
       }
-      return try compile(body, key: key, machine: JIT.shared.machine)
+      return try compile(Request(body, inPlace: inPlace), key: key, machine: JIT.shared.machine)
     }
   }
 
   private let compileLock = NSLockish()
 
   /// Compiles one body with `machine` (not shared between threads at the same time).
-  private func compile(_ body: Function, key: String, machine: HostTargetMachine) throws(CodegenError) -> CompiledKernel {
+  private func compile(_ request: Request, key: String, machine: HostTargetMachine) throws(CodegenError) -> CompiledKernel {
+    let body = request.body
     let name = "ttfc_k_" + KernelDiskCache.hex(KernelDiskCache.hash128(KernelDiskCache.codegenVersion + "\n" + key))
     lock.withLock { misses += 1 }
     let start = DispatchClock.now()
@@ -140,7 +149,7 @@ public final class KernelCache: @unchecked Sendable {
     }
     let module = KernelModule(name: name)
     let ir = IRBuilder(module)
-    let emitter = KernelEmitter(ir: ir, body: body, signature: signature)
+    let emitter = KernelEmitter(ir: ir, body: body, signature: signature, inPlaceArguments: request.inPlace.map(Set.init))
     _ = try emitter.emit(name: name)
     try module.verify()
     if let directory = getenv("TTFC_DUMP_KERNELS") {

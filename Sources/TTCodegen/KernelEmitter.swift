@@ -47,8 +47,12 @@ final class KernelEmitter {
     let index: [UInt]
   }
 
-  init(ir: IRBuilder, body: Function, signature: KernelSignature) {
-    self.ir = ir; self.body = body; self.signature = signature
+  /// Arguments the output may alias (nil: every argument of the output's type); each gets its
+  /// own in-place version of the loops, so the caller names only those it will really alias.
+  let inPlaceArguments: Set<Int>?
+
+  init(ir: IRBuilder, body: Function, signature: KernelSignature, inPlaceArguments: Set<Int>? = nil) {
+    self.ir = ir; self.body = body; self.signature = signature; self.inPlaceArguments = inPlaceArguments
   }
 
   /// Whether the emitter can compile every op of `body` for these types.
@@ -191,7 +195,7 @@ final class KernelEmitter {
     let elementwise = body.body.allSatisfy { body[$0].code.info.isElementwise || body[$0].code == .constant }
     if elementwise && rowReductions.isEmpty {
       let outputBuffer = buffers[signature.inputs.count]
-      for (k, argument) in body.arguments.enumerated() where body.type(of: argument) == output {
+      for (k, argument) in body.arguments.enumerated() where body.type(of: argument) == output && inPlaceArguments?.contains(k) ?? true {
         let same = ir.icmp(LLVMIntEQ, LLVMBuildPtrToInt(ir.b, buffers[k], ir.i64, "")!, LLVMBuildPtrToInt(ir.b, outputBuffer, ir.i64, "")!)
         let inPlace = ir.block("in_place"), separate = ir.block("separate")
         LLVMBuildCondBr(ir.b, same, inPlace, separate)

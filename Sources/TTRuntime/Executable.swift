@@ -90,6 +90,9 @@ public final class Executable: @unchecked Sendable {
   var thunks: [Thunk] = []
   var outputs: [Int] = []
   var layouts: [[Int]: Layout] = [:]
+  /// Index in `lowered.body` of each value's last reader, and of the op being lowered.
+  var lastUse: [ValueID: Int] = [:]
+  var currentOp = 0
   let symbols: [String]
   let pool: ThreadPool
   /// Kernels with fewer output elements than this run on one thread.
@@ -151,8 +154,12 @@ public final class Executable: @unchecked Sendable {
     statistics.parameterSeconds = DispatchClock.now() - start - statistics.optimizeSeconds
     // Compile every kernel the lowering below will ask for, in parallel; lowering then finds
     // them in the cache (and still decides fallbacks itself, one op at a time).
-    KernelCache.shared.precompile(kernelBodies(), threads: pool.threadCount)
-    for id in lowered.body { try lower(lowered[id]) }
+    for (i, id) in lowered.body.enumerated() { for v in lowered[id].operands { lastUse[v] = i } }
+    KernelCache.shared.precompile(kernelRequests(), threads: pool.threadCount)
+    for (i, id) in lowered.body.enumerated() {
+      currentOp = i
+      try lower(lowered[id])
+    }
     outputs = lowered.returnValues.map { slotOf[$0]! }
     statistics.compileSeconds = DispatchClock.now() - start
   }
@@ -189,8 +196,8 @@ public final class Executable: @unchecked Sendable {
     for (r, s) in zip(op.results, results) { slotOf[r] = s }
     let operands = op.operands.map { slotOf[$0]! }
     if op.code == .fusion, let body = op.body {
-      if case .string("gemm")? = op.attributes["kind"], lowerGemmRegion(body, operands: operands, result: results[0]) { return }
-      if tryKernel(body, operands: operands, result: results[0]) { return }
+      if case .string("gemm")? = op.attributes["kind"], lowerGemmRegion(body, op: op, operands: operands, result: results[0]) { return }
+      if tryKernel(body, operands: operands, result: results[0], inPlace: dyingArguments(body, op.operands)) { return }
       try interpretRegion(body, operands: operands, results: results)
       return
     }
@@ -203,7 +210,7 @@ public final class Executable: @unchecked Sendable {
     }
     // A single op: as a one-op kernel if it compiles, else on the interpreter.
     let single = singleOpBody(op)
-    if op.results.count == 1, tryKernel(single, operands: operands, result: results[0]) { return }
+    if op.results.count == 1, tryKernel(single, operands: operands, result: results[0], inPlace: dyingArguments(single, op.operands)) { return }
     if op.code == .call || op.code == .fusion || op.results.count != 1 {
       try interpretRegion(single, operands: operands, results: results)
       return
@@ -212,25 +219,60 @@ public final class Executable: @unchecked Sendable {
     thunks.append(.interpretOp(op, operands: operands, result: results[0]))
   }
 
-  /// The bodies `lower` will compile as kernels, in order: fusion regions (a gemm region's
-  /// epilogue), and one-op bodies for the other non-BLAS ops.
-  func kernelBodies() -> [Function] {
-    var bodies: [Function] = []
-    for id in lowered.body {
+  /// The kernels `lower` will ask for, in order: fusion regions (a gemm region's epilogue), and
+  /// one-op bodies for the other non-BLAS ops, each with the arguments it may overwrite.
+  func kernelRequests() -> [KernelCache.Request] {
+    var requests: [KernelCache.Request] = []
+    for (i, id) in lowered.body.enumerated() {
+      currentOp = i
       let op = lowered[id]
       if op.code == .constant, op.constantValue != nil, lowered.type(of: op.results[0]).staticShape != nil { continue }
       if op.code == .fusion, let body = op.body {
-        if case .string("gemm")? = op.attributes["kind"], let epilogue = Self.gemmEpilogue(body, operands: body.arguments.indices.map { $0 }) {
-          bodies.append(epilogue.body)
+        if case .string("gemm")? = op.attributes["kind"], let epilogue = Self.gemmEpilogue(body, operands: Array(op.operands.indices)) {
+          requests.append(KernelCache.Request(epilogue.body, inPlace: epilogueInPlace(epilogue.body, epilogue.operands.map { op.operands[$0] })))
         } else {
-          bodies.append(body)
+          requests.append(KernelCache.Request(body, inPlace: dyingArguments(body, op.operands)))
         }
         continue
       }
       if op.code == .matmul, gemmSupported(op.operands.map { lowered.type(of: $0) }) { continue }
-      if op.results.count == 1 { bodies.append(singleOpBody(op)) }
+      if op.results.count == 1 {
+        let single = singleOpBody(op)
+        requests.append(KernelCache.Request(single, inPlace: dyingArguments(single, op.operands)))
+      }
     }
-    return bodies
+    return requests
+  }
+
+  /// Arguments of a kernel body (for the op being lowered, reading `values`) whose memory its
+  /// output may take: elementwise bodies only, an argument of the output's type whose value is
+  /// read for the last time here and may be overwritten (not a function result, parameter or
+  /// constant, nor an argument the caller did not donate).
+  func dyingArguments(_ body: Function, _ values: [ValueID]) -> [Int] {
+    guard Self.isElementwise(body), let output = body.resultTypes.first else { return [] }
+    let returned = Set(lowered.returnValues)
+    return body.arguments.indices.filter { k in
+      let v = values[k]
+      guard body.type(of: body.arguments[k]) == output, lastUse[v] == currentOp, !returned.contains(v) else { return false }
+      switch lowered[v].definition {
+      case .argument(let i): return donated.contains(i)
+      case .global: return false
+      case .result(let producer, _): return lowered[producer].code != .constant
+      }
+    }
+  }
+
+  /// A gemm epilogue's product (argument 0) always dies in the epilogue; the rest as above.
+  func epilogueInPlace(_ epilogue: Function, _ values: [ValueID]) -> [Int] {
+    guard Self.isElementwise(epilogue), let output = epilogue.resultTypes.first else { return [] }
+    let product = epilogue.type(of: epilogue.arguments[0]) == output ? [0] : []
+    var rest = epilogue
+    rest.arguments = Array(epilogue.arguments.dropFirst())
+    return product + dyingArguments(rest, values).map { $0 + 1 }
+  }
+
+  static func isElementwise(_ body: Function) -> Bool {
+    body.body.allSatisfy { body[$0].code.info.isElementwise || body[$0].code == .constant }
   }
 
   /// A function of one op, its operands as arguments.
@@ -244,23 +286,16 @@ public final class Executable: @unchecked Sendable {
     return single
   }
 
-  /// Operands whose buffer the output may reuse: the body is purely elementwise (no data
-  /// movement, no reductions), so element i of an operand is read only for output element i, and
-  /// the operand has the output's exact type.
-  static func inPlaceOperands(_ body: Function, _ operands: [Int]) -> [Int] {
-    let elementwise = body.body.allSatisfy { body[$0].code.info.isElementwise || body[$0].code == .constant }
-    guard elementwise, let output = body.resultTypes.first else { return [] }
-    return zip(body.arguments, operands).filter { body.type(of: $0.0) == output }.map(\.1)
-  }
-
   func gemmSupported(_ types: [TensorType]) -> Bool {
     types.allSatisfy { $0.dtype == .f32 } || types.allSatisfy { $0.dtype == .f64 }
   }
 
-  func tryKernel(_ body: Function, operands: [Int], result: Int) -> Bool {
+  /// `inPlace`: argument positions whose memory the output may take (the body is elementwise, so
+  /// element i of such an operand is read only for output element i).
+  func tryKernel(_ body: Function, operands: [Int], result: Int, inPlace: [Int]) -> Bool {
     do {
-      let kernel = try KernelCache.shared.kernel(for: body)
-      thunks.append(.kernel(kernel, operands: operands, result: result, inPlace: Self.inPlaceOperands(body, operands)))
+      let kernel = try KernelCache.shared.kernel(for: body, inPlace: inPlace)
+      thunks.append(.kernel(kernel, operands: operands, result: result, inPlace: inPlace.map { operands[$0] }))
       statistics.kernels += 1
       return true
     } catch {
@@ -318,17 +353,20 @@ public final class Executable: @unchecked Sendable {
 
   /// matmul (BLAS) + epilogue (one kernel reading the matmul's result). False if the region is not
   /// of that form or the epilogue does not compile; the caller then falls back.
-  func lowerGemmRegion(_ body: Function, operands: [Int], result: Int) -> Bool {
-    guard let (epilogue, epilogueOperands, matmul, a, b) = Self.gemmEpilogue(body, operands: operands),
+  func lowerGemmRegion(_ body: Function, op: OpNode, operands: [Int], result: Int) -> Bool {
+    guard let (epilogue, positions, matmul, ia, ib) = Self.gemmEpilogue(body, operands: Array(operands.indices)),
           gemmSupported(matmul.operands.map { body.type(of: $0) }) else { return false }
+    let a = operands[ia], b = operands[ib]
+    let epilogueOperands = positions.map { operands[$0] }
+    let inPlace = epilogueInPlace(epilogue, positions.map { op.operands[$0] })
     let kernel: CompiledKernel
-    do { kernel = try KernelCache.shared.kernel(for: epilogue) } catch { return false }
+    do { kernel = try KernelCache.shared.kernel(for: epilogue, inPlace: inPlace) } catch { return false }
     let productSlot = addSlot(body.type(of: matmul.results[0]), .arena)
     thunks.append(.gemm(a: a, b: b, c: productSlot,
                         transposeA: matmul.attributes.bool("transpose_a") ?? false,
                         transposeB: matmul.attributes.bool("transpose_b") ?? false))
     thunks.append(.kernel(kernel, operands: [productSlot] + epilogueOperands, result: result,
-                          inPlace: Self.inPlaceOperands(epilogue, [productSlot] + epilogueOperands)))
+                          inPlace: inPlace.map { ([productSlot] + epilogueOperands)[$0] }))
     statistics.gemms += 1
     statistics.kernels += 1
     return true

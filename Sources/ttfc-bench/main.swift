@@ -188,6 +188,7 @@ if selected("W4") || selected("W5") || selected("W5warm") {
   let module = try Parser.parseAndVerify(w4Model)
   let compileStart = DispatchClock.now()
   let trainer = try Trainer(module: module, loss: "loss", optimizer: OptimizerConfig(.adam))
+  let constructed = DispatchClock.now() - compileStart
   try trainer.step([x, y], lr: 1e-3)
   let cold = DispatchClock.now() - compileStart
   let t = try median({ try trainer.step([x, y], lr: 1e-3) }, repetitions: repetitions)
@@ -198,9 +199,9 @@ if selected("W4") || selected("W5") || selected("W5warm") {
       print(String(format: "compile %.1f ms  %@  inputs %d  %@", k.compileSeconds * 1e3, k.name as NSString, k.signature.inputs.count, "\(k.signature.output)" as NSString))
     }
     let c = trainer.compileStatistics
-    print(String(format: "W5 phases: build step %.3f s, passes %.3f s, parameters %.3f s, kernels and thunks %.3f s (%d kernels)",
+    print(String(format: "W5 phases: build step %.3f s, passes %.3f s, parameters %.3f s, kernels and thunks %.3f s (%d kernels); trainer ready at %.3f s, first step done at %.3f s",
                  trainer.buildSeconds, c.optimizeSeconds, c.parameterSeconds,
-                 c.compileSeconds - c.optimizeSeconds - c.parameterSeconds, c.kernels))
+                 c.compileSeconds - c.optimizeSeconds - c.parameterSeconds, c.kernels, constructed, cold))
   }
   if selected("W4") {
     measurements.append(Measurement(id: "W4", name: "MLP train step, batch 256", seconds: t, metric: "ms", value: t * 1e3))
