@@ -2,7 +2,10 @@
 """The WORKLOADS.md benchmarks on JAX/XLA CPU, for tools/bench to compare against in the same run.
 
 Prints one JSON object: W0 and W1 in GB/s (read + write bytes / time), W2 and W3 in ms, W7 in
-GFLOP/s. Medians of repeated runs after warm-up (compilation excluded)."""
+GFLOP/s (medians of repeated runs after warm-up, compilation excluded); W4 in ms/step, W5 (cold
+compile) in s; W6 and W6s (ours: variable sequence length) in total seconds with compilation and
+their compile counts. Arguments: repetitions, then files to write W6's batch sizes and W6s's
+lengths to, so ttfc-bench runs the same shapes."""
 import json
 import sys
 import time
@@ -112,5 +115,69 @@ def one_step():
 w4 = median(one_step)
 out["W4"] = w4 * 1e3
 out["W4f"] = 6 * 256 * (512 * 1024 + 1024 * 1024 + 1024) / w4 / 1e9
+
+# W6: the W4 step on 200 batches of sizes default_rng(0).integers(1, 513, 200), cold (a fresh
+# jit, so every new shape compiles, as it would in a real run). W6c: how many compiles that took.
+sizes = np.random.default_rng(0).integers(1, 513, 200)
+with open(sys.argv[2] if len(sys.argv) > 2 else "/dev/null", "w") as f:
+    f.write(",".join(str(int(s)) for s in sizes))
+batches = [(jnp.asarray(rng.uniform(-1, 1, (int(s), 512)).astype(np.float32)),
+            jnp.asarray(rng.integers(0, 2, int(s)).astype(np.float32))) for s in sizes]
+fresh = jax.jit(train_step, donate_argnums=(0, 1, 2))
+p6 = [jnp.array(p) for p in params]
+state6 = (None, p6, [jnp.zeros_like(p) for p in params], [jnp.zeros_like(p) for p in params])
+start = time.perf_counter()
+for i, (xb6, yb6) in enumerate(batches):
+    state6 = fresh(state6[1], state6[2], state6[3], float(i + 1), xb6, yb6)
+jax.block_until_ready(state6)
+out["W6"] = time.perf_counter() - start
+out["W6c"] = fresh._cache_size()
+out["W6w"] = 0.0
+start = time.perf_counter()
+for i, (xb6, yb6) in enumerate(batches):
+    state6 = fresh(state6[1], state6[2], state6[3], float(i + 201), xb6, yb6)
+jax.block_until_ready(state6)
+out["W6w"] = time.perf_counter() - start
+
+# W6s (ours): the attention-pooled sequence classifier of ttfc-bench, batch 32, 200 steps with
+# lengths T log-normal around 48 (4..256), Adam; cold.
+lengths = np.clip(np.round(48 * np.exp(0.6 * np.random.default_rng(1).uniform(-2, 2, 200))), 4, 256).astype(int)
+with open(sys.argv[3] if len(sys.argv) > 3 else "/dev/null", "w") as f:
+    f.write(",".join(str(int(t)) for t in lengths))
+sparams = [init((64, 128), 1), jnp.zeros(128), init((128, 1), 2), init((128, 1), 3), jnp.zeros(1)]
+
+
+def seq_loss(p, x, y):
+    h = jnp.tanh(x @ p[0] + p[1])
+    a = jax.nn.softmax((h @ p[2])[..., 0], axis=1)
+    pooled = jnp.sum(h * a[..., None], axis=1)
+    z = (pooled @ p[3] + p[4]).reshape(-1)
+    return jnp.mean(jnp.maximum(z, 0) - z * y + jnp.log1p(jnp.exp(-jnp.abs(z))))
+
+
+def seq_step(p, m, v, t, x, y, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
+    loss, g = jax.value_and_grad(seq_loss)(p, x, y)
+    m = [b1 * mi + (1 - b1) * gi for mi, gi in zip(m, g)]
+    v = [b2 * vi + (1 - b2) * gi * gi for vi, gi in zip(v, g)]
+    c1, c2 = 1 - b1 ** t, 1 - b2 ** t
+    p = [pi - lr * (mi / c1) / (jnp.sqrt(vi / c2) + eps) for pi, mi, vi in zip(p, m, v)]
+    return loss, p, m, v
+
+
+sbatches = [(jnp.asarray(rng.uniform(-1, 1, (32, int(t), 64)).astype(np.float32)),
+             jnp.asarray(rng.integers(0, 2, 32).astype(np.float32))) for t in lengths]
+sstep = jax.jit(seq_step, donate_argnums=(0, 1, 2))
+sstate = (None, sparams, [jnp.zeros_like(p) for p in sparams], [jnp.zeros_like(p) for p in sparams])
+start = time.perf_counter()
+for i, (xs, ys) in enumerate(sbatches):
+    sstate = sstep(sstate[1], sstate[2], sstate[3], float(i + 1), xs, ys)
+jax.block_until_ready(sstate)
+out["W6s"] = time.perf_counter() - start
+out["W6sc"] = sstep._cache_size()
+start = time.perf_counter()
+for i, (xs, ys) in enumerate(sbatches):
+    sstate = sstep(sstate[1], sstate[2], sstate[3], float(i + 201), xs, ys)
+jax.block_until_ready(sstate)
+out["W6sw"] = time.perf_counter() - start
 out["jax_version"] = jax.__version__
 print(json.dumps(out))

@@ -1,4 +1,5 @@
-// ttfc-bench — the workloads of shared/bench/WORKLOADS.md on ttfc (W0-W5, W7 so far), timed as
+// ttfc-bench — the workloads of shared/bench/WORKLOADS.md on ttfc (W0-W7, and W6s: variable
+// sequence length), timed as
 // medians over repeated runs of prepared executables (inputs written once, no conversion in the
 // loop). With --jax FILE it reads the same workloads' JAX timings (tools/bench_jax.py, same run)
 // and prints ttfc/JAX ratios. A benchmark, not a test: nothing here fails on a slow result.
@@ -258,8 +259,8 @@ if selected("W6") {
   measurements.append(Measurement(id: "W6c", name: "W6 compiles (kernels)", seconds: 0, metric: "", value: Double(run.compiled)))
   measurements.append(Measurement(id: "W6x", name: "W6 / 200 static steps", seconds: 0, metric: "x", value: run.total / staticSteps))
   measurements.append(Measurement(id: "W6w", name: "W6 batches again, warm", seconds: run.warm, metric: "s", value: run.warm))
-  print(String(format: "W6  %d distinct sizes; 1 executable, %d kernels compiled, %d layouts (pow2 buckets); 200 static steps at B=256: %.3f s",
-               Set(sizes).count, run.compiled, run.layouts, staticSteps))
+  print(String(format: "W6  %d distinct sizes; 1 executable, %d kernels compiled, %d layouts (%@ buckets); 200 static steps at B=256: %.3f s",
+               Set(sizes).count, run.compiled, run.layouts, policy.description as NSString, staticSteps))
 }
 
 // W6s (ours): variable sequence length. An attention-pooled sequence classifier over
