@@ -229,6 +229,13 @@ func varyingShapeRun(_ model: String, batches: [[Tensor]], policy: BucketPolicy)
   return (total, DispatchClock.now() - warmStart, compiled, trainer.shapes.statistics.layoutsBuilt, trainer)
 }
 
+/// The comma-separated integers in the file named after `flag` (empty if absent).
+func integerList(after flag: String) -> [Int] {
+  guard let path = arguments.firstIndex(of: flag).map({ arguments[$0 + 1] }),
+        let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+  return text.split(whereSeparator: { $0 == "," || $0 == "\n" || $0 == " " }).compactMap { Int($0) }
+}
+
 func randomTensor(_ shape: [Int], seed: UInt64, labels: Bool = false) -> Tensor {
   var state = seed
   let n = shape.reduce(1, *)
@@ -243,10 +250,7 @@ func randomTensor(_ shape: [Int], seed: UInt64, labels: Bool = false) -> Tensor 
 // (tools/bench_jax.py writes them; the fallback is a seeded uniform draw), cold: compilation
 // included. The static reference is 200 steps of the W4 shape (batch 256, the mean size).
 if selected("W6") {
-  var sizes: [Int] = []
-  if let path = arguments.firstIndex(of: "--w6-sizes").map({ arguments[$0 + 1] }), let text = try? String(contentsOfFile: path, encoding: .utf8) {
-    sizes = text.split(whereSeparator: { $0 == "," || $0 == "\n" || $0 == " " }).compactMap { Int($0) }
-  }
+  var sizes = integerList(after: "--w6-sizes")
   if sizes.isEmpty { var rng = SystemRandomNumberGenerator(); sizes = (0..<200).map { _ in Int.random(in: 1...512, using: &rng) } }
   let batches = sizes.enumerated().map { [randomTensor([$1, 512], seed: UInt64($0)), randomTensor([$1], seed: UInt64($0) + 7_777, labels: true)] }
   let policy = try BucketPolicy(parsing: ProcessInfo.processInfo.environment["W6_POLICY"] ?? "pow2")
@@ -294,10 +298,7 @@ let sequenceModel = """
   }
   """
 if selected("W6s") {
-  var lengths: [Int] = []
-  if let path = arguments.firstIndex(of: "--w6s-lengths").map({ arguments[$0 + 1] }), let text = try? String(contentsOfFile: path, encoding: .utf8) {
-    lengths = text.split(whereSeparator: { $0 == "," || $0 == "\n" || $0 == " " }).compactMap { Int($0) }
-  }
+  var lengths = integerList(after: "--w6s-lengths")
   if lengths.isEmpty { lengths = (0..<200).map { _ in min(256, max(4, Int((48 * exp(0.6 * Double.random(in: -2...2))).rounded())))} }
   let batches = lengths.enumerated().map { [randomTensor([32, $1, 64], seed: UInt64($0)), randomTensor([32], seed: UInt64($0) + 555, labels: true)] }
   let run = try varyingShapeRun(sequenceModel, batches: batches, policy: .adaptive)
