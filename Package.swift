@@ -16,6 +16,7 @@ let package = Package(
     .library(name: "TTPasses", targets: ["TTPasses"]),
     .library(name: "TTRuntime", targets: ["TTRuntime"]),
     .library(name: "TTCodegen", targets: ["TTCodegen"]),
+    .library(name: "TTEmbedding", targets: ["TTEmbedding"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -34,17 +35,19 @@ let package = Package(
     .target(name: "TTTrain", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCodegen"]),
     .target(name: "TTRuntime", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTCodegen", "COpenBLAS", "CZlib"]),
     .target(name: "TTCodegen", dependencies: ["TTIR", "CLLVM", "COpenBLAS", "CZlib"]),
+    .target(name: "TTEmbedding", dependencies: ["TTInterp", "CZlib"]),
     .executableTarget(name: "ttfc", dependencies: [
       "TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCodegen", "TTTrain",
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
     ]),
-    .executableTarget(name: "ttfc-bench", dependencies: ["TTIR", "TTRuntime", "TTCodegen", "TTTrain", "COpenBLAS"]),
+    .executableTarget(name: "ttfc-bench", dependencies: ["TTIR", "TTRuntime", "TTCodegen", "TTTrain", "TTEmbedding", "COpenBLAS"]),
     .testTarget(name: "TTIRTests", dependencies: ["TTIR", "TTFuzz"], exclude: ["Inputs"]),
     .testTarget(name: "TTInterpTests", dependencies: ["TTIR", "TTInterp", "TTRuntime", "TTFuzz"],
                 exclude: ["Fixtures"]),
     .testTarget(name: "TTPassesTests", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTFuzz"]),
     .testTarget(name: "TTRuntimeTests", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTFuzz"]),
     .testTarget(name: "TTCodegenTests", dependencies: ["TTCodegen"]),
+    .testTarget(name: "TTEmbeddingTests", dependencies: ["TTEmbedding", "TTInterp"]),
     .testTarget(name: "TTTrainTests", dependencies: ["TTIR", "TTInterp", "TTTrain", "TTRuntime"]),
     .testTarget(name: "ttfcTests", dependencies: ["ttfc", "TTIR", "TTRuntime"]),
   ]

@@ -675,7 +675,14 @@ public final class Executable: @unchecked Sendable {
   /// C[..., M, N] = op(A)[..., M, K] · op(B)[..., K, N] with numpy batch broadcasting, one BLAS
   /// call per batch element (a single call for plain matrices).
   func runGemm(a: Int, b: Int, c: Int, transposeA: Bool, transposeB: Bool, plan: Plan) {
-    let sa = plan.shapes[a], sb = plan.shapes[b], sc = plan.shapes[c]
+    var sa = plan.shapes[a], sb = plan.shapes[b], sc = plan.shapes[c]
+    // A batch of row-major matrices times one matrix is one tall matrix times it: fold the batch
+    // into A's rows (one large BLAS call instead of a call per batch element).
+    if !transposeA && sb.count == 2 && sa.count > 2 && sc.count == sa.count {
+      let rows = sa.dropLast().reduce(1, *)
+      sa = [rows, sa[sa.count - 1]]
+      sc = [rows, sc[sc.count - 1]]
+    }
     let m = sc[sc.count - 2], n = sc[sc.count - 1]
     let k = transposeA ? sa[sa.count - 2] : sa[sa.count - 1]
     let batchShape = Array(sc.dropLast(2))

@@ -1,0 +1,194 @@
+// SparseOptimizers — gradients of embedding lookups and the optimizers that apply them to the
+// touched rows only. A lookup's gradient is sparse: the unique rows that were read and, for
+// each, the sum of the gradients of every position that read it — never a table-sized tensor.
+// Formulas (IR-specs/embeddings.md states them with the same names); t is the global step,
+// counted from 1; every optimizer keeps its slots beside the rows:
+//   SGD        w -= lr g
+//   Adagrad    a += g^2;  w -= lr g / sqrt(a)                          (a starts at 0.1, as TF)
+//   FTRL       n' = n + g^2;  z += g - (n'^-p - n^-p)/lr w;  n = n'     (p = learning-rate power)
+//              w = 0 if |z| <= l1, else -(z - sign(z) l1) / (n^-p / lr + 2 l2)
+//   Adam       dense semantics: every row, touched or not (g = 0), every step:
+//              m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  w -= lr (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps)
+//   LazyAdam   the Adam formulas on touched rows only, bias-corrected with the global t: a row
+//              that skips steps keeps a stale m and v and is corrected as if it had not
+//   SparseAdam touched rows only, each row knowing the step of its last update and its update
+//              count c: with k = t - last, m = b1^k m + (1-b1) g;  v = b2^k v + (1-b2) g^2
+//              (the decay the skipped steps would have applied), c += 1, and
+//              w -= lr (m/(1-b1^c)) / (sqrt(v/(1-b2^c)) + eps)
+
+import Glibc
+
+/// The rows a lookup touched and their summed gradients (`rows.count` x dim floats).
+public struct SparseGradient {
+  public var rows: [Int32] = []
+  public var values: [Float] = []
+  public init() {}
+}
+
+extension EmbeddingTable {
+  /// Sums the gradient `grad` (positions x dim) of a lookup whose rows were `rows` (from
+  /// `lookup(rowsOut:)`; -1 positions read the default and get no gradient) per unique row.
+  public func sparseGradient(rows: UnsafeBufferPointer<Int32>, grad: UnsafePointer<Float>) -> SparseGradient {
+    var result = SparseGradient()
+    result.rows.reserveCapacity(rows.count)
+    result.values.reserveCapacity(rows.count * dim)
+    // position of each touched row in the result, via a table-sized scratch cleared afterwards.
+    if scratchPosition.count < rowCapacity { scratchPosition = [Int32](repeating: -1, count: rowCapacity) }
+    scratchPosition.withUnsafeMutableBufferPointer { position in
+      for (i, r) in rows.enumerated() where r >= 0 {
+        var p = Int(position[Int(r)])
+        if p < 0 {
+          p = result.rows.count
+          position[Int(r)] = Int32(p)
+          result.rows.append(r)
+          result.values.append(contentsOf: UnsafeBufferPointer(start: grad + i * dim, count: dim))
+        } else {
+          let base = p * dim
+          result.values.withUnsafeMutableBufferPointer { v in
+            for j in 0..<dim { v[base + j] += grad[i * dim + j] }
+          }
+        }
+      }
+      for r in result.rows { position[Int(r)] = -1 }
+    }
+    return result
+  }
+}
+
+public enum SparseOptimizer: Equatable, Sendable {
+  case sgd
+  case adagrad(initialAccumulator: Float)
+  case ftrl(l1: Float, l2: Float, learningRatePower: Float, initialAccumulator: Float)
+  case adam(beta1: Float, beta2: Float, epsilon: Float)
+  case lazyAdam(beta1: Float, beta2: Float, epsilon: Float)
+  case sparseAdam(beta1: Float, beta2: Float, epsilon: Float)
+
+  public static let defaultAdagrad = SparseOptimizer.adagrad(initialAccumulator: 0.1)
+  public static let defaultFTRL = SparseOptimizer.ftrl(l1: 0, l2: 0, learningRatePower: -0.5, initialAccumulator: 0.1)
+  public static let defaultAdam = SparseOptimizer.adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8)
+  public static let defaultLazyAdam = SparseOptimizer.lazyAdam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8)
+  public static let defaultSparseAdam = SparseOptimizer.sparseAdam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8)
+
+  /// The initial value of each slot of a row (each slot is `dim` floats).
+  public var slotInitialValues: [Float] {
+    switch self {
+    case .sgd: return []
+    case .adagrad(let a): return [a]
+    case .ftrl(_, _, _, let a): return [a, 0]     // n (the accumulator), z
+    case .adam, .lazyAdam, .sparseAdam: return [0, 0]  // m, v
+    }
+  }
+
+  /// Parses sgd, adagrad, ftrl, adam, lazyadam, sparseadam (default hyper-parameters).
+  public init?(name: String) {
+    switch name.lowercased() {
+    case "sgd": self = .sgd
+    case "adagrad": self = .defaultAdagrad
+    case "ftrl": self = .defaultFTRL
+    case "adam": self = .defaultAdam
+    case "lazyadam", "lazy_adam": self = .defaultLazyAdam
+    case "sparseadam", "sparse_adam": self = .defaultSparseAdam
+    default: return nil
+    }
+  }
+}
+
+extension EmbeddingTable {
+  /// Applies one optimizer step `t` (global, from 1) with learning rate `lr` to the rows of
+  /// `gradient` (for dense Adam: to every row). The table must have been made with the
+  /// optimizer's slot count.
+  public func apply(_ optimizer: SparseOptimizer, _ gradient: SparseGradient, step t: Int64, lr: Float) throws(EmbeddingError) {
+    guard optimizer.slotInitialValues.count == slotCount else {
+      throw .invalid("the optimizer needs \(optimizer.slotInitialValues.count) slots per row, the table has \(slotCount)")
+    }
+    guard t >= 1 else { throw .invalid("optimizer steps count from 1, got \(t)") }
+    let n = dim
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: n) { wBuffer in
+      let w = wBuffer.baseAddress!
+      gradient.values.withUnsafeBufferPointer { gBuffer in
+        func update(_ r: Int, _ g: UnsafePointer<Float>, _ body: (UnsafeMutablePointer<Float>, UnsafePointer<Float>) -> Void) {
+          read(row: r, into: w)
+          body(w, g)
+          write(row: r, from: w)
+          meta[r].updates &+= 1
+          meta[r].lastUpdate = t
+        }
+        switch optimizer {
+        case .sgd:
+          for (k, r) in gradient.rows.enumerated() {
+            update(Int(r), gBuffer.baseAddress! + k * n) { w, g in for j in 0..<n { w[j] -= lr * g[j] } }
+          }
+        case .adagrad:
+          for (k, r) in gradient.rows.enumerated() {
+            let a = slot(0, of: Int(r))
+            update(Int(r), gBuffer.baseAddress! + k * n) { w, g in
+              for j in 0..<n {
+                a[j] += g[j] * g[j]
+                w[j] -= lr * g[j] / a[j].squareRoot()
+              }
+            }
+          }
+        case .ftrl(let l1, let l2, let power, _):
+          for (k, r) in gradient.rows.enumerated() {
+            let accumulator = slot(0, of: Int(r)), z = slot(1, of: Int(r))
+            update(Int(r), gBuffer.baseAddress! + k * n) { w, g in
+              for j in 0..<n {
+                let old = accumulator[j], new = old + g[j] * g[j]
+                let sigma = (powf(new, -power) - powf(old, -power)) / lr
+                z[j] += g[j] - sigma * w[j]
+                accumulator[j] = new
+                let quadratic = powf(new, -power) / lr + 2 * l2
+                w[j] = abs(z[j]) <= l1 ? 0 : -(z[j] - (z[j] < 0 ? -l1 : l1)) / quadratic
+              }
+            }
+          }
+        case .adam(let b1, let b2, let eps):
+          // Dense semantics: untouched rows see a zero gradient.
+          let c1 = 1 - Float(pow(Double(b1), Double(t))), c2 = 1 - Float(pow(Double(b2), Double(t)))
+          var touched = [Int32](repeating: -1, count: highWater)
+          for (k, r) in gradient.rows.enumerated() { touched[Int(r)] = Int32(k) }
+          withUnsafeTemporaryAllocation(of: Float.self, capacity: n) { zero in
+            zero.initialize(repeating: 0)
+            for r in 0..<highWater where meta[r].updates >= 0 {
+              let g = touched[r] >= 0 ? UnsafePointer(gBuffer.baseAddress! + Int(touched[r]) * n) : UnsafePointer(zero.baseAddress!)
+              let m = slot(0, of: r), v = slot(1, of: r)
+              update(r, g) { w, g in Self.adamRow(w, m, v, g, n, b1: b1, b2: b2, decay1: b1, decay2: b2, c1: c1, c2: c2, lr: lr, eps: eps) }
+            }
+          }
+        case .lazyAdam(let b1, let b2, let eps):
+          let c1 = 1 - Float(pow(Double(b1), Double(t))), c2 = 1 - Float(pow(Double(b2), Double(t)))
+          for (k, r) in gradient.rows.enumerated() {
+            let m = slot(0, of: Int(r)), v = slot(1, of: Int(r))
+            update(Int(r), gBuffer.baseAddress! + k * n) { w, g in
+              Self.adamRow(w, m, v, g, n, b1: b1, b2: b2, decay1: b1, decay2: b2, c1: c1, c2: c2, lr: lr, eps: eps)
+            }
+          }
+        case .sparseAdam(let b1, let b2, let eps):
+          for (k, r) in gradient.rows.enumerated() {
+            let row = Int(r)
+            let skipped = Double(t - meta[row].lastUpdate)
+            let c = Double(meta[row].updates + 1)
+            let decay1 = Float(pow(Double(b1), skipped)), decay2 = Float(pow(Double(b2), skipped))
+            let c1 = 1 - Float(pow(Double(b1), c)), c2 = 1 - Float(pow(Double(b2), c))
+            let m = slot(0, of: row), v = slot(1, of: row)
+            update(row, gBuffer.baseAddress! + k * n) { w, g in
+              Self.adamRow(w, m, v, g, n, b1: b1, b2: b2, decay1: decay1, decay2: decay2, c1: c1, c2: c2, lr: lr, eps: eps)
+            }
+          }
+        }
+      }
+    }
+  }
+
+  /// m = decay1 m + (1-b1) g; v = decay2 v + (1-b2) g^2; w -= lr (m/c1) / (sqrt(v/c2) + eps).
+  @inline(__always)
+  static func adamRow(_ w: UnsafeMutablePointer<Float>, _ m: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>,
+                      _ g: UnsafePointer<Float>, _ n: Int, b1: Float, b2: Float, decay1: Float, decay2: Float,
+                      c1: Float, c2: Float, lr: Float, eps: Float) {
+    for j in 0..<n {
+      m[j] = decay1 * m[j] + (1 - b1) * g[j]
+      v[j] = decay2 * v[j] + (1 - b2) * g[j] * g[j]
+      w[j] -= lr * (m[j] / c1) / ((v[j] / c2).squareRoot() + eps)
+    }
+  }
+}

@@ -1,0 +1,104 @@
+// TableSerialization — a table as bytes, for checkpoints and for serving. The training form holds
+// everything a resumed run needs to continue bit for bit: configuration, and per row its id,
+// metadata, stored values and optimizer slots. The serving form keeps only ids and rows
+// (optionally only rows seen in training since a given step) and loads as a slot-less table.
+// Layout (little endian): magic "TTEMB001", a header of 64-bit fields, the rows, then a CRC-32 of
+// everything before it. Reading checks magic, sizes and the checksum and names what is wrong.
+
+import CZlib
+import Glibc
+
+extension EmbeddingTable {
+  static let magic: [UInt8] = Array("TTEMB001".utf8)
+
+  /// The table with its slots and metadata (`withSlots`), or only ids and rows for serving,
+  /// keeping rows seen at or after `seenSince` when given.
+  public func serialized(withSlots: Bool = true, seenSince: Int64? = nil) -> [UInt8] {
+    let liveRows = (0..<highWater).filter { r in meta[r].updates >= 0 && (seenSince.map { meta[r].lastSeen >= $0 } ?? true) }
+    var out = Self.magic
+    func put(_ v: UInt64) { for i in 0..<8 { out.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) } }
+    func put(_ v: Int64) { put(UInt64(bitPattern: v)) }
+    func put(_ f: Float) { let b = f.bitPattern; for i in 0..<4 { out.append(UInt8(truncatingIfNeeded: b >> (8 * UInt32(i)))) } }
+    let slotsKept = withSlots ? slotCount : 0
+    put(UInt64(dim)); put(UInt64(storage == .f32 ? 0 : 1)); put(UInt64(slotsKept)); put(UInt64(liveRows.count))
+    put(seed)
+    switch initializer {
+    case .zeros: put(UInt64(0)); put(Float(0))
+    case .constant(let c): put(UInt64(1)); put(c)
+    case .uniform(let s): put(UInt64(2)); put(s)
+    case .normal(let s): put(UInt64(3)); put(s)
+    }
+    put(defaultValue)
+    for k in 0..<slotsKept { put(slotInitialValues[k]) }
+    for r in liveRows {
+      put(meta[r].id); put(Int64(meta[r].updates)); put(UInt64(meta[r].frequency)); put(meta[r].lastUpdate); put(meta[r].lastSeen)
+      out.append(contentsOf: UnsafeRawBufferPointer(start: rowSlab.base! + r * rowBytes, count: rowBytes))
+      if slotsKept > 0 { out.append(contentsOf: UnsafeRawBufferPointer(start: slotSlab.base! + r * slotBytesPerRow, count: slotBytesPerRow)) }
+    }
+    let crc = out.withUnsafeBufferPointer { UInt64(CZlib.crc32(0, $0.baseAddress, UInt32($0.count))) }
+    put(crc)
+    return out
+  }
+
+  /// Reads a table written by `serialized` (admission state is not kept: a restored table
+  /// admits as configured by `admission`).
+  public static func deserialize(_ bytes: [UInt8], admission: AdmissionPolicy = .always) throws(EmbeddingError) -> EmbeddingTable {
+    guard bytes.count >= magic.count + 8, Array(bytes[0..<magic.count]) == magic else { throw .corrupt("not an embedding table (bad magic)") }
+    let stored = bytes[(bytes.count - 8)...].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+    let actual = bytes.withUnsafeBufferPointer { UInt64(CZlib.crc32(0, $0.baseAddress, UInt32($0.count - 8))) }
+    guard stored == actual else { throw .corrupt("checksum mismatch (truncated or damaged)") }
+    var offset = magic.count
+    let end = bytes.count - 8
+    func u64() throws(EmbeddingError) -> UInt64 {
+      guard offset + 8 <= end else { throw .corrupt("truncated header or row") }
+      var v: UInt64 = 0
+      for i in 0..<8 { v |= UInt64(bytes[offset + i]) << (8 * UInt64(i)) }
+      offset += 8
+      return v
+    }
+    func f32() throws(EmbeddingError) -> Float {
+      guard offset + 4 <= end else { throw .corrupt("truncated header") }
+      var v: UInt32 = 0
+      for i in 0..<4 { v |= UInt32(bytes[offset + i]) << (8 * UInt32(i)) }
+      offset += 4
+      return Float(bitPattern: v)
+    }
+    let dim = Int(try u64()), storageCode = try u64(), slotCount = Int(try u64()), rowCount = Int(try u64())
+    guard dim >= 1, dim <= 1 << 16, storageCode <= 1, slotCount <= 8, rowCount >= 0 else { throw .corrupt("impossible header values") }
+    let seed = try u64()
+    let kind = try u64(), parameter = try f32()
+    let initializer: RowInitializer
+    switch kind {
+    case 0: initializer = .zeros
+    case 1: initializer = .constant(parameter)
+    case 2: initializer = .uniform(scale: parameter)
+    case 3: initializer = .normal(stddev: parameter)
+    default: throw .corrupt("unknown initializer \(kind)")
+    }
+    let defaultValue = try f32()
+    var slotInitial: [Float] = []
+    for _ in 0..<slotCount { slotInitial.append(try f32()) }
+    let storage: RowStorage = storageCode == 0 ? .f32 : .bf16
+    let table = try EmbeddingTable(dim: dim, storage: storage, initializer: initializer, seed: seed, defaultValue: defaultValue,
+                                   admission: admission, slotInitialValues: slotInitial, initialCapacity: max(rowCount, 1))
+    let perRow = 40 + table.rowBytes + table.slotBytesPerRow
+    guard end - offset == rowCount * perRow else { throw .corrupt("expected \(rowCount) rows of \(perRow) bytes") }
+    for _ in 0..<rowCount {
+      let id = Int64(bitPattern: try u64())
+      let updates = Int32(truncatingIfNeeded: Int64(bitPattern: try u64())), frequency = UInt32(truncatingIfNeeded: try u64())
+      let lastUpdate = Int64(bitPattern: try u64()), lastSeen = Int64(bitPattern: try u64())
+      guard table.row(of: id) < 0, updates >= 0 else { throw .corrupt("duplicate id \(id) or bad metadata") }
+      let r = table.insert(id, step: lastSeen)
+      table.meta[r] = RowMeta(id: id, updates: updates, frequency: frequency, lastUpdate: lastUpdate, lastSeen: lastSeen)
+      bytes.withUnsafeBytes { raw in
+        memcpy(table.rowSlab.base! + r * table.rowBytes, raw.baseAddress! + offset, table.rowBytes)
+        if table.slotBytesPerRow > 0 {
+          memcpy(table.slotSlab.base! + r * table.slotBytesPerRow, raw.baseAddress! + offset + table.rowBytes, table.slotBytesPerRow)
+        }
+      }
+      offset += table.rowBytes + table.slotBytesPerRow
+    }
+    table.stats = TableStatistics()
+    return table
+  }
+}
