@@ -35,7 +35,8 @@ let package = Package(
     .target(name: "TTTrain", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCodegen"]),
     .target(name: "TTRuntime", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTCodegen", "COpenBLAS", "CZlib"]),
     .target(name: "TTCodegen", dependencies: ["TTIR", "CLLVM", "COpenBLAS", "CZlib"]),
-    .target(name: "TTEmbedding", dependencies: ["TTInterp", "CZlib"]),
+    .target(name: "CSupport"),
+    .target(name: "TTEmbedding", dependencies: ["CZlib", "CSupport"]),
     .executableTarget(name: "ttfc", dependencies: [
       "TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCodegen", "TTTrain",
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -47,7 +48,7 @@ let package = Package(
     .testTarget(name: "TTPassesTests", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTFuzz"]),
     .testTarget(name: "TTRuntimeTests", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTFuzz"]),
     .testTarget(name: "TTCodegenTests", dependencies: ["TTCodegen"]),
-    .testTarget(name: "TTEmbeddingTests", dependencies: ["TTEmbedding", "TTInterp"]),
+    .testTarget(name: "TTEmbeddingTests", dependencies: ["TTEmbedding"]),
     .testTarget(name: "TTTrainTests", dependencies: ["TTIR", "TTInterp", "TTTrain", "TTRuntime"]),
     .testTarget(name: "ttfcTests", dependencies: ["ttfc", "TTIR", "TTRuntime"]),
   ]

@@ -15,8 +15,9 @@
 // does not depend on when it was inserted: runs are reproducible and resumes exact.
 // Not thread-safe; the runtime serializes table operations.
 
+import CSupport
+import Dispatch
 import Glibc
-import TTInterp
 
 public enum EmbeddingError: Error, CustomStringConvertible, Equatable {
   case invalid(String)
@@ -67,33 +68,58 @@ public struct TableStatistics: Sendable, Equatable {
   public var hitRate: Double { lookups == 0 ? 0 : Double(hits) / Double(lookups) }
 }
 
-/// Memory from mmap, so that freeing or shrinking really returns pages to the system.
+/// Memory from mmap, so that freeing or shrinking really returns pages to the system. A slab
+/// reserves address space for growth up front (PROT_NONE, no memory committed) and commits pages
+/// as it grows, so growing never copies; shrinking gives the tail's pages back (MADV_DONTNEED)
+/// in place. Beyond its reservation a slab moves to a larger mapping.
 struct Slab {
   private(set) var base: UnsafeMutableRawPointer?
   private(set) var bytes = 0
+  private var reserved = 0
+  static let page = Int(sysconf(Int32(_SC_PAGESIZE)))
 
-  init(bytes: Int) {
+  init(bytes: Int, reserve: Int = 0) {
     self.bytes = bytes
-    guard bytes > 0 else { return }
-    let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-    precondition(p != MAP_FAILED, "out of memory: cannot map \(bytes) bytes for an embedding table")
+    guard bytes > 0 || reserve > 0 else { return }
+    let size = Self.roundUp(max(bytes, reserve))
+    let p = mmap(nil, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+    precondition(p != MAP_FAILED, "out of address space: cannot reserve \(size) bytes for an embedding table")
     base = p
+    reserved = size
+    if bytes > 0 { precondition(mprotect(p, Self.roundUp(bytes), PROT_READ | PROT_WRITE) == 0, "cannot commit \(bytes) bytes") }
   }
 
-  /// Replaces this slab by one of `newBytes` holding a copy of the first `keep` bytes.
+  static func roundUp(_ n: Int) -> Int { (n + page - 1) / page * page }
+
+  /// Resizes to `newBytes`, keeping the first `keep` bytes.
   mutating func resize(to newBytes: Int, keep: Int) {
-    let next = Slab(bytes: newBytes)
+    if let base, newBytes <= reserved {
+      let old = Self.roundUp(bytes), new = Self.roundUp(newBytes)
+      if new > old {
+        precondition(mprotect(base + old, new - old, PROT_READ | PROT_WRITE) == 0, "cannot commit \(new - old) more bytes")
+      } else if new < old {
+        madvise(base + new, old - new, MADV_DONTNEED)
+        mprotect(base + new, old - new, PROT_NONE)
+      }
+      bytes = newBytes
+      return
+    }
+    let next = Slab(bytes: newBytes, reserve: max(newBytes, reserved) * 4)
     if let base, let target = next.base, keep > 0 { memcpy(target, base, min(keep, newBytes)) }
     release()
     self = next
   }
 
   mutating func release() {
-    if let base { munmap(base, bytes) }
+    if let base { munmap(base, reserved) }
     base = nil
     bytes = 0
+    reserved = 0
   }
 }
+
+/// A reference handed to worker threads that only read through it, or write disjoint parts.
+struct SharedReference<T: AnyObject>: @unchecked Sendable { let object: T }
 
 /// Per-row metadata (32 bytes a row). `updates` is -1 for a freed row.
 struct RowMeta {
@@ -278,13 +304,21 @@ public final class EmbeddingTable {
     return UInt16(truncatingIfNeeded: rounded >> 16)
   }
 
-  /// The initial value of element `j` of the row of `id` (a function of seed, id and j only).
+  /// The initial value of element `j` of the row of `id`: a function of (seed, id, j) only. The
+  /// row's stream is splitmix64 keyed by seed and id, one mix per element (uniform), or two
+  /// uniforms through Box-Muller (normal).
   public func initialValue(id: Int64, element j: Int) -> Float {
+    let key = Self.mix(Int64(bitPattern: seed ^ 0x5851_f42d_4c95_7f2d) ^ id)
+    @inline(__always) func unit(_ k: Int) -> Double {
+      Double(Self.mix(Int64(bitPattern: key &+ UInt64(k) &* 0x9e37_79b9_7f4a_7c15)) >> 11) * 0x1.0p-53
+    }
     switch initializer {
     case .zeros: return 0
     case .constant(let c): return c
-    case .uniform(let scale): return Float((2 * SeededRandom.uniform(seed, UInt64(bitPattern: id), UInt64(j)) - 1)) * scale
-    case .normal(let stddev): return Float(SeededRandom.normal(seed, UInt64(bitPattern: id), UInt64(j))) * stddev
+    case .uniform(let scale): return Float(2 * unit(j) - 1) * scale
+    case .normal(let stddev):
+      let u1 = 1 - unit(2 * j), u2 = unit(2 * j + 1)
+      return Float((-2 * Glibc.log(u1)).squareRoot() * Glibc.cos(2 * Double.pi * u2)) * stddev
     }
   }
 
@@ -297,9 +331,18 @@ public final class EmbeddingTable {
       r = highWater
       highWater += 1
     }
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: dim) { values in
-      for j in 0..<dim { values[j] = initialValue(id: id, element: j) }
-      write(row: r, from: values.baseAddress!)
+    if storage == .f32, case .uniform(let scale) = initializer {
+      // The common case, one mix per element straight into the row.
+      let key = Self.mix(Int64(bitPattern: seed ^ 0x5851_f42d_4c95_7f2d) ^ id), target = f32Row(r)
+      for j in 0..<dim {
+        let bits = Self.mix(Int64(bitPattern: key &+ UInt64(j) &* 0x9e37_79b9_7f4a_7c15)) >> 11
+        target[j] = Float(2 * (Double(bits) * 0x1.0p-53) - 1) * scale
+      }
+    } else {
+      withUnsafeTemporaryAllocation(of: Float.self, capacity: dim) { values in
+        for j in 0..<dim { values[j] = initialValue(id: id, element: j) }
+        write(row: r, from: values.baseAddress!)
+      }
     }
     for s in 0..<slotCount { slot(s, of: r).update(repeating: slotInitialValues[s], count: dim) }
     meta[r] = RowMeta(id: id, updates: 0, frequency: 0, lastUpdate: 0, lastSeen: step)
@@ -377,31 +420,112 @@ public final class EmbeddingTable {
 
   /// Looks up `ids` into `out` (ids.count x dim floats). In training an id without a row gets one
   /// (if admitted), and every id's frequency and last-seen step are recorded; otherwise missing
-  /// ids read `defaultValue`. Returns the row of each id (-1 for ids served the default), for the
-  /// gradient.
+  /// ids read `defaultValue`. Returns the number of ids that had a row. `rowsOut` receives the
+  /// row of each id (-1 for ids served the default), for the gradient.
   @discardableResult
   public func lookup(_ ids: UnsafeBufferPointer<Int64>, into out: UnsafeMutablePointer<Float>, training: Bool,
                      step: Int64 = 0, rowsOut: UnsafeMutablePointer<Int32>? = nil) -> Int {
-    var hits = 0
-    for (i, id) in ids.enumerated() {
-      var r = row(of: id)
-      if r >= 0 { hits += 1 }
-      if r < 0 && training {
-        if admit(id) { r = insert(id, step: step) } else { stats.notAdmitted += 1 }
+    let hits: Int
+    if training {
+      hits = trainingLookup(ids, into: out, step: step, rowsOut: rowsOut)
+    } else if ids.count >= 8192 && storage == .f32 {
+      // Evaluation reads only: split the batch across the cores.
+      let chunks = 4
+      let counts = UnsafeMutablePointer<Int>.allocate(capacity: chunks)
+      defer { counts.deallocate() }
+      let idsAddress = UInt(bitPattern: ids.baseAddress), outAddress = UInt(bitPattern: out), rowsAddress = UInt(bitPattern: rowsOut)
+      let countsAddress = UInt(bitPattern: counts), total = ids.count
+      let table = SharedReference(object: self)
+      DispatchQueue.concurrentPerform(iterations: chunks) { c in
+        let lo = total * c / chunks, hi = total * (c + 1) / chunks
+        let part = UnsafeBufferPointer(start: UnsafePointer<Int64>(bitPattern: idsAddress)! + lo, count: hi - lo)
+        let n = table.object.evaluationLookup(part, into: UnsafeMutablePointer<Float>(bitPattern: outAddress)! + lo * table.object.dim,
+                                              rowsOut: UnsafeMutablePointer<Int32>(bitPattern: rowsAddress).map { $0 + lo })
+        UnsafeMutablePointer<Int>(bitPattern: countsAddress)![c] = n
       }
-      if r >= 0 {
-        read(row: r, into: out + i * dim)
-        if training {
-          meta[r].frequency &+= 1
-          meta[r].lastSeen = step
-        }
-      } else {
-        (out + i * dim).update(repeating: defaultValue, count: dim)
-      }
-      rowsOut?[i] = Int32(r)
+      hits = (0..<chunks).reduce(0) { $0 + counts[$1] }
+    } else {
+      hits = evaluationLookup(ids, into: out, rowsOut: rowsOut)
     }
     stats.lookups += ids.count
     stats.hits += hits
+    return hits
+  }
+
+  /// Read-only lookups (safe to run on several threads at once).
+  func evaluationLookup(_ ids: UnsafeBufferPointer<Int64>, into out: UnsafeMutablePointer<Float>, rowsOut: UnsafeMutablePointer<Int32>?) -> Int {
+    let mask = indexCapacity - 1, k = keys, bucket = bucketRows, n = dim, fallback = defaultValue
+    var hits = 0
+    let ahead = 16
+    for (i, id) in ids.enumerated() {
+      // The index buckets of a later id are fetched while this one is served.
+      if i + ahead < ids.count {
+        let later = Int(truncatingIfNeeded: Self.mix(ids[i + ahead])) & mask
+        ttfc_prefetch(bucket + later)
+        ttfc_prefetch(k + later)
+      }
+      // And the row of a nearer id, whose bucket has arrived by now.
+      if i + ahead / 2 < ids.count {
+        let nearer = ids[i + ahead / 2]
+        var b = Int(truncatingIfNeeded: Self.mix(nearer)) & mask
+        while bucket[b] >= 0 && k[b] != nearer { b = (b + 1) & mask }
+        if bucket[b] >= 0 { ttfc_prefetch(rowSlab.base! + Int(bucket[b]) * rowBytes) }
+      }
+      var b = Int(truncatingIfNeeded: Self.mix(id)) & mask
+      var r: Int32 = -1
+      while true {
+        let candidate = bucket[b]
+        if candidate < 0 { break }
+        if k[b] == id { r = candidate; break }
+        b = (b + 1) & mask
+      }
+      let target = out + i * n
+      if r >= 0 {
+        hits += 1
+        if storage == .f32 { target.update(from: f32Row(Int(r)), count: n) } else { read(row: Int(r), into: target) }
+      } else {
+        target.update(repeating: fallback, count: n)
+      }
+      rowsOut?[i] = r
+    }
+    return hits
+  }
+
+  /// Training lookups in two phases: the ids that have rows are served in parallel (reads
+  /// only), then one pass in order inserts the missing ids (admission counts and insertions stay
+  /// in id order, so runs are deterministic) and records frequency and last-seen step.
+  func trainingLookup(_ ids: UnsafeBufferPointer<Int64>, into out: UnsafeMutablePointer<Float>, step: Int64,
+                      rowsOut: UnsafeMutablePointer<Int32>?) -> Int {
+    let rows = rowsOut ?? UnsafeMutablePointer<Int32>.allocate(capacity: ids.count)
+    defer { if rowsOut == nil { rows.deallocate() } }
+    var hits: Int
+    if ids.count >= 8192 {
+      hits = lookup(ids, into: out, training: false, rowsOut: rows)
+      stats.lookups -= ids.count
+      stats.hits -= hits
+    } else {
+      hits = evaluationLookup(ids, into: out, rowsOut: rows)
+    }
+    var notAdmitted = 0
+    let ahead = 8
+    for i in 0..<ids.count {
+      if i + ahead < ids.count, rows[i + ahead] >= 0 { ttfc_prefetch_for_write(meta + Int(rows[i + ahead])) }
+      var r = Int(rows[i])
+      if r < 0 {
+        r = row(of: ids[i])        // an id first seen earlier in this batch has a row by now
+        if r >= 0 { hits += 1 } else {
+          if admit(ids[i]) { r = insert(ids[i], step: step) } else { notAdmitted += 1 }
+        }
+        if r >= 0 { read(row: r, into: out + i * dim) }
+        rows[i] = Int32(r)
+      }
+      if r >= 0 {
+        let m = meta + r
+        m.pointee.frequency &+= 1
+        m.pointee.lastSeen = step
+      }
+    }
+    stats.notAdmitted += notAdmitted
     return hits
   }
 

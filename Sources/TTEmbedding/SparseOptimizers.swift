@@ -16,10 +16,12 @@
 //              (the decay the skipped steps would have applied), c += 1, and
 //              w -= lr (m/(1-b1^c)) / (sqrt(v/(1-b2^c)) + eps)
 
+import CSupport
+import Dispatch
 import Glibc
 
 /// The rows a lookup touched and their summed gradients (`rows.count` x dim floats).
-public struct SparseGradient {
+public struct SparseGradient: Sendable {
   public var rows: [Int32] = []
   public var values: [Float] = []
   public init() {}
@@ -102,24 +104,49 @@ extension EmbeddingTable {
       throw .invalid("the optimizer needs \(optimizer.slotInitialValues.count) slots per row, the table has \(slotCount)")
     }
     guard t >= 1 else { throw .invalid("optimizer steps count from 1, got \(t)") }
+    let count = gradient.rows.count
+    if case .adam = optimizer {
+      applyRows(optimizer, gradient, 0..<count, step: t, lr: lr)
+    } else if count >= 4096 {
+      // The rows of a sparse gradient are distinct, so threads updating disjoint ranges of them
+      // never touch the same row, slot or metadata.
+      let chunks = 4
+      let table = SharedReference(object: self)
+      DispatchQueue.concurrentPerform(iterations: chunks) { c in
+        table.object.applyRows(optimizer, gradient, (count * c / chunks)..<(count * (c + 1) / chunks), step: t, lr: lr)
+      }
+    } else {
+      applyRows(optimizer, gradient, 0..<count, step: t, lr: lr)
+    }
+  }
+
+  /// Updates the rows `gradient.rows[range]` (dense Adam: every row, whatever the range).
+  func applyRows(_ optimizer: SparseOptimizer, _ gradient: SparseGradient, _ range: Range<Int>, step t: Int64, lr: Float) {
     let n = dim
     withUnsafeTemporaryAllocation(of: Float.self, capacity: n) { wBuffer in
       let w = wBuffer.baseAddress!
       gradient.values.withUnsafeBufferPointer { gBuffer in
-        func update(_ r: Int, _ g: UnsafePointer<Float>, _ body: (UnsafeMutablePointer<Float>, UnsafePointer<Float>) -> Void) {
-          read(row: r, into: w)
-          body(w, g)
-          write(row: r, from: w)
+        // f32 rows are updated where they are; bf16 rows through an f32 copy.
+        @inline(__always) func update(_ r: Int, _ g: UnsafePointer<Float>, _ body: (UnsafeMutablePointer<Float>, UnsafePointer<Float>) -> Void) {
+          if storage == .f32 {
+            body(f32Row(r), g)
+          } else {
+            read(row: r, into: w)
+            body(w, g)
+            write(row: r, from: w)
+          }
           meta[r].updates &+= 1
           meta[r].lastUpdate = t
         }
         switch optimizer {
         case .sgd:
-          for (k, r) in gradient.rows.enumerated() {
+          for k in range {
+            let r = gradient.rows[k]
             update(Int(r), gBuffer.baseAddress! + k * n) { w, g in for j in 0..<n { w[j] -= lr * g[j] } }
           }
         case .adagrad:
-          for (k, r) in gradient.rows.enumerated() {
+          for k in range {
+            let r = gradient.rows[k]
             let a = slot(0, of: Int(r))
             update(Int(r), gBuffer.baseAddress! + k * n) { w, g in
               for j in 0..<n {
@@ -129,7 +156,8 @@ extension EmbeddingTable {
             }
           }
         case .ftrl(let l1, let l2, let power, _):
-          for (k, r) in gradient.rows.enumerated() {
+          for k in range {
+            let r = gradient.rows[k]
             let accumulator = slot(0, of: Int(r)), z = slot(1, of: Int(r))
             update(Int(r), gBuffer.baseAddress! + k * n) { w, g in
               for j in 0..<n {
@@ -146,7 +174,7 @@ extension EmbeddingTable {
           // Dense semantics: untouched rows see a zero gradient.
           let c1 = 1 - Float(pow(Double(b1), Double(t))), c2 = 1 - Float(pow(Double(b2), Double(t)))
           var touched = [Int32](repeating: -1, count: highWater)
-          for (k, r) in gradient.rows.enumerated() { touched[Int(r)] = Int32(k) }
+          for k in range { touched[Int(gradient.rows[k])] = Int32(k) }
           withUnsafeTemporaryAllocation(of: Float.self, capacity: n) { zero in
             zero.initialize(repeating: 0)
             for r in 0..<highWater where meta[r].updates >= 0 {
@@ -157,19 +185,29 @@ extension EmbeddingTable {
           }
         case .lazyAdam(let b1, let b2, let eps):
           let c1 = 1 - Float(pow(Double(b1), Double(t))), c2 = 1 - Float(pow(Double(b2), Double(t)))
-          for (k, r) in gradient.rows.enumerated() {
+          for k in range {
+            let r = gradient.rows[k]
             let m = slot(0, of: Int(r)), v = slot(1, of: Int(r))
             update(Int(r), gBuffer.baseAddress! + k * n) { w, g in
               Self.adamRow(w, m, v, g, n, b1: b1, b2: b2, decay1: b1, decay2: b2, c1: c1, c2: c2, lr: lr, eps: eps)
             }
           }
         case .sparseAdam(let b1, let b2, let eps):
-          for (k, r) in gradient.rows.enumerated() {
+          // Powers b^k for the skipped steps k and the update counts c, from tables (one
+          // multiplication per entry) instead of four pow calls per row.
+          let powers1 = Self.powers(Double(b1)), powers2 = Self.powers(Double(b2))
+          @inline(__always) func power(_ table: [Double], _ base: Float, _ k: Int64) -> Double {
+            k < Int64(table.count) ? table[Int(k)] : pow(Double(base), Double(k))
+          }
+          let rowList = gradient.rows, ahead = 8
+          for k in range {
+            let r = rowList[k]
+            if k + ahead < range.upperBound { prefetchRow(Int(rowList[k + ahead])) }
             let row = Int(r)
-            let skipped = Double(t - meta[row].lastUpdate)
-            let c = Double(meta[row].updates + 1)
-            let decay1 = Float(pow(Double(b1), skipped)), decay2 = Float(pow(Double(b2), skipped))
-            let c1 = 1 - Float(pow(Double(b1), c)), c2 = 1 - Float(pow(Double(b2), c))
+            let skipped = t - meta[row].lastUpdate
+            let c = Int64(meta[row].updates) + 1
+            let decay1 = Float(power(powers1, b1, skipped)), decay2 = Float(power(powers2, b2, skipped))
+            let c1 = 1 - Float(power(powers1, b1, c)), c2 = 1 - Float(power(powers2, b2, c))
             let m = slot(0, of: row), v = slot(1, of: row)
             update(row, gBuffer.baseAddress! + k * n) { w, g in
               Self.adamRow(w, m, v, g, n, b1: b1, b2: b2, decay1: decay1, decay2: decay2, c1: c1, c2: c2, lr: lr, eps: eps)
@@ -180,15 +218,49 @@ extension EmbeddingTable {
     }
   }
 
-  /// m = decay1 m + (1-b1) g; v = decay2 v + (1-b2) g^2; w -= lr (m/c1) / (sqrt(v/c2) + eps).
+  /// Prefetches what an optimizer update of `row` touches: its metadata, values and slots.
+  @inline(__always) func prefetchRow(_ row: Int) {
+    ttfc_prefetch_for_write(meta + row)
+    let values = rowSlab.base! + row * rowBytes
+    for offset in stride(from: 0, to: rowBytes, by: 64) { ttfc_prefetch_for_write(values + offset) }
+    let slots = slotSlab.base! + row * slotBytesPerRow
+    for offset in stride(from: 0, to: slotBytesPerRow, by: 64) { ttfc_prefetch_for_write(slots + offset) }
+  }
+
+  /// b^0, b^1, ..., b^4095 (by repeated multiplication in f64: within a few ulps of pow).
+  static func powers(_ b: Double) -> [Double] {
+    var table = [Double](repeating: 1, count: 4096)
+    for k in 1..<table.count { table[k] = table[k - 1] * b }
+    return table
+  }
+
+  /// m = decay1 m + (1-b1) g; v = decay2 v + (1-b2) g^2; w -= lr (m/c1) / (sqrt(v/c2) + eps),
+  /// eight lanes at a time (Swift cannot prove that w, m, v and g do not alias, so the scalar
+  /// loop would not vectorize on its own).
   @inline(__always)
   static func adamRow(_ w: UnsafeMutablePointer<Float>, _ m: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>,
                       _ g: UnsafePointer<Float>, _ n: Int, b1: Float, b2: Float, decay1: Float, decay2: Float,
                       c1: Float, c2: Float, lr: Float, eps: Float) {
-    for j in 0..<n {
+    let step = lr / c1, inverseC2 = 1 / c2
+    var j = 0
+    while j + 8 <= n {
+      let gv = UnsafeRawPointer(g + j).loadUnaligned(as: SIMD8<Float>.self)
+      var mv = UnsafeRawPointer(m + j).loadUnaligned(as: SIMD8<Float>.self)
+      var vv = UnsafeRawPointer(v + j).loadUnaligned(as: SIMD8<Float>.self)
+      var wv = UnsafeRawPointer(w + j).loadUnaligned(as: SIMD8<Float>.self)
+      mv = decay1 * mv + (1 - b1) * gv
+      vv = decay2 * vv + (1 - b2) * gv * gv
+      wv -= step * mv / ((vv * inverseC2).squareRoot() + eps)
+      UnsafeMutableRawPointer(m + j).storeBytes(of: mv, as: SIMD8<Float>.self)
+      UnsafeMutableRawPointer(v + j).storeBytes(of: vv, as: SIMD8<Float>.self)
+      UnsafeMutableRawPointer(w + j).storeBytes(of: wv, as: SIMD8<Float>.self)
+      j += 8
+    }
+    while j < n {
       m[j] = decay1 * m[j] + (1 - b1) * g[j]
       v[j] = decay2 * v[j] + (1 - b2) * g[j] * g[j]
-      w[j] -= lr * (m[j] / c1) / ((v[j] / c2).squareRoot() + eps)
+      w[j] -= step * m[j] / ((v[j] * inverseC2).squareRoot() + eps)
+      j += 1
     }
   }
 }

@@ -6,6 +6,7 @@
 import COpenBLAS
 import Foundation
 import TTCodegen
+import TTEmbedding
 import TTIR
 import TTRuntime
 import TTTrain
@@ -64,7 +65,7 @@ let repetitions = arguments.firstIndex(of: "--repetitions").flatMap { Int(argume
 // `--json-out FILE` writes the measurements instead of a table, `--extra FILE,...` merges such
 // files into this run's table.
 let only: Set<String>? = arguments.firstIndex(of: "--only").map { Set(arguments[$0 + 1].split(separator: ",").map(String.init)) }
-func selected(_ id: String) -> Bool { only?.contains(id) ?? (id != "W5warm") }
+func selected(_ id: String) -> Bool { only?.contains(id) ?? (id != "W5warm" && id != "curve") }
 let jsonOut = arguments.firstIndex(of: "--json-out").map { arguments[$0 + 1] }
 let extraFiles = arguments.firstIndex(of: "--extra").map { arguments[$0 + 1].split(separator: ",").map(String.init) } ?? []
 
@@ -307,6 +308,65 @@ if selected("W6s") {
   measurements.append(Measurement(id: "W6sw", name: "W6s batches again, warm", seconds: run.warm, metric: "s", value: run.warm))
   print(String(format: "W6s %d distinct lengths; 1 executable, %d kernels compiled, %d layouts (adaptive buckets: %@)",
                Set(lengths).count, run.compiled, run.layouts, run.trainer.shapes.adaptiveEdges.description as NSString))
+}
+
+// W8: dynamic embedding tables at dim 16 and 64 — insert 2^20 ids (training lookups of new ids),
+// look up batches of 65,536 Zipf(1.1) ids over them (evaluation), and one training step on such
+// a batch: lookup with insertion, gradient summed per unique row, SparseAdam update of the rows.
+if selected("W8") {
+  let idCount = 1 << 20, batch = 65_536
+  // Zipf(1.1) over ranks 1...idCount by inverse CDF; ranks map to scattered ids.
+  var cdf = [Double](repeating: 0, count: idCount)
+  var total = 0.0
+  for k in 0..<idCount { total += pow(Double(k + 1), -1.1); cdf[k] = total }
+  var state: UInt64 = 12345
+  func uniform() -> Double { state = state &* 6364136223846793005 &+ 1442695040888963407; return Double(state >> 11) / Double(1 << 53) }
+  func scatter(_ k: Int) -> Int64 { Int64(bitPattern: UInt64(k) &* 0x9E3779B97F4A7C15 >> 1) }
+  let batches: [[Int64]] = (0..<8).map { _ in (0..<batch).map { _ in
+    let u = uniform() * total
+    var lo = 0, hi = idCount - 1
+    while lo < hi { let mid = (lo + hi) / 2; if cdf[mid] < u { lo = mid + 1 } else { hi = mid } }
+    return scatter(lo)
+  } }
+  for dim in [16, 64] {
+    let table = try EmbeddingTable(dim: dim, optimizer: .defaultSparseAdam, seed: 1, initialCapacity: 1024)
+    let all = (0..<idCount).map(scatter)
+    var out = [Float](repeating: 0, count: batch * dim)
+    var rows = [Int32](repeating: 0, count: batch)
+    let insertStart = DispatchClock.now()
+    for start in stride(from: 0, to: idCount, by: batch) {
+      all[start..<(start + batch)].withUnsafeBufferPointer { ids in _ = table.lookup(ids, into: &out, training: true, step: 1) }
+    }
+    let insertRate = Double(idCount) / (DispatchClock.now() - insertStart)
+    var next = 0
+    let lookup = median({
+      batches[next % batches.count].withUnsafeBufferPointer { ids in _ = table.lookup(ids, into: &out, training: false) }
+      next += 1
+    }, repetitions: repetitions)
+    let grad = (0..<(batch * dim)).map { Float(($0 % 17) - 8) * 0.01 }
+    var step: Int64 = 1
+    var uniqueRows = 0
+    let update = median({
+      step += 1
+      batches[Int(step) % batches.count].withUnsafeBufferPointer { ids in _ = table.lookup(ids, into: &out, training: true, step: step, rowsOut: &rows) }
+      let sparse = rows.withUnsafeBufferPointer { r in grad.withUnsafeBufferPointer { table.sparseGradient(rows: r, grad: $0.baseAddress!) } }
+      uniqueRows = sparse.rows.count
+      try? table.apply(.defaultSparseAdam, sparse, step: step, lr: 1e-3)
+    }, repetitions: repetitions)
+    // The update alone, on a gradient prepared beforehand (what "row updates/s" counts).
+    batches[0].withUnsafeBufferPointer { ids in _ = table.lookup(ids, into: &out, training: true, step: step, rowsOut: &rows) }
+    let sparse = rows.withUnsafeBufferPointer { r in grad.withUnsafeBufferPointer { table.sparseGradient(rows: r, grad: $0.baseAddress!) } }
+    let apply = median({ step += 1; try? table.apply(.defaultSparseAdam, sparse, step: step, lr: 1e-3) }, repetitions: repetitions)
+    let stats = table.statistics
+    measurements.append(Measurement(id: "W8i\(dim)", name: "dim \(dim): insert", seconds: 0, metric: "Mkeys/s", value: insertRate / 1e6))
+    measurements.append(Measurement(id: "W8l\(dim)", name: "dim \(dim): lookup (Zipf 1.1)", seconds: lookup, metric: "Mkeys/s", value: Double(batch) / lookup / 1e6))
+    measurements.append(Measurement(id: "W8u\(dim)", name: "dim \(dim): lookup+grad+SparseAdam", seconds: update, metric: "Mkeys/s", value: Double(batch) / update / 1e6))
+    measurements.append(Measurement(id: "W8r\(dim)", name: "dim \(dim): SparseAdam row updates", seconds: apply, metric: "Mrows/s", value: Double(sparse.rows.count) / apply / 1e6))
+    measurements.append(Measurement(id: "W8b\(dim)", name: "dim \(dim): bytes per row / raw", seconds: 0, metric: "x",
+                                    value: Double(stats.bytes) / Double(stats.size) / Double(table.rawBytesPerRow)))
+    print(String(format: "W8  dim %d: %d rows, %.1f bytes per row (raw values and slots %d), %d unique rows per batch of %d",
+                 dim, stats.size, Double(stats.bytes) / Double(stats.size), table.rawBytesPerRow, uniqueRows, batch))
+  }
 }
 
 if let jsonOut {

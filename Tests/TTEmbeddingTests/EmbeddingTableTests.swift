@@ -3,7 +3,6 @@
 // every sparse optimizer over rows that skip steps, and exact export/import.
 import Foundation
 import Testing
-import TTInterp
 @testable import TTEmbedding
 
 struct Rng: RandomNumberGenerator {

@@ -143,3 +143,51 @@ struct SparseOptimizerTests {
     #expect(SparseOptimizer(name: "nope") == nil)
   }
 }
+
+/// Large batches take the parallel paths (lookups split across threads, the update split by
+/// rows); they must give exactly what the same work gives in small serial pieces.
+struct ParallelPathTests {
+  @Test(arguments: [SparseOptimizer.defaultSparseAdam, .defaultLazyAdam, .defaultAdagrad, .sgd])
+  func largeBatchesEqualSmallSerialPieces(_ optimizer: SparseOptimizer) throws {
+    let dim = 8
+    let whole = try EmbeddingTable(dim: dim, optimizer: optimizer, seed: 3, admission: .minimumCount(2))
+    let pieces = try EmbeddingTable(dim: dim, optimizer: optimizer, seed: 3, admission: .minimumCount(2))
+    var rng = Rng(state: 77)
+    for t in Int64(1)...4 {
+      let ids = (0..<20_000).map { _ in Int64.random(in: 0..<12_000, using: &rng) }
+      let grad = (0..<(ids.count * dim)).map { _ in Float.random(in: -1...1, using: &rng) }
+      // Whole batch: parallel lookup and parallel update.
+      var rowsWhole = [Int32](repeating: 0, count: ids.count)
+      var outWhole = [Float](repeating: 0, count: ids.count * dim)
+      ids.withUnsafeBufferPointer { i in _ = whole.lookup(i, into: &outWhole, training: true, step: t, rowsOut: &rowsWhole) }
+      let sparseWhole = rowsWhole.withUnsafeBufferPointer { r in grad.withUnsafeBufferPointer { whole.sparseGradient(rows: r, grad: $0.baseAddress!) } }
+      #expect(sparseWhole.rows.count >= 4096, "the update takes the parallel path")
+      try whole.apply(optimizer, sparseWhole, step: t, lr: 0.01)
+      // Pieces of 1,000 ids for the lookups; the gradient summed over the whole batch, applied
+      // in pieces of 500 rows.
+      var rowsPieces = [Int32](repeating: 0, count: ids.count)
+      var outPieces = [Float](repeating: 0, count: ids.count * dim)
+      for start in stride(from: 0, to: ids.count, by: 1000) {
+        ids[start..<(start + 1000)].withUnsafeBufferPointer { i in
+          rowsPieces.withUnsafeMutableBufferPointer { r in
+            outPieces.withUnsafeMutableBufferPointer { o in
+              _ = pieces.lookup(i, into: o.baseAddress! + start * dim, training: true, step: t, rowsOut: r.baseAddress! + start)
+            }
+          }
+        }
+      }
+      #expect(outWhole == outPieces, "step \(t): lookups")
+      #expect(rowsWhole == rowsPieces)
+      let sparsePieces = rowsPieces.withUnsafeBufferPointer { r in grad.withUnsafeBufferPointer { pieces.sparseGradient(rows: r, grad: $0.baseAddress!) } }
+      for start in stride(from: 0, to: sparsePieces.rows.count, by: 500) {
+        var part = SparseGradient()
+        let end = min(start + 500, sparsePieces.rows.count)
+        part.rows = Array(sparsePieces.rows[start..<end])
+        part.values = Array(sparsePieces.values[(start * dim)..<(end * dim)])
+        try pieces.apply(optimizer, part, step: t, lr: 0.01)
+      }
+    }
+    #expect(whole.serialized() == pieces.serialized())
+    #expect(whole.statistics == pieces.statistics)
+  }
+}
