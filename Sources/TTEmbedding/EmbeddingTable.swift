@@ -596,3 +596,54 @@ public final class EmbeddingTable {
   /// Raw bytes of what a row holds (values and slots), the yardstick for memory overhead.
   public var rawBytesPerRow: Int { rowBytes + slotBytesPerRow }
 }
+
+/// How `embedding_lookup_pooled` combines the valid rows of an example: their sum, their mean,
+/// or their sum divided by the square root of their count (an example with no valid id gets 0).
+public enum Combiner: String, Sendable, CaseIterable {
+  case sum, mean, sqrtn
+
+  /// The weight of each valid row for an example with `count` valid rows.
+  public func weight(count: Int) -> Float {
+    guard count > 0 else { return 0 }
+    switch self {
+    case .sum: return 1
+    case .mean: return 1 / Float(count)
+    case .sqrtn: return 1 / Float(count).squareRoot()
+    }
+  }
+}
+
+extension EmbeddingTable {
+  /// Whether position `l` of an example with `length` valid positions holds a real id.
+  @inline(__always)
+  public static func isValid(id: Int64, position l: Int, length: Int64?, paddingID: Int64?) -> Bool {
+    if let length, Int64(l) >= length { return false }
+    if let paddingID, id == paddingID { return false }
+    return true
+  }
+
+  /// Pooled evaluation lookups: `ids` is batch x width; positions past `lengths[b]` or holding
+  /// `paddingID` are skipped; the valid rows of each example are combined into `out` (batch x dim).
+  public func lookupPooled(_ ids: UnsafeBufferPointer<Int64>, width: Int, lengths: UnsafeBufferPointer<Int64>?, paddingID: Int64?,
+                           combiner: Combiner, into out: UnsafeMutablePointer<Float>) {
+    let batch = width == 0 ? (lengths?.count ?? 0) : ids.count / width
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: dim) { rowBuffer in
+      let row = rowBuffer.baseAddress!
+      for b in 0..<batch {
+        let target = out + b * dim
+        target.update(repeating: 0, count: dim)
+        var valid: [Int] = []
+        for l in 0..<width where Self.isValid(id: ids[b * width + l], position: l, length: lengths?[b], paddingID: paddingID) {
+          valid.append(l)
+        }
+        let w = combiner.weight(count: valid.count)
+        for l in valid {
+          let r = self.row(of: ids[b * width + l])
+          if r >= 0 { read(row: r, into: row) } else { row.update(repeating: defaultValue, count: dim) }
+          for j in 0..<dim { target[j] += w * row[j] }
+        }
+        stats.lookups += valid.count
+      }
+    }
+  }
+}

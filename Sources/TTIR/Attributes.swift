@@ -66,6 +66,7 @@ public struct Attributes: Hashable, Sendable {
   public func bool(_ key: String) -> Bool? { storage[key]?.boolValue }
   public func double(_ key: String) -> Double? { storage[key]?.doubleValue }
   public func ints(_ key: String) -> [Int]? { storage[key]?.intList }
+  public func string(_ key: String) -> String? { if case .string(let s)? = storage[key] { return s }; return nil }
 }
 
 /// Shortest text that reads back as the same double; `inf`, `-inf`, `nan` spelled as in the lexer.

@@ -195,9 +195,30 @@ public struct Param: Hashable, Sendable {
   }
 }
 
+/// A dynamic embedding table: `table @users : f32[16] = normal(std: 0.01, seed: 3) {default = 0.0}`.
+/// Its type is the type of one row; ids are i64 and unbounded (IR-specs/embeddings.md).
+public struct TableDecl: Hashable, Sendable {
+  public var name: String
+  public var rowType: TensorType
+  public var initializer: Initializer?
+  public var attributes: Attributes
+  public var location: SourceLocation?
+  public init(name: String, rowType: TensorType, initializer: Initializer?, attributes: Attributes = Attributes(),
+              location: SourceLocation? = nil) {
+    self.name = name; self.rowType = rowType; self.initializer = initializer; self.attributes = attributes; self.location = location
+  }
+  /// The value a lookup of an id without a row reads (attribute `default`, 0 when absent).
+  public var defaultValue: Double {
+    switch attributes["default"] { case .float(let f)?: return f; case .int(let i)?: return Double(i); default: return 0 }
+  }
+  /// Row storage: "f32" (default) or "bf16".
+  public var storage: String { if case .string(let s)? = attributes["storage"] { return s }; return "f32" }
+}
+
 public struct Module: Hashable, Sendable {
   public var name: String
   public var params: [Param] = []
+  public var tables: [TableDecl] = []
   public var functions: [Function] = []
   public var location: SourceLocation?
 
@@ -206,4 +227,5 @@ public struct Module: Hashable, Sendable {
   public func function(named name: String) -> Function? { functions.first { $0.name == name } }
   public func functionIndex(named name: String) -> Int? { functions.firstIndex { $0.name == name } }
   public func param(named name: String) -> Param? { params.first { $0.name == name } }
+  public func table(named name: String) -> TableDecl? { tables.first { $0.name == name } }
 }

@@ -24,6 +24,8 @@ public enum OpCode: String, CaseIterable, Hashable, Sendable, CustomStringConver
   // Normalizations and losses
   case softmax, logSoftmax = "log_softmax"
   case softmaxCrossEntropy = "softmax_cross_entropy", sigmoidCrossEntropy = "sigmoid_cross_entropy"
+  // Embedding tables (the first operand is a table; IR-specs/embeddings.md)
+  case embeddingLookup = "embedding_lookup", embeddingLookupPooled = "embedding_lookup_pooled"
   // Functions and fusion regions
   case call, fusion
 
@@ -36,7 +38,7 @@ public enum OpCode: String, CaseIterable, Hashable, Sendable, CustomStringConver
 /// How an op touches its operands: fusion and the interpreter dispatch on it.
 public enum OpClass: String, Sendable {
   case source, elementwiseUnary, elementwiseBinary, compare, select, cast
-  case reduction, argReduction, matmul, layout, gather, softmax, loss, call, fusion
+  case reduction, argReduction, matmul, layout, gather, softmax, loss, table, call, fusion
 }
 
 /// Which element types an op accepts for its (first) data operand.
@@ -181,6 +183,10 @@ extension OpInfo {
     add(.logSoftmax, .softmax, 1...1, .float, [attr("axis", .int)], cost: .expensive, rule: ShapeRules.softmax)
     add(.softmaxCrossEntropy, .loss, 2...2, .float, cost: .expensive, rule: ShapeRules.softmaxCrossEntropy)
     add(.sigmoidCrossEntropy, .loss, 2...2, .float, cost: .expensive, rule: ShapeRules.sigmoidCrossEntropy)
+
+    add(.embeddingLookup, .table, 2...2, .float, cost: .opaque, rule: ShapeRules.embeddingLookup)
+    add(.embeddingLookupPooled, .table, 2...3, .float, [attr("combiner", .string), attr("padding_id", .int)],
+        cost: .opaque, rule: ShapeRules.embeddingLookupPooled)
 
     add(.call, .call, 0...variadic, .any, cost: .opaque, rule: ShapeRules.call)
     add(.fusion, .fusion, 0...variadic, .any, [attr("kind", .string)], cost: .opaque, rule: ShapeRules.fusion)

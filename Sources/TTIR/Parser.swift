@@ -80,6 +80,14 @@ struct ParserState {
         globalNames[param.name] = param.location
         module.params.append(param)
         paramTypes[param.name] = param.type
+      } else if isKeyword("table") {
+        let table = try parseTable()
+        if let previous = globalNames[table.name] {
+          throw Diagnostic("redefinition of '@\(table.name)' (first defined at \(previous))", at: table.location)
+        }
+        globalNames[table.name] = table.location
+        module.tables.append(table)
+        paramTypes[table.name] = table.rowType
       } else if isKeyword("func") {
         let nameToken = tokens[Swift.min(index + 1, tokens.count - 1)]
         let function = try parseFunction(index: module.functions.count)
@@ -91,7 +99,7 @@ struct ParserState {
       } else if current.kind == .endOfFile {
         throw error("expected '}' to close module '@\(module.name)'")
       } else {
-        throw error("expected 'param', 'func' or '}', found \(current)")
+        throw error("expected 'param', 'table', 'func' or '}', found \(current)")
       }
     }
     _ = advance()
@@ -124,6 +132,17 @@ struct ParserState {
     if consume(.equal) { initializer = try parseInitializer() }
     _ = start
     return Param(name: name.text, type: type, initializer: initializer, location: name.location)
+  }
+
+  mutating func parseTable() throws(Diagnostic) -> TableDecl {
+    _ = advance()
+    let name = try expect(.globalName, "a table name like '@users'")
+    try expect(.colon, "':' after the table name")
+    let type = try parseTensorType()
+    var initializer: Initializer?
+    if consume(.equal) { initializer = try parseInitializer() }
+    let attributes = current.kind == .lBrace ? try parseAttributes() : Attributes()
+    return TableDecl(name: name.text, rowType: type, initializer: initializer, attributes: attributes, location: name.location)
   }
 
   mutating func parseInitializer() throws(Diagnostic) -> Initializer {

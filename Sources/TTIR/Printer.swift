@@ -12,8 +12,15 @@ public enum Printer {
       if let initializer = param.initializer { out += " = \(initializer)" }
       out += "\n"
     }
+    for table in module.tables {
+      out += "  table @\(table.name) : \(table.rowType)"
+      if let initializer = table.initializer { out += " = \(initializer)" }
+      let attributes = table.attributes.sortedPairs
+      if !attributes.isEmpty { out += " {" + attributes.map { "\($0.key) = \($0.value)" }.joined(separator: ", ") + "}" }
+      out += "\n"
+    }
     for (i, function) in module.functions.enumerated() {
-      if i > 0 || !module.params.isEmpty { out += "\n" }
+      if i > 0 || !module.params.isEmpty || !module.tables.isEmpty { out += "\n" }
       out += print(function, indent: "  ")
     }
     out += "}\n"

@@ -307,6 +307,34 @@ public enum ShapeRules {
     return [params.with(dims: Array(params.dims[..<a]) + indices.dims + Array(params.dims[(a + 1)...]))]
   }
 
+  /// `embedding_lookup @table, %ids`: one row per id, so ids' shape followed by the row's.
+  static let embeddingLookup: ShapeRule = { input in
+    let (row, ids) = (input.operands[0], input.operands[1])
+    guard ids.dtype == .i64 || ids.dtype == .i32 else { throw ShapeError("ids must be i64 or i32, got \(ids.dtype)") }
+    guard row.rank == 1, row.isStatic else { throw ShapeError("a table's row type must be a static vector, got \(row)") }
+    return [row.with(dims: ids.dims + row.dims)]
+  }
+
+  /// `embedding_lookup_pooled @table, %ids [, %lengths]`: ids [B, L] (multi-hot, padded with
+  /// `padding_id`, or valid up to `lengths[b]`) combined over L into [B, dim].
+  static let embeddingLookupPooled: ShapeRule = { input in
+    let (row, ids) = (input.operands[0], input.operands[1])
+    guard ids.dtype == .i64 || ids.dtype == .i32 else { throw ShapeError("ids must be i64 or i32, got \(ids.dtype)") }
+    guard ids.rank == 2 else { throw ShapeError("pooled ids must have rank 2 ([batch, ids per example]), got \(ids)") }
+    guard row.rank == 1, row.isStatic else { throw ShapeError("a table's row type must be a static vector, got \(row)") }
+    if input.operands.count == 3 {
+      let lengths = input.operands[2]
+      guard lengths.dtype == .i64 || lengths.dtype == .i32, lengths.dims == [ids.dims[0]] else {
+        throw ShapeError("lengths must be i32 or i64 of shape [\(ids.dims[0])], got \(lengths)")
+      }
+    }
+    let combiner = input.attributes.string("combiner") ?? "sum"
+    guard ["sum", "mean", "sqrtn"].contains(combiner) else {
+      throw ShapeError("combiner must be \"sum\", \"mean\" or \"sqrtn\", got \"\(combiner)\"")
+    }
+    return [row.with(dims: [ids.dims[0]] + row.dims)]
+  }
+
   static let oneHot: ShapeRule = { input in
     let indices = input.operands[0]
     guard indices.dtype == .i32 || indices.dtype == .i64 else {

@@ -16,13 +16,71 @@ public enum Verifier {
         problems.append(Diagnostic("parameter '@\(param.name)': \(message)", at: param.location))
       }
     }
-    let paramTypes = Dictionary(module.params.map { ($0.name, $0.type) }, uniquingKeysWith: { first, _ in first })
+    for table in module.tables { problems += tableProblems(table) }
+    var paramTypes = Dictionary(module.params.map { ($0.name, $0.type) }, uniquingKeysWith: { first, _ in first })
+    for table in module.tables where paramTypes[table.name] == nil { paramTypes[table.name] = table.rowType }
+    let tableNames = Set(module.tables.map(\.name))
+    for function in module.functions { problems += tableUseProblems(function, tables: tableNames) }
     let signatures = Dictionary(module.functions.map { ($0.name, (arguments: $0.argumentTypes, results: $0.resultTypes)) },
                                 uniquingKeysWith: { first, _ in first })
     for function in module.functions {
       problems += verify(function, paramTypes: paramTypes, signatures: signatures)
     }
     problems += recursionProblems(module)
+    return problems
+  }
+
+  /// A table's row type is a static float vector; its initializer is one a table can use; its
+  /// attributes are `default` (a number) and `storage` ("f32" or "bf16").
+  static func tableProblems(_ table: TableDecl) -> [Diagnostic] {
+    var problems: [String] = []
+    if !(table.rowType.rank == 1 && table.rowType.isStatic && table.rowType.dtype == .f32) {
+      problems.append("its row type must be a static f32 vector like f32[16], got \(table.rowType)")
+    }
+    if let initializer = table.initializer {
+      switch InitializerSpec.resolve(initializer) {
+      case .failure(let e): problems.append(e.message)
+      case .success(let values):
+        switch initializer.kind {
+        case "zeros", "ones", "constant": break
+        case "uniform" where values["low"] == -(values["high"] ?? 0): break
+        case "normal" where values["mean"] == 0: break
+        default: problems.append("a table initializer is zeros, ones, constant(value), uniform(low: -s, high: s, seed: n) or normal(mean: 0, std: s, seed: n), got \(initializer)")
+        }
+      }
+    }
+    for (key, value) in table.attributes.sortedPairs {
+      switch (key, value) {
+      case ("default", .float), ("default", .int): break
+      case ("storage", .string(let s)) where s == "f32" || s == "bf16": break
+      case ("storage", _): problems.append("attribute 'storage' is \"f32\" or \"bf16\"")
+      default: problems.append("unknown table attribute '\(key)' (tables take 'default' and 'storage')")
+      }
+    }
+    return problems.map { Diagnostic("table '@\(table.name)': \($0)", at: table.location) }
+  }
+
+  /// Tables are read only by the embedding ops, always as their first operand, and those ops
+  /// read nothing else as their first operand.
+  static func tableUseProblems(_ function: Function, tables: Set<String>) -> [Diagnostic] {
+    func table(_ v: ValueID) -> String? {
+      if case .global(let name) = function[v].definition, tables.contains(name) { return name }
+      return nil
+    }
+    var problems: [Diagnostic] = []
+    for id in function.body {
+      let op = function[id]
+      let at = op.location ?? function.location
+      let isLookup = op.code == .embeddingLookup || op.code == .embeddingLookupPooled
+      for (k, operand) in op.operands.enumerated() {
+        if let name = table(operand), !(isLookup && k == 0) {
+          problems.append(Diagnostic("\(describe(op, in: function)): '@\(name)' is an embedding table; only embedding_lookup and embedding_lookup_pooled read it", at: at))
+        }
+      }
+      if isLookup, let first = op.operands.first, table(first) == nil {
+        problems.append(Diagnostic("\(describe(op, in: function)): the first operand must be an embedding table ('@name' declared with 'table')", at: at))
+      }
+    }
     return problems
   }
 

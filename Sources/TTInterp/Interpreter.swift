@@ -5,6 +5,7 @@
 // math wraps to the dtype's width. Bad inputs (wrong count, dtype, shape, an out-of-range index)
 // produce a named InterpreterError, never a crash.
 
+import TTEmbedding
 import TTIR
 
 public enum InterpreterError: Error, Equatable, CustomStringConvertible {
@@ -41,10 +42,12 @@ public let maxInterpreterElements = 1 << 28
 public struct Interpreter {
   public let module: Module
   public private(set) var params: [String: Tensor]
+  /// The module's embedding tables (shared references: whoever trains them is seen here).
+  public let tables: [String: EmbeddingTable]
 
   /// Prepares `module` for interpretation. Parameters take their value from `params` when given
   /// there and from their initializer otherwise.
-  public init(module: Module, params given: [String: Tensor] = [:]) throws(InterpreterError) {
+  public init(module: Module, params given: [String: Tensor] = [:], tables givenTables: [String: EmbeddingTable] = [:]) throws(InterpreterError) {
     let problems = Verifier.verify(module)
     if let first = problems.first { throw .invalidModule(first.description) }
     self.module = module
@@ -62,6 +65,11 @@ public struct Interpreter {
       }
     }
     params = values
+    var made: [String: EmbeddingTable] = [:]
+    for decl in module.tables {
+      if let given = givenTables[decl.name] { made[decl.name] = given } else { made[decl.name] = try Tables.make(decl) }
+    }
+    tables = made
   }
 
   /// Runs function `name` on `inputs` (one per argument, in order) and returns its results.
@@ -111,7 +119,8 @@ public struct Interpreter {
     var env = [Tensor?](repeating: nil, count: function.values.count)
     for (argument, tensor) in zip(function.arguments, inputs) { env[argument.index] = tensor }
     for (i, value) in function.values.enumerated() {
-      if case .global(let name) = value.definition { env[i] = params[name] }
+      // A table global stands for the table; the embedding ops read the table itself.
+      if case .global(let name) = value.definition { env[i] = params[name] ?? Tensor.filled(.f32, shape: [0], value: 0) }
     }
     for opID in function.body {
       let op = function[opID]
@@ -120,6 +129,14 @@ public struct Interpreter {
       let results: [Tensor]
       if op.code == .fusion, let body = op.body {
         results = try evaluate(body, operands)
+      } else if op.code == .embeddingLookup || op.code == .embeddingLookupPooled {
+        guard case .global(let name) = function[op.operands[0]].definition, let table = tables[name] else {
+          throw .invalidModule("'\(op.code)' reads no table")
+        }
+        let shape = resultTypes[0].dims.map { dim -> Int in
+          switch dim { case .known(let n): return n; case .symbol(let s): return symbols[s] ?? 0 }
+        }
+        results = [Tables.evaluate(op, table: table, operands: operands, shape: shape)]
       } else if op.code == .call {
         guard let callee = module.function(named: op.callee ?? "") else { throw .unknownFunction(op.callee ?? "") }
         results = try evaluate(callee, operands)

@@ -89,6 +89,9 @@ enum Kernels {
       return make(dtype, shape, values)
     case .call, .fusion:
       fatalError("calls and fusions are evaluated by the interpreter")
+    case .embeddingLookup, .embeddingLookupPooled:
+      // They read table state, which only an Interpreter (or an executable) holds.
+      throw .invalidModule("'\(op.code)' needs its table; evaluate it through an Interpreter")
     }
   }
 

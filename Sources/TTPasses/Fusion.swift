@@ -30,7 +30,7 @@ enum FusionPolicy {
       return true
     case .gather:
       return code == .oneHot   // one_hot is an elementwise compare with iota; gather reads memory at run-time indices
-    case .matmul, .call, .fusion:
+    case .matmul, .call, .fusion, .table:
       return false
     }
   }
@@ -41,6 +41,7 @@ enum FusionPolicy {
     case .matmul: return "matmul is a BLAS call (only its epilogue fuses, in a gemm region)"
     case .call: return "call is opaque"
     case .gather: return "gather reads memory at run-time indices and runs as its own thunk"
+    case .embeddingLookup, .embeddingLookupPooled: return "embedding lookups read a table and run as their own thunk"
     case .fusion: return "already a fusion"
     default: return "'\(code)' is not fusible"
     }

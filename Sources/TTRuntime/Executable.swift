@@ -16,6 +16,7 @@
 import COpenBLAS
 import Glibc
 import TTCodegen
+import TTEmbedding
 import TTIR
 import TTInterp
 import TTPasses
@@ -53,6 +54,8 @@ public final class Executable: @unchecked Sendable {
     case gemm(a: Int, b: Int, c: Int, transposeA: Bool, transposeB: Bool)
     case interpretOp(OpNode, operands: [Int], result: Int)
     case interpretRegion(Interpreter, operands: [Int], results: [Int])
+    /// An embedding op: evaluation lookups of `table` (operands: ids, and lengths when pooled).
+    case table(EmbeddingTable, OpNode, operands: [Int], result: Int)
   }
 
   struct Slot {
@@ -110,7 +113,11 @@ public final class Executable: @unchecked Sendable {
   /// (XLA's input/output aliasing): a training step's new parameter overwrites the old one.
   public let aliasing: [Int: Int]
 
+  /// The embedding tables the function's lookups read (given, or made from the declarations).
+  public let tables: [String: EmbeddingTable]
+
   public init(module: Module, function functionName: String, params: [String: Tensor] = [:],
+              tables givenTables: [String: EmbeddingTable] = [:],
               pool: ThreadPool = .shared, pipeline: Pipeline = Pipelines.codegen,
               donating donated: Set<Int> = [], aliasing: [Int: Int] = [:]) throws(ExecutableError) {
     self.donated = donated
@@ -132,8 +139,9 @@ public final class Executable: @unchecked Sendable {
 
     // Parameters: initialized once, kept in native layout.
     let interpreterForParams: Interpreter
-    do { interpreterForParams = try Interpreter(module: module, params: params) }
+    do { interpreterForParams = try Interpreter(module: module, params: params, tables: givenTables) }
     catch { throw .invalid("\(error)") }
+    tables = interpreterForParams.tables
     for (k, value) in lowered.values.enumerated() {
       switch value.definition {
       case .argument(let i):
@@ -146,7 +154,7 @@ public final class Executable: @unchecked Sendable {
           slotOf[ValueID(k)] = addSlot(value.type, .argument(i))
         }
       case .global(let name):
-        let tensor = interpreterForParams.params[name]!
+        guard let tensor = interpreterForParams.params[name] else { continue }   // a table: read by its lookups
         slotOf[ValueID(k)] = addSlot(value.type, .persistent(Self.persistentCopy(tensor)))
       case .result: break
       }
@@ -194,11 +202,18 @@ public final class Executable: @unchecked Sendable {
     }
     let results = op.results.map { r in addSlot(lowered.type(of: r), .arena) }
     for (r, s) in zip(op.results, results) { slotOf[r] = s }
-    let operands = op.operands.map { slotOf[$0]! }
+    let operands = op.operands.map { slotOf[$0] ?? -1 }   // -1: a table operand
     if op.code == .fusion, let body = op.body {
       if case .string("gemm")? = op.attributes["kind"], lowerGemmRegion(body, op: op, operands: operands, result: results[0]) { return }
       if tryKernel(body, operands: operands, result: results[0], inPlace: dyingArguments(body, op.operands)) { return }
       try interpretRegion(body, operands: operands, results: results)
+      return
+    }
+    if op.code == .embeddingLookup || op.code == .embeddingLookupPooled {
+      guard case .global(let name) = lowered[op.operands[0]].definition, let table = tables[name] else {
+        throw .invalid("'\(op.code)' reads no table")
+      }
+      thunks.append(.table(table, op, operands: Array(operands.dropFirst()), result: results[0]))
       return
     }
     if op.code == .matmul, gemmSupported(op.operands.map { lowered.type(of: $0) }) {
@@ -236,6 +251,7 @@ public final class Executable: @unchecked Sendable {
         continue
       }
       if op.code == .matmul, gemmSupported(op.operands.map { lowered.type(of: $0) }) { continue }
+      if op.code.info.opClass == .table { continue }
       if op.results.count == 1 {
         let single = singleOpBody(op)
         requests.append(KernelCache.Request(single, inPlace: dyingArguments(single, op.operands)))
@@ -581,6 +597,7 @@ public final class Executable: @unchecked Sendable {
     case .gemm(let a, let b, let c, _, _): return ([a, b], [c])
     case .interpretOp(_, let operands, let result): return (operands, [result])
     case .interpretRegion(_, let operands, let results): return (operands, results)
+    case .table(_, _, let operands, let result): return (operands, [result])
     }
   }
 
@@ -610,6 +627,7 @@ public final class Executable: @unchecked Sendable {
       case .gemm(let a, let b, let c, let ta, let tb): return "gemm s\(a)\(ta ? "^T" : "") x s\(b)\(tb ? "^T" : "") -> s\(c) : \(slots[c].type)"
       case .interpretOp(let op, let operands, let result): return "interpret '\(op.code)'(\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result)"
       case .interpretRegion(_, let operands, let results): return "interpret region(\(operands.map { "s\($0)" }.joined(separator: ", "))) -> \(results.map { "s\($0)" }.joined(separator: ", "))"
+      case .table(_, let op, let operands, let result): return "\(op.code) (\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result) : \(slots[result].type)"
       }
     }
   }
@@ -653,6 +671,8 @@ public final class Executable: @unchecked Sendable {
       }
     case .gemm(let a, let b, let c, let ta, let tb):
       runGemm(a: a, b: b, c: c, transposeA: ta, transposeB: tb, plan: plan)
+    case .table(let table, let op, let operands, let result):
+      runLookup(table, op, operands: operands, result: result, plan: plan)
     case .interpretOp(let op, let operands, let result):
       let tensors = operands.map { RawTensor.read(slots[$0].type.dtype, shape: plan.shapes[$0], from: plan.pointers[$0]) }
       do {
@@ -668,6 +688,33 @@ public final class Executable: @unchecked Sendable {
         for (v, r) in zip(values, results) { RawTensor.write(v, to: plan.pointers[r]) }
       } catch {
         throw .runtime("\(error)")
+      }
+    }
+  }
+
+  /// Evaluation lookups into the result buffer (ids and lengths widened to i64 first).
+  func runLookup(_ table: EmbeddingTable, _ op: OpNode, operands: [Int], result: Int, plan: Plan) {
+    func int64s(_ slot: Int) -> [Int64] {
+      let count = elementCount(plan.shapes[slot]) ?? 0
+      let p = plan.pointers[slot]
+      if slots[slot].type.dtype == .i64 { return Array(UnsafeBufferPointer(start: p.assumingMemoryBound(to: Int64.self), count: count)) }
+      return UnsafeBufferPointer(start: p.assumingMemoryBound(to: Int32.self), count: count).map { Int64($0) }
+    }
+    let ids = int64s(operands[0])
+    let out = plan.pointers[result].assumingMemoryBound(to: Float.self)
+    if op.code == .embeddingLookup {
+      ids.withUnsafeBufferPointer { _ = table.lookup($0, into: out, training: false) }
+      return
+    }
+    let width = plan.shapes[operands[0]].count == 2 ? plan.shapes[operands[0]][1] : 0
+    let lengths = operands.count > 1 ? int64s(operands[1]) : nil
+    let combiner = Combiner(rawValue: op.attributes.string("combiner") ?? "sum") ?? .sum
+    let padding = op.attributes.int("padding_id").map(Int64.init)
+    ids.withUnsafeBufferPointer { i in
+      if let lengths {
+        lengths.withUnsafeBufferPointer { table.lookupPooled(i, width: width, lengths: $0, paddingID: padding, combiner: combiner, into: out) }
+      } else {
+        table.lookupPooled(i, width: width, lengths: nil, paddingID: padding, combiner: combiner, into: out)
       }
     }
   }

@@ -219,6 +219,10 @@ enum GradientRules {
       b.accumulate(ops[1], bin(.mul, g, b.emit(.neg, [x(0)], tx(0))))
     case .gather:
       throw .notDifferentiable(op: "gather", reason: "its gradient (a scatter-add) is not implemented yet")
+    case .embeddingLookup, .embeddingLookupPooled:
+      // The training step never differentiates them in the graph: EmbeddingLowering replaces each
+      // by a row input whose gradient the runtime sums per row (a sparse gradient).
+      throw .notDifferentiable(op: op.code.rawValue, reason: "a table's gradient is sparse; lower lookups to row inputs first (EmbeddingLowering)")
     case .eq, .ne, .lt, .le, .gt, .ge, .and, .or, .not:
       break
     case .call, .fusion:
