@@ -144,15 +144,15 @@ public final class EmbeddingTable {
 
   var indexKeys = Slab(bytes: 0)
   var indexRows = Slab(bytes: 0)
-  public private(set) var indexCapacity = 0
+  public internal(set) var indexCapacity = 0
   var rowSlab = Slab(bytes: 0)
   var slotSlab = Slab(bytes: 0)
   var metaSlab = Slab(bytes: 0)
-  public private(set) var rowCapacity = 0
+  public internal(set) var rowCapacity = 0
   /// Rows handed out so far, live or freed (freed ones are on `freeRows`).
   var highWater = 0
   var freeRows: [Int32] = []
-  public private(set) var count = 0
+  public internal(set) var count = 0
   var stats = TableStatistics()
   var exactCounts: [Int64: Int32] = [:]
   var sketch: [UInt32] = []

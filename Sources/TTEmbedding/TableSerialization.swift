@@ -102,3 +102,24 @@ extension EmbeddingTable {
     return table
   }
 }
+
+extension EmbeddingTable {
+  /// Takes over the contents of `other` (a table deserialized from a checkpoint): rows, slots,
+  /// metadata and index. Both must have the same dimension, storage and slots.
+  public func replaceContents(with other: EmbeddingTable) throws(EmbeddingError) {
+    guard other.dim == dim, other.storage == storage, other.slotCount == slotCount else {
+      throw .invalid("a table of dim \(other.dim), \(other.storage), \(other.slotCount) slots cannot replace one of dim \(dim), \(storage), \(slotCount) slots")
+    }
+    swap(&indexKeys, &other.indexKeys)
+    swap(&indexRows, &other.indexRows)
+    swap(&rowSlab, &other.rowSlab)
+    swap(&slotSlab, &other.slotSlab)
+    swap(&metaSlab, &other.metaSlab)
+    swap(&indexCapacity, &other.indexCapacity)
+    swap(&rowCapacity, &other.rowCapacity)
+    swap(&highWater, &other.highWater)
+    swap(&freeRows, &other.freeRows)
+    swap(&count, &other.count)
+    scratchPosition = []
+  }
+}

@@ -27,7 +27,8 @@ public enum AutodiffError: Error, CustomStringConvertible, Equatable {
 
 public enum Autodiff {
   /// A module with a new function `@<name>.grad` returning (loss, gradients of every parameter).
-  public static func gradient(of module: Module, function name: String) throws(AutodiffError) -> Module {
+  /// With `inputs`, the gradients of those inputs (by position) follow the parameters'.
+  public static func gradient(of module: Module, function name: String, inputs: [Int] = []) throws(AutodiffError) -> Module {
     guard module.function(named: name) != nil else { throw .unknownFunction(name) }
     var flat = module
     _ = Inlining.pass.run(&flat, PassContext())
@@ -35,7 +36,7 @@ public enum Autodiff {
     guard function.resultTypes.count == 1, function.resultTypes[0].rank == 0, function.resultTypes[0].dtype.isFloat else {
       throw .notScalarLoss(name, function.resultTypes.first ?? .scalar(.f32))
     }
-    var builder = GradientBuilder(forward: function, params: module.params)
+    var builder = GradientBuilder(forward: function, params: module.params, inputs: inputs.map { function.arguments[$0] })
     let grad = try builder.build(name: name + ".grad")
     return try installing(grad, in: module, what: "the gradient (a bug in a gradient rule)")
   }
@@ -55,15 +56,18 @@ public enum Autodiff {
 struct GradientBuilder {
   let forward: Function
   let params: [Param]
+  /// Forward arguments whose gradients are returned too (embedding row inputs).
+  let inputs: [ValueID]
   var g: Function
   /// Forward value (in `forward`) -> the same value in `g`.
   var primal: [ValueID: ValueID] = [:]
   /// Forward value -> its accumulated adjoint in `g`.
   var adjoint: [ValueID: ValueID] = [:]
 
-  init(forward: Function, params: [Param]) {
+  init(forward: Function, params: [Param], inputs: [ValueID] = []) {
     self.forward = forward
     self.params = params
+    self.inputs = inputs
     g = Function(name: "", location: forward.location)
   }
 
@@ -99,6 +103,10 @@ struct GradientBuilder {
       if let global, let a = adjoint[global] { results.append(a) }
       else { results.append(constant(0, p.type)) }
       types.append(p.type)
+    }
+    for a in inputs {
+      results.append(adjoint[a] ?? constant(0, forward.type(of: a)))
+      types.append(forward.type(of: a))
     }
     g.returnValues = results
     g.resultTypes = types

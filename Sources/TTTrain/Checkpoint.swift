@@ -102,9 +102,13 @@ public struct Checkpoint {
 
   /// Writes atomically to `path` (temporary file, fsync, rename, fsync of the directory).
   public func write(to path: String) throws(CheckpointError) {
+    try Self.writeAtomically(encode(), to: path)
+  }
+
+  /// Writes `bytes` to `path` atomically (temporary file, fsync, rename, fsync of the directory).
+  public static func writeAtomically(_ bytes: [UInt8], to path: String) throws(CheckpointError) {
     let directory = (path as NSString).deletingLastPathComponent
     let temporary = path + ".tmp-\(getpid())"
-    let bytes = encode()
     do { try FileManager.default.createDirectory(atPath: directory.isEmpty ? "." : directory, withIntermediateDirectories: true) }
     catch { throw .cannotWrite(path: path, reason: error.localizedDescription) }
     let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)

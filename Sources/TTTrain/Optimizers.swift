@@ -51,8 +51,11 @@ public struct OptimizerConfig: Sendable, Equatable {
 public enum TrainStep {
   public static func slotName(_ slot: String, of param: String) -> String { "\(slot).\(param)" }
 
-  public static func build(_ module: Module, loss: String, optimizer: OptimizerConfig) throws(AutodiffError) -> Module {
-    let withGrad = try Autodiff.gradient(of: module, function: loss)
+  /// The step of `loss` (whose embedding lookups `EmbeddingLowering` has already turned into row
+  /// inputs `rowInputs`): `(inputs..., lr, step, params..., slots...) -> (loss, params'...,
+  /// slots'..., row gradients...)`.
+  public static func build(_ module: Module, loss: String, optimizer: OptimizerConfig, rowInputs: [Int] = []) throws(AutodiffError) -> Module {
+    let withGrad = try Autodiff.gradient(of: module, function: loss, inputs: rowInputs)
     let grad = withGrad.function(named: loss + ".grad")!
     guard let lossFunction = module.function(named: loss) else { throw .unknownFunction(loss) }
     let floatType = grad.resultTypes[0].dtype
@@ -77,7 +80,8 @@ public enum TrainStep {
       for (o, n) in zip(op.results, step[new].results) { map[o] = n }
     }
     var b = UpdateBuilder(function: step, dtype: floatType)
-    var gradients = grad.returnValues.dropFirst().map { map[$0]! }
+    let rowGradients = grad.returnValues.suffix(rowInputs.count).map { map[$0]! }
+    var gradients = grad.returnValues.dropFirst().dropLast(rowInputs.count).map { map[$0]! }
     if let clip = optimizer.clipNorm {
       var total: ValueID? = nil
       for gv in gradients {
@@ -99,7 +103,7 @@ public enum TrainStep {
       newSlots += slots
     }
     step = b.function
-    step.returnValues = [map[grad.returnValues[0]]!] + newParams + newSlots
+    step.returnValues = [map[grad.returnValues[0]]!] + newParams + newSlots + rowGradients
     step.resultTypes = step.returnValues.map { step.type(of: $0) }
     return try Autodiff.installing(step, in: module, what: "the training step")
   }

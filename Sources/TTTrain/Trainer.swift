@@ -9,6 +9,7 @@ import TTIR
 import TTInterp
 import TTRuntime
 import TTCodegen
+import TTEmbedding
 
 public enum TrainingError: Error, CustomStringConvertible {
   case setup(String)
@@ -40,17 +41,44 @@ public final class Trainer {
   public private(set) var buildSeconds = 0.0
   public var compileStatistics: ExecutableStatistics { executable.statistics }
   var staging: [UnsafeMutableRawPointer] = []
+  /// Embedding tables, their sparse optimizer, and the lookups of the loss function.
+  public let tables: [String: EmbeddingTable]
+  public let sparseOptimizer: SparseOptimizer
+  public let sites: [LookupSite]
+  let rowInputCount: Int
+
+  /// SparseAdam for Adam-family optimizers (the per-row step-aware fix of LazyAdam), the sparse
+  /// form of SGD and Adagrad for those.
+  public static func defaultSparseOptimizer(for kind: OptimizerConfig.Kind) -> SparseOptimizer {
+    switch kind {
+    case .sgd, .momentum, .nesterov: return .sgd
+    case .adagrad: return .defaultAdagrad
+    default: return .defaultSparseAdam
+    }
+  }
 
   public init(module: Module, loss: String, optimizer: OptimizerConfig, params: [String: Tensor] = [:],
-              bucketPolicy: BucketPolicy = .powersOfTwo) throws(TrainingError) {
+              bucketPolicy: BucketPolicy = .powersOfTwo, sparseOptimizer: SparseOptimizer? = nil) throws(TrainingError) {
     self.module = module
     self.lossName = loss
     self.optimizer = optimizer
     guard let lossFunction = module.function(named: loss) else { throw .setup("no function named '@\(loss)'") }
     inputTypes = lossFunction.argumentTypes
     let phaseStart = DispatchClock.now()
-    do { stepModule = try TrainStep.build(module, loss: loss, optimizer: optimizer) }
-    catch { throw .setup("\(error)") }
+    // Lookups become row inputs filled by the runtime; their gradients come back as step outputs.
+    let sparse = sparseOptimizer ?? Self.defaultSparseOptimizer(for: optimizer.kind)
+    self.sparseOptimizer = sparse
+    do {
+      let (lowered, sites) = try EmbeddingLowering.lower(module, function: loss)
+      self.sites = sites
+      rowInputCount = sites.count
+      stepModule = try TrainStep.build(lowered, loss: loss, optimizer: optimizer, rowInputs: sites.map(\.rowsInput))
+    } catch { throw .setup("\(error)") }
+    var made: [String: EmbeddingTable] = [:]
+    for decl in module.tables {
+      do { made[decl.name] = try Tables.make(decl, slotInitialValues: sparse.slotInitialValues) } catch { throw .setup("\(error)") }
+    }
+    tables = made
     buildSeconds = DispatchClock.now() - phaseStart
     let interpreter: Interpreter
     do { interpreter = try Interpreter(module: module, params: params) } catch { throw .setup("\(error)") }
@@ -65,9 +93,9 @@ public final class Trainer {
     stateNames = names
     stateTypes = initial.map(\.type)
     pendingState = initial
-    firstStateArgument = inputTypes.count + 2
+    firstStateArgument = inputTypes.count + rowInputCount + 2
     do {
-      let first = inputTypes.count + 2
+      let first = inputTypes.count + rowInputCount + 2
       let stateArguments = first..<(first + initial.count)
       executable = try Executable(module: stepModule, function: loss + ".train_step", donating: Set(stateArguments),
                                   aliasing: Dictionary(uniqueKeysWithValues: initial.indices.map { (1 + $0, first + $0) }))
@@ -117,8 +145,10 @@ public final class Trainer {
   @discardableResult
   public func step(_ batch: [Tensor], lr: Double) throws(TrainingError) -> Double {
     let dtype = stateTypes.first?.dtype ?? .f32
+    guard batch.count == inputTypes.count else { throw .step("the step takes \(inputTypes.count) inputs, got \(batch.count)") }
+    let rowTypes = sites.map { TensorType(.f32, shape: batch[$0.idsInput].shape + [$0.rowsType.dims.last!.staticSize!]) }
     let run: Executable.PreparedRun
-    do { run = try shapes.prepare(inputTypes: batch.map(\.type) + [.scalar(dtype), .scalar(dtype)] + stateTypes) }
+    do { run = try shapes.prepare(inputTypes: batch.map(\.type) + rowTypes + [.scalar(dtype), .scalar(dtype)] + stateTypes) }
     catch { throw .step("\(error)") }
     // State lives in the executable's pinned buffers, the same in every layout: a new batch shape
     // moves nothing. Only the first step (or a restore) writes it.
@@ -127,9 +157,14 @@ public final class Trainer {
       self.pendingState = nil
     }
     current = run
-    for (i, t) in batch.enumerated() { RawTensor.write(t, to: run.inputs[i]) }
-    RawTensor.write(Tensor.scalar(lr, dtype), to: run.inputs[batch.count])
-    RawTensor.write(Tensor.scalar(Double(stepCount + 1), dtype), to: run.inputs[batch.count + 1])
+    let t = Int64(stepCount + 1)
+    for (i, tensor) in batch.enumerated() { RawTensor.write(tensor, to: run.inputs[i]) }
+    // Training lookups (new ids get rows) straight into the row inputs.
+    let siteRows = sites.enumerated().map { k, site in
+      lookUp(site, batch: batch, into: run.inputs[inputTypes.count + k].assumingMemoryBound(to: Float.self), step: t)
+    }
+    RawTensor.write(Tensor.scalar(lr, dtype), to: run.inputs[batch.count + rowInputCount])
+    RawTensor.write(Tensor.scalar(Double(t), dtype), to: run.inputs[batch.count + rowInputCount + 1])
     do { try run.execute() } catch { throw .step("\(error)") }
     let loss = RawTensor.read(dtype, shape: [], from: run.outputs[0]).doubles[0]
     // New state: outputs that did not land in their input's buffer are staged, then copied (an
@@ -137,7 +172,51 @@ public final class Trainer {
     let moved = stateTypes.indices.filter { run.outputs[1 + $0] != run.inputs[firstStateArgument + $0] }
     for i in moved { memcpy(staging[i], run.outputs[1 + i], bytes(i)) }
     for i in moved { memcpy(run.inputs[firstStateArgument + i], staging[i], bytes(i)) }
+    // Sparse updates: per table, the row gradients of all its lookups summed per unique row.
+    let firstRowGradient = 1 + stateTypes.count
+    for (name, table) in tables.sorted(by: { $0.key < $1.key }) {
+      var rows: [Int32] = [], grads: [Float] = []
+      for (k, site) in sites.enumerated() where site.table == name {
+        let count = siteRows[k].count
+        rows += siteRows[k]
+        grads += UnsafeBufferPointer(start: run.outputs[firstRowGradient + k].assumingMemoryBound(to: Float.self), count: count * table.dim)
+      }
+      guard !rows.isEmpty else { continue }
+      let gradient = rows.withUnsafeBufferPointer { r in grads.withUnsafeBufferPointer { table.sparseGradient(rows: r, grad: $0.baseAddress!) } }
+      do { try table.apply(sparseOptimizer, gradient, step: t, lr: Float(lr)) } catch { throw .step("table '@\(name)': \(error)") }
+    }
     stepCount += 1
     return loss
+  }
+
+  /// Training lookups of one site into `out`; returns the row of each position (-1: padding or not
+  /// admitted, which read zeros and get no gradient).
+  func lookUp(_ site: LookupSite, batch: [Tensor], into out: UnsafeMutablePointer<Float>, step: Int64) -> [Int32] {
+    let table = tables[site.table]!
+    let ids = batch[site.idsInput].int64s
+    var rows = [Int32](repeating: -1, count: ids.count)
+    if !site.pooled {
+      ids.withUnsafeBufferPointer { i in rows.withUnsafeMutableBufferPointer { r in _ = table.lookup(i, into: out, training: true, step: step, rowsOut: r.baseAddress!) } }
+      return rows
+    }
+    let width = batch[site.idsInput].shape[1]
+    let lengths = site.lengthsInput.map { batch[$0].int64s }
+    let valid = ids.indices.filter { p in
+      EmbeddingTable.isValid(id: ids[p], position: p % max(width, 1), length: lengths?[p / max(width, 1)], paddingID: site.paddingID)
+    }
+    let compact = valid.map { ids[$0] }
+    var values = [Float](repeating: 0, count: compact.count * table.dim)
+    var compactRows = [Int32](repeating: -1, count: compact.count)
+    compact.withUnsafeBufferPointer { i in
+      values.withUnsafeMutableBufferPointer { v in
+        compactRows.withUnsafeMutableBufferPointer { r in _ = table.lookup(i, into: v.baseAddress!, training: true, step: step, rowsOut: r.baseAddress!) }
+      }
+    }
+    out.update(repeating: 0, count: ids.count * table.dim)
+    for (k, p) in valid.enumerated() {
+      rows[p] = compactRows[k]
+      for j in 0..<table.dim { out[p * table.dim + j] = values[k * table.dim + j] }
+    }
+    return rows
   }
 }

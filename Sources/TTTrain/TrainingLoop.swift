@@ -7,6 +7,7 @@ import Foundation
 import TTIR
 import TTRuntime
 import TTCodegen
+import TTEmbedding
 
 public struct TrainingOptions {
   public var batch = 32
@@ -22,6 +23,8 @@ public struct TrainingOptions {
   public var shuffle = true
   /// How batch sizes map to memory layouts of the one compiled step (see ShapeBuckets).
   public var bucketPolicy = BucketPolicy.powersOfTwo
+  /// The optimizer of embedding tables (nil: the default for the dense optimizer).
+  public var sparseOptimizer: SparseOptimizer? = nil
   /// Initial parameter values by name (instead of the initializers).
   public var initialParams: [String: Tensor] = [:]
   public init() {}
@@ -54,7 +57,7 @@ public final class TrainingLoop {
   public init(module: Module, loss: String, optimizer: OptimizerConfig, data: Dataset, evalData: Dataset? = nil,
               options: TrainingOptions) throws(TrainingError) {
     trainer = try Trainer(module: module, loss: loss, optimizer: optimizer, params: options.initialParams,
-                          bucketPolicy: options.bucketPolicy)
+                          bucketPolicy: options.bucketPolicy, sparseOptimizer: options.sparseOptimizer)
     self.options = options
     self.data = data
     self.evalData = evalData
@@ -78,7 +81,22 @@ public final class TrainingLoop {
     let metadata = ["format": "ttfc-checkpoint-1", "model_hash": modelHash, "step": String(trainer.stepCount),
                     "optimizer": trainer.optimizer.kind.rawValue, "epoch": String(order.epoch),
                     "offset": String(order.offset), "seed": String(options.seed), "batch": String(options.batch)]
-    try Checkpoint(tensors: zip(trainer.stateNames, trainer.state).map { ($0, $1) }, metadata: metadata).write(to: path)
+    // Tables go to files of their own named by step, written first; the checkpoint (written
+    // last, atomically) names them, so a crash at any point leaves a consistent older checkpoint.
+    var withTables = metadata
+    let directory = (path as NSString).deletingLastPathComponent
+    for (name, table) in trainer.tables.sorted(by: { $0.key < $1.key }) {
+      let file = "table.\(name).\(trainer.stepCount).ttemb"
+      try Checkpoint.writeAtomically(table.serialized(), to: (directory as NSString).appendingPathComponent(file))
+      withTables["table." + name] = file
+    }
+    try Checkpoint(tensors: zip(trainer.stateNames, trainer.state).map { ($0, $1) }, metadata: withTables).write(to: path)
+    // Table files of earlier checkpoints are no longer named by any checkpoint.
+    let current = Set(withTables.filter { $0.key.hasPrefix("table.") }.map(\.value))
+    for file in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+    where file.hasPrefix("table.") && file.hasSuffix(".ttemb") && !current.contains(file) {
+      try? FileManager.default.removeItem(atPath: (directory as NSString).appendingPathComponent(file))
+    }
   }
 
   /// Restores from the checkpoint directory; false when there is no checkpoint yet.
@@ -99,6 +117,14 @@ public final class TrainingLoop {
     }
     do { try trainer.restore(Dictionary(uniqueKeysWithValues: checkpoint.tensors.map { ($0.name, $0.tensor) }), step: step) }
     catch { throw mismatch("\(error)") }
+    let directory = (path as NSString).deletingLastPathComponent
+    for (name, table) in trainer.tables {
+      guard let file = checkpoint.metadata["table." + name] else { throw mismatch("it has no table '@\(name)'") }
+      let tablePath = (directory as NSString).appendingPathComponent(file)
+      guard let data = FileManager.default.contents(atPath: tablePath) else { throw .corrupt(path: tablePath, reason: "the table file is missing") }
+      do { try table.replaceContents(with: EmbeddingTable.deserialize([UInt8](data))) }
+      catch { throw .corrupt(path: tablePath, reason: "\(error)") }
+    }
     order = BatchOrder(count: data.count, batch: options.batch, seed: options.seed, epoch: epoch, offset: offset, shuffle: options.shuffle)
     return true
   }
@@ -153,7 +179,7 @@ public final class TrainingLoop {
     var metrics: [String: Double] = [:]
     func meanOver(_ name: String) throws -> Double? {
       guard let function = module.function(named: name), function.resultTypes == [.scalar(function.resultTypes[0].dtype)] else { return nil }
-      let executable = try Executable(module: module, function: name, params: params)
+      let executable = try Executable(module: module, function: name, params: params, tables: trainer.tables)
       let cols = try zip(function.arguments, function.argumentTypes).map { try evalData.column(for: function[$0.0].name, type: $0.1) }
       var total = 0.0
       var start = 0
@@ -170,7 +196,7 @@ public final class TrainingLoop {
        labelType.rank == 1, labelType.dtype.isFloat, predict.resultTypes.first?.rank == 1 {
       let lossFunction = module.function(named: trainer.lossName)!
       let labels = try evalData.column(for: lossFunction[lossFunction.arguments.last!].name, type: labelType).doubles
-      let executable = try Executable(module: module, function: "predict", params: params)
+      let executable = try Executable(module: module, function: "predict", params: params, tables: trainer.tables)
       let cols = try zip(predict.arguments, predict.argumentTypes).map { try evalData.column(for: predict[$0.0].name, type: $0.1) }
       var scores: [Double] = []
       var start = 0
