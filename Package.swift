@@ -38,7 +38,7 @@ let package = Package(
     .target(name: "CSupport"),
     .target(name: "TTEmbedding", dependencies: ["CZlib", "CSupport"]),
     .executableTarget(name: "ttfc", dependencies: [
-      "TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCodegen", "TTTrain",
+      "TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCodegen", "TTTrain", "TTEmbedding",
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
     ]),
     .executableTarget(name: "ttfc-bench", dependencies: ["TTIR", "TTRuntime", "TTCodegen", "TTTrain", "TTEmbedding", "COpenBLAS"]),

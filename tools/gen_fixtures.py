@@ -320,6 +320,30 @@ wz = (wx @ wd["wide_w"] + d2 @ wd["deep_w3"] + wd["bias"]).reshape(7)
 EXAMPLES.append(("example_wide_deep", "wide_deep.ttir", "predict", [wx, dx], [(1 / (1 + np.exp(-wz))).astype(np.float32)], wd))
 
 
+# ---- embedding tables --------------------------------------------------------------------
+# The interpreter's tables start empty and evaluation never inserts, so every id reads the
+# table's default (0.5 here): the fixtures pin down shapes, validity (padding ids, lengths) and
+# the combiners' weights; row contents are tested with the tables themselves.
+TABLE = "  table @t : f32[3] = zeros {default = 0.5}\n"
+ids = np.array([[7, 8], [9, 7]], dtype=np.int64)
+case("embedding_lookup", [ids], [np.full((2, 2, 3), 0.5, np.float32)],
+     ["%out0 = embedding_lookup @t, %in0 : f32[2, 2, 3]"], module_extra=TABLE)
+multi = np.array([[1, 2, -1], [-1, -1, -1], [4, 4, 4], [5, -1, 6]], dtype=np.int64)
+lengths = np.array([2, 0, 3, 1], dtype=np.int32)
+valid_pad = (multi != -1)
+valid_len = np.arange(3)[None, :] < lengths[:, None]
+def pooled(valid, combiner):
+    count = valid.sum(axis=1).astype(np.float64)
+    weight = {"sum": np.ones_like(count), "mean": 1 / np.maximum(count, 1), "sqrtn": 1 / np.sqrt(np.maximum(count, 1))}[combiner]
+    return np.repeat((count * weight * 0.5)[:, None], 3, axis=1).astype(np.float32)
+case("embedding_lookup_pooled_sum_padding", [multi], [pooled(valid_pad, "sum")],
+     ['%out0 = embedding_lookup_pooled @t, %in0 {combiner = "sum", padding_id = -1} : f32[4, 3]'], module_extra=TABLE)
+case("embedding_lookup_pooled_mean_lengths", [multi, lengths], [pooled(valid_len, "mean")],
+     ['%out0 = embedding_lookup_pooled @t, %in0, %in1 {combiner = "mean"} : f32[4, 3]'], module_extra=TABLE)
+case("embedding_lookup_pooled_sqrtn_both", [multi, lengths], [pooled(valid_len & valid_pad, "sqrtn")],
+     ['%out0 = embedding_lookup_pooled @t, %in0, %in1 {combiner = "sqrtn", padding_id = -1} : f32[4, 3]'], module_extra=TABLE)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     for f in os.listdir(OUT):

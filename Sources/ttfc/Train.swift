@@ -3,6 +3,7 @@
 // JSON-lines metrics and checkpoints. Ctrl-C saves a checkpoint before exiting.
 import ArgumentParser
 import Foundation
+import TTEmbedding
 import TTIR
 import TTPasses
 import TTRuntime
@@ -46,6 +47,8 @@ struct Train: ParsableCommand {
   var bucketPolicy = "pow2"
   @Flag(help: "At the end, print compiles, kernel cache hits, shape buckets, padding and compile seconds (to stderr).")
   var stats = false
+  @Option(help: "Optimizer of embedding tables: sgd, adagrad, ftrl, adam (dense semantics), lazyadam, sparseadam (default: sparseadam for Adam-family optimizers, else the sparse form of --optimizer).")
+  var sparseOptimizer: String?
 
   func run() throws {
     let module = try SourceFile.read(file).module()
@@ -70,6 +73,12 @@ struct Train: ParsableCommand {
     options.metricsPath = metrics
     options.shuffle = shuffle
     do { options.bucketPolicy = try BucketPolicy(parsing: bucketPolicy) } catch { throw fail("--bucket-policy: \(error)") }
+    if let sparseOptimizer {
+      guard let parsed = SparseOptimizer(name: sparseOptimizer) else {
+        throw fail("unknown sparse optimizer '\(sparseOptimizer)' (expected sgd, adagrad, ftrl, adam, lazyadam, sparseadam)")
+      }
+      options.sparseOptimizer = parsed
+    }
     if let initParams {
       do { for (name, t) in try NpzArchive.read(path: initParams) { options.initialParams[name] = t } }
       catch { throw fail("--init-params: \(error)") }

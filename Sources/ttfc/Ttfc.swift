@@ -16,6 +16,6 @@ struct Ttfc: ParsableCommand {
       to see a model execute on the reference interpreter.
       """,
     version: version,
-    subcommands: [Check.self, Fmt.self, Opt.self, Compile.self, Run.self, Train.self, Version.self]
+    subcommands: [Check.self, Fmt.self, Opt.self, Compile.self, Run.self, Train.self, NCF.self, Version.self]
   )
 }

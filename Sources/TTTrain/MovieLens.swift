@@ -1,0 +1,227 @@
+// MovieLens — ratings in MovieLens's `ratings.csv` format (userId,movieId,rating,timestamp), a
+// generator of synthetic ratings in that format, and the MLPerf NCF protocol over them:
+// implicit feedback (every rating is a positive), the latest rating of each user held out as its
+// test item, training on the other positives with `negatives` sampled unrated items per positive
+// (fresh each epoch), and evaluation by ranking each user's test item among `candidates` sampled
+// unrated items: HR@10 (is it in the top 10) and NDCG@10 (1 / log2(rank + 2) when it is).
+// The synthetic generator gives items Zipfian popularity and users and items latent vectors: a
+// user rates popular items that agree with its tastes, so a model has structure to find.
+
+import Foundation
+import TTEmbedding
+import TTInterp
+import TTIR
+import TTRuntime
+
+public struct Rating: Equatable, Sendable {
+  public var user: Int64
+  public var item: Int64
+  public var rating: Double
+  public var timestamp: Int64
+  public init(user: Int64, item: Int64, rating: Double, timestamp: Int64) {
+    self.user = user; self.item = item; self.rating = rating; self.timestamp = timestamp
+  }
+}
+
+public enum MovieLens {
+  /// Reads a MovieLens ratings.csv; errors name the file, line and what is wrong.
+  public static func read(_ path: String) throws(DataError) -> [Rating] {
+    guard let data = FileManager.default.contents(atPath: path) else { throw .cannotRead("cannot read ratings file '\(path)'") }
+    let text = String(decoding: data, as: UTF8.self)
+    var lines = text.split(separator: "\n", omittingEmptySubsequences: true).map { $0.hasSuffix("\r") ? $0.dropLast() : $0 }
+    guard let header = lines.first else { throw .malformed("\(path): the file is empty") }
+    let columns = header.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+    guard columns.count >= 4, columns[0] == "userId", columns[1] == "movieId", columns[2] == "rating", columns[3] == "timestamp" else {
+      throw .malformed("\(path): expected the header userId,movieId,rating,timestamp, got '\(header)'")
+    }
+    lines.removeFirst()
+    var ratings: [Rating] = []
+    ratings.reserveCapacity(lines.count)
+    for (k, line) in lines.enumerated() {
+      let fields = line.split(separator: ",", omittingEmptySubsequences: false)
+      guard fields.count >= 4, let user = Int64(fields[0]), let item = Int64(fields[1]), let rating = Double(fields[2]),
+            let timestamp = Int64(fields[3]) else {
+        throw .malformed("\(path): line \(k + 2): expected userId,movieId,rating,timestamp as numbers, got '\(line)'")
+      }
+      ratings.append(Rating(user: user, item: item, rating: rating, timestamp: timestamp))
+    }
+    return ratings
+  }
+
+  /// Writes ratings in the MovieLens format.
+  public static func write(_ ratings: [Rating], to path: String) throws(DataError) {
+    var text = "userId,movieId,rating,timestamp\n"
+    for r in ratings { text += "\(r.user),\(r.item),\(r.rating == r.rating.rounded() ? String(format: "%.1f", r.rating) : String(r.rating)),\(r.timestamp)\n" }
+    do { try text.write(toFile: path, atomically: true, encoding: .utf8) } catch { throw .malformed("\(path): cannot write: \(error.localizedDescription)") }
+  }
+
+  /// Synthetic ratings: `users` users rating about `perUser` of `items` items each. Item k's
+  /// popularity follows Zipf(exponent); users and items have latent vectors of `rank`; a user
+  /// rates the popular items with the highest affinity among a random candidate pool.
+  public static func synthetic(users: Int, items: Int, perUser: Int, rank: Int = 8, exponent: Double = 1.0, seed: UInt64) -> [Rating] {
+    func latent(_ kind: UInt64, _ id: Int) -> [Double] { (0..<rank).map { SeededRandom.normal(seed &+ kind, UInt64(id), UInt64($0)) } }
+    let itemVectors = (0..<items).map { latent(2, $0) }
+    // Zipf weights and their cumulative distribution for popularity-biased candidate draws.
+    var cumulative = [Double](repeating: 0, count: items)
+    var total = 0.0
+    for k in 0..<items { total += pow(Double(k + 1), -exponent); cumulative[k] = total }
+    var ratings: [Rating] = []
+    for u in 0..<users {
+      let taste = latent(1, u)
+      var pool = Set<Int>()
+      var draw: UInt64 = 0
+      while pool.count < min(items, perUser * 4) && draw < UInt64(perUser * 40) {
+        let x = SeededRandom.uniform(seed &+ 3, UInt64(u), draw) * total
+        draw += 1
+        var lo = 0, hi = items - 1
+        while lo < hi { let mid = (lo + hi) / 2; if cumulative[mid] < x { lo = mid + 1 } else { hi = mid } }
+        pool.insert(lo)
+      }
+      let chosen = pool.sorted().map { i in (i, zip(taste, itemVectors[i]).reduce(0) { $0 + $1.0 * $1.1 }) }
+        .sorted { $0.1 > $1.1 }.prefix(perUser)
+      for (k, (item, affinity)) in chosen.enumerated() {
+        let stars = max(0.5, min(5, (3 + affinity).rounded()))
+        ratings.append(Rating(user: Int64(u + 1), item: Int64(item + 1), rating: stars,
+                              timestamp: 1_000_000_000 + Int64(u) * 10_000 + Int64((Int(SeededRandom.uniform(seed &+ 4, UInt64(u), UInt64(k)) * 9_000)))))
+      }
+    }
+    return ratings
+  }
+}
+
+/// The MLPerf NCF protocol over implicit feedback.
+public struct NCFProtocol {
+  public let users: [Int64]
+  public let items: [Int64]
+  /// Training positives (user, item) and each user's held-out test item.
+  public let train: [(user: Int64, item: Int64)]
+  public let test: [Int64: Int64]
+  let rated: [Int64: Set<Int64>]
+
+  public init(_ ratings: [Rating]) throws(DataError) {
+    var byUser: [Int64: [Rating]] = [:]
+    for r in ratings { byUser[r.user, default: []].append(r) }
+    var train: [(Int64, Int64)] = []
+    var test: [Int64: Int64] = [:]
+    var rated: [Int64: Set<Int64>] = [:]
+    for (user, list) in byUser where list.count >= 2 {
+      // Leave the latest out (ties: the larger item id, so the split is deterministic).
+      let latest = list.max { ($0.timestamp, $0.item) < ($1.timestamp, $1.item) }!
+      test[user] = latest.item
+      for r in list where !(r.item == latest.item && r.timestamp == latest.timestamp) { train.append((user, r.item)) }
+      rated[user] = Set(list.map(\.item))
+    }
+    guard !test.isEmpty else { throw .malformed("no user has two or more ratings (leave-last-out needs a training and a test item)") }
+    self.users = test.keys.sorted()
+    self.items = Set(ratings.map(\.item)).sorted()
+    self.train = train.sorted { ($0.0, $0.1) < ($1.0, $1.1) }
+    self.test = test
+    self.rated = rated
+  }
+
+  /// An item the user has not rated, drawn uniformly (deterministic in seed, user and draw).
+  func negative(for user: Int64, seed: UInt64, draw: UInt64) -> Int64 {
+    var attempt: UInt64 = 0
+    while true {
+      let k = Int(SeededRandom.uniform(seed, UInt64(bitPattern: user) &* 1_000_003 &+ draw, attempt) * Double(items.count))
+      let item = items[min(k, items.count - 1)]
+      if !(rated[user]?.contains(item) ?? false) { return item }
+      attempt += 1
+    }
+  }
+
+  /// One epoch's training examples: every positive, then `negatives` sampled unrated items per
+  /// positive (label 0), as (users, items, labels).
+  public func epoch(_ epoch: Int, negatives: Int, seed: UInt64) -> (users: [Int64], items: [Int64], labels: [Double]) {
+    var u: [Int64] = [], i: [Int64] = [], y: [Double] = []
+    for (k, p) in train.enumerated() {
+      u.append(p.user); i.append(p.item); y.append(1)
+      for n in 0..<negatives {
+        u.append(p.user)
+        i.append(negative(for: p.user, seed: seed &+ UInt64(epoch) &* 7_919, draw: UInt64(k * negatives + n)))
+        y.append(0)
+      }
+    }
+    return (u, i, y)
+  }
+
+  /// Each user's evaluation candidates: the test item first, then `count` sampled unrated items.
+  public func candidates(count: Int, seed: UInt64) -> [(user: Int64, items: [Int64])] {
+    users.map { user in (user, [test[user]!] + (0..<count).map { negative(for: user, seed: seed, draw: UInt64($0)) }) }
+  }
+
+  /// HR@k and NDCG@k of scores (one row per user, the test item's score first).
+  public static func hitRateAndNDCG(scores: [[Double]], k: Int = 10) -> (hr: Double, ndcg: Double) {
+    var hits = 0.0, gain = 0.0
+    for row in scores {
+      // Rank of the test item: how many candidates score strictly higher (ties favour the test item).
+      let rank = row.dropFirst().filter { $0 > row[0] }.count
+      if rank < k { hits += 1; gain += 1 / log2(Double(rank) + 2) }
+    }
+    return (hits / Double(scores.count), gain / Double(scores.count))
+  }
+}
+
+/// NCF trained and evaluated under the protocol: dense parameters with `optimizer`, tables with
+/// `sparse`, `epochs` epochs of positives plus sampled negatives, then HR@10 and NDCG@10.
+public enum NCFExperiment {
+  public struct Result: Sendable {
+    public var hr: Double
+    public var ndcg: Double
+    public var finalLoss: Double
+    public var seconds: Double
+  }
+
+  /// The model with every table initializer's seed moved by `seed`, so seeds vary the start too.
+  public static func reseeded(_ module: Module, by seed: UInt64) -> Module {
+    var m = module
+    for k in m.tables.indices {
+      guard var initializer = m.tables[k].initializer else { continue }
+      if let i = initializer.arguments.firstIndex(where: { $0.label == "seed" }) {
+        initializer.arguments[i].value += Double(seed) * 101
+      } else {
+        initializer.arguments.append(.init(label: "seed", value: Double(seed) * 101))
+      }
+      initializer.hasParentheses = true
+      m.tables[k].initializer = initializer
+    }
+    return m
+  }
+
+  public static func run(module: Module, protocol p: NCFProtocol, optimizer: OptimizerConfig, sparse: SparseOptimizer,
+                         epochs: Int, batch: Int, lr: Double, negatives: Int = 4, candidates: Int = 99, seed: UInt64,
+                         progress: (String) -> Void = { _ in }) throws -> Result {
+    let start = Date()
+    let model = reseeded(module, by: seed)
+    let trainer = try Trainer(module: model, loss: "loss", optimizer: optimizer, sparseOptimizer: sparse)
+    var lastLoss = Double.nan
+    for epoch in 0..<epochs {
+      let examples = p.epoch(epoch, negatives: negatives, seed: seed)
+      var order = BatchOrder(count: examples.users.count, batch: batch, seed: seed &+ UInt64(epoch), shuffle: true)
+      var losses: [Double] = []
+      let steps = (examples.users.count + batch - 1) / batch
+      for _ in 0..<steps {
+        let rows = order.next()
+        let u = Tensor(.i64, shape: [rows.count], ints: rows.map { examples.users[$0] })
+        let i = Tensor(.i64, shape: [rows.count], ints: rows.map { examples.items[$0] })
+        let y = Tensor(.f32, shape: [rows.count], floats: rows.map { examples.labels[$0] })
+        losses.append(try trainer.step([u, i, y], lr: lr))
+      }
+      lastLoss = losses.suffix(50).reduce(0, +) / Double(min(50, losses.count))
+      progress(String(format: "epoch %d: %d steps, loss %.4f", epoch + 1, steps, lastLoss))
+    }
+    // Evaluation: the test item among `candidates` sampled unrated items, per user.
+    let predict = try Executable(module: model, function: "predict", params: trainer.params, tables: trainer.tables)
+    var scores: [[Double]] = []
+    let lists = p.candidates(count: candidates, seed: seed &+ 999)
+    for chunk in stride(from: 0, to: lists.count, by: 64) {
+      let part = lists[chunk..<min(chunk + 64, lists.count)]
+      let users = part.flatMap { entry in [Int64](repeating: entry.user, count: entry.items.count) }
+      let items = part.flatMap(\.items)
+      let s = try predict.run([Tensor(.i64, shape: [users.count], ints: users), Tensor(.i64, shape: [items.count], ints: items)])[0].doubles
+      for k in 0..<part.count { scores.append(Array(s[(k * (candidates + 1))..<((k + 1) * (candidates + 1))])) }
+    }
+    let (hr, ndcg) = NCFProtocol.hitRateAndNDCG(scores: scores)
+    return Result(hr: hr, ndcg: ndcg, finalLoss: lastLoss, seconds: Date().timeIntervalSince(start))
+  }
+}
