@@ -28,7 +28,7 @@ struct Compile: ParsableCommand {
   @Option(name: .customLong("func"), help: "For thunks/llvm/asm: the function to compile (default: all).")
   var function: String?
 
-  @Flag(help: "Differentiate first: add @F.grad (loss and parameter gradients) for --func F (default @loss) and emit it too.")
+  @Flag(help: "Differentiate first: add @F.grad (loss, parameter gradients, then the gradients of embedding row inputs) for --func F (default @loss) and emit it too.")
   var grad = false
 
   @OptionGroup var pipeline: PipelineOptions
@@ -40,7 +40,11 @@ struct Compile: ParsableCommand {
     var original = try SourceFile.read(file).module()
     if grad {
       let name = function ?? "loss"
-      do { original = try Autodiff.gradient(of: original, function: name) } catch { throw fail("\(error)") }
+      // Embedding lookups become row inputs first; their gradients follow the parameters'.
+      do {
+        let (lowered, sites) = try EmbeddingLowering.lower(original, function: name)
+        original = try Autodiff.gradient(of: lowered, function: name, inputs: sites.map(\.rowsInput))
+      } catch { throw fail("\(error)") }
     }
     var module = original
     let text: String
