@@ -7,7 +7,10 @@ writes OUT_DIR/classification_{train,eval}.npz for examples/mlp.ttir (x: f32[N, 
 values in 0..255 from 10 class prototypes plus noise, y: i32[N]), OUT_DIR/logreg_{train,eval}.npz
 for examples/logreg.ttir (x: f32[N, 16], y: f32[N] from a logistic teacher), and
 OUT_DIR/ctr_{train,eval}.npz for examples/wide_deep.ttir (wide: f32[N, 8], deep: f32[N, 32],
-click: f32[N] from a teacher with a linear and a nonlinear part, about 25% positives)."""
+click: f32[N] from a teacher with a linear and a nonlinear part, about 25% positives), and
+OUT_DIR/ctr_sparse_{train,eval}.npz for examples/deepfm.ttir and examples/wide_deep_sparse.ttir
+(user, ad, site, cross: i64[N] ids with Zipfian popularity, interests: i64[N, 4] multi-hot ids
+padded with -1, dense: f32[N, 4], click: f32[N] from latent user and ad vectors)."""
 import argparse
 import os
 
@@ -44,7 +47,34 @@ def main():
     logit = wide @ rng.normal(0, 0.7, 8) + np.tanh(deep @ rng.normal(0, 0.5, (32, 8))) @ rng.normal(0, 1.2, 8) - 1.3
     click = (rng.uniform(0, 1, n) < 1 / (1 + np.exp(-logit))).astype(np.float32)
     split("ctr", {"wide": wide, "deep": deep, "click": click})
-    print(f"wrote classification, logreg and ctr splits ({n} examples each) to {args.out}")
+
+    # Sparse CTR: Zipfian users and ads with latent vectors; the click logit is their agreement,
+    # a site bias, the overlap of the user's interests with the ad's topic, and dense features.
+    users, ads, sites, topics = 2000, 500, 50, 40
+    def zipf(count, size, s=1.1):
+        weights = 1.0 / np.arange(1, count + 1) ** s
+        return rng.choice(count, size=size, p=weights / weights.sum())
+    user = zipf(users, n)
+    ad = zipf(ads, n)
+    site = rng.integers(0, sites, n)
+    user_vec = rng.normal(0, 1, (users, 4))
+    ad_vec = rng.normal(0, 1, (ads, 4))
+    ad_topic = rng.integers(0, topics, ads)
+    user_topics = rng.integers(0, topics, (users, 4))
+    user_topic_count = rng.integers(1, 5, users)
+    interests = np.where(np.arange(4)[None, :] < user_topic_count[user][:, None], user_topics[user], -1)
+    overlap = (interests == ad_topic[ad][:, None]).any(axis=1)
+    site_bias = rng.normal(0, 0.5, sites)
+    dense = rng.normal(0, 1, (n, 4)).astype(np.float32)
+    logit = (user_vec[user] * ad_vec[ad]).sum(axis=1) + site_bias[site] + 1.5 * overlap + dense @ np.array([0.5, -0.5, 0.3, 0.0]) - 1.0
+    click = (rng.uniform(0, 1, n) < 1 / (1 + np.exp(-logit))).astype(np.float32)
+    # Ids as a feature-hashing front end would give them: distinct per field, sparse and unbounded.
+    split("ctr_sparse", {"user": (user * 7919 + 1_000_000).astype(np.int64), "ad": (ad * 104729 + 2_000_000_000).astype(np.int64),
+                         "site": (site + 5_000_000_000).astype(np.int64),
+                         "cross": ((user * ads + ad) * 31 + 9_000_000_000).astype(np.int64),
+                         "interests": np.where(interests >= 0, interests + 7_000_000_000, -1).astype(np.int64),
+                         "dense": dense, "click": click})
+    print(f"wrote classification, logreg, ctr and ctr_sparse splits ({n} examples each) to {args.out}")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,41 @@ public struct ExecutableStatistics: Sendable {
   public var fallbackReasons: [String: Int] = [:]
 }
 
+/// The memory executables hold (parameters, constants, pinned state, arenas): 64-byte aligned,
+/// and counted per owner, so tests can check that an executable gives back all it held.
+public enum HostMemory {
+  nonisolated(unsafe) private static var records: [UnsafeMutableRawPointer: (owner: Int, bytes: Int)] = [:]
+  nonisolated(unsafe) private static var byOwner: [Int: Int] = [:]
+  nonisolated(unsafe) private static var nextOwner = 0
+  private static let lock = NSLockish()
+
+  /// A fresh owner tag (one per executable).
+  public static func newOwner() -> Int { lock.withLock { nextOwner += 1; return nextOwner } }
+
+  public static func allocate(_ bytes: Int, owner: Int) -> UnsafeMutableRawPointer {
+    var p: UnsafeMutableRawPointer?
+    precondition(posix_memalign(&p, 64, bytes) == 0 && p != nil, "out of memory allocating \(bytes) bytes")
+    lock.withLock {
+      records[p!] = (owner, bytes)
+      byOwner[owner, default: 0] += bytes
+    }
+    return p!
+  }
+
+  public static func release(_ p: UnsafeMutableRawPointer) {
+    lock.withLock {
+      if let record = records.removeValue(forKey: p) {
+        byOwner[record.owner, default: 0] -= record.bytes
+        if byOwner[record.owner] == 0 { byOwner[record.owner] = nil }
+      }
+    }
+    free(p)
+  }
+
+  /// Bytes `owner` holds now.
+  public static func liveBytes(owner: Int) -> Int { lock.withLock { byOwner[owner] ?? 0 } }
+}
+
 public final class Executable: @unchecked Sendable {
   enum Thunk {
     /// `inPlace`: operands the kernel may overwrite (it reads each element only to compute the
@@ -75,7 +110,7 @@ public final class Executable: @unchecked Sendable {
     init(capacity: [Int], pointers: [UnsafeMutableRawPointer], arena: UnsafeMutableRawPointer, arenaBytes: Int) {
       self.capacity = capacity; self.pointers = pointers; self.arena = arena; self.arenaBytes = arenaBytes
     }
-    deinit { free(arena) }
+    deinit { HostMemory.release(arena) }
   }
 
   /// One run's shapes (actual symbol values) in a layout (capacity symbol values).
@@ -93,6 +128,8 @@ public final class Executable: @unchecked Sendable {
   var thunks: [Thunk] = []
   var outputs: [Int] = []
   var layouts: [[Int]: Layout] = [:]
+  /// The tag of the memory this executable allocates (HostMemory): all of it is freed with it.
+  public let memoryOwner = HostMemory.newOwner()
   /// Index in `lowered.body` of each value's last reader, and of the op being lowered.
   var lastUse: [ValueID: Int] = [:]
   var currentOp = 0
@@ -146,16 +183,15 @@ public final class Executable: @unchecked Sendable {
       switch value.definition {
       case .argument(let i):
         if donated.contains(i), let shape = value.type.staticShape, let count = elementCount(shape) {
-          var p: UnsafeMutableRawPointer?
-          posix_memalign(&p, 64, max(count * value.type.dtype.byteSize, 64))
-          memset(p!, 0, max(count * value.type.dtype.byteSize, 64))
-          slotOf[ValueID(k)] = addSlot(value.type, .pinned(i, p!))
+          let p = HostMemory.allocate(max(count * value.type.dtype.byteSize, 64), owner: memoryOwner)
+          memset(p, 0, max(count * value.type.dtype.byteSize, 64))
+          slotOf[ValueID(k)] = addSlot(value.type, .pinned(i, p))
         } else {
           slotOf[ValueID(k)] = addSlot(value.type, .argument(i))
         }
       case .global(let name):
         guard let tensor = interpreterForParams.params[name] else { continue }   // a table: read by its lookups
-        slotOf[ValueID(k)] = addSlot(value.type, .persistent(Self.persistentCopy(tensor)))
+        slotOf[ValueID(k)] = addSlot(value.type, .persistent(Self.persistentCopy(tensor, owner: memoryOwner)))
       case .result: break
       }
     }
@@ -174,17 +210,15 @@ public final class Executable: @unchecked Sendable {
 
   deinit {
     for slot in slots {
-      if case .persistent(let p) = slot.storage { free(p) }
-      if case .pinned(_, let p) = slot.storage { free(p) }
+      if case .persistent(let p) = slot.storage { HostMemory.release(p) }
+      if case .pinned(_, let p) = slot.storage { HostMemory.release(p) }
     }
   }
 
-  static func persistentCopy(_ t: Tensor) -> UnsafeMutableRawPointer {
-    let bytes = max(t.count * t.dtype.byteSize, 1)
-    var p: UnsafeMutableRawPointer?
-    posix_memalign(&p, 64, bytes)
-    RawTensor.write(t, to: p!)
-    return p!
+  static func persistentCopy(_ t: Tensor, owner: Int) -> UnsafeMutableRawPointer {
+    let p = HostMemory.allocate(max(t.count * t.dtype.byteSize, 1), owner: owner)
+    RawTensor.write(t, to: p)
+    return p
   }
 
   func addSlot(_ type: TensorType, _ storage: Slot.Storage) -> Int {
@@ -197,7 +231,7 @@ public final class Executable: @unchecked Sendable {
   func lower(_ op: OpNode) throws(ExecutableError) {
     if op.code == .constant, let value = op.constantValue, let shape = lowered.type(of: op.results[0]).staticShape {
       let full = value.shape == shape ? value : Tensor.filled(value.dtype, shape: shape, value: value.doubles.first ?? 0)
-      slotOf[op.results[0]] = addSlot(lowered.type(of: op.results[0]), .persistent(Self.persistentCopy(full)))
+      slotOf[op.results[0]] = addSlot(lowered.type(of: op.results[0]), .persistent(Self.persistentCopy(full, owner: memoryOwner)))
       return
     }
     let results = op.results.map { r in addSlot(lowered.type(of: r), .arena) }
@@ -574,8 +608,7 @@ public final class Executable: @unchecked Sendable {
       placed.append(Block(start: offset, end: offset + size, first: first[s], last: last[s], external: nil))
       arenaBytes = max(arenaBytes, offset + size)
     }
-    var arena: UnsafeMutableRawPointer?
-    posix_memalign(&arena, 64, max(arenaBytes, 64))
+    var arena: UnsafeMutableRawPointer? = HostMemory.allocate(max(arenaBytes, 64), owner: memoryOwner)
     // Touch every page now, so the first step in this layout does not pay for page faults.
     memset(arena!, 0, max(arenaBytes, 64))
     let pointers = slots.indices.map { k -> UnsafeMutableRawPointer in

@@ -41,7 +41,7 @@ public enum MovieLens {
       let fields = line.split(separator: ",", omittingEmptySubsequences: false)
       guard fields.count >= 4, let user = Int64(fields[0]), let item = Int64(fields[1]), let rating = Double(fields[2]),
             let timestamp = Int64(fields[3]) else {
-        throw .malformed("\(path): line \(k + 2): expected userId,movieId,rating,timestamp as numbers, got '\(line)'")
+        throw .malformed("\(path):\(k + 2): expected userId,movieId,rating,timestamp as numbers, got '\(line)'")
       }
       ratings.append(Rating(user: user, item: item, rating: rating, timestamp: timestamp))
     }

@@ -25,6 +25,11 @@ public struct TrainingOptions {
   public var bucketPolicy = BucketPolicy.powersOfTwo
   /// The optimizer of embedding tables (nil: the default for the dense optimizer).
   public var sparseOptimizer: SparseOptimizer? = nil
+  /// Table eviction, applied every `evictEvery` steps: rows not seen for more than `tableTTL`
+  /// steps, and least frequently used rows beyond `tableCapacity` rows per table.
+  public var tableTTL: Int? = nil
+  public var tableCapacity: Int? = nil
+  public var evictEvery = 100
   /// Initial parameter values by name (instead of the initializers).
   public var initialParams: [String: Tensor] = [:]
   public init() {}
@@ -165,10 +170,34 @@ public final class TrainingLoop {
         for (k, v) in metrics { entry["eval_" + k] = v }
         log(entry)
       }
+      if (options.tableTTL != nil || options.tableCapacity != nil), trainer.stepCount % max(1, options.evictEvery) == 0 {
+        evictTableRows()
+      }
       if let every = options.checkpointEvery, trainer.stepCount % every == 0 { try saveCheckpoint() }
     }
     try saveCheckpoint()
     return true
+  }
+
+  /// Applies the eviction policies to every table (in name order, so runs stay reproducible).
+  public func evictTableRows() {
+    for (_, table) in trainer.tables.sorted(by: { $0.key < $1.key }) {
+      if let ttl = options.tableTTL { table.evictExpired(step: Int64(trainer.stepCount), ttl: Int64(ttl)) }
+      if let capacity = options.tableCapacity { table.evictLeastFrequent(keeping: capacity) }
+    }
+  }
+
+  /// Writes every table for serving (rows only, optionally only rows seen in the last `recent`
+  /// steps) as DIR/NAME.ttemb; returns the paths.
+  public func exportTables(to directory: String, recent: Int? = nil) throws(CheckpointError) -> [String] {
+    var paths: [String] = []
+    for (name, table) in trainer.tables.sorted(by: { $0.key < $1.key }) {
+      let path = (directory as NSString).appendingPathComponent("\(name).ttemb")
+      let since = recent.map { Int64(trainer.stepCount - $0 + 1) }
+      try Checkpoint.writeAtomically(table.serialized(withSlots: false, seenSince: since), to: path)
+      paths.append(path)
+    }
+    return paths
   }
 
   /// Loss (mean over examples), and accuracy / AUC when the model defines them, on the eval data.

@@ -49,6 +49,10 @@ struct Train: ParsableCommand {
   var stats = false
   @Option(help: "Optimizer of embedding tables: sgd, adagrad, ftrl, adam (dense semantics), lazyadam, sparseadam (default: sparseadam for Adam-family optimizers, else the sparse form of --optimizer).")
   var sparseOptimizer: String?
+  @Option(help: "Evict table rows not seen in training for more than N steps (checked every 100 steps).") var tableTtl: Int?
+  @Option(help: "Keep at most N rows per table, evicting the least frequently used (checked every 100 steps).") var tableCapacity: Int?
+  @Option(help: "After training, write each table for serving (rows only) to DIR/NAME.ttemb.") var exportTables: String?
+  @Option(help: "With --export-tables, keep only rows seen in the last N steps.") var exportRecent: Int?
 
   func run() throws {
     let module = try SourceFile.read(file).module()
@@ -73,6 +77,8 @@ struct Train: ParsableCommand {
     options.metricsPath = metrics
     options.shuffle = shuffle
     do { options.bucketPolicy = try BucketPolicy(parsing: bucketPolicy) } catch { throw fail("--bucket-policy: \(error)") }
+    if let tableTtl { guard tableTtl >= 0 else { throw fail("--table-ttl must be non-negative") }; options.tableTTL = tableTtl }
+    if let tableCapacity { guard tableCapacity >= 1 else { throw fail("--table-capacity must be at least 1") }; options.tableCapacity = tableCapacity }
     if let sparseOptimizer {
       guard let parsed = SparseOptimizer(name: sparseOptimizer) else {
         throw fail("unknown sparse optimizer '\(sparseOptimizer)' (expected sgd, adagrad, ftrl, adam, lazyadam, sparseadam)")
@@ -121,7 +127,20 @@ struct Train: ParsableCommand {
       print("interrupted at step \(loop.trainer.stepCount)" + (checkpoint.map { "; checkpoint saved in \($0)" } ?? ""))
       throw ExitCode(130)
     }
-    if stats { for line in loop.trainer.shapes.report() { print(line, to: &standardError) } }
+    if stats {
+      for line in loop.trainer.shapes.report() { print(line, to: &standardError) }
+      for (name, table) in loop.trainer.tables.sorted(by: { $0.key < $1.key }) {
+        let t = table.statistics
+        print(String(format: "table @%@: %d rows (capacity %d), %.2f MiB, %d inserts, %d evictions, hit rate %.3f", name as NSString,
+                     t.size, t.rowCapacity, Double(t.bytes) / 1_048_576, t.inserts, t.evictions, t.hitRate), to: &standardError)
+      }
+    }
+    if let exportTables {
+      do {
+        try FileManager.default.createDirectory(atPath: exportTables, withIntermediateDirectories: true)
+        for path in try loop.exportTables(to: exportTables, recent: exportRecent) { print("table exported to \(path)") }
+      } catch { throw fail("--export-tables: \(error)") }
+    }
     if let last = loop.losses.last { print(String(format: "done: %d steps, final training loss %.6f", loop.trainer.stepCount, last)) }
     if let checkpoint { print("checkpoint: \(checkpoint)/checkpoint.safetensors") }
   }
