@@ -72,22 +72,22 @@ struct ParserState {
     try expect(.lBrace, "'{' after the module name")
     var globalNames: [String: SourceLocation] = [:]
     while current.kind != .rBrace {
+      // Parameters and tables share the module's global names; their types resolve '@name' uses.
+      func declare(_ name: String, _ type: TensorType, at location: SourceLocation?) throws(Diagnostic) {
+        if let previous = globalNames[name] {
+          throw Diagnostic("redefinition of '@\(name)' (first defined at \(previous))", at: location)
+        }
+        globalNames[name] = location
+        paramTypes[name] = type
+      }
       if isKeyword("param") {
         let param = try parseParam()
-        if let previous = globalNames[param.name] {
-          throw Diagnostic("redefinition of '@\(param.name)' (first defined at \(previous))", at: param.location)
-        }
-        globalNames[param.name] = param.location
+        try declare(param.name, param.type, at: param.location)
         module.params.append(param)
-        paramTypes[param.name] = param.type
       } else if isKeyword("table") {
         let table = try parseTable()
-        if let previous = globalNames[table.name] {
-          throw Diagnostic("redefinition of '@\(table.name)' (first defined at \(previous))", at: table.location)
-        }
-        globalNames[table.name] = table.location
+        try declare(table.name, table.rowType, at: table.location)
         module.tables.append(table)
-        paramTypes[table.name] = table.rowType
       } else if isKeyword("func") {
         let nameToken = tokens[Swift.min(index + 1, tokens.count - 1)]
         let function = try parseFunction(index: module.functions.count)
