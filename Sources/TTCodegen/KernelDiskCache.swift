@@ -12,7 +12,8 @@
 // Temporary files of killed writers are never read and are swept after an hour.
 //
 // Location: $TTFC_CACHE_DIR if set ("" or "off" disables the cache), else
-// $XDG_CACHE_HOME/ttfc or ~/.cache/ttfc; entries live in a subdirectory per identity.
+// $XDG_CACHE_HOME/ttfc or ~/.cache/ttfc; entries live in a subdirectory per identity, and the
+// directories of builds unused for a week are removed when a new one starts.
 
 import CZlib
 import Glibc
@@ -50,8 +51,37 @@ public struct KernelDiskCache: Sendable {
 
   public init?(root: String, identity: String) {
     directory = root + "/kernels-" + Self.hex(Self.hash128(identity))
+    let existed = access(directory, F_OK) == 0
     guard Self.makeDirectories(directory) else { return nil }
     sweepTemporaryFiles()
+    // Each rebuilt ttfc starts a directory of its own; when one starts, the directories of
+    // builds unused for a week go.
+    if !existed { Self.removeStaleSiblings(of: directory, root: root, olderThan: 7 * 24 * 3600) }
+  }
+
+  static func removeStaleSiblings(of directory: String, root: String, olderThan seconds: Int) {
+    guard let dir = opendir(root) else { return }
+    var stale: [String] = []
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    while let entry = readdir(dir) {
+      let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+      let path = root + "/" + name
+      var stats = stat()
+      guard name.hasPrefix("kernels-"), path != directory, stat(path, &stats) == 0,
+            now.tv_sec - stats.st_mtim.tv_sec > seconds else { continue }
+      stale.append(path)
+    }
+    closedir(dir)
+    for path in stale {
+      guard let inner = opendir(path) else { continue }
+      while let entry = readdir(inner) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        if name != "." && name != ".." { unlink(path + "/" + name) }
+      }
+      closedir(inner)
+      rmdir(path)
+    }
   }
 
   /// What besides a kernel's region decides its machine code.

@@ -59,4 +59,15 @@ struct KernelDiskCacheTests {
     #expect(cache.write(key: "key", name: "n", object: [1, 2, 3]))
     #expect(cache.read(key: "key") == .hit(name: "n", object: [1, 2, 3]))
   }
+
+  @Test func directoriesOfOldBuildsGoWhenANewBuildStarts() throws {
+    let root = FileManager.default.temporaryDirectory.appendingPathComponent("ttfc-kc-\(UUID().uuidString)").path
+    let old = try #require(KernelDiskCache(root: root, identity: "old build"))
+    old.write(key: "k", name: "n", object: [1])
+    let recent = try #require(KernelDiskCache(root: root, identity: "recent build"))
+    try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -8 * 24 * 3600)], ofItemAtPath: old.directory)
+    _ = try #require(KernelDiskCache(root: root, identity: "new build"))
+    #expect(!FileManager.default.fileExists(atPath: old.directory), "unused for over a week: removed")
+    #expect(FileManager.default.fileExists(atPath: recent.directory), "used recently: kept")
+  }
 }
