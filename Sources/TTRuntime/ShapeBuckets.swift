@@ -283,6 +283,9 @@ public final class ShapeSpecializer: @unchecked Sendable {
       stats.layoutSeconds += DispatchClock.now() - start
     }
     let run = try executable.prepare(inputTypes: inputTypes, capacity: target)
+    // Prepared runs are small and cheap to remake; a stream of endless new shapes must not
+    // accumulate them.
+    if prepared.count >= 4096 { prepared.removeAll(keepingCapacity: true) }
     prepared[shapeKey] = run
     return run
   }
