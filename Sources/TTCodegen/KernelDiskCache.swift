@@ -96,7 +96,7 @@ public struct KernelDiskCache: Sendable {
   /// The entry for `key`: its symbol name and object bytes, a miss, or a detected corruption.
   public func read(key: String) -> ReadResult {
     let file = path(for: key)
-    guard let bytes = Self.readFile(file) else { return .miss }
+    guard let bytes = AtomicFile.read(file) else { return .miss }
     func corrupt(_ reason: String) -> ReadResult {
       unlink(file)
       return .corrupt("\(file): \(reason)")
@@ -129,22 +129,7 @@ public struct KernelDiskCache: Sendable {
     func append(_ value: Int, _ width: Int) { for i in 0..<width { bytes.append(UInt8((value >> (8 * i)) & 0xff)) } }
     append(key.utf8.count, 4); append(name.utf8.count, 4); append(object.count, 8); append(Self.crc32(body), 4)
     bytes += body
-    let final = path(for: key)
-    let temporary = final + ".tmp.\(getpid()).\(Self.uniqueCounter())"
-    let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL, 0o644)
-    guard fd >= 0 else { return false }
-    var written = 0
-    let ok: Bool = bytes.withUnsafeBytes { raw in
-      while written < raw.count {
-        let n = Glibc.write(fd, raw.baseAddress! + written, raw.count - written)
-        if n <= 0 { return false }
-        written += n
-      }
-      return fsync(fd) == 0
-    }
-    close(fd)
-    guard ok, rename(temporary, final) == 0 else { unlink(temporary); return false }
-    return true
+    return AtomicFile.write(bytes, to: path(for: key)) == nil
   }
 
   /// Removes temporary files older than an hour (left by killed writers).
@@ -164,10 +149,6 @@ public struct KernelDiskCache: Sendable {
 
   // MARK: helpers
 
-  nonisolated(unsafe) private static var counter = 0
-  private static let counterLock = NSLockish()
-  static func uniqueCounter() -> Int { counterLock.withLock { counter += 1; return counter } }
-
   static func makeDirectories(_ path: String) -> Bool {
     var current = path.hasPrefix("/") ? "" : "."
     for part in path.split(separator: "/") {
@@ -176,25 +157,6 @@ public struct KernelDiskCache: Sendable {
     }
     var stats = stat()
     return stat(path, &stats) == 0 && (stats.st_mode & S_IFMT) == S_IFDIR
-  }
-
-  static func readFile(_ path: String) -> [UInt8]? {
-    let fd = open(path, O_RDONLY)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var stats = stat()
-    guard fstat(fd, &stats) == 0 else { return nil }
-    var bytes = [UInt8](repeating: 0, count: Int(stats.st_size))
-    var done = 0
-    let ok: Bool = bytes.withUnsafeMutableBytes { raw in
-      while done < raw.count {
-        let n = Glibc.read(fd, raw.baseAddress! + done, raw.count - done)
-        if n <= 0 { return false }
-        done += n
-      }
-      return true
-    }
-    return ok ? bytes : nil
   }
 
   static func crc32(_ bytes: [UInt8]) -> Int {

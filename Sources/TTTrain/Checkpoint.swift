@@ -7,6 +7,7 @@
 // names what is wrong: truncation, corruption (CRC), a different model, a missing tensor.
 
 import Foundation
+import TTCodegen
 import TTIR
 import TTRuntime
 
@@ -108,25 +109,9 @@ public struct Checkpoint {
   /// Writes `bytes` to `path` atomically (temporary file, fsync, rename, fsync of the directory).
   public static func writeAtomically(_ bytes: [UInt8], to path: String) throws(CheckpointError) {
     let directory = (path as NSString).deletingLastPathComponent
-    let temporary = path + ".tmp-\(getpid())"
     do { try FileManager.default.createDirectory(atPath: directory.isEmpty ? "." : directory, withIntermediateDirectories: true) }
     catch { throw .cannotWrite(path: path, reason: error.localizedDescription) }
-    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-    guard fd >= 0 else { throw .cannotWrite(path: path, reason: String(cString: strerror(errno))) }
-    var written = 0
-    let ok = bytes.withUnsafeBytes { buffer -> Bool in
-      while written < buffer.count {
-        let n = Foundation.write(fd, buffer.baseAddress! + written, buffer.count - written)
-        if n <= 0 { return false }
-        written += n
-      }
-      return fsync(fd) == 0
-    }
-    close(fd)
-    guard ok else { unlink(temporary); throw .cannotWrite(path: path, reason: String(cString: strerror(errno))) }
-    guard rename(temporary, path) == 0 else { unlink(temporary); throw .cannotWrite(path: path, reason: String(cString: strerror(errno))) }
-    let dirfd = open(directory.isEmpty ? "." : directory, O_RDONLY)
-    if dirfd >= 0 { fsync(dirfd); close(dirfd) }
+    if let reason = AtomicFile.write(bytes, to: path) { throw .cannotWrite(path: path, reason: reason) }
   }
 
   public static func read(from path: String) throws(CheckpointError) -> Checkpoint {

@@ -1,0 +1,61 @@
+// AtomicFile — whole-file reads and crash-safe writes, shared by the kernel cache on disk and
+// training checkpoints. A write goes to a temporary file unique to this process and call in the
+// same directory, is fsync'd, renamed over the target and the directory fsync'd: readers (other
+// processes included) see the old file or the new one, never a part.
+
+import Glibc
+
+public enum AtomicFile {
+  nonisolated(unsafe) private static var counter = 0
+  private static let lock = NSLockish()
+
+  /// Writes `bytes` to `path` atomically; nil on success, else why it failed (nothing replaced).
+  public static func write(_ bytes: [UInt8], to path: String) -> String? {
+    let suffix = lock.withLock { counter += 1; return counter }
+    let temporary = path + ".tmp.\(getpid()).\(suffix)"
+    let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+    guard fd >= 0 else { return String(cString: strerror(errno)) }
+    var written = 0
+    let ok: Bool = bytes.withUnsafeBytes { raw in
+      while written < raw.count {
+        let n = Glibc.write(fd, raw.baseAddress! + written, raw.count - written)
+        if n <= 0 { return false }
+        written += n
+      }
+      return fsync(fd) == 0
+    }
+    let failure = ok ? nil : String(cString: strerror(errno))
+    close(fd)
+    guard ok else { unlink(temporary); return failure }
+    guard rename(temporary, path) == 0 else {
+      let reason = String(cString: strerror(errno))
+      unlink(temporary)
+      return reason
+    }
+    let slash = path.lastIndex(of: "/")
+    let directory = slash.map { String(path[..<$0]) } ?? "."
+    let dirfd = open(directory.isEmpty ? "/" : directory, O_RDONLY)
+    if dirfd >= 0 { fsync(dirfd); close(dirfd) }
+    return nil
+  }
+
+  /// The whole file, or nil when it cannot be read.
+  public static func read(_ path: String) -> [UInt8]? {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var stats = stat()
+    guard fstat(fd, &stats) == 0 else { return nil }
+    var bytes = [UInt8](repeating: 0, count: Int(stats.st_size))
+    var done = 0
+    let ok: Bool = bytes.withUnsafeMutableBytes { raw in
+      while done < raw.count {
+        let n = Glibc.read(fd, raw.baseAddress! + done, raw.count - done)
+        if n <= 0 { return false }
+        done += n
+      }
+      return true
+    }
+    return ok ? bytes : nil
+  }
+}
