@@ -1,0 +1,50 @@
+// The embedding features from the command line: training NeuMF from a CSV of i64 ids with table
+// statistics, eviction and a serving export; `ttfc ncf` on synthetic ratings written in the
+// MovieLens format and read back; named errors for bad arguments.
+import Foundation
+import Testing
+
+struct EmbeddingCLITests {
+  @Test func trainsNeuMFFromCSVIdsWithStatisticsAndExport() throws {
+    let dir = try CLI.temporaryDirectory()
+    var text = "user,item,label\n"
+    for k in 0..<600 {
+      let user = 1_000_000_007 + (k * 7) % 50, item = -5 + (k * 13) % 40
+      text += "\(user),\(item),\((user + item) % 3 == 0 ? 1 : 0)\n"
+    }
+    try text.write(toFile: dir.appendingPathComponent("train.csv").path, atomically: true, encoding: .utf8)
+    let export = dir.appendingPathComponent("tables").path
+    let result = try CLI.run(["train", "examples/ncf.ttir", "--data", dir.appendingPathComponent("train.csv").path, "--batch", "64",
+                              "--epochs", "2", "--sparse-optimizer", "lazyadam", "--table-ttl", "1000", "--stats",
+                              "--export-tables", export, "--export-recent", "5"])
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(result.stderr.contains("table @user_gmf: 50 rows"), "\(result.stderr)")
+    #expect(result.stderr.contains("table @item_gmf: 40 rows"))
+    #expect(result.stdout.contains("table exported to \(export)/user_mlp.ttemb"))
+    #expect(FileManager.default.fileExists(atPath: export + "/item_mlp.ttemb"))
+    let bad = try CLI.run(["train", "examples/ncf.ttir", "--data", dir.appendingPathComponent("train.csv").path, "--sparse-optimizer", "rmsprop"])
+    #expect(bad.status == 1 && bad.stderr.contains("unknown sparse optimizer 'rmsprop'"))
+  }
+
+  @Test func ncfRunsOnSyntheticRatingsAndReadsThemBack() throws {
+    let dir = try CLI.temporaryDirectory()
+    let ratings = dir.appendingPathComponent("ratings.csv").path
+    let first = try CLI.run(["ncf", "--synthetic", "120,80,8", "--epochs", "1", "--seeds", "1", "--optimizers", "sparseadam",
+                             "--write-ratings", ratings, "--candidates", "20"])
+    #expect(first.status == 0, "\(first.stderr)")
+    #expect(first.stdout.contains("NCF: 120 users"))
+    #expect(try String(contentsOfFile: ratings, encoding: .utf8).hasPrefix("userId,movieId,rating,timestamp\n"))
+    let line = first.stdout.split(separator: "\n").first { $0.hasPrefix("sparseadam ") && $0.contains("±") }
+    #expect(line != nil, "\(first.stdout)")
+    let again = try CLI.run(["ncf", "--ratings", ratings, "--epochs", "1", "--seeds", "1", "--optimizers", "sparseadam", "--candidates", "20"])
+    #expect(again.status == 0)
+    #expect(again.stdout.split(separator: "\n").first { $0.hasPrefix("sparseadam ") && $0.contains("±") } == line,
+            "the same ratings from the file give the same result")
+    let missing = try CLI.run(["ncf", "--ratings", dir.appendingPathComponent("none.csv").path])
+    #expect(missing.status == 1 && missing.stderr.contains("cannot read ratings file"))
+    let badOptimizer = try CLI.run(["ncf", "--synthetic", "10,10,3", "--optimizers", "adamax"])
+    #expect(badOptimizer.status == 1 && badOptimizer.stderr.contains("unknown table optimizer 'adamax'"))
+    let badSynthetic = try CLI.run(["ncf", "--synthetic", "10,10"])
+    #expect(badSynthetic.status == 1 && badSynthetic.stderr.contains("USERS,ITEMS,PER_USER"))
+  }
+}
