@@ -56,19 +56,24 @@ public struct Dataset {
     var lines = text.split(whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }
     guard !lines.isEmpty else { throw .malformed("'\(path)' is empty") }
     let names = lines.removeFirst().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+    // Columns whose every field is an integer stay exact i64 (ids beyond 2^53 included);
+    // others are f64.
     var values = [[Double]](repeating: [], count: names.count)
+    var integers = [[Int64]?](repeating: [], count: names.count)
     for (row, line) in lines.enumerated() {
       let fields = line.split(separator: ",", omittingEmptySubsequences: false)
       guard fields.count == names.count else { throw .malformed("\(path):\(row + 2): \(fields.count) fields, the header has \(names.count)") }
       for (k, f) in fields.enumerated() {
-        guard let v = Double(f.trimmingCharacters(in: .whitespaces)) else {
+        let field = f.trimmingCharacters(in: .whitespaces)
+        guard let v = Double(field) else {
           throw .malformed("\(path):\(row + 2): '\(f)' in column '\(names[k])' is not a number")
         }
         values[k].append(v)
+        if integers[k] != nil { if let i = Int64(field) { integers[k]!.append(i) } else { integers[k] = nil } }
       }
     }
-    return try Dataset(columns: Dictionary(uniqueKeysWithValues: zip(names, values).map {
-      ($0.0, Tensor(.f64, shape: [$0.1.count], floats: $0.1))
+    return try Dataset(columns: Dictionary(uniqueKeysWithValues: names.indices.map { k in
+      (names[k], integers[k].map { Tensor(.i64, shape: [$0.count], ints: $0) } ?? Tensor(.f64, shape: [values[k].count], floats: values[k]))
     }))
   }
 
@@ -91,6 +96,12 @@ public struct Dataset {
       throw .binding("column '\(name)' has shape \(tensor.shape), input %\(name) is \(type)")
     }
     if tensor.dtype != type.dtype {
+      if !type.dtype.isFloat && tensor.dtype.isFloat {
+        // Floats into an integer input (ids, labels): only exact integers, never a silent truncation.
+        if let bad = tensor.doubles.first(where: { $0 != $0.rounded() || abs($0) > 9.007199254740992e15 }) {
+          throw .binding("column '\(name)' holds \(bad), which is not an exact integer, but input %\(name) is \(type)")
+        }
+      }
       tensor = type.dtype.isFloat ? Tensor(type.dtype, shape: tensor.shape, floats: tensor.doubles)
                                   : Tensor(type.dtype, shape: tensor.shape, ints: tensor.int64s)
     }

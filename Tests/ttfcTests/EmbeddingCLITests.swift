@@ -48,3 +48,20 @@ struct EmbeddingCLITests {
     #expect(badSynthetic.status == 1 && badSynthetic.stderr.contains("USERS,ITEMS,PER_USER"))
   }
 }
+
+struct CSVIdTests {
+  @Test func largeIdsStayExactAndFractionalIdsAreRefused() throws {
+    let dir = try CLI.temporaryDirectory()
+    // 2^60 + 1 and 2^60 + 3 differ only below double precision: as doubles they would be one id.
+    var text = "user,item,label\n"
+    for k in 0..<64 { text += "\(k % 2 == 0 ? 1_152_921_504_606_846_977 : 1_152_921_504_606_846_979),\(k % 5),\(k % 2)\n" }
+    try text.write(toFile: dir.appendingPathComponent("big.csv").path, atomically: true, encoding: .utf8)
+    let result = try CLI.run(["train", "examples/ncf.ttir", "--data", dir.appendingPathComponent("big.csv").path, "--batch", "32",
+                              "--steps", "2", "--stats"])
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(result.stderr.contains("table @user_gmf: 2 rows"), "two distinct ids, two rows: \(result.stderr)")
+    try "user,item,label\n1.5,2,1\n".write(toFile: dir.appendingPathComponent("frac.csv").path, atomically: true, encoding: .utf8)
+    let fractional = try CLI.run(["train", "examples/ncf.ttir", "--data", dir.appendingPathComponent("frac.csv").path])
+    #expect(fractional.status == 1 && fractional.stderr.contains("not an exact integer"), "\(fractional.stderr)")
+  }
+}
