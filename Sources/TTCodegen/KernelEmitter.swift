@@ -325,11 +325,18 @@ final class KernelEmitter {
       let op = body[id]
       guard op.code.info.opClass == .reduction, op.results[0] != root else { continue }
       let t = body.type(of: op.results[0])
-      // keepdims form [d0..dp-1, 1, ..., 1] of the output's rank, or [d0..dp-1].
-      var p = t.rank
-      while p > 0 && t.dims[p - 1] == .known(1) && output.dims.count >= p && output.dims[p - 1] != .known(1) { p -= 1 }
-      guard p <= output.rank, Array(t.dims.prefix(p)) == Array(output.dims.prefix(p)) else { continue }
-      if t.rank == output.rank || t.rank == p { result.append((op.results[0], p, t.rank)) }
+      // keepdims form [d0..dp-1, 1, ..., 1] of the output's rank, or [d0..dp-1]: the value depends
+      // on the first p output indices only, so it is computed once per such prefix, before the
+      // loops over the rest. (A reduction over a middle axis, [B, 1, 1] in a [B, T, 1] output as in
+      // a softmax gradient over T, is hoisted out of the T loop instead of being recomputed per t.)
+      var p = 0
+      while p < min(t.rank, output.rank) && t.dims[p] == output.dims[p] { p += 1 }
+      // Any rank: the hoisted value is memoized under the index it was computed for, so the
+      // output's loops reuse it exactly when they ask for that element (through reshapes that
+      // add or drop size-1 dims too), and otherwise compute what they need; the index used here,
+      // the loop indices of the prefix and zeros, is always in range.
+      guard t.dims[p...].allSatisfy({ $0 == .known(1) }) else { continue }
+      result.append((op.results[0], p, t.rank))
     }
     return result
   }

@@ -308,6 +308,7 @@ if selected("W6s") {
   if lengths.isEmpty { lengths = (0..<200).map { _ in min(256, max(4, Int((48 * exp(0.6 * Double.random(in: -2...2))).rounded())))} }
   let batches = lengths.enumerated().map { [randomTensor([32, $1, 64], seed: UInt64($0)), randomTensor([32], seed: UInt64($0) + 555, labels: true)] }
   let run = try varyingShapeRun(sequenceModel, batches: batches, policy: .adaptive)
+  if getenv("TTFC_PROFILE") != nil { print(run.trainer.profileReport.split(separator: "\n").prefix(12).joined(separator: "\n")) }
   measurements.append(Measurement(id: "W6s", name: "seq model, 200 steps, T 4..256", seconds: run.total, metric: "s", value: run.total))
   measurements.append(Measurement(id: "W6sc", name: "W6s compiles (programs)", seconds: 0, metric: "", value: 1))
   measurements.append(Measurement(id: "W6sk", name: "W6s kernels compiled (LLVM)", seconds: 0, metric: "", value: Double(run.compiled)))
