@@ -54,6 +54,9 @@ public final class Executable: @unchecked Sendable {
     /// output element at the same index), so the output can take the operand's memory.
     case kernel(CompiledKernel, operands: [Int], result: Int, inPlace: [Int])
     case gemm(a: Int, b: Int, c: Int, transposeA: Bool, transposeB: Bool)
+    /// C[K, N] = sum over the batch of A_b^T B_b, for A [batch..., T, K] and B [batch..., T, N]:
+    /// one GEMM over the batch-flattened rows (a weight gradient of a layer applied per token).
+    case gemmSummedOverBatch(a: Int, b: Int, c: Int)
     case interpretOp(OpNode, operands: [Int], result: Int)
     case interpretRegion(Interpreter, operands: [Int], results: [Int])
     /// An embedding op: evaluation lookups of `table` (operands: ids, and lengths when pooled).
@@ -97,6 +100,8 @@ public final class Executable: @unchecked Sendable {
   var layouts: [[Int]: Layout] = [:]
   /// The tag of the memory this executable allocates (HostMemory): all of it is freed with it.
   public let memoryOwner = HostMemory.newOwner()
+  /// Matmuls folded into the batch sum that reads them: result -> (A slot, B slot).
+  var deferredMatmuls: [ValueID: (Int, Int)] = [:]
   /// Index in `lowered.body` of each value's last reader, and of the op being lowered.
   var lastUse: [ValueID: Int] = [:]
   var currentOp = 0
@@ -217,6 +222,15 @@ public final class Executable: @unchecked Sendable {
       thunks.append(.table(table, op, operands: Array(operands.dropFirst()), result: results[0]))
       return
     }
+    if op.code == .matmul, summedOverBatch(op) {
+      deferredMatmuls[op.results[0]] = (operands[0], operands[1])
+      return
+    }
+    if op.code == .reduceSum, let (a, b) = deferredMatmuls[op.operands[0]] {
+      thunks.append(.gemmSummedOverBatch(a: a, b: b, c: results[0]))
+      statistics.gemms += 1
+      return
+    }
     if op.code == .matmul, gemmSupported(op.operands.map { lowered.type(of: $0) }) {
       thunks.append(.gemm(a: operands[0], b: operands[1], c: results[0],
                           transposeA: op.attributes.bool("transpose_a") ?? false,
@@ -233,6 +247,21 @@ public final class Executable: @unchecked Sendable {
     }
     statistics.interpreted += 1
     thunks.append(.interpretOp(op, operands: operands, result: results[0]))
+  }
+
+  /// Whether `op` is `matmul(A, B, transpose_a)` over equal batch dims whose only reader sums its
+  /// result over exactly those batch dims: then both become one GEMM over the flattened rows
+  /// (`gemmSummedOverBatch`), instead of a GEMM per batch element and a reduction.
+  func summedOverBatch(_ op: OpNode) -> Bool {
+    let ta = lowered.type(of: op.operands[0]), tb = lowered.type(of: op.operands[1])
+    guard (op.attributes.bool("transpose_a") ?? false), !(op.attributes.bool("transpose_b") ?? false),
+          ta.rank >= 3, ta.rank == tb.rank, ta.dims.dropLast(2) == tb.dims.dropLast(2),
+          gemmSupported([ta, tb]), !lowered.returnValues.contains(op.results[0]) else { return false }
+    let readers = lowered.body.filter { lowered[$0].operands.contains(op.results[0]) }
+    guard readers.count == 1 else { return false }
+    let reader = lowered[readers[0]]
+    return reader.code == .reduceSum && reader.operands == [op.results[0]] && !(reader.attributes.bool("keepdims") ?? false)
+      && reader.attributes.ints("axes") == Array(0..<(ta.rank - 2))
   }
 
   /// The kernels `lower` will ask for, in order: fusion regions (a gemm region's epilogue), and
@@ -253,6 +282,8 @@ public final class Executable: @unchecked Sendable {
       }
       if op.code == .matmul, gemmSupported(op.operands.map { lowered.type(of: $0) }) { continue }
       if op.code.info.opClass == .table { continue }
+      if op.code == .reduceSum, case .result(let producer, _) = lowered[op.operands[0]].definition,
+         lowered[producer].code == .matmul, summedOverBatch(lowered[producer]) { continue }
       if op.results.count == 1 {
         let single = singleOpBody(op)
         requests.append(KernelCache.Request(single, inPlace: dyingArguments(single, op.operands)))
@@ -483,6 +514,7 @@ public final class Executable: @unchecked Sendable {
     switch thunk {
     case .kernel(_, let operands, let result, _): return (operands, [result])
     case .gemm(let a, let b, let c, _, _): return ([a, b], [c])
+    case .gemmSummedOverBatch(let a, let b, let c): return ([a, b], [c])
     case .interpretOp(_, let operands, let result): return (operands, [result])
     case .interpretRegion(_, let operands, let results): return (operands, results)
     case .table(_, _, let operands, let result): return (operands, [result])
@@ -513,6 +545,7 @@ public final class Executable: @unchecked Sendable {
         let reuse = inPlace.isEmpty ? "" : " (may reuse \(inPlace.map { "s\($0)" }.joined(separator: ", ")))"
         return "kernel \(k.name)(\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result) : \(slots[result].type)\(reuse)"
       case .gemm(let a, let b, let c, let ta, let tb): return "gemm s\(a)\(ta ? "^T" : "") x s\(b)\(tb ? "^T" : "") -> s\(c) : \(slots[c].type)"
+      case .gemmSummedOverBatch(let a, let b, let c): return "gemm sum over batch of s\(a)^T x s\(b) -> s\(c) : \(slots[c].type)"
       case .interpretOp(let op, let operands, let result): return "interpret '\(op.code)'(\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result)"
       case .interpretRegion(_, let operands, let results): return "interpret region(\(operands.map { "s\($0)" }.joined(separator: ", "))) -> \(results.map { "s\($0)" }.joined(separator: ", "))"
       case .table(_, let op, let operands, let result): return "\(op.code) (\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result) : \(slots[result].type)"
@@ -550,6 +583,21 @@ public final class Executable: @unchecked Sendable {
       }
     case .gemm(let a, let b, let c, let ta, let tb):
       runGemm(a: a, b: b, c: c, transposeA: ta, transposeB: tb, plan: plan)
+    case .gemmSummedOverBatch(let a, let b, let c):
+      // A [rows, K] and B [rows, N] with rows = batch x T, row-major: C = A^T B.
+      let sa = plan.shapes[a], sb = plan.shapes[b]
+      let rows = sa.dropLast().reduce(1, *), k = sa.last!, n = sb.last!
+      if k == 0 || n == 0 { return }
+      if rows == 0 { memset(plan.pointers[c], 0, k * n * slots[c].type.dtype.byteSize); return }
+      if slots[c].type.dtype == .f64 {
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(k), Int32(n), Int32(rows), 1,
+                    plan.pointers[a].assumingMemoryBound(to: Double.self), Int32(k), plan.pointers[b].assumingMemoryBound(to: Double.self),
+                    Int32(n), 0, plan.pointers[c].assumingMemoryBound(to: Double.self), Int32(n))
+      } else {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(k), Int32(n), Int32(rows), 1,
+                    plan.pointers[a].assumingMemoryBound(to: Float.self), Int32(k), plan.pointers[b].assumingMemoryBound(to: Float.self),
+                    Int32(n), 0, plan.pointers[c].assumingMemoryBound(to: Float.self), Int32(n))
+      }
     case .table(let table, let op, let operands, let result):
       runLookup(table, op, operands: operands, result: result, plan: plan)
     case .interpretOp(let op, let operands, let result):
