@@ -586,6 +586,22 @@ final class KernelEmitter {
     return op.code == .reduceMean ? divideByCount(total, reducedCount(axes, of: x), dtype) : total
   }
 
+  /// Whether `v` is `sub(y, reduce_max(y))` (through a reshape of the maximum): then v <= 0 or
+  /// NaN everywhere, as in softmax and log-sum-exp, and exp needs no overflow handling.
+  func isShiftedByItsMaximum(_ v: ValueID) -> Bool {
+    guard case .result(let id, _) = body[v].definition, body[id].code == .sub else { return false }
+    var m = body[id].operands[1]
+    if case .result(let r, _) = body[m].definition, body[r].code == .reshape || body[r].code == .broadcastTo { m = body[r].operands[0] }
+    guard case .result(let mid, _) = body[m].definition, body[mid].code == .reduceMax,
+          body[mid].operands[0] == body[id].operands[0] else { return false }
+    // The maximum must line up with the slices it was taken over: the subtrahend's type is y's
+    // with exactly the reduced axes set to 1 (keepdims form), so y - max <= 0 element by element.
+    let y = body.type(of: body[id].operands[0])
+    guard let axes = try? ShapeRules.reductionAxes(body[mid].attributes, rank: y.rank) else { return false }
+    let aligned = y.dims.enumerated().map { axes.contains($0.offset) ? Dim.known(1) : $0.element }
+    return body.type(of: body[id].operands[1]).dims == aligned
+  }
+
   func truncIfNeeded(_ v: IRBuilder.V, _ t: LLVMTypeRef) -> IRBuilder.V { t == ir.i64 ? v : ir.trunc(v, t) }
 
   // MARK: scalar ops
@@ -597,7 +613,7 @@ final class KernelEmitter {
       switch op.code {
       case .neg: return ir.fneg(x)
       case .abs: return ir.fabs(x)
-      case .exp: return f32 ? ir.expf(x) : ir.callC("exp", t, [x])
+      case .exp: return f32 ? ir.expf(x, nonPositive: isShiftedByItsMaximum(op.operands[0])) : ir.callC("exp", t, [x])
       case .log: return f32 ? ir.logf(x) : ir.callC("log", t, [x])
       case .log1p: return f32 ? ir.log1pf(x) : ir.callC("log1p", t, [x])
       case .sqrt: return ir.intrinsic("llvm.sqrt", [t], [x])

@@ -31,9 +31,12 @@ extension IRBuilder {
   /// 2^n for an i32 n in [-126, 127], as f32.
   func pow2(_ n: V) -> V { bitcast(shl(add(n, int(127, i32)), int(23, i32)), f32) }
 
-  func expf(_ x: V) -> V {
+  /// `nonPositive`: the caller knows x <= 0 or NaN (softmax's exp(x - max x)), so the overflow
+  /// clamp and the overflow select are left out (the same values, fewer instructions).
+  func expf(_ x: V, nonPositive: Bool = false) -> V {
     let hi = real(88.72283935546875, f32), lo = real(-103.97208404541016, f32)
-    let clamped = select(fcmp(LLVMRealOGT, x, hi), hi, select(fcmp(LLVMRealOLT, x, lo), lo, x))
+    let belowHi = nonPositive ? x : select(fcmp(LLVMRealOGT, x, hi), hi, x)
+    let clamped = select(fcmp(LLVMRealOLT, belowHi, lo), lo, belowHi)
     let n = floorf(fused(clamped, real(1.44269504088896341, f32), real(0.5, f32)))
     var r = fused(n, real(-0.693359375, f32), clamped)
     r = fused(n, real(2.12194440e-4, f32), r)
@@ -43,8 +46,9 @@ extension IRBuilder {
     let ni = fptosi(n, i32)
     let half = ashr(ni, int(1, i32))
     let scaled = fmul(fmul(y, pow2(half)), pow2(sub(ni, half)))
-    let overflow = fcmp(LLVMRealOGT, x, hi), underflow = fcmp(LLVMRealOLT, x, lo)
-    let result = select(overflow, real(.infinity, f32), select(underflow, real(0, f32), scaled))
+    let underflow = fcmp(LLVMRealOLT, x, lo)
+    var result = select(underflow, real(0, f32), scaled)
+    if !nonPositive { result = select(fcmp(LLVMRealOGT, x, hi), real(.infinity, f32), result) }
     return select(isNaN(x), x, result)
   }
 

@@ -149,3 +149,27 @@ struct ExecutableTests {
     }
   }
 }
+
+/// Softmax and log-sum-exp compile exp(x - max x) without overflow handling (the argument is
+/// never positive): the results must still match the interpreter on every special value.
+struct ShiftedExpTests {
+  @Test func softmaxAndLogSumExpMatchTheInterpreterOnSpecialValues() throws {
+    let module = try Parser.parseAndVerify("""
+      module @m {
+        func @f(%x: f32[6, 9]) -> (f32[6, 9], f32[6, 9]) {
+          %s = softmax %x : f32[6, 9]
+          %l = log_softmax %x : f32[6, 9]
+          return %s, %l
+        }
+      }
+      """)
+    let special: [Double] = [0, -0.0, 1e30, -1e30, 88, 89, -104, -200, .infinity, -.infinity, .nan, 3.5, -87.5]
+    var values: [Double] = []
+    for row in 0..<6 { for j in 0..<9 { values.append(special[(row * 5 + j * 3) % special.count]) } }
+    values[0..<9] = ArraySlice([Double](repeating: -.infinity, count: 9))   // an all -inf row
+    let x = Tensor(.f32, shape: [6, 9], floats: values)
+    let expected = try Interpreter(module: module).run("f", [x])
+    let got = try Executable(module: module, function: "f").run([x])
+    for (g, e) in zip(got, expected) { #expect(compiledMismatch(g, e) == nil, "\(compiledMismatch(g, e) ?? "")") }
+  }
+}
