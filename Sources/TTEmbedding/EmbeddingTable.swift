@@ -632,17 +632,17 @@ extension EmbeddingTable {
       for b in 0..<batch {
         let target = out + b * dim
         target.update(repeating: 0, count: dim)
-        var valid: [Int] = []
-        for l in 0..<width where Self.isValid(id: ids[b * width + l], position: l, length: lengths?[b], paddingID: paddingID) {
-          valid.append(l)
-        }
-        let w = combiner.weight(count: valid.count)
-        for l in valid {
+        // Two passes over the example's positions: count the valid ones (the combiner's weight
+        // depends on the count), then accumulate their rows; no per-example allocation.
+        func valid(_ l: Int) -> Bool { Self.isValid(id: ids[b * width + l], position: l, length: lengths?[b], paddingID: paddingID) }
+        let count = (0..<width).reduce(0) { $0 + (valid($1) ? 1 : 0) }
+        let w = combiner.weight(count: count)
+        for l in 0..<width where valid(l) {
           let r = self.row(of: ids[b * width + l])
           if r >= 0 { read(row: r, into: row) } else { row.update(repeating: defaultValue, count: dim) }
           for j in 0..<dim { target[j] += w * row[j] }
         }
-        stats.lookups += valid.count
+        stats.lookups += count
       }
     }
   }

@@ -146,11 +146,20 @@ public final class Executable: @unchecked Sendable {
     for v in lowered.values { set.formUnion(v.type.symbols) }
     symbols = set.sorted()
 
-    // Parameters: initialized once, kept in native layout.
-    let interpreterForParams: Interpreter
-    do { interpreterForParams = try Interpreter(module: module, params: params, tables: givenTables) }
-    catch { throw .invalid("\(error)") }
-    tables = interpreterForParams.tables
+    // Parameters: given ones are checked against every declaration (as the interpreter does);
+    // only those this function reads are materialized, once, and kept in native layout.
+    for p in module.params {
+      if let given = params[p.name], given.type != p.type {
+        throw .invalid(InterpreterError.paramMismatch(name: p.name, expected: p.type, got: given.type).description)
+      }
+      if params[p.name] == nil && p.initializer == nil { throw .invalid(InterpreterError.missingParam(p.name).description) }
+    }
+    var madeTables: [String: EmbeddingTable] = [:]
+    for decl in module.tables {
+      if let given = givenTables[decl.name] { madeTables[decl.name] = given; continue }
+      do { madeTables[decl.name] = try Tables.make(decl) } catch { throw .invalid("\(error)") }
+    }
+    tables = madeTables
     for (k, value) in lowered.values.enumerated() {
       switch value.definition {
       case .argument(let i):
@@ -162,7 +171,12 @@ public final class Executable: @unchecked Sendable {
           slotOf[ValueID(k)] = addSlot(value.type, .argument(i))
         }
       case .global(let name):
-        guard let tensor = interpreterForParams.params[name] else { continue }   // a table: read by its lookups
+        guard let param = module.param(named: name) else { continue }   // a table: read by its lookups
+        let tensor: Tensor
+        if let given = params[name] { tensor = given } else {
+          do { tensor = try ParamInitializer.materialize(param.initializer!, type: param.type, name: name) }
+          catch { throw .invalid("\(error)") }
+        }
         slotOf[ValueID(k)] = addSlot(value.type, .persistent(Self.persistentCopy(tensor, owner: memoryOwner)))
       case .result: break
       }
