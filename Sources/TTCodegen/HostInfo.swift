@@ -20,6 +20,21 @@ public struct HostInfo: Sendable {
     cpuFeatures.split(separator: ",").filter { $0.hasPrefix("+") }.map { String($0.dropFirst()) }
   }
 
+  /// The size of the largest CPU cache sysfs lists for cpu0 (the last level), if it says.
+  public static func lastLevelCacheBytes() -> Int? {
+    var largest: Int? = nil
+    for index in 0..<8 {
+      guard let file = fopen("/sys/devices/system/cpu/cpu0/cache/index\(index)/size", "r") else { continue }
+      defer { fclose(file) }
+      var line = [CChar](repeating: 0, count: 64)
+      guard fgets(&line, 64, file) != nil else { continue }
+      let text = String(decoding: line.prefix { $0 > 32 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+      let scale = text.hasSuffix("K") ? 1 << 10 : text.hasSuffix("M") ? 1 << 20 : 1
+      if let n = Int(text.filter(\.isNumber)) { largest = max(largest ?? 0, n * scale) }
+    }
+    return largest
+  }
+
   public static func current() -> HostInfo {
     LLVMSession.initializeNativeTarget()
     var major: UInt32 = 0, minor: UInt32 = 0, patch: UInt32 = 0

@@ -96,8 +96,9 @@ struct IRBuilder {
 
   /// for (i = lo; i < hi; i++) with accumulators carried in phis; returns the final accumulators.
   /// `body` receives the induction variable and the current accumulators and returns the next ones.
+  /// `interleave`: how many vectors the vectorizer should keep in flight (nil: its own choice).
   @discardableResult
-  func loop(from lo: V, to hi: V, carrying initial: [V] = [], _ body: (V, [V]) -> [V]) -> [V] {
+  func loop(from lo: V, to hi: V, carrying initial: [V] = [], interleave: Int? = nil, _ body: (V, [V]) -> [V]) -> [V] {
     let preheader = LLVMGetInsertBlock(b)!
     let header = block("loop.header"), bodyBlock = block("loop.body"), exit = block("loop.exit")
     LLVMBuildBr(b, header)
@@ -109,7 +110,8 @@ struct IRBuilder {
     let next = body(iv, phis)
     let ivNext = add(iv, int(1))
     let latch = LLVMGetInsertBlock(b)!
-    LLVMBuildBr(b, header)
+    let backEdge = LLVMBuildBr(b, header)!
+    if let interleave { setInterleave(backEdge, interleave) }
     addIncoming(iv, [(lo, preheader), (ivNext, latch)])
     for (k, phi) in phis.enumerated() { addIncoming(phi, [(initial[k], preheader), (next[k], latch)]) }
     LLVMPositionBuilderAtEnd(b, exit)
@@ -122,6 +124,17 @@ struct IRBuilder {
     values.withUnsafeMutableBufferPointer { v in
       blocks.withUnsafeMutableBufferPointer { bl in LLVMAddIncoming(phi, v.baseAddress, bl.baseAddress, UInt32(pairs.count)) }
     }
+  }
+
+  /// Attaches `llvm.loop` metadata asking the vectorizer to interleave `count` vectors.
+  func setInterleave(_ branch: V, _ count: Int) {
+    let temporary = LLVMTemporaryMDNode(context, nil, 0)!
+    var option: [LLVMMetadataRef?] = [metadataString("llvm.loop.interleave.count"), LLVMValueAsMetadata(int(count, i32))]
+    let optionNode = option.withUnsafeMutableBufferPointer { LLVMMDNodeInContext2(context, $0.baseAddress, 2) }
+    var operands: [LLVMMetadataRef?] = [temporary, optionNode]
+    let loopID = operands.withUnsafeMutableBufferPointer { LLVMMDNodeInContext2(context, $0.baseAddress, 2) }!
+    LLVMMetadataReplaceAllUsesWith(temporary, loopID)
+    LLVMSetMetadata(branch, LLVMGetMDKindIDInContext(context, "llvm.loop", 9), LLVMMetadataAsValue(context, loopID))
   }
 
   func metadataString(_ s: String) -> LLVMMetadataRef {

@@ -22,10 +22,18 @@ public final class CompiledKernel: @unchecked Sendable {
   public let assembly: String?
   /// Seconds spent emitting, optimizing and JIT-compiling.
   public let compileSeconds: Double
+  /// Compiled for a streaming output (KernelCache.Request.streamingOutput): the caller must pass
+  /// a 64-byte aligned output and, for a rank-1 output, slices that begin at multiples of
+  /// `streamingChunkAlignment`.
+  public let streamingOutput: Bool
+  /// Threads' slices of a streaming rank-1 kernel begin at multiples of this many elements.
+  public static let streamingChunkAlignment = 16
 
-  init(signature: KernelSignature, entry: KernelEntry, name: String, llvmIR: String?, assembly: String?, compileSeconds: Double) {
+  init(signature: KernelSignature, entry: KernelEntry, name: String, llvmIR: String?, assembly: String?, compileSeconds: Double,
+       streamingOutput: Bool) {
     self.signature = signature; self.entry = entry; self.name = name
     self.llvmIR = llvmIR; self.assembly = assembly; self.compileSeconds = compileSeconds
+    self.streamingOutput = streamingOutput
   }
 }
 
@@ -70,19 +78,26 @@ public final class KernelCache: @unchecked Sendable {
   }
 
   /// A body's cache key: its canonical text under a fixed name, without source locations.
-  static func key(of body: Function, inPlace: [Int]?) -> String {
+  static func key(of body: Function, inPlace: [Int]?, streamingOutput: Bool = false) -> String {
     var keyed = body
     keyed.name = "kernel"
     keyed.location = nil
     return Printer.print(keyed) + (inPlace.map { "// in-place arguments: \($0)\n" } ?? "")
+      + (streamingOutput ? "// streaming output\n" : "")
   }
 
   /// A kernel to compile: a single-result body and the arguments its output may alias (nil: any
   /// argument of the output's type).
+  /// `streamingOutput`: the output is 64-byte aligned and large, and nothing reads it back
+  /// soon, so its vector stores may bypass the caches (KernelEmitter.streamingOutput).
   public struct Request: Sendable {
     public var body: Function
     public var inPlace: [Int]?
-    public init(_ body: Function, inPlace: [Int]? = nil) { self.body = body; self.inPlace = inPlace }
+    public var streamingOutput: Bool
+    public init(_ body: Function, inPlace: [Int]? = nil, streamingOutput: Bool = false) {
+      self.body = body; self.inPlace = inPlace; self.streamingOutput = streamingOutput
+    }
+    var key: String { KernelCache.key(of: body, inPlace: inPlace, streamingOutput: streamingOutput) }
   }
 
   /// Compiles the bodies that are not cached yet on up to `threads` threads at once, each with
@@ -93,7 +108,7 @@ public final class KernelCache: @unchecked Sendable {
     var seen = Set<String>()
     var work: [(request: Request, key: String)] = []
     for request in requests where request.body.returnValues.count == 1 && KernelEmitter.supports(request.body) == nil {
-      let key = Self.key(of: request.body, inPlace: request.inPlace)
+      let key = request.key
       if seen.insert(key).inserted && lock.withLock({ kernels[key] == nil }) { work.append((request, key)) }
     }
     let workers = min(threads, work.count)
@@ -109,22 +124,24 @@ public final class KernelCache: @unchecked Sendable {
   }
 
   /// The compiled kernel for a single-result body, compiling it on first use.
-  public func kernel(for body: Function, inPlace: [Int]? = nil) throws(CodegenError) -> CompiledKernel {
+  public func kernel(for body: Function, inPlace: [Int]? = nil, streamingOutput: Bool = false) throws(CodegenError) -> CompiledKernel {
     if let reason = KernelEmitter.supports(body) { throw .unsupported(reason) }
     guard body.returnValues.count == 1 else { throw .unsupported("a kernel has one result") }
-    let key = Self.key(of: body, inPlace: inPlace)
-    // One compilation at a time: the shared target machine is not safe to use from several
-    // threads at once, and a kernel requested twice concurrently is then compiled once.
-    return try compileLock.withLock { () throws(CodegenError) -> CompiledKernel in
+    let request = Request(body, inPlace: inPlace, streamingOutput: streamingOutput)
+    let key = request.key
+    // One compilation at a time (in every cache): the shared target machine is not safe to use
+    // from several threads at once, and a kernel requested twice concurrently is compiled once.
+    return try Self.compileLock.withLock { () throws(CodegenError) -> CompiledKernel in
       if let cached = lock.withLock({ kernels[key] }) {
         lock.withLock { hits += 1 }
         return cached
       }
-      return try compile(Request(body, inPlace: inPlace), key: key, machine: JIT.shared.machine)
+      return try compile(request, key: key, machine: JIT.shared.machine)
     }
   }
 
-  private let compileLock = NSLockish()
+  /// Process-wide, like the machine it guards (several caches may exist: tests, tools).
+  private static let compileLock = NSLockish()
 
   /// Compiles one body with `machine` (not shared between threads at the same time).
   private func compile(_ request: Request, key: String, machine: HostTargetMachine) throws(CodegenError) -> CompiledKernel {
@@ -140,7 +157,8 @@ public final class KernelCache: @unchecked Sendable {
       case .hit(let storedName, let object) where storedName == name:
         if let address = try? jit.addObject(object, symbol: name) {
           return finish(CompiledKernel(signature: signature, entry: unsafeBitCast(address, to: KernelEntry.self), name: name,
-                                       llvmIR: nil, assembly: nil, compileSeconds: DispatchClock.now() - start), key: key, fromDisk: true)
+                                       llvmIR: nil, assembly: nil, compileSeconds: DispatchClock.now() - start,
+                                       streamingOutput: request.streamingOutput), key: key, fromDisk: true)
         }
         lock.withLock { diskCorrupt += 1 }
       case .hit, .corrupt: lock.withLock { diskCorrupt += 1 }
@@ -149,7 +167,8 @@ public final class KernelCache: @unchecked Sendable {
     }
     let module = KernelModule(name: name)
     let ir = IRBuilder(module)
-    let emitter = KernelEmitter(ir: ir, body: body, signature: signature, inPlaceArguments: request.inPlace.map(Set.init))
+    let emitter = KernelEmitter(ir: ir, body: body, signature: signature, inPlaceArguments: request.inPlace.map(Set.init),
+                                streamingOutput: request.streamingOutput)
     _ = try emitter.emit(name: name)
     try module.verify()
     if let directory = getenv("TTFC_DUMP_KERNELS") {
@@ -159,13 +178,15 @@ public final class KernelCache: @unchecked Sendable {
     }
     machine.configure(module.module)
     try machine.optimize(module.module)
+    if request.streamingOutput { StreamingStores.mark(module.module) }
     let listing = keepListings ? module.text : nil
     let assembly = keepListings ? try machine.assembly(of: module.module) : nil
     let object = try machine.object(of: module.module)
     if let disk, disk.write(key: key, name: name, object: object) { lock.withLock { diskWrites += 1 } }
     let address = try jit.addObject(object, symbol: name)
     return finish(CompiledKernel(signature: signature, entry: unsafeBitCast(address, to: KernelEntry.self), name: name,
-                                 llvmIR: listing, assembly: assembly, compileSeconds: DispatchClock.now() - start), key: key, fromDisk: false)
+                                 llvmIR: listing, assembly: assembly, compileSeconds: DispatchClock.now() - start,
+                                 streamingOutput: request.streamingOutput), key: key, fromDisk: false)
   }
 
   private func finish(_ kernel: CompiledKernel, key: String, fromDisk: Bool) -> CompiledKernel {

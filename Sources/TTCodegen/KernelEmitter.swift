@@ -50,9 +50,19 @@ final class KernelEmitter {
   /// Arguments the output may alias (nil: every argument of the output's type); each gets its
   /// own in-place version of the loops, so the caller names only those it will really alias.
   let inPlaceArguments: Set<Int>?
+  /// Streaming output: the caller promises a 64-byte aligned output that nothing in this
+  /// executable reads back soon (a large function result). The output pointer is then declared
+  /// aligned, every store to the output is final (values a row reduction reuses go to a stack
+  /// row instead, `rowScratch`), and KernelCache marks the aligned vector stores non-temporal.
+  let streamingOutput: Bool
+  /// Stack row holding a materialized value (softmax's exp) in streaming kernels.
+  var rowScratch: IRBuilder.V? = nil
+  /// Longest static row kept on the stack (32 KiB of f32: L1-sized).
+  static let maxScratchRow = 8192
 
-  init(ir: IRBuilder, body: Function, signature: KernelSignature, inPlaceArguments: Set<Int>? = nil) {
+  init(ir: IRBuilder, body: Function, signature: KernelSignature, inPlaceArguments: Set<Int>? = nil, streamingOutput: Bool = false) {
     self.ir = ir; self.body = body; self.signature = signature; self.inPlaceArguments = inPlaceArguments
+    self.streamingOutput = streamingOutput
   }
 
   /// Whether the emitter can compile every op of `body` for these types.
@@ -134,6 +144,15 @@ final class KernelEmitter {
     for k in 0...signature.inputs.count {
       buffers.append(ir.load(ir.ptr, ir.gep(ir.ptr, buffersParam, ir.int(k))))
     }
+    if streamingOutput {
+      // `!align 64` on the pointer load lets LLVM prove the vector stores aligned (InferAlignment),
+      // which non-temporal vector stores need.
+      let alignment = LLVMValueAsMetadata(ir.int(64))
+      var operands: [LLVMMetadataRef?] = [alignment]
+      let node = operands.withUnsafeMutableBufferPointer { LLVMMDNodeInContext2(ir.context, $0.baseAddress, 1) }
+      LLVMSetMetadata(buffers[signature.inputs.count], LLVMGetMDKindIDInContext(ir.context, "align", 5),
+                      LLVMMetadataAsValue(ir.context, node))
+    }
     for (j, s) in signature.symbols.enumerated() {
       symbolValues[s] = ir.load(ir.i64, ir.gep(ir.i64, symbolsParam, ir.int(j)))
     }
@@ -146,11 +165,24 @@ final class KernelEmitter {
     }
     root = body.returnValues[0]
     let output = signature.output
+    if streamingOutput && output.rank == 1 {
+      // The runtime starts each thread's slice of a streaming rank-1 kernel at a multiple of
+      // `streamingChunkAlignment` elements, so the vector stores are aligned (see `mark`).
+      let low = ir.and(begin, ir.int(CompiledKernel.streamingChunkAlignment - 1))
+      _ = ir.intrinsic("llvm.assume", [], [ir.icmp(LLVMIntEQ, low, ir.int(0))])
+    }
     if emitColumnReduction(begin: begin, end: end) {
       LLVMBuildRetVoid(ir.b)
       return name
     }
     let rowReductions = hoistableReductions()
+    // An elementwise body with a transcendental function is one long dependency chain per
+    // vector; LLVM's cost model keeps one vector in flight there (register pressure), and the
+    // core then waits on latency. Two in flight measured 1.27x on W1 (7.7 -> 9.8 GB/s); loops
+    // with reductions keep LLVM's choice (forcing 2 measured slower on W2 and W3).
+    let longElementwiseChain = rowReductions.isEmpty
+      && body.body.allSatisfy { body[$0].code.info.isElementwise || body[$0].code == .constant }
+      && body.body.contains { body[$0].code.info.cost == .expensive }
     var index: [IRBuilder.V] = []
     func nest(_ depth: Int) {
       // Row reductions indexed by the first `depth` output indices: compute them once per row.
@@ -168,6 +200,20 @@ final class KernelEmitter {
             candidate = operand
           }
         }
+        if candidate != nil, streamingOutput, rowScratch == nil, case .known(let n) = output.dims[output.rank - 1],
+           n <= Self.maxScratchRow {
+          let rowType = LLVMArrayType2(elementType(output.dtype), UInt64(max(n, 1)))
+          // In the entry block, so the stack row is allocated once per call, not per row.
+          let current = LLVMGetInsertBlock(ir.b)!
+          let entry = LLVMGetEntryBasicBlock(ir.currentFunction)!
+          LLVMPositionBuilder(ir.b, entry, LLVMGetFirstInstruction(entry))
+          let row = LLVMBuildAlloca(ir.b, rowType, "row_scratch")!
+          LLVMSetAlignment(row, 64)
+          LLVMPositionBuilderAtEnd(ir.b, current)
+          rowScratch = row
+        }
+        // A streaming kernel stores to the output only once (its stores bypass the cache).
+        if streamingOutput && rowScratch == nil { candidate = nil }
         if let candidate { storeWhileReducing.insert(candidate) }
         _ = element(reduction, (0..<rank).map { $0 < prefix ? index[$0] : ir.int(0) })
         if let candidate { storeWhileReducing.remove(candidate); rowMaterialized.insert(candidate) }
@@ -179,7 +225,8 @@ final class KernelEmitter {
       }
       let lo = depth == 0 ? begin : ir.int(0)
       let hi = depth == 0 ? end : size(output.dims[depth])
-      ir.loop(from: lo, to: hi) { iv, _ in
+      let innermost = depth == output.rank - 1
+      ir.loop(from: lo, to: hi, interleave: innermost && longElementwiseChain ? 2 : nil) { iv, _ in
         index.append(iv)
         memo.append([:])
         nest(depth + 1)
@@ -356,13 +403,19 @@ final class KernelEmitter {
     let k = key(v, index)
     if let cached = lookup(k) { return cached }
     let outputBuffer = buffers[signature.inputs.count]
+    // Materialized rows live in the output row, or (streaming kernels) in the stack row.
+    func rowLocation() -> (IRBuilder.V, IRBuilder.V) {
+      rowScratch.map { ($0, index[index.count - 1]) } ?? (outputBuffer, linear(index, signature.output))
+    }
     if rowMaterialized.contains(v) {
-      return load(outputBuffer, dtype: signature.output.dtype, at: linear(index, signature.output))
+      let (buffer, offset) = rowLocation()
+      return load(buffer, dtype: signature.output.dtype, at: offset)
     }
     let value = compute(v, index)
     memo[memo.count - 1][k] = value
     if storeWhileReducing.contains(v) {
-      store(value, dtype: signature.output.dtype, at: linear(index, signature.output), buffer: outputBuffer)
+      let (buffer, offset) = rowLocation()
+      store(value, dtype: signature.output.dtype, at: offset, buffer: buffer)
     }
     return value
   }

@@ -225,7 +225,7 @@ public final class Executable: @unchecked Sendable {
     let operands = op.operands.map { slotOf[$0] ?? -1 }   // -1: a table operand
     if op.code == .fusion, let body = op.body {
       if case .string("gemm")? = op.attributes["kind"], lowerGemmRegion(body, op: op, operands: operands, result: results[0]) { return }
-      if tryKernel(body, operands: operands, result: results[0], inPlace: dyingArguments(body, op.operands)) { return }
+      if tryKernel(body, operands: operands, result: results[0], inPlace: dyingArguments(body, op.operands), value: op.results[0]) { return }
       try interpretRegion(body, operands: operands, results: results)
       return
     }
@@ -254,7 +254,8 @@ public final class Executable: @unchecked Sendable {
     }
     // A single op: as a one-op kernel if it compiles, else on the interpreter.
     let single = singleOpBody(op)
-    if op.results.count == 1, tryKernel(single, operands: operands, result: results[0], inPlace: dyingArguments(single, op.operands)) { return }
+    if op.results.count == 1, tryKernel(single, operands: operands, result: results[0], inPlace: dyingArguments(single, op.operands),
+                                        value: op.results[0]) { return }
     if op.code == .call || op.code == .fusion || op.results.count != 1 {
       try interpretRegion(single, operands: operands, results: results)
       return
@@ -290,7 +291,8 @@ public final class Executable: @unchecked Sendable {
         if case .string("gemm")? = op.attributes["kind"], let epilogue = Self.gemmEpilogue(body, operands: Array(op.operands.indices)) {
           requests.append(KernelCache.Request(epilogue.body, inPlace: epilogueInPlace(epilogue.body, epilogue.operands.map { op.operands[$0] })))
         } else {
-          requests.append(KernelCache.Request(body, inPlace: dyingArguments(body, op.operands)))
+          let inPlace = dyingArguments(body, op.operands)
+          requests.append(KernelCache.Request(body, inPlace: inPlace, streamingOutput: streams(op.results[0], inPlace: inPlace)))
         }
         continue
       }
@@ -300,7 +302,8 @@ public final class Executable: @unchecked Sendable {
          lowered[producer].code == .matmul, summedOverBatch(lowered[producer]) { continue }
       if op.results.count == 1 {
         let single = singleOpBody(op)
-        requests.append(KernelCache.Request(single, inPlace: dyingArguments(single, op.operands)))
+        let inPlace = dyingArguments(single, op.operands)
+        requests.append(KernelCache.Request(single, inPlace: inPlace, streamingOutput: streams(op.results[0], inPlace: inPlace)))
       }
     }
     return requests
@@ -323,6 +326,23 @@ public final class Executable: @unchecked Sendable {
       }
     }
   }
+
+  /// Whether the kernel computing `value` may write it with non-temporal (cache-bypassing)
+  /// stores: a function result no op here reads, written to fresh arena memory (64-byte aligned),
+  /// statically at least `streamingThreshold` bytes — too large to be still cached when the
+  /// caller reads it, so caching it would only evict the kernel's own inputs.
+  func streams(_ value: ValueID, inPlace: [Int]) -> Bool {
+    guard inPlace.isEmpty, lowered.returnValues.contains(value), lastUse[value] == nil,
+          let shape = lowered.type(of: value).staticShape else { return false }
+    return shape.reduce(1, *) * lowered.type(of: value).dtype.byteSize >= Self.streamingThreshold
+  }
+
+  /// A quarter of the last-level cache (8 MiB when sysfs does not say), at least 4 MiB;
+  /// `TTFC_STREAMING_BYTES` overrides it (0 streams every function result).
+  static let streamingThreshold: Int = {
+    if let text = getenv("TTFC_STREAMING_BYTES"), let bytes = Int(String(cString: text)) { return bytes }
+    return max(4 << 20, (HostInfo.lastLevelCacheBytes() ?? (32 << 20)) / 4)
+  }()
 
   /// A gemm epilogue's product (argument 0) always dies in the epilogue; the rest as above.
   func epilogueInPlace(_ epilogue: Function, _ values: [ValueID]) -> [Int] {
@@ -354,9 +374,11 @@ public final class Executable: @unchecked Sendable {
 
   /// `inPlace`: argument positions whose memory the output may take (the body is elementwise, so
   /// element i of such an operand is read only for output element i).
-  func tryKernel(_ body: Function, operands: [Int], result: Int, inPlace: [Int]) -> Bool {
+  /// `value`: the function value the kernel computes (nil for a gemm epilogue), for `streams`.
+  func tryKernel(_ body: Function, operands: [Int], result: Int, inPlace: [Int], value: ValueID? = nil) -> Bool {
     do {
-      let kernel = try KernelCache.shared.kernel(for: body, inPlace: inPlace)
+      let streaming = value.map { streams($0, inPlace: inPlace) } ?? false
+      let kernel = try KernelCache.shared.kernel(for: body, inPlace: inPlace, streamingOutput: streaming)
       thunks.append(.kernel(kernel, operands: operands, result: result, inPlace: inPlace.map { operands[$0] }))
       statistics.kernels += 1
       return true
@@ -582,14 +604,19 @@ public final class Executable: @unchecked Sendable {
       let entry = kernel.entry
       symbolArray.withUnsafeBufferPointer { syms in
         buffers.withUnsafeMutableBufferPointer { bufs in
-          let chunks = (total >= parallelThreshold && outer >= 2) ? min(pool.threadCount, outer) : 1
+          // Several chunks per thread: whichever thread is free takes the next, so a worker
+          // that wakes late still gets its share.
+          let chunks = (total >= parallelThreshold && outer >= 2) ? min(pool.threadCount * 4, outer) : 1
           if chunks == 1 {
             entry(bufs.baseAddress!, syms.baseAddress ?? UnsafePointer(bitPattern: 8)!, 0, Int64(outer))
           } else {
             let b = bufs.baseAddress!, s = syms.baseAddress ?? UnsafePointer(bitPattern: 8)!
             let bAddress = UInt(bitPattern: b), sAddress = UInt(bitPattern: s)
+            // A streaming rank-1 kernel's slices start at aligned elements (its stores need it).
+            let granule = kernel.streamingOutput && shape.count == 1 ? CompiledKernel.streamingChunkAlignment : 1
             pool.parallelFor(chunks) { c in
-              let lo = outer * c / chunks, hi = outer * (c + 1) / chunks
+              func boundary(_ c: Int) -> Int { c == chunks ? outer : outer * c / chunks / granule * granule }
+              let lo = boundary(c), hi = boundary(c + 1)
               entry(UnsafeMutablePointer(bitPattern: bAddress)!, UnsafePointer(bitPattern: sAddress)!, Int64(lo), Int64(hi))
             }
           }

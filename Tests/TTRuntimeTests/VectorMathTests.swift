@@ -69,4 +69,41 @@ struct VectorMathTests {
     print("vector-math: \(c.op) max error \(worst) ulp at x = \(worstAt) over \(n) samples")
     #expect(worst <= c.maxULP, "\(c.op): \(worst) ulp at x = \(worstAt)")
   }
+
+  /// exp(x - max x), the softmax form, compiles to `expfNonPositive` (no overflow path, exponent
+  /// from integer arithmetic, one rounding into the subnormals): the same 2 ulp bound over
+  /// [-110, 0] with -inf, subnormal and underflowing results, and NaN rows stay NaN.
+  @Test func shiftedExpWithinTheStatedBound() throws {
+    var samples = MathSamples.values(uniform: -110, 0).filter { !$0.isNaN && $0 <= 0 }
+    samples.append(0)   // the row's maximum: x - max = x exactly
+    let n = samples.count
+    let text = """
+      module @m {
+        func @f(%x: f32[\(n)]) -> f32[\(n)] {
+          %m = reduce_max %x {axes = [0], keepdims = true} : f32[1]
+          %d = sub %x, %m : f32[\(n)]
+          %e = exp %d : f32[\(n)]
+          return %e
+        }
+      }
+      """
+    let module = try Parser.parseAndVerify(text)
+    let executable = try Executable(module: module, function: "f")
+    let input = Tensor(.f32, shape: [n], floats: samples)
+    let got = try executable.run([input])[0].doubles
+    let want = try Interpreter(module: module).run("f", [input])[0].doubles
+    var worst = 0, worstAt = 0.0
+    for i in 0..<n {
+      let d = MathSamples.ulps(Float(got[i]), Float(want[i]))
+      if d > worst { worst = d; worstAt = samples[i] }
+    }
+    print("vector-math: shifted exp max error \(worst) ulp at x = \(worstAt) over \(n) samples")
+    #expect(worst <= 2, "shifted exp: \(worst) ulp at x = \(worstAt)")
+    #expect(executable.statistics.kernels == 1 && executable.statistics.interpreted == 0)
+    var withNaN = samples
+    withNaN[n / 2] = .nan
+    let nanRow = try executable.run([Tensor(.f32, shape: [n], floats: withNaN)])[0].doubles
+    let allNaN = nanRow.allSatisfy { $0.isNaN }
+    #expect(allNaN)
+  }
 }
