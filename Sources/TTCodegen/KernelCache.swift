@@ -28,6 +28,8 @@ public final class CompiledKernel: @unchecked Sendable {
   public let streamingOutput: Bool
   /// Threads' slices of a streaming rank-1 kernel begin at multiples of this many elements.
   public static let streamingChunkAlignment = 16
+  /// A flattened elementwise body (FlatKernels): its one symbol is the output's element count.
+  public var isFlat: Bool { signature.output.dims == [.symbol(FlatKernels.symbol)] }
 
   init(signature: KernelSignature, entry: KernelEntry, name: String, llvmIR: String?, assembly: String?, compileSeconds: Double,
        streamingOutput: Bool) {
@@ -77,11 +79,15 @@ public final class KernelCache: @unchecked Sendable {
     return set.sorted()
   }
 
-  /// A body's cache key: its canonical text under a fixed name, without source locations.
+  /// A body's cache key: its canonical text under a fixed name, without source locations or
+  /// value names.
   static func key(of body: Function, inPlace: [Int]?, streamingOutput: Bool = false) -> String {
     var keyed = body
     keyed.name = "kernel"
     keyed.location = nil
+    // Value names do not change the code: positional names let the same arithmetic on other
+    // values (every parameter's optimizer update) share one kernel.
+    for k in keyed.values.indices { keyed.values[k].name = "v\(k)" }
     return Printer.print(keyed) + (inPlace.map { "// in-place arguments: \($0)\n" } ?? "")
       + (streamingOutput ? "// streaming output\n" : "")
   }

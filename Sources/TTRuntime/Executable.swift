@@ -292,7 +292,7 @@ public final class Executable: @unchecked Sendable {
           requests.append(KernelCache.Request(epilogue.body, inPlace: epilogueInPlace(epilogue.body, epilogue.operands.map { op.operands[$0] })))
         } else {
           let inPlace = dyingArguments(body, op.operands)
-          requests.append(KernelCache.Request(body, inPlace: inPlace, streamingOutput: streams(op.results[0], inPlace: inPlace)))
+          requests.append(KernelCache.Request(Self.kernelBody(body), inPlace: inPlace, streamingOutput: streams(op.results[0], inPlace: inPlace)))
         }
         continue
       }
@@ -303,7 +303,7 @@ public final class Executable: @unchecked Sendable {
       if op.results.count == 1 {
         let single = singleOpBody(op)
         let inPlace = dyingArguments(single, op.operands)
-        requests.append(KernelCache.Request(single, inPlace: inPlace, streamingOutput: streams(op.results[0], inPlace: inPlace)))
+        requests.append(KernelCache.Request(Self.kernelBody(single), inPlace: inPlace, streamingOutput: streams(op.results[0], inPlace: inPlace)))
       }
     }
     return requests
@@ -353,6 +353,10 @@ public final class Executable: @unchecked Sendable {
     return product + dyingArguments(rest, values).map { $0 + 1 }
   }
 
+  /// The body a kernel is compiled from: elementwise bodies flattened to one shape-free kernel
+  /// (FlatKernels), others as they are. (Gemm epilogues are not flattened: they broadcast a bias.)
+  static func kernelBody(_ body: Function) -> Function { FlatKernels.flattened(body) ?? body }
+
   static func isElementwise(_ body: Function) -> Bool {
     body.body.allSatisfy { body[$0].code.info.isElementwise || body[$0].code == .constant }
   }
@@ -378,7 +382,7 @@ public final class Executable: @unchecked Sendable {
   func tryKernel(_ body: Function, operands: [Int], result: Int, inPlace: [Int], value: ValueID? = nil) -> Bool {
     do {
       let streaming = value.map { streams($0, inPlace: inPlace) } ?? false
-      let kernel = try KernelCache.shared.kernel(for: body, inPlace: inPlace, streamingOutput: streaming)
+      let kernel = try KernelCache.shared.kernel(for: value == nil ? body : Self.kernelBody(body), inPlace: inPlace, streamingOutput: streaming)
       thunks.append(.kernel(kernel, operands: operands, result: result, inPlace: inPlace.map { operands[$0] }))
       statistics.kernels += 1
       return true
@@ -596,8 +600,10 @@ public final class Executable: @unchecked Sendable {
     switch thunk {
     case .kernel(let kernel, let operands, let result, _):
       var buffers: [UnsafeMutableRawPointer?] = operands.map { plan.pointers[$0] } + [plan.pointers[result]]
-      let symbolArray: [Int64] = kernel.signature.symbols.map { s in Int64(symbolValues[symbols.firstIndex(of: s)!]) }
-      let shape = plan.shapes[result]
+      // A flat kernel loops over all the output's elements (its one symbol is their count).
+      let shape = kernel.isFlat ? [elementCount(plan.shapes[result]) ?? 0] : plan.shapes[result]
+      let symbolArray: [Int64] = kernel.isFlat ? [Int64(shape[0])]
+        : kernel.signature.symbols.map { s in Int64(symbolValues[symbols.firstIndex(of: s)!]) }
       let outer = shape.first ?? 1
       // Work is what the kernel reads and writes: a row reduction writes little but reads a lot.
       let total = ([result] + operands).reduce(0) { $0 + (elementCount(plan.shapes[$1]) ?? 0) }

@@ -2,9 +2,16 @@
 // native layout kernels use (f32 as 4-byte floats, i1 as one byte, ...). Used at the edges of an
 // executable (inputs, parameters, outputs) and by the interpreter-fallback thunk.
 
+import Glibc
 import TTIR
 
 public enum RawTensor {
+  /// Writes `count` elements equal to `value` (as `write` would store a filled tensor).
+  public static func fill(_ dtype: DType, count: Int, value: Double, at destination: UnsafeMutableRawPointer) {
+    if value == 0 && value.sign == .plus { memset(destination, 0, count * dtype.byteSize); return }
+    write(Tensor.filled(dtype, shape: [count], value: value), to: destination)
+  }
+
   /// Writes `t`'s elements in native layout at `destination` (t.count * dtype.byteSize bytes).
   public static func write(_ t: Tensor, to destination: UnsafeMutableRawPointer) {
     switch t.dtype {

@@ -30,7 +30,13 @@ public final class Trainer {
   public private(set) var stateNames: [String]
   let stateTypes: [TensorType]
   /// The state before the first step (or after restore), until it moves into a run's buffers.
-  var pendingState: [Tensor]?
+  var pendingState: [PendingState]?
+  /// A state tensor not yet in the run's buffers: given, or (fresh optimizer slots) one value
+  /// everywhere, written straight into the buffer instead of built as a tensor first.
+  enum PendingState {
+    case tensor(Tensor)
+    case filled(Double)
+  }
   public private(set) var stepCount = 0
   /// Prepared runs by batch shape, bucketed by the shape policy.
   public let shapes: ShapeSpecializer
@@ -80,18 +86,30 @@ public final class Trainer {
     }
     tables = made
     buildSeconds = DispatchClock.now() - phaseStart
-    let interpreter: Interpreter
-    do { interpreter = try Interpreter(module: module, params: params) } catch { throw .setup("\(error)") }
-    var initial = module.params.map { interpreter.params[$0.name]! }
+    var initial: [PendingState] = []
+    for p in module.params {
+      do {
+        if let given = params[p.name] {
+          guard given.type == p.type else { throw InterpreterError.paramMismatch(name: p.name, expected: p.type, got: given.type) }
+          initial.append(.tensor(given))
+        } else if let initializer = p.initializer {
+          initial.append(.tensor(try ParamInitializer.materialize(initializer, type: p.type, name: p.name)))
+        } else {
+          throw InterpreterError.missingParam(p.name)
+        }
+      } catch { throw .setup("\(error)") }
+    }
     var names = module.params.map(\.name)
+    var types = module.params.map(\.type)
     for p in module.params {
       for slot in optimizer.slots {
-        initial.append(Tensor.filled(p.type.dtype, shape: p.type.staticShape!, value: slot.initial))
+        initial.append(.filled(slot.initial))
         names.append(TrainStep.slotName(slot.name, of: p.name))
+        types.append(p.type)
       }
     }
     stateNames = names
-    stateTypes = initial.map(\.type)
+    stateTypes = types
     pendingState = initial
     firstStateArgument = inputTypes.count + rowInputCount + 2
     do {
@@ -120,7 +138,14 @@ public final class Trainer {
 
   /// The current parameters and slots, in `stateNames` order.
   public var state: [Tensor] {
-    if let pendingState { return pendingState }
+    if let pendingState {
+      return zip(pendingState, stateTypes).map { pending, type in
+        switch pending {
+        case .tensor(let t): return t
+        case .filled(let value): return Tensor.filled(type.dtype, shape: type.staticShape!, value: value)
+        }
+      }
+    }
     let run = current!
     return stateTypes.indices.map { RawTensor.read(stateTypes[$0].dtype, shape: stateTypes[$0].staticShape!, from: run.inputs[firstStateArgument + $0]) }
   }
@@ -133,7 +158,7 @@ public final class Trainer {
       guard t.type == stateTypes[i] else { throw .setup("'\(name)' is \(t.type) in the checkpoint but \(stateTypes[i]) in the model") }
       restored.append(t)
     }
-    pendingState = restored
+    pendingState = restored.map { .tensor($0) }
     stepCount = step
   }
 
@@ -153,7 +178,13 @@ public final class Trainer {
     // State lives in the executable's pinned buffers, the same in every layout: a new batch shape
     // moves nothing. Only the first step (or a restore) writes it.
     if let pendingState {
-      for (i, t) in pendingState.enumerated() { RawTensor.write(t, to: run.inputs[firstStateArgument + i]) }
+      for (i, pending) in pendingState.enumerated() {
+        let buffer = run.inputs[firstStateArgument + i]
+        switch pending {
+        case .tensor(let t): RawTensor.write(t, to: buffer)
+        case .filled(let value): RawTensor.fill(stateTypes[i].dtype, count: elementCount(stateTypes[i].staticShape!) ?? 0, value: value, at: buffer)
+        }
+      }
       self.pendingState = nil
     }
     current = run
