@@ -9,6 +9,9 @@
 // over the rest of the row, and reused for every element of the row. Anything else is still
 // correct (computed where it is needed) but may be recomputed.
 //
+// Streaming kernels (large function results) write their output with non-temporal stores, so
+// they store each output element once: a value a row reduction reuses goes to a stack row.
+//
 // Kernel ABI: void kernel(ptr buffers, ptr symbols, i64 begin, i64 end). buffers[k] points at
 // operand k's data, buffers[n] at the output; symbols[j] is the run-time size of the j-th symbolic
 // dimension (KernelSignature.symbols); [begin, end) is the slice of the outermost output loop this

@@ -8,7 +8,9 @@
 //   embedding_lookup(_pooled)  -> evaluation lookups of the module's tables (TTEmbedding)
 //   anything the code generator cannot compile yet (f16/bf16, gather, argmax, sparse cross
 //   entropy, ...) -> the reference interpreter for that op or region, so every program runs.
-// Kernels compile in parallel before lowering (KernelCache.precompile). Memory: parameters and
+// Kernels compile in parallel before lowering (KernelCache.precompile); elementwise regions are
+// compiled shape-free (FlatKernels), and large function results are written with streaming
+// stores (`streams`). Memory: parameters and
 // constants live in their own buffers for the executable's lifetime, donated static-shaped
 // arguments (training state) are pinned in buffers of their own; every other value gets an offset
 // in one arena per capacity binding of the symbolic dimensions (ExecutableLayouts.swift), reused
@@ -629,8 +631,10 @@ public final class Executable: @unchecked Sendable {
         }
       }
     case .gemm(let a, let b, let c, let ta, let tb):
+      pool.quiesce()   // OpenBLAS brings its own threads: ours must not spin on their cores
       runGemm(a: a, b: b, c: c, transposeA: ta, transposeB: tb, plan: plan)
     case .gemmSummedOverBatch(let a, let b, let c):
+      pool.quiesce()
       // A [rows, K] and B [rows, N] with rows = batch x T, row-major: C = A^T B.
       let sa = plan.shapes[a], sb = plan.shapes[b]
       let rows = sa.dropLast().reduce(1, *), k = sa.last!, n = sb.last!

@@ -30,6 +30,8 @@ public final class ThreadPool: @unchecked Sendable {
   private let published = Atomic<Int>(0)
   /// How long an idle worker watches for the next job before sleeping.
   public static let spinSeconds = 50e-6
+  /// Set by `quiesce` (spinning workers go to sleep at once), cleared by the next job.
+  private let quiet = Atomic<Bool>(false)
 
   public init(threads: Int) {
     threadCount = threads
@@ -56,7 +58,7 @@ public final class ThreadPool: @unchecked Sendable {
       if generation == seen {
         pthread_mutex_unlock(&mutex)
         let deadline = Self.now() + Self.spinSeconds
-        while published.load(ordering: .acquiring) == seen && Self.now() < deadline {}
+        while published.load(ordering: .acquiring) == seen && !quiet.load(ordering: .relaxed) && Self.now() < deadline {}
         pthread_mutex_lock(&mutex)
       }
       while generation == seen { pthread_cond_wait(&wake, &mutex) }
@@ -93,6 +95,7 @@ public final class ThreadPool: @unchecked Sendable {
     nextChunk = 0
     finished = 0
     generation += 1
+    quiet.store(false, ordering: .relaxed)
     published.store(generation, ordering: .releasing)
     pthread_cond_broadcast(&wake)
     runChunks()
@@ -100,6 +103,10 @@ public final class ThreadPool: @unchecked Sendable {
     job = nil
     pthread_mutex_unlock(&mutex)
   }
+
+  /// Tells idle workers to stop spinning and sleep: the caller is about to run something that
+  /// uses every core itself (an OpenBLAS call, with OpenBLAS's threads).
+  public func quiesce() { quiet.store(true, ordering: .relaxed) }
 
   static func now() -> Double {
     var ts = timespec()
