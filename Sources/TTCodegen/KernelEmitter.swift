@@ -192,6 +192,7 @@ final class KernelEmitter {
       // An expensive value of the output's type that a row reduction reads and the output also
       // needs (softmax's exp) is written into the output row while reducing and read back
       // afterwards, instead of being computed twice.
+      if depth == output.rank - 1 && rowReductions.contains(where: { $0.1 == depth }) { prefetchNextRow(index) }
       for (reduction, prefix, rank) in rowReductions where prefix == depth {
         let reduced = body[reduction]
         var candidate: ValueID? = nil
@@ -263,6 +264,27 @@ final class KernelEmitter {
     nest(0)
     LLVMBuildRetVoid(ir.b)
     return name
+  }
+
+  /// A row-reduction kernel (softmax, layer norm) makes several passes over each row; the first
+  /// waits on memory while the others compute from L1. Touching the next row's cache lines now
+  /// (software prefetch, one per 64-byte line of each full-shape operand) overlaps its fetch with
+  /// this row's arithmetic. Prefetches never fault, so the last row may point past the end.
+  func prefetchNextRow(_ outer: [IRBuilder.V]) {
+    let output = signature.output
+    let rowLength = size(output.dims[output.rank - 1])
+    let rowStart = linear(outer + [ir.int(0)], output)
+    for (k, argument) in body.arguments.enumerated() where body.type(of: argument) == output && scalarArguments[argument] == nil {
+      let elementBytes = ir.int(output.dtype.byteSize)
+      let next = ir.mul(ir.add(rowStart, rowLength), elementBytes)
+      let lines = ir.sdiv(ir.add(ir.mul(rowLength, elementBytes), ir.int(63)), ir.int(64))
+      ir.loop(from: ir.int(0), to: lines) { line, _ in
+        var offset: [LLVMValueRef?] = [ir.add(next, ir.mul(line, ir.int(64)))]
+        let address = offset.withUnsafeMutableBufferPointer { LLVMBuildGEP2(ir.b, ir.i8, buffers[k], $0.baseAddress, 1, "") }!
+        _ = ir.intrinsic("llvm.prefetch", [ir.ptr], [address, ir.int(0, ir.i32), ir.int(3, ir.i32), ir.int(1, ir.i32)])
+        return []
+      }
+    }
   }
 
   /// Column reductions (the output is a reduction over the operand's leading axes, as for a bias

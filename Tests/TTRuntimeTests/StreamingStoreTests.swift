@@ -1,4 +1,5 @@
-// Streaming (non-temporal) output stores: large function results are written around the caches.
+// Streaming (non-temporal) output stores: large function results are written around the caches;
+// and the next-row prefetch of row-reduction kernels.
 // The kernels must still compute exactly what the ordinary kernels compute, on every thread split
 // (rank-1 slices start at aligned elements, odd lengths end in scalar code), and the stores must
 // really be non-temporal, fenced, and used only where the executable allows them.
@@ -81,5 +82,7 @@ struct StreamingStoreTests {
     #expect(!(ordinary.assembly ?? "").contains("vmovnt"))
     // The value softmax reuses (its exp) lives in a stack row, so the output is written once.
     #expect((streaming.llvmIR ?? "").contains("row_scratch"))
+    // Row kernels touch the next row's lines while computing this one (both versions).
+    #expect((ordinary.llvmIR ?? "").contains("@llvm.prefetch") && asm.contains("prefetcht0"))
   }
 }
