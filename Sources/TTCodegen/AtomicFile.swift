@@ -1,7 +1,10 @@
 // AtomicFile — whole-file reads and crash-safe writes, shared by the kernel cache on disk and
 // training checkpoints. A write goes to a temporary file unique to this process and call in the
-// same directory, is fsync'd, renamed over the target and the directory fsync'd: readers (other
-// processes included) see the old file or the new one, never a part.
+// same directory, is fsync'd (durable writes), renamed over the target and the directory fsync'd:
+// readers (other processes included) see the old file or the new one, never a part. The kernel
+// cache writes without the fsyncs: after a power loss an entry may be empty or torn, which its
+// CRC and stored key detect (the kernel is recompiled), and the two fsyncs per kernel cost a cold
+// compile 20-40 ms (W5).
 
 import Glibc
 
@@ -10,7 +13,8 @@ public enum AtomicFile {
   private static let lock = NSLockish()
 
   /// Writes `bytes` to `path` atomically; nil on success, else why it failed (nothing replaced).
-  public static func write(_ bytes: [UInt8], to path: String) -> String? {
+  /// `durable`: also on stable storage before returning (fsync of the file and its directory).
+  public static func write(_ bytes: [UInt8], to path: String, durable: Bool = true) -> String? {
     let suffix = lock.withLock { counter += 1; return counter }
     let temporary = path + ".tmp.\(getpid()).\(suffix)"
     let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL, 0o644)
@@ -22,7 +26,7 @@ public enum AtomicFile {
         if n <= 0 { return false }
         written += n
       }
-      return fsync(fd) == 0
+      return !durable || fsync(fd) == 0
     }
     let failure = ok ? nil : String(cString: strerror(errno))
     close(fd)
@@ -32,6 +36,7 @@ public enum AtomicFile {
       unlink(temporary)
       return reason
     }
+    guard durable else { return nil }
     let slash = path.lastIndex(of: "/")
     let directory = slash.map { String(path[..<$0]) } ?? "."
     let dirfd = open(directory.isEmpty ? "/" : directory, O_RDONLY)

@@ -5,10 +5,11 @@
 // binary (its size and modification time), so a rebuilt ttfc never loads an older code
 // generator's output.
 //
-// Safety: an entry is written to a unique temporary file, fsync'd and renamed into place, so
-// readers see a whole entry or none, and concurrent processes writing the same entry are both
-// correct (the last rename wins). Every entry carries its full key text and a CRC-32 of its
-// contents: a truncated, corrupted or colliding entry is detected on read, deleted and rebuilt.
+// Safety: an entry is written to a unique temporary file and renamed into place, so readers see
+// a whole entry or none, and concurrent processes writing the same entry are both correct (the
+// last rename wins). Every entry carries its full key text and a CRC-32 of its contents: a
+// truncated, corrupted or colliding entry is detected on read, deleted and rebuilt — which is
+// also why entries are not fsync'd (a power loss can only cost a recompile).
 // Temporary files of killed writers are never read and are swept after an hour.
 //
 // Location: $TTFC_CACHE_DIR if set ("" or "off" disables the cache), else
@@ -121,7 +122,7 @@ public struct KernelDiskCache: Sendable {
     return .hit(name: name, object: Array(body[(keyLength + nameLength)...]))
   }
 
-  /// Stores an entry atomically (temporary file, fsync, rename). False if the disk refused.
+  /// Stores an entry atomically (temporary file, rename; not fsync'd). False if the disk refused.
   @discardableResult
   public func write(key: String, name: String, object: [UInt8]) -> Bool {
     let body = Array(key.utf8) + Array(name.utf8) + object
@@ -129,7 +130,7 @@ public struct KernelDiskCache: Sendable {
     func append(_ value: Int, _ width: Int) { for i in 0..<width { bytes.append(UInt8((value >> (8 * i)) & 0xff)) } }
     append(key.utf8.count, 4); append(name.utf8.count, 4); append(object.count, 8); append(Self.crc32(body), 4)
     bytes += body
-    return AtomicFile.write(bytes, to: path(for: key)) == nil
+    return AtomicFile.write(bytes, to: path(for: key), durable: false) == nil
   }
 
   /// Removes temporary files older than an hour (left by killed writers).
