@@ -237,6 +237,10 @@ struct FusionPlanner {
   /// nil if producer `p` may join `region`, else the rule that forbids it.
   func absorbReason(_ p: Int, into region: Region) -> String? {
     let producer = op(p)
+    // A constant is copied into every region that reads it, even one formed after another region
+    // took it: a constant passed in as an argument would make otherwise identical regions compile
+    // to different kernels (the W4 step's two ReLU gradients did).
+    if producer.code == .constant && producer.operands.isEmpty { return nil }
     if regionOf[p] != nil { return "'\(producer.code)' already belongs to another fusion region" }
     guard FusionPolicy.isFusible(producer.code) else { return FusionPolicy.notFusibleReason(producer.code) }
     guard producer.results.count == 1 else { return "'\(producer.code)' has several results" }
