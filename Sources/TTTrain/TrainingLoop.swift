@@ -138,7 +138,7 @@ public final class TrainingLoop {
   public func run(report: (TrainingEvent) -> Void) throws -> Bool {
     var metricsFile: FileHandle? = nil
     if let path = options.metricsPath {
-      if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+      if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
       metricsFile = FileHandle(forWritingAtPath: path)
       metricsFile?.seekToEndOfFile()
     }
