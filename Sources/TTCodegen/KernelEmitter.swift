@@ -273,11 +273,10 @@ final class KernelEmitter {
   func prefetchNextRow(_ outer: [IRBuilder.V]) {
     let output = signature.output
     let rowLength = size(output.dims[output.rank - 1])
-    let rowStart = linear(outer + [ir.int(0)], output)
+    let elementBytes = ir.int(output.dtype.byteSize)
+    let next = ir.mul(ir.add(linear(outer + [ir.int(0)], output), rowLength), elementBytes)
+    let lines = ir.sdiv(ir.add(ir.mul(rowLength, elementBytes), ir.int(63)), ir.int(64))
     for (k, argument) in body.arguments.enumerated() where body.type(of: argument) == output && scalarArguments[argument] == nil {
-      let elementBytes = ir.int(output.dtype.byteSize)
-      let next = ir.mul(ir.add(rowStart, rowLength), elementBytes)
-      let lines = ir.sdiv(ir.add(ir.mul(rowLength, elementBytes), ir.int(63)), ir.int(64))
       ir.loop(from: ir.int(0), to: lines) { line, _ in
         var offset: [LLVMValueRef?] = [ir.add(next, ir.mul(line, ir.int(64)))]
         let address = offset.withUnsafeMutableBufferPointer { LLVMBuildGEP2(ir.b, ir.i8, buffers[k], $0.baseAddress, 1, "") }!

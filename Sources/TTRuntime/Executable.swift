@@ -380,11 +380,11 @@ public final class Executable: @unchecked Sendable {
 
   /// `inPlace`: argument positions whose memory the output may take (the body is elementwise, so
   /// element i of such an operand is read only for output element i).
-  /// `value`: the function value the kernel computes (nil for a gemm epilogue), for `streams`.
-  func tryKernel(_ body: Function, operands: [Int], result: Int, inPlace: [Int], value: ValueID? = nil) -> Bool {
+  /// `value`: the function value the kernel computes, for `streams`.
+  func tryKernel(_ body: Function, operands: [Int], result: Int, inPlace: [Int], value: ValueID) -> Bool {
     do {
-      let streaming = value.map { streams($0, inPlace: inPlace) } ?? false
-      let kernel = try KernelCache.shared.kernel(for: value == nil ? body : Self.kernelBody(body), inPlace: inPlace, streamingOutput: streaming)
+      let kernel = try KernelCache.shared.kernel(for: Self.kernelBody(body), inPlace: inPlace,
+                                                 streamingOutput: streams(value, inPlace: inPlace))
       thunks.append(.kernel(kernel, operands: operands, result: result, inPlace: inPlace.map { operands[$0] }))
       statistics.kernels += 1
       return true

@@ -9,6 +9,7 @@
 
 import Glibc
 import Synchronization
+import TTCodegen
 
 public final class ThreadPool: @unchecked Sendable {
   public static let shared = ThreadPool(threads: {
@@ -57,8 +58,8 @@ public final class ThreadPool: @unchecked Sendable {
     while true {
       if generation == seen {
         pthread_mutex_unlock(&mutex)
-        let deadline = Self.now() + Self.spinSeconds
-        while published.load(ordering: .acquiring) == seen && !quiet.load(ordering: .relaxed) && Self.now() < deadline {}
+        let deadline = DispatchClock.now() + Self.spinSeconds
+        while published.load(ordering: .acquiring) == seen && !quiet.load(ordering: .relaxed) && DispatchClock.now() < deadline {}
         pthread_mutex_lock(&mutex)
       }
       while generation == seen { pthread_cond_wait(&wake, &mutex) }
@@ -107,10 +108,4 @@ public final class ThreadPool: @unchecked Sendable {
   /// Tells idle workers to stop spinning and sleep: the caller is about to run something that
   /// uses every core itself (an OpenBLAS call, with OpenBLAS's threads).
   public func quiesce() { quiet.store(true, ordering: .relaxed) }
-
-  static func now() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-  }
 }
