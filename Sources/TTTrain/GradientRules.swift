@@ -66,7 +66,10 @@ enum GradientRules {
     case .sigmoid:
       b.accumulate(ops[0], e(.mul, [g, e(.mul, [out, bin(.sub, c(1), out)])]))
     case .relu:
-      let positive = b.emit(.gt, [x(0), c(0)], TensorType(.i1, T.dims))
+      // relu(a) > 0 exactly when a > 0 (NaN and -0 included), so the mask is read from the
+      // output: the pre-activation is then dead after the forward pass and a layer's bias add and
+      // ReLU stay one GEMM epilogue (one kernel and one memory pass fewer per layer).
+      let positive = b.emit(.gt, [out, c(0)], TensorType(.i1, T.dims))
       b.accumulate(ops[0], b.emit(.where, [positive, g, c(0)], T))
     case .erf:
       // d/dx erf(x) = 2/sqrt(pi) exp(-x^2).
