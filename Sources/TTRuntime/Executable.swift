@@ -464,6 +464,19 @@ public final class Executable: @unchecked Sendable {
 
   // MARK: running
 
+  /// Overwrites the parameters this function reads with the given values (types must match the
+  /// declarations): an evaluation executable follows a training run without being rebuilt.
+  public func updateParameters(_ params: [String: Tensor]) throws(ExecutableError) {
+    for (k, value) in lowered.values.enumerated() {
+      guard case .global(let name) = value.definition, let given = params[name], let slot = slotOf[ValueID(k)],
+            case .persistent(let pointer) = slots[slot].storage else { continue }
+      guard given.type == value.type else {
+        throw .invalid(InterpreterError.paramMismatch(name: name, expected: value.type, got: given.type).description)
+      }
+      RawTensor.write(given, to: pointer)
+    }
+  }
+
   /// Runs the function on `inputs` and returns its results.
   public func run(_ inputs: [Tensor]) throws(ExecutableError) -> [Tensor] {
     let binding: [String: Int]

@@ -201,6 +201,20 @@ public final class TrainingLoop {
   }
 
   /// Loss (mean over examples), and accuracy / AUC when the model defines them, on the eval data.
+  /// Evaluation executables by function, built at the first evaluation and given the current
+  /// parameters at each later one (no passes, no recompilation, no new buffers).
+  var evaluationExecutables: [String: Executable] = [:]
+
+  func evaluationExecutable(_ name: String, params: [String: Tensor]) throws -> Executable {
+    if let executable = evaluationExecutables[name] {
+      try executable.updateParameters(params)
+      return executable
+    }
+    let executable = try Executable(module: trainer.module, function: name, params: params, tables: trainer.tables)
+    evaluationExecutables[name] = executable
+    return executable
+  }
+
   public func evaluate() throws -> [String: Double] {
     guard let evalData else { return [:] }
     let module = trainer.module
@@ -208,7 +222,7 @@ public final class TrainingLoop {
     var metrics: [String: Double] = [:]
     func meanOver(_ name: String) throws -> Double? {
       guard let function = module.function(named: name), function.resultTypes == [.scalar(function.resultTypes[0].dtype)] else { return nil }
-      let executable = try Executable(module: module, function: name, params: params, tables: trainer.tables)
+      let executable = try evaluationExecutable(name, params: params)
       let cols = try zip(function.arguments, function.argumentTypes).map { try evalData.column(for: function[$0.0].name, type: $0.1) }
       var total = 0.0
       var start = 0
@@ -225,7 +239,7 @@ public final class TrainingLoop {
        labelType.rank == 1, labelType.dtype.isFloat, predict.resultTypes.first?.rank == 1 {
       let lossFunction = module.function(named: trainer.lossName)!
       let labels = try evalData.column(for: lossFunction[lossFunction.arguments.last!].name, type: labelType).doubles
-      let executable = try Executable(module: module, function: "predict", params: params, tables: trainer.tables)
+      let executable = try evaluationExecutable("predict", params: params)
       let cols = try zip(predict.arguments, predict.argumentTypes).map { try evalData.column(for: predict[$0.0].name, type: $0.1) }
       var scores: [Double] = []
       var start = 0

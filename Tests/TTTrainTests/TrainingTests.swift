@@ -6,7 +6,7 @@ import Testing
 import TTIR
 import TTInterp
 import TTRuntime
-import TTTrain
+@testable import TTTrain
 
 enum TrainingFixtures {
   static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -53,6 +53,31 @@ struct TrainingTests {
     // The teacher itself reaches an AUC of about 0.93 on this data; the student must get close.
     #expect((evaluation["auc"] ?? 0) > 0.88, "eval \(evaluation)")
     #expect((evaluation["loss"] ?? 1) < 0.45, "eval \(evaluation)")
+  }
+
+  /// Evaluation executables are built once and given the trained parameters at each evaluation:
+  /// the metrics after training equal those of a loop built fresh on the trained parameters.
+  @Test func evaluationFollowsTheTrainedParameters() throws {
+    let module = try TrainingFixtures.module("logreg.ttir")
+    var options = TrainingOptions()
+    options.batch = 64
+    options.steps = 6
+    options.learningRate = 0.05
+    options.evalEvery = Int.max
+    let data = try TrainingFixtures.logregData(count: 1024, seed: 3), evalData = try TrainingFixtures.logregData(count: 256, seed: 4)
+    let loop = try TrainingLoop(module: module, loss: "loss", optimizer: OptimizerConfig(.adam), data: data, evalData: evalData, options: options)
+    let before = try loop.evaluate()
+    _ = try loop.run { _ in }
+    let after = try loop.evaluate()
+    var fresh = options
+    fresh.initialParams = loop.trainer.params
+    let reference = try TrainingLoop(module: module, loss: "loss", optimizer: OptimizerConfig(.adam), data: data, evalData: evalData,
+                                     options: fresh).evaluate()
+    #expect(before["loss"] != after["loss"])
+    #expect(after == reference, "cached \(after) vs fresh \(reference)")
+    let cached = try #require(loop.evaluationExecutables["loss"])
+    _ = try loop.evaluate()
+    #expect(loop.evaluationExecutables["loss"] === cached)
   }
 
   @Test func resumingIsBitIdentical() throws {
