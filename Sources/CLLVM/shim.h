@@ -9,3 +9,4 @@
 #include <llvm-c/Error.h>
 #include <llvm-c/Support.h>
 #include <llvm-c/DebugInfo.h>
+#include <llvm-c/IRReader.h>

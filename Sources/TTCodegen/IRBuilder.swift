@@ -98,7 +98,8 @@ struct IRBuilder {
   /// `body` receives the induction variable and the current accumulators and returns the next ones.
   /// `interleave`: how many vectors the vectorizer should keep in flight (nil: its own choice).
   @discardableResult
-  func loop(from lo: V, to hi: V, carrying initial: [V] = [], interleave: Int? = nil, _ body: (V, [V]) -> [V]) -> [V] {
+  func loop(from lo: V, to hi: V, carrying initial: [V] = [], interleave: Int? = nil, parallelAccesses: LLVMMetadataRef? = nil,
+            _ body: (V, [V]) -> [V]) -> [V] {
     let preheader = LLVMGetInsertBlock(b)!
     let header = block("loop.header"), bodyBlock = block("loop.body"), exit = block("loop.exit")
     LLVMBuildBr(b, header)
@@ -111,7 +112,7 @@ struct IRBuilder {
     let ivNext = add(iv, int(1))
     let latch = LLVMGetInsertBlock(b)!
     let backEdge = LLVMBuildBr(b, header)!
-    if let interleave { setInterleave(backEdge, interleave) }
+    if interleave != nil || parallelAccesses != nil { setLoopProperties(backEdge, interleave: interleave, parallelAccesses: parallelAccesses) }
     addIncoming(iv, [(lo, preheader), (ivNext, latch)])
     for (k, phi) in phis.enumerated() { addIncoming(phi, [(initial[k], preheader), (next[k], latch)]) }
     LLVMPositionBuilderAtEnd(b, exit)
@@ -126,16 +127,41 @@ struct IRBuilder {
     }
   }
 
-  /// Attaches `llvm.loop` metadata asking the vectorizer to interleave `count` vectors.
-  func setInterleave(_ branch: V, _ count: Int) {
+  /// Attaches `llvm.loop` metadata: how many vectors the vectorizer should interleave, and the
+  /// access group whose loads and stores carry no dependence from one iteration to another.
+  func setLoopProperties(_ branch: V, interleave: Int?, parallelAccesses: LLVMMetadataRef?) {
+    func node(_ operands: [LLVMMetadataRef?]) -> LLVMMetadataRef {
+      var operands = operands
+      return operands.withUnsafeMutableBufferPointer { LLVMMDNodeInContext2(context, $0.baseAddress, $0.count) }!
+    }
     let temporary = LLVMTemporaryMDNode(context, nil, 0)!
-    var option: [LLVMMetadataRef?] = [metadataString("llvm.loop.interleave.count"), LLVMValueAsMetadata(int(count, i32))]
-    let optionNode = option.withUnsafeMutableBufferPointer { LLVMMDNodeInContext2(context, $0.baseAddress, 2) }
-    var operands: [LLVMMetadataRef?] = [temporary, optionNode]
-    let loopID = operands.withUnsafeMutableBufferPointer { LLVMMDNodeInContext2(context, $0.baseAddress, 2) }!
+    var operands: [LLVMMetadataRef?] = [temporary]
+    if let interleave { operands.append(node([metadataString("llvm.loop.interleave.count"), LLVMValueAsMetadata(int(interleave, i32))])) }
+    if let parallelAccesses { operands.append(node([metadataString("llvm.loop.parallel_accesses"), parallelAccesses])) }
+    let loopID = node(operands)
     LLVMMetadataReplaceAllUsesWith(temporary, loopID)
     LLVMSetMetadata(branch, LLVMGetMDKindIDInContext(context, "llvm.loop", 9), LLVMMetadataAsValue(context, loopID))
   }
+
+  /// A new access group (a distinct metadata node without operands). The C API cannot make a
+  /// distinct node directly, so one is parsed from IR text in this context (metadata belongs to
+  /// the context and outlives the scratch module).
+  func newAccessGroup() -> LLVMMetadataRef? {
+    let text = "define void @g(ptr %p) {\n  store i8 0, ptr %p, !llvm.access.group !0\n  ret void\n}\n!0 = distinct !{}\n"
+    let buffer = LLVMCreateMemoryBufferWithMemoryRangeCopy(text, text.utf8.count, "access_group")
+    var parsed: LLVMModuleRef?
+    var message: UnsafeMutablePointer<CChar>?
+    guard LLVMParseIRInContext(context, buffer, &parsed, &message) == 0, let parsed else {   // takes the buffer
+      LLVMDisposeMessage(message)
+      return nil
+    }
+    defer { LLVMDisposeModule(parsed) }
+    guard let function = LLVMGetNamedFunction(parsed, "g"), let store = LLVMGetFirstInstruction(LLVMGetEntryBasicBlock(function)),
+          let group = LLVMGetMetadata(store, accessGroupKind) else { return nil }
+    return LLVMValueAsMetadata(group)
+  }
+
+  var accessGroupKind: UInt32 { LLVMGetMDKindIDInContext(context, "llvm.access.group", 17) }
 
   func metadataString(_ s: String) -> LLVMMetadataRef {
     LLVMMDStringInContext2(context, s, s.utf8.count)

@@ -81,15 +81,14 @@ public final class KernelCache: @unchecked Sendable {
 
   /// A body's cache key: its canonical text under a fixed name, without source locations or
   /// value names.
-  static func key(of body: Function, inPlace: [Int]?, streamingOutput: Bool = false) -> String {
+  static func key(of body: Function, streamingOutput: Bool = false) -> String {
     var keyed = body
     keyed.name = "kernel"
     keyed.location = nil
     // Value names do not change the code: positional names let the same arithmetic on other
     // values (every parameter's optimizer update) share one kernel.
     for k in keyed.values.indices { keyed.values[k].name = "v\(k)" }
-    return Printer.print(keyed) + (inPlace.map { "// in-place arguments: \($0)\n" } ?? "")
-      + (streamingOutput ? "// streaming output\n" : "")
+    return Printer.print(keyed) + (streamingOutput ? "// streaming output\n" : "")
   }
 
   /// A kernel to compile: a single-result body and the arguments its output may alias (nil: any
@@ -98,12 +97,11 @@ public final class KernelCache: @unchecked Sendable {
   /// soon, so its vector stores may bypass the caches (KernelEmitter.streamingOutput).
   public struct Request: Sendable {
     public var body: Function
-    public var inPlace: [Int]?
     public var streamingOutput: Bool
-    public init(_ body: Function, inPlace: [Int]? = nil, streamingOutput: Bool = false) {
-      self.body = body; self.inPlace = inPlace; self.streamingOutput = streamingOutput
+    public init(_ body: Function, streamingOutput: Bool = false) {
+      self.body = body; self.streamingOutput = streamingOutput
     }
-    var key: String { KernelCache.key(of: body, inPlace: inPlace, streamingOutput: streamingOutput) }
+    var key: String { KernelCache.key(of: body, streamingOutput: streamingOutput) }
   }
 
   /// Compiles the bodies that are not cached yet on up to `threads` threads at once, each with
@@ -130,10 +128,10 @@ public final class KernelCache: @unchecked Sendable {
   }
 
   /// The compiled kernel for a single-result body, compiling it on first use.
-  public func kernel(for body: Function, inPlace: [Int]? = nil, streamingOutput: Bool = false) throws(CodegenError) -> CompiledKernel {
+  public func kernel(for body: Function, streamingOutput: Bool = false) throws(CodegenError) -> CompiledKernel {
     if let reason = KernelEmitter.supports(body) { throw .unsupported(reason) }
     guard body.returnValues.count == 1 else { throw .unsupported("a kernel has one result") }
-    let request = Request(body, inPlace: inPlace, streamingOutput: streamingOutput)
+    let request = Request(body, streamingOutput: streamingOutput)
     let key = request.key
     // One compilation at a time (in every cache): the shared target machine is not safe to use
     // from several threads at once, and a kernel requested twice concurrently is compiled once.
@@ -173,8 +171,7 @@ public final class KernelCache: @unchecked Sendable {
     }
     let module = KernelModule(name: name)
     let ir = IRBuilder(module)
-    let emitter = KernelEmitter(ir: ir, body: body, signature: signature, inPlaceArguments: request.inPlace.map(Set.init),
-                                streamingOutput: request.streamingOutput)
+    let emitter = KernelEmitter(ir: ir, body: body, signature: signature, streamingOutput: request.streamingOutput)
     _ = try emitter.emit(name: name)
     try module.verify()
     if let directory = getenv("TTFC_DUMP_KERNELS") {

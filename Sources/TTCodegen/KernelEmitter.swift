@@ -50,9 +50,6 @@ final class KernelEmitter {
     let index: [UInt]
   }
 
-  /// Arguments the output may alias (nil: every argument of the output's type); each gets its
-  /// own in-place version of the loops, so the caller names only those it will really alias.
-  let inPlaceArguments: Set<Int>?
   /// Streaming output: the caller promises a 64-byte aligned output that nothing in this
   /// executable reads back soon (a large function result). The output pointer is then declared
   /// aligned, every store to the output is final (values a row reduction reuses go to a stack
@@ -60,11 +57,13 @@ final class KernelEmitter {
   let streamingOutput: Bool
   /// Stack row holding a materialized value (softmax's exp) in streaming kernels.
   var rowScratch: IRBuilder.V? = nil
+  /// Elementwise kernels: the access group of their loads and stores (see `emit`).
+  var parallelAccessGroup: LLVMMetadataRef? = nil
   /// Longest static row kept on the stack (32 KiB of f32: L1-sized).
   static let maxScratchRow = 8192
 
-  init(ir: IRBuilder, body: Function, signature: KernelSignature, inPlaceArguments: Set<Int>? = nil, streamingOutput: Bool = false) {
-    self.ir = ir; self.body = body; self.signature = signature; self.inPlaceArguments = inPlaceArguments
+  init(ir: IRBuilder, body: Function, signature: KernelSignature, streamingOutput: Bool = false) {
+    self.ir = ir; self.body = body; self.signature = signature
     self.streamingOutput = streamingOutput
   }
 
@@ -230,7 +229,8 @@ final class KernelEmitter {
       let lo = depth == 0 ? begin : ir.int(0)
       let hi = depth == 0 ? end : size(output.dims[depth])
       let innermost = depth == output.rank - 1
-      ir.loop(from: lo, to: hi, interleave: innermost && longElementwiseChain ? 2 : nil) { iv, _ in
+      ir.loop(from: lo, to: hi, interleave: innermost && longElementwiseChain ? 2 : nil,
+              parallelAccesses: innermost ? parallelAccessGroup : nil) { iv, _ in
         index.append(iv)
         memo.append([:])
         nest(depth + 1)
@@ -239,27 +239,30 @@ final class KernelEmitter {
         return []
       }
     }
-    // An elementwise kernel may run in place (its output sharing an operand's memory). LLVM's
-    // vectorizer guards against overlap with a run-time check that fails for exact aliasing and
-    // falls back to scalar code; so for each operand that may be aliased, a version of the loops
-    // reads that operand through the output pointer (same base: distance-0 accesses vectorize).
+    // An elementwise kernel may run in place (its output sharing an operand's memory). The
+    // runtime never passes partially overlapping buffers: an operand is the output's memory
+    // exactly or does not overlap it. Element i is read only to compute element i, so no
+    // iteration depends on another through memory even in place; the innermost loop says so
+    // (`llvm.loop.parallel_accesses` over an access group holding every load and store), and
+    // LLVM vectorizes it without run-time overlap checks or a scalar fallback, and one loop nest
+    // serves both cases (it once needed a version per operand that might be aliased).
     let elementwise = body.body.allSatisfy { body[$0].code.info.isElementwise || body[$0].code == .constant }
-    if elementwise && rowReductions.isEmpty {
-      let outputBuffer = buffers[signature.inputs.count]
-      for (k, argument) in body.arguments.enumerated() where body.type(of: argument) == output && inPlaceArguments?.contains(k) ?? true {
-        let same = ir.icmp(LLVMIntEQ, LLVMBuildPtrToInt(ir.b, buffers[k], ir.i64, "")!, LLVMBuildPtrToInt(ir.b, outputBuffer, ir.i64, "")!)
-        let inPlace = ir.block("in_place"), separate = ir.block("separate")
-        LLVMBuildCondBr(ir.b, same, inPlace, separate)
-        LLVMPositionBuilderAtEnd(ir.b, inPlace)
-        let original = buffers[k]
-        buffers[k] = outputBuffer
-        memo = [[:]]
-        nest(0)
-        LLVMBuildRetVoid(ir.b)
-        buffers[k] = original
-        memo = [[:]]
-        LLVMPositionBuilderAtEnd(ir.b, separate)
+    if elementwise && rowReductions.isEmpty, let group = ir.newAccessGroup() {
+      parallelAccessGroup = group
+      nest(0)
+      LLVMBuildRetVoid(ir.b)
+      let groupValue = LLVMMetadataAsValue(ir.context, group)
+      var block = LLVMGetFirstBasicBlock(ir.currentFunction)
+      while let bb = block {
+        var instruction = LLVMGetFirstInstruction(bb)
+        while let inst = instruction {
+          let opcode = LLVMGetInstructionOpcode(inst)
+          if opcode == LLVMLoad || opcode == LLVMStore { LLVMSetMetadata(inst, ir.accessGroupKind, groupValue) }
+          instruction = LLVMGetNextInstruction(inst)
+        }
+        block = LLVMGetNextBasicBlock(bb)
       }
+      return name
     }
     nest(0)
     LLVMBuildRetVoid(ir.b)

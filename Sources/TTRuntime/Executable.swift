@@ -291,10 +291,10 @@ public final class Executable: @unchecked Sendable {
       if op.code == .constant, op.constantValue != nil, lowered.type(of: op.results[0]).staticShape != nil { continue }
       if op.code == .fusion, let body = op.body {
         if case .string("gemm")? = op.attributes["kind"], let epilogue = Self.gemmEpilogue(body, operands: Array(op.operands.indices)) {
-          requests.append(KernelCache.Request(epilogue.body, inPlace: epilogueInPlace(epilogue.body, epilogue.operands.map { op.operands[$0] })))
+          requests.append(KernelCache.Request(epilogue.body))
         } else {
           let inPlace = dyingArguments(body, op.operands)
-          requests.append(KernelCache.Request(Self.kernelBody(body), inPlace: inPlace, streamingOutput: streams(op.results[0], inPlace: inPlace)))
+          requests.append(KernelCache.Request(Self.kernelBody(body), streamingOutput: streams(op.results[0], inPlace: inPlace)))
         }
         continue
       }
@@ -305,7 +305,7 @@ public final class Executable: @unchecked Sendable {
       if op.results.count == 1 {
         let single = singleOpBody(op)
         let inPlace = dyingArguments(single, op.operands)
-        requests.append(KernelCache.Request(Self.kernelBody(single), inPlace: inPlace, streamingOutput: streams(op.results[0], inPlace: inPlace)))
+        requests.append(KernelCache.Request(Self.kernelBody(single), streamingOutput: streams(op.results[0], inPlace: inPlace)))
       }
     }
     return requests
@@ -383,8 +383,7 @@ public final class Executable: @unchecked Sendable {
   /// `value`: the function value the kernel computes, for `streams`.
   func tryKernel(_ body: Function, operands: [Int], result: Int, inPlace: [Int], value: ValueID) -> Bool {
     do {
-      let kernel = try KernelCache.shared.kernel(for: Self.kernelBody(body), inPlace: inPlace,
-                                                 streamingOutput: streams(value, inPlace: inPlace))
+      let kernel = try KernelCache.shared.kernel(for: Self.kernelBody(body), streamingOutput: streams(value, inPlace: inPlace))
       thunks.append(.kernel(kernel, operands: operands, result: result, inPlace: inPlace.map { operands[$0] }))
       statistics.kernels += 1
       return true
@@ -450,7 +449,7 @@ public final class Executable: @unchecked Sendable {
     let epilogueOperands = positions.map { operands[$0] }
     let inPlace = epilogueInPlace(epilogue, positions.map { op.operands[$0] })
     let kernel: CompiledKernel
-    do { kernel = try KernelCache.shared.kernel(for: epilogue, inPlace: inPlace) } catch { return false }
+    do { kernel = try KernelCache.shared.kernel(for: epilogue) } catch { return false }
     let productSlot = addSlot(body.type(of: matmul.results[0]), .arena)
     thunks.append(.gemm(a: a, b: b, c: productSlot,
                         transposeA: matmul.attributes.bool("transpose_a") ?? false,

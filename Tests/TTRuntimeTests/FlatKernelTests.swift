@@ -57,4 +57,24 @@ struct FlatKernelTests {
     #expect(flat.argumentTypes == [TensorType(.f32, [.symbol(FlatKernels.symbol)]), TensorType(.f32, [])])
     #expect(FlatKernels.flattened(flat) == nil)
   }
+
+  /// Elementwise loops carry no dependence between iterations, in place or not: one vectorized
+  /// loop without run-time overlap checks serves both, and donated operands are overwritten in
+  /// place with the same results.
+  @Test func elementwiseLoopsAreParallelAndRunInPlace() throws {
+    let cache = KernelCache(disk: nil)
+    cache.keepListings = true
+    let module = try Self.module("1031", names: ("a", "b"))
+    let kernel = try cache.kernel(for: FlatKernels.flattened(module.functions[0])!)
+    let ir = kernel.llvmIR ?? ""
+    #expect(ir.contains("llvm.loop.parallel_accesses") && (ir.contains("<8 x float>") || ir.contains("<16 x float>")))
+    #expect(!ir.contains("vector.memcheck") && !ir.contains("in_place"))
+    let x = Tensor(.f32, shape: [1031], floats: (0..<1031).map { Double($0 % 19) / 4 - 2 })
+    let y = Tensor(.f32, shape: [1031], floats: (0..<1031).map { Double($0 % 7) / 3 - 1 })
+    let s = Tensor.scalar(1.25)
+    let donating = try Executable(module: module, function: "f", donating: [0, 1])
+    let want = try Interpreter(module: module).run("f", [x, y, s])[0]
+    for _ in 0..<3 { #expect(compiledMismatch(try donating.run([x, y, s])[0], want) == nil) }
+    #expect(donating.statisticsReused > 0)
+  }
 }
