@@ -9,6 +9,9 @@
 // over the rest of the row, and reused for every element of the row. Anything else is still
 // correct (computed where it is needed) but may be recomputed.
 //
+// Elementwise kernels mark their innermost loop parallel (no dependence between iterations
+// through memory), which holds whether the output is an operand's memory or disjoint from it.
+//
 // Streaming kernels (large function results) write their output with non-temporal stores, so
 // they store each output element once: a value a row reduction reuses goes to a stack row.
 //
