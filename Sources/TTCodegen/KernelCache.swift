@@ -29,13 +29,14 @@ public final class CompiledKernel: @unchecked Sendable {
   /// Threads' slices of a streaming rank-1 kernel begin at multiples of this many elements.
   public static let streamingChunkAlignment = 16
   /// A flattened elementwise body (FlatKernels): its one symbol is the output's element count.
-  public var isFlat: Bool { signature.output.dims == [.symbol(FlatKernels.symbol)] }
+  public let isFlat: Bool
 
   init(signature: KernelSignature, entry: KernelEntry, name: String, llvmIR: String?, assembly: String?, compileSeconds: Double,
        streamingOutput: Bool) {
     self.signature = signature; self.entry = entry; self.name = name
     self.llvmIR = llvmIR; self.assembly = assembly; self.compileSeconds = compileSeconds
     self.streamingOutput = streamingOutput
+    isFlat = signature.output.dims == [.symbol(FlatKernels.symbol)]   // read per execution: stored
   }
 }
 

@@ -185,8 +185,9 @@ final class KernelEmitter {
     // vector; LLVM's cost model keeps one vector in flight there (register pressure), and the
     // core then waits on latency. Two in flight measured 1.27x on W1 (7.7 -> 9.8 GB/s); loops
     // with reductions keep LLVM's choice (forcing 2 measured slower on W2 and W3).
-    let longElementwiseChain = rowReductions.isEmpty
+    let elementwise = rowReductions.isEmpty
       && body.body.allSatisfy { body[$0].code.info.isElementwise || body[$0].code == .constant }
+    let longElementwiseChain = elementwise
       && body.body.contains { body[$0].code.info.cost == .expensive }
     var index: [IRBuilder.V] = []
     func nest(_ depth: Int) {
@@ -249,8 +250,7 @@ final class KernelEmitter {
     // (`llvm.loop.parallel_accesses` over an access group holding every load and store), and
     // LLVM vectorizes it without run-time overlap checks or a scalar fallback, and one loop nest
     // serves both cases (it once needed a version per operand that might be aliased).
-    let elementwise = body.body.allSatisfy { body[$0].code.info.isElementwise || body[$0].code == .constant }
-    if elementwise && rowReductions.isEmpty, let group = ir.newAccessGroup() {
+    if elementwise, let group = ir.newAccessGroup() {
       parallelAccessGroup = group
       nest(0)
       LLVMBuildRetVoid(ir.b)
