@@ -95,7 +95,8 @@ def adam_step(loss):
         m = [b1 * mi + (1 - b1) * gi for mi, gi in zip(m, g)]
         v = [b2 * vi + (1 - b2) * gi * gi for vi, gi in zip(v, g)]
         c1, c2 = 1 - b1 ** t, 1 - b2 ** t
-        p = [pi - lr * (mi / c1) / (jnp.sqrt(vi / c2) + eps) for pi, mi, vi in zip(p, m, v)]
+        a, e = lr * jnp.sqrt(c2) / c1, eps * jnp.sqrt(c2)  # ttfc's form: one sqrt, one divide per element
+        p = [pi - (mi * a) / (jnp.sqrt(vi) + e) for pi, mi, vi in zip(p, m, v)]
         return value, p, m, v
     return step
 

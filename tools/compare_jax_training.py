@@ -86,7 +86,9 @@ def main():
             m = [0.9 * mi + 0.1 * gi for mi, gi in zip(m, g)]
             v = [0.999 * vi + 0.001 * gi * gi for vi, gi in zip(v, g)]
             c1, c2 = 1 - 0.9 ** t, 1 - 0.999 ** t
-            p = [pi - 1e-3 * (mi / c1) / (jnp.sqrt(vi / c2) + 1e-8) for pi, mi, vi in zip(p, m, v)]
+            # ttfc's form: the bias corrections folded into two per-step scalars (IR-specs/training.md)
+            a, e = 1e-3 * jnp.sqrt(c2) / c1, 1e-8 * jnp.sqrt(c2)
+            p = [pi - (mi * a) / (jnp.sqrt(vi) + e) for pi, mi, vi in zip(p, m, v)]
             return loss, p, m, v
 
         params = [jnp.asarray(init[k]) for k in names]

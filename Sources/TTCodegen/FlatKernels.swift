@@ -19,7 +19,7 @@ public enum FlatKernels {
   /// `body` over `[flat_n]`, or nil if it is not such an elementwise body (a broadcast operand of
   /// another shape, a layout op, a full-shape constant) or is flat already.
   public static func flattened(_ body: Function) -> Function? {
-    guard body.returnValues.count == 1, let output = body.resultTypes.first,
+    guard let output = body.resultTypes.first, body.resultTypes.allSatisfy({ $0 == output }),
           output.dims != [.symbol(symbol)] else { return nil }
     for id in body.body {
       let op = body[id]

@@ -92,8 +92,7 @@ public final class KernelCache: @unchecked Sendable {
     return Printer.print(keyed) + (streamingOutput ? "// streaming output\n" : "")
   }
 
-  /// A kernel to compile: a single-result body and the arguments its output may alias (nil: any
-  /// argument of the output's type).
+  /// A kernel to compile: a body (several results only if elementwise and of one type).
   /// `streamingOutput`: the output is 64-byte aligned and large, and nothing reads it back
   /// soon, so its vector stores may bypass the caches (KernelEmitter.streamingOutput).
   public struct Request: Sendable {
@@ -112,7 +111,7 @@ public final class KernelCache: @unchecked Sendable {
   public func precompile(_ requests: [Request], threads: Int) {
     var seen = Set<String>()
     var work: [(request: Request, key: String)] = []
-    for request in requests where request.body.returnValues.count == 1 && KernelEmitter.supports(request.body) == nil {
+    for request in requests where KernelEmitter.supports(request.body) == nil {
       let key = request.key
       if seen.insert(key).inserted && lock.withLock({ kernels[key] == nil }) { work.append((request, key)) }
     }
@@ -128,10 +127,9 @@ public final class KernelCache: @unchecked Sendable {
     }
   }
 
-  /// The compiled kernel for a single-result body, compiling it on first use.
+  /// The compiled kernel for a body, compiling it on first use.
   public func kernel(for body: Function, streamingOutput: Bool = false) throws(CodegenError) -> CompiledKernel {
     if let reason = KernelEmitter.supports(body) { throw .unsupported(reason) }
-    guard body.returnValues.count == 1 else { throw .unsupported("a kernel has one result") }
     let request = Request(body, streamingOutput: streamingOutput)
     let key = request.key
     // One compilation at a time (in every cache): the shared target machine is not safe to use
@@ -154,7 +152,7 @@ public final class KernelCache: @unchecked Sendable {
     let name = "ttfc_k_" + KernelDiskCache.hex(KernelDiskCache.hash128(KernelDiskCache.codegenVersion + "\n" + key))
     lock.withLock { misses += 1 }
     let start = DispatchClock.now()
-    let signature = KernelSignature(inputs: body.argumentTypes, output: body.resultTypes[0], symbols: Self.symbols(of: body))
+    let signature = KernelSignature(inputs: body.argumentTypes, outputs: body.resultTypes, symbols: Self.symbols(of: body))
     let jit = JIT.shared
     // Listings need the module, so `--emit=llvm|asm` always compiles.
     if let disk, !keepListings {

@@ -16,7 +16,7 @@
 // they store each output element once: a value a row reduction reuses goes to a stack row.
 //
 // Kernel ABI: void kernel(ptr buffers, ptr symbols, i64 begin, i64 end). buffers[k] points at
-// operand k's data, buffers[n] at the output; symbols[j] is the run-time size of the j-th symbolic
+// operand k's data, buffers[n + j] at output j (n operands); symbols[j] is the run-time size of the j-th symbolic
 // dimension (KernelSignature.symbols); [begin, end) is the slice of the outermost output loop this
 // call computes (the thread pool splits it). Tensors are dense row-major; i1 is stored as one byte.
 //
@@ -30,8 +30,15 @@ import TTIR
 
 public struct KernelSignature: Hashable, Sendable {
   public var inputs: [TensorType]
-  public var output: TensorType
+  /// One type per result; a kernel with several results is elementwise and its results share
+  /// one type (multi-output fusion: an optimizer writing a parameter and its slots in one pass).
+  public var outputs: [TensorType]
   public var symbols: [String]
+  public init(inputs: [TensorType], outputs: [TensorType], symbols: [String]) {
+    self.inputs = inputs; self.outputs = outputs; self.symbols = symbols
+  }
+  /// The (first) output: the iteration space of the kernel's loops.
+  public var output: TensorType { outputs[0] }
 }
 
 final class KernelEmitter {
@@ -67,11 +74,22 @@ final class KernelEmitter {
 
   init(ir: IRBuilder, body: Function, signature: KernelSignature, streamingOutput: Bool = false) {
     self.ir = ir; self.body = body; self.signature = signature
-    self.streamingOutput = streamingOutput
+    self.streamingOutput = streamingOutput && body.returnValues.count == 1
   }
 
   /// Whether the emitter can compile every op of `body` for these types.
   static func supports(_ body: Function) -> String? {
+    guard !body.returnValues.isEmpty else { return "a kernel computes at least one result" }
+    if body.returnValues.count > 1 {
+      // Several results are stored at the same index in one loop: elementwise bodies whose
+      // results share a type only.
+      guard body.body.allSatisfy({ body[$0].code.info.isElementwise || body[$0].code == .constant }) else {
+        return "a kernel with several results must be elementwise"
+      }
+      guard body.resultTypes.allSatisfy({ $0 == body.resultTypes[0] }) else {
+        return "a kernel's several results must have one type"
+      }
+    }
     for id in body.body {
       let op = body[id]
       for t in op.results.map({ body.type(of: $0) }) + op.operands.map({ body.type(of: $0) }) {
@@ -146,7 +164,7 @@ final class KernelEmitter {
     LLVMPositionBuilderAtEnd(ir.b, LLVMAppendBasicBlockInContext(ir.context, fn, "entry"))
     let buffersParam = LLVMGetParam(fn, 0)!, symbolsParam = LLVMGetParam(fn, 1)!
     let begin = LLVMGetParam(fn, 2)!, end = LLVMGetParam(fn, 3)!
-    for k in 0...signature.inputs.count {
+    for k in 0..<(signature.inputs.count + signature.outputs.count) {
       buffers.append(ir.load(ir.ptr, ir.gep(ir.ptr, buffersParam, ir.int(k))))
     }
     if streamingOutput {
@@ -226,8 +244,13 @@ final class KernelEmitter {
         if let candidate { storeWhileReducing.remove(candidate); rowMaterialized.insert(candidate) }
       }
       if depth == output.rank {
-        let v = element(root, index)
-        store(v, dtype: output.dtype, at: linear(index, output), buffer: buffers[signature.inputs.count])
+        // Every result's value first, then the stores: a result may overwrite an operand in
+        // place, which a later result still reads at this index.
+        let values = body.returnValues.map { element($0, index) }
+        let offset = linear(index, output)
+        for (j, v) in values.enumerated() {
+          store(v, dtype: output.dtype, at: offset, buffer: buffers[signature.inputs.count + j])
+        }
         return
       }
       let lo = depth == 0 ? begin : ir.int(0)

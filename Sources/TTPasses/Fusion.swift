@@ -12,6 +12,15 @@
 //     region holds at most `maxReductionsPerFusion` reductions, and a producer is never absorbed if
 //     a path from it to the region runs through an op outside the region (that would be a cycle).
 //
+//  3. Multi-output fusion (XLA's producer-consumer multi-output fusion): a loop region whose result
+//     is read by a later loop region of the same shape, and also by others (a function result:
+//     an optimizer's new slot m, read by the parameter update), merges into that consumer, which
+//     then computes and stores both. The merged kernel reads the shared inputs once and never
+//     reads the producer's result back: Adam's m, v and parameter updates were three kernels
+//     and ten passes over memory per parameter, and are one kernel and seven passes. Only
+//     elementwise bodies whose results share one type merge (one loop stores every result at the
+//     same index), and only when every other reader of the producer comes after the consumer.
+//
 // Regions become `fusion` ops whose bodies hold copies of the member ops; a region of one op is
 // left as the plain op. With `explain` on, every producer-consumer edge that crosses a region
 // boundary is reported with the rule that kept the two apart (`ttfc opt --explain-fusion`).
@@ -88,6 +97,8 @@ public enum Fusion {
     let regions = planner.regions.filter { $0.members.count > 1 }
     guard !regions.isEmpty else { return false }
     function = planner.materialize(regions)
+    let merged = MultiOutputFusion.merge(&function)
+    if merged > 0 { context.count("fusion", "multi-output-merges", by: merged) }
     context.count("fusion", "regions", by: regions.count)
     context.count("fusion", "ops-fused", by: regions.reduce(0) { $0 + $1.members.count })
     let duplicated = regions.reduce(0) { $0 + $1.duplicated.count }
@@ -415,5 +426,124 @@ struct FusionPlanner {
                            resultNames: [function[rootValue].name + ".fused"], attributes: attributes,
                            location: op(region.root).location, regions: [body])
     return (id, result[id].results[0])
+  }
+}
+
+/// Phase 3: merges elementwise loop fusions into the same-shaped loop fusions that read them.
+enum MultiOutputFusion {
+  /// A loop fusion whose body is elementwise with every result of one type; nil otherwise.
+  static func elementwiseResultType(_ op: OpNode) -> TensorType? {
+    guard op.code == .fusion, case .string("loop")? = op.attributes["kind"], let body = op.body,
+          let type = body.resultTypes.first, body.resultTypes.allSatisfy({ $0 == type }),
+          body.body.allSatisfy({ body[$0].code.info.isElementwise || body[$0].code == .constant }) else { return nil }
+    return type
+  }
+
+  /// Merges producer into consumer until no pair qualifies; returns the number of merges.
+  static func merge(_ function: inout Function) -> Int {
+    dropUnusedFusions(&function)
+    var merges = 0
+    while let (producer, consumer) = candidate(function) {
+      mergeOnce(&function, producer: producer, consumer: consumer)
+      merges += 1
+    }
+    return merges
+  }
+
+  /// A fusion every reader of which duplicated it (each copied the cheap op in) is dead; merged
+  /// into a consumer it would stay alive as an unused result, so it goes first.
+  static func dropUnusedFusions(_ function: inout Function) {
+    var used = Set(function.returnValues)
+    var kept: [OpID] = []
+    for id in function.body.reversed() {
+      let op = function[id]
+      if op.code == .fusion && !op.results.contains(where: used.contains) { continue }
+      used.formUnion(op.operands)
+      kept.append(id)
+    }
+    function.body = kept.reversed()
+  }
+
+  /// The first (producer, consumer) body positions that may merge.
+  static func candidate(_ function: Function) -> (Int, Int)? {
+    var position: [OpID: Int] = [:]
+    for (i, id) in function.body.enumerated() { position[id] = i }
+    var users: [ValueID: [Int]] = [:]
+    for (i, id) in function.body.enumerated() { for v in function[id].operands { users[v, default: []].append(i) } }
+    for (c, id) in function.body.enumerated() {
+      let consumer = function[id]
+      guard let type = elementwiseResultType(consumer) else { continue }
+      for v in consumer.operands {
+        guard case .result(let pid, _) = function[v].definition, let p = position[pid], p < c,
+              elementwiseResultType(function[pid]) == type else { continue }
+        // The merged op takes the consumer's place: every other reader must come after it.
+        let readers = function[pid].results.flatMap { users[$0] ?? [] }
+        if readers.allSatisfy({ $0 == c || $0 > c }) { return (p, c) }
+      }
+    }
+    return nil
+  }
+
+  /// Rewrites the consumer at body position `c` to compute the producer's results too (appended
+  /// after its own, keeping their value ids), and drops the producer.
+  static func mergeOnce(_ function: inout Function, producer p: Int, consumer c: Int) {
+    let producerID = function.body[p], consumerID = function.body[c]
+    let producer = function[producerID], consumer = function[consumerID]
+    let producerBody = producer.body!, consumerBody = consumer.body!
+    var body = Function(name: "", location: consumerBody.location)
+    var operands: [ValueID] = []
+    var argumentFor: [ValueID: ValueID] = [:]     // outer value -> merged body argument
+    func argument(_ outer: ValueID, _ name: String) -> ValueID {
+      if let a = argumentFor[outer] { return a }
+      let a = body.addArgument(name: name, type: function.type(of: outer))
+      argumentFor[outer] = a
+      operands.append(outer)
+      return a
+    }
+    // Copies `source`'s ops into `body`; `inner` maps source values to merged body values. Both
+    // bodies carry their own copies of shared constants (phase 2 copies constants into every
+    // region): the merged body keeps one of each.
+    struct ConstantKey: Hashable { let attributes: Attributes; let type: TensorType }
+    var constants: [ConstantKey: ValueID] = [:]
+    func copy(_ source: Function, _ inner: inout [ValueID: ValueID]) {
+      for id in source.body {
+        let o = source[id]
+        if o.code == .constant, o.operands.isEmpty {
+          let key = ConstantKey(attributes: o.attributes, type: source.type(of: o.results[0]))
+          if let existing = constants[key] { inner[o.results[0]] = existing; continue }
+          let new = body.append(o.code, [], resultTypes: [key.type], resultNames: [source[o.results[0]].name],
+                                attributes: o.attributes, location: o.location)
+          constants[key] = body[new].results[0]
+          inner[o.results[0]] = body[new].results[0]
+          continue
+        }
+        let new = body.append(o.code, o.operands.map { inner[$0]! }, resultTypes: o.results.map { source.type(of: $0) },
+                              resultNames: o.results.map { source[$0].name }, attributes: o.attributes,
+                              callee: o.callee, location: o.location)
+        for (old, value) in zip(o.results, body[new].results) { inner[old] = value }
+      }
+    }
+    var fromProducer: [ValueID: ValueID] = [:]
+    for (k, a) in producerBody.arguments.enumerated() { fromProducer[a] = argument(producer.operands[k], producerBody[a].name) }
+    copy(producerBody, &fromProducer)
+    let producerResults = producerBody.returnValues.map { fromProducer[$0]! }
+    var fromConsumer: [ValueID: ValueID] = [:]
+    for (k, a) in consumerBody.arguments.enumerated() {
+      let outer = consumer.operands[k]
+      if let r = producer.results.firstIndex(of: outer) { fromConsumer[a] = producerResults[r] }
+      else { fromConsumer[a] = argument(outer, consumerBody[a].name) }
+    }
+    copy(consumerBody, &fromConsumer)
+    body.returnValues = consumerBody.returnValues.map { fromConsumer[$0]! } + producerResults
+    body.resultTypes = consumerBody.resultTypes + producerBody.resultTypes
+    var merged = consumer
+    merged.operands = operands
+    merged.regions = [body]
+    for (k, r) in producer.results.enumerated() {
+      function[r].definition = .result(consumerID, consumer.results.count + k)
+    }
+    merged.results = consumer.results + producer.results
+    function[consumerID] = merged
+    function.body.remove(at: p)
   }
 }

@@ -53,8 +53,9 @@ public struct ExecutableStatistics: Sendable {
 public final class Executable: @unchecked Sendable {
   enum Thunk {
     /// `inPlace`: operands the kernel may overwrite (it reads each element only to compute the
-    /// output element at the same index), so the output can take the operand's memory.
-    case kernel(CompiledKernel, operands: [Int], result: Int, inPlace: [Int])
+    /// output elements at the same index), so an output can take the operand's memory. Several
+    /// results (an elementwise multi-output kernel) share one shape.
+    case kernel(CompiledKernel, operands: [Int], results: [Int], inPlace: [Int])
     case gemm(a: Int, b: Int, c: Int, transposeA: Bool, transposeB: Bool)
     /// C[K, N] = sum over the batch of A_b^T B_b, for A [batch..., T, K] and B [batch..., T, N]:
     /// one GEMM over the batch-flattened rows (a weight gradient of a layer applied per token).
@@ -227,7 +228,7 @@ public final class Executable: @unchecked Sendable {
     let operands = op.operands.map { slotOf[$0] ?? -1 }   // -1: a table operand
     if op.code == .fusion, let body = op.body {
       if case .string("gemm")? = op.attributes["kind"], lowerGemmRegion(body, op: op, operands: operands, result: results[0]) { return }
-      if tryKernel(body, operands: operands, result: results[0], inPlace: dyingArguments(body, op.operands), value: op.results[0]) { return }
+      if tryKernel(body, operands: operands, results: results, inPlace: dyingArguments(body, op.operands), values: op.results) { return }
       try interpretRegion(body, operands: operands, results: results)
       return
     }
@@ -256,8 +257,8 @@ public final class Executable: @unchecked Sendable {
     }
     // A single op: as a one-op kernel if it compiles, else on the interpreter.
     let single = singleOpBody(op)
-    if op.results.count == 1, tryKernel(single, operands: operands, result: results[0], inPlace: dyingArguments(single, op.operands),
-                                        value: op.results[0]) { return }
+    if op.results.count == 1, tryKernel(single, operands: operands, results: results, inPlace: dyingArguments(single, op.operands),
+                                        values: op.results) { return }
     if op.code == .call || op.code == .fusion || op.results.count != 1 {
       try interpretRegion(single, operands: operands, results: results)
       return
@@ -294,7 +295,7 @@ public final class Executable: @unchecked Sendable {
           requests.append(KernelCache.Request(epilogue.body))
         } else {
           let inPlace = dyingArguments(body, op.operands)
-          requests.append(KernelCache.Request(Self.kernelBody(body), streamingOutput: streams(op.results[0], inPlace: inPlace)))
+          requests.append(KernelCache.Request(Self.kernelBody(body), streamingOutput: streams(op.results, inPlace: inPlace)))
         }
         continue
       }
@@ -305,7 +306,7 @@ public final class Executable: @unchecked Sendable {
       if op.results.count == 1 {
         let single = singleOpBody(op)
         let inPlace = dyingArguments(single, op.operands)
-        requests.append(KernelCache.Request(Self.kernelBody(single), streamingOutput: streams(op.results[0], inPlace: inPlace)))
+        requests.append(KernelCache.Request(Self.kernelBody(single), streamingOutput: streams(op.results, inPlace: inPlace)))
       }
     }
     return requests
@@ -329,12 +330,13 @@ public final class Executable: @unchecked Sendable {
     }
   }
 
-  /// Whether the kernel computing `value` may write it with non-temporal (cache-bypassing)
-  /// stores: a function result no op here reads, written to fresh arena memory (64-byte aligned),
-  /// statically at least `streamingThreshold` bytes — too large to be still cached when the
-  /// caller reads it, so caching it would only evict the kernel's own inputs.
-  func streams(_ value: ValueID, inPlace: [Int]) -> Bool {
-    guard inPlace.isEmpty, lowered.returnValues.contains(value), lastUse[value] == nil,
+  /// Whether the kernel computing `values` may write it with non-temporal (cache-bypassing)
+  /// stores: one value, a function result no op here reads, written to fresh arena memory
+  /// (64-byte aligned), statically at least `streamingThreshold` bytes — too large to be still
+  /// cached when the caller reads it, so caching it would only evict the kernel's own inputs.
+  func streams(_ values: [ValueID], inPlace: [Int]) -> Bool {
+    guard values.count == 1, let value = values.first,
+          inPlace.isEmpty, lowered.returnValues.contains(value), lastUse[value] == nil,
           let shape = lowered.type(of: value).staticShape else { return false }
     return shape.reduce(1, *) * lowered.type(of: value).dtype.byteSize >= Self.streamingThreshold
   }
@@ -378,13 +380,13 @@ public final class Executable: @unchecked Sendable {
     types.allSatisfy { $0.dtype == .f32 } || types.allSatisfy { $0.dtype == .f64 }
   }
 
-  /// `inPlace`: argument positions whose memory the output may take (the body is elementwise, so
+  /// `inPlace`: argument positions whose memory an output may take (the body is elementwise, so
   /// element i of such an operand is read only for output element i).
-  /// `value`: the function value the kernel computes, for `streams`.
-  func tryKernel(_ body: Function, operands: [Int], result: Int, inPlace: [Int], value: ValueID) -> Bool {
+  /// `values`: the function values the kernel computes, for `streams`.
+  func tryKernel(_ body: Function, operands: [Int], results: [Int], inPlace: [Int], values: [ValueID]) -> Bool {
     do {
-      let kernel = try KernelCache.shared.kernel(for: Self.kernelBody(body), streamingOutput: streams(value, inPlace: inPlace))
-      thunks.append(.kernel(kernel, operands: operands, result: result, inPlace: inPlace.map { operands[$0] }))
+      let kernel = try KernelCache.shared.kernel(for: Self.kernelBody(body), streamingOutput: streams(values, inPlace: inPlace))
+      thunks.append(.kernel(kernel, operands: operands, results: results, inPlace: inPlace.map { operands[$0] }))
       statistics.kernels += 1
       return true
     } catch {
@@ -454,7 +456,7 @@ public final class Executable: @unchecked Sendable {
     thunks.append(.gemm(a: a, b: b, c: productSlot,
                         transposeA: matmul.attributes.bool("transpose_a") ?? false,
                         transposeB: matmul.attributes.bool("transpose_b") ?? false))
-    thunks.append(.kernel(kernel, operands: [productSlot] + epilogueOperands, result: result,
+    thunks.append(.kernel(kernel, operands: [productSlot] + epilogueOperands, results: [result],
                           inPlace: inPlace.map { ([productSlot] + epilogueOperands)[$0] }))
     statistics.gemms += 1
     statistics.kernels += 1
@@ -566,7 +568,7 @@ public final class Executable: @unchecked Sendable {
 
   static func uses(_ thunk: Thunk) -> (reads: [Int], writes: [Int]) {
     switch thunk {
-    case .kernel(_, let operands, let result, _): return (operands, [result])
+    case .kernel(_, let operands, let results, _): return (operands, results)
     case .gemm(let a, let b, let c, _, _): return ([a, b], [c])
     case .gemmSummedOverBatch(let a, let b, let c): return ([a, b], [c])
     case .interpretOp(_, let operands, let result): return (operands, [result])
@@ -595,9 +597,9 @@ public final class Executable: @unchecked Sendable {
   public var thunkListing: [String] {
     thunks.map { thunk in
       switch thunk {
-      case .kernel(let k, let operands, let result, let inPlace):
+      case .kernel(let k, let operands, let results, let inPlace):
         let reuse = inPlace.isEmpty ? "" : " (may reuse \(inPlace.map { "s\($0)" }.joined(separator: ", ")))"
-        return "kernel \(k.name)(\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result) : \(slots[result].type)\(reuse)"
+        return "kernel \(k.name)(\(operands.map { "s\($0)" }.joined(separator: ", "))) -> \(results.map { "s\($0)" }.joined(separator: ", ")) : \(slots[results[0]].type)\(reuse)"
       case .gemm(let a, let b, let c, let ta, let tb): return "gemm s\(a)\(ta ? "^T" : "") x s\(b)\(tb ? "^T" : "") -> s\(c) : \(slots[c].type)"
       case .gemmSummedOverBatch(let a, let b, let c): return "gemm sum over batch of s\(a)^T x s\(b) -> s\(c) : \(slots[c].type)"
       case .interpretOp(let op, let operands, let result): return "interpret '\(op.code)'(\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result)"
@@ -612,15 +614,16 @@ public final class Executable: @unchecked Sendable {
 
   func execute(_ thunk: Thunk, plan: Plan, symbolValues: [Int]) throws(ExecutableError) {
     switch thunk {
-    case .kernel(let kernel, let operands, let result, _):
-      var buffers: [UnsafeMutableRawPointer?] = operands.map { plan.pointers[$0] } + [plan.pointers[result]]
+    case .kernel(let kernel, let operands, let results, _):
+      var buffers: [UnsafeMutableRawPointer?] = (operands + results).map { plan.pointers[$0] }
       // A flat kernel loops over all the output's elements (its one symbol is their count).
+      let result = results[0]
       let shape = kernel.isFlat ? [elementCount(plan.shapes[result]) ?? 0] : plan.shapes[result]
       let symbolArray: [Int64] = kernel.isFlat ? [Int64(shape[0])]
         : kernel.signature.symbols.map { s in Int64(symbolValues[symbols.firstIndex(of: s)!]) }
       let outer = shape.first ?? 1
       // Work is what the kernel reads and writes: a row reduction writes little but reads a lot.
-      let total = ([result] + operands).reduce(0) { $0 + (elementCount(plan.shapes[$1]) ?? 0) }
+      let total = (results + operands).reduce(0) { $0 + (elementCount(plan.shapes[$1]) ?? 0) }
       let entry = kernel.entry
       symbolArray.withUnsafeBufferPointer { syms in
         buffers.withUnsafeMutableBufferPointer { bufs in

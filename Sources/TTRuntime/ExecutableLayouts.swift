@@ -67,10 +67,12 @@ extension Executable {
     var preferred: [Int: Int] = [:]        // result slot -> the argument slot it should overwrite
     for (r, a) in aliasing where r < outputs.count { if let k = argumentSlot[a] { preferred[outputs[r]] = k } }
     for (t, thunk) in thunks.enumerated() {
-      if case .kernel(_, _, let result, let inPlace) = thunk {
+      if case .kernel(_, _, let results, let inPlace) = thunk {
         let candidates = inPlace.filter { last[$0] == t }
-        let first = preferred[result].map { p in candidates.filter { $0 == p } } ?? []
-        reusable[result] = first + candidates.filter { !first.contains($0) }
+        for result in results {
+          let first = preferred[result].map { p in candidates.filter { $0 == p } } ?? []
+          reusable[result] = first + candidates.filter { !first.contains($0) }
+        }
       }
     }
     func bytes(_ s: Int) throws(ExecutableError) -> Int {
@@ -79,6 +81,7 @@ extension Executable {
       }
       return (max(count * slots[s].type.dtype.byteSize, 1) + 63) / 64 * 64
     }
+    var takenInPlace = Set<Int>()
     placing: for s in order {
       let size = try bytes(s)
       if case .pinned(_, let p) = slots[s].storage {
@@ -87,8 +90,9 @@ extension Executable {
         continue
       }
       for o in reusable[s] ?? [] {
+        // An operand's memory goes to one result only (a multi-output kernel lists it for each).
         guard let b = blockOf[o], isReusable(o), placed[b].end - placed[b].start == size,
-              !outputs.contains(o) else { continue }
+              !outputs.contains(o), takenInPlace.insert(o).inserted else { continue }
         placed[b].last = max(placed[b].last, last[s])
         blockOf[s] = b
         offsets[s] = placed[b].start

@@ -8,7 +8,10 @@
 //   adagrad    a += g^2;                p -= lr g / (sqrt(a) + eps)     (a starts at 0.1)
 //   rmsprop    s = rho s + (1-rho) g^2; p -= lr g / (sqrt(s) + eps)
 //   adam       m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
-//              p -= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+//              p -= a m / (sqrt(v) + e),  a = lr sqrt(1 - b2^t) / (1 - b1^t),  e = eps sqrt(1 - b2^t)
+//              (= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) exactly in real arithmetic; the
+//              bias corrections move into two per-step scalars, so each element costs one sqrt and
+//              one divide instead of three divides and a sqrt: the divider bounds this loop)
 //   adamw      adam, then p -= lr wd p (decoupled weight decay, applied to the pre-update p)
 // Global-norm clipping: g *= c / max(c, sqrt(sum over all params of sum(g^2))).
 
@@ -146,10 +149,11 @@ struct UpdateBuilder {
       let v = op(.add, op(.mul, slots[1], scalar(o.beta2)), op(.mul, op(.mul, g, g), scalar(1 - o.beta2)))
       let correction1 = emit(.sub, [scalar(1), emit(.pow, [scalar(o.beta1), t], scalarType)], scalarType)
       let correction2 = emit(.sub, [scalar(1), emit(.pow, [scalar(o.beta2), t], scalarType)], scalarType)
-      let mHat = op(.div, m, correction1)
-      let vHat = op(.div, v, correction2)
-      let denominator = op(.add, emit(.sqrt, [vHat], function.type(of: vHat)), scalar(o.epsilon))
-      var next = op(.sub, p, op(.mul, op(.div, mHat, denominator), lr))
+      let rootCorrection2 = emit(.sqrt, [correction2], scalarType)
+      let stepSize = emit(.div, [emit(.mul, [lr, rootCorrection2], scalarType), correction1], scalarType)
+      let epsilonHat = emit(.mul, [scalar(o.epsilon), rootCorrection2], scalarType)
+      let denominator = op(.add, emit(.sqrt, [v], function.type(of: v)), epsilonHat)
+      var next = op(.sub, p, op(.div, op(.mul, m, stepSize), denominator))
       if o.kind == .adamw { next = op(.sub, next, op(.mul, op(.mul, p, scalar(o.weightDecay)), lr)) }
       return (next, [m, v])
     }

@@ -23,12 +23,13 @@ struct LeakTests {
     }
     for _ in 0..<10 { try cycle() }           // warm up: kernels compiled, allocator settled
     let before = residentBytes()
-    for _ in 0..<60 { try cycle() }           // each one holds ~1 MB of parameters and an arena
+    for _ in 0..<120 { try cycle() }          // each one holds ~1 MB of parameters and an arena
     let after = residentBytes()
-    print("leak check: resident \(before / 1024) KiB before, \(after / 1024) KiB after 60 executables")
-    // Resident memory is process-wide and other suites run concurrently, so this bound is loose
-    // (60 leaked executables would add over 60 MiB); the exact check is on what executables hold.
-    #expect(after - before < 48 << 20, "memory grew by \((after - before) >> 20) MiB over 60 executables")
+    print("leak check: resident \(before / 1024) KiB before, \(after / 1024) KiB after 120 executables")
+    // Resident memory is process-wide and other suites run concurrently (their growth was seen to
+    // reach 49 MiB in this window), so this bound is loose: 120 leaked executables would add over
+    // 120 MiB. The exact check is on what executables hold (below).
+    #expect(after - before < 96 << 20, "memory grew by \((after - before) >> 20) MiB over 120 executables")
   }
 
   @Test func executablesReturnEveryByteTheyHold() throws {
