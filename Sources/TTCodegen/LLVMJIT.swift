@@ -24,9 +24,11 @@ func consume(_ error: LLVMErrorRef?) throws(CodegenError) {
   throw .llvm(LLVMSession.takeMessage(LLVMGetErrorMessage(error)))
 }
 
-/// The host target machine (opt level aggressive, JIT code model).
+/// The host target machine, in two code generation levels: -O3 (`reference`) and -O1 (`quick`,
+/// for memory-bound kernels: see KernelCache.needsFullCodegen).
 public final class HostTargetMachine: @unchecked Sendable {
   public let reference: LLVMTargetMachineRef
+  public let quick: LLVMTargetMachineRef
   public let triple: String
   public let cpu: String
   public let features: String
@@ -42,12 +44,18 @@ public final class HostTargetMachine: @unchecked Sendable {
     // Position-independent code: kernels are emitted as relocatable objects that the JIT links
     // anywhere in memory (and that the disk cache hands to other processes).
     guard let machine = LLVMCreateTargetMachine(target, triple, cpu, features, LLVMCodeGenLevelAggressive,
-                                                LLVMRelocPIC, LLVMCodeModelSmall) else {
+                                                LLVMRelocPIC, LLVMCodeModelSmall),
+          let quickMachine = LLVMCreateTargetMachine(target, triple, cpu, features, LLVMCodeGenLevelLess,
+                                                     LLVMRelocPIC, LLVMCodeModelSmall) else {
       throw .llvm("cannot create a target machine for \(triple) \(cpu)")
     }
     reference = machine
+    quick = quickMachine
   }
-  deinit { LLVMDisposeTargetMachine(reference) }
+  deinit {
+    LLVMDisposeTargetMachine(reference)
+    LLVMDisposeTargetMachine(quick)
+  }
 
   /// A host target machine not owned by any wrapper (for APIs that take ownership).
   static func makeRaw() throws(CodegenError) -> LLVMTargetMachineRef {
@@ -78,10 +86,10 @@ public final class HostTargetMachine: @unchecked Sendable {
   }
 
   /// The module's machine code as assembly text.
-  public func assembly(of module: LLVMModuleRef) throws(CodegenError) -> String {
+  public func assembly(of module: LLVMModuleRef, quickly: Bool = false) throws(CodegenError) -> String {
     var message: UnsafeMutablePointer<CChar>?
     var buffer: LLVMMemoryBufferRef?
-    if LLVMTargetMachineEmitToMemoryBuffer(reference, module, LLVMAssemblyFile, &message, &buffer) != 0 {
+    if LLVMTargetMachineEmitToMemoryBuffer(quickly ? quick : reference, module, LLVMAssemblyFile, &message, &buffer) != 0 {
       throw .llvm(LLVMSession.takeMessage(message))
     }
     defer { LLVMDisposeMemoryBuffer(buffer) }
@@ -91,10 +99,10 @@ public final class HostTargetMachine: @unchecked Sendable {
   }
 
   /// The module's machine code as a relocatable object file (ELF bytes).
-  public func object(of module: LLVMModuleRef) throws(CodegenError) -> [UInt8] {
+  public func object(of module: LLVMModuleRef, quickly: Bool = false) throws(CodegenError) -> [UInt8] {
     var message: UnsafeMutablePointer<CChar>?
     var buffer: LLVMMemoryBufferRef?
-    if LLVMTargetMachineEmitToMemoryBuffer(reference, module, LLVMObjectFile, &message, &buffer) != 0 {
+    if LLVMTargetMachineEmitToMemoryBuffer(quickly ? quick : reference, module, LLVMObjectFile, &message, &buffer) != 0 {
       throw .llvm(LLVMSession.takeMessage(message))
     }
     defer { LLVMDisposeMemoryBuffer(buffer) }
