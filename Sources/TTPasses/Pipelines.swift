@@ -9,13 +9,15 @@
 //     which ops remain, and a fused region hides its ops from the rewrite rules.
 //  3. dce once more: fusion leaves the originals of duplicated cheap producers behind when all
 //     their uses moved into regions.
+//  4. schedule last: it orders whole regions (state updates right after their inputs), so it
+//     needs the final regions, and it only reorders, so nothing after it has to rerun.
 
 import TTIR
 
 public enum Pipelines {
   public static let passes: [Pass] = [
     AlgebraicSimplification.pass, ConstantFolding.pass, CommonSubexpressionElimination.pass,
-    DeadCodeElimination.pass, Fusion.pass, Inlining.pass, CompositeLowering.pass,
+    DeadCodeElimination.pass, Fusion.pass, Inlining.pass, CompositeLowering.pass, UpdateScheduling.pass,
   ]
 
   public static func pass(named name: String) -> Pass? { passes.first { $0.name == name } }
@@ -26,19 +28,19 @@ public enum Pipelines {
             .pass(CommonSubexpressionElimination.pass), .pass(DeadCodeElimination.pass)],
     cap: 25)
 
-  /// -O0: nothing. -O1: canonicalization. -O2: canonicalization, fusion, cleanup.
+  /// -O0: nothing. -O1: canonicalization. -O2: canonicalization, fusion, cleanup, scheduling.
   public static func standard(level: Int) -> Pipeline {
     switch level {
     case ...0: return Pipeline([])
     case 1: return Pipeline([canonicalize])
-    default: return Pipeline([canonicalize, .pass(Fusion.pass), .pass(DeadCodeElimination.pass)])
+    default: return Pipeline([canonicalize, .pass(Fusion.pass), .pass(DeadCodeElimination.pass), .pass(UpdateScheduling.pass)])
     }
   }
 
   /// What `ttfc run` and `ttfc compile --emit=llvm|asm` compile: calls inlined and composites
   /// expanded first (so kernels and buffer plans see one flat function of primitives), then -O2.
   public static let codegen = Pipeline([.pass(Inlining.pass), .pass(CompositeLowering.pass), canonicalize,
-                                        .pass(Fusion.pass), .pass(DeadCodeElimination.pass)])
+                                        .pass(Fusion.pass), .pass(DeadCodeElimination.pass), .pass(UpdateScheduling.pass)])
 
   /// An explicit pipeline from `-p name,name,...`; `canonicalize` names the fixpoint group.
   public static func parse(_ list: String) -> Result<Pipeline, PipelineError> {
