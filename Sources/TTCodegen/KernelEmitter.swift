@@ -80,9 +80,9 @@ final class KernelEmitter {
   /// Whether the emitter can compile every op of `body` for these types.
   static func supports(_ body: Function) -> String? {
     guard !body.returnValues.isEmpty else { return "a kernel computes at least one result" }
-    if body.returnValues.count > 1 {
+    if body.returnValues.count > 1 && !returnsColumnReductionAndOperand(body) {
       // Several results are stored at the same index in one loop: elementwise bodies whose
-      // results share a type only.
+      // results share a type only (or a column reduction and the value it reduces, below).
       guard body.body.allSatisfy({ body[$0].code.info.isElementwise || body[$0].code == .constant }) else {
         return "a kernel with several results must be elementwise"
       }
@@ -110,6 +110,18 @@ final class KernelEmitter {
       }
     }
     return nil
+  }
+
+  /// A body returning a column reduction (over leading axes, as `emitColumnReduction` compiles)
+  /// and then the value it reduces: the row sweep stores each element as it accumulates it.
+  static func returnsColumnReductionAndOperand(_ body: Function) -> Bool {
+    guard body.returnValues.count == 2, case .result(let id, _) = body[body.returnValues[0]].definition else { return false }
+    let op = body[id]
+    guard op.code.info.opClass == .reduction, op.code != .reduceProd, op.operands[0] == body.returnValues[1] else { return false }
+    let x = body.type(of: op.operands[0])
+    guard let axes = try? ShapeRules.reductionAxes(op.attributes, rank: x.rank), !axes.isEmpty,
+          axes == Array(0..<axes.count), axes.count < x.rank, !(op.attributes.bool("keepdims") ?? false) else { return false }
+    return true
   }
 
   func elementType(_ d: DType) -> LLVMTypeRef {
@@ -318,7 +330,8 @@ final class KernelEmitter {
   /// Column reductions (the output is a reduction over the operand's leading axes, as for a bias
   /// gradient summed over the batch): instead of one strided inner loop per output element, sweep
   /// the operand row by row and accumulate into the whole output row, so both the loads and the
-  /// accumulation are contiguous and vectorize. Threads split the output's columns.
+  /// accumulation are contiguous and vectorize. Threads split the output's columns. A second
+  /// result (`returnsColumnReductionAndOperand`) receives each reduced element as it is read.
   func emitColumnReduction(begin: IRBuilder.V, end: IRBuilder.V) -> Bool {
     guard case .result(let id, _) = body[root].definition else { return false }
     let op = body[id]
@@ -337,6 +350,9 @@ final class KernelEmitter {
         let offset = self.linear(index, output)
         let acc = self.load(out, dtype: output.dtype, at: offset)
         let v = self.element(op.operands[0], reducedIndex + index)
+        if self.body.returnValues.count == 2 {
+          self.store(v, dtype: x.dtype, at: self.linear(reducedIndex + index, x), buffer: self.buffers[self.signature.inputs.count + 1])
+        }
         self.store(self.combineReduction(op.code, acc, v, x.dtype), dtype: output.dtype, at: offset, buffer: out)
       }
     }

@@ -20,6 +20,10 @@
 //     and ten passes over memory per parameter, and are one kernel and seven passes. Only
 //     elementwise bodies whose results share one type merge (one loop stores every result at the
 //     same index), and only when every other reader of the producer comes after the consumer.
+//     A column reduction region (a sum over the leading axes: a bias gradient) whose reduced
+//     value is, op for op on the same inputs, the result of a loop region (the masked gradient
+//     it sums, which the next GEMM reads too) also returns that value: the loop region goes, and
+//     one kernel sweeps the rows once, storing each element and accumulating it.
 //
 // Regions become `fusion` ops whose bodies hold copies of the member ops; a region of one op is
 // left as the plain op. With `explain` on, every producer-consumer edge that crosses a region
@@ -447,7 +451,81 @@ enum MultiOutputFusion {
       mergeOnce(&function, producer: producer, consumer: consumer)
       merges += 1
     }
+    while let (loop, reduction) = columnReductionCandidate(function) {
+      returnReducedValue(&function, loop: loop, reduction: reduction)
+      merges += 1
+    }
     return merges
+  }
+
+  /// The reduced value of a column reduction region (one result: reduce_sum/mean/max/min over
+  /// leading axes, not keepdims), if `op` is one.
+  static func columnReducedValue(_ op: OpNode) -> ValueID? {
+    guard op.code == .fusion, case .string("reduction")? = op.attributes["kind"], let body = op.body,
+          body.returnValues.count == 1, case .result(let rootID, _) = body[body.returnValues[0]].definition else { return nil }
+    let root = body[rootID]
+    guard [.reduceSum, .reduceMean, .reduceMax, .reduceMin].contains(root.code) else { return nil }
+    let x = body.type(of: root.operands[0])
+    guard let axes = try? ShapeRules.reductionAxes(root.attributes, rank: x.rank), !axes.isEmpty,
+          axes == Array(0..<axes.count), axes.count < x.rank, !(root.attributes.bool("keepdims") ?? false) else { return nil }
+    return root.operands[0]
+  }
+
+  /// A canonical spelling of how `v` is computed in `body` from the outer values bound to its
+  /// arguments: equal spellings compute equal values.
+  static func spelling(_ v: ValueID, in body: Function, operands: [ValueID], memo: inout [ValueID: String]) -> String {
+    if let known = memo[v] { return known }
+    let text: String
+    switch body[v].definition {
+    case .argument(let k): text = "outer\(operands[k].raw)"
+    case .global(let name): text = "@" + name
+    case .result(let id, let index):
+      let op = body[id]
+      let inner = op.operands.map { spelling($0, in: body, operands: operands, memo: &memo) }
+      text = "\(op.code)#\(index)(\(inner.joined(separator: ",")))\(op.attributes.sortedPairs.map { "\($0.key)=\($0.value)" })"
+        + ":\(body.type(of: v))"
+    }
+    memo[v] = text
+    return text
+  }
+
+  /// A (loop, column reduction) pair of body positions where the reduction's reduced value is
+  /// the loop region's single result, and every other reader of that result comes after the
+  /// reduction.
+  static func columnReductionCandidate(_ function: Function) -> (Int, Int)? {
+    var loops: [String: Int] = [:]   // spelling of a loop region's result -> its position
+    var users: [ValueID: [Int]] = [:]
+    for (i, id) in function.body.enumerated() { for v in function[id].operands { users[v, default: []].append(i) } }
+    for (i, id) in function.body.enumerated() {
+      let op = function[id]
+      if op.code == .fusion, case .string("loop")? = op.attributes["kind"], let body = op.body, body.returnValues.count == 1 {
+        var memo: [ValueID: String] = [:]
+        loops[spelling(body.returnValues[0], in: body, operands: op.operands, memo: &memo)] = i
+        continue
+      }
+      guard let reduced = columnReducedValue(op), let body = op.body else { continue }
+      var memo: [ValueID: String] = [:]
+      guard let l = loops[spelling(reduced, in: body, operands: op.operands, memo: &memo)] else { continue }
+      let loopResult = function[function.body[l]].results[0]
+      if (users[loopResult] ?? []).allSatisfy({ $0 > i }) { return (l, i) }
+    }
+    return nil
+  }
+
+  /// The reduction region also returns its reduced value, which replaces the loop region's result.
+  static func returnReducedValue(_ function: inout Function, loop l: Int, reduction c: Int) {
+    let loopID = function.body[l], reductionID = function.body[c]
+    var reduction = function[reductionID]
+    var body = reduction.body!
+    let reduced = columnReducedValue(reduction)!
+    body.returnValues.append(reduced)
+    body.resultTypes.append(body.type(of: reduced))
+    reduction.regions = [body]
+    let loopResult = function[loopID].results[0]
+    function[loopResult].definition = .result(reductionID, reduction.results.count)
+    reduction.results.append(loopResult)
+    function[reductionID] = reduction
+    function.body.remove(at: l)
   }
 
   /// A fusion every reader of which duplicated it (each copied the cheap op in) is dead; merged

@@ -75,4 +75,36 @@ struct MultiOutputKernelTests {
     let got = try executable.run([x])
     for (g, w) in zip(got, want) { #expect(g.isIdentical(to: w)) }
   }
+
+  /// A bias gradient and the masked gradient it sums: one kernel sweeps the rows once, storing
+  /// the masked value and accumulating the column sums; both match the interpreter (the mask
+  /// bit for bit, the sums within reassociation), at batch sizes that split over threads.
+  @Test func columnReductionStoresTheValueItReduces() throws {
+    let module = try Parser.parseAndVerify("""
+      module @m {
+        func @f(%r: f32[B, 300], %up: f32[B, 300], %w: f32[300, 4]) -> (f32[300], f32[B, 4]) {
+          %zero = constant 0.0 : f32[]
+          %on = gt %r, %zero : i1[B, 300]
+          %d = where %on, %up, %zero : f32[B, 300]
+          %db = reduce_sum %d {axes = [0]} : f32[300]
+          %dx = matmul %d, %w : f32[B, 4]
+          return %db, %dx
+        }
+      }
+      """)
+    let executable = try Executable(module: module, function: "f")
+    let kernel = try #require(executable.kernels.first { $0.signature.outputs.count == 2 })
+    #expect(kernel.signature.outputs.map(\.dims) == [[.known(300)], [.symbol("B"), .known(300)]])
+    #expect(executable.kernels.count == 1)
+    for batch in [1, 7, 513] {
+      let n = batch * 300
+      let r = Tensor(.f32, shape: [batch, 300], floats: (0..<n).map { Double(($0 * 7) % 13) - 6 })
+      let up = Tensor(.f32, shape: [batch, 300], floats: (0..<n).map { Double($0 % 29) / 8 - 1.7 })
+      let w = Tensor(.f32, shape: [300, 4], floats: (0..<1200).map { Double($0 % 5) / 4 - 0.5 })
+      let got = try executable.run([r, up, w])
+      let want = try Interpreter(module: module).run("f", [r, up, w])
+      #expect(compiledMismatch(got[0], want[0]) == nil)
+      #expect(compiledMismatch(got[1], want[1]) == nil)
+    }
+  }
 }
