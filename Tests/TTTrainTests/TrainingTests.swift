@@ -57,6 +57,21 @@ struct TrainingTests {
 
   /// Evaluation executables are built once and given the trained parameters at each evaluation:
   /// the metrics after training equal those of a loop built fresh on the trained parameters.
+  /// Parameters are drawn straight into the step's buffers on the first step: the values are the
+  /// interpreter's (`ParamInitializer.materialize`), bit for bit, before and after that step.
+  @Test func initialParametersAreTheInitializersValues() throws {
+    let module = try TrainingFixtures.module("mlp_w4.ttir")
+    let trainer = try Trainer(module: module, loss: "loss", optimizer: OptimizerConfig(.sgd))
+    let expected = Dictionary(uniqueKeysWithValues: try module.params.map { p in
+      (p.name, try ParamInitializer.materialize(p.initializer!, type: p.type, name: p.name))
+    })
+    for (name, t) in trainer.params { #expect(t.isIdentical(to: expected[name]!), "\(name) before the first step") }
+    let x = Tensor(.f32, shape: [4, 512], floats: (0..<2048).map { Double($0 % 7) / 7 })
+    let y = Tensor(.f32, shape: [4], floats: [0, 1, 1, 0])
+    try trainer.step([x, y], lr: 0)   // p - 0 * g = p
+    for (name, t) in trainer.params { #expect(t.isIdentical(to: expected[name]!), "\(name) in the step's buffers") }
+  }
+
   @Test func evaluationFollowsTheTrainedParameters() throws {
     let module = try TrainingFixtures.module("logreg.ttir")
     var options = TrainingOptions()
