@@ -104,10 +104,13 @@ public final class KernelCache: @unchecked Sendable {
     var key: String { KernelCache.key(of: body, streamingOutput: streamingOutput) }
   }
 
-  /// Compiles the bodies that are not cached yet on up to `threads` threads at once, each with
-  /// its own target machine (every kernel has its own LLVM context; only linking into the JIT is
-  /// serialized). A cold compile of a model is dozens of independent kernels, so this divides it
-  /// by the core count. Failures are left for `kernel(for:)` to report when the body is asked for.
+  /// Compiles the bodies that are not cached yet, in batches on up to `threads` threads at once,
+  /// each with its own target machine (every batch has its own LLVM context; only linking into
+  /// the JIT is serialized). A cold compile of a model is dozens of independent kernels, so this
+  /// divides it by the core count; and each thread compiles its kernels as one LLVM module
+  /// (`compileBatch`), paying the optimization pipeline's and the code generator's fixed costs
+  /// per batch, not per kernel. Failures are left for `kernel(for:)` to report when the body is
+  /// asked for.
   public func precompile(_ requests: [Request], threads: Int) {
     var seen = Set<String>()
     var work: [(request: Request, key: String)] = []
@@ -115,15 +118,122 @@ public final class KernelCache: @unchecked Sendable {
       let key = request.key
       if seen.insert(key).inserted && lock.withLock({ kernels[key] == nil }) { work.append((request, key)) }
     }
-    let workers = min(threads, work.count)
-    guard workers > 1 else { return }
-    let queue = WorkQueue(work)
+    if let disk, !keepListings {
+      work = work.filter { item in
+        switch disk.read(key: item.key) {
+        case .hit(let storedName, let object):
+          return (try? link(item.request, key: item.key, storedName: storedName, object: object, start: DispatchClock.now())) == nil
+        case .corrupt:
+          lock.withLock { diskCorrupt += 1 }
+          return true
+        case .miss:
+          return true
+        }
+      }
+    }
+    guard !work.isEmpty else { return }
+    let batches = batches(work, threads: max(1, threads))
+    let queue = WorkQueue(batches)
+    let workers = min(max(1, threads), batches.count)
     DispatchQueue.concurrentPerform(iterations: workers) { _ in
       guard let machine = try? HostTargetMachine() else { return }
-      while let item = queue.take() {
-        if lock.withLock({ kernels[item.key] != nil }) { continue }
-        _ = try? compile(item.request, key: item.key, machine: machine)
+      while let batch = queue.take() { compileBatch(batch, machine: machine) }
+    }
+  }
+
+  /// Work split into batches: one per thread for each code generation level (balanced by op
+  /// count, largest first), except that a streaming kernel and, with listings on, every kernel
+  /// is compiled alone (their module-wide passes and listings are per kernel).
+  func batches(_ work: [(request: Request, key: String)], threads: Int) -> [[(request: Request, key: String)]] {
+    var result: [[(request: Request, key: String)]] = []
+    var levels: [Bool: [(request: Request, key: String)]] = [:]
+    for item in work {
+      if item.request.streamingOutput || keepListings { result.append([item]); continue }
+      levels[Self.needsFullCodegen(item.request.body), default: []].append(item)
+    }
+    for level in [true, false] {
+      guard let items = levels[level] else { continue }
+      var bins = [[(request: Request, key: String)]](repeating: [], count: min(threads, items.count))
+      var sizes = [Int](repeating: 0, count: bins.count)
+      for item in items.sorted(by: { $0.request.body.body.count > $1.request.body.body.count }) {
+        let smallest = sizes.indices.min { sizes[$0] < sizes[$1] }!
+        bins[smallest].append(item)
+        sizes[smallest] += item.request.body.body.count + 8   // + a kernel's fixed cost
       }
+      result += bins
+    }
+    return result
+  }
+
+  /// The symbol of a kernel compiled alone: a hash of the code generator's version and its key,
+  /// so the same kernel has the same name in every process.
+  static func symbol(key: String) -> String {
+    "ttfc_k_" + KernelDiskCache.hex(KernelDiskCache.hash128(KernelDiskCache.codegenVersion + "\n" + key))
+  }
+
+  /// Compiles kernels as one LLVM module and one object, linked once. A kernel's symbol in a
+  /// batch carries the batch's tag (`<symbol>_b<tag>`): the batch object goes into the disk
+  /// entry of each of its kernels, and a later process may find one kernel in one batch object
+  /// and another in a different one, so no two objects may define the same symbol. If the batch
+  /// fails, its kernels are compiled alone (a failure then stays with its own kernel).
+  func compileBatch(_ items: [(request: Request, key: String)], machine: HostTargetMachine) {
+    if items.count == 1 {
+      _ = try? compile(items[0].request, key: items[0].key, machine: machine)
+      return
+    }
+    let start = DispatchClock.now()
+    let tag = String(KernelDiskCache.hex(KernelDiskCache.hash128(items.map(\.key).joined(separator: "\n"))).prefix(16))
+    let names = items.map { Self.symbol(key: $0.key) + "_b" + tag }
+    do {
+      let module = KernelModule(name: "ttfc_batch_" + tag)
+      let ir = IRBuilder(module)
+      for (item, name) in zip(items, names) {
+        let emitter = KernelEmitter(ir: ir, body: item.request.body, signature: Self.signature(of: item.request.body))
+        _ = try emitter.emit(name: name)
+      }
+      try module.verify()
+      if let directory = getenv("TTFC_DUMP_KERNELS") {
+        let path = String(cString: directory) + "/ttfc_batch_\(tag).ll"
+        if let file = fopen(path, "w") { fputs(module.text, file); fclose(file) }
+      }
+      machine.configure(module.module)
+      try machine.optimize(module.module)
+      let object = try machine.object(of: module.module, quickly: !Self.needsFullCodegen(items[0].request.body))
+      lock.withLock { misses += items.count }
+      if let disk { for (item, name) in zip(items, names) where disk.write(key: item.key, name: name, object: object) { lock.withLock { diskWrites += 1 } } }
+      let addresses = try JIT.shared.addObject(object, symbols: names)
+      let share = (DispatchClock.now() - start) / Double(items.count)
+      for (k, item) in items.enumerated() {
+        _ = finish(CompiledKernel(signature: Self.signature(of: item.request.body), entry: unsafeBitCast(addresses[k], to: KernelEntry.self),
+                                  name: names[k], llvmIR: nil, assembly: nil, compileSeconds: share, streamingOutput: false),
+                   key: item.key, fromDisk: false)
+      }
+    } catch {
+      for item in items { _ = try? compile(item.request, key: item.key, machine: machine) }
+    }
+  }
+
+  static func signature(of body: Function) -> KernelSignature {
+    KernelSignature(inputs: body.argumentTypes, outputs: body.resultTypes, symbols: symbols(of: body))
+  }
+
+  /// A kernel from a disk entry: its object linked (once), its symbol looked up. The entry's
+  /// symbol is the kernel's own, or the kernel's within a batch.
+  private func link(_ request: Request, key: String, storedName: String, object: [UInt8], start: Double) throws(CodegenError) -> CompiledKernel {
+    let name = Self.symbol(key: key)
+    guard storedName == name || storedName.hasPrefix(name + "_b") else {
+      lock.withLock { diskCorrupt += 1 }
+      throw .llvm("the cache entry names another symbol")
+    }
+    lock.withLock { misses += 1 }
+    do {
+      let address = try JIT.shared.addObject(object, symbol: storedName)
+      return finish(CompiledKernel(signature: Self.signature(of: request.body), entry: unsafeBitCast(address, to: KernelEntry.self), name: storedName,
+                                   llvmIR: nil, assembly: nil, compileSeconds: DispatchClock.now() - start,
+                                   streamingOutput: request.streamingOutput), key: key, fromDisk: true)
+    } catch {
+      lock.withLock { diskCorrupt += 1; misses -= 1 }
+      throw error
     }
   }
 
@@ -163,25 +273,20 @@ public final class KernelCache: @unchecked Sendable {
   /// Compiles one body with `machine` (not shared between threads at the same time).
   private func compile(_ request: Request, key: String, machine: HostTargetMachine) throws(CodegenError) -> CompiledKernel {
     let body = request.body
-    let name = "ttfc_k_" + KernelDiskCache.hex(KernelDiskCache.hash128(KernelDiskCache.codegenVersion + "\n" + key))
-    lock.withLock { misses += 1 }
+    let name = Self.symbol(key: key)
     let start = DispatchClock.now()
-    let signature = KernelSignature(inputs: body.argumentTypes, outputs: body.resultTypes, symbols: Self.symbols(of: body))
+    let signature = Self.signature(of: body)
     let jit = JIT.shared
     // Listings need the module, so `--emit=llvm|asm` always compiles.
     if let disk, !keepListings {
       switch disk.read(key: key) {
-      case .hit(let storedName, let object) where storedName == name:
-        if let address = try? jit.addObject(object, symbol: name) {
-          return finish(CompiledKernel(signature: signature, entry: unsafeBitCast(address, to: KernelEntry.self), name: name,
-                                       llvmIR: nil, assembly: nil, compileSeconds: DispatchClock.now() - start,
-                                       streamingOutput: request.streamingOutput), key: key, fromDisk: true)
-        }
-        lock.withLock { diskCorrupt += 1 }
-      case .hit, .corrupt: lock.withLock { diskCorrupt += 1 }
+      case .hit(let storedName, let object):
+        if let kernel = try? link(request, key: key, storedName: storedName, object: object, start: start) { return kernel }
+      case .corrupt: lock.withLock { diskCorrupt += 1 }
       case .miss: break
       }
     }
+    lock.withLock { misses += 1 }
     let module = KernelModule(name: name)
     let ir = IRBuilder(module)
     let emitter = KernelEmitter(ir: ir, body: body, signature: signature, streamingOutput: request.streamingOutput)

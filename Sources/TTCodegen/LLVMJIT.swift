@@ -186,24 +186,44 @@ public final class JIT: @unchecked Sendable {
   deinit { _ = LLVMOrcDisposeLLJIT(jit) }
 
   /// Links a relocatable object (from `HostTargetMachine.object(of:)` or the disk cache) and
-  /// returns the address of `symbol`. An object defining a symbol that is already linked (the
-  /// same kernel, named by its content hash) is not added twice.
-  public func addObject(_ object: [UInt8], symbol: String) throws(CodegenError) -> UInt {
-    try lock.withLock { () throws(CodegenError) -> UInt in
-      if !linked.contains(symbol) {
+  /// returns the addresses of `symbols`. An object is added once: not again if it defines a
+  /// symbol that is already linked (the same kernel, named by its content hash), nor if the
+  /// same bytes were added before (a batch object, stored in the disk entry of each of its
+  /// kernels, is found through each of them).
+  public func addObject(_ object: [UInt8], symbols: [String]) throws(CodegenError) -> [UInt] {
+    try lock.withLock { () throws(CodegenError) -> [UInt] in
+      let fingerprint = Self.fingerprint(object)
+      if !symbols.allSatisfy(linked.contains) && !addedObjects.contains(fingerprint) {
         let buffer = object.withUnsafeBytes { raw in
-          LLVMCreateMemoryBufferWithMemoryRangeCopy(raw.baseAddress!.assumingMemoryBound(to: CChar.self), raw.count, symbol)
+          LLVMCreateMemoryBufferWithMemoryRangeCopy(raw.baseAddress!.assumingMemoryBound(to: CChar.self), raw.count, symbols.first ?? "object")
         }
         // The JIT takes ownership of the buffer, also on failure.
         try consume(LLVMOrcLLJITAddObjectFile(jit, LLVMOrcLLJITGetMainJITDylib(jit), buffer))
-        linked.insert(symbol)
+        linked.formUnion(symbols)
+        addedObjects.insert(fingerprint)
       }
-      var address: LLVMOrcExecutorAddress = 0
-      try consume(LLVMOrcLLJITLookup(jit, &address, symbol))
-      return UInt(address)
+      var addresses: [UInt] = []
+      for symbol in symbols {
+        var address: LLVMOrcExecutorAddress = 0
+        try consume(LLVMOrcLLJITLookup(jit, &address, symbol))
+        addresses.append(UInt(address))
+      }
+      return addresses
     }
   }
+
+  public func addObject(_ object: [UInt8], symbol: String) throws(CodegenError) -> UInt {
+    try addObject(object, symbols: [symbol])[0]
+  }
   private var linked = Set<String>()
+  private var addedObjects = Set<UInt64>()
+
+  /// FNV-1a over the bytes and their count.
+  static func fingerprint(_ bytes: [UInt8]) -> UInt64 {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ UInt64(bytes.count)
+    for byte in bytes { h = (h ^ UInt64(byte)) &* 0x100_0000_01b3 }
+    return h
+  }
 
   /// Adds an optimized module and returns the addresses of the named functions.
   public func add(_ kernel: KernelModule, symbols: [String]) throws(CodegenError) -> [UInt] {
