@@ -5,8 +5,10 @@ Prints one JSON object: W0 and W1 in GB/s (read + write bytes / time), W2 and W3
 GFLOP/s (medians of repeated runs after warm-up, compilation excluded); W4 in ms/step, W5 (cold
 compile) in s; W6 and W6s (ours: variable sequence length) in total seconds with compilation and
 their compile counts. Arguments: repetitions, then files to write W6's batch sizes and W6s's
-lengths to, so ttfc-bench runs the same shapes."""
+lengths to, so ttfc-bench runs the same shapes. BENCH_JAX_ONLY=W4 measures W4 and W5 alone (tools/bench
+alternates such runs with ttfc's, so both sides see the same machine load)."""
 import json
+import os
 import sys
 import time
 
@@ -32,42 +34,45 @@ def median(fn, reps=REPS, warmup=3):
 
 rng = np.random.default_rng(0)
 out = {}
+ONLY = os.environ.get("BENCH_JAX_ONLY", "")
 
-src = np.ones(64 << 18, dtype=np.float32)  # 64 MiB
-dst = np.empty_like(src)
-out["W0"] = 2 * src.nbytes / median(lambda: np.copyto(dst, src)) / 1e9
+if not ONLY:
+    src = np.ones(64 << 18, dtype=np.float32)  # 64 MiB
+    dst = np.empty_like(src)
+    out["W0"] = 2 * src.nbytes / median(lambda: np.copyto(dst, src)) / 1e9
 
-n = 16777216
-x = jnp.asarray(rng.uniform(-1, 1, n).astype(np.float32))
-
-
-@jax.jit
-def w1(x):
-    z = x * 1.7 + 0.3
-    return 0.5 * z * (1 + jnp.tanh(0.7978845608 * (z + 0.044715 * z ** 3)))
+    n = 16777216
+    x = jnp.asarray(rng.uniform(-1, 1, n).astype(np.float32))
 
 
-out["W1"] = 8 * n / median(lambda: w1(x).block_until_ready()) / 1e9
-
-m = jnp.asarray(rng.uniform(-1, 1, (4096, 1024)).astype(np.float32))
-w2 = jax.jit(lambda v: jax.nn.softmax(v, axis=-1))
-out["W2"] = median(lambda: w2(m).block_until_ready()) * 1e3
-
-
-@jax.jit
-def w3(v):
-    mean = v.mean(axis=-1, keepdims=True)
-    d = v - mean
-    var = (d * d).mean(axis=-1, keepdims=True)
-    return d * jax.lax.rsqrt(var + 1e-5)
+    @jax.jit
+    def w1(x):
+        z = x * 1.7 + 0.3
+        return 0.5 * z * (1 + jnp.tanh(0.7978845608 * (z + 0.044715 * z ** 3)))
 
 
-out["W3"] = median(lambda: w3(m).block_until_ready()) * 1e3
+    out["W1"] = 8 * n / median(lambda: w1(x).block_until_ready()) / 1e9
 
-a = jnp.asarray(rng.uniform(-1, 1, (1024, 1024)).astype(np.float32))
-b = jnp.asarray(rng.uniform(-1, 1, (1024, 1024)).astype(np.float32))
-w7 = jax.jit(jnp.dot)
-out["W7"] = 2 * 1024 ** 3 / median(lambda: w7(a, b).block_until_ready()) / 1e9
+    m = jnp.asarray(rng.uniform(-1, 1, (4096, 1024)).astype(np.float32))
+    w2 = jax.jit(lambda v: jax.nn.softmax(v, axis=-1))
+    out["W2"] = median(lambda: w2(m).block_until_ready()) * 1e3
+
+
+    @jax.jit
+    def w3(v):
+        mean = v.mean(axis=-1, keepdims=True)
+        d = v - mean
+        var = (d * d).mean(axis=-1, keepdims=True)
+        return d * jax.lax.rsqrt(var + 1e-5)
+
+
+    out["W3"] = median(lambda: w3(m).block_until_ready()) * 1e3
+
+    a = jnp.asarray(rng.uniform(-1, 1, (1024, 1024)).astype(np.float32))
+    b = jnp.asarray(rng.uniform(-1, 1, (1024, 1024)).astype(np.float32))
+    w7 = jax.jit(jnp.dot)
+    out["W7"] = 2 * 1024 ** 3 / median(lambda: w7(a, b).block_until_ready()) / 1e9
+
 # W4 / W5: the MLP 512-1024-1024-1 training step with Adam (hand-written Adam, as ttfc's).
 def init(shape, key):
     limit = np.sqrt(6 / (shape[0] + shape[1]))
@@ -126,6 +131,10 @@ def one_step():
 w4 = median(one_step)
 out["W4"] = w4 * 1e3
 out["W4f"] = 6 * 256 * (512 * 1024 + 1024 * 1024 + 1024) / w4 / 1e9
+
+if ONLY:
+    print(json.dumps(out))
+    sys.exit(0)
 
 # W6: the W4 step on 200 batches of sizes default_rng(0).integers(1, 513, 200), cold (a fresh
 # jit, so every new shape compiles, as it would in a real run). W6c: how many compiles that took.

@@ -646,23 +646,21 @@ public final class Executable: @unchecked Sendable {
         }
       }
     case .gemm(let a, let b, let c, let ta, let tb):
-      pool.quiesce()   // OpenBLAS brings its own threads: ours must not spin on their cores
       runGemm(a: a, b: b, c: c, transposeA: ta, transposeB: tb, plan: plan)
     case .gemmSummedOverBatch(let a, let b, let c):
-      pool.quiesce()
       // A [rows, K] and B [rows, N] with rows = batch x T, row-major: C = A^T B.
       let sa = plan.shapes[a], sb = plan.shapes[b]
       let rows = sa.dropLast().reduce(1, *), k = sa.last!, n = sb.last!
       if k == 0 || n == 0 { return }
       if rows == 0 { memset(plan.pointers[c], 0, k * n * slots[c].type.dtype.byteSize); return }
       if slots[c].type.dtype == .f64 {
-        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(k), Int32(n), Int32(rows), 1,
-                    plan.pointers[a].assumingMemoryBound(to: Double.self), Int32(k), plan.pointers[b].assumingMemoryBound(to: Double.self),
-                    Int32(n), 0, plan.pointers[c].assumingMemoryBound(to: Double.self), Int32(n))
+        ParallelGemm.dgemm(transposeA: true, transposeB: false, m: k, n: n, k: rows, a: plan.pointers[a].assumingMemoryBound(to: Double.self), lda: k,
+                           b: plan.pointers[b].assumingMemoryBound(to: Double.self), ldb: n,
+                           c: plan.pointers[c].assumingMemoryBound(to: Double.self), pool: pool)
       } else {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(k), Int32(n), Int32(rows), 1,
-                    plan.pointers[a].assumingMemoryBound(to: Float.self), Int32(k), plan.pointers[b].assumingMemoryBound(to: Float.self),
-                    Int32(n), 0, plan.pointers[c].assumingMemoryBound(to: Float.self), Int32(n))
+        ParallelGemm.sgemm(transposeA: true, transposeB: false, m: k, n: n, k: rows, a: plan.pointers[a].assumingMemoryBound(to: Float.self), lda: k,
+                           b: plan.pointers[b].assumingMemoryBound(to: Float.self), ldb: n,
+                           c: plan.pointers[c].assumingMemoryBound(to: Float.self), pool: pool)
       }
     case .table(let table, let op, let operands, let result):
       runLookup(table, op, operands: operands, result: result, plan: plan)
@@ -731,21 +729,20 @@ public final class Executable: @unchecked Sendable {
     let bBatch = Self.batchOffsets(Array(sb.dropLast(2)), batchShape)
     let aMatrix = sa[sa.count - 2] * sa[sa.count - 1], bMatrix = sb[sb.count - 2] * sb[sb.count - 1]
     let lda = sa[sa.count - 1], ldb = sb[sb.count - 1]
-    let ta = transposeA ? CblasTrans : CblasNoTrans, tb = transposeB ? CblasTrans : CblasNoTrans
     if m == 0 || n == 0 { return }
     if slots[c].type.dtype == .f64 {
       let pa = plan.pointers[a].assumingMemoryBound(to: Double.self), pb = plan.pointers[b].assumingMemoryBound(to: Double.self)
       let pc = plan.pointers[c].assumingMemoryBound(to: Double.self)
       for i in 0..<batches {
-        cblas_dgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), 1, pa + aBatch[i] * aMatrix, Int32(max(lda, 1)),
-                    pb + bBatch[i] * bMatrix, Int32(max(ldb, 1)), 0, pc + i * m * n, Int32(n))
+        ParallelGemm.dgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: pa + aBatch[i] * aMatrix, lda: lda,
+                           b: pb + bBatch[i] * bMatrix, ldb: ldb, c: pc + i * m * n, pool: pool)
       }
     } else {
       let pa = plan.pointers[a].assumingMemoryBound(to: Float.self), pb = plan.pointers[b].assumingMemoryBound(to: Float.self)
       let pc = plan.pointers[c].assumingMemoryBound(to: Float.self)
       for i in 0..<batches {
-        cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), 1, pa + aBatch[i] * aMatrix, Int32(max(lda, 1)),
-                    pb + bBatch[i] * bMatrix, Int32(max(ldb, 1)), 0, pc + i * m * n, Int32(n))
+        ParallelGemm.sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: pa + aBatch[i] * aMatrix, lda: lda,
+                           b: pb + bBatch[i] * bMatrix, ldb: ldb, c: pc + i * m * n, pool: pool)
       }
     }
   }

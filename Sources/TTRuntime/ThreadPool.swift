@@ -3,8 +3,8 @@
 // waits. After a job a worker spins for `spinSeconds` watching for the next one before it sleeps
 // on a condition variable: waking a sleeping thread costs 0.1-0.2 ms on these virtual machines
 // (measured: a 0.44 ms softmax ran no faster on 2 threads, the caller had taken both chunks before
-// the worker woke), while a training step issues kernels back to back. The spin is short so an
-// idle pool still costs nothing and OpenBLAS's own threads get the cores during a GEMM.
+// the worker woke), while a training step issues kernels and GEMMs (ParallelGemm) back to back.
+// The spin is short so an idle pool still costs nothing.
 // The thread count is a knob (TTFC_THREADS, default: the number of online cores).
 
 import Glibc
@@ -106,6 +106,6 @@ public final class ThreadPool: @unchecked Sendable {
   }
 
   /// Tells idle workers to stop spinning and sleep: the caller is about to run something that
-  /// uses every core itself (an OpenBLAS call, with OpenBLAS's threads).
+  /// uses every core itself (a multithreaded library call).
   public func quiesce() { quiet.store(true, ordering: .relaxed) }
 }

@@ -13,7 +13,7 @@ struct Version: ParsableCommand {
     print("host CPU: \(host.cpuName)")
     let features = host.enabledFeatures.sorted()
     print("host features (\(features.count)): \(features.joined(separator: " "))")
-    print("OpenBLAS: \(host.openBLASConfig) (threads: \(host.openBLASThreads))")
+    print("OpenBLAS: \(host.openBLASConfig) (its threads: \(host.openBLASThreads); ttfc runs it single-threaded on each of its own pool's threads)")
     do {
       let answer = try JITSmokeCheck.multiplyAddOne(6, 7)
       print("JIT check: \(answer == 43 ? "ok" : "WRONG ANSWER \(answer)")")

@@ -1,0 +1,51 @@
+// GEMMs split by rows of C over the thread pool (ParallelGemm): every transpose combination, row
+// counts that do not divide evenly, f32 and f64, against a plain triple loop; and the split rule.
+import Testing
+@testable import TTRuntime
+
+struct ParallelGemmTests {
+  /// C = op(A) op(B) in f64 from row-major storage.
+  static func reference(_ a: [Double], _ b: [Double], m: Int, n: Int, k: Int, ta: Bool, tb: Bool) -> [Double] {
+    var c = [Double](repeating: 0, count: m * n)
+    for i in 0..<m {
+      for j in 0..<n {
+        var sum = 0.0
+        for p in 0..<k { sum += (ta ? a[p * m + i] : a[i * k + p]) * (tb ? b[j * k + p] : b[p * n + j]) }
+        c[i * n + j] = sum
+      }
+    }
+    return c
+  }
+
+  @Test(arguments: [(false, false), (true, false), (false, true), (true, true)])
+  func splitGemmsMatchAPlainLoop(_ transposes: (Bool, Bool)) {
+    let (ta, tb) = transposes
+    let pool = ThreadPool(threads: 3)
+    let m = 203, n = 131, k = 300   // 16 MFLOP: split in 3 parts of 64+ rows, not multiples of 16
+    #expect(ParallelGemm.parts(m: m, n: n, k: k, pool: pool) == 3)
+    let a = (0..<(m * k)).map { Double(($0 * 37) % 101) / 50 - 1 }
+    let b = (0..<(k * n)).map { Double(($0 * 53) % 97) / 48 - 1 }
+    let want = Self.reference(a, b, m: m, n: n, k: k, ta: ta, tb: tb)
+    let af = a.map(Float.init), bf = b.map(Float.init)
+    var cf = [Float](repeating: .nan, count: m * n)
+    af.withUnsafeBufferPointer { pa in bf.withUnsafeBufferPointer { pb in cf.withUnsafeMutableBufferPointer { pc in
+      ParallelGemm.sgemm(transposeA: ta, transposeB: tb, m: m, n: n, k: k, a: pa.baseAddress!, lda: ta ? m : k,
+                         b: pb.baseAddress!, ldb: tb ? k : n, c: pc.baseAddress!, pool: pool)
+    } } }
+    #expect(zip(cf, want).allSatisfy { abs(Double($0) - $1) <= 1e-4 * 300 })
+    var cd = [Double](repeating: .nan, count: m * n)
+    a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in cd.withUnsafeMutableBufferPointer { pc in
+      ParallelGemm.dgemm(transposeA: ta, transposeB: tb, m: m, n: n, k: k, a: pa.baseAddress!, lda: ta ? m : k,
+                         b: pb.baseAddress!, ldb: tb ? k : n, c: pc.baseAddress!, pool: pool)
+    } } }
+    #expect(zip(cd, want).allSatisfy { abs($0 - $1) <= 1e-10 })
+  }
+
+  @Test func smallOrShortGemmsAreOneCall() {
+    let pool = ThreadPool(threads: 2)
+    #expect(ParallelGemm.parts(m: 256, n: 1, k: 1024, pool: pool) == 1)      // 0.5 MFLOP
+    #expect(ParallelGemm.parts(m: 100, n: 1024, k: 1024, pool: pool) == 1)   // 100 rows: one part of 64+
+    #expect(ParallelGemm.parts(m: 256, n: 1024, k: 512, pool: pool) == 2)
+    #expect(ParallelGemm.parts(m: 4096, n: 4096, k: 64, pool: ThreadPool(threads: 1)) == 1)
+  }
+}
