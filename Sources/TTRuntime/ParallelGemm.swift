@@ -1,5 +1,5 @@
-// ParallelGemm — GEMMs split by rows of C over ttfc's own thread pool, each part one
-// single-threaded OpenBLAS call, instead of OpenBLAS's own threads.
+// ParallelGemm — GEMMs split by rows of C (or, for few rows, by columns) over ttfc's own thread
+// pool, each part one single-threaded OpenBLAS call, instead of OpenBLAS's own threads.
 //
 // Why: after a call OpenBLAS's worker threads spin (sched_yield) for about 0.1 s waiting for the
 // next one, and a training step runs its fused kernels between GEMMs: on a 2-core machine those
@@ -9,7 +9,8 @@
 // computed by single-threaded calls ran as fast as OpenBLAS's 2-thread calls on the W4 shapes
 // (measured 123-144 GFLOP/s against 126-145). Each part packs its own copy of B (OpenBLAS's
 // threads share one), which costs more as B grows relative to the rows computed; so a GEMM whose
-// rows are few per thread, or that is small, stays one call.
+// rows are few per thread is split by columns instead (a small batch's forward GEMM: each part
+// packs its share of B, and A is small), and a small GEMM stays one call.
 //
 // OpenBLAS is set to one thread for the process once ttfc's pool has several (`configure`).
 // Code calling OpenBLAS directly for a multithreaded comparison (ttfc-bench W7) sets its thread
@@ -29,36 +30,29 @@ public enum ParallelGemm {
     return true
   }()
 
-  /// How many row parts a GEMM producing `m` rows is split into on `pool`.
-  static func parts(m: Int, n: Int, k: Int, pool: ThreadPool) -> Int {
-    guard pool.threadCount > 1, 2.0 * Double(m) * Double(n) * Double(k) >= minimumFlops else { return 1 }
-    return max(1, min(pool.threadCount, m / minimumRowsPerPart))
+  /// How a GEMM is split over the pool: by rows of C when each part gets at least
+  /// `minimumRowsPerPart` of them; else by columns (a forward GEMM of a small batch: few rows,
+  /// many columns), each part then packing its own share of B; else not at all.
+  enum Split: Equatable { case none, rows(Int), columns(Int) }
+
+  static func split(m: Int, n: Int, k: Int, pool: ThreadPool) -> Split {
+    guard pool.threadCount > 1, 2.0 * Double(m) * Double(n) * Double(k) >= minimumFlops else { return .none }
+    let byRows = min(pool.threadCount, m / minimumRowsPerPart)
+    if byRows > 1 { return .rows(byRows) }
+    let byColumns = min(pool.threadCount, n / minimumRowsPerPart)
+    return byColumns > 1 ? .columns(byColumns) : .none
   }
 
-  /// Row-major C[m, n] = op(A) op(B) (alpha 1, beta 0), rows of C split over `pool`.
+  /// Row-major C[m, n] = op(A) op(B) (alpha 1, beta 0), split over `pool` (`split`).
   /// `lda`/`ldb` are A's and B's row strides as stored (A is [m, k] or, transposed, [k, m]).
   public static func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
                            a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                            c: UnsafeMutablePointer<Float>, pool: ThreadPool) {
-    let count = parts(m: m, n: n, k: k, pool: pool)
     let ta = transposeA ? CblasTrans : CblasNoTrans, tb = transposeB ? CblasTrans : CblasNoTrans
-    if count == 1 {
-      if pool.threadCount > 1 { _ = configured }
-      cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), 1, a, Int32(max(lda, 1)), b, Int32(max(ldb, 1)), 0, c, Int32(max(n, 1)))
-      return
-    }
-    _ = configured
-    let aAddress = UInt(bitPattern: a), bAddress = UInt(bitPattern: b), cAddress = UInt(bitPattern: c)
-    pool.parallelFor(count) { part in
-      // Part boundaries on multiples of 16 rows (OpenBLAS's register tiles), the last takes the rest.
-      func boundary(_ p: Int) -> Int { p == count ? m : (m * p / count) / 16 * 16 }
-      let lo = boundary(part), hi = boundary(part + 1)
-      guard hi > lo else { return }
-      // Rows lo..<hi of op(A): rows of A, or (transposed) columns of A.
-      let aPart = UnsafePointer<Float>(bitPattern: aAddress)! + (transposeA ? lo : lo * lda)
-      let cPart = UnsafeMutablePointer<Float>(bitPattern: cAddress)! + lo * n
-      cblas_sgemm(CblasRowMajor, ta, tb, Int32(hi - lo), Int32(n), Int32(k), 1, aPart, Int32(max(lda, 1)),
-                  UnsafePointer<Float>(bitPattern: bAddress)!, Int32(max(ldb, 1)), 0, cPart, Int32(max(n, 1)))
+    run(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, pool: pool) {
+      rows, columns, a, b, c in
+      cblas_sgemm(CblasRowMajor, ta, tb, Int32(rows), Int32(columns), Int32(k), 1, a, Int32(max(lda, 1)), b, Int32(max(ldb, 1)),
+                  0, c, Int32(max(n, 1)))
     }
   }
 
@@ -66,23 +60,39 @@ public enum ParallelGemm {
   public static func dgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
                            a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int,
                            c: UnsafeMutablePointer<Double>, pool: ThreadPool) {
-    let count = parts(m: m, n: n, k: k, pool: pool)
     let ta = transposeA ? CblasTrans : CblasNoTrans, tb = transposeB ? CblasTrans : CblasNoTrans
-    if count == 1 {
-      if pool.threadCount > 1 { _ = configured }
-      cblas_dgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), 1, a, Int32(max(lda, 1)), b, Int32(max(ldb, 1)), 0, c, Int32(max(n, 1)))
-      return
+    run(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, pool: pool) {
+      rows, columns, a, b, c in
+      cblas_dgemm(CblasRowMajor, ta, tb, Int32(rows), Int32(columns), Int32(k), 1, a, Int32(max(lda, 1)), b, Int32(max(ldb, 1)),
+                  0, c, Int32(max(n, 1)))
     }
-    _ = configured
+  }
+
+  /// Calls `call(rows, columns, A part, B part, C part)` once per part of the split (C's row
+  /// stride stays n). Part boundaries fall on multiples of 16 (OpenBLAS's register tiles); the
+  /// last part takes the rest.
+  static func run<T>(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+                     a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int, c: UnsafeMutablePointer<T>, pool: ThreadPool,
+                     _ call: @escaping (Int, Int, UnsafePointer<T>, UnsafePointer<T>, UnsafeMutablePointer<T>) -> Void) {
+    let plan = split(m: m, n: n, k: k, pool: pool)
+    if pool.threadCount > 1 { _ = configured }
+    guard plan != .none else { call(m, n, a, b, c); return }
     let aAddress = UInt(bitPattern: a), bAddress = UInt(bitPattern: b), cAddress = UInt(bitPattern: c)
+    let (count, extent) = { if case .rows(let p) = plan { return (p, m) }; if case .columns(let p) = plan { return (p, n) }; return (1, m) }()
+    let byRows = plan == .rows(count)
     pool.parallelFor(count) { part in
-      func boundary(_ p: Int) -> Int { p == count ? m : (m * p / count) / 16 * 16 }
+      func boundary(_ p: Int) -> Int { p == count ? extent : (extent * p / count) / 16 * 16 }
       let lo = boundary(part), hi = boundary(part + 1)
       guard hi > lo else { return }
-      let aPart = UnsafePointer<Double>(bitPattern: aAddress)! + (transposeA ? lo : lo * lda)
-      let cPart = UnsafeMutablePointer<Double>(bitPattern: cAddress)! + lo * n
-      cblas_dgemm(CblasRowMajor, ta, tb, Int32(hi - lo), Int32(n), Int32(k), 1, aPart, Int32(max(lda, 1)),
-                  UnsafePointer<Double>(bitPattern: bAddress)!, Int32(max(ldb, 1)), 0, cPart, Int32(max(n, 1)))
+      let a0 = UnsafePointer<T>(bitPattern: aAddress)!, b0 = UnsafePointer<T>(bitPattern: bAddress)!
+      let c0 = UnsafeMutablePointer<T>(bitPattern: cAddress)!
+      if byRows {
+        // Rows lo..<hi of op(A): rows of A, or (transposed) columns of A.
+        call(hi - lo, n, a0 + (transposeA ? lo : lo * lda), b0, c0 + lo * n)
+      } else {
+        // Columns lo..<hi of op(B): columns of B, or (transposed) rows of B.
+        call(m, hi - lo, a0, b0 + (transposeB ? lo * ldb : lo), c0 + lo)
+      }
     }
   }
 }

@@ -1,5 +1,6 @@
-// GEMMs split by rows of C over the thread pool (ParallelGemm): every transpose combination, row
-// counts that do not divide evenly, f32 and f64, against a plain triple loop; and the split rule.
+// GEMMs split over the thread pool (ParallelGemm) by rows of C, or by columns when rows are few:
+// every transpose combination, sizes that do not divide evenly, f32 and f64, against a plain
+// triple loop; and the split rule.
 import Testing
 @testable import TTRuntime
 
@@ -17,12 +18,16 @@ struct ParallelGemmTests {
     return c
   }
 
-  @Test(arguments: [(false, false), (true, false), (false, true), (true, true)])
-  func splitGemmsMatchAPlainLoop(_ transposes: (Bool, Bool)) {
-    let (ta, tb) = transposes
+  /// (transpose A, transpose B, m, n, k, the split expected on 3 threads)
+  static let cases: [(Bool, Bool, Int, Int, Int, ParallelGemm.Split)] = [false, true].flatMap { ta in [false, true].flatMap { tb in [
+    (ta, tb, 203, 131, 300, ParallelGemm.Split.rows(3)),       // 16 MFLOP: 3 parts of 64+ rows, not multiples of 16
+    (ta, tb, 37, 389, 290, ParallelGemm.Split.columns(3)),     // a small batch: few rows, many columns
+  ] } }
+
+  @Test(arguments: cases)
+  func splitGemmsMatchAPlainLoop(_ ta: Bool, _ tb: Bool, _ m: Int, _ n: Int, _ k: Int, _ expected: ParallelGemm.Split) {
     let pool = ThreadPool(threads: 3)
-    let m = 203, n = 131, k = 300   // 16 MFLOP: split in 3 parts of 64+ rows, not multiples of 16
-    #expect(ParallelGemm.parts(m: m, n: n, k: k, pool: pool) == 3)
+    #expect(ParallelGemm.split(m: m, n: n, k: k, pool: pool) == expected)
     let a = (0..<(m * k)).map { Double(($0 * 37) % 101) / 50 - 1 }
     let b = (0..<(k * n)).map { Double(($0 * 53) % 97) / 48 - 1 }
     let want = Self.reference(a, b, m: m, n: n, k: k, ta: ta, tb: tb)
@@ -32,7 +37,7 @@ struct ParallelGemmTests {
       ParallelGemm.sgemm(transposeA: ta, transposeB: tb, m: m, n: n, k: k, a: pa.baseAddress!, lda: ta ? m : k,
                          b: pb.baseAddress!, ldb: tb ? k : n, c: pc.baseAddress!, pool: pool)
     } } }
-    #expect(zip(cf, want).allSatisfy { abs(Double($0) - $1) <= 1e-4 * 300 })
+    #expect(zip(cf, want).allSatisfy { abs(Double($0) - $1) <= 1e-4 * Double(k) })
     var cd = [Double](repeating: .nan, count: m * n)
     a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in cd.withUnsafeMutableBufferPointer { pc in
       ParallelGemm.dgemm(transposeA: ta, transposeB: tb, m: m, n: n, k: k, a: pa.baseAddress!, lda: ta ? m : k,
@@ -41,11 +46,12 @@ struct ParallelGemmTests {
     #expect(zip(cd, want).allSatisfy { abs($0 - $1) <= 1e-10 })
   }
 
-  @Test func smallOrShortGemmsAreOneCall() {
+  @Test func theSplitRule() {
     let pool = ThreadPool(threads: 2)
-    #expect(ParallelGemm.parts(m: 256, n: 1, k: 1024, pool: pool) == 1)      // 0.5 MFLOP
-    #expect(ParallelGemm.parts(m: 100, n: 1024, k: 1024, pool: pool) == 1)   // 100 rows: one part of 64+
-    #expect(ParallelGemm.parts(m: 256, n: 1024, k: 512, pool: pool) == 2)
-    #expect(ParallelGemm.parts(m: 4096, n: 4096, k: 64, pool: ThreadPool(threads: 1)) == 1)
+    #expect(ParallelGemm.split(m: 256, n: 1, k: 1024, pool: pool) == .none)        // 0.5 MFLOP
+    #expect(ParallelGemm.split(m: 100, n: 1024, k: 1024, pool: pool) == .columns(2))
+    #expect(ParallelGemm.split(m: 256, n: 1024, k: 512, pool: pool) == .rows(2))
+    #expect(ParallelGemm.split(m: 100, n: 100, k: 2048, pool: pool) == .none)      // neither has 2 x 64
+    #expect(ParallelGemm.split(m: 4096, n: 4096, k: 64, pool: ThreadPool(threads: 1)) == .none)
   }
 }
