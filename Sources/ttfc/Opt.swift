@@ -11,7 +11,7 @@ struct PipelineOptions: ParsableArguments {
   var level: Int = 2
 
   @Option(name: [.customShort("p"), .customLong("passes")],
-          help: "An explicit pipeline: comma-separated pass names (simplify, constant-fold, cse, dce, fusion, canonicalize). Overrides -O.")
+          help: "An explicit pipeline: comma-separated pass names (simplify, constant-fold, cse, dce, fusion, schedule, canonicalize). Overrides -O.")
   var passes: String?
 
   @Flag(help: "Allow rewrites that ignore IEEE corner cases (NaN, inf, -0.0, rounding), e.g. x*0 -> 0.")
@@ -75,7 +75,7 @@ struct Opt: ParsableCommand {
     abstract: "Optimize a TTIR file and print the result.",
     discussion: """
       Examples:
-        ttfc opt examples/mlp.ttir --stats            # -O2: canonicalize, fuse, clean up
+        ttfc opt examples/mlp.ttir --stats            # -O2: canonicalize, fuse, clean up, schedule
         ttfc opt model.ttir -p simplify,dce           # an explicit pipeline
         ttfc opt model.ttir -O1 --print-ir-after-all  # watch each pass
       Regression tests split one file into cases with --split-input-file (at `// -----` lines).
