@@ -49,19 +49,19 @@ struct KernelBatchTests {
     let bodies = try ks.map(Self.body)
     let requests = bodies.map { KernelCache.Request($0) }
     let dirA = Self.directory()
-    let a = KernelCache(disk: try #require(KernelDiskCache(root: dirA, identity: "batch-test")))
+    let a = KernelCache(disk: KernelDiskCache(root: dirA, identity: "batch-test"))
     a.precompile(Array(requests[0..<2]), threads: 1)                 // one batch of two
     let batched = try bodies[0..<2].map { try a.kernel(for: $0) }
     #expect(batched.allSatisfy { $0.name.contains("_b") } && Set(batched.map(\.name)).count == 2)
     #expect(a.counters.compiled == 2 && a.counters.diskHits == 0)
 
     // Another cache on the same disk: both from the batch object (linked once), the third alone.
-    let b = KernelCache(disk: try #require(KernelDiskCache(root: dirA, identity: "batch-test")))
+    let b = KernelCache(disk: KernelDiskCache(root: dirA, identity: "batch-test"))
     b.precompile(requests, threads: 1)
     #expect(b.counters.diskHits == 2 && b.counters.compiled == 1)
 
     // A fresh disk: kernels 2 and 3 as a new batch, beside the first batch's kernel 2.
-    let c = KernelCache(disk: try #require(KernelDiskCache(root: Self.directory(), identity: "batch-test")))
+    let c = KernelCache(disk: KernelDiskCache(root: Self.directory(), identity: "batch-test"))
     c.precompile(Array(requests[1...]), threads: 1)
     let second = try c.kernel(for: bodies[1])
     #expect(second.name != batched[1].name && second.name.contains("_b"))
