@@ -72,7 +72,10 @@ public struct RandomGraphBuilder {
     return rng.chance(0.6) ? floats.suffix(4).randomElement(using: &rng)! : floats.randomElement(using: &rng)!
   }
 
-  public mutating func build(ops count: Int) -> Module {
+  /// `extraResults`: how many more earlier values to return besides the last (and the usual
+  /// 40% chance of one more): values that are both returned and read by later ops are what
+  /// multi-output fusion merges.
+  public mutating func build(ops count: Int, extraResults: Int = 0) -> Module {
     // Arguments: a batch of rows with a symbolic B, a row-shaped vector, sometimes a scalar.
     let width = rng.pick([1, 2, 3, 4, 6])
     pool.append(function.addArgument(name: "x", type: TensorType(dtype, [.symbol("B"), .known(width)])))
@@ -87,6 +90,9 @@ public struct RandomGraphBuilder {
     let candidates = pool.filter { !$0.description.isEmpty }
     var results = [candidates.last!]
     if rng.chance(0.4), let other = candidates.dropLast().randomElement(using: &rng), other != results[0] { results.append(other) }
+    for _ in 0..<extraResults {
+      if let other = candidates.dropLast().randomElement(using: &rng), !results.contains(other) { results.append(other) }
+    }
     function.returnValues = results
     function.resultTypes = results.map(type)
     var module = Module(name: "random")

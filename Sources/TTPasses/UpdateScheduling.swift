@@ -24,6 +24,7 @@ public enum UpdateScheduling {
     var movedOps = Set<OpID>()
     for id in function.body {
       let op = function[id]
+      guard !op.code.info.hasSideEffects else { continue }   // their order is the program's
       let update = isStateUpdate(op, function: function, returned: returned)
       guard update || isSmall(op, function: function) else { continue }
       var position: [OpID: Int] = [:]
