@@ -191,13 +191,7 @@ public final class KernelCache: @unchecked Sendable {
         let emitter = KernelEmitter(ir: ir, body: item.request.body, signature: Self.signature(of: item.request.body))
         _ = try emitter.emit(name: name)
       }
-      try module.verify()
-      if let directory = getenv("TTFC_DUMP_KERNELS") {
-        let path = String(cString: directory) + "/ttfc_batch_\(tag).ll"
-        if let file = fopen(path, "w") { fputs(module.text, file); fclose(file) }
-      }
-      machine.configure(module.module)
-      try machine.optimize(module.module)
+      try Self.optimize(module, named: "ttfc_batch_" + tag, machine: machine)
       let object = try machine.object(of: module.module, quickly: !Self.needsFullCodegen(items[0].request.body))
       lock.withLock { misses += items.count }
       if let disk { for (item, name) in zip(items, names) where disk.write(key: item.key, name: name, object: object) { lock.withLock { diskWrites += 1 } } }
@@ -267,6 +261,18 @@ public final class KernelCache: @unchecked Sendable {
     }
   }
 
+  /// Verifies an emitted module, writes it to $TTFC_DUMP_KERNELS/NAME.ll if set (a debugging aid:
+  /// the IR before optimization, for opt-19 -pass-remarks), and optimizes it for `machine`.
+  private static func optimize(_ module: KernelModule, named name: String, machine: HostTargetMachine) throws(CodegenError) {
+    try module.verify()
+    if let directory = getenv("TTFC_DUMP_KERNELS") {
+      let path = String(cString: directory) + "/\(name).ll"
+      if let file = fopen(path, "w") { fputs(module.text, file); fclose(file) }
+    }
+    machine.configure(module.module)
+    try machine.optimize(module.module)
+  }
+
   /// Process-wide, like the machine it guards (several caches may exist: tests, tools).
   private static let compileLock = NSLockish()
 
@@ -291,14 +297,7 @@ public final class KernelCache: @unchecked Sendable {
     let ir = IRBuilder(module)
     let emitter = KernelEmitter(ir: ir, body: body, signature: signature, streamingOutput: request.streamingOutput)
     _ = try emitter.emit(name: name)
-    try module.verify()
-    if let directory = getenv("TTFC_DUMP_KERNELS") {
-      // Debugging aid: the kernel's LLVM IR before optimization, for opt-19 -pass-remarks.
-      let path = String(cString: directory) + "/\(name).ll"
-      if let file = fopen(path, "w") { fputs(module.text, file); fclose(file) }
-    }
-    machine.configure(module.module)
-    try machine.optimize(module.module)
+    try Self.optimize(module, named: name, machine: machine)
     if request.streamingOutput { StreamingStores.mark(module.module) }
     let listing = keepListings ? module.text : nil
     let quickly = !Self.needsFullCodegen(body)

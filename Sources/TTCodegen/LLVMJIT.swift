@@ -202,14 +202,19 @@ public final class JIT: @unchecked Sendable {
         linked.formUnion(symbols)
         addedObjects.insert(fingerprint)
       }
-      var addresses: [UInt] = []
-      for symbol in symbols {
-        var address: LLVMOrcExecutorAddress = 0
-        try consume(LLVMOrcLLJITLookup(jit, &address, symbol))
-        addresses.append(UInt(address))
-      }
-      return addresses
+      return try lookUp(symbols)
     }
+  }
+
+  /// The addresses of linked symbols (the caller holds `lock`).
+  private func lookUp(_ symbols: [String]) throws(CodegenError) -> [UInt] {
+    var addresses: [UInt] = []
+    for symbol in symbols {
+      var address: LLVMOrcExecutorAddress = 0
+      try consume(LLVMOrcLLJITLookup(jit, &address, symbol))
+      addresses.append(UInt(address))
+    }
+    return addresses
   }
 
   public func addObject(_ object: [UInt8], symbol: String) throws(CodegenError) -> UInt {
@@ -229,13 +234,7 @@ public final class JIT: @unchecked Sendable {
   public func add(_ kernel: KernelModule, symbols: [String]) throws(CodegenError) -> [UInt] {
     try lock.withLock { () throws(CodegenError) -> [UInt] in
       try consume(LLVMOrcLLJITAddLLVMIRModule(jit, LLVMOrcLLJITGetMainJITDylib(jit), kernel.handOver()))
-      var addresses: [UInt] = []
-      for name in symbols {
-        var address: LLVMOrcExecutorAddress = 0
-        try consume(LLVMOrcLLJITLookup(jit, &address, name))
-        addresses.append(UInt(address))
-      }
-      return addresses
+      return try lookUp(symbols)
     }
   }
 }

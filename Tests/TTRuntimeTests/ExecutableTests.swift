@@ -91,24 +91,29 @@ struct ExecutableTests {
     for seed in 0..<UInt64(count) {
       var builder = RandomGraphBuilder(seed: seed &* 104_729 &+ 17)
       let module = builder.build(ops: Int(seed % 20) + 4)
-      let function = module.functions[0]
       let executable = try Executable(module: module, function: "main")
       compiledKernels += executable.statistics.kernels
       interpreted += executable.statistics.interpreted
       for (r, n) in executable.statistics.fallbackReasons { reasons[r, default: 0] += n }
-      for batch in [1, 5] {
-        let inputs = Self.randomInputs(function, batch: batch, seed: seed)
-        let expected = try Interpreter(module: module).run("main", inputs)
-        let got = try executable.run(inputs)
-        for (i, (g, e)) in zip(got, expected).enumerated() {
-          if let problem = compiledMismatch(g, e, rtol: 2e-3, atol: 1e-4) {
-            Issue.record("seed \(seed) B=\(batch) result \(i): \(problem)\n\(Printer.print(module))")
-          }
-        }
-      }
+      try Self.expectInterpreterResults(module, executable, batches: [1, 5], seed: seed)
     }
     print("compiled-vs-interpreter: \(count) random graphs, \(compiledKernels) kernels, \(interpreted) interpreted ops \(reasons.sorted { $0.key < $1.key })")
     #expect(compiledKernels > count / 2)
+  }
+
+  /// Runs @main of a random graph compiled and on the interpreter at each batch size and records
+  /// every result that differs (beyond the kernels' stated error bounds).
+  static func expectInterpreterResults(_ module: Module, _ executable: Executable, batches: [Int], seed: UInt64) throws {
+    for batch in batches {
+      let inputs = randomInputs(module.functions[0], batch: batch, seed: seed)
+      let expected = try Interpreter(module: module).run("main", inputs)
+      let got = try executable.run(inputs)
+      for (i, (g, e)) in zip(got, expected).enumerated() {
+        if let problem = compiledMismatch(g, e, rtol: 2e-3, atol: 1e-4) {
+          Issue.record("seed \(seed) B=\(batch) result \(i): \(problem)\n\(Printer.print(module))")
+        }
+      }
+    }
   }
 
   /// Random graphs returning several intermediate values, some of them donated inputs: the
@@ -123,16 +128,7 @@ struct ExecutableTests {
       let function = module.functions[0]
       let executable = try Executable(module: module, function: "main", donating: Set(function.arguments.indices))
       multiOutputKernels += executable.kernels.filter { $0.signature.outputs.count > 1 }.count
-      for batch in [1, 6] {
-        let inputs = Self.randomInputs(function, batch: batch, seed: seed)
-        let expected = try Interpreter(module: module).run("main", inputs)
-        let got = try executable.run(inputs)
-        for (i, (g, e)) in zip(got, expected).enumerated() {
-          if let problem = compiledMismatch(g, e, rtol: 2e-3, atol: 1e-4) {
-            Issue.record("seed \(seed) B=\(batch) result \(i): \(problem)\n\(Printer.print(module))")
-          }
-        }
-      }
+      try Self.expectInterpreterResults(module, executable, batches: [1, 6], seed: seed)
     }
     print("compiled-vs-interpreter, several results: \(count) random graphs, \(multiOutputKernels) multi-output kernels")
     // Deterministic (seeded graphs): 5 at 200 graphs when written; 0 would mean the merges stopped.
