@@ -22,15 +22,16 @@ public enum UpdateScheduling {
     let returned = Set(function.returnValues)
     var moved = 0
     var movedOps = Set<OpID>()
+    // Readers never change (only the order does); positions are recomputed after each move.
+    var users: [ValueID: [OpID]] = [:]
+    for other in function.body { for v in function[other].operands { users[v, default: []].append(other) } }
+    var position: [OpID: Int] = [:]
+    for (i, other) in function.body.enumerated() { position[other] = i }
     for id in function.body {
       let op = function[id]
       guard !op.code.info.hasSideEffects else { continue }   // their order is the program's
       let update = isStateUpdate(op, function: function, returned: returned)
       guard update || isSmall(op, function: function) else { continue }
-      var position: [OpID: Int] = [:]
-      for (i, other) in function.body.enumerated() { position[other] = i }
-      var users: [ValueID: [OpID]] = [:]
-      for other in function.body { for v in function[other].operands { users[v, default: []].append(other) } }
       let resultTypes = Set(op.results.map { function.type(of: $0) })
       var last = -1   // the position it must follow
       for v in op.operands {
@@ -45,6 +46,7 @@ public enum UpdateScheduling {
       guard target < current else { continue }
       function.body.remove(at: current)
       function.body.insert(id, at: target)
+      for i in target...current { position[function.body[i]] = i }
       movedOps.insert(id)
       moved += 1
     }
