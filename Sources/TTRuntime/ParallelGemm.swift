@@ -23,6 +23,10 @@ public enum ParallelGemm {
   /// Rows of C each part computes at least, and FLOPs below which a GEMM is not split.
   static let minimumRowsPerPart = 64
   static let minimumFlops = 8_000_000.0
+  /// Operand elements from which a GEMM is split even when its FLOPs are few: a matrix-vector
+  /// product (N = 1, as the W4 model's output layer and its gradient) is bound by reading the
+  /// matrix, and two cores read faster than one.
+  static let minimumElements = 1 << 18
 
   /// OpenBLAS runs single-threaded from now on (idempotent; called before every split GEMM).
   static let configured: Bool = {
@@ -36,7 +40,8 @@ public enum ParallelGemm {
   enum Split: Equatable { case none, rows(Int), columns(Int) }
 
   static func split(m: Int, n: Int, k: Int, pool: ThreadPool) -> Split {
-    guard pool.threadCount > 1, 2.0 * Double(m) * Double(n) * Double(k) >= minimumFlops else { return .none }
+    guard pool.threadCount > 1,
+          2.0 * Double(m) * Double(n) * Double(k) >= minimumFlops || m * k + k * n >= minimumElements else { return .none }
     let byRows = min(pool.threadCount, m / minimumRowsPerPart)
     if byRows > 1 { return .rows(byRows) }
     let byColumns = min(pool.threadCount, n / minimumRowsPerPart)

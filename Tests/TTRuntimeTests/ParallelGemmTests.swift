@@ -48,7 +48,8 @@ struct ParallelGemmTests {
 
   @Test func theSplitRule() {
     let pool = ThreadPool(threads: 2)
-    #expect(ParallelGemm.split(m: 256, n: 1, k: 1024, pool: pool) == .none)        // 0.5 MFLOP
+    #expect(ParallelGemm.split(m: 128, n: 1, k: 512, pool: pool) == .none)         // 0.1 MFLOP, 64 K elements
+    #expect(ParallelGemm.split(m: 256, n: 1, k: 1024, pool: pool) == .rows(2))     // a matrix-vector product reading 1 MB
     #expect(ParallelGemm.split(m: 100, n: 1024, k: 1024, pool: pool) == .columns(2))
     #expect(ParallelGemm.split(m: 256, n: 1024, k: 512, pool: pool) == .rows(2))
     #expect(ParallelGemm.split(m: 100, n: 100, k: 2048, pool: pool) == .none)      // neither has 2 x 64
