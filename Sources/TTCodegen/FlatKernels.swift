@@ -21,10 +21,7 @@ public enum FlatKernels {
   public static func flattened(_ body: Function) -> Function? {
     guard let output = body.resultTypes.first, body.resultTypes.allSatisfy({ $0 == output }),
           output.dims != [.symbol(symbol)] else { return nil }
-    for id in body.body {
-      let op = body[id]
-      guard op.code.info.isElementwise || op.code == .constant else { return nil }
-    }
+    guard body.isElementwise else { return nil }
     let full = output.dims
     func isSingle(_ t: TensorType) -> Bool { t.dims.allSatisfy { $0 == .known(1) } }
     func flatType(_ t: TensorType) -> TensorType? {

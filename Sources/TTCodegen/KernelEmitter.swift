@@ -83,7 +83,7 @@ final class KernelEmitter {
     if body.returnValues.count > 1 && !returnsColumnReductionAndOperand(body) {
       // Several results are stored at the same index in one loop: elementwise bodies whose
       // results share a type only (or a column reduction and the value it reduces, below).
-      guard body.body.allSatisfy({ body[$0].code.info.isElementwise || body[$0].code == .constant }) else {
+      guard body.isElementwise else {
         return "a kernel with several results must be elementwise"
       }
       guard body.resultTypes.allSatisfy({ $0 == body.resultTypes[0] }) else {
@@ -216,7 +216,7 @@ final class KernelEmitter {
     // core then waits on latency. Two in flight measured 1.27x on W1 (7.7 -> 9.8 GB/s); loops
     // with reductions keep LLVM's choice (forcing 2 measured slower on W2 and W3).
     let elementwise = rowReductions.isEmpty
-      && body.body.allSatisfy { body[$0].code.info.isElementwise || body[$0].code == .constant }
+      && body.isElementwise
     let longElementwiseChain = elementwise
       && body.body.contains { body[$0].code.info.cost == .expensive }
     var index: [IRBuilder.V] = []

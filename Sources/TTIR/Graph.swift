@@ -153,6 +153,13 @@ public struct Function: Hashable, Sendable {
     return opID
   }
 
+  /// Whether every op is elementwise or a constant: element i of each result depends only on
+  /// element i of the full-shape operands (fusion bodies that run as one parallel loop, merge into
+  /// multi-output kernels and flatten to one shape-free kernel).
+  public var isElementwise: Bool {
+    body.allSatisfy { self[$0].code.info.isElementwise || self[$0].code == .constant }
+  }
+
   /// A value name for a value created by a pass: `%N` with N its index. The printer renames any
   /// clash with a source name, so no scan of existing names is needed here.
   public func freshName() -> String { String(values.count) }

@@ -439,7 +439,7 @@ enum MultiOutputFusion {
   static func elementwiseResultType(_ op: OpNode) -> TensorType? {
     guard op.code == .fusion, case .string("loop")? = op.attributes["kind"], let body = op.body,
           let type = body.resultTypes.first, body.resultTypes.allSatisfy({ $0 == type }),
-          body.body.allSatisfy({ body[$0].code.info.isElementwise || body[$0].code == .constant }) else { return nil }
+          body.isElementwise else { return nil }
     return type
   }
 

@@ -317,7 +317,7 @@ public final class Executable: @unchecked Sendable {
   /// read for the last time here and may be overwritten (not a function result, parameter or
   /// constant, nor an argument the caller did not donate).
   func dyingArguments(_ body: Function, _ values: [ValueID]) -> [Int] {
-    guard Self.isElementwise(body), let output = body.resultTypes.first else { return [] }
+    guard body.isElementwise, let output = body.resultTypes.first else { return [] }
     let returned = Set(lowered.returnValues)
     return body.arguments.indices.filter { k in
       let v = values[k]
@@ -350,7 +350,7 @@ public final class Executable: @unchecked Sendable {
 
   /// A gemm epilogue's product (argument 0) always dies in the epilogue; the rest as above.
   func epilogueInPlace(_ epilogue: Function, _ values: [ValueID]) -> [Int] {
-    guard Self.isElementwise(epilogue), let output = epilogue.resultTypes.first else { return [] }
+    guard epilogue.isElementwise, let output = epilogue.resultTypes.first else { return [] }
     let product = epilogue.type(of: epilogue.arguments[0]) == output ? [0] : []
     var rest = epilogue
     rest.arguments = Array(epilogue.arguments.dropFirst())
@@ -360,10 +360,6 @@ public final class Executable: @unchecked Sendable {
   /// The body a kernel is compiled from: elementwise bodies flattened to one shape-free kernel
   /// (FlatKernels), others as they are. (Gemm epilogues are not flattened: they broadcast a bias.)
   static func kernelBody(_ body: Function) -> Function { FlatKernels.flattened(body) ?? body }
-
-  static func isElementwise(_ body: Function) -> Bool {
-    body.body.allSatisfy { body[$0].code.info.isElementwise || body[$0].code == .constant }
-  }
 
   /// A function of one op, its operands as arguments.
   func singleOpBody(_ op: OpNode) -> Function {
@@ -654,11 +650,11 @@ public final class Executable: @unchecked Sendable {
       if k == 0 || n == 0 { return }
       if rows == 0 { memset(plan.pointers[c], 0, k * n * slots[c].type.dtype.byteSize); return }
       if slots[c].type.dtype == .f64 {
-        ParallelGemm.dgemm(transposeA: true, transposeB: false, m: k, n: n, k: rows, a: plan.pointers[a].assumingMemoryBound(to: Double.self), lda: k,
+        ParallelGemm.gemm(transposeA: true, transposeB: false, m: k, n: n, k: rows, a: plan.pointers[a].assumingMemoryBound(to: Double.self), lda: k,
                            b: plan.pointers[b].assumingMemoryBound(to: Double.self), ldb: n,
                            c: plan.pointers[c].assumingMemoryBound(to: Double.self), pool: pool)
       } else {
-        ParallelGemm.sgemm(transposeA: true, transposeB: false, m: k, n: n, k: rows, a: plan.pointers[a].assumingMemoryBound(to: Float.self), lda: k,
+        ParallelGemm.gemm(transposeA: true, transposeB: false, m: k, n: n, k: rows, a: plan.pointers[a].assumingMemoryBound(to: Float.self), lda: k,
                            b: plan.pointers[b].assumingMemoryBound(to: Float.self), ldb: n,
                            c: plan.pointers[c].assumingMemoryBound(to: Float.self), pool: pool)
       }
@@ -734,14 +730,14 @@ public final class Executable: @unchecked Sendable {
       let pa = plan.pointers[a].assumingMemoryBound(to: Double.self), pb = plan.pointers[b].assumingMemoryBound(to: Double.self)
       let pc = plan.pointers[c].assumingMemoryBound(to: Double.self)
       for i in 0..<batches {
-        ParallelGemm.dgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: pa + aBatch[i] * aMatrix, lda: lda,
+        ParallelGemm.gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: pa + aBatch[i] * aMatrix, lda: lda,
                            b: pb + bBatch[i] * bMatrix, ldb: ldb, c: pc + i * m * n, pool: pool)
       }
     } else {
       let pa = plan.pointers[a].assumingMemoryBound(to: Float.self), pb = plan.pointers[b].assumingMemoryBound(to: Float.self)
       let pc = plan.pointers[c].assumingMemoryBound(to: Float.self)
       for i in 0..<batches {
-        ParallelGemm.sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: pa + aBatch[i] * aMatrix, lda: lda,
+        ParallelGemm.gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: pa + aBatch[i] * aMatrix, lda: lda,
                            b: pb + bBatch[i] * bMatrix, ldb: ldb, c: pc + i * m * n, pool: pool)
       }
     }

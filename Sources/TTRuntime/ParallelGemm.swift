@@ -48,28 +48,15 @@ public enum ParallelGemm {
     return byColumns > 1 ? .columns(byColumns) : .none
   }
 
-  /// Row-major C[m, n] = op(A) op(B) (alpha 1, beta 0), split over `pool` (`split`).
+  /// Row-major C[m, n] = op(A) op(B) (alpha 1, beta 0) in f32 or f64, split over `pool` (`split`).
   /// `lda`/`ldb` are A's and B's row strides as stored (A is [m, k] or, transposed, [k, m]).
-  public static func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
-                           a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                           c: UnsafeMutablePointer<Float>, pool: ThreadPool) {
+  public static func gemm<T: BLASFloat>(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+                                        a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int,
+                                        c: UnsafeMutablePointer<T>, pool: ThreadPool) {
     let ta = transposeA ? CblasTrans : CblasNoTrans, tb = transposeB ? CblasTrans : CblasNoTrans
     run(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, pool: pool) {
       rows, columns, a, b, c in
-      cblas_sgemm(CblasRowMajor, ta, tb, Int32(rows), Int32(columns), Int32(k), 1, a, Int32(max(lda, 1)), b, Int32(max(ldb, 1)),
-                  0, c, Int32(max(n, 1)))
-    }
-  }
-
-  /// The same for f64.
-  public static func dgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
-                           a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int,
-                           c: UnsafeMutablePointer<Double>, pool: ThreadPool) {
-    let ta = transposeA ? CblasTrans : CblasNoTrans, tb = transposeB ? CblasTrans : CblasNoTrans
-    run(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, pool: pool) {
-      rows, columns, a, b, c in
-      cblas_dgemm(CblasRowMajor, ta, tb, Int32(rows), Int32(columns), Int32(k), 1, a, Int32(max(lda, 1)), b, Int32(max(ldb, 1)),
-                  0, c, Int32(max(n, 1)))
+      T.blasGemm(ta, tb, Int32(rows), Int32(columns), Int32(k), a, Int32(max(lda, 1)), b, Int32(max(ldb, 1)), c, Int32(max(n, 1)))
     }
   }
 
@@ -99,5 +86,28 @@ public enum ParallelGemm {
         call(m, hi - lo, a0, b0 + (transposeB ? lo * ldb : lo), c0 + lo)
       }
     }
+  }
+}
+
+/// The element types OpenBLAS multiplies, each with its row-major GEMM (alpha 1, beta 0).
+public protocol BLASFloat {
+  static func blasGemm(_ ta: CBLAS_TRANSPOSE, _ tb: CBLAS_TRANSPOSE, _ m: Int32, _ n: Int32, _ k: Int32,
+                       _ a: UnsafePointer<Self>, _ lda: Int32, _ b: UnsafePointer<Self>, _ ldb: Int32,
+                       _ c: UnsafeMutablePointer<Self>, _ ldc: Int32)
+}
+
+extension Float: BLASFloat {
+  public static func blasGemm(_ ta: CBLAS_TRANSPOSE, _ tb: CBLAS_TRANSPOSE, _ m: Int32, _ n: Int32, _ k: Int32,
+                              _ a: UnsafePointer<Float>, _ lda: Int32, _ b: UnsafePointer<Float>, _ ldb: Int32,
+                              _ c: UnsafeMutablePointer<Float>, _ ldc: Int32) {
+    cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, 1, a, lda, b, ldb, 0, c, ldc)
+  }
+}
+
+extension Double: BLASFloat {
+  public static func blasGemm(_ ta: CBLAS_TRANSPOSE, _ tb: CBLAS_TRANSPOSE, _ m: Int32, _ n: Int32, _ k: Int32,
+                              _ a: UnsafePointer<Double>, _ lda: Int32, _ b: UnsafePointer<Double>, _ ldb: Int32,
+                              _ c: UnsafeMutablePointer<Double>, _ ldc: Int32) {
+    cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, 1, a, lda, b, ldb, 0, c, ldc)
   }
 }
