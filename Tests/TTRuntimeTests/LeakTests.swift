@@ -22,14 +22,20 @@ struct LeakTests {
       _ = try executable.run(inputs)
     }
     for _ in 0..<10 { try cycle() }           // warm up: kernels compiled, allocator settled
-    let before = residentBytes()
-    for _ in 0..<120 { try cycle() }          // each one holds ~1 MB of parameters and an arena
-    let after = residentBytes()
-    print("leak check: resident \(before / 1024) KiB before, \(after / 1024) KiB after 120 executables")
-    // Resident memory is process-wide and other suites run concurrently (their growth was seen to
-    // reach 49 MiB in this window), so this bound is loose: 120 leaked executables would add over
-    // 120 MiB. The exact check is on what executables hold (below).
-    #expect(after - before < 96 << 20, "memory grew by \((after - before) >> 20) MiB over 120 executables")
+    // Resident memory is process-wide and other suites run concurrently: a window may catch their
+    // growth (seen: over 100 MiB while new threads set up their OpenBLAS buffers). A leak grows
+    // every window by its own amount, so the check is the smallest growth of three windows of 120
+    // executables: 120 leaked executables would add over 120 MiB to each. The exact check is on
+    // what executables hold (below).
+    var growths: [Int] = []
+    for _ in 0..<3 {
+      let before = residentBytes()
+      for _ in 0..<120 { try cycle() }        // each one holds ~1 MB of parameters and an arena
+      growths.append(residentBytes() - before)
+      if growths.last! < 48 << 20 { break }
+    }
+    print("leak check: resident growth per 120 executables: \(growths.map { "\($0 >> 10) KiB" })")
+    #expect(growths.min()! < 48 << 20, "memory grew by at least \(growths.min()! >> 20) MiB in every window of 120 executables")
   }
 
   @Test func executablesReturnEveryByteTheyHold() throws {

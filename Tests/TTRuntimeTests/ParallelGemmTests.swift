@@ -5,6 +5,9 @@ import Testing
 @testable import TTRuntime
 
 struct ParallelGemmTests {
+  /// One pool for every case: each new thread that calls OpenBLAS gets buffers of its own.
+  static let pool = ThreadPool(threads: 3)
+
   /// C = op(A) op(B) in f64 from row-major storage.
   static func reference(_ a: [Double], _ b: [Double], m: Int, n: Int, k: Int, ta: Bool, tb: Bool) -> [Double] {
     var c = [Double](repeating: 0, count: m * n)
@@ -26,7 +29,7 @@ struct ParallelGemmTests {
 
   @Test(arguments: cases)
   func splitGemmsMatchAPlainLoop(_ ta: Bool, _ tb: Bool, _ m: Int, _ n: Int, _ k: Int, _ expected: ParallelGemm.Split) {
-    let pool = ThreadPool(threads: 3)
+    let pool = Self.pool
     #expect(ParallelGemm.split(m: m, n: n, k: k, pool: pool) == expected)
     let a = (0..<(m * k)).map { Double(($0 * 37) % 101) / 50 - 1 }
     let b = (0..<(k * n)).map { Double(($0 * 53) % 97) / 48 - 1 }
@@ -34,13 +37,13 @@ struct ParallelGemmTests {
     let af = a.map(Float.init), bf = b.map(Float.init)
     var cf = [Float](repeating: .nan, count: m * n)
     af.withUnsafeBufferPointer { pa in bf.withUnsafeBufferPointer { pb in cf.withUnsafeMutableBufferPointer { pc in
-      ParallelGemm.sgemm(transposeA: ta, transposeB: tb, m: m, n: n, k: k, a: pa.baseAddress!, lda: ta ? m : k,
+      ParallelGemm.gemm(transposeA: ta, transposeB: tb, m: m, n: n, k: k, a: pa.baseAddress!, lda: ta ? m : k,
                          b: pb.baseAddress!, ldb: tb ? k : n, c: pc.baseAddress!, pool: pool)
     } } }
     #expect(zip(cf, want).allSatisfy { abs(Double($0) - $1) <= 1e-4 * Double(k) })
     var cd = [Double](repeating: .nan, count: m * n)
     a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in cd.withUnsafeMutableBufferPointer { pc in
-      ParallelGemm.dgemm(transposeA: ta, transposeB: tb, m: m, n: n, k: k, a: pa.baseAddress!, lda: ta ? m : k,
+      ParallelGemm.gemm(transposeA: ta, transposeB: tb, m: m, n: n, k: k, a: pa.baseAddress!, lda: ta ? m : k,
                          b: pb.baseAddress!, ldb: tb ? k : n, c: pc.baseAddress!, pool: pool)
     } } }
     #expect(zip(cd, want).allSatisfy { abs($0 - $1) <= 1e-10 })
