@@ -649,15 +649,11 @@ public final class Executable: @unchecked Sendable {
       let rows = sa.dropLast().reduce(1, *), k = sa.last!, n = sb.last!
       if k == 0 || n == 0 { return }
       if rows == 0 { memset(plan.pointers[c], 0, k * n * slots[c].type.dtype.byteSize); return }
-      if slots[c].type.dtype == .f64 {
-        ParallelGemm.gemm(transposeA: true, transposeB: false, m: k, n: n, k: rows, a: plan.pointers[a].assumingMemoryBound(to: Double.self), lda: k,
-                           b: plan.pointers[b].assumingMemoryBound(to: Double.self), ldb: n,
-                           c: plan.pointers[c].assumingMemoryBound(to: Double.self), pool: pool)
-      } else {
-        ParallelGemm.gemm(transposeA: true, transposeB: false, m: k, n: n, k: rows, a: plan.pointers[a].assumingMemoryBound(to: Float.self), lda: k,
-                           b: plan.pointers[b].assumingMemoryBound(to: Float.self), ldb: n,
-                           c: plan.pointers[c].assumingMemoryBound(to: Float.self), pool: pool)
+      func multiply<T: BLASFloat>(_: T.Type) {
+        ParallelGemm.gemm(transposeA: true, transposeB: false, m: k, n: n, k: rows, a: plan.pointers[a].assumingMemoryBound(to: T.self), lda: k,
+                          b: plan.pointers[b].assumingMemoryBound(to: T.self), ldb: n, c: plan.pointers[c].assumingMemoryBound(to: T.self), pool: pool)
       }
+      if slots[c].type.dtype == .f64 { multiply(Double.self) } else { multiply(Float.self) }
     case .table(let table, let op, let operands, let result):
       runLookup(table, op, operands: operands, result: result, plan: plan)
     case .interpretOp(let op, let operands, let result):
@@ -726,21 +722,15 @@ public final class Executable: @unchecked Sendable {
     let aMatrix = sa[sa.count - 2] * sa[sa.count - 1], bMatrix = sb[sb.count - 2] * sb[sb.count - 1]
     let lda = sa[sa.count - 1], ldb = sb[sb.count - 1]
     if m == 0 || n == 0 { return }
-    if slots[c].type.dtype == .f64 {
-      let pa = plan.pointers[a].assumingMemoryBound(to: Double.self), pb = plan.pointers[b].assumingMemoryBound(to: Double.self)
-      let pc = plan.pointers[c].assumingMemoryBound(to: Double.self)
+    func multiply<T: BLASFloat>(_: T.Type) {
+      let pa = plan.pointers[a].assumingMemoryBound(to: T.self), pb = plan.pointers[b].assumingMemoryBound(to: T.self)
+      let pc = plan.pointers[c].assumingMemoryBound(to: T.self)
       for i in 0..<batches {
         ParallelGemm.gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: pa + aBatch[i] * aMatrix, lda: lda,
-                           b: pb + bBatch[i] * bMatrix, ldb: ldb, c: pc + i * m * n, pool: pool)
-      }
-    } else {
-      let pa = plan.pointers[a].assumingMemoryBound(to: Float.self), pb = plan.pointers[b].assumingMemoryBound(to: Float.self)
-      let pc = plan.pointers[c].assumingMemoryBound(to: Float.self)
-      for i in 0..<batches {
-        ParallelGemm.gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: pa + aBatch[i] * aMatrix, lda: lda,
-                           b: pb + bBatch[i] * bMatrix, ldb: ldb, c: pc + i * m * n, pool: pool)
+                          b: pb + bBatch[i] * bMatrix, ldb: ldb, c: pc + i * m * n, pool: pool)
       }
     }
+    if slots[c].type.dtype == .f64 { multiply(Double.self) } else { multiply(Float.self) }
   }
 
   /// For each batch index of `target`, the batch index of a (broadcast) operand batch shape.
