@@ -39,20 +39,50 @@ public enum ParallelGemm {
   /// many columns), each part then packing its own share of B; else not at all.
   enum Split: Equatable { case none, rows(Int), columns(Int) }
 
-  static func split(m: Int, n: Int, k: Int, pool: ThreadPool) -> Split {
+  static func split(m: Int, n: Int, k: Int, pool: ThreadPool, preferColumns: Bool = false) -> Split {
     guard pool.threadCount > 1,
           2.0 * Double(m) * Double(n) * Double(k) >= minimumFlops || m * k + k * n >= minimumElements else { return .none }
     let byRows = min(pool.threadCount, m / minimumRowsPerPart)
-    if byRows > 1 { return .rows(byRows) }
     let byColumns = min(pool.threadCount, n / minimumRowsPerPart)
+    if preferColumns && byColumns > 1 { return .columns(byColumns) }
+    if byRows > 1 { return .rows(byRows) }
     return byColumns > 1 ? .columns(byColumns) : .none
   }
 
   /// Row-major C[m, n] = op(A) op(B) (alpha 1, beta 0) in f32 or f64, split over `pool` (`split`).
   /// `lda`/`ldb` are A's and B's row strides as stored (A is [m, k] or, transposed, [k, m]).
+  /// f32 GEMMs go to ttfc's own GEMM (JitGemm) unless it is off or the product is a matrix-vector
+  /// one; the rest, and f64, to OpenBLAS.
   public static func gemm<T: BLASFloat>(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
                                         a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int,
                                         c: UnsafeMutablePointer<T>, pool: ThreadPool) {
+    if T.self == Float.self, JitGemm.enabled, JitGemm.suits(m: m, n: n) {
+      jitGemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
+              a: UnsafeRawPointer(a).assumingMemoryBound(to: Float.self), lda: lda,
+              b: UnsafeRawPointer(b).assumingMemoryBound(to: Float.self), ldb: ldb,
+              c: UnsafeMutableRawPointer(c).assumingMemoryBound(to: Float.self), pool: pool)
+    } else {
+      blasGemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, pool: pool)
+    }
+  }
+
+  /// `gemm` through JitGemm (callers check `JitGemm.enabled`). Split by columns where it can be:
+  /// each part then packs only its own columns of B, the larger operand in a training step's
+  /// GEMMs, and packs all of the smaller A.
+  public static func jitGemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+                             a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                             c: UnsafeMutablePointer<Float>, pool: ThreadPool) {
+    run(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c,
+        pool: pool, preferColumns: true) { rows, columns, a, b, c in
+      JitGemm.sgemm(transposeA: transposeA, transposeB: transposeB, m: rows, n: columns, k: k,
+                    a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: n)
+    }
+  }
+
+  /// `gemm` through OpenBLAS, one single-threaded call per part.
+  public static func blasGemm<T: BLASFloat>(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+                                            a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int,
+                                            c: UnsafeMutablePointer<T>, pool: ThreadPool) {
     let ta = transposeA ? CblasTrans : CblasNoTrans, tb = transposeB ? CblasTrans : CblasNoTrans
     run(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, pool: pool) {
       rows, columns, a, b, c in
@@ -65,8 +95,8 @@ public enum ParallelGemm {
   /// last part takes the rest.
   static func run<T>(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
                      a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int, c: UnsafeMutablePointer<T>, pool: ThreadPool,
-                     _ call: @escaping (Int, Int, UnsafePointer<T>, UnsafePointer<T>, UnsafeMutablePointer<T>) -> Void) {
-    let plan = split(m: m, n: n, k: k, pool: pool)
+                     preferColumns: Bool = false, _ call: @escaping (Int, Int, UnsafePointer<T>, UnsafePointer<T>, UnsafeMutablePointer<T>) -> Void) {
+    let plan = split(m: m, n: n, k: k, pool: pool, preferColumns: preferColumns)
     if pool.threadCount > 1 { _ = configured }
     guard plan != .none else { call(m, n, a, b, c); return }
     let aAddress = UInt(bitPattern: a), bAddress = UInt(bitPattern: b), cAddress = UInt(bitPattern: c)

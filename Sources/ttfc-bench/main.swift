@@ -446,3 +446,40 @@ if only?.contains("curve") == true {
     print(b, String(format: "%.3f ms  %.4f ms/row", t * 1e3, t * 1e3 / Double(b)))
   }
 }
+// `--only gemms`: the W4 step's five GEMMs (forward, weight and input gradients at batch 256)
+// through ttfc's GEMM (JitGemm) and through OpenBLAS split the same way over the pool, in
+// alternating blocks; a tool for tuning the GEMM, not a workload.
+if only?.contains("gemms") == true {
+  let pool = ThreadPool.shared
+  // (transpose A, transpose B, m, n, k, what it is)
+  let shapes: [(Bool, Bool, Int, Int, Int, String)] = [
+    (false, false, 256, 1024, 512, "x W1"), (false, false, 256, 1024, 1024, "h1 W2"),
+    (true, false, 1024, 1024, 256, "h1^T dz2"), (false, true, 256, 1024, 1024, "dz2 W2^T"), (true, false, 512, 1024, 256, "x^T dz1"),
+  ]
+  var totals = (jit: 0.0, blas: 0.0)
+  for (ta, tb, m, n, k, name) in shapes {
+    let a = UnsafeMutablePointer<Float>.allocate(capacity: m * k), b = UnsafeMutablePointer<Float>.allocate(capacity: k * n)
+    let c = UnsafeMutablePointer<Float>.allocate(capacity: m * n)
+    fill(a, count: m * k, seed: 1); fill(b, count: k * n, seed: 2)
+    var jit: [Double] = [], blas: [Double] = []
+    for _ in 0..<6 {
+      for r in 0..<6 {
+        let start = DispatchClock.now()
+        ParallelGemm.jitGemm(transposeA: ta, transposeB: tb, m: m, n: n, k: k, a: a, lda: ta ? m : k, b: b, ldb: tb ? k : n, c: c, pool: pool)
+        if r > 0 { jit.append(DispatchClock.now() - start) }
+      }
+      for r in 0..<6 {
+        let start = DispatchClock.now()
+        ParallelGemm.blasGemm(transposeA: ta, transposeB: tb, m: m, n: n, k: k, a: a, lda: ta ? m : k, b: b, ldb: tb ? k : n, c: c, pool: pool)
+        if r > 0 { blas.append(DispatchClock.now() - start) }
+      }
+    }
+    let tj = jit.sorted()[jit.count / 2], tb = blas.sorted()[blas.count / 2]
+    totals.jit += tj; totals.blas += tb
+    let flops = 2.0 * Double(m * n * k)
+    print(String(format: "%-10@ %4d x %4d x %4d  ttfc %6.1f GFLOP/s  OpenBLAS %6.1f GFLOP/s  ratio %.3f",
+                 name as NSString, m, n, k, flops / tj / 1e9, flops / tb / 1e9, tb / tj))
+    a.deallocate(); b.deallocate(); c.deallocate()
+  }
+  print(String(format: "five GEMMs: ttfc %.3f ms, OpenBLAS %.3f ms", totals.jit * 1e3, totals.blas * 1e3))
+}

@@ -1,0 +1,180 @@
+// JitGemm — ttfc's own single-threaded f32 GEMM around the JIT-compiled 6x16 microkernel
+// (TTCodegen/GemmKernels.swift), in the blocked layout of Goto's and BLIS's GEMMs:
+//
+//   for each block of NC columns of C:
+//     for each block of KC steps of k:     pack B[k block, column block] into 16-column panels (B̃)
+//       for each block of MC rows of C:    pack A[row block, k block] into 6-row panels (Ã)
+//         for each 16-column panel of B̃, for each 6-row panel of Ã: the microkernel
+//
+// Sizes and why: a B̃ panel (KC x 16 floats = 16 KiB at KC 256) stays in the 32 KiB L1 while the
+// microkernel walks every Ã panel of the row block against it; the Ã block (MC x KC = 144 KiB)
+// stays in the 512 KiB L2; the B̃ block (KC x NC, 2 MiB) in L3. Packing makes every load of the
+// inner loop sequential and lets op(A) and op(B) be transposed or not at no cost to the kernel.
+// Edge tiles (fewer than 6 rows or 16 columns) are computed into a scratch tile from zero-padded
+// panels and copied out, so C is never written outside its extent.
+//
+// ParallelGemm splits a GEMM into parts over the thread pool and calls this once per part; each
+// call takes a workspace (packing buffers) from a shared free list, so concurrent calls never
+// share one and steady state allocates nothing.
+//
+// Order of summation: each element of C is the sum, in order of k, of the products within each
+// KC block (one rounding per fused multiply-add), the blocks added to C in order of k.
+
+import Glibc
+import TTCodegen
+
+public enum JitGemm {
+  // The microkernel's tile (GemmKernels.rows x .columns), as literals so the packing loops
+  // see constants (a global from another module is read through its lazy initializer).
+  static let mr = 6
+  static let nr = 16
+  static let kcBlock = 256
+  static let mcBlock = 144   // a multiple of mr
+  static let ncBlock = 2048  // a multiple of nr
+
+  /// The microkernel and packing routines, compiled on first use (nil if LLVM could not).
+  static let routines: GemmKernels.Entries? = try? GemmKernels.compiled()
+
+  /// Whether f32 GEMMs go through this code (`TTFC_GEMM=openblas` selects OpenBLAS for all).
+  public static let enabled: Bool = {
+    if let text = getenv("TTFC_GEMM"), String(cString: text) == "openblas" { return false }
+    return routines != nil
+  }()
+
+  /// Shapes this GEMM takes: a matrix-vector product (one row or column of C) packs a whole
+  /// operand to use it once, so it stays with OpenBLAS's GEMV-like paths.
+  public static func suits(m: Int, n: Int) -> Bool { m >= 4 && n >= 8 }
+
+  /// Row-major C[m, n] (row stride ldc) = op(A) op(B), alpha 1, beta 0, on the calling thread.
+  /// A is [m, k] (row stride lda) or, transposed, [k, m]; B is [k, n] or, transposed, [n, k].
+  public static func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+                           a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                           c: UnsafeMutablePointer<Float>, ldc: Int) {
+    guard m > 0, n > 0 else { return }
+    guard k > 0 else {
+      for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) }
+      return
+    }
+    guard let routines = Self.routines else { fatalError("JitGemm.sgemm called without compiled routines (check JitGemm.enabled)") }
+    let kernel = routines.microkernel
+    let workspace = Workspace.take()
+    defer { Workspace.give(workspace) }
+    for jc in stride(from: 0, to: n, by: ncBlock) {
+      let nc = min(ncBlock, n - jc)
+      for pc in stride(from: 0, to: k, by: kcBlock) {
+        let kc = min(kcBlock, k - pc)
+        packB(routines, transposed: transposeB, b: b, ldb: ldb, k0: pc, kc: kc, j0: jc, nc: nc, into: workspace.packedB)
+        for ic in stride(from: 0, to: m, by: mcBlock) {
+          let mc = min(mcBlock, m - ic)
+          packA(routines, transposed: transposeA, a: a, lda: lda, i0: ic, mc: mc, k0: pc, kc: kc, into: workspace.packedA)
+          for jr in stride(from: 0, to: nc, by: nr) {
+            let columns = min(nr, nc - jr)
+            let bPanel = UnsafePointer(workspace.packedB + jr * kc)
+            for ir in stride(from: 0, to: mc, by: mr) {
+              let rows = min(mr, mc - ir)
+              let aPanel = UnsafePointer(workspace.packedA + ir * kc)
+              let tile = c + (ic + ir) * ldc + jc + jr
+              if rows == mr && columns == nr {
+                kernel(kc, aPanel, bPanel, tile, ldc, pc > 0 ? 1 : 0)
+              } else {
+                kernel(kc, aPanel, bPanel, workspace.tile, nr, 0)
+                for r in 0..<rows {
+                  let source = workspace.tile + r * nr, target = tile + r * ldc
+                  if pc > 0 {
+                    for s in 0..<columns { target[s] += source[s] }
+                  } else {
+                    target.update(from: source, count: columns)
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  /// Packs op(A)[i0 ..< i0+mc, k0 ..< k0+kc] into 6-row panels: panel p holds, for each k, the
+  /// six values of rows 6p ..< 6p+6 (zero past the last row). Whole panels are packed by the
+  /// JIT-compiled routines; a last, partial one here.
+  static func packA(_ routines: GemmKernels.Entries, transposed: Bool, a: UnsafePointer<Float>, lda: Int,
+                    i0: Int, mc: Int, k0: Int, kc: Int, into out: UnsafeMutablePointer<Float>) {
+    for ip in stride(from: 0, to: mc, by: mr) {
+      let rows = min(mr, mc &- ip)
+      let panel = out + ip &* kc
+      if rows == mr {
+        if transposed {
+          routines.packTransposedA(kc, a + (k0 &* lda &+ i0 &+ ip), lda, panel)
+        } else {
+          routines.packPlainA(kc, a + ((i0 &+ ip) &* lda &+ k0), lda, panel)
+        }
+        continue
+      }
+      panel.update(repeating: 0, count: kc &* mr)
+      for r in 0..<rows {
+        for kk in 0..<kc {
+          let i = i0 &+ ip &+ r, k = k0 &+ kk
+          panel[kk &* mr &+ r] = transposed ? a[k &* lda &+ i] : a[i &* lda &+ k]
+        }
+      }
+    }
+  }
+
+  /// Packs op(B)[k0 ..< k0+kc, j0 ..< j0+nc] into 16-column panels: panel q holds, for each k,
+  /// the sixteen values of columns 16q ..< 16q+16 (zero past the last column). Whole panels are
+  /// packed by the JIT-compiled routines; a last, partial one here.
+  static func packB(_ routines: GemmKernels.Entries, transposed: Bool, b: UnsafePointer<Float>, ldb: Int,
+                    k0: Int, kc: Int, j0: Int, nc: Int, into out: UnsafeMutablePointer<Float>) {
+    let fullPanels = nc / nr
+    if transposed {
+      for q in 0..<fullPanels {
+        routines.packTransposedB(kc, b + ((j0 &+ q &* nr) &* ldb &+ k0), ldb, out + q &* nr &* kc)
+      }
+    } else if fullPanels > 0 {
+      routines.packPlainB(kc, fullPanels, b + (k0 &* ldb &+ j0), ldb, out)
+    }
+    let rest = nc &- fullPanels &* nr
+    guard rest > 0 else { return }
+    let panel = out + fullPanels &* nr &* kc
+    panel.update(repeating: 0, count: kc &* nr)
+    for s in 0..<rest {
+      for kk in 0..<kc {
+        let j = j0 &+ fullPanels &* nr &+ s, k = k0 &+ kk
+        panel[kk &* nr &+ s] = transposed ? b[j &* ldb &+ k] : b[k &* ldb &+ j]
+      }
+    }
+  }
+
+  /// Packing buffers for one call, 64-byte aligned, kept on a free list between calls.
+  final class Workspace: @unchecked Sendable {
+    let packedA: UnsafeMutablePointer<Float>
+    let packedB: UnsafeMutablePointer<Float>
+    let tile: UnsafeMutablePointer<Float>
+
+    init() {
+      func allocate(_ count: Int) -> UnsafeMutablePointer<Float> {
+        var raw: UnsafeMutableRawPointer?
+        guard posix_memalign(&raw, 64, count * MemoryLayout<Float>.stride) == 0, let raw else {
+          fatalError("JitGemm: cannot allocate \(count * 4) bytes of packing buffers")
+        }
+        return raw.bindMemory(to: Float.self, capacity: count)
+      }
+      packedA = allocate(JitGemm.mcBlock * JitGemm.kcBlock + 8)   // + the plain-A packer's overhang
+      packedB = allocate(JitGemm.kcBlock * JitGemm.ncBlock)
+      tile = allocate(JitGemm.mr * JitGemm.nr)
+    }
+    deinit {
+      free(packedA); free(packedB); free(tile)
+    }
+
+    private static let lock = NSLockish()
+    nonisolated(unsafe) private static var spare: [Workspace] = []
+
+    static func take() -> Workspace {
+      lock.withLock { spare.popLast() } ?? Workspace()
+    }
+    static func give(_ workspace: Workspace) {
+      lock.withLock { spare.append(workspace) }
+    }
+  }
+}
