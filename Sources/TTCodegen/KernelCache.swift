@@ -207,6 +207,27 @@ public final class KernelCache: @unchecked Sendable {
     }
   }
 
+  /// An object file that is not the kernel of a body (ttfc's GEMM routines), made by `make` once
+  /// and kept in the disk cache under `key` and `name`; counted with the kernels in the
+  /// statistics (compiled, from disk, damaged).
+  public func object(key: String, name: String, make: () throws(CodegenError) -> [UInt8]) throws(CodegenError) -> [UInt8] {
+    let start = DispatchClock.now()
+    lock.withLock { misses += 1 }
+    if let disk, !keepListings {
+      switch disk.read(key: key) {
+      case .hit(let storedName, let object) where storedName == name:
+        lock.withLock { diskHits += 1; compileSeconds += DispatchClock.now() - start }
+        return object
+      case .hit, .corrupt: lock.withLock { diskCorrupt += 1 }
+      case .miss: break
+      }
+    }
+    let object = try make()
+    if let disk, disk.write(key: key, name: name, object: object) { lock.withLock { diskWrites += 1 } }
+    lock.withLock { compileSeconds += DispatchClock.now() - start }
+    return object
+  }
+
   static func signature(of body: Function) -> KernelSignature {
     KernelSignature(inputs: body.argumentTypes, outputs: body.resultTypes, symbols: symbols(of: body))
   }

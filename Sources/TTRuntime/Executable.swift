@@ -2,8 +2,9 @@
 // calls, expands composites and runs -O2 (Pipelines.codegen), then turns each top-level op into a
 // thunk:
 //   fusion (loop / reduction)  -> one JIT kernel for the whole region
-//   fusion (gemm)              -> a BLAS call for the matmul, then one kernel for the epilogue
-//   matmul                     -> a BLAS call (transposes folded into its flags)
+//   fusion (gemm)              -> a GEMM (ParallelGemm: ttfc's JitGemm for f32, OpenBLAS for f64
+//                                 and matrix-vector products), then one kernel for the epilogue
+//   matmul                     -> a GEMM likewise (transposes folded into its flags)
 //   any other op               -> a one-op JIT kernel
 //   embedding_lookup(_pooled)  -> evaluation lookups of the module's tables (TTEmbedding)
 //   anything the code generator cannot compile yet (f16/bf16, gather, argmax, sparse cross
@@ -188,6 +189,16 @@ public final class Executable: @unchecked Sendable {
     // Compile every kernel the lowering below will ask for, in parallel; lowering then finds
     // them in the cache (and still decides fallbacks itself, one op at a time).
     for (i, id) in lowered.body.enumerated() { for v in lowered[id].operands { lastUse[v] = i } }
+    // ttfc's GEMM routines (JitGemm) compile once per process, on a thread of their own while
+    // the kernels compile (wanted by an f32 matmul or by a fusion, which may start with one);
+    // the end of this initializer waits for them, so what a process compiles does not depend on
+    // timing (nor on whether a GEMM of the first run is large enough to use them).
+    let wantsGemmRoutines = lowered.body.contains { id in
+      let op = lowered[id]
+      return (op.code == .matmul || op.code == .fusion) && op.results.first.map { lowered.type(of: $0).dtype == .f32 } == true
+    }
+    if wantsGemmRoutines { JitGemm.compileInBackground() }
+    defer { if wantsGemmRoutines { _ = JitGemm.enabled } }
     KernelCache.shared.precompile(kernelRequests(), threads: pool.threadCount)
     for (i, id) in lowered.body.enumerated() {
       currentOp = i

@@ -80,19 +80,20 @@ struct JitGemmTests {
     #expect(c[0..<12].allSatisfy { $0 == 0 })
   }
 
-  /// A GEMM split over the pool by columns gives the bits of one unsplit call: every element is
-  /// summed in the same order whichever part computes it.
-  @Test func splitOverThePoolGivesTheSameBits() throws {
+  /// A GEMM split over the pool gives the bits of one unsplit call, every element summed in the
+  /// same order whichever thread computes it: by columns (few rows), and by rows with B packed
+  /// jointly (several blocks of k, a partial last panel of B packed by one of the threads).
+  @Test(arguments: [(70, 600, 300, false, ParallelGemm.Split.columns(2)), (300, 200, 600, true, ParallelGemm.Split.rows(2))])
+  func splitOverThePoolGivesTheSameBits(_ m: Int, _ n: Int, _ k: Int, _ tb: Bool, _ expected: ParallelGemm.Split) throws {
     try #require(JitGemm.enabled)
     let pool = ThreadPool(threads: 2)
-    let (m, n, k) = (70, 600, 300)
-    #expect(ParallelGemm.split(m: m, n: n, k: k, pool: pool, preferColumns: true) == .columns(2))
+    #expect(ParallelGemm.split(m: m, n: n, k: k, pool: pool) == expected)
     let a = Self.values(m * k, seed: 3), b = Self.values(k * n, seed: 4)
     var c = [Float](repeating: .nan, count: m * n)
     a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
-      ParallelGemm.gemm(transposeA: true, transposeB: false, m: m, n: n, k: k, a: pa.baseAddress!, lda: m,
-                        b: pb.baseAddress!, ldb: n, c: pc.baseAddress!, pool: pool)
+      ParallelGemm.gemm(transposeA: true, transposeB: tb, m: m, n: n, k: k, a: pa.baseAddress!, lda: m,
+                        b: pb.baseAddress!, ldb: tb ? k : n, c: pc.baseAddress!, pool: pool)
     } } }
-    #expect(c.map(\.bitPattern) == Self.model(a, b, m: m, n: n, k: k, ta: true, tb: false).map(\.bitPattern))
+    #expect(c.map(\.bitPattern) == Self.model(a, b, m: m, n: n, k: k, ta: true, tb: tb).map(\.bitPattern))
   }
 }
