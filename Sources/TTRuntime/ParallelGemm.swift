@@ -1,16 +1,15 @@
-// ParallelGemm — GEMMs split by rows of C (or, for few rows, by columns) over ttfc's own thread
-// pool, each part one single-threaded OpenBLAS call, instead of OpenBLAS's own threads.
+// ParallelGemm — every GEMM of an executable: f32 on ttfc's own GEMM (JitGemm), f64 and
+// matrix-vector products on OpenBLAS; split by rows of C (or, for few rows, by columns) over
+// ttfc's own thread pool instead of OpenBLAS's threads.
 //
-// Why: after a call OpenBLAS's worker threads spin (sched_yield) for about 0.1 s waiting for the
-// next one, and a training step runs its fused kernels between GEMMs: on a 2-core machine those
-// spinning threads took a third of the kernels' time (W4: the kernels' share 76 -> 49 ms per 24
-// steps with them asleep), while letting them sleep made every GEMM pay for waking them. With the
-// rows of C split over the pool (whose idle workers spin only 50 us), both costs go: the halves
-// computed by single-threaded calls ran as fast as OpenBLAS's 2-thread calls on the W4 shapes
-// (measured 123-144 GFLOP/s against 126-145). Each part packs its own copy of B (OpenBLAS's
-// threads share one), which costs more as B grows relative to the rows computed; so a GEMM whose
-// rows are few per thread is split by columns instead (a small batch's forward GEMM: each part
-// packs its share of B, and A is small), and a small GEMM stays one call.
+// Why the pool: after a call OpenBLAS's worker threads spin (sched_yield) for about 0.1 s waiting
+// for the next one, and a training step runs its fused kernels between GEMMs: on a 2-core machine
+// those spinning threads took a third of the kernels' time (W4: the kernels' share 76 -> 49 ms per
+// 24 steps with them asleep), while letting them sleep made every GEMM pay for waking them. The
+// pool's idle workers spin only 50 us. OpenBLAS parts are single-threaded calls, each packing its
+// own copy of B, so a GEMM whose rows are few per thread is split by columns instead (a small
+// batch's forward GEMM: each part packs its share of B, and A is small), and a small GEMM stays
+// one call. JitGemm's row split packs B once for all threads (JitGemm.sgemm(..., pool:parts:)).
 //
 // OpenBLAS is set to one thread for the process once ttfc's pool has several (`configure`).
 // Code calling OpenBLAS directly for a multithreaded comparison (ttfc-bench W7) sets its thread
