@@ -72,21 +72,24 @@ public enum JitGemm {
       for pc in stride(from: 0, to: k, by: kcBlock) {
         let kc = min(kcBlock, k - pc)
         packB(routines, transposed: transposeB, b: b, ldb: ldb, k0: pc, kc: kc, j0: jc, nc: nc, into: workspace.packedB)
-        multiplyRows(0..<m, routines: routines, transposeA: transposeA, a: a, lda: lda, pc: pc, kc: kc,
-                     packedB: workspace.packedB, jc: jc, nc: nc, c: c, ldc: ldc, workspace: workspace)
+        let columnPanels = (nc + nr - 1) / nr
+        multiply(tiles: 0..<((m + mr - 1) / mr * columnPanels), columnPanels: columnPanels, m: m, routines: routines,
+                 transposeA: transposeA, a: a, lda: lda, pc: pc, kc: kc, packedB: workspace.packedB, jc: jc, nc: nc,
+                 c: c, ldc: ldc, workspace: workspace)
       }
     }
   }
 
-  /// `sgemm` with its rows split over `parts` threads of `pool`, which share the packed B: for
-  /// each block of B the threads pack a share of its panels each, then each multiplies its rows
-  /// by all of them (the two phases are two pool jobs, the end of the first a barrier). This is
+  /// `sgemm` split over `parts` threads of `pool`, which share the packed B: for each block of B
+  /// the threads pack a share of its panels each, then each computes an even share of C's tiles,
+  /// mostly whole rows (the two phases are two pool jobs, the end of the first a barrier). This is
   /// how a GEMM with many rows beats splitting it into independent GEMMs, each of which packs
   /// all of B for itself (W4's 1024-column GEMMs: 158 against 133 GFLOP/s with OpenBLAS's own
   /// threads, which share B the same way).
   public static func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
                            a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                           c: UnsafeMutablePointer<Float>, ldc: Int, pool: ThreadPool, parts: Int) {
+                           c: UnsafeMutablePointer<Float>, ldc: Int, pool: ThreadPool, parts: Int,
+                           packingLimit: Int = sharedPackingLimit) {
     guard parts > 1 else {
       sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc)
       return
@@ -94,31 +97,50 @@ public enum JitGemm {
     guard let routines = prepare(m: m, n: n, k: k, c: c, ldc: ldc) else { return }
     let shared = Workspace.take()
     defer { Workspace.give(shared) }
-    let packedB = shared.packedB
+    // B is packed for every block of k at once, so each thread then runs through all of them
+    // without waiting for the others: two synchronizations per block of columns, not two per
+    // block of k. On this shared host a thread is sometimes descheduled for milliseconds, and
+    // every synchronization can wait that long (W4's step went from 18 to 28 ms in such
+    // periods with one per block of k). The columns per block are bounded so the packed B stays
+    // within `packingLimit` floats.
+    let columnsPerBlock = max(nr, min(ncBlock, packingLimit / k / nr * nr))
     let rowPanels = (m + mr - 1) / mr
-    for jc in stride(from: 0, to: n, by: ncBlock) {
-      let nc = min(ncBlock, n - jc)
+    for jc in stride(from: 0, to: n, by: columnsPerBlock) {
+      let nc = min(columnsPerBlock, n - jc)
       let columnPanels = (nc + nr - 1) / nr
-      for pc in stride(from: 0, to: k, by: kcBlock) {
-        let kc = min(kcBlock, k - pc)
-        pool.parallelFor(parts) { part in
-          let first = columnPanels * part / parts, last = columnPanels * (part + 1) / parts
-          guard last > first else { return }
-          let j0 = first * nr, j1 = min(nc, last * nr)
+      let packedB = shared.sharedB(capacity: k * columnPanels * nr)
+      pool.parallelFor(parts) { part in
+        let first = columnPanels * part / parts, last = columnPanels * (part + 1) / parts
+        guard last > first else { return }
+        let j0 = first * nr, j1 = min(nc, last * nr)
+        for pc in stride(from: 0, to: k, by: kcBlock) {
+          let kc = min(kcBlock, k - pc)
           packB(routines, transposed: transposeB, b: b, ldb: ldb, k0: pc, kc: kc, j0: jc + j0, nc: j1 - j0,
-                into: packedB + j0 * kc)
+                into: packedB + pc * columnPanels * nr + j0 * kc)
         }
-        pool.parallelFor(parts) { part in
-          let i0 = rowPanels * part / parts * mr, i1 = min(m, rowPanels * (part + 1) / parts * mr)
-          guard i1 > i0 else { return }
-          let workspace = Workspace.take()
-          multiplyRows(i0..<i1, routines: routines, transposeA: transposeA, a: a, lda: lda, pc: pc, kc: kc,
-                       packedB: packedB, jc: jc, nc: nc, c: c, ldc: ldc, workspace: workspace)
-          Workspace.give(workspace)
+      }
+      // The block's 6x16 tiles, numbered row panel by row panel, are shared out evenly: a
+      // thread's share is whole row panels plus, at either end, part of one. (Whole row panels
+      // alone leave one thread a panel more when their count is odd: 43 for W4's 256 rows, 22
+      // against 21.)
+      let tiles = rowPanels * columnPanels
+      pool.parallelFor(parts) { part in
+        let first = tiles * part / parts, last = tiles * (part + 1) / parts
+        guard last > first else { return }
+        let workspace = Workspace.take()
+        for pc in stride(from: 0, to: k, by: kcBlock) {
+          multiply(tiles: first..<last, columnPanels: columnPanels, m: m, routines: routines, transposeA: transposeA,
+                   a: a, lda: lda, pc: pc, kc: min(kcBlock, k - pc), packedB: packedB + pc * columnPanels * nr,
+                   jc: jc, nc: nc, c: c, ldc: ldc, workspace: workspace)
         }
+        Workspace.give(workspace)
       }
     }
   }
+
+  /// Floats of B packed at once by a split GEMM (16 MiB): all of K for 1024+ columns of W4-sized
+  /// operands.
+  public static let sharedPackingLimit = 1 << 22
 
   /// The compiled routines, after handling the products with nothing to sum (nil: C is done).
   static func prepare(m: Int, n: Int, k: Int, c: UnsafeMutablePointer<Float>, ldc: Int) -> GemmKernels.Entries? {
@@ -131,35 +153,41 @@ public enum JitGemm {
     return routines
   }
 
-  /// C[rows, jc ..< jc+nc] (+)= op(A)[rows, pc ..< pc+kc] B̃: the rows in blocks of MC, each
-  /// packed into the workspace's Ã and multiplied by every panel of the packed B block.
-  static func multiplyRows(_ rows: Range<Int>, routines: GemmKernels.Entries, transposeA: Bool,
-                           a: UnsafePointer<Float>, lda: Int, pc: Int, kc: Int, packedB: UnsafeMutablePointer<Float>,
-                           jc: Int, nc: Int, c: UnsafeMutablePointer<Float>, ldc: Int, workspace: Workspace) {
+  /// The tiles `tiles` of C[:, jc ..< jc+nc] (+)= op(A)[:, pc ..< pc+kc] B̃, tile t being row
+  /// panel t / columnPanels and column panel t % columnPanels: their rows in blocks of MC, each
+  /// packed into the workspace's Ã, then for each panel of the packed B block (kept in L1) every
+  /// row panel of the block (streamed from L2).
+  static func multiply(tiles: Range<Int>, columnPanels: Int, m: Int, routines: GemmKernels.Entries, transposeA: Bool,
+                       a: UnsafePointer<Float>, lda: Int, pc: Int, kc: Int, packedB: UnsafeMutablePointer<Float>,
+                       jc: Int, nc: Int, c: UnsafeMutablePointer<Float>, ldc: Int, workspace: Workspace) {
     let kernel = routines.microkernel
     let accumulate = pc > 0 ? 1 : 0
-    for ic in stride(from: rows.lowerBound, to: rows.upperBound, by: mcBlock) {
-      let mc = min(mcBlock, rows.upperBound - ic)
+    let firstRow = tiles.lowerBound / columnPanels * mr
+    let endRow = min(m, ((tiles.upperBound - 1) / columnPanels + 1) * mr)
+    for ic in stride(from: firstRow, to: endRow, by: mcBlock) {
+      let mc = min(mcBlock, endRow - ic)
       packA(routines, transposed: transposeA, a: a, lda: lda, i0: ic, mc: mc, k0: pc, kc: kc, into: workspace.packedA)
-      for jr in stride(from: 0, to: nc, by: nr) {
-        let columns = min(nr, nc - jr)
-        let bPanel = UnsafePointer(packedB + jr * kc)
+      for jr in 0..<columnPanels {
+        let columns = min(nr, nc - jr * nr)
+        let bPanel = UnsafePointer(packedB + jr * nr * kc)
         for ir in stride(from: 0, to: mc, by: mr) {
+          let tile = (ic + ir) / mr * columnPanels + jr
+          guard tiles.contains(tile) else { continue }
           let tileRows = min(mr, mc - ir)
           let aPanel = UnsafePointer(workspace.packedA + ir * kc)
-          let tile = c + (ic + ir) * ldc + jc + jr
+          let target = c + (ic + ir) * ldc + jc + jr * nr
           if tileRows == mr && columns == nr {
-            kernel(kc, aPanel, bPanel, tile, ldc, accumulate)
+            kernel(kc, aPanel, bPanel, target, ldc, accumulate)
             continue
           }
           // An edge tile: computed whole from the zero-padded panels, its valid part copied out.
           kernel(kc, aPanel, bPanel, workspace.tile, nr, 0)
           for r in 0..<tileRows {
-            let source = workspace.tile + r * nr, target = tile + r * ldc
+            let source = workspace.tile + r * nr, row = target + r * ldc
             if accumulate != 0 {
-              for s in 0..<columns { target[s] += source[s] }
+              for s in 0..<columns { row[s] += source[s] }
             } else {
-              target.update(from: source, count: columns)
+              row.update(from: source, count: columns)
             }
           }
         }
@@ -237,7 +265,23 @@ public enum JitGemm {
       tile = allocate(JitGemm.mr * JitGemm.nr)
     }
     deinit {
-      free(packedA); free(packedB); free(tile)
+      free(packedA); free(packedB); free(tile); free(shared)
+    }
+
+    /// A buffer for B packed for all blocks of k (a split GEMM), grown on demand.
+    private var shared: UnsafeMutablePointer<Float>?
+    private var sharedCapacity = 0
+    func sharedB(capacity: Int) -> UnsafeMutablePointer<Float> {
+      if capacity > sharedCapacity {
+        free(shared)
+        var raw: UnsafeMutableRawPointer?
+        guard posix_memalign(&raw, 64, capacity * MemoryLayout<Float>.stride) == 0, let raw else {
+          fatalError("JitGemm: cannot allocate \(capacity * 4) bytes for packing B")
+        }
+        shared = raw.bindMemory(to: Float.self, capacity: capacity)
+        sharedCapacity = capacity
+      }
+      return shared!
     }
 
     private static let lock = NSLockish()

@@ -82,8 +82,9 @@ struct JitGemmTests {
 
   /// A GEMM split over the pool gives the bits of one unsplit call, every element summed in the
   /// same order whichever thread computes it: by columns (few rows), and by rows with B packed
-  /// jointly (several blocks of k, a partial last panel of B packed by one of the threads).
-  @Test(arguments: [(70, 600, 300, false, ParallelGemm.Split.columns(2)), (300, 200, 600, true, ParallelGemm.Split.rows(2))])
+  /// jointly (several blocks of k, a partial last panel of B packed by one of the threads, 43 row
+  /// panels times 13 column panels shared out with a row panel cut between the threads).
+  @Test(arguments: [(70, 600, 300, false, ParallelGemm.Split.columns(2)), (256, 200, 600, true, ParallelGemm.Split.rows(2))])
   func splitOverThePoolGivesTheSameBits(_ m: Int, _ n: Int, _ k: Int, _ tb: Bool, _ expected: ParallelGemm.Split) throws {
     try #require(JitGemm.enabled)
     let pool = ThreadPool(threads: 2)
@@ -95,5 +96,20 @@ struct JitGemmTests {
                         b: pb.baseAddress!, ldb: tb ? k : n, c: pc.baseAddress!, pool: pool)
     } } }
     #expect(c.map(\.bitPattern) == Self.model(a, b, m: m, n: n, k: k, ta: true, tb: tb).map(\.bitPattern))
+  }
+
+  /// A split GEMM whose packed B is bounded to fewer columns than it has: several blocks of
+  /// columns, each packed for all of k and then multiplied.
+  @Test func splitGemmInSeveralBlocksOfColumns() throws {
+    try #require(JitGemm.enabled)
+    let pool = ThreadPool(threads: 2)
+    let (m, n, k) = (40, 90, 300)
+    let a = Self.values(m * k, seed: 5), b = Self.values(k * n, seed: 6)
+    var c = [Float](repeating: .nan, count: m * n)
+    a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
+      JitGemm.sgemm(transposeA: false, transposeB: false, m: m, n: n, k: k, a: pa.baseAddress!, lda: k, b: pb.baseAddress!,
+                    ldb: n, c: pc.baseAddress!, ldc: n, pool: pool, parts: 2, packingLimit: 32 * k)
+    } } }
+    #expect(c.map(\.bitPattern) == Self.model(a, b, m: m, n: n, k: k, ta: false, tb: false).map(\.bitPattern))
   }
 }
