@@ -73,7 +73,10 @@ public enum ParallelGemm {
                              a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                              c: UnsafeMutablePointer<Float>, pool: ThreadPool) {
     let plan = split(m: m, n: n, k: k, pool: pool)
-    if case .rows(let parts) = plan {
+    // The shared packing holds B for all of k for at least one 16-column panel; a longer k (a
+    // weight gradient over millions of rows) takes the independent parts below, whose packing
+    // buffers are one block of k each.
+    if case .rows(let parts) = plan, k * JitGemm.nr <= JitGemm.sharedPackingLimit {
       JitGemm.sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb,
                     c: c, ldc: n, pool: pool, parts: parts)
       return
