@@ -140,6 +140,15 @@ public final class Executable: @unchecked Sendable {
     guard let original = module.function(named: functionName) else { throw .invalid("no function named '@\(functionName)'") }
     function = original
     self.pool = pool
+    // ttfc's GEMM routines (JitGemm) compile once per process, on a thread of their own started
+    // here, while the passes run and the kernels compile, if any function of the module has an
+    // f32 matmul; the end of this initializer waits for them, so what a process compiles does
+    // not depend on timing (nor on whether a GEMM of the first run is large enough to use them).
+    let wantsGemmRoutines = module.functions.contains { f in
+      f.body.contains { id in f[id].code == .matmul && f[id].results.first.map { f.type(of: $0).dtype == .f32 } == true }
+    }
+    if wantsGemmRoutines { JitGemm.compileInBackground() }
+    defer { if wantsGemmRoutines { _ = JitGemm.enabled } }
     let start = DispatchClock.now()
     var optimized = module
     do { try PassManager().run(pipeline, on: &optimized, context: PassContext()) }
@@ -189,16 +198,6 @@ public final class Executable: @unchecked Sendable {
     // Compile every kernel the lowering below will ask for, in parallel; lowering then finds
     // them in the cache (and still decides fallbacks itself, one op at a time).
     for (i, id) in lowered.body.enumerated() { for v in lowered[id].operands { lastUse[v] = i } }
-    // ttfc's GEMM routines (JitGemm) compile once per process, on a thread of their own while
-    // the kernels compile (wanted by an f32 matmul or by a fusion, which may start with one);
-    // the end of this initializer waits for them, so what a process compiles does not depend on
-    // timing (nor on whether a GEMM of the first run is large enough to use them).
-    let wantsGemmRoutines = lowered.body.contains { id in
-      let op = lowered[id]
-      return (op.code == .matmul || op.code == .fusion) && op.results.first.map { lowered.type(of: $0).dtype == .f32 } == true
-    }
-    if wantsGemmRoutines { JitGemm.compileInBackground() }
-    defer { if wantsGemmRoutines { _ = JitGemm.enabled } }
     KernelCache.shared.precompile(kernelRequests(), threads: pool.threadCount)
     for (i, id) in lowered.body.enumerated() {
       currentOp = i
