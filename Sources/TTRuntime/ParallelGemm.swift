@@ -88,14 +88,35 @@ public enum ParallelGemm {
     }
   }
 
-  /// `gemm` through OpenBLAS, one single-threaded call per part.
+  /// `gemm` through OpenBLAS, one single-threaded call per part. A part with one column (or one
+  /// row) of C is a matrix-vector product and goes to GEMV, which reads the matrix once where
+  /// OpenBLAS's GEMM would pack it first (W4's output layer and its weight gradient).
   public static func blasGemm<T: BLASFloat>(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
                                             a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int,
                                             c: UnsafeMutablePointer<T>, pool: ThreadPool) {
     let ta = transposeA ? CblasTrans : CblasNoTrans, tb = transposeB ? CblasTrans : CblasNoTrans
+    let strideA = Int32(max(lda, 1)), strideB = Int32(max(ldb, 1))
     run(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, pool: pool) {
       rows, columns, a, b, c in
-      T.blasGemm(ta, tb, Int32(rows), Int32(columns), Int32(k), a, Int32(max(lda, 1)), b, Int32(max(ldb, 1)), c, Int32(max(n, 1)))
+      if k > 0 && columns == 1 {
+        // C[rows, 1] = op(A) b, b being op(B)'s one column (stride ldb, or 1 if B is [1, k]).
+        let x = transposeB ? Int32(1) : strideB
+        if transposeA {
+          T.blasGemv(CblasTrans, Int32(k), Int32(rows), a, strideA, b, x, c, Int32(max(n, 1)))
+        } else {
+          T.blasGemv(CblasNoTrans, Int32(rows), Int32(k), a, strideA, b, x, c, Int32(max(n, 1)))
+        }
+      } else if k > 0 && rows == 1 {
+        // C[1, columns] = a op(B), a being op(A)'s one row (stride 1, or lda if A is [k, 1]).
+        let x = transposeA ? strideA : Int32(1)
+        if transposeB {
+          T.blasGemv(CblasNoTrans, Int32(columns), Int32(k), b, strideB, a, x, c, 1)
+        } else {
+          T.blasGemv(CblasTrans, Int32(k), Int32(columns), b, strideB, a, x, c, 1)
+        }
+      } else {
+        T.blasGemm(ta, tb, Int32(rows), Int32(columns), Int32(k), a, strideA, b, strideB, c, Int32(max(n, 1)))
+      }
     }
   }
 
@@ -133,6 +154,9 @@ public protocol BLASFloat {
   static func blasGemm(_ ta: CBLAS_TRANSPOSE, _ tb: CBLAS_TRANSPOSE, _ m: Int32, _ n: Int32, _ k: Int32,
                        _ a: UnsafePointer<Self>, _ lda: Int32, _ b: UnsafePointer<Self>, _ ldb: Int32,
                        _ c: UnsafeMutablePointer<Self>, _ ldc: Int32)
+  /// y = op(A) x for row-major A [rows, columns] (alpha 1, beta 0).
+  static func blasGemv(_ ta: CBLAS_TRANSPOSE, _ rows: Int32, _ columns: Int32, _ a: UnsafePointer<Self>, _ lda: Int32,
+                       _ x: UnsafePointer<Self>, _ incx: Int32, _ y: UnsafeMutablePointer<Self>, _ incy: Int32)
 }
 
 extension Float: BLASFloat {
@@ -141,6 +165,10 @@ extension Float: BLASFloat {
                               _ c: UnsafeMutablePointer<Float>, _ ldc: Int32) {
     cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, 1, a, lda, b, ldb, 0, c, ldc)
   }
+  public static func blasGemv(_ ta: CBLAS_TRANSPOSE, _ rows: Int32, _ columns: Int32, _ a: UnsafePointer<Float>, _ lda: Int32,
+                              _ x: UnsafePointer<Float>, _ incx: Int32, _ y: UnsafeMutablePointer<Float>, _ incy: Int32) {
+    cblas_sgemv(CblasRowMajor, ta, rows, columns, 1, a, lda, x, incx, 0, y, incy)
+  }
 }
 
 extension Double: BLASFloat {
@@ -148,5 +176,9 @@ extension Double: BLASFloat {
                               _ a: UnsafePointer<Double>, _ lda: Int32, _ b: UnsafePointer<Double>, _ ldb: Int32,
                               _ c: UnsafeMutablePointer<Double>, _ ldc: Int32) {
     cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, 1, a, lda, b, ldb, 0, c, ldc)
+  }
+  public static func blasGemv(_ ta: CBLAS_TRANSPOSE, _ rows: Int32, _ columns: Int32, _ a: UnsafePointer<Double>, _ lda: Int32,
+                              _ x: UnsafePointer<Double>, _ incx: Int32, _ y: UnsafeMutablePointer<Double>, _ incy: Int32) {
+    cblas_dgemv(CblasRowMajor, ta, rows, columns, 1, a, lda, x, incx, 0, y, incy)
   }
 }

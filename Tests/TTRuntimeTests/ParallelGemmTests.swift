@@ -1,6 +1,6 @@
 // GEMMs split over the thread pool (ParallelGemm) by rows of C, or by columns when rows are few:
-// every transpose combination, sizes that do not divide evenly, f32 and f64, against a plain
-// triple loop; and the split rule.
+// every transpose combination, sizes that do not divide evenly, matrix-vector products (GEMV),
+// f32 and f64, against a plain triple loop; and the split rule.
 import Testing
 @testable import TTRuntime
 
@@ -25,6 +25,9 @@ struct ParallelGemmTests {
   static let cases: [(Bool, Bool, Int, Int, Int, ParallelGemm.Split)] = [false, true].flatMap { ta in [false, true].flatMap { tb in [
     (ta, tb, 203, 131, 300, ParallelGemm.Split.rows(3)),       // 16 MFLOP: 3 parts of 64+ rows, not multiples of 16
     (ta, tb, 37, 389, 290, ParallelGemm.Split.columns(3)),     // a small batch: few rows, many columns
+    (ta, tb, 300, 1, 1000, ParallelGemm.Split.rows(3)),        // matrix times vector (GEMV), split by rows
+    (ta, tb, 1, 700, 400, ParallelGemm.Split.columns(3)),      // vector times matrix (GEMV), split by columns
+    (ta, tb, 50, 1, 30, ParallelGemm.Split.none),              // a small GEMV, one call
   ] } }
 
   @Test(arguments: cases)
