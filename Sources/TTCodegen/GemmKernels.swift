@@ -35,15 +35,16 @@ public enum GemmKernels {
   public typealias Microkernel = @convention(c) (Int, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int, Int) -> Void
   /// (kc, first element of the block, row stride of the stored matrix, panel): one whole panel.
   public typealias PanelPacker = @convention(c) (Int, UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>) -> Void
-  /// (kc, panel count, first element, row stride, first panel): whole panels of a plain B.
+  /// (kc, panel count, first element, row stride, first panel): whole panels of a plain B or a
+  /// transposed A.
   public typealias BlockPacker = @convention(c) (Int, Int, UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>) -> Void
 
   public struct Entries: @unchecked Sendable {
     public let microkernel: Microkernel
     /// A stored [m, k]: six rows of A, k contiguous in each.
     public let packPlainA: PanelPacker
-    /// A stored [k, m]: for each k, the panel's six values are contiguous.
-    public let packTransposedA: PanelPacker
+    /// A stored [k, m]: for each k, each panel's six values are contiguous.
+    public let packTransposedA: BlockPacker
     /// B stored [k, n]: for each k, a panel's sixteen values are contiguous.
     public let packPlainB: BlockPacker
     /// B stored [n, k]: sixteen rows of B, k contiguous in each.
@@ -76,7 +77,7 @@ public enum GemmKernels {
       let addresses = try JIT.shared.addObject(object, symbols: symbols)
       let entries = Entries(microkernel: unsafeBitCast(addresses[0], to: Microkernel.self),
                             packPlainA: unsafeBitCast(addresses[1], to: PanelPacker.self),
-                            packTransposedA: unsafeBitCast(addresses[2], to: PanelPacker.self),
+                            packTransposedA: unsafeBitCast(addresses[2], to: BlockPacker.self),
                             packPlainB: unsafeBitCast(addresses[3], to: BlockPacker.self),
                             packTransposedB: unsafeBitCast(addresses[4], to: PanelPacker.self))
       cachedEntries = entries
@@ -250,14 +251,24 @@ public enum GemmKernels {
       LLVMBuildRetVoid(ir.b)
     }
 
-    /// Ã panel from a transposed A: for each k, six contiguous floats.
+    /// Ã panels from a transposed A, several at once: row k of A (the block's columns) is read
+    /// left to right and its six-float pieces go to consecutive panels. Packing one panel at a
+    /// time read six floats of each row, rows a page apart: a row's cache line then served
+    /// about three panels but did not survive between them (addresses 4 KiB apart share an L1
+    /// set), so every panel fetched it again.
     func packTransposedA() {
       let rows = GemmKernels.rows
-      let p = function(names.transposedA, [ir.i64, ir.ptr, ir.i64, ir.ptr], noalias: [1, 3])
-      let (kc, source, lda, out) = (p[0], p[1], p[2], p[3])
+      let p = function(names.transposedA, [ir.i64, ir.i64, ir.ptr, ir.i64, ir.ptr], noalias: [2, 4])
+      let (kc, panels, source, lda, out) = (p[0], p[1], p[2], p[3], p[4])
+      let panelSize = ir.mul(kc, ir.int(rows))
       ir.loop(from: ir.int(0), to: kc) { k, _ in
-        let from = at(source, ir.mul(k, lda)), to = at(out, ir.mul(k, ir.int(rows)))
-        for r in 0..<rows { LLVMBuildStore(ir.b, ir.load(ir.f32, at(from, r)), at(to, r)) }
+        let row = at(source, ir.mul(k, lda)), target = at(out, ir.mul(k, ir.int(rows)))
+        _ = ir.intrinsic("llvm.prefetch", [ir.ptr], [at(row, ir.mul(lda, ir.int(EmitterTuning.packingPrefetchRows))), ir.int(0, ir.i32), ir.int(3, ir.i32), ir.int(1, ir.i32)])
+        ir.loop(from: ir.int(0), to: panels) { q, _ in
+          let from = at(row, ir.mul(q, ir.int(rows))), to = at(target, ir.mul(q, panelSize))
+          for r in 0..<rows { LLVMBuildStore(ir.b, ir.load(ir.f32, at(from, r)), at(to, r)) }
+          return []
+        }
         return []
       }
       LLVMBuildRetVoid(ir.b)

@@ -200,23 +200,22 @@ public enum JitGemm {
   /// JIT-compiled routines; a last, partial one here.
   static func packA(_ routines: GemmKernels.Entries, transposed: Bool, a: UnsafePointer<Float>, lda: Int,
                     i0: Int, mc: Int, k0: Int, kc: Int, into out: UnsafeMutablePointer<Float>) {
-    for ip in stride(from: 0, to: mc, by: mr) {
-      let rows = min(mr, mc &- ip)
-      let panel = out + ip &* kc
-      if rows == mr {
-        if transposed {
-          routines.packTransposedA(kc, a + (k0 &* lda &+ i0 &+ ip), lda, panel)
-        } else {
-          routines.packPlainA(kc, a + ((i0 &+ ip) &* lda &+ k0), lda, panel)
-        }
-        continue
+    let fullPanels = mc / mr
+    if transposed {
+      if fullPanels > 0 { routines.packTransposedA(kc, fullPanels, a + (k0 &* lda &+ i0), lda, out) }
+    } else {
+      for q in 0..<fullPanels {
+        routines.packPlainA(kc, a + ((i0 &+ q &* mr) &* lda &+ k0), lda, out + q &* mr &* kc)
       }
-      panel.update(repeating: 0, count: kc &* mr)
-      for r in 0..<rows {
-        for kk in 0..<kc {
-          let i = i0 &+ ip &+ r, k = k0 &+ kk
-          panel[kk &* mr &+ r] = transposed ? a[k &* lda &+ i] : a[i &* lda &+ k]
-        }
+    }
+    let rest = mc &- fullPanels &* mr
+    guard rest > 0 else { return }
+    let panel = out + fullPanels &* mr &* kc
+    panel.update(repeating: 0, count: kc &* mr)
+    for r in 0..<rest {
+      for kk in 0..<kc {
+        let i = i0 &+ fullPanels &* mr &+ r, k = k0 &+ kk
+        panel[kk &* mr &+ r] = transposed ? a[k &* lda &+ i] : a[i &* lda &+ k]
       }
     }
   }

@@ -23,11 +23,13 @@ struct GemmKernelsTests {
       routines.packPlainA(kc, s.baseAddress!, stride, p.baseAddress!)
     } }
     #expect((0..<kc).allSatisfy { k in (0..<rows).allSatisfy { r in panel[k * rows + r] == source[r * stride + k] } })
-    source.withUnsafeBufferPointer { s in panel.withUnsafeMutableBufferPointer { p in
-      // A stored [k, m]: for each k, the six rows contiguous.
-      routines.packTransposedA(kc, s.baseAddress!, stride, p.baseAddress!)
+    var panels = [Float](repeating: .nan, count: 3 * kc * rows)
+    source.withUnsafeBufferPointer { s in panels.withUnsafeMutableBufferPointer { p in
+      // A stored [k, m]: for each k, each panel's six rows contiguous; three panels.
+      routines.packTransposedA(kc, 3, s.baseAddress!, stride, p.baseAddress!)
     } }
-    #expect((0..<kc).allSatisfy { k in (0..<rows).allSatisfy { r in panel[k * rows + r] == source[k * stride + r] } })
+    #expect((0..<3).allSatisfy { q in (0..<kc).allSatisfy { k in (0..<rows).allSatisfy { r in
+      panels[q * kc * rows + k * rows + r] == source[k * stride + q * rows + r] } } })
     var second = [Float](repeating: .nan, count: 2 * kc * columns)
     source.withUnsafeBufferPointer { s in second.withUnsafeMutableBufferPointer { p in
       // B stored [k, n]: two panels of 16 columns, the second at offset kc * 16.
