@@ -316,10 +316,16 @@ final class KernelEmitter {
     let rowLength = size(output.dims[output.rank - 1])
     let elementBytes = ir.int(output.dtype.byteSize)
     let next = ir.mul(ir.add(linear(outer + [ir.int(0)], output), rowLength), elementBytes)
-    let lines = ir.sdiv(ir.add(ir.mul(rowLength, elementBytes), ir.int(63)), ir.int(64))
-    for (k, argument) in body.arguments.enumerated() where body.type(of: argument) == output && scalarArguments[argument] == nil {
+    prefetch(bytes: ir.mul(rowLength, elementBytes), from: next, ofArgumentsShaped: output)
+  }
+
+  /// Prefetches `bytes` bytes (one instruction per 64-byte line) from byte offset `start` of every
+  /// non-scalar argument of type `type`.
+  func prefetch(bytes: IRBuilder.V, from start: IRBuilder.V, ofArgumentsShaped type: TensorType) {
+    let lines = ir.sdiv(ir.add(bytes, ir.int(63)), ir.int(64))
+    for (k, argument) in body.arguments.enumerated() where body.type(of: argument) == type && scalarArguments[argument] == nil {
       ir.loop(from: ir.int(0), to: lines) { line, _ in
-        var offset: [LLVMValueRef?] = [ir.add(next, ir.mul(line, ir.int(64)))]
+        var offset: [LLVMValueRef?] = [ir.add(start, ir.mul(line, ir.int(64)))]
         let address = offset.withUnsafeMutableBufferPointer { LLVMBuildGEP2(ir.b, ir.i8, buffers[k], $0.baseAddress, 1, "") }!
         _ = ir.intrinsic("llvm.prefetch", [ir.ptr], [address, ir.int(0, ir.i32), ir.int(3, ir.i32), ir.int(1, ir.i32)])
         return []
@@ -379,15 +385,7 @@ final class KernelEmitter {
     let elementBytes = ir.int(x.dtype.byteSize)
     let ahead = ir.add(row, ir.int(Self.columnReductionPrefetchRows))
     let start = ir.mul(ir.add(ir.mul(ahead, size(x.dims[1])), begin), elementBytes)
-    let lines = ir.sdiv(ir.add(ir.mul(ir.sub(end, begin), elementBytes), ir.int(63)), ir.int(64))
-    for (k, argument) in body.arguments.enumerated() where body.type(of: argument) == x && scalarArguments[argument] == nil {
-      ir.loop(from: ir.int(0), to: lines) { line, _ in
-        var offset: [LLVMValueRef?] = [ir.add(start, ir.mul(line, ir.int(64)))]
-        let address = offset.withUnsafeMutableBufferPointer { LLVMBuildGEP2(ir.b, ir.i8, buffers[k], $0.baseAddress, 1, "") }!
-        _ = ir.intrinsic("llvm.prefetch", [ir.ptr], [address, ir.int(0, ir.i32), ir.int(3, ir.i32), ir.int(1, ir.i32)])
-        return []
-      }
-    }
+    prefetch(bytes: ir.mul(ir.sub(end, begin), elementBytes), from: start, ofArgumentsShaped: x)
   }
 
   /// Nested loops over `bounds` (outermost first), one memo frame per level, calling `body` with

@@ -208,15 +208,22 @@ public enum JitGemm {
         routines.packPlainA(kc, a + ((i0 &+ q &* mr) &* lda &+ k0), lda, out + q &* mr &* kc)
       }
     }
-    let rest = mc &- fullPanels &* mr
-    guard rest > 0 else { return }
-    let panel = out + fullPanels &* mr &* kc
-    panel.update(repeating: 0, count: kc &* mr)
-    for r in 0..<rest {
-      for kk in 0..<kc {
-        let i = i0 &+ fullPanels &* mr &+ r, k = k0 &+ kk
-        panel[kk &* mr &+ r] = transposed ? a[k &* lda &+ i] : a[i &* lda &+ k]
-      }
+    let first = i0 &+ fullPanels &* mr
+    packEdgePanel(width: mr, count: mc &- fullPanels &* mr, kc: kc, into: out + fullPanels &* mr &* kc) { r, kk in
+      let i = first &+ r, k = k0 &+ kk
+      return transposed ? a[k &* lda &+ i] : a[i &* lda &+ k]
+    }
+  }
+
+  /// A last, partial panel of `width` (6 rows of A or 16 columns of B) of which `count` are real:
+  /// for each k the real values `value(index, k)`, then zeros.
+  @inline(__always)
+  static func packEdgePanel(width: Int, count: Int, kc: Int, into panel: UnsafeMutablePointer<Float>,
+                            _ value: (Int, Int) -> Float) {
+    guard count > 0 else { return }
+    panel.update(repeating: 0, count: kc &* width)
+    for index in 0..<count {
+      for kk in 0..<kc { panel[kk &* width &+ index] = value(index, kk) }
     }
   }
 
@@ -233,15 +240,10 @@ public enum JitGemm {
     } else if fullPanels > 0 {
       routines.packPlainB(kc, fullPanels, b + (k0 &* ldb &+ j0), ldb, out)
     }
-    let rest = nc &- fullPanels &* nr
-    guard rest > 0 else { return }
-    let panel = out + fullPanels &* nr &* kc
-    panel.update(repeating: 0, count: kc &* nr)
-    for s in 0..<rest {
-      for kk in 0..<kc {
-        let j = j0 &+ fullPanels &* nr &+ s, k = k0 &+ kk
-        panel[kk &* nr &+ s] = transposed ? b[j &* ldb &+ k] : b[k &* ldb &+ j]
-      }
+    let first = j0 &+ fullPanels &* nr
+    packEdgePanel(width: nr, count: nc &- fullPanels &* nr, kc: kc, into: out + fullPanels &* nr &* kc) { s, kk in
+      let j = first &+ s, k = k0 &+ kk
+      return transposed ? b[j &* ldb &+ k] : b[k &* ldb &+ j]
     }
   }
 
