@@ -1,4 +1,4 @@
-// JitGemm — ttfc's own single-threaded f32 GEMM around the JIT-compiled 6x16 microkernel
+// JitGemm — ttfc's own f32 GEMM around the JIT-compiled 6x16 microkernel and packing routines
 // (TTCodegen/GemmKernels.swift), in the blocked layout of Goto's and BLIS's GEMMs:
 //
 //   for each block of NC columns of C:
@@ -13,12 +13,15 @@
 // Edge tiles (fewer than 6 rows or 16 columns) are computed into a scratch tile from zero-padded
 // panels and copied out, so C is never written outside its extent.
 //
-// ParallelGemm splits a GEMM into parts over the thread pool and calls this once per part; each
-// call takes a workspace (packing buffers) from a shared free list, so concurrent calls never
-// share one and steady state allocates nothing.
+// Threads (ParallelGemm decides the split): `sgemm(..., pool:parts:)` shares one packed B among
+// the pool's threads (packed for all of k in one pool job, then C's tiles shared out evenly in a
+// second); the single-threaded `sgemm` serves column ranges split by ParallelGemm. Each call
+// takes a workspace (packing buffers) from a shared free list, so concurrent calls never share
+// one and steady state allocates nothing.
 //
 // Order of summation: each element of C is the sum, in order of k, of the products within each
-// KC block (one rounding per fused multiply-add), the blocks added to C in order of k.
+// KC block (one rounding per fused multiply-add), the blocks added to C in order of k; the same
+// whichever thread computes it.
 
 import Glibc
 import Synchronization
@@ -55,8 +58,8 @@ public enum JitGemm {
     return routines != nil
   }()
 
-  /// Shapes this GEMM takes: a matrix-vector product (one row or column of C) packs a whole
-  /// operand to use it once, so it stays with OpenBLAS's GEMV-like paths.
+  /// Shapes this GEMM takes: a matrix-vector product (one row or column of C) would pack a whole
+  /// operand to use it once, so it stays with OpenBLAS's GEMV (ParallelGemm.blasGemm).
   public static func suits(m: Int, n: Int) -> Bool { m >= 4 && n >= 8 }
 
   /// Row-major C[m, n] (row stride ldc) = op(A) op(B), alpha 1, beta 0, on the calling thread.
