@@ -257,42 +257,36 @@ public enum GemmKernels {
     /// about three panels but did not survive between them (addresses 4 KiB apart share an L1
     /// set), so every panel fetched it again.
     func packTransposedA() {
-      let rows = GemmKernels.rows
-      let p = function(names.transposedA, [ir.i64, ir.i64, ir.ptr, ir.i64, ir.ptr], noalias: [2, 4])
-      let (kc, panels, source, lda, out) = (p[0], p[1], p[2], p[3], p[4])
-      let panelSize = ir.mul(kc, ir.int(rows))
-      ir.loop(from: ir.int(0), to: kc) { k, _ in
-        let row = at(source, ir.mul(k, lda)), target = at(out, ir.mul(k, ir.int(rows)))
-        _ = ir.intrinsic("llvm.prefetch", [ir.ptr], [at(row, ir.mul(lda, ir.int(EmitterTuning.packingPrefetchRows))), ir.int(0, ir.i32), ir.int(3, ir.i32), ir.int(1, ir.i32)])
-        ir.loop(from: ir.int(0), to: panels) { q, _ in
-          let from = at(row, ir.mul(q, ir.int(rows))), to = at(target, ir.mul(q, panelSize))
-          for r in 0..<rows { LLVMBuildStore(ir.b, ir.load(ir.f32, at(from, r)), at(to, r)) }
-          return []
-        }
-        return []
+      packRowPieces(names.transposedA, width: GemmKernels.rows) { from, to in
+        for r in 0..<GemmKernels.rows { LLVMBuildStore(ir.b, ir.load(ir.f32, at(from, r)), at(to, r)) }
       }
-      LLVMBuildRetVoid(ir.b)
     }
 
     /// B̃ panels from a plain B: row k is read left to right and its sixteen-float pieces go to
     /// consecutive panels (each piece one cache line of its panel).
     func packPlainB() {
-      let width = GemmKernels.columns
-      let p = function(names.plainB, [ir.i64, ir.i64, ir.ptr, ir.i64, ir.ptr], noalias: [2, 4])
-      let (kc, panels, source, ldb, out) = (p[0], p[1], p[2], p[3], p[4])
+      packRowPieces(names.plainB, width: GemmKernels.columns) { from, to in
+        store(load(from), to)
+        store(load(at(from, 8)), at(to, 8))
+      }
+    }
+
+    /// A packer (kc, panel count, first element, row stride, first panel) that reads each of kc
+    /// rows left to right and copies its `width`-float pieces (`copy(from, to)`) to consecutive
+    /// panels of kc x width floats. Rows are a page or more apart and the hardware prefetchers
+    /// stop at pages, so each piece is also fetched a few rows ahead (the source is usually not
+    /// in cache: a weight matrix last written by the previous step's update).
+    func packRowPieces(_ name: String, width: Int, _ copy: (LLVMValueRef, LLVMValueRef) -> Void) {
+      let p = function(name, [ir.i64, ir.i64, ir.ptr, ir.i64, ir.ptr], noalias: [2, 4])
+      let (kc, panels, source, stride, out) = (p[0], p[1], p[2], p[3], p[4])
       let panelSize = ir.mul(kc, ir.int(width))
       ir.loop(from: ir.int(0), to: kc) { k, _ in
-        let row = at(source, ir.mul(k, ldb))
-        let target = at(out, ir.mul(k, ir.int(width)))
-        let rowAhead = at(row, ir.mul(ldb, ir.int(EmitterTuning.packingPrefetchRows)))
+        let row = at(source, ir.mul(k, stride)), target = at(out, ir.mul(k, ir.int(width)))
+        let rowAhead = at(row, ir.mul(stride, ir.int(EmitterTuning.packingPrefetchRows)))
         ir.loop(from: ir.int(0), to: panels) { q, _ in
           let from = at(row, ir.mul(q, ir.int(width))), to = at(target, ir.mul(q, panelSize))
-          // Rows of B are a page or more apart and the hardware prefetchers stop at pages:
-          // fetch this piece of a row a few rows ahead (B is usually not in cache: a weight
-          // matrix last written by the previous step's update).
           _ = ir.intrinsic("llvm.prefetch", [ir.ptr], [at(rowAhead, ir.mul(q, ir.int(width))), ir.int(0, ir.i32), ir.int(3, ir.i32), ir.int(1, ir.i32)])
-          store(load(from), to)
-          store(load(at(from, 8)), at(to, 8))
+          copy(from, to)
           return []
         }
         return []
