@@ -70,14 +70,15 @@ public enum JitGemm {
     guard let routines = prepare(m: m, n: n, k: k, c: c, ldc: ldc) else { return }
     let workspace = Workspace.take()
     defer { Workspace.give(workspace) }
+    let packedB = workspace.packedB(capacity: kcBlock * ncBlock)
     for jc in stride(from: 0, to: n, by: ncBlock) {
       let nc = min(ncBlock, n - jc)
       for pc in stride(from: 0, to: k, by: kcBlock) {
         let kc = min(kcBlock, k - pc)
-        packB(routines, transposed: transposeB, b: b, ldb: ldb, k0: pc, kc: kc, j0: jc, nc: nc, into: workspace.packedB)
+        packB(routines, transposed: transposeB, b: b, ldb: ldb, k0: pc, kc: kc, j0: jc, nc: nc, into: packedB)
         let columnPanels = (nc + nr - 1) / nr
         multiply(tiles: 0..<((m + mr - 1) / mr * columnPanels), columnPanels: columnPanels, m: m, routines: routines,
-                 transposeA: transposeA, a: a, lda: lda, pc: pc, kc: kc, packedB: workspace.packedB, jc: jc, nc: nc,
+                 transposeA: transposeA, a: a, lda: lda, pc: pc, kc: kc, packedB: packedB, jc: jc, nc: nc,
                  c: c, ldc: ldc, workspace: workspace)
       }
     }
@@ -111,7 +112,7 @@ public enum JitGemm {
     for jc in stride(from: 0, to: n, by: columnsPerBlock) {
       let nc = min(columnsPerBlock, n - jc)
       let columnPanels = (nc + nr - 1) / nr
-      let packedB = shared.sharedB(capacity: k * columnPanels * nr)
+      let packedB = shared.packedB(capacity: k * columnPanels * nr)
       pool.parallelFor(parts) { part in
         let first = columnPanels * part / parts, last = columnPanels * (part + 1) / parts
         guard last > first else { return }
@@ -253,7 +254,6 @@ public enum JitGemm {
   /// Packing buffers for one call, 64-byte aligned, kept on a free list between calls.
   final class Workspace: @unchecked Sendable {
     let packedA: UnsafeMutablePointer<Float>
-    let packedB: UnsafeMutablePointer<Float>
     let tile: UnsafeMutablePointer<Float>
 
     init() {
@@ -265,27 +265,28 @@ public enum JitGemm {
         return raw.bindMemory(to: Float.self, capacity: count)
       }
       packedA = allocate(JitGemm.mcBlock * JitGemm.kcBlock + 8)   // + the plain-A packer's overhang
-      packedB = allocate(JitGemm.kcBlock * JitGemm.ncBlock)
       tile = allocate(JitGemm.mr * JitGemm.nr)
     }
     deinit {
-      free(packedA); free(packedB); free(tile); free(shared)
+      free(packedA); free(tile); free(packedBBuffer)
     }
 
-    /// A buffer for B packed for all blocks of k (a split GEMM), grown on demand.
-    private var shared: UnsafeMutablePointer<Float>?
-    private var sharedCapacity = 0
-    func sharedB(capacity: Int) -> UnsafeMutablePointer<Float> {
-      if capacity > sharedCapacity {
-        free(shared)
+    /// The buffer for packed B, grown on demand: one block of k and columns (KC x NC) on the
+    /// calling thread, or all of k for a split GEMM's shared packing. Allocated only by the
+    /// workspaces that pack B (a split GEMM's per-thread workspaces pack only A).
+    private var packedBBuffer: UnsafeMutablePointer<Float>?
+    private var packedBCapacity = 0
+    func packedB(capacity: Int) -> UnsafeMutablePointer<Float> {
+      if capacity > packedBCapacity {
+        free(packedBBuffer)
         var raw: UnsafeMutableRawPointer?
         guard posix_memalign(&raw, 64, capacity * MemoryLayout<Float>.stride) == 0, let raw else {
           fatalError("JitGemm: cannot allocate \(capacity * 4) bytes for packing B")
         }
-        shared = raw.bindMemory(to: Float.self, capacity: capacity)
-        sharedCapacity = capacity
+        packedBBuffer = raw.bindMemory(to: Float.self, capacity: capacity)
+        packedBCapacity = capacity
       }
-      return shared!
+      return packedBBuffer!
     }
 
     private static let lock = NSLockish()
