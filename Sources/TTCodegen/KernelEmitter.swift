@@ -211,6 +211,7 @@ final class KernelEmitter {
       return name
     }
     let rowReductions = hoistableReductions()
+    let lastAxisReductions = Set(rowReductions.filter { $0.1 == output.rank - 1 }.map(\.0))
     // An elementwise body with a transcendental function is one long dependency chain per
     // vector; LLVM's cost model keeps one vector in flight there (register pressure), and the
     // core then waits on latency. Two in flight measured 1.27x on W1 (7.7 -> 9.8 GB/s); loops
@@ -233,7 +234,7 @@ final class KernelEmitter {
           let operand = body[rid].operands[0]
           if case .result(let pid, _) = body[operand].definition, body[pid].code.info.cost == .expensive,
              body.type(of: operand) == output, operand != root, rowMaterialized.isEmpty,
-             readsOnlyAtTheOutputIndex(operand) {
+             readsOnlyInTheOutputRow(operand, rowReductions: lastAxisReductions) {
             candidate = operand
           }
         }
@@ -363,12 +364,14 @@ final class KernelEmitter {
         self.store(self.combineReduction(op.code, acc, v, x.dtype), dtype: output.dtype, at: offset, buffer: out)
       }
     }
-    if op.code == .reduceMean {
+    if op.code == .reduceMean || (op.code == .reduceSum && x.dtype.isFloat) {
       let count = reducedCount(axes, of: x)
       overOutput { index in
         let offset = self.linear(index, output)
-        let mean = self.divideByCount(self.load(out, dtype: output.dtype, at: offset), count, x.dtype)
-        self.store(mean, dtype: output.dtype, at: offset, buffer: out)
+        let total = self.load(out, dtype: output.dtype, at: offset)
+        let value = op.code == .reduceMean ? self.divideByCount(total, count, x.dtype)
+          : self.emptySumIsPositiveZero(total, count: count, x.dtype)
+        self.store(value, dtype: output.dtype, at: offset, buffer: out)
       }
     }
     return true
@@ -406,12 +409,15 @@ final class KernelEmitter {
     level(0)
   }
 
-  /// The value a reduction starts from: 0, 1, -inf/+inf or the integer extremes.
+  /// The value a reduction starts from: 0, 1, -inf/+inf or the integer extremes. A float sum
+  /// starts from -0.0, the exact identity of IEEE addition (-0 + x = x for every x, -0 included),
+  /// so it equals the interpreter's sum from the slice's first element: a slice of negative
+  /// zeros sums to -0.0. An empty float sum is +0.0 (`emptySumIsPositiveZero`).
   func reductionIdentity(_ code: OpCode, _ dtype: DType) -> IRBuilder.V {
     let t = computeType(dtype)
     let isFloat = dtype.isFloat
     switch code {
-    case .reduceSum, .reduceMean: return isFloat ? ir.real(0, t) : ir.int(0, t)
+    case .reduceSum, .reduceMean: return isFloat ? ir.real(-0.0, t) : ir.int(0, t)
     case .reduceProd: return isFloat ? ir.real(1, t) : ir.int(1, t)
     case .reduceMax: return isFloat ? ir.real(-.infinity, t) : ir.int(dtype == .i64 ? Int.min : -(1 << (dtype.integerBits - 1)), t)
     default: return isFloat ? ir.real(.infinity, t) : ir.int(dtype == .i64 ? Int.max : (1 << (dtype.integerBits - 1)) - 1, t)
@@ -430,6 +436,11 @@ final class KernelEmitter {
     case .reduceMax: return isFloat ? ir.intrinsic("llvm.maximum", [t], [acc, v]) : ir.intrinsic("llvm.smax", [t], [acc, v])
     default: return isFloat ? ir.intrinsic("llvm.minimum", [t], [acc, v]) : ir.intrinsic("llvm.smin", [t], [acc, v])
     }
+  }
+
+  /// A float sum over no elements is +0.0 (as in NumPy), not the -0.0 it starts from.
+  func emptySumIsPositiveZero(_ total: IRBuilder.V, count: IRBuilder.V, _ dtype: DType) -> IRBuilder.V {
+    ir.select(ir.icmp(LLVMIntEQ, count, ir.int(0)), ir.real(0, computeType(dtype)), total)
   }
 
   /// The number of elements a reduction over `axes` of `x` combines (run-time for symbolic dims).
@@ -637,18 +648,27 @@ final class KernelEmitter {
     }
   }
 
-  /// True if every op that (transitively) consumes `v` is elementwise or a reduction, so `v` is
-  /// only ever read at the index of the output element being computed (or during a row
-  /// reduction, before the output row is written). Only then may `v` live in the output row.
-  func readsOnlyAtTheOutputIndex(_ v: ValueID) -> Bool {
+  /// True if `v` is only ever read in the current output row: every op that (transitively)
+  /// consumes it is elementwise with the output's type (so it reads `v` at the index of the
+  /// element it computes), or one of `rowReductions` (hoisted reductions over the last axis,
+  /// which run before any element of the row is stored). Only then may `v` live in the output
+  /// row. Any other reduction, such as a sum over the batch axis after a softmax, reads `v` in
+  /// other rows (not yet computed, overwritten by results, or another thread's) or inside the
+  /// row's loop after elements have been overwritten, so `v` must be computed where it is read.
+  func readsOnlyInTheOutputRow(_ v: ValueID, rowReductions: Set<ValueID>) -> Bool {
     var pending = [v]
     var seen = Set<ValueID>()
     while let value = pending.popLast() {
       guard seen.insert(value).inserted else { continue }
       for id in body.body where body[id].operands.contains(value) {
         let op = body[id]
-        if op.code.info.opClass == .reduction { continue }
-        guard op.code.info.isElementwise else { return false }
+        if op.code.info.opClass == .reduction {
+          guard rowReductions.contains(op.results[0]) else { return false }
+          continue
+        }
+        guard op.code.info.isElementwise, op.results.allSatisfy({ body.type(of: $0) == signature.output }) else {
+          return false
+        }
         pending += op.results
       }
     }
@@ -726,6 +746,7 @@ final class KernelEmitter {
       }
     }
     let total = loops(0, [reductionIdentity(op.code, dtype)])[0]
+    if op.code == .reduceSum && dtype.isFloat { return emptySumIsPositiveZero(total, count: reducedCount(axes, of: x), dtype) }
     return op.code == .reduceMean ? divideByCount(total, reducedCount(axes, of: x), dtype) : total
   }
 

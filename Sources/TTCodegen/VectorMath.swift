@@ -113,7 +113,8 @@ extension IRBuilder {
     let a = fabs(x)
     let z = fmul(x, x)
     let p = horner(z, [-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1, -3.33332819422e-1])
-    let small = fma(fmul(x, z), p, x)
+    // tanh is odd and the series keeps x's sign; copysign also keeps tanh(-0) = -0 (the fma rounds -0 + +0 to +0).
+    let small = copysign(fma(fmul(x, z), p, x), x)
     let e = expf(fadd(a, a))
     let large = copysign(fsub(real(1, f32), fdiv(real(2, f32), fadd(e, real(1, f32)))), x)
     return select(fcmp(LLVMRealOLT, a, real(0.625, f32)), small, large)

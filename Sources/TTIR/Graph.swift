@@ -160,6 +160,22 @@ public struct Function: Hashable, Sendable {
     body.allSatisfy { self[$0].code.info.isElementwise || self[$0].code == .constant }
   }
 
+  /// This function with symbolic dimensions renamed or fixed by `binding` in every value type,
+  /// result type and nested region (fusion bodies carry their own copies of the types): what
+  /// inlining a callee into a caller whose dims differ needs.
+  public func instantiatingSymbols(_ binding: [String: Dim]) -> Function {
+    func instantiate(_ t: TensorType) -> TensorType {
+      t.with(dims: t.dims.map { d in if case .symbol(let s) = d { return binding[s] ?? d }; return d })
+    }
+    var copy = self
+    copy.resultTypes = resultTypes.map(instantiate)
+    for k in copy.values.indices { copy.values[k].type = instantiate(copy.values[k].type) }
+    for k in copy.ops.indices where !copy.ops[k].regions.isEmpty {
+      copy.ops[k].regions = copy.ops[k].regions.map { $0.instantiatingSymbols(binding) }
+    }
+    return copy
+  }
+
   /// A value name for a value created by a pass: `%N` with N its index. The printer renames any
   /// clash with a source name, so no scan of existing names is needed here.
   public func freshName() -> String { String(values.count) }

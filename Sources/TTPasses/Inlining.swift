@@ -44,7 +44,8 @@ public enum Inlining {
         let types = calleeOp.results.map { instantiate(callee.type(of: $0)) }
         let names = calleeOp.results.map { "\(callee.name).\(callee[$0].name)" }
         let results = rewriter.emitOp(calleeOp.code, operands, types: types, names: names, attributes: calleeOp.attributes,
-                                      callee: calleeOp.callee, location: calleeOp.location, regions: calleeOp.regions)
+                                      callee: calleeOp.callee, location: calleeOp.location,
+                                      regions: calleeOp.regions.map { $0.instantiatingSymbols(binding) })
         for (old, new) in zip(calleeOp.results, results) { map[old] = new }
       }
       for (result, returned) in zip(op.results, callee.returnValues) { rewriter.replace(result, with: map[returned]!) }
