@@ -10,7 +10,7 @@ import TTIR
 /// What a rule sees: the op (operands already resolved), and helpers to inspect and build values.
 public struct RuleContext {
   public var rewriter: Rewriter
-  public let op: OpNode
+  public internal(set) var op: OpNode
   public let fastMath: Bool
 
   public var result: ValueID { op.results[0] }
@@ -86,28 +86,32 @@ public enum AlgebraicSimplification {
   public static let pass = Pass.perFunction(
     name: "simplify", summary: "algebraic simplification by rewrite rules (IEEE-exact unless --fast-math)"
   ) { function, context in
-    var rewriter = Rewriter(function)
+    // One context holds the rewriter for the whole walk: handing each rule attempt a copy of it
+    // made every applied rule copy the function's arrays (quadratic in the function's size).
+    var ruleContext = RuleContext(rewriter: Rewriter(function), op: OpNode(code: .constant, operands: [], results: []),
+                                  fastMath: context.options.fastMath)
     var changed = false
     for id in function.body {
-      let op = rewriter.prepare(id)
-      guard op.results.count == 1, let rules = rulesByCode[op.code] else { rewriter.keep(id); continue }
+      let op = ruleContext.rewriter.prepare(id)
+      guard op.results.count == 1, let rules = rulesByCode[op.code] else { ruleContext.rewriter.keep(id); continue }
+      ruleContext.op = op
       var replaced = false
       for rule in rules where !rule.fastMathOnly || context.options.fastMath {
-        var ruleContext = RuleContext(rewriter: rewriter, op: op, fastMath: context.options.fastMath)
+        let mark = ruleContext.rewriter.checkpoint()
         if let replacement = rule.apply(&ruleContext),
            ruleContext.rewriter.type(replacement) == ruleContext.resultType {
-          rewriter = ruleContext.rewriter
-          rewriter.replace(op.results[0], with: replacement)
+          ruleContext.rewriter.replace(op.results[0], with: replacement)
           context.count("simplify", rule.name)
           replaced = true
           changed = true
           break
         }
+        ruleContext.rewriter.rollback(to: mark)
       }
-      if !replaced { rewriter.keep(id) }
+      if !replaced { ruleContext.rewriter.keep(id) }
     }
     guard changed else { return false }
-    function = rewriter.finish()
+    function = ruleContext.rewriter.finish()
     return true
   }
 }

@@ -1,5 +1,6 @@
 // cse — merges ops that compute the same thing: same op, same (resolved) operands, same attributes,
-// callee, result types and body. Operands of commutative ops are compared as a set, so a + b and
+// callee, result types and body (bodies compared by structure: value names, op locations and dead
+// ops inside them do not matter, so two fusion regions the fusion pass built alike merge). Operands of commutative ops are compared as a set, so a + b and
 // b + a merge. Constants merge when their values are bitwise identical. Side-effecting ops never
 // merge (two random draws are two different numbers). All ops are pure functions of their operands
 // and TTIR has no control flow, so any earlier op dominates every later one.
@@ -13,7 +14,43 @@ public enum CommonSubexpressionElimination {
     var attributes: Attributes
     var callee: String?
     var resultTypes: [TensorType]
-    var regions: [Function]
+    var regions: [BodyStructure]
+  }
+
+  /// A fusion body up to renaming: argument types, live ops (operands numbered: arguments first,
+  /// then results in order), returned numbers.
+  struct BodyStructure: Hashable {
+    struct Op: Hashable {
+      var code: OpCode
+      var operands: [Int]
+      var attributes: Attributes
+      var callee: String?
+      var resultTypes: [TensorType]
+      var regions: [BodyStructure]
+    }
+    var arguments: [TensorType]
+    var globals: [String] = []
+    var ops: [Op] = []
+    var returned: [Int] = []
+
+    init(_ body: Function) {
+      arguments = body.argumentTypes
+      var number: [ValueID: Int] = [:]
+      for (k, a) in body.arguments.enumerated() { number[a] = k }
+      var next = body.arguments.count
+      for (k, value) in body.values.enumerated() {
+        if case .global(let name) = value.definition { number[ValueID(k)] = next; next += 1; globals.append(name) }
+      }
+      for id in body.body {
+        let op = body[id]
+        var operands = op.operands.map { number[$0] ?? -1 }
+        if CommonSubexpressionElimination.commutative.contains(op.code) { operands.sort() }
+        ops.append(Op(code: op.code, operands: operands, attributes: op.attributes, callee: op.callee,
+                      resultTypes: op.results.map { body.type(of: $0) }, regions: op.regions.map(BodyStructure.init)))
+        for r in op.results { number[r] = next; next += 1 }
+      }
+      returned = body.returnValues.map { number[$0] ?? -1 }
+    }
   }
 
   static let commutative: Set<OpCode> = [.add, .mul, .max, .min, .eq, .ne, .and, .or]
@@ -27,8 +64,7 @@ public enum CommonSubexpressionElimination {
     for id in function.body {
       let op = rewriter.prepare(id)
       if op.code.info.hasSideEffects { rewriter.keep(id); continue }
-      var regions = op.regions
-      for i in regions.indices { regions[i].location = nil }
+      let regions = op.regions.map(BodyStructure.init)
       let operands = commutative.contains(op.code) ? op.operands.sorted() : op.operands
       let key = Key(code: op.code, operands: operands, attributes: op.attributes, callee: op.callee,
                     resultTypes: op.results.map { rewriter.type($0) }, regions: regions)

@@ -98,6 +98,7 @@ public enum Fusion {
     planner.planLoopRegions()
     let explanations = planner.explanations()
     context.fusionExplanations += explanations.map { "@\(function.name): \($0)" }
+    context.work += planner.work
     let regions = planner.regions.filter { $0.members.count > 1 }
     guard !regions.isEmpty else { return false }
     function = planner.materialize(regions)
@@ -120,6 +121,19 @@ struct FusionPlanner {
     var duplicated: Set<Int> = []
     var reductions: Int
     var root: Int
+    /// Values the members read from outside the region, with how many member operands read each.
+    var externalInputs: [ValueID: Int] = [:]
+
+    /// Updates `externalInputs` after member `m` joined: its results are now inside, and its
+    /// operands that are not are read from outside.
+    mutating func noteJoined(_ m: Int, planner: FusionPlanner) {
+      let joined = planner.op(m)
+      for r in joined.results { externalInputs[r] = nil }
+      for v in joined.operands {
+        if let q = planner.producerPosition(v), members.contains(q) { continue }
+        externalInputs[v, default: 0] += 1
+      }
+    }
   }
 
   let function: Function
@@ -135,6 +149,9 @@ struct FusionPlanner {
   var readsByCopies: [ValueID: Int] = [:]
   /// Why a producer (position) was not absorbed by the region of a consumer (position).
   var rejections: [Int: [Int: String]] = [:]
+  /// Steps taken by the planner (candidates tried, ops visited by cycle checks): the tests bound
+  /// it by a small multiple of the function's size.
+  var work = 0
 
   init(function: Function, maxReductions: Int) {
     self.function = function
@@ -221,28 +238,38 @@ struct FusionPlanner {
 
   // MARK: loop and reduction regions
 
+  /// Grows one region per unclaimed fusible root, in reverse program order. Candidates are the
+  /// producers of the members' operands, tried nearest-first from a heap; a rejected producer is
+  /// tried again only when another of its users joins (that is what can change the verdict: its
+  /// uses become inside, or a path around the region closes), so the work is bounded by the
+  /// number of operand edges, not by the region's size times its growth steps.
   mutating func planLoopRegions() {
     for c in stride(from: function.body.count - 1, through: 0, by: -1) where regionOf[c] == nil {
       let consumer = op(c)
       guard FusionPolicy.isFusible(consumer.code), consumer.results.count == 1 else { continue }
       var region = Region(kind: "loop", members: [c], reductions: FusionPolicy.reductionWeight(consumer.code), root: c)
-      var grew = true
-      while grew {
-        grew = false
-        for m in region.members.sorted(by: >) {
-          for v in op(m).operands {
-            guard let p = producerPosition(v), !region.members.contains(p) else { continue }
-            if let reason = absorbReason(p, into: region) {
-              rejections[p, default: [:]][c] = reason
-              continue
-            }
-            region.members.insert(p)
-            if !allUsesInside(p, region) { region.duplicated.insert(p) }
-            region.reductions += FusionPolicy.reductionWeight(op(p).code)
-            rejections[p]?[c] = nil
-            grew = true
-          }
+      region.noteJoined(c, planner: self)
+      var candidates = MaxHeap<Int>()
+      func offerProducers(of m: Int) {
+        for v in op(m).operands {
+          if let p = producerPosition(v), !region.members.contains(p) { candidates.push(p) }
         }
+      }
+      offerProducers(of: c)
+      while let p = candidates.pop() {
+        while candidates.peek() == p { _ = candidates.pop() }
+        guard !region.members.contains(p) else { continue }
+        work += 1
+        if let reason = absorbReason(p, into: region) {
+          rejections[p, default: [:]][c] = reason
+          continue
+        }
+        region.members.insert(p)
+        if !allUsesInside(p, region) { region.duplicated.insert(p) }
+        region.reductions += FusionPolicy.reductionWeight(op(p).code)
+        region.noteJoined(p, planner: self)
+        rejections[p]?[c] = nil
+        offerProducers(of: p)
       }
       if region.reductions > 0 { region.kind = "reduction" }
       if region.members.count > 1 { add(region) }
@@ -250,7 +277,7 @@ struct FusionPlanner {
   }
 
   /// nil if producer `p` may join `region`, else the rule that forbids it.
-  func absorbReason(_ p: Int, into region: Region) -> String? {
+  mutating func absorbReason(_ p: Int, into region: Region) -> String? {
     let producer = op(p)
     // A constant is copied into every region that reads it, even one formed after another region
     // took it: a constant passed in as an argument would make otherwise identical regions compile
@@ -278,22 +305,27 @@ struct FusionPlanner {
     return nil
   }
 
+  /// Outside ops a cycle check may visit before it gives up and reports a possible cycle (the
+  /// producer then stays out: a missed fusion, never a wrong one). It keeps fusion linear in the
+  /// function's size when a long path of unfusible ops runs beside a growing region.
+  static let cycleSearchBudget = 512
+
   /// True if some operand of the region (other than p's results) depends on p through ops outside
   /// the region: absorbing p would then make the region both feed and consume that path.
-  func createsCycle(absorbing p: Int, into region: Region) -> Bool {
+  mutating func createsCycle(absorbing p: Int, into region: Region) -> Bool {
     var stack: [Int] = []
-    var seen = Set<Int>()
-    for m in region.members {
-      for v in op(m).operands {
-        if let q = producerPosition(v), q != p, !region.members.contains(q), q > p { stack.append(q) }
-      }
+    for (v, _) in region.externalInputs {
+      if let q = producerPosition(v), q != p, q > p { stack.append(q) }
     }
+    var seen = Set<Int>()
     while let q = stack.popLast() {
       guard seen.insert(q).inserted else { continue }
+      work += 1
+      if seen.count > Self.cycleSearchBudget { return true }
       for v in op(q).operands {
         guard let r = producerPosition(v) else { continue }
         if r == p { return true }
-        if r > p { stack.append(r) }
+        if r > p, !region.members.contains(r) { stack.append(r) }
       }
     }
     return false
@@ -372,9 +404,14 @@ struct FusionPlanner {
       indegree[n] = deps.count
       for d in deps { dependents[d, default: []].append(n) }
     }
-    var ready = nodes.filter { indegree[$0] == 0 }.sorted { key($0) > key($1) }
+    // Ready nodes by earliest key first (a heap of (key, node index); keys are unique).
+    var nodeIndex: [Node: Int] = [:]
+    for (k, n) in nodes.enumerated() { nodeIndex[n] = k }
+    var ready = MaxHeap<ReadyNode>()
+    for (k, n) in nodes.enumerated() where indegree[n] == 0 { ready.push(ReadyNode(key: key(n), index: k)) }
     var body: [OpID] = []
-    while let n = ready.popLast() {
+    while let next = ready.pop() {
+      let n = nodes[next.index]
       switch n {
       case .op(let p):
         var o = result[function.body[p]]
@@ -389,16 +426,20 @@ struct FusionPlanner {
       }
       for d in dependents[n] ?? [] {
         indegree[d]! -= 1
-        if indegree[d] == 0 {
-          ready.append(d)
-          ready.sort { key($0) > key($1) }
-        }
+        if indegree[d] == 0 { ready.push(ReadyNode(key: key(d), index: nodeIndex[d]!)) }
       }
     }
     precondition(body.count == nodes.count, "fusion regions formed a cycle")
     result.body = body
     result.returnValues = result.returnValues.map { replacement[$0] ?? $0 }
     return result
+  }
+
+  /// A node ready to be placed; the heap pops the smallest key first.
+  struct ReadyNode: Comparable {
+    let key: Int
+    let index: Int
+    static func < (a: ReadyNode, b: ReadyNode) -> Bool { a.key > b.key }
   }
 
   /// Creates the fusion op for `region` (not yet placed in the body); returns it and its result.
@@ -443,19 +484,89 @@ enum MultiOutputFusion {
     return type
   }
 
-  /// Merges producer into consumer until no pair qualifies; returns the number of merges.
+  /// Merges producer into consumer until no pair qualifies; returns the number of merges. Each
+  /// sweep is linear in the function (plus the merged bodies); a merge can make an earlier
+  /// consumer's producer eligible (a reader moved later), so sweeps repeat until none merges.
   static func merge(_ function: inout Function) -> Int {
     dropUnusedFusions(&function)
     var merges = 0
-    while let (producer, consumer) = candidate(function) {
-      mergeOnce(&function, producer: producer, consumer: consumer)
-      merges += 1
+    while true {
+      let merged = mergeProducersIntoConsumers(&function)
+      merges += merged
+      if merged == 0 { break }
     }
-    while let (loop, reduction) = columnReductionCandidate(function) {
-      returnReducedValue(&function, loop: loop, reduction: reduction)
-      merges += 1
-    }
+    merges += returnReducedValues(&function)
     return merges
+  }
+
+  /// One sweep over the consumers in program order, merging each with every producer that
+  /// qualifies (its other readers all after it). Returns the number of merges.
+  static func mergeProducersIntoConsumers(_ function: inout Function) -> Int {
+    var position: [OpID: Int] = [:]
+    for (i, id) in function.body.enumerated() { position[id] = i }
+    var users: [ValueID: [OpID]] = [:]
+    for id in function.body { for v in function[id].operands { users[v, default: []].append(id) } }
+    var removed = Set<OpID>()
+    var merges = 0
+    for consumerID in function.body where !removed.contains(consumerID) {
+      guard let type = elementwiseResultType(function[consumerID]) else { continue }
+      let c = position[consumerID]!
+      var found = true
+      while found {
+        found = false
+        for v in function[consumerID].operands {
+          guard case .result(let pid, _) = function[v].definition, pid != consumerID, let p = position[pid], p < c,
+                elementwiseResultType(function[pid]) == type else { continue }
+          // The merged op takes the consumer's place: every other reader must come after it.
+          let readers = function[pid].results.flatMap { users[$0] ?? [] }
+          guard readers.allSatisfy({ $0 == consumerID || position[$0]! > c }) else { continue }
+          let producerOperands = function[pid].operands
+          let producerResults = function[pid].results
+          mergeOnce(&function, producer: pid, consumer: consumerID)
+          removed.insert(pid)
+          position[pid] = nil
+          // The consumer now reads the producer's operands, and no longer reads its results.
+          for u in producerOperands { users[u] = (users[u] ?? []).map { $0 == pid ? consumerID : $0 } }
+          for r in producerResults { users[r]?.removeAll { $0 == consumerID } }
+          merges += 1
+          found = true
+          break
+        }
+      }
+    }
+    if !removed.isEmpty { function.body.removeAll { removed.contains($0) } }
+    return merges
+  }
+
+  /// Gives each column reduction region whose reduced value some earlier loop region computes
+  /// (op for op, on the same outer values) that value as a second result, and drops the loop
+  /// region, when every other reader of the loop's result comes after the reduction. One sweep:
+  /// values are numbered structurally, so comparing two bodies costs their size.
+  static func returnReducedValues(_ function: inout Function) -> Int {
+    var numbering = StructuralNumbering()
+    var loops: [Int: OpID] = [:]   // number of a loop region's result -> that region
+    var position: [OpID: Int] = [:]
+    for (i, id) in function.body.enumerated() { position[id] = i }
+    var users: [ValueID: [Int]] = [:]
+    for (i, id) in function.body.enumerated() { for v in function[id].operands { users[v, default: []].append(i) } }
+    var removed = Set<OpID>()
+    for (i, id) in function.body.enumerated() {
+      let op = function[id]
+      if op.code == .fusion, case .string("loop")? = op.attributes["kind"], let body = op.body, body.returnValues.count == 1 {
+        loops[numbering.numbers(of: body, operands: op.operands)[body.returnValues[0].index]] = id
+        continue
+      }
+      guard let reduced = columnReducedValue(op), let body = op.body else { continue }
+      let number = numbering.numbers(of: body, operands: op.operands)[reduced.index]
+      guard let loopID = loops[number] else { continue }
+      let loopResult = function[loopID].results[0]
+      guard (users[loopResult] ?? []).allSatisfy({ $0 > i }) else { continue }
+      returnReducedValue(&function, loop: loopID, reduction: id)
+      loops[number] = nil
+      removed.insert(loopID)
+    }
+    if !removed.isEmpty { function.body.removeAll { removed.contains($0) } }
+    return removed.count
   }
 
   /// The reduced value of a column reduction region (one result: reduce_sum/mean/max/min over
@@ -471,50 +582,8 @@ enum MultiOutputFusion {
     return root.operands[0]
   }
 
-  /// A canonical spelling of how `v` is computed in `body` from the outer values bound to its
-  /// arguments: equal spellings compute equal values.
-  static func spelling(_ v: ValueID, in body: Function, operands: [ValueID], memo: inout [ValueID: String]) -> String {
-    if let known = memo[v] { return known }
-    let text: String
-    switch body[v].definition {
-    case .argument(let k): text = "outer\(operands[k].raw)"
-    case .global(let name): text = "@" + name
-    case .result(let id, let index):
-      let op = body[id]
-      let inner = op.operands.map { spelling($0, in: body, operands: operands, memo: &memo) }
-      text = "\(op.code)#\(index)(\(inner.joined(separator: ",")))\(op.attributes.sortedPairs.map { "\($0.key)=\($0.value)" })"
-        + ":\(body.type(of: v))"
-    }
-    memo[v] = text
-    return text
-  }
-
-  /// A (loop, column reduction) pair of body positions where the reduction's reduced value is
-  /// the loop region's single result, and every other reader of that result comes after the
-  /// reduction.
-  static func columnReductionCandidate(_ function: Function) -> (Int, Int)? {
-    var loops: [String: Int] = [:]   // spelling of a loop region's result -> its position
-    var users: [ValueID: [Int]] = [:]
-    for (i, id) in function.body.enumerated() { for v in function[id].operands { users[v, default: []].append(i) } }
-    for (i, id) in function.body.enumerated() {
-      let op = function[id]
-      if op.code == .fusion, case .string("loop")? = op.attributes["kind"], let body = op.body, body.returnValues.count == 1 {
-        var memo: [ValueID: String] = [:]
-        loops[spelling(body.returnValues[0], in: body, operands: op.operands, memo: &memo)] = i
-        continue
-      }
-      guard let reduced = columnReducedValue(op), let body = op.body else { continue }
-      var memo: [ValueID: String] = [:]
-      guard let l = loops[spelling(reduced, in: body, operands: op.operands, memo: &memo)] else { continue }
-      let loopResult = function[function.body[l]].results[0]
-      if (users[loopResult] ?? []).allSatisfy({ $0 > i }) { return (l, i) }
-    }
-    return nil
-  }
-
   /// The reduction region also returns its reduced value, which replaces the loop region's result.
-  static func returnReducedValue(_ function: inout Function, loop l: Int, reduction c: Int) {
-    let loopID = function.body[l], reductionID = function.body[c]
+  static func returnReducedValue(_ function: inout Function, loop loopID: OpID, reduction reductionID: OpID) {
     var reduction = function[reductionID]
     var body = reduction.body!
     let reduced = columnReducedValue(reduction)!
@@ -525,7 +594,6 @@ enum MultiOutputFusion {
     function[loopResult].definition = .result(reductionID, reduction.results.count)
     reduction.results.append(loopResult)
     function[reductionID] = reduction
-    function.body.remove(at: l)
   }
 
   /// A fusion every reader of which duplicated it (each copied the cheap op in) is dead; merged
@@ -542,30 +610,9 @@ enum MultiOutputFusion {
     function.body = kept.reversed()
   }
 
-  /// The first (producer, consumer) body positions that may merge.
-  static func candidate(_ function: Function) -> (Int, Int)? {
-    var position: [OpID: Int] = [:]
-    for (i, id) in function.body.enumerated() { position[id] = i }
-    var users: [ValueID: [Int]] = [:]
-    for (i, id) in function.body.enumerated() { for v in function[id].operands { users[v, default: []].append(i) } }
-    for (c, id) in function.body.enumerated() {
-      let consumer = function[id]
-      guard let type = elementwiseResultType(consumer) else { continue }
-      for v in consumer.operands {
-        guard case .result(let pid, _) = function[v].definition, let p = position[pid], p < c,
-              elementwiseResultType(function[pid]) == type else { continue }
-        // The merged op takes the consumer's place: every other reader must come after it.
-        let readers = function[pid].results.flatMap { users[$0] ?? [] }
-        if readers.allSatisfy({ $0 == c || $0 > c }) { return (p, c) }
-      }
-    }
-    return nil
-  }
-
-  /// Rewrites the consumer at body position `c` to compute the producer's results too (appended
-  /// after its own, keeping their value ids), and drops the producer.
-  static func mergeOnce(_ function: inout Function, producer p: Int, consumer c: Int) {
-    let producerID = function.body[p], consumerID = function.body[c]
+  /// Rewrites the consumer to compute the producer's results too (appended after its own,
+  /// keeping their value ids); the caller drops the producer from the body.
+  static func mergeOnce(_ function: inout Function, producer producerID: OpID, consumer consumerID: OpID) {
     let producer = function[producerID], consumer = function[consumerID]
     let producerBody = producer.body!, consumerBody = consumer.body!
     var body = Function(name: "", location: consumerBody.location)
@@ -622,6 +669,43 @@ enum MultiOutputFusion {
     }
     merged.results = consumer.results + producer.results
     function[consumerID] = merged
-    function.body.remove(at: p)
+  }
+}
+
+/// Structural value numbering across fusion bodies: two values get the same number when they are
+/// computed by the same ops, attributes and types from the same outer values (hash-consing, so a
+/// value read twice is numbered once: the cost is the body's size, never the size of the tree it
+/// would spell out).
+struct StructuralNumbering {
+  enum Key: Hashable {
+    case outer(ValueID)
+    case global(String)
+    case op(code: OpCode, result: Int, operands: [Int], attributes: Attributes, type: TensorType)
+  }
+  private var numbers: [Key: Int] = [:]
+
+  mutating func number(_ key: Key) -> Int {
+    if let n = numbers[key] { return n }
+    let n = numbers.count
+    numbers[key] = n
+    return n
+  }
+
+  /// The number of every value of `body` (indexed by value id; -1 for values no live op defines),
+  /// its arguments bound to the outer values `operands`.
+  mutating func numbers(of body: Function, operands: [ValueID]) -> [Int] {
+    var result = [Int](repeating: -1, count: body.values.count)
+    for (k, argument) in body.arguments.enumerated() { result[argument.index] = number(.outer(operands[k])) }
+    for (k, value) in body.values.enumerated() {
+      if case .global(let name) = value.definition { result[k] = number(.global(name)) }
+    }
+    for id in body.body {
+      let op = body[id]
+      let inputs = op.operands.map { result[$0.index] }
+      for (index, r) in op.results.enumerated() {
+        result[r.index] = number(.op(code: op.code, result: index, operands: inputs, attributes: op.attributes, type: body.type(of: r)))
+      }
+    }
+    return result
   }
 }

@@ -27,6 +27,10 @@ public final class PassContext {
   public private(set) var timings: [(pass: String, seconds: Double)] = []
   /// Lines written by `fusion` for `--explain-fusion`: why adjacent ops were kept apart.
   public var fusionExplanations: [String] = []
+  /// Steps of the passes' searches whose length depends on the graph's shape rather than on its
+  /// size (fusion's candidate tries and cycle-check visits). Tests bound it by a small multiple of
+  /// the function's size, so a pass turning quadratic fails a test instead of a user's compile.
+  public var work = 0
 
   public init(options: PassOptions = PassOptions()) { self.options = options }
 

@@ -82,6 +82,22 @@ public struct Rewriter {
 
   public func type(_ v: ValueID) -> TensorType { function.type(of: v) }
 
+  /// The rewriter's size: what `rollback(to:)` returns to (a rule that emitted ops and then did
+  /// not apply leaves nothing behind, without the pass copying the function per attempt).
+  public struct Checkpoint {
+    let values: Int, ops: Int, body: Int, globals: Int
+  }
+  public func checkpoint() -> Checkpoint {
+    Checkpoint(values: function.values.count, ops: function.ops.count, body: newBody.count, globals: function.globalValues.count)
+  }
+  /// Drops every op and value created since `mark` (not globals: rules never read new ones).
+  public mutating func rollback(to mark: Checkpoint) {
+    precondition(function.globalValues.count == mark.globals, "a rolled-back rewrite created a global")
+    if function.values.count > mark.values { function.values.removeLast(function.values.count - mark.values) }
+    if function.ops.count > mark.ops { function.ops.removeLast(function.ops.count - mark.ops) }
+    if newBody.count > mark.body { newBody.removeLast(newBody.count - mark.body) }
+  }
+
   public mutating func finish() -> Function {
     function.returnValues = function.returnValues.map { resolve($0) }
     function.body = newBody
