@@ -23,7 +23,7 @@ public struct KernelDiskCache: Sendable {
   public let directory: String
 
   /// Bumped whenever the code generator changes the code it emits for the same region.
-  public static let codegenVersion = "ttfc-codegen-11"
+  public static let codegenVersion = "ttfc-codegen-12"
   static let magic: [UInt8] = Array("TTFCKO01".utf8)
 
   public enum ReadResult: Equatable {

@@ -648,14 +648,18 @@ final class KernelEmitter {
     }
   }
 
-  /// True if `v` is only ever read in the current output row: every op that (transitively)
-  /// consumes it is elementwise with the output's type (so it reads `v` at the index of the
-  /// element it computes), or one of `rowReductions` (hoisted reductions over the last axis,
-  /// which run before any element of the row is stored). Only then may `v` live in the output
-  /// row. Any other reduction, such as a sum over the batch axis after a softmax, reads `v` in
-  /// other rows (not yet computed, overwritten by results, or another thread's) or inside the
-  /// row's loop after elements have been overwritten, so `v` must be computed where it is read.
+  /// True if `v` is only ever read in the current output row, so it may live in the output row
+  /// while the row's reductions run. Every value derived from it must be read in the current row
+  /// only: elementwise ops whose result has the output's type (read at the element's own index)
+  /// or its row type (the output's dims with the last one 1: read at [row, 0]), and the hoisted
+  /// reductions over the last axis in `rowReductions` (computed before any element of the row is
+  /// stored), whose results are followed the same way. Any other reader, such as a sum over the
+  /// batch axis after a softmax, reads `v` (or recomputes a row reduction over it) in other rows:
+  /// rows not computed yet, overwritten by results, or another thread's. Then `v` is computed
+  /// where it is read.
   func readsOnlyInTheOutputRow(_ v: ValueID, rowReductions: Set<ValueID>) -> Bool {
+    let output = signature.output
+    let rowType = output.with(dims: Array(output.dims.dropLast()) + [.known(1)])
     var pending = [v]
     var seen = Set<ValueID>()
     while let value = pending.popLast() {
@@ -664,10 +668,10 @@ final class KernelEmitter {
         let op = body[id]
         if op.code.info.opClass == .reduction {
           guard rowReductions.contains(op.results[0]) else { return false }
-          continue
-        }
-        guard op.code.info.isElementwise, op.results.allSatisfy({ body.type(of: $0) == signature.output }) else {
-          return false
+        } else {
+          guard op.code.info.isElementwise,
+                op.results.allSatisfy({ body.type(of: $0).dims == output.dims || body.type(of: $0).dims == rowType.dims })
+          else { return false }
         }
         pending += op.results
       }

@@ -3,7 +3,10 @@
 // elementwise math, broadcasting, reductions, matmuls, layout ops, selects, casts and softmax, use a
 // symbolic batch dimension, and plant the patterns the rewrite rules look for (x*1, x+(-0.0),
 // neg(neg x), transpose pairs, casts that round-trip, constants with inf, NaN and -0.0, duplicated
-// subexpressions) so every pass has something to do.
+// subexpressions) so every pass has something to do. `build(ops:modelLike: true)` leans on the
+// structures of real models that plain random graphs rarely form: softmax and normalizations
+// followed by reductions over the batch, several reductions over different axes in one region,
+// residual chains, calls to helpers with their own symbolic dims, and signed zeros.
 import TTIR
 
 public struct GraphRandom: RandomNumberGenerator {
@@ -25,6 +28,9 @@ public struct RandomGraphBuilder {
   var rng: GraphRandom
   var function = Function(name: "main")
   var pool: [ValueID] = []
+  /// Helper functions called by @main (each with its own symbols N and D).
+  var helpers: [Function] = []
+  var modelLike = false
   let dtype: DType
   let staticSizes = [1, 2, 3, 4, 5]
 
@@ -75,7 +81,8 @@ public struct RandomGraphBuilder {
   /// `extraResults`: how many more earlier values to return besides the last (and the usual
   /// 40% chance of one more): values that are both returned and read by later ops are what
   /// multi-output fusion merges.
-  public mutating func build(ops count: Int, extraResults: Int = 0) -> Module {
+  public mutating func build(ops count: Int, extraResults: Int = 0, modelLike: Bool = false) -> Module {
+    self.modelLike = modelLike
     // Arguments: a batch of rows with a symbolic B, a row-shaped vector, sometimes a scalar.
     let width = rng.pick([1, 2, 3, 4, 6])
     pool.append(function.addArgument(name: "x", type: TensorType(dtype, [.symbol("B"), .known(width)])))
@@ -96,11 +103,12 @@ public struct RandomGraphBuilder {
     function.returnValues = results
     function.resultTypes = results.map(type)
     var module = Module(name: "random")
-    module.functions = [function]
+    module.functions = [function] + helpers
     return module
   }
 
   mutating func step() {
+    if modelLike && rng.chance(0.6) { modelStep(); return }
     let x = floatValue()
     let t = type(x)
     switch rng.int(0...19) {
@@ -188,5 +196,109 @@ public struct RandomGraphBuilder {
     default:
       _ = add(rng.pick([.sigmoid, .tanh, .relu]), [x])
     }
+  }
+
+  // MARK: real-model structures
+
+  /// A value of rank 2 with the batch first (the argument x if nothing newer qualifies).
+  mutating func batchValue() -> ValueID {
+    let rows = pool.filter { type($0).dtype == dtype && type($0).rank == 2 && type($0).dims[0] == .symbol("B") }
+    return rng.chance(0.6) ? rows.suffix(3).randomElement(using: &rng)! : rows.randomElement(using: &rng)!
+  }
+
+  static let batchReductions: [OpCode] = [.reduceSum, .reduceMean, .reduceMax, .reduceMin]
+
+  mutating func lastAxis(_ t: TensorType, keep: Bool = true) -> [String: Attribute] {
+    ["axes": .ints([Int64(t.rank - 1)]), "keepdims": .bool(keep)]
+  }
+
+  /// A row normalization of `x` [B, w] or [N, D]: softmax (as an op or spelled out with or
+  /// without the max shift), log-softmax, layer norm or centering.
+  mutating func rowNormalization(_ x: ValueID) -> ValueID? {
+    let t = type(x)
+    switch rng.int(0...5) {
+    case 0: return add(rng.pick([.softmax, .logSoftmax]), [x])
+    case 1:
+      guard let m = add(.reduceMax, [x], lastAxis(t)), let d = add(.sub, [x, m]), let e = add(.exp, [d]),
+            let s = add(.reduceSum, [e], lastAxis(t)) else { return nil }
+      return add(.div, [e, s])
+    case 2:
+      // Unshifted: exp (or tanh) feeding a last-axis sum and then the elementwise rest.
+      guard let e = add(rng.pick([.exp, .tanh]), [x]), let s = add(.reduceSum, [e], lastAxis(t)) else { return nil }
+      return add(rng.pick([.sub, .div, .mul]), [e, s])
+    case 3:
+      guard let mu = add(.reduceMean, [x], lastAxis(t)), let d = add(.sub, [x, mu]), let sq = add(.mul, [d, d]),
+            let v = add(.reduceMean, [sq], lastAxis(t)), let ve = add(.add, [v, constant([1e-5], type: TensorType(t.dtype, []))]),
+            let r = add(.rsqrt, [ve]) else { return nil }
+      return add(.mul, [d, r])
+    case 4:
+      guard let mu = add(.reduceMean, [x], lastAxis(t)) else { return nil }
+      return add(.sub, [x, mu])
+    default:
+      guard let e = add(.exp, [x]), let s = add(.reduceSum, [e], lastAxis(t, keep: false)),
+            let r = add(.reshape, [s], declared: t.with(dims: [t.dims[0], .known(1)])) else { return nil }
+      return add(.div, [e, r])
+    }
+  }
+
+  mutating func modelStep() {
+    let x = batchValue()
+    let t = type(x)
+    switch rng.int(0...6) {
+    case 0, 1:
+      // Normalize each row, then a statistic over the batch combined with the rows (attention
+      // probabilities' column sums, batch-norm statistics after a softmax, calibration).
+      guard let y = rowNormalization(x) else { return }
+      let keep = rng.chance(0.6)
+      guard let c = add(rng.pick(Self.batchReductions), [y], ["axes": .ints([0]), "keepdims": .bool(keep)]) else { return }
+      _ = add(rng.pick([.sub, .mul, .add, .div]), rng.chance(0.8) ? [y, c] : [c, y])
+    case 2:
+      // Several reductions over different axes in one region.
+      guard let a = add(rng.pick(Self.batchReductions), [x], ["axes": .ints([0]), "keepdims": .bool(true)]),
+            let b = add(rng.pick(Self.batchReductions), [x], lastAxis(t)),
+            let d = add(.sub, [x, a]) else { return }
+      _ = add(rng.pick([.add, .mul, .sub]), [d, b])
+    case 3:
+      // A residual step: h + f(h), f expensive, h read twice.
+      guard let f = add(rng.pick([.tanh, .exp, .sigmoid, .gelu]), [x]) else { return }
+      _ = add(.add, [f, x])
+    case 4:
+      // A call to a helper with its own symbols.
+      let name = helper()
+      let id = function.append(.call, [x], resultTypes: [t], callee: name)
+      pool.append(function[id].results[0])
+    case 5:
+      // Negative zeros: a product with -0.0 summed over the batch (the sign of a sum of zeros).
+      let z = splatLike(t, -0.0)
+      guard let m = add(.mul, [rng.chance(0.5) ? x : pool.filter { type($0) == t }.last!, z]) else { return }
+      let reduced = rng.chance(0.5) ? add(rng.pick(Self.batchReductions), [m], ["axes": .ints([0]), "keepdims": .bool(rng.chance(0.5))]) : m
+      if let r = reduced { _ = add(rng.pick([.tanh, .neg, .sin, .relu, .abs, .sqrt]), [r]) }
+    default:
+      // A normalization whose result is reduced over everything (a scalar loss).
+      guard let y = rowNormalization(x) else { return }
+      _ = add(rng.pick(Self.batchReductions), [y], [:])
+    }
+  }
+
+  /// The name of a helper function over [N, D] (a row normalization plus a residual), made on
+  /// first use: its own symbols, bound at each call to the caller's dims.
+  mutating func helper() -> String {
+    if let existing = helpers.first, rng.chance(0.5) { return existing.name }
+    let name = "helper\(helpers.count)"
+    var saved = Function(name: name)
+    let argument = saved.addArgument(name: "h", type: TensorType(dtype, [.symbol("N"), .symbol("D")]))
+    // Build the body with this builder's machinery on a fresh function and pool.
+    swap(&saved, &function)
+    let savedPool = pool
+    pool = [argument]
+    var result = rowNormalization(argument) ?? argument
+    if rng.chance(0.5), let r = add(.add, [result, argument]) { result = r }
+    if result == argument, let r = add(.tanh, [argument]) { result = r }
+    function.returnValues = [result]
+    function.resultTypes = [type(result)]
+    swap(&saved, &function)
+    pool = savedPool
+    helpers.append(saved)
+    return name
   }
 }

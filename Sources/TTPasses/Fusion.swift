@@ -102,7 +102,7 @@ public enum Fusion {
     let regions = planner.regions.filter { $0.members.count > 1 }
     guard !regions.isEmpty else { return false }
     function = planner.materialize(regions)
-    let merged = MultiOutputFusion.merge(&function)
+    let merged = MultiOutputFusion.merge(&function, work: &context.work)
     if merged > 0 { context.count("fusion", "multi-output-merges", by: merged) }
     context.count("fusion", "regions", by: regions.count)
     context.count("fusion", "ops-fused", by: regions.reduce(0) { $0 + $1.members.count })
@@ -487,15 +487,17 @@ enum MultiOutputFusion {
   /// Merges producer into consumer until no pair qualifies; returns the number of merges. Each
   /// sweep is linear in the function (plus the merged bodies); a merge can make an earlier
   /// consumer's producer eligible (a reader moved later), so sweeps repeat until none merges.
-  static func merge(_ function: inout Function) -> Int {
+  static func merge(_ function: inout Function, work: inout Int) -> Int {
     dropUnusedFusions(&function)
     var merges = 0
     while true {
+      work += function.body.count
       let merged = mergeProducersIntoConsumers(&function)
       merges += merged
       if merged == 0 { break }
     }
-    merges += returnReducedValues(&function)
+    work += function.body.count
+    merges += returnReducedValues(&function, work: &work)
     return merges
   }
 
@@ -542,7 +544,7 @@ enum MultiOutputFusion {
   /// (op for op, on the same outer values) that value as a second result, and drops the loop
   /// region, when every other reader of the loop's result comes after the reduction. One sweep:
   /// values are numbered structurally, so comparing two bodies costs their size.
-  static func returnReducedValues(_ function: inout Function) -> Int {
+  static func returnReducedValues(_ function: inout Function, work: inout Int) -> Int {
     var numbering = StructuralNumbering()
     var loops: [Int: OpID] = [:]   // number of a loop region's result -> that region
     var position: [OpID: Int] = [:]
@@ -554,9 +556,11 @@ enum MultiOutputFusion {
       let op = function[id]
       if op.code == .fusion, case .string("loop")? = op.attributes["kind"], let body = op.body, body.returnValues.count == 1 {
         loops[numbering.numbers(of: body, operands: op.operands)[body.returnValues[0].index]] = id
+        work += body.body.count
         continue
       }
       guard let reduced = columnReducedValue(op), let body = op.body else { continue }
+      work += body.body.count
       let number = numbering.numbers(of: body, operands: op.operands)[reduced.index]
       guard let loopID = loops[number] else { continue }
       let loopResult = function[loopID].results[0]

@@ -323,10 +323,17 @@ public final class ShapeSpecializer: @unchecked Sendable {
       stats.megamorphic = true
     }
     if stats.megamorphic, !existing.contains(capacity) {
-      // Stop building layouts: serve from the largest, growing it geometrically past a new maximum.
+      // Stop building layouts: serve from the smallest layout that covers the size; past every
+      // layout, the largest is replaced by one grown geometrically (the layout count stays put).
+      if let covering = smallestCovering(capacity) { return covering }
       let largest = existing.max { $0.reduce(0, +) < $1.reduce(0, +) } ?? capacity
-      if zip(largest, capacity).allSatisfy({ $0 >= $1 }) { capacity = largest }
-      else { capacity = zip(largest, capacity).map { max($0, BucketPolicy.powerOfTwo(atLeast: $1)) } }
+      let grown = zip(largest, capacity).map { max($0, BucketPolicy.powerOfTwo(atLeast: $1)) }
+      if existing.contains(largest), !building.contains(largest) {
+        executable.dropLayout(capacity: largest)
+        prepared = prepared.filter { $0.value.capacity != largest }
+        stats.layoutsDropped += 1
+      }
+      capacity = grown
     }
     return capacity
   }

@@ -100,6 +100,32 @@ struct ShapeBucketTests {
     #expect(stats.runs == 40)
   }
 
+  /// Issue 14, defect 4: with the guard on, a size runs in the smallest layout that covers it
+  /// (B=150 in the 200 layout, not the 300 one), and growing past a new maximum replaces the
+  /// largest layout instead of keeping every old one alive.
+  @Test func theMegamorphicGuardServesFromTheSmallestCoveringLayout() throws {
+    var builder = RandomGraphBuilder(seed: 5)
+    let module = builder.build(ops: 8)
+    let function = module.functions[0]
+    let bucketed = ShapeSpecializer(try Executable(module: module, function: "main"), policy: .exact, megamorphicLimit: 16)
+    bucketed.backgroundBuilds = false
+    let exact = try Executable(module: module, function: "main")
+    var capacities: [Int: [Int]] = [:]
+    for batch in Array(1...14) + [200, 300, 150, 150, 400, 250, 1000, 2000, 120] {
+      let inputs = ExecutableTests.randomInputs(function, batch: batch, seed: UInt64(batch))
+      let got = try runBucketed(bucketed, inputs)
+      for (g, e) in zip(got, try exact.run(inputs)) { #expect(g.isIdentical(to: e), "B=\(batch)") }
+      capacities[batch] = try bucketed.prepare(inputTypes: inputs.map(\.type)).capacity
+      #expect(bucketed.executable.layoutBytes.count <= 16, "B=\(batch): \(bucketed.executable.layoutBytes.count) layouts")
+    }
+    #expect(bucketed.statistics.megamorphic)
+    #expect(capacities[150] == [200], "B=150 ran in \(capacities[150] ?? [])")
+    // 400 replaced the 300 layout by 512; 1000 and 2000 replaced the largest in turn.
+    #expect(capacities[400] == [512] && capacities[250] == [512], "B=250 ran in \(capacities[250] ?? [])")
+    #expect(capacities[2000] == [2048] && capacities[120] == [200], "B=120 ran in \(capacities[120] ?? [])")
+    #expect(bucketed.executable.layoutBytes[[512]] == nil && bucketed.executable.layoutBytes[[300]] == nil)
+  }
+
   @Test func adaptiveEdgesConvergeOnSkewedDistributions() {
     var rng = GraphRandom(state: 3)
     // 90% of batches are full (512), the rest are the ragged tail of epochs.
