@@ -162,6 +162,19 @@ public enum Verifier {
       }
       if op.code != .fusion && !op.regions.isEmpty { opProblems.append("only a fusion has a body") }
       if let body = op.body, op.code == .fusion {
+        // The body's arguments are the operands: same types, symbols included (a body carrying
+        // a callee's symbols after inlining would compile to a kernel nothing can bind).
+        if body.arguments.count != op.operands.count {
+          opProblems.append("the body takes \(body.arguments.count) arguments for \(op.operands.count) operands")
+        } else {
+          for (k, (argument, operand)) in zip(body.arguments, op.operands).enumerated()
+          where body.type(of: argument) != function.type(of: operand) {
+            opProblems.append("body argument \(k) is \(body.type(of: argument)) but its operand %\(function[operand].name) is \(function.type(of: operand))")
+          }
+        }
+        if body.resultTypes != op.results.map({ function.type(of: $0) }) {
+          opProblems.append("the body returns \(body.resultTypes.map(\.description).joined(separator: ", ")) but the fusion's results are \(op.results.map { function.type(of: $0).description }.joined(separator: ", "))")
+        }
         for inner in body.body where body[inner].code == .fusion || body[inner].code == .call {
           problems.append(Diagnostic("a fusion body cannot contain '\(body[inner].code)'", at: body[inner].location ?? at))
         }
