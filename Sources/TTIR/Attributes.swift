@@ -80,7 +80,27 @@ public func formatDouble(_ x: Double) -> String {
 /// 0.1 in f32 prints as `0.1`, not as its exact double expansion).
 public func formatFloat(_ x: Double, _ dtype: DType) -> String {
   if dtype == .f64 || x.isNaN || x.isInfinite { return formatDouble(x) }
+  if (dtype == .f16 || dtype == .bf16), x != 0, let short = shortestHalfText(x, dtype) { return short }
   return Float(x).description
+}
+
+/// The shortest decimal (fewest significant digits) that rounds back to `x` in f16 or bf16:
+/// `constant 0.1 : f16` prints `0.1`, not the f32 digits of its f16 value (`0.099975586`).
+func shortestHalfText(_ x: Double, _ dtype: DType) -> String? {
+  let magnitude = abs(x)
+  var exponent = 0
+  var scaled = magnitude
+  while scaled >= 10 { scaled /= 10; exponent += 1 }
+  while scaled < 1 { scaled *= 10; exponent -= 1 }
+  for digits in 1...9 {
+    // magnitude ≈ m × 10^(exponent - digits + 1) with m of `digits` digits.
+    var m = scaled
+    for _ in 1..<digits { m *= 10 }
+    let text = (x < 0 ? "-" : "") + "\(Int64(m.rounded()))e\(exponent - digits + 1)"
+    guard let parsed = Double(text), roundToFloat(parsed, dtype) == x else { continue }
+    return parsed.description
+  }
+  return nil
 }
 
 func quoteString(_ s: String) -> String {

@@ -80,6 +80,8 @@ public struct Function: Hashable, Sendable {
   public var returnValues: [ValueID] = []
   public var location: SourceLocation?
   public var returnLocation: SourceLocation?
+  /// Where the closing brace is (comments before it stay inside when formatting).
+  public var endLocation: SourceLocation?
   /// The value that reads each global in this function (one per global), for O(1) lookup.
   public private(set) var globalValues: [String: ValueID] = [:]
 
@@ -244,6 +246,8 @@ public struct Module: Hashable, Sendable {
   public var tables: [TableDecl] = []
   public var functions: [Function] = []
   public var location: SourceLocation?
+  /// Where the module's closing brace is.
+  public var endLocation: SourceLocation?
 
   public init(name: String, location: SourceLocation? = nil) { self.name = name; self.location = location }
 

@@ -49,7 +49,19 @@ public struct Lexer {
   private var line = 1
   private var lineStart = 0
 
+  /// The comments passed so far, in order.
+  public private(set) var comments: [SourceComment] = []
+
   public init(_ source: String) { bytes = Array(source.utf8) }
+
+  /// Every comment of `source` (a comment-like text inside a string literal is not one).
+  public static func comments(in source: String) -> [SourceComment] {
+    var lexer = Lexer(source)
+    while true {
+      let kind = lexer.next().kind
+      if kind == .endOfFile || kind == .invalid { return lexer.comments }
+    }
+  }
 
   /// Lexes the whole input; the last token is `.endOfFile` (or `.invalid`, which stops lexing).
   public static func tokenize(_ source: String) -> [Token] {
@@ -80,7 +92,13 @@ public struct Lexer {
       if c == 0x0A { position += 1; line += 1; lineStart = position }
       else if c == 0x20 || c == 0x09 || c == 0x0D { position += 1 }
       else if c == 0x2F && peek(1) == 0x2F {
+        let start = position
+        let ownLine = bytes[lineStart..<start].allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
+        let column = start - lineStart + 1
         while let d = peek(), d != 0x0A { position += 1 }
+        var end = position
+        while end > start, bytes[end - 1] == 0x0D || bytes[end - 1] == 0x20 || bytes[end - 1] == 0x09 { end -= 1 }
+        comments.append(SourceComment(line: line, column: column, text: String(decoding: bytes[start..<end], as: UTF8.self), ownLine: ownLine))
       } else { return }
     }
   }

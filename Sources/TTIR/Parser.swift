@@ -102,7 +102,7 @@ struct ParserState {
         throw error("expected 'param', 'table', 'func' or '}', found \(current)")
       }
     }
-    _ = advance()
+    module.endLocation = advance().location
     guard current.kind == .endOfFile else { throw error("unexpected \(current) after the end of the module") }
     try resolvePendingGlobals()
     return module
@@ -275,7 +275,7 @@ struct ParserState {
         function.returnValues.append(try parseOperand(&function, names: names, functionIndex: functionIndex))
       } while consume(.comma)
     }
-    try expect(.rBrace, "'}' after 'return'")
+    function.endLocation = try expect(.rBrace, "'}' after 'return'").location
   }
 
   mutating func parseOperand(_ function: inout Function, names: [String: ValueID],

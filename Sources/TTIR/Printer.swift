@@ -1,45 +1,106 @@
 // Printer — writes a Module as canonical TTIR text: two-space indentation, attributes in sorted key
-// order, floats in their shortest round-tripping spelling, one blank line between declarations,
-// no comments. Canonical means print(parse(print(m))) == print(m) for every valid module; the
-// round-trip tests hold the printer to it. Value names are kept from the source; a name used twice
-// (possible only in graphs built by passes) gets a `.N` suffix so the output always parses.
+// order, floats in their shortest round-tripping spelling, one blank line between declarations.
+// Canonical means print(parse(print(m))) == print(m) for every valid module; the round-trip tests
+// hold the printer to it. Value names are kept from the source; a name used twice (possible only
+// in graphs built by passes) gets a `.N` suffix so the output always parses. Given the source's
+// comments (`Lexer.comments`), `ttfc fmt` prints each back in place: a comment on its own lines
+// precedes the next op, parameter, table, function, `return` or closing brace and is printed
+// before it at its indentation; a comment after code on a line trails that line's entity. No
+// comment is ever dropped: any left over print at the end.
+
+/// A `//` comment of the source: its position, its text (from `//`, trailing blanks removed) and
+/// whether it stands on a line of its own.
+public struct SourceComment: Hashable, Sendable {
+  public var line: Int
+  public var column: Int
+  public var text: String
+  public var ownLine: Bool
+  public init(line: Int, column: Int, text: String, ownLine: Bool) {
+    self.line = line; self.column = column; self.text = text; self.ownLine = ownLine
+  }
+}
+
+/// Hands out the source's comments as the printer reaches the entities they belong to.
+final class CommentPlacer {
+  private let comments: [SourceComment]
+  private var next = 0
+
+  init(_ comments: [SourceComment]) { self.comments = comments.sorted { ($0.line, $0.column) < ($1.line, $1.column) } }
+
+  /// Comment lines that come before an entity starting at `anchor` (nothing when it has no source position).
+  func leading(_ anchor: SourceLocation?, indent: String) -> String {
+    guard let anchor else { return "" }
+    var out = ""
+    while next < comments.count, comments[next].line < anchor.line {
+      out += indent + comments[next].text + "\n"
+      next += 1
+    }
+    return out
+  }
+
+  /// The comment that ends the line of an entity starting at `anchor`, with its separating blanks.
+  func trailing(_ anchor: SourceLocation?) -> String {
+    guard let anchor, next < comments.count, comments[next].line == anchor.line, !comments[next].ownLine else { return "" }
+    next += 1
+    return "  " + comments[next - 1].text
+  }
+
+  /// Whatever is left (comments after the module), one per line.
+  func rest() -> String {
+    defer { next = comments.count }
+    return comments[next...].map { $0.text + "\n" }.joined()
+  }
+}
 
 public enum Printer {
-  public static func print(_ module: Module) -> String {
-    var out = "module @\(module.name) {\n"
+  /// The canonical text of `module`; with the source's `comments`, each printed back in place.
+  public static func print(_ module: Module, comments: [SourceComment] = []) -> String {
+    let placer = CommentPlacer(comments)
+    var out = placer.leading(module.location, indent: "")
+    out += "module @\(module.name) {" + placer.trailing(module.location) + "\n"
     for param in module.params {
+      out += placer.leading(param.location, indent: "  ")
       out += "  param @\(param.name) : \(param.type)"
       if let initializer = param.initializer { out += " = \(initializer)" }
-      out += "\n"
+      out += placer.trailing(param.location) + "\n"
     }
     for table in module.tables {
+      out += placer.leading(table.location, indent: "  ")
       out += "  table @\(table.name) : \(table.rowType)"
       if let initializer = table.initializer { out += " = \(initializer)" }
       let attributes = table.attributes.sortedPairs
       if !attributes.isEmpty { out += " {" + attributes.map { "\($0.key) = \($0.value)" }.joined(separator: ", ") + "}" }
-      out += "\n"
+      out += placer.trailing(table.location) + "\n"
     }
     for (i, function) in module.functions.enumerated() {
       if i > 0 || !module.params.isEmpty || !module.tables.isEmpty { out += "\n" }
-      out += print(function, indent: "  ")
+      out += print(function, indent: "  ", placer: placer)
     }
-    out += "}\n"
-    return out
+    out += placer.leading(module.endLocation, indent: "  ")
+    out += "}" + placer.trailing(module.endLocation) + "\n"
+    return out + placer.rest()
   }
 
   public static func print(_ function: Function, indent: String = "") -> String {
+    print(function, indent: indent, placer: CommentPlacer([]))
+  }
+
+  static func print(_ function: Function, indent: String, placer: CommentPlacer) -> String {
     let names = uniqueNames(function)
-    var out = indent + "func @\(function.name)("
+    var out = placer.leading(function.location, indent: indent)
+    out += indent + "func @\(function.name)("
     out += function.arguments.map { "%\(names[$0.index]): \(function.type(of: $0))" }.joined(separator: ", ")
     out += ") -> "
     if function.resultTypes.count == 1 { out += function.resultTypes[0].description }
     else { out += "(" + function.resultTypes.map(\.description).joined(separator: ", ") + ")" }
-    out += " {\n" + printBody(function, indent: indent) + indent + "}\n"
+    out += " {" + placer.trailing(function.location) + "\n" + printBody(function, indent: indent, placer: placer)
+    out += placer.leading(function.endLocation, indent: indent + "  ")
+    out += indent + "}" + placer.trailing(function.endLocation) + "\n"
     return out
   }
 
   /// The ops and the return of a function or fusion body, each line indented by `indent` + 2.
-  static func printBody(_ function: Function, indent: String) -> String {
+  static func printBody(_ function: Function, indent: String, placer: CommentPlacer) -> String {
     let names = uniqueNames(function)
     func ref(_ v: ValueID) -> String {
       if case .global(let g) = function[v].definition { return "@" + g }
@@ -48,6 +109,7 @@ public enum Printer {
     var out = ""
     for opID in function.body {
       let op = function[opID]
+      out += placer.leading(op.location, indent: indent + "  ")
       out += indent + "  " + op.results.map(ref).joined(separator: ", ") + " = \(op.code)"
       switch op.code {
       case .constant:
@@ -71,13 +133,18 @@ public enum Printer {
       }
       out += " : " + op.results.map { function.type(of: $0).description }.joined(separator: ", ")
       if let body = op.body {
-        out += " {\n" + printBody(body, indent: indent + "  ") + indent + "  }"
+        out += " {" + placer.trailing(op.location) + "\n" + printBody(body, indent: indent + "  ", placer: placer)
+        out += placer.leading(body.endLocation, indent: indent + "    ")
+        out += indent + "  }" + placer.trailing(body.endLocation)
+      } else {
+        out += placer.trailing(op.location)
       }
       out += "\n"
     }
+    out += placer.leading(function.returnLocation, indent: indent + "  ")
     out += indent + "  return"
     if !function.returnValues.isEmpty { out += " " + function.returnValues.map(ref).joined(separator: ", ") }
-    return out + "\n"
+    return out + placer.trailing(function.returnLocation) + "\n"
   }
 
   /// Names for every value, unique within the function and valid in the grammar.

@@ -5,7 +5,7 @@ import TTIR
 
 struct Fmt: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Print a TTIR file in canonical form (comments are not kept).")
+    abstract: "Print a TTIR file in canonical form, its comments kept in place.")
 
   @Argument(help: "The .ttir file to format.")
   var file: String
@@ -18,7 +18,7 @@ struct Fmt: ParsableCommand {
 
   func run() throws {
     let source = try SourceFile.read(file)
-    let canonical = Printer.print(try source.module())
+    let canonical = Printer.print(try source.module(), comments: Lexer.comments(in: source.text))
     if check {
       if canonical != source.text { throw fail("'\(file)' is not in canonical form (run `ttfc fmt -i \(file)`)") }
       return
