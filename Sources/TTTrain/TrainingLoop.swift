@@ -165,6 +165,10 @@ public final class TrainingLoop {
     // last, atomically) names them, so a crash at any point leaves a consistent older checkpoint.
     var withTables = metadata
     let directory = (path as NSString).deletingLastPathComponent
+    // Temporary files of saves that were killed (kill -9 mid-write) are swept now.
+    AtomicFile.removeAbandonedTemporaries(in: directory) { target in
+      target == "checkpoint.safetensors" || (target.hasPrefix("table.") && target.hasSuffix(".ttemb"))
+    }
     for (name, table) in trainer.tables.sorted(by: { $0.key < $1.key }) {
       let file = "table.\(name).\(trainer.stepCount).ttemb"
       try Checkpoint.writeAtomically(table.serialized(), to: (directory as NSString).appendingPathComponent(file))

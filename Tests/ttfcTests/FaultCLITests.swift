@@ -94,6 +94,27 @@ struct FaultCLITests {
     #expect(FileManager.default.fileExists(atPath: checkpoint + "/checkpoint.safetensors"))
   }
 
+  @Test func killedSavesTemporaryFilesAreSweptAtTheNextSave() throws {
+    let dir = try CLI.temporaryDirectory()
+    let data = dir.appendingPathComponent("train.csv").path
+    try Self.writeCSV(data, rows: 32)
+    let checkpoint = dir.appendingPathComponent("ckpt").path
+    try FileManager.default.createDirectory(atPath: checkpoint, withIntermediateDirectories: true)
+    // The pid of a process that has exited: its temporary files are abandoned.
+    let finished = Process()
+    finished.executableURL = URL(fileURLWithPath: "/bin/true")
+    try finished.run()
+    finished.waitUntilExit()
+    let pid = finished.processIdentifier
+    let abandoned = ["checkpoint.safetensors.tmp.\(pid).1", "table.user.40.ttemb.tmp.\(pid).3"]
+    let foreign = ["notes.txt.tmp.\(pid).1", "checkpoint.safetensors.tmp.\(getpid()).1"]
+    for name in abandoned + foreign { FileManager.default.createFile(atPath: checkpoint + "/" + name, contents: Data(repeating: 1, count: 100)) }
+    let result = try CLI.run(["train", Self.logreg, "--data", data, "--steps", "2", "--checkpoint", checkpoint])
+    #expect(result.status == 0, "\(result.stderr)")
+    for name in abandoned { #expect(!FileManager.default.fileExists(atPath: checkpoint + "/" + name), "\(name)") }
+    for name in foreign { #expect(FileManager.default.fileExists(atPath: checkpoint + "/" + name), "\(name)") }
+  }
+
   @Test func namedOptionErrors() throws {
     let dir = try CLI.temporaryDirectory()
     let data = dir.appendingPathComponent("train.csv").path
