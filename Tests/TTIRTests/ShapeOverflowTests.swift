@@ -45,7 +45,7 @@ struct ShapeOverflowTests {
         "%y = concat %x, %x {axis = \(pick())} : f32[\(m)]",
         "%y = broadcast_to %x : f32[\(m), \(pick())]",
         "%y = reshape %x : f32[\(m), \(pick())]",
-        "%y = iota {axis = 0} : f32[\(m), \(pick())]",
+        "%y = iota {dim = 0} : f32[\(m), \(pick())]",
         "%y = one_hot %i {depth = \(pick())} : f32[\(n), \(m)]",
         "%y = reduce_sum %x {axes = [\(pick())]} : f32[]",
         "%y = transpose %x {perm = [\(pick())]} : f32[\(m)]",
