@@ -4,6 +4,7 @@
 // Plus a seeded family of out-of-range option values, each of which must be a named error.
 import Foundation
 import Testing
+import TTRuntime
 
 struct FaultCLITests {
   /// The logreg CSV with one field of example `row` (0-based) in column x_3 replaced by `value`.
@@ -113,6 +114,44 @@ struct FaultCLITests {
     #expect(result.status == 0, "\(result.stderr)")
     for name in abandoned { #expect(!FileManager.default.fileExists(atPath: checkpoint + "/" + name), "\(name)") }
     for name in foreign { #expect(FileManager.default.fileExists(atPath: checkpoint + "/" + name), "\(name)") }
+  }
+
+  @Test func fmtInPlaceWritesThroughASymlink() throws {
+    let dir = try CLI.temporaryDirectory()
+    let target = dir.appendingPathComponent("real.ttir").path, link = dir.appendingPathComponent("link.ttir").path
+    try "module @m {\n  func @f(%x: f32[2]) -> f32[2] {\n    %y = neg %x : f32[2]   // comment\n    return %y\n  }\n}\n"
+      .write(toFile: target, atomically: true, encoding: .utf8)
+    try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: target)
+    let result = try CLI.run(["fmt", "-i", link])
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(try FileManager.default.destinationOfSymbolicLink(atPath: link) == target, "the link stays a link")
+    #expect(!(try String(contentsOfFile: target, encoding: .utf8)).contains("comment"), "the target is formatted")
+  }
+
+  @Test func runWithSeveralSizesWritesEachSizesResults() throws {
+    let dir = try CLI.temporaryDirectory()
+    let output = dir.appendingPathComponent("out").path
+    let result = try CLI.run(["run", Self.logreg, "--func", "predict", "--random-inputs", "--dim", "B=3,5", "--output-dir", output])
+    #expect(result.status == 0, "\(result.stderr)")
+    for size in [3, 5] {
+      let path = output + "/B=\(size)/result0.npy"
+      #expect(FileManager.default.fileExists(atPath: path), "\(path)")
+      if FileManager.default.fileExists(atPath: path) { #expect(try NumpyFormat.read(path: path).shape == [size]) }
+    }
+  }
+
+  @Test func hugeSizesFromTypesAreNamedErrors() throws {
+    let dir = try CLI.temporaryDirectory()
+    let file = dir.appendingPathComponent("broadcast.ttir").path
+    try "module @m {\n  func @main(%x: f32[B, 1]) -> f32[B, 1000000000] {\n    %y = broadcast_to %x : f32[B, 1000000000]\n    return %y\n  }\n}\n"
+      .write(toFile: file, atomically: true, encoding: .utf8)
+    let result = try CLI.run(["run", file, "--random-inputs", "--dim", "B=1000"])
+    #expect(result.status == 1 && result.stderr.contains("needs 3.7 TiB; this machine has"), "\(result.stderr)")
+    let slice = dir.appendingPathComponent("slice.ttir").path
+    try "module @m {\n  func @main(%x: f32[8]) -> f32[1] {\n    %y = slice %x {axes = [0], starts = [0], limits = [8], strides = [9223372036854775807]} : f32[1]\n    return %y\n  }\n}\n"
+      .write(toFile: slice, atomically: true, encoding: .utf8)
+    #expect(try CLI.run(["check", slice]).status == 0)
+    #expect(try CLI.run(["fmt", "-i", slice]).status == 0)
   }
 
   @Test func namedOptionErrors() throws {
