@@ -245,6 +245,17 @@ struct FaultCLITests {
       #expect(result.stderr.hasPrefix("error: \(option) must be"), "\(option)=\(value): \(result.stderr)")
       #expect(Date().timeIntervalSince(started) < 30)
     }
+    // ncf's options the same way (each fails before any data is made or read).
+    let ncfOptions: [(String, [String])] = [
+      ("--epochs", ["0", "-1", "9223372036854775807"]), ("--batch", ["0", "-1", "9223372036854775807"]),
+      ("--lr", ["nan", "inf", "-1"]), ("--candidates", ["0", "-1", "9223372036854775807"]),
+    ]
+    for _ in 0..<6 {
+      let (option, values) = ncfOptions[Int(generator.next() % UInt64(ncfOptions.count))]
+      let value = values[Int(generator.next() % UInt64(values.count))]
+      let result = try CLI.run(["ncf", "\(option)=\(value)"])
+      #expect(result.status == 1 && result.stderr.hasPrefix("error: \(option) must be"), "ncf \(option)=\(value): \(result.stderr)")
+    }
   }
 }
 
