@@ -44,6 +44,30 @@ public enum AtomicFile {
     return nil
   }
 
+  /// Removes temporary files that writers which no longer run left in `directory` (killed during a
+  /// write): names `TARGET.tmp.PID.N` of this module's making, whose TARGET passes `isOurs`, whose
+  /// PID is not a running process, and which are regular files (never a symlink). Returns how many.
+  @discardableResult
+  public static func removeAbandonedTemporaries(in directory: String, isOurs: (String) -> Bool) -> Int {
+    guard let dir = opendir(directory.isEmpty ? "." : directory) else { return 0 }
+    var abandoned: [String] = []
+    while let entry = readdir(dir) {
+      let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+      let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+      guard parts.count >= 4, parts[parts.count - 3] == "tmp", let pid = Int32(parts[parts.count - 2]), pid > 0,
+            UInt64(parts[parts.count - 1]) != nil, pid != getpid(),
+            isOurs(parts[..<(parts.count - 3)].joined(separator: ".")) else { continue }
+      // A live writer's file is in use; only a process that is gone (ESRCH) abandoned its file.
+      guard kill(pid, 0) != 0, errno == ESRCH else { continue }
+      var stats = stat()
+      let path = (directory.isEmpty ? "." : directory) + "/" + name
+      if lstat(path, &stats) == 0, (stats.st_mode & S_IFMT) == S_IFREG { abandoned.append(path) }
+    }
+    closedir(dir)
+    for path in abandoned { unlink(path) }
+    return abandoned.count
+  }
+
   /// The whole file, or nil when it cannot be read.
   public static func read(_ path: String) -> [UInt8]? {
     let fd = open(path, O_RDONLY)

@@ -14,7 +14,9 @@
 //
 // Location: $TTFC_CACHE_DIR if set ("" or "off" disables the cache), else
 // $XDG_CACHE_HOME/ttfc or ~/.cache/ttfc; entries live in a subdirectory per identity, and the
-// directories of builds unused for a week are removed when a new one starts.
+// directories of builds unused for a week are removed when a new one starts — only directories
+// ttfc made (named kernels-<32 hex digits>, holding the marker file `.ttfc-kernel-cache`, not a
+// symlink), and in them only files of ttfc's own naming; anything else there is left alone.
 
 import CZlib
 import Glibc
@@ -25,6 +27,8 @@ public struct KernelDiskCache: Sendable {
   /// Bumped whenever the code generator changes the code it emits for the same region.
   public static let codegenVersion = "ttfc-codegen-12"
   static let magic: [UInt8] = Array("TTFCKO01".utf8)
+  /// The file that marks a directory as one ttfc made (the sweep touches no other directory).
+  static let markerName = ".ttfc-kernel-cache"
 
   public enum ReadResult: Equatable {
     case hit(name: String, object: [UInt8])
@@ -54,12 +58,33 @@ public struct KernelDiskCache: Sendable {
     directory = root + "/kernels-" + Self.hex(Self.hash128(identity))
     let existed = access(directory, F_OK) == 0
     guard Self.makeDirectories(directory) else { return nil }
+    let marker = directory + "/" + Self.markerName
+    if access(marker, F_OK) != 0 { _ = AtomicFile.write(Array("ttfc kernel cache\n".utf8), to: marker, durable: false) }
     sweepTemporaryFiles()
     // Each rebuilt ttfc starts a directory of its own; when one starts, the directories of
     // builds unused for a week go.
     if !existed { Self.removeStaleSiblings(of: directory, root: root, olderThan: 7 * 24 * 3600) }
   }
 
+  /// Whether `name` is a cache directory name ttfc makes: "kernels-" and 32 lowercase hex digits.
+  static func isCacheDirectoryName(_ name: String) -> Bool {
+    let hexDigits = name.utf8.dropFirst(8)
+    return name.hasPrefix("kernels-") && hexDigits.count == 32 && hexDigits.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
+  }
+
+  /// Whether `name` is a file ttfc writes into a cache directory: an entry (32 hex digits and
+  /// ".ttko"), a writer's temporary file of one (".tmp.PID.N" after that), or the marker.
+  static func isCacheFileName(_ name: String) -> Bool {
+    if name == markerName || name.hasPrefix(markerName + ".tmp.") { return true }
+    let entry = name.utf8.prefix(32)
+    guard entry.count == 32, entry.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) else { return false }
+    let rest = String(decoding: name.utf8.dropFirst(32), as: UTF8.self)
+    return rest == ".ttko" || rest.hasPrefix(".ttko.tmp.")
+  }
+
+  /// Removes the cache directories of other builds unused for `seconds`: only real directories
+  /// (never a symlink) named like ours that hold the marker, and in them only files of our naming
+  /// (a directory left with anything else stays).
   static func removeStaleSiblings(of directory: String, root: String, olderThan seconds: Int) {
     guard let dir = opendir(root) else { return }
     var stale: [String] = []
@@ -68,20 +93,36 @@ public struct KernelDiskCache: Sendable {
     while let entry = readdir(dir) {
       let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
       let path = root + "/" + name
-      var stats = stat()
-      guard name.hasPrefix("kernels-"), path != directory, stat(path, &stats) == 0,
-            now.tv_sec - stats.st_mtim.tv_sec > seconds else { continue }
+      var stats = stat(), markerStats = stat()
+      guard isCacheDirectoryName(name), path != directory, lstat(path, &stats) == 0, (stats.st_mode & S_IFMT) == S_IFDIR,
+            now.tv_sec - stats.st_mtim.tv_sec > seconds,
+            lstat(path + "/" + markerName, &markerStats) == 0, (markerStats.st_mode & S_IFMT) == S_IFREG else { continue }
       stale.append(path)
     }
     closedir(dir)
     for path in stale {
       guard let inner = opendir(path) else { continue }
+      var files: [String] = []
       while let entry = readdir(inner) {
         let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        if name != "." && name != ".." { unlink(path + "/" + name) }
+        var stats = stat()
+        if isCacheFileName(name), name != markerName, lstat(path + "/" + name, &stats) == 0, (stats.st_mode & S_IFMT) == S_IFREG {
+          files.append(name)
+        }
       }
       closedir(inner)
-      rmdir(path)
+      for name in files { unlink(path + "/" + name) }
+      // The marker goes last and only when nothing else is left, so a directory someone shares
+      // with other files keeps them and stays recognizable.
+      var remaining = 0
+      if let check = opendir(path) {
+        while let entry = readdir(check) {
+          let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+          if name != "." && name != ".." && name != markerName { remaining += 1 }
+        }
+        closedir(check)
+      }
+      if remaining == 0 { unlink(path + "/" + markerName); rmdir(path) }
     }
   }
 
@@ -112,8 +153,12 @@ public struct KernelDiskCache: Sendable {
       return value
     }
     let keyLength = integer(4), nameLength = integer(4), objectLength = integer(8), crc = integer(4)
-    guard keyLength >= 0, nameLength >= 0, objectLength >= 0,
-          header + keyLength + nameLength + objectLength == bytes.count else { return corrupt("truncated or padded entry") }
+    // Lengths come from the file: add them overflow-checked (a forged 8-byte length is near Int.max).
+    let (withKey, o1) = header.addingReportingOverflow(keyLength)
+    let (withName, o2) = withKey.addingReportingOverflow(nameLength)
+    let (total, o3) = withName.addingReportingOverflow(objectLength)
+    guard keyLength >= 0, nameLength >= 0, objectLength >= 0, !o1, !o2, !o3,
+          total == bytes.count else { return corrupt("truncated or padded entry") }
     let body = Array(bytes[header...])
     guard Self.crc32(body) == crc else { return corrupt("checksum mismatch") }
     let storedKey = String(decoding: body[0..<keyLength], as: UTF8.self)
@@ -141,10 +186,10 @@ public struct KernelDiskCache: Sendable {
     clock_gettime(CLOCK_REALTIME, &now)
     while let entry = readdir(dir) {
       let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-      guard name.contains(".tmp.") else { continue }
+      guard name.contains(".tmp."), Self.isCacheFileName(name) else { continue }
       var stats = stat()
       let file = directory + "/" + name
-      if stat(file, &stats) == 0, now.tv_sec - stats.st_mtim.tv_sec > 3600 { unlink(file) }
+      if lstat(file, &stats) == 0, (stats.st_mode & S_IFMT) == S_IFREG, now.tv_sec - stats.st_mtim.tv_sec > 3600 { unlink(file) }
     }
   }
 

@@ -45,7 +45,16 @@ extension EmbeddingTable {
   public static func deserialize(_ bytes: [UInt8], admission: AdmissionPolicy = .always) throws(EmbeddingError) -> EmbeddingTable {
     guard bytes.count >= magic.count + 8, Array(bytes[0..<magic.count]) == magic else { throw .corrupt("not an embedding table (bad magic)") }
     let stored = bytes[(bytes.count - 8)...].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
-    let actual = bytes.withUnsafeBufferPointer { UInt64(CZlib.crc32(0, $0.baseAddress, UInt32($0.count - 8))) }
+    let actual = bytes.withUnsafeBufferPointer { buffer in
+      // zlib counts in 32 bits: checksum files of 4 GiB or more in pieces.
+      var crc = CZlib.crc32(0, nil, 0), done = 0
+      while done < buffer.count - 8 {
+        let piece = min(buffer.count - 8 - done, 1 << 30)
+        crc = CZlib.crc32(crc, buffer.baseAddress! + done, UInt32(piece))
+        done += piece
+      }
+      return UInt64(crc)
+    }
     guard stored == actual else { throw .corrupt("checksum mismatch (truncated or damaged)") }
     var offset = magic.count
     let end = bytes.count - 8
@@ -63,8 +72,17 @@ extension EmbeddingTable {
       offset += 4
       return Float(bitPattern: v)
     }
-    let dim = Int(try u64()), storageCode = try u64(), slotCount = Int(try u64()), rowCount = Int(try u64())
-    guard dim >= 1, dim <= 1 << 16, storageCode <= 1, slotCount <= 8, rowCount >= 0 else { throw .corrupt("impossible header values") }
+    // Header values are checked as unsigned numbers before becoming sizes (a forged 2^63 would
+    // trap in the conversion), and the row count against the file's length (every row takes at
+    // least 40 bytes) before anything is allocated for it.
+    let rawDim = try u64(), storageCode = try u64(), rawSlotCount = try u64(), rawRowCount = try u64()
+    guard rawDim >= 1, rawDim <= 1 << 16, storageCode <= 1, rawSlotCount <= 8 else {
+      throw .corrupt("impossible header values (dim \(rawDim), storage \(storageCode), slots \(rawSlotCount))")
+    }
+    guard rawRowCount <= UInt64(max(0, end - offset - 24 - 4 * Int(rawSlotCount))) / 40 else {
+      throw .corrupt("the header claims \(rawRowCount) rows, more than the file's \(bytes.count) bytes can hold")
+    }
+    let dim = Int(rawDim), slotCount = Int(rawSlotCount), rowCount = Int(rawRowCount)
     let seed = try u64()
     let kind = try u64(), parameter = try f32()
     let initializer: RowInitializer

@@ -251,7 +251,9 @@ public enum ShapeRules {
       guard starts[i] >= 0, starts[i] <= limits[i], limits[i] <= size else {
         throw ShapeError("slice [\(starts[i]), \(limits[i])) is out of bounds for dimension of size \(size) (axis \(a))")
       }
-      dims[a] = .known((limits[i] - starts[i] + strides[i] - 1) / strides[i])
+      // ceil(extent / stride) without forming extent + stride - 1 (which overflows for huge strides).
+      let extent = limits[i] - starts[i]
+      dims[a] = .known(extent == 0 ? 0 : (extent - 1) / strides[i] + 1)
     }
     return [x.with(dims: dims)]
   }
@@ -266,7 +268,11 @@ public enum ShapeRules {
       for i in 0..<t.rank where i != a && t.dims[i] != first.dims[i] {
         throw ShapeError("operands differ in dimension \(i): \(first.dims[i]) vs \(t.dims[i])")
       }
-      if let n = t.dims[a].staticSize, let s = total { total = s + n } else { total = nil }
+      if let n = t.dims[a].staticSize, let s = total {
+        let (sum, overflow) = s.addingReportingOverflow(n)
+        guard !overflow, sum <= maxTensorElements else { throw ShapeError("concatenated dimension \(a) is too large") }
+        total = sum
+      } else { total = nil }
     }
     var dims = first.dims
     if let total { dims[a] = .known(total) }

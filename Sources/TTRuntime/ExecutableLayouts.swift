@@ -108,6 +108,9 @@ extension Executable {
       placed.append(Block(start: offset, end: offset + size, first: first[s], last: last[s], external: nil))
       arenaBytes = max(arenaBytes, offset + size)
     }
+    if let shortfall = MemoryBudget.shortfall(arenaBytes) {
+      throw .runtime("out of memory: the run \(shortfall)")
+    }
     let arena: UnsafeMutableRawPointer? = HostMemory.allocate(max(arenaBytes, 64), owner: memoryOwner)
     // Touch every page now, so the first step in this layout does not pay for page faults.
     memset(arena!, 0, max(arenaBytes, 64))

@@ -103,22 +103,42 @@ public enum NpzArchive {
     }
   }
 
+  /// Deflate never expands data more than about 1032 to 1, so a member claiming more than this
+  /// many bytes per compressed byte is forged (a 200-byte file claiming 1 TiB).
+  static let maximumInflateRatio = 1032
+
   static func inflate(_ input: [UInt8], expectedSize: Int, name: String) throws(NumpyError) -> [UInt8] {
-    guard expectedSize <= maxTensorElements else { throw .badArchive("member '\(name)' is too large") }
+    let (limit, overflow) = input.count.multipliedReportingOverflow(by: maximumInflateRatio)
+    guard expectedSize >= 0, overflow || expectedSize <= limit + 64 else {
+      throw .badArchive("member '\(name)' claims \(expectedSize) bytes from \(input.count) compressed bytes, more than deflate can produce (the archive is corrupt)")
+    }
+    if let shortfall = MemoryBudget.shortfall(expectedSize) { throw .badArchive("member '\(name)' \(shortfall)") }
     var output = [UInt8](repeating: 0, count: expectedSize)
     var stream = z_stream()
     var status = inflateInit2_(&stream, -15, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
     guard status == Z_OK else { throw .badArchive("zlib could not start") }
     defer { inflateEnd(&stream) }
     var source = input
+    // zlib counts in 32 bits: feed and drain at most 1 GiB at a time (members of 4 GiB or more).
+    let piece = 1 << 30
     let produced: Int = source.withUnsafeMutableBufferPointer { src in
       output.withUnsafeMutableBufferPointer { dst in
-        stream.next_in = src.baseAddress
-        stream.avail_in = UInt32(src.count)
-        stream.next_out = dst.baseAddress
-        stream.avail_out = UInt32(dst.count)
-        status = CZlib.inflate(&stream, Z_FINISH)
-        return dst.count - Int(stream.avail_out)
+        var consumed = 0, written = 0
+        repeat {
+          let inputPiece = min(piece, src.count - consumed), outputPiece = min(piece, dst.count - written)
+          stream.next_in = src.baseAddress.map { $0 + consumed }
+          stream.avail_in = UInt32(inputPiece)
+          stream.next_out = dst.baseAddress.map { $0 + written }
+          stream.avail_out = UInt32(outputPiece)
+          let finishing = consumed + inputPiece == src.count && written + outputPiece == dst.count
+          status = CZlib.inflate(&stream, finishing ? Z_FINISH : Z_NO_FLUSH)
+          consumed += inputPiece - Int(stream.avail_in)
+          written += outputPiece - Int(stream.avail_out)
+          if status == Z_BUF_ERROR && !finishing { status = Z_OK }
+          // No progress with input and room left: the stream is damaged (never loop on it).
+          if status == Z_OK && inputPiece - Int(stream.avail_in) == 0 && outputPiece - Int(stream.avail_out) == 0 { status = Z_DATA_ERROR }
+        } while status == Z_OK && (consumed < src.count || written < dst.count)
+        return written
       }
     }
     guard status == Z_STREAM_END else { throw .badArchive("member '\(name)' does not inflate (zlib status \(status))") }

@@ -1,7 +1,11 @@
 // Checkpoint — training state in the safetensors format (8-byte little-endian header length, a JSON
 // header naming each tensor's dtype, shape and byte range, then the raw little-endian data), so
 // other tools can read it. ttfc stores parameters, optimizer slots, the step, the data-order
-// state and a hash of the model in the header's __metadata__, plus a CRC-32 of the data.
+// state and a hash of the model in the header's __metadata__, plus a CRC-32 of the data and a
+// CRC-32 of the header's content (every tensor's name, dtype, shape and offsets, and every
+// metadata entry but the two CRCs), so an edited step, epoch, offset or tensor range is caught.
+// Tensor ranges are validated as safetensors does: in the file, sized by dtype and shape, and
+// packed in order from the start of the data without gaps or overlaps.
 // Writing is atomic: a temporary file in the same directory, fsync, rename, fsync of the
 // directory; a crash leaves the previous checkpoint intact. Loading verifies everything and
 // names what is wrong: truncation, corruption (CRC), a different model, a missing tensor.
@@ -55,6 +59,10 @@ public struct Checkpoint {
     }
     var meta = metadata
     meta["crc32"] = String(data.withUnsafeBytes { Checksum.crc32($0) })
+    meta["header_crc32"] = String(Self.headerChecksum(entries: tensors.indices.map { k in
+      let start = tensors[..<k].reduce(0) { $0 + $1.tensor.count * $1.tensor.dtype.byteSize }
+      return (tensors[k].name, Self.dtypeNames[tensors[k].tensor.dtype]!, tensors[k].tensor.shape, start, start + tensors[k].tensor.count * tensors[k].tensor.dtype.byteSize)
+    }, metadata: meta))
     header["__metadata__"] = meta
     var json = (try? JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])) ?? Data("{}".utf8)
     while (json.count + 8) % 8 != 0 { json.append(0x20) }   // align the data to 8 bytes
@@ -64,6 +72,19 @@ public struct Checkpoint {
     out += json
     out += data
     return out
+  }
+
+  /// CRC-32 of a canonical text of the header: entries sorted by name, then metadata sorted by
+  /// key (without "crc32" and "header_crc32"); the same whatever JSON spelling the file uses.
+  static func headerChecksum(entries: [(name: String, dtype: String, shape: [Int], start: Int, end: Int)], metadata: [String: String]) -> UInt32 {
+    var text = ""
+    for entry in entries.sorted(by: { $0.name < $1.name }) {
+      text += "tensor \(entry.name.utf8.count):\(entry.name) \(entry.dtype) \(entry.shape) \(entry.start) \(entry.end)\n"
+    }
+    for (key, value) in metadata.sorted(by: { $0.key < $1.key }) where key != "crc32" && key != "header_crc32" {
+      text += "meta \(key.utf8.count):\(key) \(value.utf8.count):\(value)\n"
+    }
+    return Array(text.utf8).withUnsafeBytes { Checksum.crc32($0) }
   }
 
   public static func decode(_ bytes: [UInt8], path: String) throws(CheckpointError) -> Checkpoint {
@@ -76,27 +97,52 @@ public struct Checkpoint {
     guard let header = (try? JSONSerialization.jsonObject(with: headerBytes)) as? [String: Any] else { throw corrupt("the header is not JSON") }
     let dataStart = 8 + Int(length)
     let dataCount = bytes.count - dataStart
+    guard header["__metadata__"] == nil || header["__metadata__"] is [String: String] else {
+      throw corrupt("__metadata__ is not a map of strings")
+    }
     let metadata = (header["__metadata__"] as? [String: String]) ?? [:]
-    var tensors: [(String, Tensor, Int)] = []
-    var end = 0
+    // First every entry's dtype, shape and byte range; tensors are read only once the ranges are
+    // known to tile the data exactly.
+    var entries: [(name: String, dtype: String, shape: [Int], start: Int, end: Int)] = []
     for (name, value) in header where name != "__metadata__" {
       guard let entry = value as? [String: Any], let dtypeName = entry["dtype"] as? String,
-            let dtype = dtypeNames.first(where: { $0.value == dtypeName })?.key,
+            dtypeNames.values.contains(dtypeName),
             let shape = entry["shape"] as? [Int], let offsets = entry["data_offsets"] as? [Int], offsets.count == 2 else {
         throw corrupt("entry '\(name)' is malformed")
       }
-      guard let count = elementCount(shape), offsets[0] >= 0, offsets[1] - offsets[0] == count * dtype.byteSize else {
+      let dtype = dtypeNames.first(where: { $0.value == dtypeName })!.key
+      guard offsets[0] >= 0, offsets[1] >= offsets[0] else { throw corrupt("tensor '\(name)' has offsets \(offsets), not an ascending range") }
+      guard let count = elementCount(shape), offsets[1] - offsets[0] == count * dtype.byteSize else {
         throw corrupt("entry '\(name)' has the wrong size for \(dtypeName)\(shape)")
       }
       guard offsets[1] <= dataCount else { throw corrupt("tensor '\(name)' runs past the end of the file (truncated)") }
-      let tensor = bytes.withUnsafeBytes { RawTensor.read(dtype, shape: shape, from: $0.baseAddress! + dataStart + offsets[0]) }
-      tensors.append((name, tensor, offsets[0]))
-      end = max(end, offsets[1])
+      entries.append((name, dtypeName, shape, offsets[0], offsets[1]))
+    }
+    entries.sort { ($0.start, $0.end) < ($1.start, $1.end) }
+    var end = 0
+    for entry in entries {
+      guard entry.start == end else {
+        throw corrupt(entry.start < end ? "tensor '\(entry.name)' overlaps the tensor before it" : "a gap of \(entry.start - end) bytes before tensor '\(entry.name)'")
+      }
+      end = entry.end
     }
     guard end == dataCount else { throw corrupt("\(dataCount - end) unexpected bytes after the last tensor") }
+    // A ttfc checkpoint (it has a data CRC) must have its header CRC too: without this rule,
+    // deleting or renaming the header CRC's key would switch the header check off.
+    let writtenByTTFC = metadata["format"]?.hasPrefix("ttfc-checkpoint") ?? false
+    if writtenByTTFC && metadata["crc32"] == nil { throw corrupt("the data has no CRC-32 (crc32); it was edited") }
+    if writtenByTTFC || metadata["crc32"] != nil || metadata["header_crc32"] != nil {
+      guard let stored = metadata["header_crc32"] else { throw corrupt("the header has no CRC-32 (header_crc32); it was edited or written by an older ttfc") }
+      let actual = headerChecksum(entries: entries, metadata: metadata)
+      guard String(actual) == stored else { throw corrupt("CRC-32 of the header is \(actual), the header says \(stored) (edited?)") }
+    }
     if let stored = metadata["crc32"] {
       let actual = bytes.withUnsafeBytes { Checksum.crc32(UnsafeRawBufferPointer(rebasing: $0[dataStart...])) }
       guard String(actual) == stored else { throw corrupt("CRC-32 of the data is \(actual), the header says \(stored)") }
+    }
+    let tensors = entries.map { entry in
+      let dtype = dtypeNames.first(where: { $0.value == entry.dtype })!.key
+      return (entry.name, bytes.withUnsafeBytes { RawTensor.read(dtype, shape: entry.shape, from: $0.baseAddress! + dataStart + entry.start) }, entry.start)
     }
     return Checkpoint(tensors: tensors.sorted { $0.2 < $1.2 }.map { ($0.0, $0.1) }, metadata: metadata)
   }

@@ -43,9 +43,14 @@ public struct Dataset {
       return try Dataset(columns: columns)
     }
     if path.hasSuffix(".npz") {
-      do { return try Dataset(columns: Dictionary(uniqueKeysWithValues: try NpzArchive.read(path: path).map { ($0.name, $0.tensor) })) }
-      catch let error as DataError { throw error }
-      catch { throw .malformed("\(error)") }
+      let members: [(name: String, tensor: Tensor)]
+      do { members = try NpzArchive.read(path: path).map { ($0.name, $0.tensor) } } catch { throw .malformed("\(error)") }
+      var columns: [String: Tensor] = [:]
+      for (name, tensor) in members {
+        guard columns[name] == nil else { throw .malformed("'\(path)' holds two arrays named '\(name)' (\(name).npy twice)") }
+        columns[name] = tensor
+      }
+      return try Dataset(columns: columns)
     }
     if path.hasSuffix(".csv") { return try readCSV(path) }
     throw .cannotRead("'\(path)': expected a .npz, a .csv or a directory of .npy files")
@@ -55,7 +60,12 @@ public struct Dataset {
     guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw .cannotRead("cannot read '\(path)'") }
     var lines = text.split(whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }
     guard !lines.isEmpty else { throw .malformed("'\(path)' is empty") }
-    let names = lines.removeFirst().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+    let names = lines.removeFirst().split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+    var seen = Set<String>()
+    for name in names {
+      guard !name.isEmpty else { throw .malformed("\(path):1: the header has an empty column name") }
+      guard seen.insert(name).inserted else { throw .malformed("\(path):1: the header names column '\(name)' twice") }
+    }
     // Columns whose every field is an integer stay exact i64 (ids beyond 2^53 included);
     // others are f64.
     var values = [[Double]](repeating: [], count: names.count)
@@ -102,10 +112,25 @@ public struct Dataset {
           throw .binding("column '\(name)' holds \(bad), which is not an exact integer, but input %\(name) is \(type)")
         }
       }
+      if !type.dtype.isFloat, let range = Self.integerRange(type.dtype),
+         let bad = tensor.dtype.isFloat ? tensor.doubles.first(where: { $0 < Double(range.lowerBound) || $0 > Double(range.upperBound) }).map({ "\($0)" })
+                                  : tensor.int64s.first(where: { !range.contains($0) }).map({ "\($0)" }) {
+        throw .binding("column '\(name)' holds \(bad), which does not fit input %\(name) : \(type) (\(type.dtype) holds \(range.lowerBound) to \(range.upperBound))")
+      }
       tensor = type.dtype.isFloat ? Tensor(type.dtype, shape: tensor.shape, floats: tensor.doubles)
                                   : Tensor(type.dtype, shape: tensor.shape, ints: tensor.int64s)
     }
     return tensor
+  }
+
+  /// The values an integer dtype holds (nil: i64, which holds every value read).
+  static func integerRange(_ dtype: DType) -> ClosedRange<Int64>? {
+    switch dtype {
+    case .i32: return Int64(Int32.min)...Int64(Int32.max)
+    case .i8: return Int64(Int8.min)...Int64(Int8.max)
+    case .i1: return 0...1
+    default: return nil
+    }
   }
 
   /// Rows `indices` of a column.

@@ -28,7 +28,8 @@ public enum MovieLens {
   public static func read(_ path: String) throws(DataError) -> [Rating] {
     guard let data = FileManager.default.contents(atPath: path) else { throw .cannotRead("cannot read ratings file '\(path)'") }
     let text = String(decoding: data, as: UTF8.self)
-    var lines = text.split(separator: "\n", omittingEmptySubsequences: true).map { $0.hasSuffix("\r") ? $0.dropLast() : $0 }
+    // "\r\n" is one Character in Swift: split on any line break, so CRLF files read like LF ones.
+    var lines = text.split(whereSeparator: \.isNewline).filter { !$0.allSatisfy(\.isWhitespace) }
     guard let header = lines.first else { throw .malformed("\(path): the file is empty") }
     let columns = header.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
     guard columns.count >= 4, columns[0] == "userId", columns[1] == "movieId", columns[2] == "rating", columns[3] == "timestamp" else {
@@ -112,22 +113,33 @@ public struct NCFProtocol {
       rated[user] = Set(list.map(\.item))
     }
     guard !test.isEmpty else { throw .malformed("no user has two or more ratings (leave-last-out needs a training and a test item)") }
+    let items = Set(ratings.map(\.item)).sorted()
+    // Negative sampling draws items a user has not rated: every user needs one.
+    if let saturated = test.keys.sorted().first(where: { rated[$0]!.count >= items.count }) {
+      throw .malformed("user \(saturated) rated every one of the \(items.count) items, so there is no unrated item to sample as a negative")
+    }
     self.users = test.keys.sorted()
-    self.items = Set(ratings.map(\.item)).sorted()
+    self.items = items
     self.train = train.sorted { ($0.0, $0.1) < ($1.0, $1.1) }
     self.test = test
     self.rated = rated
   }
 
-  /// An item the user has not rated, drawn uniformly (deterministic in seed, user and draw).
+  /// Rejection draws before `negative` scans for an unrated item instead (users who rated most items).
+  static let negativeDrawAttempts: UInt64 = 64
+
+  /// An item the user has not rated, drawn uniformly (deterministic in seed, user and draw). At most
+  /// `negativeDrawAttempts` rejection draws, then the first unrated item from the last draw on, so
+  /// it always ends (`init` made sure every user has an unrated item).
   func negative(for user: Int64, seed: UInt64, draw: UInt64) -> Int64 {
-    var attempt: UInt64 = 0
-    while true {
-      let k = Int(SeededRandom.uniform(seed, UInt64(bitPattern: user) &* 1_000_003 &+ draw, attempt) * Double(items.count))
-      let item = items[min(k, items.count - 1)]
-      if !(rated[user]?.contains(item) ?? false) { return item }
-      attempt += 1
+    let ratedItems = rated[user] ?? []
+    var k = 0
+    for attempt in 0..<Self.negativeDrawAttempts {
+      k = min(Int(SeededRandom.uniform(seed, UInt64(bitPattern: user) &* 1_000_003 &+ draw, attempt) * Double(items.count)), items.count - 1)
+      if !ratedItems.contains(items[k]) { return items[k] }
     }
+    for step in 1..<items.count where !ratedItems.contains(items[(k + step) % items.count]) { return items[(k + step) % items.count] }
+    return items[k]
   }
 
   /// One epoch's training examples: every positive, then `negatives` sampled unrated items per

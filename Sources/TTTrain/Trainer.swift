@@ -14,9 +14,26 @@ import TTEmbedding
 public enum TrainingError: Error, CustomStringConvertible {
   case setup(String)
   case step(String)
+  /// A non-finite loss, gradient or updated parameter at a step (1-based); the reason names it.
+  case nonFinite(step: Int, reason: String)
+  /// A path that training would write to cannot be written (checked before step 1).
+  case unwritable(path: String, reason: String)
   public var description: String {
-    switch self { case .setup(let m): return m; case .step(let m): return m }
+    switch self {
+    case .setup(let m): return m
+    case .step(let m): return m
+    case .nonFinite(let step, let reason): return "training diverged at step \(step): \(reason)"
+    case .unwritable(let path, let reason): return "cannot write '\(path)': \(reason)"
+    }
   }
+}
+
+/// What training does when a step's loss, gradients or updated state are not finite.
+public enum NonFinitePolicy: String, CaseIterable, Sendable {
+  /// Stop with `TrainingError.nonFinite`; the state is not saved (the last good checkpoint stays).
+  case stop
+  /// Undo the step's update (parameters and slots as before it, no table update) and go on.
+  case skipStep = "skip-step"
 }
 
 public final class Trainer {
@@ -50,6 +67,12 @@ public final class Trainer {
   public private(set) var buildSeconds = 0.0
   public var compileStatistics: ExecutableStatistics { executable.statistics }
   var staging: [UnsafeMutableRawPointer] = []
+  /// With `keepsPreviousState`, each step first copies the state here, so a non-finite step can be
+  /// undone (`NonFinitePolicy.skipStep`).
+  public var keepsPreviousState = false
+  var previous: [UnsafeMutableRawPointer] = []
+  /// Set when a step left non-finite state behind (not undone): such state is never saved.
+  public private(set) var stateIsNonFinite = false
   /// Embedding tables, their sparse optimizer, and the lookups of the loss function.
   public let tables: [String: EmbeddingTable]
   public let sparseOptimizer: SparseOptimizer
@@ -131,7 +154,7 @@ public final class Trainer {
     }
   }
 
-  deinit { for p in staging { free(p) } }
+  deinit { for p in staging + previous { free(p) } }
 
   /// The compiled step's kernels, in execution order.
   public var kernelList: [CompiledKernel] { executable.kernels }
@@ -201,6 +224,16 @@ public final class Trainer {
       self.pendingState = nil
     }
     current = run
+    if keepsPreviousState {
+      if previous.isEmpty {
+        previous = stateTypes.indices.map { i in
+          var p: UnsafeMutableRawPointer?
+          posix_memalign(&p, 64, max(1, bytes(i)))
+          return p!
+        }
+      }
+      for i in stateTypes.indices { memcpy(previous[i], run.inputs[firstStateArgument + i], bytes(i)) }
+    }
     let t = Int64(stepCount + 1)
     for (i, tensor) in batch.enumerated() { RawTensor.write(tensor, to: run.inputs[i]) }
     // Training lookups (new ids get rows) straight into the row inputs.
@@ -216,8 +249,31 @@ public final class Trainer {
     let moved = stateTypes.indices.filter { run.outputs[1 + $0] != run.inputs[firstStateArgument + $0] }
     for i in moved { memcpy(staging[i], run.outputs[1 + i], bytes(i)) }
     for i in moved { memcpy(run.inputs[firstStateArgument + i], staging[i], bytes(i)) }
-    // Sparse updates: per table, the row gradients of all its lookups summed per unique row.
+    // Divergence: the loss, the row gradients of the tables and the updated dense state (which a
+    // non-finite gradient or learning rate makes non-finite) must all be finite.
     let firstRowGradient = 1 + stateTypes.count
+    var problem: String? = loss.isFinite ? nil : "the loss is \(loss)"
+    if problem == nil {
+      for (k, site) in sites.enumerated() {
+        let count = siteRows[k].count * (tables[site.table]?.dim ?? 0)
+        if !Self.allFinite(.f32, run.outputs[firstRowGradient + k], count: count) { problem = "a gradient of table '@\(site.table)' is not finite"; break }
+      }
+    }
+    if problem == nil, let bad = stateTypes.indices.first(where: {
+      !Self.allFinite(stateTypes[$0].dtype, run.inputs[firstStateArgument + $0], count: elementCount(stateTypes[$0].staticShape!) ?? 0)
+    }) {
+      problem = "'\(stateNames[bad])' is not finite after the update (a non-finite gradient or learning rate \(lr))"
+    }
+    if let problem {
+      if keepsPreviousState {
+        for i in stateTypes.indices { memcpy(run.inputs[firstStateArgument + i], previous[i], bytes(i)) }
+        stepCount += 1
+      } else {
+        stateIsNonFinite = true
+      }
+      throw .nonFinite(step: Int(t), reason: problem)
+    }
+    // Sparse updates: per table, the row gradients of all its lookups summed per unique row.
     for (name, table) in tables.sorted(by: { $0.key < $1.key }) {
       var rows: [Int32] = [], grads: [Float] = []
       for (k, site) in sites.enumerated() where site.table == name {
@@ -231,6 +287,29 @@ public final class Trainer {
     }
     stepCount += 1
     return loss
+  }
+
+  /// Counts a step that was not run (its batch was rejected), so the step numbering goes on.
+  public func skipStep() { stepCount += 1 }
+
+  /// Whether every element of a float buffer is finite (integer buffers always are).
+  static func allFinite(_ dtype: DType, _ pointer: UnsafeRawPointer, count: Int) -> Bool {
+    switch dtype {
+    // Branch-free over the exponent bits (all ones: inf or NaN), so the scan vectorizes; it reads
+    // the state once per step, as the optimizer update itself does.
+    case .f32:
+      let values = UnsafeBufferPointer(start: pointer.assumingMemoryBound(to: UInt32.self), count: count)
+      var nonFinite: UInt32 = 0
+      for bits in values { nonFinite |= (bits & 0x7f80_0000) == 0x7f80_0000 ? 1 : 0 }
+      return nonFinite == 0
+    case .f64:
+      let values = UnsafeBufferPointer(start: pointer.assumingMemoryBound(to: UInt64.self), count: count)
+      var nonFinite: UInt64 = 0
+      for bits in values { nonFinite |= (bits & 0x7ff0_0000_0000_0000) == 0x7ff0_0000_0000_0000 ? 1 : 0 }
+      return nonFinite == 0
+    default:
+      return true
+    }
   }
 
   /// Training lookups of one site into `out`; returns the row of each position (-1: padding or not

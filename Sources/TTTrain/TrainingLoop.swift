@@ -32,7 +32,14 @@ public struct TrainingOptions {
   public var evictEvery = 100
   /// Initial parameter values by name (instead of the initializers).
   public var initialParams: [String: Tensor] = [:]
+  /// What a non-finite loss, gradient, updated state or batch value does (see NonFinitePolicy).
+  public var onNonFinite = NonFinitePolicy.stop
   public init() {}
+
+  /// The most steps a run may take (so step arithmetic, progress and ETA never overflow).
+  public static let maximumSteps = 1_000_000_000_000
+  /// The largest batch (examples per step).
+  public static let maximumBatch = 1 << 30
 }
 
 public struct TrainingEvent {
@@ -53,10 +60,13 @@ public final class TrainingLoop {
   let data: Dataset
   let evalData: Dataset?
   let columns: [Tensor]
+  let columnNames: [String]
   public private(set) var order: BatchOrder
   public let totalSteps: Int
   public var stopRequested: () -> Bool = { false }
   public private(set) var losses: [Double] = []
+  /// Steps skipped under `NonFinitePolicy.skipStep` (their update was not applied).
+  public private(set) var skippedSteps = 0
   let modelHash: String
 
   public init(module: Module, loss: String, optimizer: OptimizerConfig, data: Dataset, evalData: Dataset? = nil,
@@ -72,17 +82,82 @@ public final class TrainingLoop {
       do { bound.append(try data.column(for: function[argument].name, type: type)) } catch { throw .setup("\(error)") }
     }
     columns = bound
+    columnNames = function.arguments.map { function[$0].name }
     guard data.count > 0 else { throw .setup("the training data has no examples") }
+    if let every = options.evalEvery, every < 1 { throw .setup("the evaluation interval must be at least 1 step, got \(every)") }
+    if let every = options.checkpointEvery, every < 1 { throw .setup("the checkpoint interval must be at least 1 step, got \(every)") }
+    guard (1...TrainingOptions.maximumBatch).contains(options.batch) else { throw .setup("the batch must be 1 to \(TrainingOptions.maximumBatch), got \(options.batch)") }
+    // Every function evaluation runs must accept the eval data now, not after the last step.
+    if let evalData {
+      for name in [loss, "accuracy", "predict"] {
+        guard let evaluated = module.function(named: name) else { continue }
+        for (argument, type) in zip(evaluated.arguments, evaluated.argumentTypes) {
+          do { _ = try evalData.column(for: evaluated[argument].name, type: type) } catch { throw .setup("--eval-data: \(error)") }
+        }
+      }
+      guard evalData.count > 0 else { throw .setup("--eval-data has no examples") }
+    }
     order = BatchOrder(count: data.count, batch: options.batch, seed: options.seed, shuffle: options.shuffle)
     let perEpoch = (data.count + options.batch - 1) / options.batch
-    totalSteps = options.steps ?? (options.epochs ?? 1) * perEpoch
+    if let steps = options.steps {
+      totalSteps = steps
+    } else {
+      let (product, overflow) = (options.epochs ?? 1).multipliedReportingOverflow(by: perEpoch)
+      guard !overflow, product <= TrainingOptions.maximumSteps else {
+        throw .setup("\(options.epochs ?? 1) epochs of \(perEpoch) steps exceed the limit of \(TrainingOptions.maximumSteps) steps")
+      }
+      totalSteps = product
+    }
+    guard (0...TrainingOptions.maximumSteps).contains(totalSteps) else { throw .setup("the number of steps must be 0 to \(TrainingOptions.maximumSteps), got \(totalSteps)") }
     modelHash = Checkpoint.modelHash(module)
+    trainer.keepsPreviousState = options.onNonFinite == .skipStep
+  }
+
+  /// Checks before step 1 that every file training writes can be written: the checkpoint
+  /// directory (created if missing) and the metrics file, so no late failure loses the steps.
+  public func checkOutputs() throws(TrainingError) {
+    if let directory = options.checkpointDirectory { try Self.checkWritableDirectory(directory) }
+    if let path = options.metricsPath {
+      let existed = FileManager.default.fileExists(atPath: path)
+      var isDirectory: ObjCBool = false
+      if existed, FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+        throw .unwritable(path: path, reason: "it is a directory (--metrics takes a file)")
+      }
+      guard let handle = FileHandle(forUpdatingAtPath: path) ?? (FileManager.default.createFile(atPath: path, contents: nil) ? FileHandle(forUpdatingAtPath: path) : nil) else {
+        throw .unwritable(path: path, reason: String(cString: strerror(errno)))
+      }
+      try? handle.close()
+    }
+  }
+
+  /// Creates `directory` if needed and proves it writable with a probe file (removed again).
+  public static func checkWritableDirectory(_ directory: String) throws(TrainingError) {
+    do { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+    catch { throw .unwritable(path: directory, reason: "cannot create the directory (\(error.localizedDescription))") }
+    let probe = (directory as NSString).appendingPathComponent(".ttfc-write-probe-\(getpid())")
+    guard FileManager.default.createFile(atPath: probe, contents: Data()) else {
+      throw .unwritable(path: directory, reason: "the directory is not writable")
+    }
+    try? FileManager.default.removeItem(atPath: probe)
+  }
+
+  /// The first non-finite value of a batch: its column and row within the batch.
+  static func firstNonFinite(in batch: [Tensor], names: [String]) -> (column: String, row: Int, value: Double)? {
+    for (tensor, name) in zip(batch, names) {
+      guard case .floats(let values) = tensor.storage, let index = values.firstIndex(where: { !$0.isFinite }) else { continue }
+      let width = max(1, tensor.shape.dropFirst().reduce(1, *))
+      return (name, index / width, values[index])
+    }
+    return nil
   }
 
   var checkpointPath: String? { options.checkpointDirectory.map { ($0 as NSString).appendingPathComponent("checkpoint.safetensors") } }
 
   public func saveCheckpoint() throws(CheckpointError) {
     guard let path = checkpointPath else { return }
+    guard !trainer.stateIsNonFinite else {
+      throw .cannotWrite(path: path, reason: "the training state is not finite; the last good checkpoint is kept")
+    }
     let metadata = ["format": "ttfc-checkpoint-1", "model_hash": modelHash, "step": String(trainer.stepCount),
                     "optimizer": trainer.optimizer.kind.rawValue, "epoch": String(order.epoch),
                     "offset": String(order.offset), "seed": String(options.seed), "batch": String(options.batch)]
@@ -90,6 +165,10 @@ public final class TrainingLoop {
     // last, atomically) names them, so a crash at any point leaves a consistent older checkpoint.
     var withTables = metadata
     let directory = (path as NSString).deletingLastPathComponent
+    // Temporary files of saves that were killed (kill -9 mid-write) are swept now.
+    AtomicFile.removeAbandonedTemporaries(in: directory) { target in
+      target == "checkpoint.safetensors" || (target.hasPrefix("table.") && target.hasSuffix(".ttemb"))
+    }
     for (name, table) in trainer.tables.sorted(by: { $0.key < $1.key }) {
       let file = "table.\(name).\(trainer.stepCount).ttemb"
       try Checkpoint.writeAtomically(table.serialized(), to: (directory as NSString).appendingPathComponent(file))
@@ -134,18 +213,28 @@ public final class TrainingLoop {
     return true
   }
 
-  /// Trains until `totalSteps`; calls `report` after every step and evaluation.
+  /// Trains until `totalSteps`; calls `report` after every step and evaluation. Returns false
+  /// when stopped by `stopRequested` (after saving a checkpoint). A non-finite step throws
+  /// `TrainingError.nonFinite` (policy stop) or is skipped and counted (policy skip-step); a
+  /// metrics file that cannot be written saves a checkpoint, then throws.
   public func run(report: (TrainingEvent) -> Void) throws -> Bool {
+    try checkOutputs()
     var metricsFile: FileHandle? = nil
     if let path = options.metricsPath {
-      if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
-      metricsFile = FileHandle(forWritingAtPath: path)
-      metricsFile?.seekToEndOfFile()
+      guard let handle = FileHandle(forWritingAtPath: path) else { throw TrainingError.unwritable(path: path, reason: String(cString: strerror(errno))) }
+      metricsFile = handle
+      do { try handle.seekToEnd() } catch { throw TrainingError.unwritable(path: path, reason: "\(error.localizedDescription)") }
     }
     defer { try? metricsFile?.close() }
-    func log(_ object: [String: Any]) {
+    func log(_ object: [String: Any]) throws {
       guard let metricsFile, let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
-      metricsFile.write(data + Data("\n".utf8))
+      do { try metricsFile.write(contentsOf: data + Data("\n".utf8)) }
+      catch {
+        // A full disk or a vanished file: keep the training done so far, then stop by name.
+        let saved = (try? saveCheckpoint()) != nil && options.checkpointDirectory != nil
+        throw TrainingError.unwritable(path: options.metricsPath!, reason: "\(error.localizedDescription) at step \(trainer.stepCount)"
+                                       + (saved ? "; checkpoint saved at step \(trainer.stepCount)" : ""))
+      }
     }
     let start = DispatchClock.now()
     let firstStep = trainer.stepCount
@@ -154,21 +243,41 @@ public final class TrainingLoop {
         try saveCheckpoint()
         return false
       }
+      let epoch = order.epoch, batchInEpoch = order.offset / options.batch
       let indices = order.next()
       let batch = columns.map { Dataset.rows($0, indices) }
-      let lr = options.schedule.rate(base: options.learningRate, step: trainer.stepCount + 1, total: totalSteps)
-      let loss = try trainer.step(batch, lr: lr)
+      let stepNumber = trainer.stepCount + 1
+      if let bad = Self.firstNonFinite(in: batch, names: columnNames) {
+        let reason = "batch \(batchInEpoch) of epoch \(epoch): column '\(bad.column)' holds \(bad.value) (example \(indices[bad.row]) of the data)"
+        guard options.onNonFinite == .skipStep else { throw TrainingError.nonFinite(step: stepNumber, reason: reason) }
+        trainer.skipStep()
+        skippedSteps += 1
+        try log(["step": stepNumber, "skipped": true, "reason": reason])
+        continue
+      }
+      let lr = options.schedule.rate(base: options.learningRate, step: stepNumber, total: totalSteps)
+      var loss = Double.nan
+      var skipReason: String? = nil
+      do { loss = try trainer.step(batch, lr: lr) } catch {
+        guard case .nonFinite(_, let reason) = error, options.onNonFinite == .skipStep else { throw error }
+        skipReason = reason
+      }
+      if let skipReason {
+        skippedSteps += 1
+        try log(["step": stepNumber, "skipped": true, "reason": skipReason])
+        continue
+      }
       losses.append(loss)
       let rate = Double(trainer.stepCount - firstStep) / max(DispatchClock.now() - start, 1e-9)
       report(TrainingEvent(kind: .step, step: trainer.stepCount, totalSteps: totalSteps, loss: loss, learningRate: lr, stepsPerSecond: rate))
-      log(["step": trainer.stepCount, "loss": loss, "lr": lr, "steps_per_second": rate])
+      try log(["step": trainer.stepCount, "loss": loss, "lr": lr, "steps_per_second": rate])
       if let every = options.evalEvery, trainer.stepCount % every == 0 || trainer.stepCount == totalSteps, evalData != nil {
         let metrics = try evaluate()
         report(TrainingEvent(kind: .evaluation, step: trainer.stepCount, totalSteps: totalSteps, loss: metrics["loss"] ?? .nan,
                              learningRate: lr, stepsPerSecond: rate, metrics: metrics))
         var entry: [String: Any] = ["step": trainer.stepCount, "eval": true]
         for (k, v) in metrics { entry["eval_" + k] = v }
-        log(entry)
+        try log(entry)
       }
       if (options.tableTTL != nil || options.tableCapacity != nil), trainer.stepCount % max(1, options.evictEvery) == 0 {
         evictTableRows()

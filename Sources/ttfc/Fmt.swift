@@ -24,8 +24,11 @@ struct Fmt: ParsableCommand {
       return
     }
     if inPlace {
-      do { try canonical.write(toFile: file, atomically: true, encoding: .utf8) }
-      catch { throw fail("cannot write '\(file)': \(error.localizedDescription)") }
+      // Through a symlink to its target (an atomic write to the link's path would replace the
+      // link with a regular file).
+      let target = URL(fileURLWithPath: file).resolvingSymlinksInPath().path
+      do { try canonical.write(toFile: target, atomically: true, encoding: .utf8) }
+      catch { throw fail("cannot write '\(target)': \(error.localizedDescription)") }
     } else {
       print(canonical, terminator: "")
     }

@@ -25,22 +25,37 @@ struct NCF: ParsableCommand {
   @Option(help: "Synthetic ratings USERS,ITEMS,PER_USER instead of --ratings.") var synthetic: String?
   @Option(help: "Write the (synthetic) ratings used to this CSV.") var writeRatings: String?
   @Option(help: "The model (a @loss(%user, %item, %label) and @predict(%user, %item)).") var model = "examples/ncf.ttir"
-  @Option(help: "Epochs per run.") var epochs = 4
-  @Option(help: "Examples per batch.") var batch = 256
-  @Option(help: "Learning rate (dense and tables).") var lr = 2e-3
+  @Option(help: "Epochs per run (1 to 10^6).") var epochs = 4
+  @Option(help: "Examples per batch (1 to 2^30).") var batch = 256
+  @Option(help: "Learning rate, dense and tables (finite, at least 0).") var lr = 2e-3
   @Option(help: "Table optimizers to compare, comma-separated.") var optimizers = "adam,lazyadam,sparseadam"
   @Option(help: "Seeds, comma-separated (data order, negatives, table initialization).") var seeds = "1,2,3"
-  @Option(help: "Candidates per user at evaluation besides the test item.") var candidates = 99
+  @Option(help: "Candidates per user at evaluation besides the test item (1 to 10^6).") var candidates = 99
+
+  /// Limits of --synthetic: users and items each, and ratings in all.
+  static let maximumSyntheticEntities = 10_000_000
+  static let maximumSyntheticRatings = 100_000_000
 
   func run() throws {
+    guard (1...1_000_000).contains(epochs) else { throw fail("--epochs must be 1 to 1000000, got \(epochs)") }
+    guard (1...TrainingOptions.maximumBatch).contains(batch) else { throw fail("--batch must be 1 to \(TrainingOptions.maximumBatch), got \(batch)") }
+    guard lr.isFinite, lr >= 0 else { throw fail("--lr must be a finite number at least 0, got \(lr)") }
+    guard (1...1_000_000).contains(candidates) else { throw fail("--candidates must be 1 to 1000000, got \(candidates)") }
     let module = try SourceFile.read(model).module()
     var data: [Rating]
     if let ratings {
       do { data = try MovieLens.read(ratings) } catch { throw fail("\(error)") }
     } else {
-      let parts = (synthetic ?? "2000,1000,40").split(separator: ",").compactMap { Int($0) }
-      guard parts.count == 3, parts.allSatisfy({ $0 > 0 }) else { throw fail("--synthetic takes USERS,ITEMS,PER_USER, three positive integers") }
-      data = MovieLens.synthetic(users: parts[0], items: parts[1], perUser: parts[2], seed: 7)
+      let text = synthetic ?? "2000,1000,40"
+      let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) ?? Double($0).flatMap { $0 == $0.rounded() && abs($0) < 9e18 ? Int($0) : nil } }
+      guard parts.count == 3, let users = parts[0], let items = parts[1], let perUser = parts[2], users > 0, items > 0, perUser > 0 else {
+        throw fail("--synthetic takes USERS,ITEMS,PER_USER, three positive integers, got '\(text)'")
+      }
+      guard users <= Self.maximumSyntheticEntities, items <= Self.maximumSyntheticEntities,
+            users.multipliedReportingOverflow(by: min(perUser, items)).partialValue <= Self.maximumSyntheticRatings else {
+        throw fail("--synthetic \(text) is too large: at most \(Self.maximumSyntheticEntities) users and items and \(Self.maximumSyntheticRatings) ratings")
+      }
+      data = MovieLens.synthetic(users: users, items: items, perUser: perUser, seed: 7)
     }
     if let writeRatings {
       do { try MovieLens.write(data, to: writeRatings) } catch { throw fail("\(error)") }

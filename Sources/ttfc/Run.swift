@@ -43,7 +43,7 @@ struct Run: ParsableCommand {
   @Option(help: "Seed for --random-inputs.")
   var seed: UInt64 = 0
 
-  @Option(help: "Write each result to DIR/result<N>.npy.")
+  @Option(help: "Write each result to DIR/result<N>.npy (with several --dim sizes: DIR/SYMBOL=SIZE,.../result<N>.npy per run).")
   var outputDir: String?
 
   @Flag(help: "Print every element of each result, not just a summary.")
@@ -58,7 +58,7 @@ struct Run: ParsableCommand {
   @Option(help: "Shape buckets for several sizes: exact, pow2, geometric:R, list:E1,E2,..., adaptive.")
   var bucketPolicy = "pow2"
 
-  @Option(help: "Threads for compiled kernels (default: TTFC_THREADS or the number of cores).")
+  @Option(help: "Threads for compiled kernels, at least 1 (default: TTFC_THREADS or the number of cores).")
   var threads: Int?
 
   func run() throws {
@@ -130,8 +130,22 @@ struct Run: ParsableCommand {
         throw fail("\(error)")
       }
       if runCount > 1 {
-        print("run \(run + 1) (" + sizeLists.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.count == 1 ? $0.value[0] : $0.value[run])" }.joined(separator: ", ") + "):")
-        for (i, result) in results.enumerated() { print("  result \(i): \(TensorSummary.describe(result, full: full))") }
+        let sizes = sizeLists.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.count == 1 ? $0.value[0] : $0.value[run])" }
+        print("run \(run + 1) (" + sizes.joined(separator: ", ") + "):")
+        // Each size's results go to a directory of their own: DIR/B=3/result0.npy.
+        let runDirectory = outputDir.map { ($0 as NSString).appendingPathComponent(sizes.joined(separator: ",")) }
+        if let runDirectory {
+          do { try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true) }
+          catch { throw fail("cannot create '\(runDirectory)': \(error.localizedDescription)") }
+        }
+        for (i, result) in results.enumerated() {
+          print("  result \(i): \(TensorSummary.describe(result, full: full))")
+          if let runDirectory {
+            let path = (runDirectory as NSString).appendingPathComponent("result\(i).npy")
+            do { try NumpyFormat.write(result, path: path) } catch { throw fail("\(error)") }
+            print("    written to \(path)")
+          }
+        }
       }
     }
     if stats, let specializer { for line in specializer.report() { print(line, to: &standardError) } }

@@ -26,19 +26,21 @@ struct Train: ParsableCommand {
   @Argument(help: "The .ttir model.") var file: String
   @Option(help: "Training data: .npz, .csv, or a directory of .npy files.") var data: String
   @Option(name: .customLong("loss"), help: "The loss function (default: @loss).") var lossName = "loss"
-  @Option(help: "Examples per batch.") var batch = 32
-  @Option(help: "Training steps (default: one epoch, or --epochs).") var steps: Int?
-  @Option(help: "Epochs over the data (ignored when --steps is given).") var epochs: Int?
+  @Option(help: "Examples per batch (1 to 2^30).") var batch = 32
+  @Option(help: "Training steps, 0 to 10^12 (default: one epoch, or --epochs).") var steps: Int?
+  @Option(help: "Epochs over the data, 1 to 10^9 (ignored when --steps is given; steps in all at most 10^12).") var epochs: Int?
   @Option(help: "sgd, momentum, nesterov, adagrad, rmsprop, adam or adamw.") var optimizer = "adam"
-  @Option(help: "Base learning rate.") var lr = 1e-3
+  @Option(help: "Base learning rate (finite, at least 0).") var lr = 1e-3
   @Option(help: "Learning-rate schedule (see above).") var schedule = "constant"
-  @Option(help: "Clip gradients to this global L2 norm.") var clipNorm: Double?
-  @Option(help: "Seed for the data order.") var seed: UInt64 = 0
+  @Option(help: "Clip gradients to this global L2 norm (finite, greater than 0).") var clipNorm: Double?
+  @Option(help: "Seed for the data order (0 to 2^64-1).") var seed: UInt64 = 0
   @Option(help: "Evaluation data (same columns as --data).") var evalData: String?
-  @Option(help: "Evaluate every N steps (default: at the end).") var evalEvery: Int?
+  @Option(help: "Evaluate every N steps, N at least 1 (default: at the end).") var evalEvery: Int?
   @Option(help: "Append JSON-lines metrics to this file.") var metrics: String?
   @Option(help: "Directory for checkpoints (written at the end, every --checkpoint-every steps, and on Ctrl-C).") var checkpoint: String?
-  @Option(help: "Checkpoint every N steps.") var checkpointEvery: Int?
+  @Option(help: "Checkpoint every N steps, N at least 1.") var checkpointEvery: Int?
+  @Option(help: "On a non-finite loss, gradient, parameter or data value: stop (a named error, exit 1, no checkpoint of that state) or skip-step (undo the step's update, go on, report the count).")
+  var onNonfinite = "stop"
   @Flag(help: "Continue from the checkpoint in --checkpoint (exactly where it stopped).") var resume = false
   @Option(help: "Write the optimized IR of the training step to this file.") var emitIr: String?
   @Option(help: "Initial parameter values from an .npz (arrays named like the parameters).") var initParams: String?
@@ -49,18 +51,33 @@ struct Train: ParsableCommand {
   var stats = false
   @Option(help: "Optimizer of embedding tables: sgd, adagrad, ftrl, adam (dense semantics), lazyadam, sparseadam (default: sparseadam for Adam-family optimizers, else the sparse form of --optimizer).")
   var sparseOptimizer: String?
-  @Option(help: "Evict table rows not seen in training for more than N steps (checked every 100 steps).") var tableTtl: Int?
-  @Option(help: "Keep at most N rows per table, evicting the least frequently used (checked every 100 steps).") var tableCapacity: Int?
+  @Option(help: "Evict table rows not seen in training for more than N steps, N at least 0 (checked every 100 steps).") var tableTtl: Int?
+  @Option(help: "Keep at most N rows per table, N at least 1, evicting the least frequently used (checked every 100 steps).") var tableCapacity: Int?
   @Option(help: "After training, write each table for serving (rows only) to DIR/NAME.ttemb.") var exportTables: String?
-  @Option(help: "With --export-tables, keep only rows seen in the last N steps.") var exportRecent: Int?
+  @Option(help: "With --export-tables, keep only rows seen in the last N steps, N at least 1.") var exportRecent: Int?
+
+  /// Every numeric option's range, checked before anything is read or compiled.
+  func checkOptionRanges() throws {
+    guard (1...TrainingOptions.maximumBatch).contains(batch) else { throw fail("--batch must be 1 to \(TrainingOptions.maximumBatch), got \(batch)") }
+    if let steps, !(0...TrainingOptions.maximumSteps).contains(steps) { throw fail("--steps must be 0 to \(TrainingOptions.maximumSteps), got \(steps)") }
+    if let epochs, !(1...1_000_000_000).contains(epochs) { throw fail("--epochs must be 1 to 1000000000, got \(epochs)") }
+    guard lr.isFinite, lr >= 0 else { throw fail("--lr must be a finite number at least 0, got \(lr)") }
+    if let clipNorm { guard clipNorm.isFinite, clipNorm > 0 else { throw fail("--clip-norm must be a finite number greater than 0, got \(clipNorm)") } }
+    if let evalEvery, evalEvery < 1 { throw fail("--eval-every must be at least 1, got \(evalEvery)") }
+    if let checkpointEvery, checkpointEvery < 1 { throw fail("--checkpoint-every must be at least 1, got \(checkpointEvery)") }
+    if let tableTtl, tableTtl < 0 { throw fail("--table-ttl must be at least 0, got \(tableTtl)") }
+    if let tableCapacity, tableCapacity < 1 { throw fail("--table-capacity must be at least 1, got \(tableCapacity)") }
+    if let exportRecent, exportRecent < 1 { throw fail("--export-recent must be at least 1, got \(exportRecent)") }
+    guard NonFinitePolicy(rawValue: onNonfinite) != nil else { throw fail("--on-nonfinite must be stop or skip-step, got '\(onNonfinite)'") }
+  }
 
   func run() throws {
+    try checkOptionRanges()
     let module = try SourceFile.read(file).module()
     guard let kind = OptimizerConfig.Kind(rawValue: optimizer) else {
       throw fail("unknown optimizer '\(optimizer)' (expected \(OptimizerConfig.Kind.allCases.map(\.rawValue).joined(separator: ", ")))")
     }
     guard let parsedSchedule = LearningRateSchedule.parse(schedule) else { throw fail("cannot read schedule '\(schedule)'") }
-    guard batch >= 1 else { throw fail("--batch must be at least 1") }
     if resume && checkpoint == nil { throw fail("--resume needs --checkpoint DIR") }
     var config = OptimizerConfig(kind)
     config.clipNorm = clipNorm
@@ -76,9 +93,10 @@ struct Train: ParsableCommand {
     options.checkpointEvery = checkpointEvery
     options.metricsPath = metrics
     options.shuffle = shuffle
+    options.onNonFinite = NonFinitePolicy(rawValue: onNonfinite)!
     do { options.bucketPolicy = try BucketPolicy(parsing: bucketPolicy) } catch { throw fail("--bucket-policy: \(error)") }
-    if let tableTtl { guard tableTtl >= 0 else { throw fail("--table-ttl must be non-negative") }; options.tableTTL = tableTtl }
-    if let tableCapacity { guard tableCapacity >= 1 else { throw fail("--table-capacity must be at least 1") }; options.tableCapacity = tableCapacity }
+    options.tableTTL = tableTtl
+    options.tableCapacity = tableCapacity
     if let sparseOptimizer {
       guard let parsed = SparseOptimizer(name: sparseOptimizer) else {
         throw fail("unknown sparse optimizer '\(sparseOptimizer)' (expected sgd, adagrad, ftrl, adam, lazyadam, sparseadam)")
@@ -86,7 +104,12 @@ struct Train: ParsableCommand {
       options.sparseOptimizer = parsed
     }
     if let initParams {
-      do { for (name, t) in try NpzArchive.read(path: initParams) { options.initialParams[name] = t } }
+      do {
+        for (name, t) in try NpzArchive.read(path: initParams) {
+          guard options.initialParams[name] == nil else { throw fail("--init-params: '\(initParams)' holds two arrays named '\(name)'") }
+          options.initialParams[name] = t
+        }
+      } catch let exit as ExitCode { throw exit }
       catch { throw fail("--init-params: \(error)") }
     }
 
@@ -99,6 +122,9 @@ struct Train: ParsableCommand {
         if try loop.resume() { print("resumed from step \(loop.trainer.stepCount) (\(checkpoint!)/checkpoint.safetensors)") }
         else { print("no checkpoint in \(checkpoint!) yet; starting from step 0") }
       }
+      // Every path written later is checked now, before step 1.
+      try loop.checkOutputs()
+      if let exportTables { try TrainingLoop.checkWritableDirectory(exportTables) }
     } catch { throw fail("\(error)") }
 
     if let emitIr {
@@ -141,6 +167,7 @@ struct Train: ParsableCommand {
         for path in try loop.exportTables(to: exportTables, recent: exportRecent) { print("table exported to \(path)") }
       } catch { throw fail("--export-tables: \(error)") }
     }
+    if loop.skippedSteps > 0 { print("skipped \(loop.skippedSteps) steps with non-finite values (--on-nonfinite skip-step)") }
     if let last = loop.losses.last { print(String(format: "done: %d steps, final training loss %.6f", loop.trainer.stepCount, last)) }
     if let checkpoint { print("checkpoint: \(checkpoint)/checkpoint.safetensors") }
   }
