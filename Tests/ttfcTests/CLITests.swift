@@ -74,14 +74,23 @@ struct CLITests {
   @Test func fmtPrintsCanonicalTextAndInPlaceIsIdempotent() throws {
     let dir = try CLI.temporaryDirectory()
     let copy = dir.appendingPathComponent("wd.ttir")
-    try FileManager.default.copyItem(at: CLI.repository.appendingPathComponent("examples/wide_deep.ttir"), to: copy)
+    let example = try String(contentsOf: CLI.repository.appendingPathComponent("examples/wide_deep.ttir"), encoding: .utf8)
+    #expect(try CLI.run(["fmt", "--check", CLI.repository.appendingPathComponent("examples/wide_deep.ttir").path]).status == 0)
+    // Not canonical: a trailing comment far from its code, an extra indent, a blank line.
+    let messy = example.replacingOccurrences(of: "  func @", with: "\n    func @")
+      .replacingOccurrences(of: "= zeros\n", with: "= zeros        // zero-initialized\n")
+    try messy.write(to: copy, atomically: true, encoding: .utf8)
     let printed = try CLI.run(["fmt", copy.path])
     #expect(printed.status == 0)
-    #expect(!printed.stdout.contains("//"))
-    #expect(try CLI.run(["fmt", "--check", copy.path]).status == 1)  // the example has comments
+    let comments = { (text: String) -> [String] in
+      text.split(separator: "\n").compactMap { line in line.range(of: "//").map { String(line[$0.lowerBound...]) } }
+    }
+    #expect(comments(printed.stdout) == comments(messy), "every comment kept, in order")
+    #expect(try CLI.run(["fmt", "--check", copy.path]).status == 1)
     #expect(try CLI.run(["fmt", "-i", copy.path]).status == 0)
     #expect(try String(contentsOf: copy, encoding: .utf8) == printed.stdout)
     #expect(try CLI.run(["fmt", "--check", copy.path]).status == 0)
+    #expect(try CLI.run(["fmt", copy.path]).stdout == printed.stdout, "idempotent")
   }
 
   static let examples = [("example_mlp", "mlp.ttir", "loss"), ("example_logreg", "logreg.ttir", "loss"),
