@@ -1,4 +1,4 @@
-// `ttfc ncf` — the NCF experiment: NeuMF (examples/ncf.ttir or --model) trained under the MLPerf
+// `ttfc ncf` — the NCF experiment: NeuMF (built in, the text of examples/ncf.ttir, or --model) trained under the MLPerf
 // NCF protocol on MovieLens ratings (a ratings.csv, or synthetic ones in that format) with each
 // sparse optimizer for the embedding tables, over several seeds; prints HR@10 and NDCG@10.
 import ArgumentParser
@@ -24,7 +24,7 @@ struct NCF: ParsableCommand {
   @Option(help: "A MovieLens ratings.csv.") var ratings: String?
   @Option(help: "Synthetic ratings USERS,ITEMS,PER_USER instead of --ratings.") var synthetic: String?
   @Option(help: "Write the (synthetic) ratings used to this CSV.") var writeRatings: String?
-  @Option(help: "The model (a @loss(%user, %item, %label) and @predict(%user, %item)).") var model = "examples/ncf.ttir"
+  @Option(help: "The model (a @loss(%user, %item, %label) and @predict(%user, %item)); default: the built-in NeuMF, the text of examples/ncf.ttir.") var model: String?
   @Option(help: "Epochs per run (1 to 10^6).") var epochs = 4
   @Option(help: "Examples per batch (1 to 2^30).") var batch = 256
   @Option(help: "Learning rate, dense and tables (finite, at least 0).") var lr = 2e-3
@@ -41,7 +41,7 @@ struct NCF: ParsableCommand {
     guard (1...TrainingOptions.maximumBatch).contains(batch) else { throw fail("--batch must be 1 to \(TrainingOptions.maximumBatch), got \(batch)") }
     guard lr.isFinite, lr >= 0 else { throw fail("--lr must be a finite number at least 0, got \(lr)") }
     guard (1...1_000_000).contains(candidates) else { throw fail("--candidates must be 1 to 1000000, got \(candidates)") }
-    let module = try SourceFile.read(model).module()
+    let module = try (model.map { try SourceFile.read($0) } ?? SourceFile(path: "<built-in ncf.ttir>", text: BuiltinModels.ncf)).module()
     var data: [Rating]
     if let ratings {
       do { data = try MovieLens.read(ratings) } catch { throw fail("\(error)") }

@@ -4,6 +4,7 @@ import ArgumentParser
 import Foundation
 import TTIR
 import TTInterp
+import TTPasses
 import TTRuntime
 
 struct Run: ParsableCommand {
@@ -88,6 +89,17 @@ struct Run: ParsableCommand {
     let policy: BucketPolicy
     do { policy = try BucketPolicy(parsing: bucketPolicy) } catch { throw fail("--bucket-policy: \(error)") }
 
+    // Unknown symbols are mistakes (a typo would otherwise be ignored silently).
+    let known = Set(function.values.flatMap(\.type.symbols))
+    for symbol in sizeLists.keys.sorted() where !known.contains(symbol) {
+      let list = known.sorted().joined(separator: ", ")
+      throw fail("--dim \(symbol): '@\(function.name)' has no symbolic dimension \(symbol) (its symbols: \(list.isEmpty ? "none" : list))")
+    }
+    // Calls inlined, so the uses of each argument are in one function (for the integer ranges).
+    var flatModule = module
+    _ = try? PassManager().run(Pipeline([.pass(Inlining.pass)]), on: &flatModule, context: PassContext())
+    let flat = flatModule.function(named: function.name) ?? function
+
     func makeInputs(run: Int) throws -> [Tensor] {
       let symbolSizes = sizeLists.mapValues { $0.count == 1 ? $0[0] : $0[run] }
       var arguments: [Tensor] = []
@@ -95,9 +107,13 @@ struct Run: ParsableCommand {
         let name = function[argument].name
         let type = function.type(of: argument)
         if let path = given[name] {
-          do { arguments.append(try NumpyFormat.read(path: path)) } catch { throw fail("input %\(name): \(error)") }
+          let tensor: Tensor
+          do { tensor = try NumpyFormat.read(path: path) } catch { throw fail("input %\(name): \(error)") }
+          try Self.checkIndices(tensor, of: argument, in: flat)
+          arguments.append(tensor)
         } else if randomInputs {
-          arguments.append(try randomTensor(type, name: name, symbols: symbolSizes, stream: UInt64(index)))
+          let bound = type.dtype.isFloat ? 10 : try Self.integerBound(argument, in: flat, symbols: symbolSizes)
+          arguments.append(try randomTensor(type, name: name, symbols: symbolSizes, stream: UInt64(index), bound: bound))
         } else {
           throw fail("missing input %\(name) : \(type); pass --input \(name)=PATH.npy or --random-inputs")
         }
@@ -189,9 +205,9 @@ struct Run: ParsableCommand {
     return result
   }
 
-  /// Random input: floats ~ N(0, 1); integers uniform in [0, 2) for i1, else [0, 10) — small
-  /// non-negative values, valid as class labels and gather indices for small tables.
-  func randomTensor(_ type: TensorType, name: String, symbols: [String: Int], stream: UInt64) throws -> Tensor {
+  /// Random input: floats ~ N(0, 1); integers uniform in [0, bound) with bound = `integerBound`
+  /// (2 for i1, else 10 or less: the valid range of every index the argument feeds).
+  func randomTensor(_ type: TensorType, name: String, symbols: [String: Int], stream: UInt64, bound: Int = 10) throws -> Tensor {
     var shape: [Int] = []
     for dim in type.dims {
       switch dim {
@@ -206,7 +222,67 @@ struct Run: ParsableCommand {
     if type.dtype.isFloat {
       return Tensor(type.dtype, shape: shape, floats: (0..<count).map { SeededRandom.normal(streamSeed, UInt64($0), 0) })
     }
-    let range = type.dtype == .i1 ? 2.0 : 10.0
+    let range = type.dtype == .i1 ? 2.0 : Double(bound)
     return Tensor(type.dtype, shape: shape, ints: (0..<count).map { Int64(SeededRandom.uniform(streamSeed, UInt64($0), 0) * range) })
+  }
+
+  /// What the indices an integer argument feeds must satisfy: for each op reading it as indices
+  /// (following it through layout ops), the op and its valid range [0, limit). `strict`: a value
+  /// outside is an error (gather, softmax_cross_entropy labels), not a row of off_value (one_hot).
+  struct IndexUse { let op: OpCode; let limit: Int; let strict: Bool }
+
+  static func indexUses(_ argument: ValueID, in function: Function, symbols: [String: Int]) -> [IndexUse] {
+    var uses: [IndexUse] = []
+    var pending = [argument]
+    var seen = Set<ValueID>()
+    func size(_ d: Dim) -> Int? {
+      switch d { case .known(let n): return n; case .symbol(let s): return symbols[s] }
+    }
+    while let value = pending.popLast() {
+      guard seen.insert(value).inserted else { continue }
+      for id in function.body where function[id].operands.contains(value) {
+        let op = function[id]
+        switch op.code {
+        case .oneHot:
+          if let depth = op.attributes.int("depth") { uses.append(IndexUse(op: op.code, limit: depth, strict: false)) }
+        case .gather where op.operands.count == 2 && op.operands[1] == value:
+          let params = function.type(of: op.operands[0])
+          var axis = op.attributes.int("axis") ?? 0
+          if axis < 0 { axis += params.rank }
+          if axis >= 0 && axis < params.rank, let n = size(params.dims[axis]) { uses.append(IndexUse(op: op.code, limit: n, strict: true)) }
+        case .softmaxCrossEntropy where op.operands.count == 2 && op.operands[1] == value:
+          if let n = function.type(of: op.operands[0]).dims.last.flatMap(size) { uses.append(IndexUse(op: op.code, limit: n, strict: true)) }
+        case .reshape, .transpose, .broadcastTo, .slice, .concat, .pad:
+          pending += op.results
+        default: break
+        }
+      }
+    }
+    return uses
+  }
+
+  /// The exclusive upper bound for random values of an integer argument: the smallest valid
+  /// range among the indices it feeds; 10 when it feeds none.
+  static func integerBound(_ argument: ValueID, in function: Function, symbols: [String: Int]) throws -> Int {
+    let uses = indexUses(argument, in: function, symbols: symbols)
+    let bound = uses.map(\.limit).min().map { Swift.min($0, 10) } ?? 10
+    if bound <= 0 {
+      let feeds = uses.map { "'\($0.op)' (valid range [0, \($0.limit)))" }.joined(separator: ", ")
+      throw fail("--random-inputs: input %\(function[argument].name) feeds \(feeds): no valid value to draw")
+    }
+    return bound
+  }
+
+  /// A named error when a given integer input holds an index outside the range an op needs.
+  static func checkIndices(_ tensor: Tensor, of argument: ValueID, in function: Function) throws {
+    guard tensor.dtype.isInteger else { return }
+    var symbols: [String: Int] = [:]
+    for (d, n) in zip(function.type(of: argument).dims, tensor.shape) { if case .symbol(let s) = d { symbols[s] = n } }
+    for use in indexUses(argument, in: function, symbols: symbols) where use.strict {
+      let values = tensor.int64s
+      if let k = values.firstIndex(where: { $0 < 0 || $0 >= Int64(use.limit) }) {
+        throw fail("input %\(function[argument].name): element \(k) is \(values[k]), outside [0, \(use.limit)) for '\(use.op)'")
+      }
+    }
   }
 }

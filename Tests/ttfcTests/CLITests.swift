@@ -24,12 +24,12 @@ enum CLI {
 
   struct Result { var status: Int32; var stdout: String; var stderr: String }
 
-  static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
+  static func run(_ arguments: [String], environment: [String: String] = [:], directory: URL? = nil) throws -> Result {
     let process = Process()
     process.executableURL = binary
     process.arguments = arguments
     if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
-    process.currentDirectoryURL = repository
+    process.currentDirectoryURL = directory ?? repository
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err

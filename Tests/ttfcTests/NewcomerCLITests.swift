@@ -1,0 +1,82 @@
+// What a new user trips over (issue 16): the built-in NCF model outside the repository, random
+// integer inputs inside the range of the indices they feed, range errors that name the input
+// and the op, and unknown --dim symbols.
+import Foundation
+import Testing
+
+struct NewcomerCLITests {
+  static let classifier = """
+    module @m {
+      param @w : f32[3, 2] = glorot_uniform(seed: 1)
+      func @loss(%x: f32[B, 3], %y: i32[B]) -> f32[] {
+        %l = matmul %x, @w : f32[B, 2]
+        %ce = softmax_cross_entropy %l, %y : f32[B]
+        %m = reduce_mean %ce {axes = [0]} : f32[]
+        return %m
+      }
+      func @pick(%t: f32[4, 5], %i: i64[B]) -> (f32[B, 5], f32[B, 3]) {
+        %r = reshape %i : i64[B, 1]
+        %g = gather %t, %i {axis = 0} : f32[B, 5]
+        %o = one_hot %i {depth = 3} : f32[B, 3]
+        return %g, %o
+      }
+    }
+    """
+
+  @Test func ncfRunsOutsideTheRepository() throws {
+    let dir = try CLI.temporaryDirectory()
+    let result = try CLI.run(["ncf", "--synthetic", "60,40,6", "--epochs", "1", "--seeds", "1", "--optimizers", "sparseadam"], directory: dir)
+    #expect(result.status == 0, "\(result.stderr)")
+    #expect(result.stdout.contains("HR@10"), "\(result.stdout)")
+  }
+
+  @Test func theBuiltInNCFModelIsTheExample() throws {
+    let help = try CLI.run(["help", "ncf"])
+    #expect(help.stdout.contains("--model"))
+    // The embedded text is the example's text (BuiltinModels.swift embeds it verbatim).
+    let source = try String(contentsOf: CLI.repository.appendingPathComponent("Sources/ttfc/BuiltinModels.swift"), encoding: .utf8)
+    let example = try String(contentsOf: CLI.repository.appendingPathComponent("examples/ncf.ttir"), encoding: .utf8)
+    #expect(source.contains("static let ncf = \"\"\"\n" + example + "\"\"\""), "BuiltinModels.ncf differs from examples/ncf.ttir")
+  }
+
+  @Test func randomIntegerInputsStayInsideTheRangeOfTheIndicesTheyFeed() throws {
+    let dir = try CLI.temporaryDirectory()
+    let file = dir.appendingPathComponent("m.ttir")
+    try Self.classifier.write(to: file, atomically: true, encoding: .utf8)
+    for seed in 1...5 {
+      let loss = try CLI.run(["run", file.path, "--func", "loss", "--random-inputs", "--dim", "B=200", "--seed", String(seed)])
+      #expect(loss.status == 0, "seed \(seed): \(loss.stderr)")
+      let pick = try CLI.run(["run", file.path, "--func", "pick", "--random-inputs", "--dim", "B=100", "--seed", String(seed), "--full"])
+      #expect(pick.status == 0, "seed \(seed): \(pick.stderr)")
+    }
+  }
+
+  @Test func anIndexOutOfRangeNamesTheInputAndTheOp() throws {
+    let dir = try CLI.temporaryDirectory()
+    let file = dir.appendingPathComponent("m.ttir")
+    try Self.classifier.write(to: file, atomically: true, encoding: .utf8)
+    // x: f32 [4, 3] ones; y: i32 [4] = 0, 1, 9, 1 (written as .npy by hand).
+    func npy(_ descr: String, _ shape: String, _ payload: Data) -> Data {
+      var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': \(shape), }"
+      while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+      header += "\n"
+      var data = Data([0x93]) + Data("NUMPY".utf8) + Data([1, 0, UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)])
+      data += Data(header.utf8)
+      return data + payload
+    }
+    var ones = Data(); for _ in 0..<12 { withUnsafeBytes(of: Float(1).bitPattern.littleEndian) { ones += Data($0) } }
+    var labels = Data(); for v in [Int32(0), 1, 9, 1] { withUnsafeBytes(of: v.littleEndian) { labels += Data($0) } }
+    try npy("<f4", "(4, 3)", ones).write(to: dir.appendingPathComponent("x.npy"))
+    try npy("<i4", "(4,)", labels).write(to: dir.appendingPathComponent("y.npy"))
+    let result = try CLI.run(["run", file.path, "--func", "loss", "--input", "x=" + dir.appendingPathComponent("x.npy").path,
+                              "--input", "y=" + dir.appendingPathComponent("y.npy").path])
+    #expect(result.status == 1)
+    #expect(result.stderr.contains("input %y: element 2 is 9, outside [0, 2) for 'softmax_cross_entropy'"), "\(result.stderr)")
+  }
+
+  @Test func anUnknownDimSymbolIsANamedError() throws {
+    let result = try CLI.run(["run", "examples/mlp.ttir", "--func", "loss", "--random-inputs", "--dim", "B=4", "--dim", "C=32"])
+    #expect(result.status == 1)
+    #expect(result.stderr.contains("--dim C: '@loss' has no symbolic dimension C (its symbols: B)"), "\(result.stderr)")
+  }
+}
