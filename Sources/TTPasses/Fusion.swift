@@ -288,7 +288,14 @@ struct FusionPlanner {
     guard producer.results.count == 1 else { return "'\(producer.code)' has several results" }
     let weight = FusionPolicy.reductionWeight(producer.code)
     if weight > 0 && region.reductions + weight > maxReductions {
+      // Name what is counted: softmax and softmax_cross_entropy are two passes (a max and a sum).
+      let held = region.members.sorted().compactMap { m -> String? in
+        let w = FusionPolicy.reductionWeight(op(m).code)
+        return w == 0 ? nil : "'\(op(m).code)'" + (w > 1 ? " counts \(w)" : "")
+      }
+      let mine = weight > 1 ? " ('\(producer.code)' counts \(weight): a max and a sum pass)" : ""
       return "reduction cap: the region already has \(region.reductions) of at most \(maxReductions) reductions"
+        + " (\(held.joined(separator: ", "))); '\(producer.code)' would add \(weight)\(mine)"
     }
     if !allUsesInside(p, region) {
       if !FusionPolicy.isCheapToDuplicate(producer.code) {
@@ -349,14 +356,24 @@ struct FusionPlanner {
         else if op(p).code == .matmul { reason = "matmul is a BLAS call; '\(consumer.code)' is not its single-use elementwise epilogue" }
         else if consumer.code == .matmul { reason = "matmul is a BLAS call and reads its operands from memory" }
         else if let rc, let recorded = rejections[p]?[regions[rc].root] { reason = recorded }
-        else if rp != nil && rc != nil { reason = "the two ops were placed in different regions (each region grows from one root)" }
-        else { reason = "'\(op(p).code)' was claimed by a region rooted later in the program" }
+        else if let rp, let rc {
+          reason = "the two ops were placed in different regions (rooted at %\(rootName(rp)) and %\(rootName(rc)); each region grows from one root)"
+        } else if let rp {
+          reason = "'\(op(p).code)' belongs to the region rooted at %\(rootName(rp)), which was formed first (regions grow from the end of the program); '\(consumer.code)' fused with nothing else"
+        } else if rc != nil {
+          reason = "'\(op(p).code)' stays outside the region of '\(consumer.code)'"
+        } else {
+          reason = "neither op joined a fusion region ('\(consumer.code)' had nothing else to fuse with; a region of one op stays a plain op)"
+        }
         let line = "%\(function[v].name) ('\(op(p).code)') -> '\(consumer.code)' defining %\(consumer.results.map { function[$0].name }.joined(separator: ", %")): \(reason)"
         if lines.last != line { lines.append(line) }
       }
     }
     return lines
   }
+
+  /// The name of the value a region computes (its root's result), for explanations.
+  func rootName(_ region: Int) -> String { function[op(regions[region].root).results[0]].name }
 
   // MARK: building fusion ops
 
