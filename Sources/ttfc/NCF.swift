@@ -24,6 +24,7 @@ struct NCF: ParsableCommand {
   @Option(help: "A MovieLens ratings.csv.") var ratings: String?
   @Option(help: "Synthetic ratings USERS,ITEMS,PER_USER instead of --ratings.") var synthetic: String?
   @Option(help: "Write the (synthetic) ratings used to this CSV.") var writeRatings: String?
+  @Option(help: "Write every run's HR@10, NDCG@10, loss and time to this JSON file (for `tools/plot ncf`).") var results: String?
   @Option(help: "The model (a @loss(%user, %item, %label) and @predict(%user, %item)); default: the built-in NeuMF, the text of examples/ncf.ttir.") var model: String?
   @Option(help: "Epochs per run (1 to 10^6).") var epochs = 4
   @Option(help: "Examples per batch (1 to 2^30).") var batch = 256
@@ -40,6 +41,9 @@ struct NCF: ParsableCommand {
     guard (1...1_000_000).contains(epochs) else { throw fail("--epochs must be 1 to 1000000, got \(epochs)") }
     guard (1...TrainingOptions.maximumBatch).contains(batch) else { throw fail("--batch must be 1 to \(TrainingOptions.maximumBatch), got \(batch)") }
     guard lr.isFinite, lr >= 0 else { throw fail("--lr must be a finite number at least 0, got \(lr)") }
+    if let results, !FileManager.default.createFile(atPath: results, contents: nil) {
+      throw fail("--results: cannot write '\(results)' (does its directory exist?)")
+    }
     guard (1...1_000_000).contains(candidates) else { throw fail("--candidates must be 1 to 1000000, got \(candidates)") }
     let module = try (model.map { try SourceFile.read($0) } ?? SourceFile(path: "<built-in ncf.ttir>", text: BuiltinModels.ncf)).module()
     var data: [Rating]
@@ -71,8 +75,15 @@ struct NCF: ParsableCommand {
     let seedList = seeds.split(separator: ",").compactMap { UInt64($0) }
     guard !seedList.isEmpty else { throw fail("--seeds takes comma-separated non-negative integers") }
     print("NCF: \(protocolData.users.count) users, \(protocolData.items.count) items, \(protocolData.train.count) training positives; \(epochs) epochs, batch \(batch), lr \(lr)")
-    print("optimizer    seed  HR@10   NDCG@10  loss     time")
+    // Columns: optimizer (12), seed (6), HR@10 (8), NDCG@10 (9), loss (9), time; headers padded alike.
+    func row(_ cells: [String], _ widths: [Int]) -> String {
+      zip(cells, widths).map { cell, width in width == 0 ? cell : width < 0 ? cell.padding(toLength: max(-width, cell.count), withPad: " ", startingAt: 0)
+        : String(repeating: " ", count: max(0, width - cell.count)) + cell }.joined(separator: "  ")
+    }
+    let widths = [-12, 4, 7, 7, 7, 8]
+    print(row(["optimizer", "seed", "HR@10", "NDCG@10", "loss", "time"], widths))
     var summary: [(String, [Double], [Double])] = []
+    var runs: [[String: Any]] = []
     for (name, sparse) in kinds {
       var hrs: [Double] = [], ndcgs: [Double] = []
       for seed in seedList {
@@ -82,7 +93,9 @@ struct NCF: ParsableCommand {
                                          epochs: epochs, batch: batch, lr: lr, candidates: candidates, seed: seed)
         } catch { throw fail("\(error)") }
         hrs.append(result.hr); ndcgs.append(result.ndcg)
-        print(String(format: "%-12@ %4d  %.4f  %.4f   %.4f   %.1f s", name as NSString, seed, result.hr, result.ndcg, result.finalLoss, result.seconds))
+        print(row([name, String(seed), String(format: "%.4f", result.hr), String(format: "%.4f", result.ndcg),
+                   String(format: "%.4f", result.finalLoss), String(format: "%.1f s", result.seconds)], widths))
+        runs.append(["optimizer": name, "seed": seed, "hr": result.hr, "ndcg": result.ndcg, "loss": result.finalLoss, "seconds": result.seconds])
         fflush(nil)
       }
       summary.append((name, hrs, ndcgs))
@@ -92,9 +105,19 @@ struct NCF: ParsableCommand {
       let sd = (x.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(max(1, x.count - 1))).squareRoot()
       return String(format: "%.4f ± %.4f", mean, sd)
     }
-    print("\noptimizer    HR@10 (mean ± sd)   NDCG@10 (mean ± sd)")
+    let summaryWidths = [-12, -19, 0]
+    print("\n" + row(["optimizer", "HR@10 (mean ± sd)", "NDCG@10 (mean ± sd)"], summaryWidths))
     for (name, hrs, ndcgs) in summary {
-      print("\(name.padding(toLength: 12, withPad: " ", startingAt: 0)) \(meanAndSpread(hrs))   \(meanAndSpread(ndcgs))")
+      print(row([name, meanAndSpread(hrs), meanAndSpread(ndcgs)], summaryWidths))
+    }
+    if let results {
+      let object: [String: Any] = ["users": protocolData.users.count, "items": protocolData.items.count, "epochs": epochs,
+                                   "batch": batch, "lr": lr, "candidates": candidates, "runs": runs]
+      do {
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+        try data.write(to: URL(fileURLWithPath: results))
+      } catch { throw fail("cannot write '\(results)': \(error.localizedDescription)") }
+      print("results written to \(results)")
     }
   }
 }
