@@ -3,6 +3,7 @@
 // medians over repeated runs of prepared executables (inputs written once, no conversion in the
 // loop). With --jax FILE it reads the same workloads' JAX timings (tools/bench_jax.py, same run)
 // and prints ttfc/JAX ratios. A benchmark, not a test: nothing here fails on a slow result.
+import ArgumentParser
 import COpenBLAS
 import Foundation
 import TTCodegen
@@ -43,13 +44,31 @@ func compile(_ text: String, _ function: String, _ inputs: [TensorType]) throws 
   return (executable, run, DispatchClock.now() - start)
 }
 
+/// The command line, parsed (and `--help` answered, unknown options refused) before anything runs.
+struct BenchOptions: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "ttfc-bench",
+    abstract: "Time the workloads of shared/bench/WORKLOADS.md on ttfc (a benchmark, never a test).",
+    discussion: "tools/bench builds and runs this beside JAX in alternating rounds; run that instead for ratios.")
+  @Option(help: "Time one function of this .ttir file instead (every argument static-shaped).") var file: String?
+  @Option(help: "The function of --file to time.") var `func` = "main"
+  @Option(help: "JAX timings of the same workloads (tools/bench_jax.py, same run) for ratios.") var jax: String?
+  @Option(help: "Repetitions per workload (the median is reported).") var repetitions = 20
+  @Option(help: "Only these workloads, comma-separated (W0..W8, W5warm, W6s, gemms, curve).") var only: String?
+  @Option(name: .customLong("json-out"), help: "Write the measurements to this JSON file instead of a table.") var jsonOut: String?
+  @Option(help: "Merge these JSON files (from --json-out) into this run's table, comma-separated.") var extra: String?
+  @Option(name: .customLong("w6-sizes"), help: "A file of W6's batch sizes (shared with bench_jax.py).") var w6Sizes: String?
+  @Option(name: .customLong("w6s-lengths"), help: "A file of W6s's sequence lengths.") var w6sLengths: String?
+}
+let options = BenchOptions.parseOrExit()
+guard options.repetitions >= 1 else { BenchOptions.exit(withError: ValidationError("--repetitions must be at least 1")) }
+
 var measurements: [Measurement] = []
-let arguments = CommandLine.arguments
 
 // `ttfc-bench --file F.ttir --func NAME` times one function of a file instead (every argument
 // static-shaped): a tool for profiling a kernel in isolation.
-if let file = arguments.firstIndex(of: "--file").map({ arguments[$0 + 1] }) {
-  let name = arguments.firstIndex(of: "--func").map { arguments[$0 + 1] } ?? "main"
+if let file = options.file {
+  let name = options.func
   let text = try String(contentsOfFile: file, encoding: .utf8)
   let module = try Parser.parseAndVerify(text)
   let types = module.function(named: name)!.argumentTypes
@@ -58,16 +77,16 @@ if let file = arguments.firstIndex(of: "--file").map({ arguments[$0 + 1] }) {
   print(String(format: "@%@: %.3f ms (compile %.3f s, %d kernels)", name as NSString, t * 1e3, compileSeconds, executable.statistics.kernels))
   exit(0)
 }
-let jaxFile = arguments.firstIndex(of: "--jax").map { arguments[$0 + 1] }
-let repetitions = arguments.firstIndex(of: "--repetitions").flatMap { Int(arguments[$0 + 1]) } ?? 20
+let jaxFile = options.jax
+let repetitions = options.repetitions
 // `--only W6,W5` runs just those workloads (tools/bench runs W6 and a warm-cache W5 in processes
 // of their own, so their compilation is not served by kernels compiled earlier in this process);
 // `--json-out FILE` writes the measurements instead of a table, `--extra FILE,...` merges such
 // files into this run's table.
-let only: Set<String>? = arguments.firstIndex(of: "--only").map { Set(arguments[$0 + 1].split(separator: ",").map(String.init)) }
+let only: Set<String>? = options.only.map { Set($0.split(separator: ",").map(String.init)) }
 func selected(_ id: String) -> Bool { only?.contains(id) ?? (id != "W5warm" && id != "curve") }
-let jsonOut = arguments.firstIndex(of: "--json-out").map { arguments[$0 + 1] }
-let extraFiles = arguments.firstIndex(of: "--extra").map { arguments[$0 + 1].split(separator: ",").map(String.init) } ?? []
+let jsonOut = options.jsonOut
+let extraFiles = options.extra.map { $0.split(separator: ",").map(String.init) } ?? []
 
 // W0: memory copy of 64 MiB (read + write bytes per second).
 if selected("W0") {
@@ -248,10 +267,9 @@ func varyingShapeRun(_ model: String, batches: [[Tensor]], policy: BucketPolicy)
   return (total, DispatchClock.now() - warmStart, compiled, trainer.shapes.statistics.layoutsBuilt, trainer)
 }
 
-/// The comma-separated integers in the file named after `flag` (empty if absent).
-func integerList(after flag: String) -> [Int] {
-  guard let path = arguments.firstIndex(of: flag).map({ arguments[$0 + 1] }),
-        let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+/// The comma-separated integers in the file at `path` (empty if absent).
+func integerList(in path: String?) -> [Int] {
+  guard let path, let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
   return text.split(whereSeparator: { $0 == "," || $0 == "\n" || $0 == " " }).compactMap { Int($0) }
 }
 
@@ -269,7 +287,7 @@ func randomTensor(_ shape: [Int], seed: UInt64, labels: Bool = false) -> Tensor 
 // (tools/bench_jax.py writes them; the fallback is a seeded uniform draw), cold: compilation
 // included. The static reference is 200 steps of the W4 shape (batch 256, the mean size).
 if selected("W6") {
-  var sizes = integerList(after: "--w6-sizes")
+  var sizes = integerList(in: options.w6Sizes)
   if sizes.isEmpty { var rng = SystemRandomNumberGenerator(); sizes = (0..<200).map { _ in Int.random(in: 1...512, using: &rng) } }
   let batches = sizes.enumerated().map { [randomTensor([$1, 512], seed: UInt64($0)), randomTensor([$1], seed: UInt64($0) + 7_777, labels: true)] }
   let policy = try BucketPolicy(parsing: ProcessInfo.processInfo.environment["W6_POLICY"] ?? "pow2")
@@ -322,7 +340,7 @@ let sequenceModel = """
   }
   """
 if selected("W6s") {
-  var lengths = integerList(after: "--w6s-lengths")
+  var lengths = integerList(in: options.w6sLengths)
   if lengths.isEmpty { lengths = (0..<200).map { _ in min(256, max(4, Int((48 * exp(0.6 * Double.random(in: -2...2))).rounded())))} }
   let batches = lengths.enumerated().map { [randomTensor([32, $1, 64], seed: UInt64($0)), randomTensor([32], seed: UInt64($0) + 555, labels: true)] }
   let run = try varyingShapeRun(sequenceModel, batches: batches, policy: .adaptive)

@@ -11,11 +11,11 @@ import TTTrain
 struct Compile: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Optimize a model and emit it as IR or as a Graphviz graph of its fusion regions.",
-    discussion: """
+    discussion: helpText("""
       Examples:
         ttfc compile examples/mlp.ttir --emit=ir
         ttfc compile examples/mlp.ttir --emit=dot -o mlp.dot && dot -Tsvg mlp.dot > mlp.svg
-      """)
+      """))
 
   enum Emit: String, ExpressibleByArgument, CaseIterable { case ir, dot, thunks, llvm, asm }
 

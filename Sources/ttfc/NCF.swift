@@ -11,7 +11,8 @@ struct NCF: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "ncf",
     abstract: "Train NeuMF on MovieLens-format ratings (MLPerf NCF protocol) and report HR@10 and NDCG@10.",
-    discussion: """
+    usage: "ttfc ncf [--ratings <file> | --synthetic <u,i,n>] [<options>]",
+    discussion: helpText("""
       Ratings come from --ratings (MovieLens ratings.csv: userId,movieId,rating,timestamp, e.g.
       ml-1m or ml-20m converted) or --synthetic USERS,ITEMS,PER_USER (Zipfian popularity, latent
       tastes; --write-ratings saves them). Each rating is a positive; each user's latest one is its
@@ -19,7 +20,7 @@ struct NCF: ParsableCommand {
       test item among 99 sampled unrated items. Dense parameters use Adam; the tables use each of
       --optimizers (adam = dense semantics, lazyadam, sparseadam, adagrad, ftrl, sgd).
       Example: ttfc ncf --synthetic 2000,1000,40 --epochs 4 --seeds 1,2,3
-      """)
+      """))
 
   @Option(help: "A MovieLens ratings.csv.") var ratings: String?
   @Option(help: "Synthetic ratings USERS,ITEMS,PER_USER instead of --ratings.") var synthetic: String?

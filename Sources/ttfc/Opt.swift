@@ -73,13 +73,14 @@ struct PipelineOptions: ParsableArguments {
 struct Opt: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Optimize a TTIR file and print the result.",
-    discussion: """
+    usage: "ttfc opt <file> [-O <level> | -p <passes>] [<options>]",
+    discussion: helpText("""
       Examples:
         ttfc opt examples/mlp.ttir --stats            # -O2: canonicalize, fuse, clean up, schedule
         ttfc opt model.ttir -p simplify,dce           # an explicit pipeline
         ttfc opt model.ttir -O1 --print-ir-after-all  # watch each pass
       Regression tests split one file into cases with --split-input-file (at `// -----` lines).
-      """)
+      """))
 
   @Argument(help: "The .ttir file to optimize.")
   var file: String

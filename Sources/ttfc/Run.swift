@@ -10,7 +10,7 @@ import TTRuntime
 struct Run: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Run a function on .npy inputs (JIT-compiled; --interpret for the reference) and print its results.",
-    discussion: """
+    discussion: helpText("""
       Every argument of the function needs a value: `--input NAME=PATH.npy` for each (NAME without
       the %), or `--random-inputs` to fill the missing ones with seeded random values, sizing each
       symbolic dimension with `--dim SYMBOL=SIZE`. Parameters come from their initializers unless
@@ -18,7 +18,7 @@ struct Run: ParsableCommand {
       `--dim B=3,17,64` runs once per size (through shape buckets chosen by --bucket-policy;
       --stats shows compiles, cache hits, bucket occupancy and padding).
       Example: ttfc run examples/mlp.ttir --func loss --random-inputs --dim B=8
-      """)
+      """))
 
   @Argument(help: "The .ttir model.")
   var file: String

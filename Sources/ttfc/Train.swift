@@ -14,18 +14,22 @@ nonisolated(unsafe) var interruptRequested: sig_atomic_t = 0
 struct Train: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Train a model's loss function on data.",
-    discussion: """
+    discussion: helpText("""
       The loss function's inputs are bound to the data's columns by name (an .npz, a directory of
-      .npy files, or a CSV with a header). Example:
-        ttfc train examples/mlp.ttir --data train.npz --eval-data test.npz --batch 64 --epochs 3 \\
-          --optimizer adam --lr 1e-3 --schedule warmup:50+cosine --checkpoint out/ckpt
+      .npy files, or a CSV with a header).
+
       Optimizers: sgd momentum nesterov adagrad rmsprop adam adamw. Schedules: constant,
       step:EVERY:FACTOR, exponential:STEPS:RATE, cosine[:FINAL], each optionally after warmup:N+.
-      """)
+
+      Example:
+        ttfc train examples/mlp.ttir --data train.npz --eval-data test.npz \\
+          --batch 64 --epochs 3 --optimizer adam --lr 1e-3 \\
+          --schedule warmup:50+cosine --checkpoint out/ckpt
+      """))
 
   @Argument(help: "The .ttir model.") var file: String
   @Option(help: "Training data: .npz, .csv, or a directory of .npy files.") var data: String
-  @Option(name: .customLong("loss"), help: "The loss function (default: @loss).") var lossName = "loss"
+  @Option(name: .customLong("loss"), help: "The loss function.") var lossName = "loss"
   @Option(help: "Examples per batch (1 to 2^30).") var batch = 32
   @Option(help: "Training steps, 0 to 10^12 (default: one epoch, or --epochs).") var steps: Int?
   @Option(help: "Epochs over the data, 1 to 10^9 (ignored when --steps is given; steps in all at most 10^12).") var epochs: Int?

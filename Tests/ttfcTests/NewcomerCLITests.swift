@@ -79,4 +79,46 @@ struct NewcomerCLITests {
     #expect(result.status == 1)
     #expect(result.stderr.contains("--dim C: '@loss' has no symbolic dimension C (its symbols: B)"), "\(result.stderr)")
   }
+
+  /// Help is wrapped once: no line longer than 80 columns, and no line of a paragraph broken
+  /// early (a short line followed by a line that continues its sentence in lower case).
+  @Test(arguments: [["--help"], ["help", "run"], ["help", "train"], ["help", "ncf"], ["help", "opt"], ["help", "compile"]])
+  func helpIsWrappedOnce(_ arguments: [String]) throws {
+    let help = try CLI.run(arguments)
+    #expect(help.status == 0)
+    let lines = help.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    for (k, line) in lines.enumerated() {
+      #expect(line.count <= 80, "\(arguments): too long: \(line)")
+      if k + 1 < lines.count, !line.hasPrefix(" "), line.count < 40, line.count > 0, !line.hasSuffix(":"),
+         let next = lines[k + 1].first, next.isLowercase {
+        Issue.record("\(arguments): a paragraph broken early at '\(line)' / '\(lines[k + 1])'")
+      }
+    }
+  }
+
+  @Test func theOverviewSaysRunCompilesAndErrorsSayErrorInLowerCase() throws {
+    let help = try CLI.run(["--help"])
+    #expect(!help.stdout.contains("execute on the reference interpreter"))
+    #expect(help.stdout.contains("JIT-compiled"))
+    let missing = try CLI.run(["run"])
+    #expect(missing.status != 0)
+    #expect(missing.stderr.hasPrefix("error: Missing expected argument"), "\(missing.stderr)")
+    let unknown = try CLI.run(["run", "examples/mlp.ttir", "--bogus"])
+    #expect(unknown.stderr.hasPrefix("error: Unknown option '--bogus'"), "\(unknown.stderr)")
+  }
+
+  @Test func benchHelpPrintsUsageWithoutRunningTheBenchmark() throws {
+    let bench = CLI.binary.deletingLastPathComponent().appendingPathComponent("ttfc-bench")
+    let process = Process()
+    process.executableURL = bench
+    process.arguments = ["--help"]
+    let out = Pipe()
+    process.standardOutput = out
+    try process.run()
+    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    #expect(process.terminationStatus == 0)
+    #expect(text.contains("USAGE: ttfc-bench"), "\(text)")
+    #expect(!text.contains("memcpy"), "--help ran the benchmark")
+  }
 }
