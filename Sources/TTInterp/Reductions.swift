@@ -193,7 +193,9 @@ enum Reductions {
       let y = labels.int64s
       for r in 0..<out.count {
         guard y[r] >= 0 && y[r] < c else { throw .indexOutOfRange(op: "softmax_cross_entropy", index: y[r], bound: c) }
-        out[r] = -logProbs[r * c + Int(y[r])]
+        // logsumexp(l) - l[label]: +0.0 when the label's logit dominates (0 - x, not -x, which
+        // would give -0.0 from a log-probability of +0.0).
+        out[r] = 0 - logProbs[r * c + Int(y[r])]
       }
     }
     return Tensor(logits.dtype, shape: outShape, floats: out)

@@ -69,8 +69,7 @@ struct Compile: ParsableCommand {
       text = out
     }
     if let output {
-      do { try text.write(toFile: output, atomically: true, encoding: .utf8) }
-      catch { throw fail("cannot write '\(output)': \(error.localizedDescription)") }
+      try writeOutput(text, to: output)
     } else {
       print(text, terminator: "")
     }

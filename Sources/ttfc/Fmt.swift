@@ -26,9 +26,7 @@ struct Fmt: ParsableCommand {
     if inPlace {
       // Through a symlink to its target (an atomic write to the link's path would replace the
       // link with a regular file).
-      let target = URL(fileURLWithPath: file).resolvingSymlinksInPath().path
-      do { try canonical.write(toFile: target, atomically: true, encoding: .utf8) }
-      catch { throw fail("cannot write '\(target)': \(error.localizedDescription)") }
+      try writeOutput(canonical, to: file)
     } else {
       print(canonical, terminator: "")
     }

@@ -109,8 +109,7 @@ struct Opt: ParsableCommand {
     }
     let text = outputs.joined(separator: "// -----\n")
     if let output {
-      do { try text.write(toFile: output, atomically: true, encoding: .utf8) }
-      catch { throw fail("cannot write '\(output)': \(error.localizedDescription)") }
+      try writeOutput(text, to: output)
     } else {
       print(text, terminator: "")
     }

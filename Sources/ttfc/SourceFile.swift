@@ -35,3 +35,32 @@ struct SourceFile {
     }
   }
 }
+
+/// Writes a text output the user named: through a symlink to its target, straight into a path
+/// that is not a regular file (/dev/null, /dev/stdout, a FIFO: an atomic write would replace the
+/// device node with a regular file), and atomically (temporary file, then rename) otherwise, so
+/// a crash never leaves half a file.
+func writeOutput(_ text: String, to path: String, what: String = "") throws {
+  // Follow symlinks (dangling ones too: the write creates their target), at most 40 hops.
+  var target = path
+  for _ in 0..<40 {
+    guard let destination = try? FileManager.default.destinationOfSymbolicLink(atPath: target) else { break }
+    target = destination.hasPrefix("/") ? destination
+      : URL(fileURLWithPath: target).deletingLastPathComponent().appendingPathComponent(destination).path
+  }
+  var info = stat()
+  let isSpecial = stat(target, &info) == 0 && (info.st_mode & S_IFMT) != S_IFREG
+  do {
+    if isSpecial {
+      guard let handle = FileHandle(forWritingAtPath: target) else { throw CocoaError(.fileWriteNoPermission) }
+      defer { try? handle.close() }
+      try handle.write(contentsOf: Data(text.utf8))
+    } else {
+      try text.write(toFile: target, atomically: true, encoding: .utf8)
+    }
+  } catch {
+    let reason = FileManager.default.fileExists(atPath: URL(fileURLWithPath: target).deletingLastPathComponent().path)
+      ? "permission denied or disk full" : "its directory does not exist"
+    throw fail("cannot write \(what.isEmpty ? "" : what + " ")'\(path)': \(reason)")
+  }
+}

@@ -134,8 +134,7 @@ struct Train: ParsableCommand {
     if let emitIr {
       var optimized = loop.trainer.stepModule
       _ = try? PassManager().run(Pipelines.codegen, on: &optimized, context: PassContext())
-      do { try Printer.print(optimized).write(toFile: emitIr, atomically: true, encoding: .utf8) }
-      catch { throw fail("cannot write '\(emitIr)': \(error.localizedDescription)") }
+      try writeOutput(Printer.print(optimized), to: emitIr, what: "--emit-ir")
       print("optimized training step written to \(emitIr)")
     }
     print("training @\(lossName) of \(file): \(loop.totalSteps) steps, batch \(batch), \(optimizer) lr \(lr) (\(parsedSchedule)), \(module.params.count) parameters")

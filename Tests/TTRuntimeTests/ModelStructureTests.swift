@@ -180,6 +180,25 @@ struct ModelStructureTests {
     #expect(empty.doubles.allSatisfy { $0 == 0 && $0.sign == .plus }, "\(empty.doubles)")
   }
 
+  /// Sparse-label cross entropy is logsumexp(l) - l[label]: +0.0 (not -0.0) where the label's
+  /// logit dominates, compiled and interpreted.
+  @Test func crossEntropyOfADominantLabelIsPositiveZero() throws {
+    let module = try Parser.parseAndVerify("""
+      module @m {
+        func @f(%x: f32[B, 3], %y: i32[B]) -> f32[B] {
+          %l = softmax_cross_entropy %x, %y : f32[B]
+          return %l
+        }
+      }
+      """)
+    let x = Tensor(.f32, shape: [3, 3], floats: [1, -100, -100, 0, -200, -200, 5, 5, 5])
+    let y = Tensor(.i32, shape: [3], ints: [0, 0, 1])
+    for result in [try Interpreter(module: module).run("f", [x, y])[0], try Executable(module: module, function: "f").run([x, y])[0]] {
+      #expect(result.doubles[0] == 0 && result.doubles[0].sign == .plus && result.doubles[1].sign == .plus, "\(result.doubles)")
+      #expect(abs(result.doubles[2] - 1.0986123) < 1e-6)
+    }
+  }
+
   /// What `ttfc opt` prints for every lit case in Passes/ parses, compiles and matches the
   /// interpreter on the unoptimized case (opt output is a valid program, by test).
   @Test func everyOptOutputInThePassesSuiteRunsCompiled() throws {

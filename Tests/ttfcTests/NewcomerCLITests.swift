@@ -121,4 +121,27 @@ struct NewcomerCLITests {
     #expect(text.contains("USAGE: ttfc-bench"), "\(text)")
     #expect(!text.contains("memcpy"), "--help ran the benchmark")
   }
+
+  /// Outputs named by the user: a device such as /dev/null is written, never replaced by a
+  /// regular file (an atomic rename over it would); a symlink, dangling or not, keeps pointing
+  /// at its target, which receives the text; a missing directory is a named error.
+  @Test func outputsGoThroughDevicesAndSymlinks() throws {
+    var before = stat()
+    #expect(stat("/dev/null", &before) == 0 && (before.st_mode & S_IFMT) == S_IFCHR)
+    for arguments in [["opt", "examples/mlp.ttir", "-O2", "-o", "/dev/null"],
+                      ["compile", "examples/mlp.ttir", "--emit=ir", "-o", "/dev/null"]] {
+      let result = try CLI.run(arguments)
+      #expect(result.status == 0, "\(arguments): \(result.stderr)")
+      var after = stat()
+      #expect(stat("/dev/null", &after) == 0 && (after.st_mode & S_IFMT) == S_IFCHR, "\(arguments) replaced /dev/null")
+    }
+    let dir = try CLI.temporaryDirectory()
+    let link = dir.appendingPathComponent("link.ttir").path
+    try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: "target.ttir")
+    #expect(try CLI.run(["opt", "examples/mlp.ttir", "-o", link]).status == 0)
+    #expect(try FileManager.default.destinationOfSymbolicLink(atPath: link) == "target.ttir")
+    #expect(try String(contentsOfFile: dir.appendingPathComponent("target.ttir").path, encoding: .utf8).contains("module @mlp"))
+    let missing = try CLI.run(["opt", "examples/mlp.ttir", "-o", dir.appendingPathComponent("no/such/dir/o.ttir").path])
+    #expect(missing.status == 1 && missing.stderr.contains("its directory does not exist"), "\(missing.stderr)")
+  }
 }
