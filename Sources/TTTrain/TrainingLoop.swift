@@ -34,6 +34,9 @@ public struct TrainingOptions {
   public var initialParams: [String: Tensor] = [:]
   /// What a non-finite loss, gradient, updated state or batch value does (see NonFinitePolicy).
   public var onNonFinite = NonFinitePolicy.stop
+  /// Resume even if the checkpoint was written with another learning rate, schedule, step count
+  /// or clipping (the changes are reported in `settingChanges`); otherwise that is an error.
+  public var allowChangedSchedule = false
   public init() {}
 
   /// The most steps a run may take (so step arithmetic, progress and ETA never overflow).
@@ -161,6 +164,7 @@ public final class TrainingLoop {
     let metadata = ["format": "ttfc-checkpoint-1", "model_hash": modelHash, "step": String(trainer.stepCount),
                     "optimizer": trainer.optimizer.kind.rawValue, "epoch": String(order.epoch),
                     "offset": String(order.offset), "seed": String(options.seed), "batch": String(options.batch)]
+      .merging(runSettings) { $1 }
     // Tables go to files of their own named by step, written first; the checkpoint (written
     // last, atomically) names them, so a crash at any point leaves a consistent older checkpoint.
     var withTables = metadata
@@ -183,6 +187,16 @@ public final class TrainingLoop {
     }
   }
 
+  /// The settings that shape the learning-rate curve, recorded in each checkpoint: a resume that
+  /// changes them would make the rate jump (a cosine over another total, another base rate).
+  var runSettings: [String: String] {
+    ["lr": String(options.learningRate), "schedule": options.schedule.description, "total_steps": String(totalSteps),
+     "clip_norm": trainer.optimizer.clipNorm.map { String($0) } ?? "none"]
+  }
+
+  /// What a resume with `allowChangedSchedule` changed: "--lr 0.001 -> 0.002", ...
+  public private(set) var settingChanges: [String] = []
+
   /// Restores from the checkpoint directory; false when there is no checkpoint yet.
   @discardableResult
   public func resume() throws(CheckpointError) -> Bool {
@@ -199,6 +213,21 @@ public final class TrainingLoop {
     guard checkpoint.metadata["seed"] == String(options.seed), checkpoint.metadata["batch"] == String(options.batch) else {
       throw mismatch("it was written with seed \(checkpoint.metadata["seed"] ?? "?") and batch \(checkpoint.metadata["batch"] ?? "?")")
     }
+    // Checkpoints of earlier versions carry no settings: nothing to compare.
+    let flags = ["lr": "--lr", "schedule": "--schedule", "total_steps": "--steps (in all)", "clip_norm": "--clip-norm"]
+    // The total number of steps matters only to a schedule that spans it (cosine): extending a
+    // constant, step or exponential run with more --steps is the ordinary way to train longer.
+    var usesTotal = false
+    if case .cosine = options.schedule.kind { usesTotal = true }
+    let changes = runSettings.sorted { $0.key < $1.key }.compactMap { key, now -> String? in
+      guard let then = checkpoint.metadata[key], then != now, key != "total_steps" || usesTotal else { return nil }
+      return "\(flags[key] ?? key) \(then) -> \(now)"
+    }
+    if !changes.isEmpty && !options.allowChangedSchedule {
+      throw mismatch("this run changes settings the checkpoint was trained with (\(changes.joined(separator: ", "))); "
+        + "run with the same settings, or pass --allow-changed-schedule to resume with the new ones")
+    }
+    settingChanges = changes
     do { try trainer.restore(Dictionary(uniqueKeysWithValues: checkpoint.tensors.map { ($0.name, $0.tensor) }), step: step) }
     catch { throw mismatch("\(error)") }
     let directory = (path as NSString).deletingLastPathComponent

@@ -46,6 +46,7 @@ struct Train: ParsableCommand {
   @Option(help: "On a non-finite loss, gradient, parameter or data value: stop (a named error, exit 1, no checkpoint of that state) or skip-step (undo the step's update, go on, report the count).")
   var onNonfinite = "stop"
   @Flag(help: "Continue from the checkpoint in --checkpoint (exactly where it stopped).") var resume = false
+  @Flag(help: "With --resume: accept a learning rate, schedule, step count or clipping other than the checkpoint's (each change is reported).") var allowChangedSchedule = false
   @Option(help: "Write the optimized IR of the training step to this file.") var emitIr: String?
   @Option(help: "Initial parameter values from an .npz (arrays named like the parameters).") var initParams: String?
   @Flag(inversion: .prefixedNo, help: "Shuffle the examples every epoch (--no-shuffle: file order).") var shuffle = true
@@ -98,6 +99,7 @@ struct Train: ParsableCommand {
     options.metricsPath = metrics
     options.shuffle = shuffle
     options.onNonFinite = NonFinitePolicy(rawValue: onNonfinite)!
+    options.allowChangedSchedule = allowChangedSchedule
     do { options.bucketPolicy = try BucketPolicy(parsing: bucketPolicy) } catch { throw fail("--bucket-policy: \(error)") }
     options.tableTTL = tableTtl
     options.tableCapacity = tableCapacity
@@ -123,7 +125,10 @@ struct Train: ParsableCommand {
       let evaluation = try evalData.map { path throws(DataError) in try Dataset.load(path) }
       loop = try TrainingLoop(module: module, loss: lossName, optimizer: config, data: trainData, evalData: evaluation, options: options)
       if resume {
-        if try loop.resume() { print("resumed from step \(loop.trainer.stepCount) (\(checkpoint!)/checkpoint.safetensors)") }
+        if try loop.resume() {
+          print("resumed from step \(loop.trainer.stepCount) (\(checkpoint!)/checkpoint.safetensors)")
+          for change in loop.settingChanges { print("warning: resumed with a changed setting: \(change)") }
+        }
         else { print("no checkpoint in \(checkpoint!) yet; starting from step 0") }
       }
       // Every path written later is checked now, before step 1.

@@ -144,4 +144,26 @@ struct NewcomerCLITests {
     let missing = try CLI.run(["opt", "examples/mlp.ttir", "-o", dir.appendingPathComponent("no/such/dir/o.ttir").path])
     #expect(missing.status == 1 && missing.stderr.contains("its directory does not exist"), "\(missing.stderr)")
   }
+
+  /// The checkpoint records the learning rate, schedule, step count and clipping; a resume that
+  /// changes them is refused by name unless --allow-changed-schedule, which reports each change.
+  @Test func resumeChecksTheRunsSettings() throws {
+    let dir = try CLI.temporaryDirectory()
+    let data = dir.appendingPathComponent("data.csv").path
+    try TrainCLITests.writeCSV(data, rows: 64)
+    let checkpoint = dir.appendingPathComponent("ckpt").path
+    let base = ["train", "examples/logreg.ttir", "--data", data, "--batch", "8", "--schedule", "warmup:5+cosine", "--checkpoint", checkpoint]
+    let first = try CLI.run(base + ["--steps", "20", "--lr", "0.01"])
+    #expect(first.status == 0, "\(first.stderr)")
+    let longer = try CLI.run(base + ["--steps", "30", "--lr", "0.01", "--resume"])
+    #expect(longer.status == 1)
+    #expect(longer.stderr.contains("--steps (in all) 20 -> 30") && longer.stderr.contains("--allow-changed-schedule"), "\(longer.stderr)")
+    let otherRate = try CLI.run(base + ["--steps", "20", "--lr", "0.02", "--resume"])
+    #expect(otherRate.status == 1 && otherRate.stderr.contains("--lr 0.01 -> 0.02"), "\(otherRate.stderr)")
+    let allowed = try CLI.run(base + ["--steps", "30", "--lr", "0.01", "--resume", "--allow-changed-schedule"])
+    #expect(allowed.status == 0, "\(allowed.stderr)")
+    #expect(allowed.stdout.contains("resumed with a changed setting: --steps (in all) 20 -> 30"), "\(allowed.stdout)")
+    let same = try CLI.run(base + ["--steps", "30", "--lr", "0.01", "--resume"])
+    #expect(same.status == 0, "the allowed resume recorded its settings: \(same.stderr)")
+  }
 }
