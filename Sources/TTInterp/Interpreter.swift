@@ -42,12 +42,15 @@ public let maxInterpreterElements = 1 << 28
 public struct Interpreter {
   public let module: Module
   public private(set) var params: [String: Tensor]
+  /// Every declared parameter's name (those without a value are an error when read).
+  let declaredParams: Set<String>
   /// The module's embedding tables (shared references: whoever trains them is seen here).
   public let tables: [String: EmbeddingTable]
 
   /// Prepares `module` for interpretation. Parameters take their value from `params` when given
   /// there and from their initializer otherwise.
   public init(module: Module, params given: [String: Tensor] = [:], tables givenTables: [String: EmbeddingTable] = [:]) throws(InterpreterError) {
+    declaredParams = Set(module.params.map(\.name))
     let problems = Verifier.verify(module)
     if let first = problems.first { throw .invalidModule(first.description) }
     self.module = module
@@ -60,9 +63,8 @@ public struct Interpreter {
         values[param.name] = tensor
       } else if let initializer = param.initializer {
         values[param.name] = try ParamInitializer.materialize(initializer, type: param.type, name: param.name)
-      } else {
-        throw .missingParam(param.name)
       }
+      // A parameter with neither is an error only where a function reads it (`evaluate`).
     }
     params = values
     var made: [String: EmbeddingTable] = [:]
@@ -120,7 +122,11 @@ public struct Interpreter {
     for (argument, tensor) in zip(function.arguments, inputs) { env[argument.index] = tensor }
     for (i, value) in function.values.enumerated() {
       // A table global stands for the table; the embedding ops read the table itself.
-      if case .global(let name) = value.definition { env[i] = params[name] ?? Tensor.filled(.f32, shape: [0], value: 0) }
+      if case .global(let name) = value.definition {
+        if let tensor = params[name] { env[i] = tensor }
+        else if declaredParams.contains(name) { throw .missingParam(name) }
+        else { env[i] = Tensor.filled(.f32, shape: [0], value: 0) }
+      }
     }
     for opID in function.body {
       let op = function[opID]

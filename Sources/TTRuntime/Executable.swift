@@ -132,7 +132,7 @@ public final class Executable: @unchecked Sendable {
   public init(module: Module, function functionName: String, params: [String: Tensor] = [:],
               tables givenTables: [String: EmbeddingTable] = [:],
               pool: ThreadPool = .shared, pipeline: Pipeline = Pipelines.codegen,
-              donating donated: Set<Int> = [], aliasing: [Int: Int] = [:]) throws(ExecutableError) {
+              donating donated: Set<Int> = [], aliasing: [Int: Int] = [:], placeholderParams: Bool = false) throws(ExecutableError) {
     self.donated = donated
     self.aliasing = aliasing
     let problems = Verifier.verify(module)
@@ -160,12 +160,19 @@ public final class Executable: @unchecked Sendable {
     symbols = set.sorted()
 
     // Parameters: given ones are checked against every declaration (as the interpreter does);
-    // only those this function reads are materialized, once, and kept in native layout.
+    // only those this function reads are materialized, once, and kept in native layout, and
+    // only those need a value (given, or an initializer): every one missing is named at once.
+    // With `placeholderParams` (code is emitted, not run) a missing value reads zeros.
     for p in module.params {
       if let given = params[p.name], given.type != p.type {
         throw .invalid(InterpreterError.paramMismatch(name: p.name, expected: p.type, got: given.type).description)
       }
-      if params[p.name] == nil && p.initializer == nil { throw .invalid(InterpreterError.missingParam(p.name).description) }
+    }
+    let read = Set(lowered.values.compactMap { v -> String? in if case .global(let name) = v.definition { return name }; return nil })
+    let missing = module.params.filter { read.contains($0.name) && params[$0.name] == nil && $0.initializer == nil }.map(\.name)
+    if !missing.isEmpty && !placeholderParams {
+      throw .invalid(missing.count == 1 ? InterpreterError.missingParam(missing[0]).description
+        : "parameters \(missing.map { "'@\($0)'" }.joined(separator: ", ")) have no value and no initializer")
     }
     var madeTables: [String: EmbeddingTable] = [:]
     for decl in module.tables {
@@ -186,9 +193,12 @@ public final class Executable: @unchecked Sendable {
       case .global(let name):
         guard let param = module.param(named: name) else { continue }   // a table: read by its lookups
         let tensor: Tensor
-        if let given = params[name] { tensor = given } else {
-          do { tensor = try ParamInitializer.materialize(param.initializer!, type: param.type, name: name) }
+        if let given = params[name] { tensor = given } else if let initializer = param.initializer {
+          do { tensor = try ParamInitializer.materialize(initializer, type: param.type, name: name) }
           catch { throw .invalid("\(error)") }
+        } else {
+          guard let shape = param.type.staticShape else { throw .invalid("parameter '@\(name)' has a symbolic type") }
+          tensor = Tensor.filled(param.type.dtype, shape: shape, value: 0)
         }
         slotOf[ValueID(k)] = addSlot(value.type, .persistent(Self.persistentCopy(tensor, owner: memoryOwner)))
       case .result: break

@@ -89,8 +89,11 @@ public final class Trainer {
     }
   }
 
+  /// `valuesFollow`: a checkpoint will supply every parameter (a resume), so a parameter
+  /// without a value or initializer starts as zeros until it is restored.
   public init(module: Module, loss: String, optimizer: OptimizerConfig, params: [String: Tensor] = [:],
-              bucketPolicy: BucketPolicy = .powersOfTwo, sparseOptimizer: SparseOptimizer? = nil) throws(TrainingError) {
+              bucketPolicy: BucketPolicy = .powersOfTwo, sparseOptimizer: SparseOptimizer? = nil,
+              valuesFollow: Bool = false) throws(TrainingError) {
     self.module = module
     self.lossName = loss
     self.optimizer = optimizer
@@ -112,6 +115,15 @@ public final class Trainer {
     }
     tables = made
     buildSeconds = DispatchClock.now() - phaseStart
+    // A parameter needs a value (given, or an initializer) only if some function reads it; the
+    // ones missing are named together. One that nothing reads starts as zeros (it is never used).
+    let read = Set(module.functions.flatMap { f in f.values.compactMap { v -> String? in
+      if case .global(let name) = v.definition { return name }; return nil } })
+    let missing = module.params.filter { params[$0.name] == nil && $0.initializer == nil && read.contains($0.name) }.map(\.name)
+    if !missing.isEmpty && !valuesFollow {
+      let list = missing.map { "'@\($0)'" }.joined(separator: ", ")
+      throw .setup("parameter\(missing.count == 1 ? "" : "s") \(list) \(missing.count == 1 ? "has" : "have") no value and no initializer: give \(missing.count == 1 ? "it" : "them") with --init-params FILE.npz (or resume from a checkpoint)")
+    }
     var initial: [PendingState] = []
     for p in module.params {
       do {
@@ -123,7 +135,7 @@ public final class Trainer {
         } else if let initializer = p.initializer {
           initial.append(.initializer(try ParamInitializer.generator(initializer, type: p.type, name: p.name), initializer, name: p.name))
         } else {
-          throw InterpreterError.missingParam(p.name)
+          initial.append(.filled(0))   // unread, or restored from the checkpoint next (checked above)
         }
       } catch { throw .setup("\(error)") }
     }

@@ -37,6 +37,9 @@ public struct TrainingOptions {
   /// Resume even if the checkpoint was written with another learning rate, schedule, step count
   /// or clipping (the changes are reported in `settingChanges`); otherwise that is an error.
   public var allowChangedSchedule = false
+  /// The run resumes from a checkpoint that holds every parameter (parameters without a value
+  /// or initializer are then not an error).
+  public var resumesFromCheckpoint = false
   public init() {}
 
   /// The most steps a run may take (so step arithmetic, progress and ETA never overflow).
@@ -75,7 +78,8 @@ public final class TrainingLoop {
   public init(module: Module, loss: String, optimizer: OptimizerConfig, data: Dataset, evalData: Dataset? = nil,
               options: TrainingOptions) throws(TrainingError) {
     trainer = try Trainer(module: module, loss: loss, optimizer: optimizer, params: options.initialParams,
-                          bucketPolicy: options.bucketPolicy, sparseOptimizer: options.sparseOptimizer)
+                          bucketPolicy: options.bucketPolicy, sparseOptimizer: options.sparseOptimizer,
+                          valuesFollow: options.resumesFromCheckpoint)
     self.options = options
     self.data = data
     self.evalData = evalData

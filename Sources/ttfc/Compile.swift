@@ -31,6 +31,9 @@ struct Compile: ParsableCommand {
   @Flag(help: "Differentiate first: add @F.grad (loss, parameter gradients, then the gradients of embedding row inputs) for --func F (default @loss) and emit it too.")
   var grad = false
 
+  @Option(help: "A .npz whose arrays give parameters their values (code does not depend on them: parameters without a value or initializer compile as zeros).")
+  var params: String?
+
   @OptionGroup var pipeline: PipelineOptions
 
   @Option(name: .shortAndLong, help: "Write the result here instead of stdout.")
@@ -46,6 +49,11 @@ struct Compile: ParsableCommand {
         original = try Autodiff.gradient(of: lowered, function: name, inputs: sites.map(\.rowsInput))
       } catch { throw fail("\(error)") }
     }
+    var paramValues: [String: Tensor] = [:]
+    if let params {
+      do { for (name, tensor) in try NpzArchive.read(path: params) { paramValues[name] = tensor } }
+      catch { throw fail("\(error)") }
+    }
     var module = original
     let text: String
     switch emit {
@@ -58,7 +66,8 @@ struct Compile: ParsableCommand {
       let names = function.map { grad ? [$0 + ".grad"] : [$0] } ?? original.functions.map(\.name)
       for name in names {
         let executable: Executable
-        do { executable = try Executable(module: original, function: name) } catch { throw fail("\(error)") }
+        do { executable = try Executable(module: original, function: name, params: paramValues, placeholderParams: true) }
+        catch { throw fail("\(error)") }
         out += "// ===== @\(name): \(executable.statistics.kernels) kernels, \(executable.statistics.gemms) BLAS calls, \(executable.statistics.interpreted) interpreted\n"
         if emit == .thunks { out += executable.thunkListing.joined(separator: "\n") + "\n"; continue }
         for kernel in executable.kernels {

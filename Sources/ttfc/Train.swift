@@ -100,6 +100,7 @@ struct Train: ParsableCommand {
     options.shuffle = shuffle
     options.onNonFinite = NonFinitePolicy(rawValue: onNonfinite)!
     options.allowChangedSchedule = allowChangedSchedule
+    options.resumesFromCheckpoint = resume && checkpoint.map { FileManager.default.fileExists(atPath: ($0 as NSString).appendingPathComponent("checkpoint.safetensors")) } == true
     do { options.bucketPolicy = try BucketPolicy(parsing: bucketPolicy) } catch { throw fail("--bucket-policy: \(error)") }
     options.tableTTL = tableTtl
     options.tableCapacity = tableCapacity
