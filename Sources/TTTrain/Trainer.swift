@@ -271,7 +271,10 @@ public final class Trainer {
         if !Self.allFinite(.f32, run.outputs[firstRowGradient + k], count: count) { problem = "a gradient of table '@\(site.table)' is not finite"; break }
       }
     }
-    if problem == nil, let bad = stateTypes.indices.first(where: {
+    // The parameters suffice: every optimizer carries a non-finite gradient or learning rate into
+    // the parameter it updates (NaN, or inf/inf), and the slots (two thirds of Adam's state) are
+    // scanned only before a checkpoint is written (`stateIsFinite`).
+    if problem == nil, let bad = stateTypes.indices.prefix(module.params.count).first(where: {
       !Self.allFinite(stateTypes[$0].dtype, run.inputs[firstStateArgument + $0], count: elementCount(stateTypes[$0].staticShape!) ?? 0)
     }) {
       problem = "'\(stateNames[bad])' is not finite after the update (a non-finite gradient or learning rate \(lr))"
@@ -299,6 +302,15 @@ public final class Trainer {
     }
     stepCount += 1
     return loss
+  }
+
+  /// Whether every parameter and optimizer slot is finite (checked before a checkpoint is written).
+  public func stateIsFinite() -> Bool {
+    guard !stateIsNonFinite else { return false }
+    return state.allSatisfy { tensor in
+      guard case .floats(let values) = tensor.storage else { return true }
+      return values.allSatisfy(\.isFinite)
+    }
   }
 
   /// Counts a step that was not run (its batch was rejected), so the step numbering goes on.

@@ -162,7 +162,7 @@ public final class TrainingLoop {
 
   public func saveCheckpoint() throws(CheckpointError) {
     guard let path = checkpointPath else { return }
-    guard !trainer.stateIsNonFinite else {
+    guard trainer.stateIsFinite() else {
       throw .cannotWrite(path: path, reason: "the training state is not finite; the last good checkpoint is kept")
     }
     let metadata = ["format": "ttfc-checkpoint-1", "model_hash": modelHash, "step": String(trainer.stepCount),
