@@ -51,6 +51,6 @@ let package = Package(
     .testTarget(name: "TTCodegenTests", dependencies: ["TTCodegen"]),
     .testTarget(name: "TTEmbeddingTests", dependencies: ["TTEmbedding"]),
     .testTarget(name: "TTTrainTests", dependencies: ["TTIR", "TTInterp", "TTTrain", "TTRuntime"]),
-    .testTarget(name: "ttfcTests", dependencies: ["ttfc", "TTIR", "TTRuntime"]),
+    .testTarget(name: "ttfcTests", dependencies: ["ttfc", "TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTTrain"]),
   ]
 )

@@ -70,11 +70,13 @@ public enum AtomicFile {
 
   /// The whole file, or nil when it cannot be read.
   public static func read(_ path: String) -> [UInt8]? {
-    let fd = open(path, O_RDONLY)
+    // Non-blocking open, then regular files only: a FIFO (or device) planted in place of the
+    // file would otherwise block the open or the read forever.
+    let fd = open(path, O_RDONLY | O_NONBLOCK)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
     var stats = stat()
-    guard fstat(fd, &stats) == 0 else { return nil }
+    guard fstat(fd, &stats) == 0, (stats.st_mode & S_IFMT) == S_IFREG else { return nil }
     var bytes = [UInt8](repeating: 0, count: Int(stats.st_size))
     var done = 0
     let ok: Bool = bytes.withUnsafeMutableBytes { raw in

@@ -78,8 +78,14 @@ final class KernelEmitter {
   }
 
   /// Whether the emitter can compile every op of `body` for these types.
+  /// Most ops a kernel body may hold: the emitter builds each element's expression recursively,
+  /// and LLVM's time grows faster than the code. Fusion makes regions of at most 128 ops; a
+  /// larger body (written by hand) runs on the interpreter instead of exhausting the stack.
+  static let maxBodyOps = 1024
+
   static func supports(_ body: Function) -> String? {
     guard !body.returnValues.isEmpty else { return "a kernel computes at least one result" }
+    guard body.body.count <= maxBodyOps else { return "a region of \(body.body.count) ops is too large to compile (at most \(maxBodyOps))" }
     if body.returnValues.count > 1 && !returnsColumnReductionAndOperand(body) {
       // Several results are stored at the same index in one loop: elementwise bodies whose
       // results share a type only (or a column reduction and the value it reduces, below).

@@ -41,7 +41,14 @@ public enum CommonSubexpressionElimination {
       for (k, value) in body.values.enumerated() {
         if case .global(let name) = value.definition { number[ValueID(k)] = next; next += 1; globals.append(name) }
       }
-      for id in body.body {
+      // Only live ops count: an op whose results nothing returned depends on is dead.
+      var live = Set(body.returnValues)
+      var liveOps = Set<OpID>()
+      for id in body.body.reversed() where body[id].results.contains(where: live.contains) {
+        liveOps.insert(id)
+        live.formUnion(body[id].operands)
+      }
+      for id in body.body where liveOps.contains(id) {
         let op = body[id]
         var operands = op.operands.map { number[$0] ?? -1 }
         if CommonSubexpressionElimination.commutative.contains(op.code) { operands.sort() }

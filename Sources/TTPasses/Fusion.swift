@@ -93,7 +93,8 @@ public enum Fusion {
   public static let pass = Pass.perFunction(
     name: "fusion", summary: "group elementwise, layout and reduction ops (and GEMM epilogues) into fusion regions"
   ) { function, context in
-    var planner = FusionPlanner(function: function, maxReductions: context.options.maxReductionsPerFusion)
+    var planner = FusionPlanner(function: function, maxReductions: context.options.maxReductionsPerFusion,
+                                maxOps: context.options.maxOpsPerFusion)
     planner.planGemmEpilogues()
     planner.planLoopRegions()
     let explanations = planner.explanations()
@@ -102,7 +103,7 @@ public enum Fusion {
     let regions = planner.regions.filter { $0.members.count > 1 }
     guard !regions.isEmpty else { return false }
     function = planner.materialize(regions)
-    let merged = MultiOutputFusion.merge(&function, work: &context.work)
+    let merged = MultiOutputFusion.merge(&function, maxOps: context.options.maxOpsPerFusion, work: &context.work)
     if merged > 0 { context.count("fusion", "multi-output-merges", by: merged) }
     context.count("fusion", "regions", by: regions.count)
     context.count("fusion", "ops-fused", by: regions.reduce(0) { $0 + $1.members.count })
@@ -138,6 +139,7 @@ struct FusionPlanner {
 
   let function: Function
   let maxReductions: Int
+  let maxOps: Int
   /// Position in the body of each op.
   var position: [OpID: Int] = [:]
   /// For each value, the body positions of the ops that use it.
@@ -153,9 +155,10 @@ struct FusionPlanner {
   /// it by a small multiple of the function's size.
   var work = 0
 
-  init(function: Function, maxReductions: Int) {
+  init(function: Function, maxReductions: Int, maxOps: Int = 128) {
     self.function = function
     self.maxReductions = maxReductions
+    self.maxOps = maxOps
     returned = Set(function.returnValues)
     for (i, id) in function.body.enumerated() {
       position[id] = i
@@ -284,6 +287,7 @@ struct FusionPlanner {
     // to different kernels (the W4 step's two ReLU gradients did).
     if producer.code == .constant && producer.operands.isEmpty { return nil }
     if regionOf[p] != nil { return "'\(producer.code)' already belongs to another fusion region" }
+    if region.members.count >= maxOps { return "size cap: the region already holds \(maxOps) ops" }
     guard FusionPolicy.isFusible(producer.code) else { return FusionPolicy.notFusibleReason(producer.code) }
     guard producer.results.count == 1 else { return "'\(producer.code)' has several results" }
     let weight = FusionPolicy.reductionWeight(producer.code)
@@ -504,12 +508,12 @@ enum MultiOutputFusion {
   /// Merges producer into consumer until no pair qualifies; returns the number of merges. Each
   /// sweep is linear in the function (plus the merged bodies); a merge can make an earlier
   /// consumer's producer eligible (a reader moved later), so sweeps repeat until none merges.
-  static func merge(_ function: inout Function, work: inout Int) -> Int {
+  static func merge(_ function: inout Function, maxOps: Int = 128, work: inout Int) -> Int {
     dropUnusedFusions(&function)
     var merges = 0
     while true {
       work += function.body.count
-      let merged = mergeProducersIntoConsumers(&function)
+      let merged = mergeProducersIntoConsumers(&function, maxOps: maxOps)
       merges += merged
       if merged == 0 { break }
     }
@@ -520,7 +524,7 @@ enum MultiOutputFusion {
 
   /// One sweep over the consumers in program order, merging each with every producer that
   /// qualifies (its other readers all after it). Returns the number of merges.
-  static func mergeProducersIntoConsumers(_ function: inout Function) -> Int {
+  static func mergeProducersIntoConsumers(_ function: inout Function, maxOps: Int) -> Int {
     var position: [OpID: Int] = [:]
     for (i, id) in function.body.enumerated() { position[id] = i }
     var users: [ValueID: [OpID]] = [:]
@@ -535,7 +539,10 @@ enum MultiOutputFusion {
         found = false
         for v in function[consumerID].operands {
           guard case .result(let pid, _) = function[v].definition, pid != consumerID, let p = position[pid], p < c,
-                elementwiseResultType(function[pid]) == type else { continue }
+                elementwiseResultType(function[pid]) == type,
+                // The size cap holds for merged regions too (a chain of capped regions must
+                // not merge back into one).
+                function[pid].body!.body.count + function[consumerID].body!.body.count <= maxOps else { continue }
           // The merged op takes the consumer's place: every other reader must come after it.
           let readers = function[pid].results.flatMap { users[$0] ?? [] }
           guard readers.allSatisfy({ $0 == consumerID || position[$0]! > c }) else { continue }

@@ -17,6 +17,9 @@ public struct PassOptions: Sendable {
   public var constantFoldElementLimit = 1 << 16
   /// Most reductions one fusion region may hold (softmax counts as two).
   public var maxReductionsPerFusion = 2
+  /// Most ops one fusion region may hold: a kernel's code is an expression per output element,
+  /// so its size (LLVM's compile time, the emitter's recursion) grows with the region's.
+  public var maxOpsPerFusion = 128
   public init() {}
 }
 

@@ -43,10 +43,10 @@ public struct LearningRateSchedule: Sendable, Equatable, CustomStringConvertible
     switch parts.first {
     case "constant" where parts.count == 1: return LearningRateSchedule(.constant, warmup: warmup)
     case "step" where parts.count == 3:
-      guard let every = Int(parts[1]), every > 0, let factor = Double(parts[2]) else { return nil }
+      guard let every = Int(parts[1]), every > 0, let factor = Double(parts[2]), factor.isFinite, factor > 0 else { return nil }
       return LearningRateSchedule(.step(every: every, factor: factor), warmup: warmup)
     case "exponential" where parts.count == 3:
-      guard let decay = Double(parts[1]), decay > 0, let rate = Double(parts[2]) else { return nil }
+      guard let decay = Double(parts[1]), decay.isFinite, decay > 0, let rate = Double(parts[2]), rate.isFinite, rate > 0 else { return nil }
       return LearningRateSchedule(.exponential(decaySteps: decay, rate: rate), warmup: warmup)
     case "cosine" where parts.count <= 2:
       let final = parts.count == 2 ? Double(parts[1]) : 0

@@ -214,6 +214,12 @@ public final class TrainingLoop {
     }
     guard let step = Int(checkpoint.metadata["step"] ?? ""), let epoch = Int(checkpoint.metadata["epoch"] ?? ""),
           let offset = Int(checkpoint.metadata["offset"] ?? "") else { throw .corrupt(path: path, reason: "missing step metadata") }
+    // Ranges, so that forged values (with recomputed CRCs) are named, never trapped on.
+    guard (0...TrainingOptions.maximumSteps).contains(step) else { throw .corrupt(path: path, reason: "step \(step) is out of range") }
+    guard (0...TrainingOptions.maximumSteps).contains(epoch) else { throw .corrupt(path: path, reason: "epoch \(epoch) is out of range") }
+    guard (0...data.count).contains(offset) else {
+      throw .corrupt(path: path, reason: "offset \(offset) is outside the data's \(data.count) examples")
+    }
     guard checkpoint.metadata["seed"] == String(options.seed), checkpoint.metadata["batch"] == String(options.batch) else {
       throw mismatch("it was written with seed \(checkpoint.metadata["seed"] ?? "?") and batch \(checkpoint.metadata["batch"] ?? "?")")
     }

@@ -27,12 +27,12 @@ struct NCF: ParsableCommand {
   @Option(help: "Write the (synthetic) ratings used to this CSV.") var writeRatings: String?
   @Option(help: "Write every run's HR@10, NDCG@10, loss and time to this JSON file (for `tools/plot ncf`).") var results: String?
   @Option(help: "The model (a @loss(%user, %item, %label) and @predict(%user, %item)); default: the built-in NeuMF, the text of examples/ncf.ttir.") var model: String?
-  @Option(help: "Epochs per run (1 to 10^6).") var epochs = 4
-  @Option(help: "Examples per batch (1 to 2^30).") var batch = 256
-  @Option(help: "Learning rate, dense and tables (finite, at least 0).") var lr = 2e-3
+  @Option(parsing: .unconditional, help: "Epochs per run (1 to 10^6).") var epochs = 4
+  @Option(parsing: .unconditional, help: "Examples per batch (1 to 2^30).") var batch = 256
+  @Option(parsing: .unconditional, help: "Learning rate, dense and tables (finite, at least 0).") var lr = 2e-3
   @Option(help: "Table optimizers to compare, comma-separated.") var optimizers = "adam,lazyadam,sparseadam"
   @Option(help: "Seeds, comma-separated (data order, negatives, table initialization).") var seeds = "1,2,3"
-  @Option(help: "Candidates per user at evaluation besides the test item (1 to 10^6).") var candidates = 99
+  @Option(parsing: .unconditional, help: "Candidates per user at evaluation besides the test item (1 to 10^6).") var candidates = 99
 
   /// Limits of --synthetic: users and items each, and ratings in all.
   static let maximumSyntheticEntities = 10_000_000
@@ -41,7 +41,7 @@ struct NCF: ParsableCommand {
   func run() throws {
     guard (1...1_000_000).contains(epochs) else { throw fail("--epochs must be 1 to 1000000, got \(epochs)") }
     guard (1...TrainingOptions.maximumBatch).contains(batch) else { throw fail("--batch must be 1 to \(TrainingOptions.maximumBatch), got \(batch)") }
-    guard lr.isFinite, lr >= 0 else { throw fail("--lr must be a finite number at least 0, got \(lr)") }
+    guard lr.isFinite, lr >= 0, lr <= Double(Float.greatestFiniteMagnitude) else { throw fail("--lr must be a number from 0 to 3.4e38, got \(lr)") }
     if let results, !FileManager.default.createFile(atPath: results, contents: nil) {
       throw fail("--results: cannot write '\(results)' (does its directory exist?)")
     }

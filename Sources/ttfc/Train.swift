@@ -30,19 +30,19 @@ struct Train: ParsableCommand {
   @Argument(help: "The .ttir model.") var file: String
   @Option(help: "Training data: .npz, .csv, or a directory of .npy files.") var data: String
   @Option(name: .customLong("loss"), help: "The loss function.") var lossName = "loss"
-  @Option(help: "Examples per batch (1 to 2^30).") var batch = 32
-  @Option(help: "Training steps, 0 to 10^12 (default: one epoch, or --epochs).") var steps: Int?
-  @Option(help: "Epochs over the data, 1 to 10^9 (ignored when --steps is given; steps in all at most 10^12).") var epochs: Int?
+  @Option(parsing: .unconditional, help: "Examples per batch (1 to 2^30).") var batch = 32
+  @Option(parsing: .unconditional, help: "Training steps, 0 to 10^12 (default: one epoch, or --epochs).") var steps: Int?
+  @Option(parsing: .unconditional, help: "Epochs over the data, 1 to 10^9 (ignored when --steps is given; steps in all at most 10^12).") var epochs: Int?
   @Option(help: "sgd, momentum, nesterov, adagrad, rmsprop, adam or adamw.") var optimizer = "adam"
-  @Option(help: "Base learning rate (finite, at least 0).") var lr = 1e-3
+  @Option(parsing: .unconditional, help: "Base learning rate, 0 to 3.4e38.") var lr = 1e-3
   @Option(help: "Learning-rate schedule (see above).") var schedule = "constant"
-  @Option(help: "Clip gradients to this global L2 norm (finite, greater than 0).") var clipNorm: Double?
-  @Option(help: "Seed for the data order (0 to 2^64-1).") var seed: UInt64 = 0
+  @Option(parsing: .unconditional, help: "Clip gradients to this global L2 norm, 1.2e-38 to 3.4e38.") var clipNorm: Double?
+  @Option(parsing: .unconditional, help: "Seed for the data order (0 to 2^64-1).") var seed: UInt64 = 0
   @Option(help: "Evaluation data (same columns as --data).") var evalData: String?
-  @Option(help: "Evaluate every N steps, N at least 1 (default: at the end).") var evalEvery: Int?
+  @Option(parsing: .unconditional, help: "Evaluate every N steps, N at least 1 (default: at the end).") var evalEvery: Int?
   @Option(help: "Append JSON-lines metrics to this file.") var metrics: String?
   @Option(help: "Directory for checkpoints (written at the end, every --checkpoint-every steps, and on Ctrl-C).") var checkpoint: String?
-  @Option(help: "Checkpoint every N steps, N at least 1.") var checkpointEvery: Int?
+  @Option(parsing: .unconditional, help: "Checkpoint every N steps, N at least 1.") var checkpointEvery: Int?
   @Option(help: "On a non-finite loss, gradient, parameter or data value: stop (a named error, exit 1, no checkpoint of that state) or skip-step (undo the step's update, go on, report the count).")
   var onNonfinite = "stop"
   @Flag(help: "Continue from the checkpoint in --checkpoint (exactly where it stopped).") var resume = false
@@ -56,18 +56,25 @@ struct Train: ParsableCommand {
   var stats = false
   @Option(help: "Optimizer of embedding tables: sgd, adagrad, ftrl, adam (dense semantics), lazyadam, sparseadam (default: sparseadam for Adam-family optimizers, else the sparse form of --optimizer).")
   var sparseOptimizer: String?
-  @Option(help: "Evict table rows not seen in training for more than N steps, N at least 0 (checked every 100 steps).") var tableTtl: Int?
-  @Option(help: "Keep at most N rows per table, N at least 1, evicting the least frequently used (checked every 100 steps).") var tableCapacity: Int?
+  @Option(parsing: .unconditional, help: "Evict table rows not seen in training for more than N steps, N at least 0 (checked every 100 steps).") var tableTtl: Int?
+  @Option(parsing: .unconditional, help: "Keep at most N rows per table, N at least 1, evicting the least frequently used (checked every 100 steps).") var tableCapacity: Int?
   @Option(help: "After training, write each table for serving (rows only) to DIR/NAME.ttemb.") var exportTables: String?
-  @Option(help: "With --export-tables, keep only rows seen in the last N steps, N at least 1.") var exportRecent: Int?
+  @Option(parsing: .unconditional, help: "With --export-tables, keep only rows seen in the last N steps, N at least 1.") var exportRecent: Int?
 
   /// Every numeric option's range, checked before anything is read or compiled.
   func checkOptionRanges() throws {
     guard (1...TrainingOptions.maximumBatch).contains(batch) else { throw fail("--batch must be 1 to \(TrainingOptions.maximumBatch), got \(batch)") }
     if let steps, !(0...TrainingOptions.maximumSteps).contains(steps) { throw fail("--steps must be 0 to \(TrainingOptions.maximumSteps), got \(steps)") }
     if let epochs, !(1...1_000_000_000).contains(epochs) { throw fail("--epochs must be 1 to 1000000000, got \(epochs)") }
-    guard lr.isFinite, lr >= 0 else { throw fail("--lr must be a finite number at least 0, got \(lr)") }
-    if let clipNorm { guard clipNorm.isFinite, clipNorm > 0 else { throw fail("--clip-norm must be a finite number greater than 0, got \(clipNorm)") } }
+    // The step computes in f32: the rate and the clipping norm must be f32 numbers (1e39 would
+    // round to inf, 1e-320 to 0), and -0.0 is not a rate.
+    let f32Max = Double(Float.greatestFiniteMagnitude), f32Min = Double(Float.leastNormalMagnitude)
+    guard lr.isFinite, lr >= 0, lr <= f32Max, lr.sign == .plus else { throw fail("--lr must be a number from 0 to 3.4e38, got \(lr)") }
+    if let clipNorm {
+      guard clipNorm.isFinite, clipNorm >= f32Min, clipNorm <= f32Max else {
+        throw fail("--clip-norm must be a number from 1.2e-38 to 3.4e38, got \(clipNorm)")
+      }
+    }
     if let evalEvery, evalEvery < 1 { throw fail("--eval-every must be at least 1, got \(evalEvery)") }
     if let checkpointEvery, checkpointEvery < 1 { throw fail("--checkpoint-every must be at least 1, got \(checkpointEvery)") }
     if let tableTtl, tableTtl < 0 { throw fail("--table-ttl must be at least 0, got \(tableTtl)") }

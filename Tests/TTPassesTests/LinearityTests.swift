@@ -56,7 +56,7 @@ struct LinearityTests {
     let (work, ops) = try LongGraphs.optimize(LongGraphs.chain(n))
     print("linearity: -O2 on a \(n)-op chain: work \(work), \(ops) ops after")
     #expect(work <= 8 * n, "fusion work \(work) for \(n) ops")
-    #expect(ops <= 2, "a chain of elementwise ops is one fusion")
+    #expect(ops <= n / 100 + 2, "a chain of elementwise ops is fused in regions of up to 128 ops (\(ops) ops after)")
     let (smallWork, _) = try LongGraphs.optimize(LongGraphs.chain(n / 10))
     #expect(Double(work) / Double(max(smallWork, 1)) < 12, "10x the ops took \(Double(work) / Double(max(smallWork, 1)))x the work")
   }
@@ -65,13 +65,13 @@ struct LinearityTests {
   func residualChainsOptimizeInLinearWork(_ steps: Int) throws {
     let (work, ops) = try LongGraphs.optimize(LongGraphs.residual(steps))
     #expect(work <= 12 * 2 * steps, "\(steps) residual steps: work \(work)")
-    #expect(ops <= 2)
+    #expect(ops <= 2 * steps / 100 + 2)
   }
 
   @Test(arguments: [20, 1_000])
   func valuesReadTwiceDoNotMultiplyTheWork(_ n: Int) throws {
     let (work, ops) = try LongGraphs.optimize(LongGraphs.doubling(n))
     #expect(work <= 12 * n, "\(n) doublings: work \(work)")
-    #expect(ops <= 2)
+    #expect(ops <= n / 100 + 2)
   }
 }
