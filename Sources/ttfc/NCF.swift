@@ -29,7 +29,7 @@ struct NCF: ParsableCommand {
   @Option(help: "The model (a @loss(%user, %item, %label) and @predict(%user, %item)); default: the built-in NeuMF, the text of examples/ncf.ttir.") var model: String?
   @Option(parsing: .unconditional, help: "Epochs per run (1 to 10^6).") var epochs = 4
   @Option(parsing: .unconditional, help: "Examples per batch (1 to 2^30).") var batch = 256
-  @Option(parsing: .unconditional, help: "Learning rate, dense and tables (finite, at least 0).") var lr = 2e-3
+  @Option(parsing: .unconditional, help: "Learning rate, dense and tables, 0 to 3.4e38.") var lr = 2e-3
   @Option(help: "Table optimizers to compare, comma-separated.") var optimizers = "adam,lazyadam,sparseadam"
   @Option(help: "Seeds, comma-separated (data order, negatives, table initialization).") var seeds = "1,2,3"
   @Option(parsing: .unconditional, help: "Candidates per user at evaluation besides the test item (1 to 10^6).") var candidates = 99

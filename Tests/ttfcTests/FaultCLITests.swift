@@ -162,8 +162,8 @@ struct FaultCLITests {
       (["--checkpoint-every", "0"], "--checkpoint-every must be at least 1"), (["--eval-every", "0"], "--eval-every must be at least 1"),
       (["--epochs", "9223372036854775807"], "--epochs must be 1 to"), (["--batch", "9223372036854775807"], "--batch must be 1 to"),
       (["--steps=-1"], "--steps must be 0 to"), (["--epochs=-1"], "--epochs must be 1 to"),
-      (["--clip-norm=-1"], "--clip-norm must be a finite number greater than 0"), (["--clip-norm", "nan"], "--clip-norm must be"),
-      (["--lr", "inf"], "--lr must be a finite number"), (["--lr", "nan"], "--lr must be a finite number"),
+      (["--clip-norm=-1"], "--clip-norm must be a number from 1.2e-38 to 3.4e38"), (["--clip-norm", "nan"], "--clip-norm must be"),
+      (["--lr", "inf"], "--lr must be a number from 0 to 3.4e38"), (["--lr", "nan"], "--lr must be a number from 0 to 3.4e38"),
       (["--on-nonfinite", "ignore"], "--on-nonfinite must be stop or skip-step"),
     ]
     for (options, message) in cases {
@@ -172,7 +172,7 @@ struct FaultCLITests {
     }
     let ncfCases: [([String], String)] = [
       (["--batch", "0"], "--batch must be 1 to"), (["--candidates=-1"], "--candidates must be 1 to"), (["--epochs=-1"], "--epochs must be 1 to"),
-      (["--lr", "nan"], "--lr must be a finite number"), (["--synthetic", "1e9,1e9,1e9"], "--synthetic 1e9,1e9,1e9 is too large"),
+      (["--lr", "nan"], "--lr must be a number from 0 to 3.4e38"), (["--synthetic", "1e9,1e9,1e9"], "--synthetic 1e9,1e9,1e9 is too large"),
     ]
     for (options, message) in ncfCases {
       let result = try CLI.run(["ncf"] + options)
