@@ -127,11 +127,15 @@ public struct Checkpoint {
       end = entry.end
     }
     guard end == dataCount else { throw corrupt("\(dataCount - end) unexpected bytes after the last tensor") }
-    // A ttfc checkpoint (it has a data CRC) must have its header CRC too: without this rule,
-    // deleting or renaming the header CRC's key would switch the header check off.
-    let writtenByTTFC = metadata["format"]?.hasPrefix("ttfc-checkpoint") ?? false
+    // A ttfc checkpoint must have its data CRC, and one of the current format its header CRC
+    // too: without this rule, deleting the header CRC's key would switch the header check off.
+    // Checkpoints of format 1 (ttfc before the header CRC) resume with the data CRC only, so
+    // an upgrade never strands a run's trained work.
+    let format = metadata["format"] ?? ""
+    let writtenByTTFC = format.hasPrefix("ttfc-checkpoint")
     if writtenByTTFC && metadata["crc32"] == nil { throw corrupt("the data has no CRC-32 (crc32); it was edited") }
-    if writtenByTTFC || metadata["crc32"] != nil || metadata["header_crc32"] != nil {
+    let legacy = format == "ttfc-checkpoint-1" && metadata["header_crc32"] == nil
+    if !legacy && (writtenByTTFC || metadata["crc32"] != nil || metadata["header_crc32"] != nil) {
       guard let stored = metadata["header_crc32"] else { throw corrupt("the header has no CRC-32 (header_crc32); it was edited or written by an older ttfc") }
       let actual = headerChecksum(entries: entries, metadata: metadata)
       guard String(actual) == stored else { throw corrupt("CRC-32 of the header is \(actual), the header says \(stored) (edited?)") }
@@ -146,6 +150,11 @@ public struct Checkpoint {
     }
     return Checkpoint(tensors: tensors.sorted { $0.2 < $1.2 }.map { ($0.0, $0.1) }, metadata: metadata)
   }
+
+  /// The format ttfc writes: 2 adds the header CRC (and the run's settings) to format 1.
+  public static let currentFormat = "ttfc-checkpoint-2"
+  /// Formats a resume accepts: format 1 files (no header CRC) still resume.
+  public static let readableFormats: Set<String> = ["ttfc-checkpoint-1", "ttfc-checkpoint-2"]
 
   /// Writes atomically to `path` (temporary file, fsync, rename, fsync of the directory).
   public func write(to path: String) throws(CheckpointError) {

@@ -165,7 +165,7 @@ public final class TrainingLoop {
     guard trainer.stateIsFinite() else {
       throw .cannotWrite(path: path, reason: "the training state is not finite; the last good checkpoint is kept")
     }
-    let metadata = ["format": "ttfc-checkpoint-1", "model_hash": modelHash, "step": String(trainer.stepCount),
+    let metadata = ["format": Checkpoint.currentFormat, "model_hash": modelHash, "step": String(trainer.stepCount),
                     "optimizer": trainer.optimizer.kind.rawValue, "epoch": String(order.epoch),
                     "offset": String(order.offset), "seed": String(options.seed), "batch": String(options.batch)]
       .merging(runSettings) { $1 }
@@ -207,7 +207,9 @@ public final class TrainingLoop {
     guard let path = checkpointPath, FileManager.default.fileExists(atPath: path) else { return false }
     let checkpoint = try Checkpoint.read(from: path)
     func mismatch(_ reason: String) -> CheckpointError { .mismatch(path: path, reason: reason) }
-    guard checkpoint.metadata["format"] == "ttfc-checkpoint-1" else { throw .corrupt(path: path, reason: "not a ttfc checkpoint") }
+    guard let format = checkpoint.metadata["format"], Checkpoint.readableFormats.contains(format) else {
+      throw .corrupt(path: path, reason: "not a ttfc checkpoint (format \(checkpoint.metadata["format"] ?? "none"))")
+    }
     guard checkpoint.metadata["model_hash"] == modelHash else { throw mismatch("it was written for another model (hash \(checkpoint.metadata["model_hash"] ?? "?"), this one is \(modelHash))") }
     guard checkpoint.metadata["optimizer"] == trainer.optimizer.kind.rawValue else {
       throw mismatch("it holds \(checkpoint.metadata["optimizer"] ?? "?") state, this run uses \(trainer.optimizer.kind.rawValue)")

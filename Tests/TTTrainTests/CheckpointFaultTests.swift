@@ -11,7 +11,7 @@ struct CheckpointFaultTests {
   static var original: Checkpoint { Checkpoint(
     tensors: [("w", Tensor(.f32, shape: [2, 3], floats: [1, 2, 3, 4, 5, 6])), ("b", Tensor(.f32, shape: [3], floats: [7, 8, 9])),
               ("w.m", Tensor(.f64, shape: [2], floats: [0.5, 0.25]))],
-    metadata: ["format": "ttfc-checkpoint-1", "step": "40", "epoch": "3", "offset": "96", "seed": "0", "batch": "32"]) }
+    metadata: ["format": Checkpoint.currentFormat, "step": "40", "epoch": "3", "offset": "96", "seed": "0", "batch": "32"]) }
 
   /// The checkpoint's header text and data, and a re-encoding with an edited header.
   static func split(_ bytes: [UInt8]) -> (header: String, data: [UInt8]) {
@@ -29,6 +29,25 @@ struct CheckpointFaultTests {
   static func isCorrupt(_ bytes: [UInt8], _ message: String = "") -> Bool {
     do { _ = try Checkpoint.decode(bytes, path: "c"); return false }
     catch { if case .corrupt(_, let reason) = error { return message.isEmpty || reason.contains(message) }; return false }
+  }
+
+  /// Format 1 (ttfc before the header CRC) still resumes on its data CRC; a current-format file
+  /// whose header CRC was removed is a named corruption.
+  @Test func formatOneCheckpointsStillReadAndFormatTwoNeedsItsHeaderCRC() throws {
+    func withoutHeaderCRC(_ checkpoint: Checkpoint) -> [UInt8] {
+      let (header, data) = Self.split(checkpoint.encode())
+      var object = try! JSONSerialization.jsonObject(with: Data(header.utf8)) as! [String: Any]
+      var meta = object["__metadata__"] as! [String: String]
+      meta["header_crc32"] = nil
+      object["__metadata__"] = meta
+      let text = String(decoding: try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
+      return Self.join(text, data)
+    }
+    var old = Self.original
+    old.metadata["format"] = "ttfc-checkpoint-1"
+    let legacy = try Checkpoint.decode(withoutHeaderCRC(old), path: "c")
+    #expect(legacy.metadata["step"] == "40" && legacy.tensors.count == 3)
+    #expect(Self.isCorrupt(withoutHeaderCRC(Self.original), "no CRC-32"))
   }
 
   @Test func editedHeaderValuesAreCaught() throws {
