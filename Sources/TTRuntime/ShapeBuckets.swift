@@ -66,7 +66,10 @@ public enum BucketPolicy: Equatable, Sendable, CustomStringConvertible {
 
   /// The smallest power of two at least `size` (0 stays 0).
   static func powerOfTwo(atLeast size: Int) -> Int {
-    size <= 1 ? size : 1 << (Int.bitWidth - (size - 1).leadingZeroBitCount)
+    // Past 2^62 the next power of two does not fit an Int: the size is its own edge (it is far
+    // beyond any memory anyway, and the memory budget names it).
+    if size > 1 << 62 { return size }
+    return size <= 1 ? size : 1 << (Int.bitWidth - (size - 1).leadingZeroBitCount)
   }
 
   /// The bucket edge of a size under a fixed (non-adaptive) policy. Sizes beyond an explicit
@@ -77,8 +80,9 @@ public enum BucketPolicy: Equatable, Sendable, CustomStringConvertible {
     case .powersOfTwo: return Self.powerOfTwo(atLeast: size)
     case .geometric(let r):
       var edge = 1.0
-      while Int(edge.rounded(.up)) < size { edge *= r }
-      return max(size, Int(edge.rounded(.up)))
+      while edge.rounded(.up) < Double(size) { edge *= r }
+      let rounded = edge.rounded(.up)
+      return rounded >= 0x1p62 ? size : max(size, Int(rounded))
     case .list(let edges): return edges.first { $0 >= size } ?? Self.powerOfTwo(atLeast: size)
     }
   }

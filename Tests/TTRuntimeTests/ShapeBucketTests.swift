@@ -126,6 +126,17 @@ struct ShapeBucketTests {
     #expect(bucketed.executable.layoutBytes[[512]] == nil && bucketed.executable.layoutBytes[[300]] == nil)
   }
 
+  /// Sizes near Int.max are their own edge (the next power of two, or a geometric edge, does
+  /// not fit an Int): no wrapped negative capacity, no trap converting a huge Double.
+  @Test func hugeSizesAreTheirOwnEdge() {
+    for size in [Int.max, Int.max - 1, (1 << 62) + 1, 1 << 62] {
+      #expect(BucketPolicy.powersOfTwo.fixedEdge(for: size) >= size)
+      #expect(BucketPolicy.geometric(ratio: 1.5).fixedEdge(for: size) >= size)
+    }
+    #expect(BucketPolicy.powersOfTwo.fixedEdge(for: 1000) == 1024)
+    #expect(BucketPolicy.geometric(ratio: 2).fixedEdge(for: 10) == 16)
+  }
+
   @Test func adaptiveEdgesConvergeOnSkewedDistributions() {
     var rng = GraphRandom(state: 3)
     // 90% of batches are full (512), the rest are the ragged tail of epochs.
