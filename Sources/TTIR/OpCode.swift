@@ -1,7 +1,8 @@
-// OpCode — every TTIR op, with its IR spelling as the raw value, and OpInfo, the one declarative
-// table that the parser (operand counts), verifier (attributes, dtypes, shape rule), interpreter
-// (class), passes and fusion (class, cost, side effects) read. Adding an op starts here; its shape
-// rule lives in ShapeRules.swift and its semantics in TTInterp.
+// OpCode — every TTIR op, with its IR spelling as the raw value, and OpInfo, its facts: class,
+// operand count, dtypes, attribute schema, cost, side effects, commutativity and shape rule, given
+// by one exhaustive switch (`OpInfo.definition(of:)`) that the parser, verifier, interpreter,
+// passes and fusion read. Adding an op starts here (the compiler refuses a case without its
+// facts); its shape rule lives in ShapeRules.swift and its semantics in TTInterp.
 
 public enum OpCode: String, CaseIterable, Hashable, Sendable, CustomStringConvertible {
   // Sources
@@ -30,7 +31,7 @@ public enum OpCode: String, CaseIterable, Hashable, Sendable, CustomStringConver
   case call, fusion
 
   public var description: String { rawValue }
-  public var info: OpInfo { OpInfo.table[self]! }
+  public var info: OpInfo { OpInfo.table[self] ?? OpInfo.definition(of: self) }
 
   public static func named(_ name: String) -> OpCode? { OpCode(rawValue: name) }
 }
@@ -103,6 +104,9 @@ public struct OpInfo: Sendable {
   /// Ops that must never be merged, reordered past each other or dropped (none yet in this set;
   /// random number generation and table updates will be).
   public let hasSideEffects: Bool
+  /// op(a, b) == op(b, a) bit for bit (CSE compares such operands as a set; simplification moves
+  /// constants to the right so each rule is written once).
+  public let isCommutative: Bool
   public let shapeRule: ShapeRule
 
   public var isElementwise: Bool {
@@ -115,81 +119,69 @@ public struct OpInfo: Sendable {
 }
 
 extension OpInfo {
-  static let table: [OpCode: OpInfo] = {
-    var t: [OpCode: OpInfo] = [:]
-    func add(_ code: OpCode, _ cls: OpClass, _ operands: ClosedRange<Int>, _ dtypes: DTypeConstraint,
-             _ attrs: [AttributeSpec] = [], cost: CostClass = .cheap, rule: @escaping ShapeRule) {
-      t[code] = OpInfo(code: code, opClass: cls, operands: operands, dtypes: dtypes, attributes: attrs,
-                       cost: cost, hasSideEffects: false, shapeRule: rule)
+  /// Every op's facts, computed once from `definition(of:)`.
+  static let table: [OpCode: OpInfo] = Dictionary(uniqueKeysWithValues: OpCode.allCases.map { ($0, definition(of: $0)) })
+
+  /// The one definition of each op: an exhaustive switch, so a new `OpCode` case does not compile
+  /// until its class, operands, dtypes, attributes, cost and shape rule are given here.
+  static func definition(of code: OpCode) -> OpInfo {
+    func op(_ cls: OpClass, _ operands: ClosedRange<Int>, _ dtypes: DTypeConstraint, _ attrs: [AttributeSpec] = [],
+            cost: CostClass = .cheap, commutative: Bool = false, rule: @escaping ShapeRule) -> OpInfo {
+      OpInfo(code: code, opClass: cls, operands: operands, dtypes: dtypes, attributes: attrs, cost: cost,
+             hasSideEffects: false, isCommutative: commutative, shapeRule: rule)
     }
     func attr(_ name: String, _ kind: AttributeKind, required: Bool = false) -> AttributeSpec {
       AttributeSpec(name: name, kind: kind, required: required)
     }
     let variadic = Int.max
-
-    add(.constant, .source, 0...0, .any, [], cost: .free,
-        rule: ShapeRules.constant)
-    add(.iota, .source, 0...0, .numeric, [attr("dim", .int, required: true)], cost: .free, rule: ShapeRules.iota)
-
-    let floatUnary: [OpCode] = [.exp, .log, .log1p, .sqrt, .rsqrt, .tanh, .sigmoid, .gelu, .erf, .sin, .cos]
-    for code in floatUnary {
-      add(code, .elementwiseUnary, 1...1, .float, code == .gelu ? [attr("approximate", .bool)] : [],
-          cost: .expensive, rule: ShapeRules.unary)
-    }
-    for code in [OpCode.floor, .ceil] { add(code, .elementwiseUnary, 1...1, .float, rule: ShapeRules.unary) }
-    for code in [OpCode.neg, .abs, .relu, .sign] { add(code, .elementwiseUnary, 1...1, .numeric, rule: ShapeRules.unary) }
-    add(.not, .elementwiseUnary, 1...1, .integer, rule: ShapeRules.unary)
-
-    for code in [OpCode.add, .sub, .mul, .max, .min] {
-      add(code, .elementwiseBinary, 2...2, .numeric, rule: ShapeRules.binary)
-    }
-    add(.div, .elementwiseBinary, 2...2, .numeric, cost: .expensive, rule: ShapeRules.binary)
-    add(.pow, .elementwiseBinary, 2...2, .float, cost: .expensive, rule: ShapeRules.binary)
-    for code in [OpCode.eq, .ne, .lt, .le, .gt, .ge] { add(code, .compare, 2...2, .any, rule: ShapeRules.compare) }
-    for code in [OpCode.and, .or] { add(code, .elementwiseBinary, 2...2, .integer, rule: ShapeRules.binary) }
-
-    add(.select, .select, 3...3, .any, rule: ShapeRules.select)
-    add(.where, .select, 3...3, .any, rule: ShapeRules.whereRule)
-    add(.cast, .cast, 1...1, .any, rule: ShapeRules.cast)
-
     let reduceAttrs = [attr("axes", .ints), attr("keepdims", .bool)]
-    for code in [OpCode.reduceSum, .reduceMean, .reduceMax, .reduceMin, .reduceProd] {
-      add(code, .reduction, 1...1, .numeric, reduceAttrs, rule: ShapeRules.reduce)
+    switch code {
+    case .constant: return op(.source, 0...0, .any, cost: .free, rule: ShapeRules.constant)
+    case .iota: return op(.source, 0...0, .numeric, [attr("dim", .int, required: true)], cost: .free, rule: ShapeRules.iota)
+    case .exp, .log, .log1p, .sqrt, .rsqrt, .tanh, .sigmoid, .erf, .sin, .cos:
+      return op(.elementwiseUnary, 1...1, .float, cost: .expensive, rule: ShapeRules.unary)
+    case .gelu: return op(.elementwiseUnary, 1...1, .float, [attr("approximate", .bool)], cost: .expensive, rule: ShapeRules.unary)
+    case .floor, .ceil: return op(.elementwiseUnary, 1...1, .float, rule: ShapeRules.unary)
+    case .neg, .abs, .relu, .sign: return op(.elementwiseUnary, 1...1, .numeric, rule: ShapeRules.unary)
+    case .not: return op(.elementwiseUnary, 1...1, .integer, rule: ShapeRules.unary)
+    case .add, .mul, .max, .min: return op(.elementwiseBinary, 2...2, .numeric, commutative: true, rule: ShapeRules.binary)
+    case .sub: return op(.elementwiseBinary, 2...2, .numeric, rule: ShapeRules.binary)
+    case .div: return op(.elementwiseBinary, 2...2, .numeric, cost: .expensive, rule: ShapeRules.binary)
+    case .pow: return op(.elementwiseBinary, 2...2, .float, cost: .expensive, rule: ShapeRules.binary)
+    case .eq, .ne: return op(.compare, 2...2, .any, commutative: true, rule: ShapeRules.compare)
+    case .lt, .le, .gt, .ge: return op(.compare, 2...2, .any, rule: ShapeRules.compare)
+    case .and, .or: return op(.elementwiseBinary, 2...2, .integer, commutative: true, rule: ShapeRules.binary)
+    case .select: return op(.select, 3...3, .any, rule: ShapeRules.select)
+    case .where: return op(.select, 3...3, .any, rule: ShapeRules.whereRule)
+    case .cast: return op(.cast, 1...1, .any, rule: ShapeRules.cast)
+    case .reduceSum, .reduceMean, .reduceMax, .reduceMin, .reduceProd:
+      return op(.reduction, 1...1, .numeric, reduceAttrs, rule: ShapeRules.reduce)
+    case .argmax, .argmin:
+      return op(.argReduction, 1...1, .numeric, [attr("axis", .int, required: true), attr("keepdims", .bool)], rule: ShapeRules.argReduce)
+    case .matmul:
+      return op(.matmul, 2...2, .numeric, [attr("transpose_a", .bool), attr("transpose_b", .bool)], cost: .gemm, rule: ShapeRules.matmul)
+    case .transpose: return op(.layout, 1...1, .any, [attr("perm", .ints, required: true)], rule: ShapeRules.transpose)
+    case .reshape: return op(.layout, 1...1, .any, cost: .free, rule: ShapeRules.reshape)
+    case .broadcastTo: return op(.layout, 1...1, .any, rule: ShapeRules.broadcastTo)
+    case .slice:
+      return op(.layout, 1...1, .any, [attr("axes", .ints, required: true), attr("starts", .ints, required: true),
+                                       attr("limits", .ints, required: true), attr("strides", .ints)], rule: ShapeRules.slice)
+    case .concat: return op(.layout, 1...variadic, .any, [attr("axis", .int, required: true)], rule: ShapeRules.concat)
+    case .pad:
+      return op(.layout, 1...1, .any, [attr("low", .ints, required: true), attr("high", .ints, required: true), attr("value", .float)],
+                rule: ShapeRules.pad)
+    case .gather: return op(.gather, 2...2, .any, [attr("axis", .int)], rule: ShapeRules.gather)
+    case .oneHot:
+      return op(.gather, 1...1, .integer, [attr("depth", .int, required: true), attr("on_value", .float), attr("off_value", .float)],
+                rule: ShapeRules.oneHot)
+    case .softmax, .logSoftmax: return op(.softmax, 1...1, .float, [attr("axis", .int)], cost: .expensive, rule: ShapeRules.softmax)
+    case .softmaxCrossEntropy: return op(.loss, 2...2, .float, cost: .expensive, rule: ShapeRules.softmaxCrossEntropy)
+    case .sigmoidCrossEntropy: return op(.loss, 2...2, .float, cost: .expensive, rule: ShapeRules.sigmoidCrossEntropy)
+    case .embeddingLookup: return op(.table, 2...2, .float, cost: .opaque, rule: ShapeRules.embeddingLookup)
+    case .embeddingLookupPooled:
+      return op(.table, 2...3, .float, [attr("combiner", .string), attr("padding_id", .int)], cost: .opaque, rule: ShapeRules.embeddingLookupPooled)
+    case .call: return op(.call, 0...variadic, .any, cost: .opaque, rule: ShapeRules.call)
+    case .fusion: return op(.fusion, 0...variadic, .any, [attr("kind", .string)], cost: .opaque, rule: ShapeRules.fusion)
     }
-    for code in [OpCode.argmax, .argmin] {
-      add(code, .argReduction, 1...1, .numeric, [attr("axis", .int, required: true), attr("keepdims", .bool)],
-          rule: ShapeRules.argReduce)
-    }
-
-    add(.matmul, .matmul, 2...2, .numeric, [attr("transpose_a", .bool), attr("transpose_b", .bool)],
-        cost: .gemm, rule: ShapeRules.matmul)
-
-    add(.transpose, .layout, 1...1, .any, [attr("perm", .ints, required: true)], rule: ShapeRules.transpose)
-    add(.reshape, .layout, 1...1, .any, cost: .free, rule: ShapeRules.reshape)
-    add(.broadcastTo, .layout, 1...1, .any, rule: ShapeRules.broadcastTo)
-    add(.slice, .layout, 1...1, .any,
-        [attr("axes", .ints, required: true), attr("starts", .ints, required: true),
-         attr("limits", .ints, required: true), attr("strides", .ints)], rule: ShapeRules.slice)
-    add(.concat, .layout, 1...variadic, .any, [attr("axis", .int, required: true)], rule: ShapeRules.concat)
-    add(.pad, .layout, 1...1, .any,
-        [attr("low", .ints, required: true), attr("high", .ints, required: true), attr("value", .float)],
-        rule: ShapeRules.pad)
-    add(.gather, .gather, 2...2, .any, [attr("axis", .int)], rule: ShapeRules.gather)
-    add(.oneHot, .gather, 1...1, .integer,
-        [attr("depth", .int, required: true), attr("on_value", .float), attr("off_value", .float)],
-        rule: ShapeRules.oneHot)
-
-    add(.softmax, .softmax, 1...1, .float, [attr("axis", .int)], cost: .expensive, rule: ShapeRules.softmax)
-    add(.logSoftmax, .softmax, 1...1, .float, [attr("axis", .int)], cost: .expensive, rule: ShapeRules.softmax)
-    add(.softmaxCrossEntropy, .loss, 2...2, .float, cost: .expensive, rule: ShapeRules.softmaxCrossEntropy)
-    add(.sigmoidCrossEntropy, .loss, 2...2, .float, cost: .expensive, rule: ShapeRules.sigmoidCrossEntropy)
-
-    add(.embeddingLookup, .table, 2...2, .float, cost: .opaque, rule: ShapeRules.embeddingLookup)
-    add(.embeddingLookupPooled, .table, 2...3, .float, [attr("combiner", .string), attr("padding_id", .int)],
-        cost: .opaque, rule: ShapeRules.embeddingLookupPooled)
-
-    add(.call, .call, 0...variadic, .any, cost: .opaque, rule: ShapeRules.call)
-    add(.fusion, .fusion, 0...variadic, .any, [attr("kind", .string)], cost: .opaque, rule: ShapeRules.fusion)
-    return t
-  }()
+  }
 }

@@ -51,7 +51,7 @@ public enum CommonSubexpressionElimination {
       for id in body.body where liveOps.contains(id) {
         let op = body[id]
         var operands = op.operands.map { number[$0] ?? -1 }
-        if CommonSubexpressionElimination.commutative.contains(op.code) { operands.sort() }
+        if op.code.info.isCommutative { operands.sort() }
         ops.append(Op(code: op.code, operands: operands, attributes: op.attributes, callee: op.callee,
                       resultTypes: op.results.map { body.type(of: $0) }, regions: op.regions.map(BodyStructure.init)))
         for r in op.results { number[r] = next; next += 1 }
@@ -60,7 +60,6 @@ public enum CommonSubexpressionElimination {
     }
   }
 
-  static let commutative: Set<OpCode> = [.add, .mul, .max, .min, .eq, .ne, .and, .or]
 
   public static let pass = Pass.perFunction(
     name: "cse", summary: "merge ops with identical operands and attributes (commutative operands unordered)"
@@ -72,7 +71,7 @@ public enum CommonSubexpressionElimination {
       let op = rewriter.prepare(id)
       if op.code.info.hasSideEffects { rewriter.keep(id); continue }
       let regions = op.regions.map(BodyStructure.init)
-      let operands = commutative.contains(op.code) ? op.operands.sorted() : op.operands
+      let operands = op.code.info.isCommutative ? op.operands.sorted() : op.operands
       let key = Key(code: op.code, operands: operands, attributes: op.attributes, callee: op.callee,
                     resultTypes: op.results.map { rewriter.type($0) }, regions: regions)
       if let earlier = seen[key] {

@@ -26,11 +26,12 @@ enum SimplifyRules {
     return roundToFloat(r, dtype) == r ? r : nil
   }
 
-  static let commutative: Set<OpCode> = [.add, .mul, .max, .min, .eq, .ne, .and, .or]
+  /// The commutative ops (OpInfo.isCommutative, the one place that says so).
+  static let commutative: [OpCode] = OpCode.allCases.filter { $0.info.isCommutative }
 
   static let all: [SimplifyRule] = [
     // op(c, x) -> op(x, c) for commutative ops: constants go right, so each rule below is written once.
-    SimplifyRule("constant-to-right", Array(commutative)) { r in
+    SimplifyRule("constant-to-right", commutative) { r in
       r.isConstant(r.lhs) && !r.isConstant(r.rhs) ? r.emit(r.op.code, [r.rhs, r.lhs], attributes: r.op.attributes) : nil },
 
     // x + (-0.0) = x for every float x (-0.0 is IEEE's additive identity); x + 0 = x for integers.
