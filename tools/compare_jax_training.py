@@ -4,8 +4,8 @@ same batches for 100 Adam steps (lr 1e-3), with ttfc and with JAX, and the loss 
 
   tools/compare_jax_training.py [--ttfc PATH] [--steps N] [--dtype f32|f64] [--self-check] [--one-step]
 
-Needs numpy and jax (tools/bench --compare jax installs JAX into .venv-bench/; run this script with
-that venv's python). Exits 1 if any step's loss differs by more than 1e-4 relative.
+Needs numpy and jax (tools/setup installs both into .venv/; run this script with .venv/bin/python,
+as tools/test does). Exits 1 if any step's loss differs by more than 1e-4 relative.
 
 --one-step compares every step from the same state instead of two free-running curves: ttfc trains
 N steps, resuming from its own checkpoint one step at a time; from each checkpointed state JAX takes
