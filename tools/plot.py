@@ -13,6 +13,7 @@ Every error is named and exits 1; nothing is drawn from a file that does not par
 import argparse
 import json
 import math
+import os
 import sys
 
 
@@ -30,11 +31,16 @@ def load_jsonl(path):
                 if not line:
                     continue
                 try:
-                    rows.append(json.loads(line))
+                    row = json.loads(line)
                 except json.JSONDecodeError as e:
                     fail(f"{path}:{n}: not a JSON line ({e.msg})")
+                if not isinstance(row, dict):
+                    fail(f"{path}:{n}: a metrics line must be a JSON object, not {type(row).__name__}")
+                rows.append(row)
     except OSError as e:
         fail(f"cannot read '{path}': {e.strerror}")
+    except UnicodeDecodeError:
+        fail(f"{path}: not UTF-8 text")
     return rows
 
 
@@ -57,8 +63,8 @@ def curves(args):
         fail(f"{args.metrics} holds no training steps (lines with 'step' and 'loss')")
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 5))
-    steps = [r["step"] for r in train]
-    losses = [r["loss"] if r["loss"] is not None else math.nan for r in train]
+    steps = [number(r.get("step"), "a step number") for r in train]
+    losses = [loss_value(r["loss"], r["step"]) for r in train]
     ax.plot(steps, losses, color="#9ab8d8", linewidth=0.8, label="training loss (per step)")
     window = max(1, len(losses) // 50)
     if window > 1:
@@ -111,11 +117,18 @@ def ncf(args):
             results = json.load(f)
     except OSError as e:
         fail(f"cannot read '{args.results}': {e.strerror}")
+    except UnicodeDecodeError:
+        fail(f"{args.results}: not UTF-8 text")
     except json.JSONDecodeError as e:
         fail(f"{args.results}: not JSON ({e.msg})")
     runs = results.get("runs") if isinstance(results, dict) else None
-    if not runs:
+    if not runs or not isinstance(runs, list):
         fail(f"{args.results} holds no runs (write it with `ttfc ncf --results FILE`)")
+    for k, r in enumerate(runs):
+        if not isinstance(r, dict) or not isinstance(r.get("optimizer"), str):
+            fail(f"{args.results}: run {k} has no optimizer name")
+        for key in ("hr", "ndcg", "seed"):
+            number(r.get(key), f"run {k}'s {key}")
     optimizers = []
     for r in runs:
         if r["optimizer"] not in optimizers:
@@ -146,6 +159,22 @@ def ncf(args):
     print(f"plot: wrote {args.output} ({len(runs)} runs)")
 
 
+def number(value, what):
+    """A finite number from the metrics or results, or a named error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        fail(f"{what} is {value!r}, not a finite number")
+    return value
+
+
+def loss_value(value, step):
+    """A loss to draw: non-finite or missing losses leave a gap; anything else not a number is an error."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        fail(f"the loss at step {step} is {value!r}, not a number")
+    return value if math.isfinite(value) else math.nan
+
+
 def main():
     parser = argparse.ArgumentParser(prog="tools/plot", description="Pictures of ttfc runs.")
     sub = parser.add_subparsers(dest="kind", required=True)
@@ -157,9 +186,19 @@ def main():
     n.add_argument("results")
     n.add_argument("-o", "--output", default="ncf.png")
     args = parser.parse_args()
-    if not args.output.endswith((".png", ".svg")):
+    if not args.output.lower().endswith((".png", ".svg")):
         fail(f"-o {args.output}: the picture must be .png or .svg")
-    (curves if args.kind == "curves" else ncf)(args)
+    directory = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(directory):
+        fail(f"-o {args.output}: the directory {directory} does not exist")
+    if os.path.isdir(args.output):
+        fail(f"-o {args.output}: is a directory")
+    try:
+        (curves if args.kind == "curves" else ncf)(args)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        fail(f"{getattr(args, 'metrics', None) or args.results}: unexpected content ({type(e).__name__}: {e})")
+    except OSError as e:
+        fail(f"cannot write '{args.output}': {e.strerror}")
 
 
 if __name__ == "__main__":

@@ -27,15 +27,35 @@ final class CommentPlacer {
 
   init(_ comments: [SourceComment]) { self.comments = comments.sorted { ($0.line, $0.column) < ($1.line, $1.column) } }
 
-  /// Comment lines that come before an entity starting at `anchor` (nothing when it has no source position).
-  func leading(_ anchor: SourceLocation?, indent: String) -> String {
-    guard let anchor else { return "" }
-    var out = ""
+  /// Appends to `out` the comments that come before an entity starting at `anchor` (nothing
+  /// when it has no source position): a comment on a line of its own as a line, and one that
+  /// trailed code (the last line of a construct spanning several lines) at the end of the line
+  /// printed last, where it stays attached to that construct.
+  func leading(_ anchor: SourceLocation?, indent: String, into out: inout String) {
+    guard let anchor else { return }
     while next < comments.count, comments[next].line < anchor.line {
-      out += indent + comments[next].text + "\n"
+      let comment = comments[next]
       next += 1
+      if !comment.ownLine, out.hasSuffix("\n"), let lastLine = out.dropLast().split(separator: "\n", omittingEmptySubsequences: false).last,
+         !lastLine.contains("//"), lastLine.contains(where: { $0 != " " }) {
+        out.removeLast()
+        out += "  " + comment.text + "\n"
+      } else {
+        out += indent + comment.text + "\n"
+      }
     }
-    return out
+  }
+
+  /// Attaches to the last line of `out` a comment that trailed code before `anchor` (the end of
+  /// a construct spanning lines), before a blank line or a new block is printed; comments on
+  /// lines of their own stay for `leading`.
+  func trailingBefore(_ anchor: SourceLocation?, into out: inout String) {
+    guard let anchor, next < comments.count, comments[next].line < anchor.line, !comments[next].ownLine,
+          out.hasSuffix("\n"), let lastLine = out.dropLast().split(separator: "\n", omittingEmptySubsequences: false).last,
+          !lastLine.contains("//"), lastLine.contains(where: { $0 != " " }) else { return }
+    out.removeLast()
+    out += "  " + comments[next].text + "\n"
+    next += 1
   }
 
   /// The comment that ends the line of an entity starting at `anchor`, with its separating blanks.
@@ -56,16 +76,17 @@ public enum Printer {
   /// The canonical text of `module`; with the source's `comments`, each printed back in place.
   public static func print(_ module: Module, comments: [SourceComment] = []) -> String {
     let placer = CommentPlacer(comments)
-    var out = placer.leading(module.location, indent: "")
+    var out = ""
+    placer.leading(module.location, indent: "", into: &out)
     out += "module @\(module.name) {" + placer.trailing(module.location) + "\n"
     for param in module.params {
-      out += placer.leading(param.location, indent: "  ")
+      placer.leading(param.location, indent: "  ", into: &out)
       out += "  param @\(param.name) : \(param.type)"
       if let initializer = param.initializer { out += " = \(initializer)" }
       out += placer.trailing(param.location) + "\n"
     }
     for table in module.tables {
-      out += placer.leading(table.location, indent: "  ")
+      placer.leading(table.location, indent: "  ", into: &out)
       out += "  table @\(table.name) : \(table.rowType)"
       if let initializer = table.initializer { out += " = \(initializer)" }
       let attributes = table.attributes.sortedPairs
@@ -73,10 +94,11 @@ public enum Printer {
       out += placer.trailing(table.location) + "\n"
     }
     for (i, function) in module.functions.enumerated() {
+      placer.trailingBefore(function.location, into: &out)
       if i > 0 || !module.params.isEmpty || !module.tables.isEmpty { out += "\n" }
       out += print(function, indent: "  ", placer: placer)
     }
-    out += placer.leading(module.endLocation, indent: "  ")
+    placer.leading(module.endLocation, indent: "  ", into: &out)
     out += "}" + placer.trailing(module.endLocation) + "\n"
     return out + placer.rest()
   }
@@ -87,14 +109,15 @@ public enum Printer {
 
   static func print(_ function: Function, indent: String, placer: CommentPlacer) -> String {
     let names = uniqueNames(function)
-    var out = placer.leading(function.location, indent: indent)
+    var out = ""
+    placer.leading(function.location, indent: indent, into: &out)
     out += indent + "func @\(function.name)("
     out += function.arguments.map { "%\(names[$0.index]): \(function.type(of: $0))" }.joined(separator: ", ")
     out += ") -> "
     if function.resultTypes.count == 1 { out += function.resultTypes[0].description }
     else { out += "(" + function.resultTypes.map(\.description).joined(separator: ", ") + ")" }
     out += " {" + placer.trailing(function.location) + "\n" + printBody(function, indent: indent, placer: placer)
-    out += placer.leading(function.endLocation, indent: indent + "  ")
+    placer.leading(function.endLocation, indent: indent + "  ", into: &out)
     out += indent + "}" + placer.trailing(function.endLocation) + "\n"
     return out
   }
@@ -109,7 +132,7 @@ public enum Printer {
     var out = ""
     for opID in function.body {
       let op = function[opID]
-      out += placer.leading(op.location, indent: indent + "  ")
+      placer.leading(op.location, indent: indent + "  ", into: &out)
       out += indent + "  " + op.results.map(ref).joined(separator: ", ") + " = \(op.code)"
       switch op.code {
       case .constant:
@@ -134,14 +157,14 @@ public enum Printer {
       out += " : " + op.results.map { function.type(of: $0).description }.joined(separator: ", ")
       if let body = op.body {
         out += " {" + placer.trailing(op.location) + "\n" + printBody(body, indent: indent + "  ", placer: placer)
-        out += placer.leading(body.endLocation, indent: indent + "    ")
+        placer.leading(body.endLocation, indent: indent + "    ", into: &out)
         out += indent + "  }" + placer.trailing(body.endLocation)
       } else {
         out += placer.trailing(op.location)
       }
       out += "\n"
     }
-    out += placer.leading(function.returnLocation, indent: indent + "  ")
+    placer.leading(function.returnLocation, indent: indent + "  ", into: &out)
     out += indent + "  return"
     if !function.returnValues.isEmpty { out += " " + function.returnValues.map(ref).joined(separator: ", ") }
     return out + placer.trailing(function.returnLocation) + "\n"

@@ -24,7 +24,7 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
     switch self {
     case .notFound(let p): return "no checkpoint at '\(p)'"
     case .corrupt(let p, let r): return "checkpoint '\(p)' is corrupt: \(r)"
-    case .mismatch(let p, let r): return "checkpoint '\(p)' does not match this model: \(r)"
+    case .mismatch(let p, let r): return "checkpoint '\(p)' does not match this run: \(r)"
     case .cannotWrite(let p, let r): return "cannot write checkpoint '\(p)': \(r)"
     }
   }

@@ -125,6 +125,9 @@ public struct NCFProtocol {
     self.rated = rated
   }
 
+  /// The fewest unrated items any user has: evaluation can sample that many distinct candidates.
+  public var fewestUnratedItems: Int { users.map { items.count - (rated[$0]?.count ?? 0) }.min() ?? 0 }
+
   /// Rejection draws before `negative` scans for an unrated item instead (users who rated most items).
   static let negativeDrawAttempts: UInt64 = 64
 

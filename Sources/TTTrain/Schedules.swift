@@ -39,7 +39,7 @@ public struct LearningRateSchedule: Sendable, Equatable, CustomStringConvertible
       warmup = n
       rest = rest[rest.index(after: plus)...]
     }
-    let parts = rest.split(separator: ":").map(String.init)
+    let parts = rest.split(separator: ":", omittingEmptySubsequences: false).map(String.init)   // "cosine:" is refused
     switch parts.first {
     case "constant" where parts.count == 1: return LearningRateSchedule(.constant, warmup: warmup)
     case "step" where parts.count == 3:

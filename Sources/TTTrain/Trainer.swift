@@ -73,6 +73,20 @@ public final class Trainer {
   var previous: [UnsafeMutableRawPointer] = []
   /// Set when a step left non-finite state behind (not undone): such state is never saved.
   public private(set) var stateIsNonFinite = false
+  /// Parameters declared without an initializer and not given a value (the loss does not read
+  /// them; they hold zeros until a checkpoint restores them).
+  public private(set) var parametersWithoutValues: Set<String> = []
+
+  /// The parameters `function` reads, directly or through the functions it calls.
+  public static func parametersRead(by function: String, in module: Module) -> Set<String> {
+    var read = Set<String>(), visited = Set<String>(), pending = [function]
+    while let name = pending.popLast() {
+      guard visited.insert(name).inserted, let f = module.function(named: name) else { continue }
+      for v in f.values { if case .global(let g) = v.definition { read.insert(g) } }
+      for id in f.body where f[id].code == .call { if let callee = f[id].callee { pending.append(callee) } }
+    }
+    return read
+  }
   /// Embedding tables, their sparse optimizer, and the lookups of the loss function.
   public let tables: [String: EmbeddingTable]
   public let sparseOptimizer: SparseOptimizer
@@ -115,11 +129,19 @@ public final class Trainer {
     }
     tables = made
     buildSeconds = DispatchClock.now() - phaseStart
-    // A parameter needs a value (given, or an initializer) only if some function reads it; the
-    // ones missing are named together. One that nothing reads starts as zeros (it is never used).
-    let read = Set(module.functions.flatMap { f in f.values.compactMap { v -> String? in
-      if case .global(let name) = v.definition { return name }; return nil } })
+    // A parameter needs a value (given, or an initializer) only if the loss reads it (through
+    // its calls too); the ones missing are named together. One the loss does not read starts as
+    // zeros and is recorded in `parametersWithoutValues`: an evaluation function that reads it
+    // is refused before training starts (TrainingLoop), never run on the zeros.
+    for name in params.keys.sorted() where module.param(named: name) == nil {
+      let known = module.params.map { "'\($0.name)'" }.joined(separator: ", ")
+      let what = module.table(named: name) != nil ? "'\(name)' is a table (tables start from their declared initializer)"
+        : "'\(name)' matches no parameter (the parameters: \(known.isEmpty ? "none" : known))"
+      throw .setup("the initial values name \(what)")
+    }
+    let read = Self.parametersRead(by: loss, in: module)
     let missing = module.params.filter { params[$0.name] == nil && $0.initializer == nil && read.contains($0.name) }.map(\.name)
+    parametersWithoutValues = Set(module.params.filter { params[$0.name] == nil && $0.initializer == nil }.map(\.name))
     if !missing.isEmpty && !valuesFollow {
       let list = missing.map { "'@\($0)'" }.joined(separator: ", ")
       throw .setup("parameter\(missing.count == 1 ? "" : "s") \(list) \(missing.count == 1 ? "has" : "have") no value and no initializer: give \(missing.count == 1 ? "it" : "them") with --init-params FILE.npz (or resume from a checkpoint)")

@@ -94,10 +94,15 @@ public final class TrainingLoop {
     if let every = options.evalEvery, every < 1 { throw .setup("the evaluation interval must be at least 1 step, got \(every)") }
     if let every = options.checkpointEvery, every < 1 { throw .setup("the checkpoint interval must be at least 1 step, got \(every)") }
     guard (1...TrainingOptions.maximumBatch).contains(options.batch) else { throw .setup("the batch must be 1 to \(TrainingOptions.maximumBatch), got \(options.batch)") }
-    // Every function evaluation runs must accept the eval data now, not after the last step.
+    // Every function evaluation runs must accept the eval data now, not after the last step,
+    // and have a value for every parameter it reads.
     if let evalData {
       for name in [loss, "accuracy", "predict"] {
         guard let evaluated = module.function(named: name) else { continue }
+        let unvalued = Trainer.parametersRead(by: name, in: module).intersection(trainer.parametersWithoutValues).sorted()
+        if !unvalued.isEmpty && !options.resumesFromCheckpoint {
+          throw .setup("--eval-data: @\(name) reads \(unvalued.map { "'@\($0)'" }.joined(separator: ", ")), which \(unvalued.count == 1 ? "has" : "have") no value and no initializer (give \(unvalued.count == 1 ? "it" : "them") with --init-params)")
+        }
         for (argument, type) in zip(evaluated.arguments, evaluated.argumentTypes) {
           do { _ = try evalData.column(for: evaluated[argument].name, type: type) } catch { throw .setup("--eval-data: \(error)") }
         }
@@ -231,8 +236,14 @@ public final class TrainingLoop {
     // constant, step or exponential run with more --steps is the ordinary way to train longer.
     var usesTotal = false
     if case .cosine = options.schedule.kind { usesTotal = true }
+    // Rates compare as the f32 numbers the step computes with (0.01 and 0.010000000001 are one).
+    func same(_ key: String, _ a: String, _ b: String) -> Bool {
+      if a == b { return true }
+      guard key == "lr" || key == "clip_norm", let x = Double(a), let y = Double(b) else { return false }
+      return Float(x) == Float(y)
+    }
     let changes = runSettings.sorted { $0.key < $1.key }.compactMap { key, now -> String? in
-      guard let then = checkpoint.metadata[key], then != now, key != "total_steps" || usesTotal else { return nil }
+      guard let then = checkpoint.metadata[key], !same(key, then, now), key != "total_steps" || usesTotal else { return nil }
       return "\(flags[key] ?? key) \(then) -> \(now)"
     }
     if !changes.isEmpty && !options.allowChangedSchedule {

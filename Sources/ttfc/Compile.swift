@@ -14,7 +14,8 @@ struct Compile: ParsableCommand {
     discussion: helpText("""
       Examples:
         ttfc compile examples/mlp.ttir --emit=ir
-        ttfc compile examples/mlp.ttir --emit=dot -o mlp.dot && dot -Tsvg mlp.dot > mlp.svg
+        ttfc compile examples/mlp.ttir --emit=dot -o mlp.dot
+        dot -Tsvg mlp.dot -o mlp.svg
       """))
 
   enum Emit: String, ExpressibleByArgument, CaseIterable { case ir, dot, thunks, llvm, asm }

@@ -17,6 +17,7 @@ struct Fmt: ParsableCommand {
   var check = false
 
   func run() throws {
+    if check && inPlace { throw fail("--check and -i: choose one (--check changes nothing)") }
     let source = try SourceFile.read(file)
     let canonical = Printer.print(try source.module(), comments: Lexer.comments(in: source.text))
     if check {

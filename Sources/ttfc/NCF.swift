@@ -32,7 +32,7 @@ struct NCF: ParsableCommand {
   @Option(parsing: .unconditional, help: "Learning rate, dense and tables, 0 to 3.4e38.") var lr = 2e-3
   @Option(help: "Table optimizers to compare, comma-separated.") var optimizers = "adam,lazyadam,sparseadam"
   @Option(help: "Seeds, comma-separated (data order, negatives, table initialization).") var seeds = "1,2,3"
-  @Option(parsing: .unconditional, help: "Candidates per user at evaluation besides the test item (1 to 10^6).") var candidates = 99
+  @Option(name: .customLong("candidates"), parsing: .unconditional, help: "Candidates per user at evaluation besides the test item, 1 to 10^6 (default: 99, the MLPerf protocol, or fewer when some user has fewer unrated items).") var candidatesOption: Int?
 
   /// Limits of --synthetic: users and items each, and ratings in all.
   static let maximumSyntheticEntities = 10_000_000
@@ -45,9 +45,10 @@ struct NCF: ParsableCommand {
     if let results, !FileManager.default.createFile(atPath: results, contents: nil) {
       throw fail("--results: cannot write '\(results)' (does its directory exist?)")
     }
-    guard (1...1_000_000).contains(candidates) else { throw fail("--candidates must be 1 to 1000000, got \(candidates)") }
+    if let candidatesOption, !(1...1_000_000).contains(candidatesOption) { throw fail("--candidates must be 1 to 1000000, got \(candidatesOption)") }
     let module = try (model.map { try SourceFile.read($0) } ?? SourceFile(path: "<built-in ncf.ttir>", text: BuiltinModels.ncf)).module()
     var data: [Rating]
+    if ratings != nil && synthetic != nil { throw fail("--ratings and --synthetic: give one source of ratings") }
     if let ratings {
       do { data = try MovieLens.read(ratings) } catch { throw fail("\(error)") }
     } else {
@@ -68,13 +69,29 @@ struct NCF: ParsableCommand {
     }
     let protocolData: NCFProtocol
     do { protocolData = try NCFProtocol(data) } catch { throw fail("\(error)") }
+    // Candidates are distinct unrated items: more than a user has would repeat items and deflate
+    // HR@10 without a word.
+    let fewest = protocolData.fewestUnratedItems
+    let candidates: Int
+    if let candidatesOption {
+      guard candidatesOption <= fewest else {
+        throw fail("--candidates \(candidatesOption): some user has only \(fewest) unrated items to rank the test item against; use at most that many")
+      }
+      candidates = candidatesOption
+    } else {
+      candidates = min(99, fewest)
+      if candidates < 99 { print("note: evaluating against \(candidates) candidates per user, not 99 (some user has only \(fewest) unrated items)") }
+    }
     var kinds: [(String, SparseOptimizer)] = []
-    for name in optimizers.split(separator: ",").map(String.init) {
-      guard let o = SparseOptimizer(name: name) else { throw fail("unknown table optimizer '\(name)' (adam, lazyadam, sparseadam, adagrad, ftrl, sgd)") }
+    for name in optimizers.split(separator: ",", omittingEmptySubsequences: false).map(String.init) {
+      guard let o = SparseOptimizer(name: name) else { throw fail("--optimizers: unknown table optimizer '\(name)' (adam, lazyadam, sparseadam, adagrad, ftrl, sgd)") }
+      guard !kinds.contains(where: { $0.0 == name }) else { throw fail("--optimizers names '\(name)' twice") }
       kinds.append((name, o))
     }
-    let seedList = seeds.split(separator: ",").compactMap { UInt64($0) }
-    guard !seedList.isEmpty else { throw fail("--seeds takes comma-separated non-negative integers") }
+    let seedTexts = seeds.split(separator: ",", omittingEmptySubsequences: false)
+    let seedList = seedTexts.compactMap { UInt64($0.trimmingCharacters(in: .whitespaces)) }
+    guard !seedList.isEmpty, seedList.count == seedTexts.count else { throw fail("--seeds takes comma-separated integers 0 to 2^64-1, got '\(seeds)'") }
+    guard Set(seedList).count == seedList.count else { throw fail("--seeds names a seed twice ('\(seeds)'): the runs would repeat") }
     print("NCF: \(protocolData.users.count) users, \(protocolData.items.count) items, \(protocolData.train.count) training positives; \(epochs) epochs, batch \(batch), lr \(lr)")
     // Columns: optimizer (12), seed (6), HR@10 (8), NDCG@10 (9), loss (9), time; headers padded alike.
     func row(_ cells: [String], _ widths: [Int]) -> String {

@@ -7,7 +7,7 @@ import TTPasses
 
 /// Pipeline options shared by `opt` and `compile`.
 struct PipelineOptions: ParsableArguments {
-  @Option(name: .customShort("O", allowingJoined: true), help: "Optimization level 0, 1 or 2 (default 2).")
+  @Option(name: .customShort("O", allowingJoined: true), help: "Optimization level 0, 1 or 2.")
   var level: Int = 2
 
   @Option(name: [.customShort("p"), .customLong("passes")],
@@ -76,10 +76,12 @@ struct Opt: ParsableCommand {
     usage: "ttfc opt <file> [-O <level> | -p <passes>] [<options>]",
     discussion: helpText("""
       Examples:
-        ttfc opt examples/mlp.ttir --stats            # -O2: canonicalize, fuse, clean up, schedule
+        ttfc opt examples/mlp.ttir --stats            # -O2, with statistics
         ttfc opt model.ttir -p simplify,dce           # an explicit pipeline
         ttfc opt model.ttir -O1 --print-ir-after-all  # watch each pass
-      Regression tests split one file into cases with --split-input-file (at `// -----` lines).
+
+      -O2 canonicalizes, fuses, cleans up and schedules. Regression tests split one file into
+      cases with --split-input-file (at lines `// -----`).
       """))
 
   @Argument(help: "The .ttir file to optimize.")

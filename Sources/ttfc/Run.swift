@@ -125,6 +125,10 @@ struct Run: ParsableCommand {
     if let params {
       do { for (name, tensor) in try NpzArchive.read(path: params) { paramValues[name] = tensor } }
       catch { throw fail("\(error)") }
+      for name in paramValues.keys.sorted() where module.param(named: name) == nil {
+        let known = module.params.map { "'\($0.name)'" }.joined(separator: ", ")
+        throw fail("--params: '\(name)' matches no parameter of the module (its parameters: \(known.isEmpty ? "none" : known))")
+      }
     }
     var results: [Tensor] = []
     var specializer: ShapeSpecializer?
@@ -200,6 +204,7 @@ struct Run: ParsableCommand {
       guard let eq = item.firstIndex(of: "=") else { throw fail("\(what) \(item): expected NAME=VALUE") }
       var key = String(item[..<eq])
       if key.hasPrefix("%") { key.removeFirst() }
+      guard result[key] == nil else { throw fail("\(what) \(key) is given twice") }
       result[key] = String(item[item.index(after: eq)...])
     }
     return result
@@ -252,8 +257,9 @@ struct Run: ParsableCommand {
           if axis >= 0 && axis < params.rank, let n = size(params.dims[axis]) { uses.append(IndexUse(op: op.code, limit: n, strict: true)) }
         case .softmaxCrossEntropy where op.operands.count == 2 && op.operands[1] == value:
           if let n = function.type(of: op.operands[0]).dims.last.flatMap(size) { uses.append(IndexUse(op: op.code, limit: n, strict: true)) }
-        case .reshape, .transpose, .broadcastTo, .slice, .concat, .pad:
-          pending += op.results
+        case .reshape, .transpose, .broadcastTo, .slice, .concat, .pad, .cast:
+          // Moved, copied or converted, the values still index (a cast to another integer type).
+          if op.code != .cast || function.type(of: op.results[0]).dtype.isInteger { pending += op.results }
         default: break
         }
       }
@@ -265,7 +271,9 @@ struct Run: ParsableCommand {
   /// range among the indices it feeds; 10 when it feeds none.
   static func integerBound(_ argument: ValueID, in function: Function, symbols: [String: Int]) throws -> Int {
     let uses = indexUses(argument, in: function, symbols: symbols)
-    let bound = uses.map(\.limit).min().map { Swift.min($0, 10) } ?? 10
+    // one_hot accepts any index (outside [0, depth) gives a row of off_value): only a depth of
+    // at least 1 narrows the draw.
+    let bound = uses.filter { $0.strict || $0.limit > 0 }.map(\.limit).min().map { Swift.min($0, 10) } ?? 10
     if bound <= 0 {
       let feeds = uses.map { "'\($0.op)' (valid range [0, \($0.limit)))" }.joined(separator: ", ")
       throw fail("--random-inputs: input %\(function[argument].name) feeds \(feeds): no valid value to draw")
@@ -275,7 +283,10 @@ struct Run: ParsableCommand {
 
   /// A named error when a given integer input holds an index outside the range an op needs.
   static func checkIndices(_ tensor: Tensor, of argument: ValueID, in function: Function) throws {
-    guard tensor.dtype.isInteger else { return }
+    // A tensor of the wrong dtype or rank gets the executable's type error, which says so.
+    let type = function.type(of: argument)
+    guard tensor.dtype.isInteger, tensor.dtype == type.dtype, tensor.shape.count == type.rank,
+          zip(type.dims, tensor.shape).allSatisfy({ $0.staticSize == nil || $0.staticSize == $1 }) else { return }
     var symbols: [String: Int] = [:]
     for (d, n) in zip(function.type(of: argument).dims, tensor.shape) { if case .symbol(let s) = d { symbols[s] = n } }
     for use in indexUses(argument, in: function, symbols: symbols) where use.strict {

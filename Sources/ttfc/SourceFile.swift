@@ -49,7 +49,12 @@ func writeOutput(_ text: String, to path: String, what: String = "") throws {
       : URL(fileURLWithPath: target).deletingLastPathComponent().appendingPathComponent(destination).path
   }
   var info = stat()
-  let isSpecial = stat(target, &info) == 0 && (info.st_mode & S_IFMT) != S_IFREG
+  let exists = stat(target, &info) == 0
+  if path.isEmpty { throw fail("cannot write \(what.isEmpty ? "" : what + " ")'': an empty path") }
+  if exists && (info.st_mode & S_IFMT) == S_IFDIR { throw fail("cannot write \(what.isEmpty ? "" : what + " ")'\(path)': it is a directory") }
+  let isSpecial = exists && (info.st_mode & S_IFMT) != S_IFREG
+  // A file rewritten keeps its permission bits (the atomic write makes a new file).
+  let previousMode: mode_t? = exists && !isSpecial ? info.st_mode & 0o7777 : nil
   do {
     if isSpecial {
       guard let handle = FileHandle(forWritingAtPath: target) else { throw CocoaError(.fileWriteNoPermission) }
@@ -57,6 +62,7 @@ func writeOutput(_ text: String, to path: String, what: String = "") throws {
       try handle.write(contentsOf: Data(text.utf8))
     } else {
       try text.write(toFile: target, atomically: true, encoding: .utf8)
+      if let previousMode { chmod(target, previousMode) }
     }
   } catch {
     let reason = FileManager.default.fileExists(atPath: URL(fileURLWithPath: target).deletingLastPathComponent().path)

@@ -69,7 +69,9 @@ struct Train: ParsableCommand {
     // The step computes in f32: the rate and the clipping norm must be f32 numbers (1e39 would
     // round to inf, 1e-320 to 0), and -0.0 is not a rate.
     let f32Max = Double(Float.greatestFiniteMagnitude), f32Min = Double(Float.leastNormalMagnitude)
-    guard lr.isFinite, lr >= 0, lr <= f32Max, lr.sign == .plus else { throw fail("--lr must be a number from 0 to 3.4e38, got \(lr)") }
+    guard lr.isFinite, lr == 0 || (lr >= f32Min && lr <= f32Max), lr.sign == .plus else {
+      throw fail("--lr must be 0 or a number from 1.2e-38 to 3.4e38, got \(lr)")
+    }
     if let clipNorm {
       guard clipNorm.isFinite, clipNorm >= f32Min, clipNorm <= f32Max else {
         throw fail("--clip-norm must be a number from 1.2e-38 to 3.4e38, got \(clipNorm)")
@@ -118,6 +120,11 @@ struct Train: ParsableCommand {
       options.sparseOptimizer = parsed
     }
     if let initParams {
+      // A resume takes every value from the checkpoint: initial values given too would be
+      // silently ignored.
+      if options.resumesFromCheckpoint {
+        throw fail("--init-params and --resume: the checkpoint in '\(checkpoint!)' holds every parameter; drop --init-params (or the checkpoint)")
+      }
       do {
         for (name, t) in try NpzArchive.read(path: initParams) {
           guard options.initialParams[name] == nil else { throw fail("--init-params: '\(initParams)' holds two arrays named '\(name)'") }

@@ -25,6 +25,14 @@ struct Ttfc: ParsableCommand {
   /// Runs the command; argument errors print as `error: ...` on stderr like every other error
   /// (ArgumentParser's own spelling is `Error:`), followed by its usage lines.
   static func main() {
+    // `ttfc help NAME` with an unknown NAME would print the top-level help and succeed.
+    let arguments = Array(CommandLine.arguments.dropFirst())
+    if arguments.count >= 2, arguments[0] == "help",
+       !configuration.subcommands.contains(where: { $0._commandName == arguments[1] }) && arguments[1] != "help" {
+      let names = configuration.subcommands.map { $0._commandName }.joined(separator: ", ")
+      print("error: no subcommand '\(arguments[1])' (the subcommands: \(names))", to: &standardError)
+      exit(withError: ExitCode.failure)
+    }
     do {
       var command = try parseAsRoot()
       try command.run()

@@ -75,6 +75,27 @@ struct CommentTests {
     #expect(Formatting.commentTexts(formatted) == Formatting.commentTexts(source))
   }
 
+  /// A comment trailing the last line of a construct that spans lines stays with it (it used to
+  /// move onto the next op, or past a parameter to the next function).
+  @Test func aCommentAfterAMultiLineConstructStaysWithIt() throws {
+    let source = """
+      module @m {
+        param @w : f32[2] = normal(0.0,
+                                   0.1, seed: 1)  // about w
+        func @f(%x: f32[2]) -> f32[2] {
+          %c = constant [1.0,
+                         2.0] : f32[2]  // about c
+          %y = add %x, %c : f32[2]
+          return %y
+        }
+      }
+      """
+    let formatted = try Formatting.format(source)
+    #expect(formatted.contains("param @w : f32[2] = normal(0.0, 0.1, seed: 1)  // about w\n"), "\(formatted)")
+    #expect(formatted.contains("%c = constant [1.0, 2.0] : f32[2]  // about c\n"), "\(formatted)")
+    #expect(try Formatting.format(formatted) == formatted)
+  }
+
   @Test func aCommentLikeStringIsNotAComment() throws {
     let source = "module @m {\n  table @t : f32[2] = zeros {storage = \"f32\"}  // real\n}\n"
     #expect(Formatting.commentTexts(source) == ["// real"])

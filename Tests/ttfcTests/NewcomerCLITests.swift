@@ -93,6 +93,11 @@ struct NewcomerCLITests {
          let next = lines[k + 1].first, next.isLowercase {
         Issue.record("\(arguments): a paragraph broken early at '\(line)' / '\(lines[k + 1])'")
       }
+      // An indented line (a command, an example) wrapped by the help printer continues at column 0.
+      if k + 1 < lines.count, line.hasPrefix("  "), !line.hasPrefix("   "), line.count > 76,
+         let next = lines[k + 1].first, next != " " {
+        Issue.record("\(arguments): an indented line wrapped: '\(line)' / '\(lines[k + 1])'")
+      }
     }
   }
 
