@@ -1,36 +1,40 @@
 // cse — merges ops that compute the same thing: same op, same (resolved) operands, same attributes,
 // callee, result types and body (bodies compared by structure: value names, op locations and dead
-// ops inside them do not matter, so two fusion regions the fusion pass built alike merge). Operands of commutative ops are compared as a set, so a + b and
-// b + a merge. Constants merge when their values are bitwise identical. Side-effecting ops never
+// ops inside them do not matter, so two fusion regions the fusion pass built alike merge).
+// Operands of commutative ops are compared as a set, so a + b and b + a merge. Constants merge when their values are bitwise identical. Side-effecting ops never
 // merge (two random draws are two different numbers). All ops are pure functions of their operands
 // and TTIR has no control flow, so any earlier op dominates every later one.
 
 import TTIR
 
 public enum CommonSubexpressionElimination {
-  struct Key: Hashable {
+  /// What makes two ops compute the same thing: the key of an op in the function (operands by
+  /// value index) and of an op in a fusion body (operands numbered within the body).
+  struct OpKey: Hashable {
     var code: OpCode
-    var operands: [ValueID]
+    var operands: [Int]
     var attributes: Attributes
     var callee: String?
     var resultTypes: [TensorType]
     var regions: [BodyStructure]
+
+    /// Commutative operands compared as a set (sorted).
+    init(_ op: OpNode, operands: [Int], resultTypes: [TensorType]) {
+      code = op.code
+      self.operands = op.code.info.isCommutative ? operands.sorted() : operands
+      attributes = op.attributes
+      callee = op.callee
+      self.resultTypes = resultTypes
+      regions = op.regions.map(BodyStructure.init)
+    }
   }
 
   /// A fusion body up to renaming: argument types, live ops (operands numbered: arguments first,
   /// then results in order), returned numbers.
   struct BodyStructure: Hashable {
-    struct Op: Hashable {
-      var code: OpCode
-      var operands: [Int]
-      var attributes: Attributes
-      var callee: String?
-      var resultTypes: [TensorType]
-      var regions: [BodyStructure]
-    }
     var arguments: [TensorType]
     var globals: [String] = []
-    var ops: [Op] = []
+    var ops: [OpKey] = []
     var returned: [Int] = []
 
     init(_ body: Function) {
@@ -50,10 +54,7 @@ public enum CommonSubexpressionElimination {
       }
       for id in body.body where liveOps.contains(id) {
         let op = body[id]
-        var operands = op.operands.map { number[$0] ?? -1 }
-        if op.code.info.isCommutative { operands.sort() }
-        ops.append(Op(code: op.code, operands: operands, attributes: op.attributes, callee: op.callee,
-                      resultTypes: op.results.map { body.type(of: $0) }, regions: op.regions.map(BodyStructure.init)))
+        ops.append(OpKey(op, operands: op.operands.map { number[$0] ?? -1 }, resultTypes: op.results.map { body.type(of: $0) }))
         for r in op.results { number[r] = next; next += 1 }
       }
       returned = body.returnValues.map { number[$0] ?? -1 }
@@ -65,15 +66,12 @@ public enum CommonSubexpressionElimination {
     name: "cse", summary: "merge ops with identical operands and attributes (commutative operands unordered)"
   ) { function, context in
     var rewriter = Rewriter(function)
-    var seen: [Key: OpID] = [:]
+    var seen: [OpKey: OpID] = [:]
     var merged = 0
     for id in function.body {
       let op = rewriter.prepare(id)
       if op.code.info.hasSideEffects { rewriter.keep(id); continue }
-      let regions = op.regions.map(BodyStructure.init)
-      let operands = op.code.info.isCommutative ? op.operands.sorted() : op.operands
-      let key = Key(code: op.code, operands: operands, attributes: op.attributes, callee: op.callee,
-                    resultTypes: op.results.map { rewriter.type($0) }, regions: regions)
+      let key = OpKey(op, operands: op.operands.map(\.index), resultTypes: op.results.map { rewriter.type($0) })
       if let earlier = seen[key] {
         for (old, new) in zip(op.results, rewriter.function[earlier].results) { rewriter.replace(old, with: new) }
         merged += 1
