@@ -119,12 +119,13 @@ struct Train: ParsableCommand {
       }
       options.sparseOptimizer = parsed
     }
-    if let initParams {
-      // A resume takes every value from the checkpoint: initial values given too would be
-      // silently ignored.
-      if options.resumesFromCheckpoint {
-        throw fail("--init-params and --resume: the checkpoint in '\(checkpoint!)' holds every parameter; drop --init-params (or the checkpoint)")
-      }
+    // A resume takes every value from the checkpoint: the same command line, --init-params
+    // included, may start a run and then resume it (scripts do), so the unused option is
+    // reported rather than refused, never ignored silently.
+    if let initParams, options.resumesFromCheckpoint {
+      print("note: resuming from '\(checkpoint!)/checkpoint.safetensors', which holds every parameter; --init-params \(initParams) is not used",
+            to: &standardError)
+    } else if let initParams {
       do {
         for (name, t) in try NpzArchive.read(path: initParams) {
           guard options.initialParams[name] == nil else { throw fail("--init-params: '\(initParams)' holds two arrays named '\(name)'") }
