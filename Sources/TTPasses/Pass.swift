@@ -34,6 +34,9 @@ public final class PassContext {
   /// size (fusion's candidate tries and cycle-check visits). Tests bound it by a small multiple of
   /// the function's size, so a pass turning quadratic fails a test instead of a user's compile.
   public var work = 0
+  /// Things a user should know that are not errors (a fixpoint group stopped by its cap while
+  /// its passes were still changing the module); `ttfc opt` prints them as warnings.
+  public var warnings: [String] = []
 
   public init(options: PassOptions = PassOptions()) { self.options = options }
 
@@ -149,12 +152,19 @@ public struct PassManager {
         changed = changed || passChanged
       case .fixpoint(let name, let inner, let cap):
         var iterations = 0
+        var stillChanging = false
         while iterations < cap {
           iterations += 1
-          if try !run(inner, on: &module, context: context) { break }
+          stillChanging = try run(inner, on: &module, context: context)
+          if !stillChanging { break }
           changed = true
         }
         context.count(name, "iterations", by: iterations)
+        if stillChanging {
+          // The cap ended the loop, not a fixed point: say so instead of returning silently.
+          context.count(name, "cap-reached")
+          context.warnings.append("'\(name)' stopped at its cap of \(cap) rounds while its passes were still changing the module")
+        }
       }
     }
     return changed

@@ -11,7 +11,7 @@ struct PipelineOptions: ParsableArguments {
   var level: Int = 2
 
   @Option(name: [.customShort("p"), .customLong("passes")],
-          help: "An explicit pipeline: comma-separated pass names (simplify, constant-fold, cse, dce, fusion, schedule, canonicalize). Overrides -O.")
+          help: ArgumentHelp("An explicit pipeline: comma-separated pass names (\((Pipelines.passes.map(\.name) + ["canonicalize"]).joined(separator: ", "))). Overrides -O."))
   var passes: String?
 
   @Flag(help: "Allow rewrites that ignore IEEE corner cases (NaN, inf, -0.0, rounding), e.g. x*0 -> 0.")
@@ -61,6 +61,7 @@ struct PipelineOptions: ParsableArguments {
     }
     do { try manager.run(pipeline, on: &module, context: context) }
     catch { throw fail("\(error)") }
+    for warning in context.warnings { print("warning: \(warning)", to: &standardError) }
     if stats { print(context.report(), to: &standardError) }
     if explainFusion {
       print(context.fusionExplanations.isEmpty ? "explain-fusion: every producer/consumer pair fused (or fusion did not run)"

@@ -75,3 +75,21 @@ struct LinearityTests {
     #expect(ops <= n / 100 + 2)
   }
 }
+
+/// A fixpoint group stopped by its cap while its passes still change the module says so
+/// (a warning and a counter), instead of returning as if it had converged.
+struct FixpointCapTests {
+  @Test func aFixpointStoppedByItsCapIsReported() throws {
+    let restless = Pass(name: "restless", summary: "always reports a change") { _, _ in true }
+    var module = LongGraphs.chain(3)
+    let context = PassContext()
+    _ = try PassManager().run(Pipeline([.fixpoint(name: "loop", steps: [.pass(restless)], cap: 3)]), on: &module, context: context)
+    #expect(context.statistics["loop"]?["cap-reached"] == 1)
+    #expect(context.warnings == ["'loop' stopped at its cap of 3 rounds while its passes were still changing the module"])
+    // The standard pipeline converges on real graphs: no warning.
+    let converging = PassContext()
+    var chain = LongGraphs.chain(50)
+    _ = try PassManager().run(Pipelines.standard(level: 2), on: &chain, context: converging)
+    #expect(converging.warnings.isEmpty)
+  }
+}
