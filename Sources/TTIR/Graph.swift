@@ -255,4 +255,24 @@ public struct Module: Hashable, Sendable {
   public func functionIndex(named name: String) -> Int? { functions.firstIndex { $0.name == name } }
   public func param(named name: String) -> Param? { params.first { $0.name == name } }
   public func table(named name: String) -> TableDecl? { tables.first { $0.name == name } }
+
+  /// The parameters `function` reads, directly or through the functions it calls.
+  public func parametersRead(by function: String) -> Set<String> {
+    var read = Set<String>(), visited = Set<String>(), pending = [function]
+    while let name = pending.popLast() {
+      guard visited.insert(name).inserted, let f = self.function(named: name) else { continue }
+      for v in f.values { if case .global(let g) = v.definition { read.insert(g) } }
+      for id in f.body where f[id].code == .call { if let callee = f[id].callee { pending.append(callee) } }
+    }
+    return read
+  }
+
+  /// Why `name`, given as a parameter value, names no parameter (nil when it names one): a table,
+  /// or an unknown name with the parameters listed.
+  public func unknownParameterReason(_ name: String) -> String? {
+    guard param(named: name) == nil else { return nil }
+    if table(named: name) != nil { return "'\(name)' is a table (tables start from their declared initializer)" }
+    let known = params.map { "'\($0.name)'" }.joined(separator: ", ")
+    return "'\(name)' matches no parameter (the parameters: \(known.isEmpty ? "none" : known))"
+  }
 }

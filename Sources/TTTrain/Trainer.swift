@@ -77,16 +77,7 @@ public final class Trainer {
   /// them; they hold zeros until a checkpoint restores them).
   public private(set) var parametersWithoutValues: Set<String> = []
 
-  /// The parameters `function` reads, directly or through the functions it calls.
-  public static func parametersRead(by function: String, in module: Module) -> Set<String> {
-    var read = Set<String>(), visited = Set<String>(), pending = [function]
-    while let name = pending.popLast() {
-      guard visited.insert(name).inserted, let f = module.function(named: name) else { continue }
-      for v in f.values { if case .global(let g) = v.definition { read.insert(g) } }
-      for id in f.body where f[id].code == .call { if let callee = f[id].callee { pending.append(callee) } }
-    }
-    return read
-  }
+
   /// Embedding tables, their sparse optimizer, and the lookups of the loss function.
   public let tables: [String: EmbeddingTable]
   public let sparseOptimizer: SparseOptimizer
@@ -133,13 +124,10 @@ public final class Trainer {
     // its calls too); the ones missing are named together. One the loss does not read starts as
     // zeros and is recorded in `parametersWithoutValues`: an evaluation function that reads it
     // is refused before training starts (TrainingLoop), never run on the zeros.
-    for name in params.keys.sorted() where module.param(named: name) == nil {
-      let known = module.params.map { "'\($0.name)'" }.joined(separator: ", ")
-      let what = module.table(named: name) != nil ? "'\(name)' is a table (tables start from their declared initializer)"
-        : "'\(name)' matches no parameter (the parameters: \(known.isEmpty ? "none" : known))"
-      throw .setup("the initial values name \(what)")
+    for name in params.keys.sorted() {
+      if let reason = module.unknownParameterReason(name) { throw .setup("the initial values name \(reason)") }
     }
-    let read = Self.parametersRead(by: loss, in: module)
+    let read = module.parametersRead(by: loss)
     let missing = module.params.filter { params[$0.name] == nil && $0.initializer == nil && read.contains($0.name) }.map(\.name)
     parametersWithoutValues = Set(module.params.filter { params[$0.name] == nil && $0.initializer == nil }.map(\.name))
     if !missing.isEmpty && !valuesFollow {

@@ -99,7 +99,7 @@ public final class TrainingLoop {
     if let evalData {
       for name in [loss, "accuracy", "predict"] {
         guard let evaluated = module.function(named: name) else { continue }
-        let unvalued = Trainer.parametersRead(by: name, in: module).intersection(trainer.parametersWithoutValues).sorted()
+        let unvalued = module.parametersRead(by: name).intersection(trainer.parametersWithoutValues).sorted()
         if !unvalued.isEmpty && !options.resumesFromCheckpoint {
           throw .setup("--eval-data: @\(name) reads \(unvalued.map { "'@\($0)'" }.joined(separator: ", ")), which \(unvalued.count == 1 ? "has" : "have") no value and no initializer (give \(unvalued.count == 1 ? "it" : "them") with --init-params)")
         }

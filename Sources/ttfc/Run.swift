@@ -125,9 +125,8 @@ struct Run: ParsableCommand {
     if let params {
       do { for (name, tensor) in try NpzArchive.read(path: params) { paramValues[name] = tensor } }
       catch { throw fail("\(error)") }
-      for name in paramValues.keys.sorted() where module.param(named: name) == nil {
-        let known = module.params.map { "'\($0.name)'" }.joined(separator: ", ")
-        throw fail("--params: '\(name)' matches no parameter of the module (its parameters: \(known.isEmpty ? "none" : known))")
+      for name in paramValues.keys.sorted() {
+        if let reason = module.unknownParameterReason(name) { throw fail("--params: \(reason)") }
       }
     }
     var results: [Tensor] = []
