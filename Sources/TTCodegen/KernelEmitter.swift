@@ -71,6 +71,10 @@ final class KernelEmitter {
   var parallelAccessGroup: LLVMMetadataRef? = nil
   /// Longest static row kept on the stack (32 KiB of f32: L1-sized).
   static let maxScratchRow = 8192
+  /// Set when an op turns out to have no lowering while emitting (the allow-list in `supports`
+  /// should have refused it): `emit` then throws `.unsupported` and the op runs on the
+  /// interpreter, instead of the process trapping.
+  var unlowered: String? = nil
 
   init(ir: IRBuilder, body: Function, signature: KernelSignature, streamingOutput: Bool = false) {
     self.ir = ir; self.body = body; self.signature = signature
@@ -83,6 +87,10 @@ final class KernelEmitter {
   /// larger body (written by hand) runs on the interpreter instead of exhausting the stack.
   static let maxBodyOps = 1024
 
+  /// Why the emitter cannot compile `body`, or nil if it can. The allow-list is each op's
+  /// codegen fact (OpInfo.codegen): an op compiles only if it is `.elemental` for its data type
+  /// and every element type it touches is compiled at all; attribute combinations the emitter
+  /// does not handle are named below. Anything refused runs on the interpreter.
   static func supports(_ body: Function) -> String? {
     guard !body.returnValues.isEmpty else { return "a kernel computes at least one result" }
     guard body.body.count <= maxBodyOps else { return "a region of \(body.body.count) ops is too large to compile (at most \(maxBodyOps))" }
@@ -98,22 +106,32 @@ final class KernelEmitter {
     }
     for id in body.body {
       let op = body[id]
-      for t in op.results.map({ body.type(of: $0) }) + op.operands.map({ body.type(of: $0) }) {
-        if t.dtype == .f16 || t.dtype == .bf16 { return "\(t.dtype) is not compiled yet" }
+      if let reason = unsupportedReason(op, in: body) { return reason }
+    }
+    return nil
+  }
+
+  /// Why one op of `body` has no lowering (nil: it has one): its codegen fact, the element types
+  /// it touches, and attribute combinations the emitter leaves to the interpreter.
+  static func unsupportedReason(_ op: OpNode, in body: Function) -> String? {
+    let types = op.results.map { body.type(of: $0) } + op.operands.map { body.type(of: $0) }
+    if let t = types.first(where: { !CodegenSupport.compiledElementTypes.contains($0.dtype) }) {
+      return "\(t.dtype) is not compiled yet"
+    }
+    let dataType = types.count > op.results.count ? types[op.results.count].dtype : types[0].dtype
+    let support = op.code.info.codegen
+    guard support.compilesElementwise(dataType) else {
+      switch support {
+      case .elemental: return "'\(op.code)' has no lowering for \(dataType)"
+      case .composite: return "'\(op.code)' is not expanded into elemental ops (lower-composites)"
+      case .routine: return "'\(op.code)' runs as a routine of its own, not in a kernel"
+      case .interpreted: return "'\(op.code)' has no compiled lowering"
       }
-      switch op.code {
-      case .matmul, .call, .fusion, .gather, .softmax, .logSoftmax, .softmaxCrossEntropy, .sigmoidCrossEntropy,
-           .argmax, .argmin:
-        return "'\(op.code)' is not an elemental op"
-      case .concat:
-        if let axis = op.attributes.int("axis"), let first = op.operands.first {
-          let t = body.type(of: first)
-          let a = axis < 0 ? axis + t.rank : axis
-          if op.operands.contains(where: { body.type(of: $0).dims[a].staticSize == nil }) { return "concat along a symbolic axis" }
-        }
-      default:
-        break
-      }
+    }
+    if op.code == .concat, let axis = op.attributes.int("axis"), let first = op.operands.first {
+      let t = body.type(of: first)
+      let a = axis < 0 ? axis + t.rank : axis
+      if op.operands.contains(where: { body.type(of: $0).dims[a].staticSize == nil }) { return "concat along a symbolic axis" }
     }
     return nil
   }
@@ -168,6 +186,18 @@ final class KernelEmitter {
   // MARK: the kernel
 
   func emit(name: String) throws(CodegenError) -> String {
+    let emitted = emitKernel(name: name)
+    if let unlowered { throw .unsupported(unlowered) }
+    return emitted
+  }
+
+  /// A placeholder for an element the emitter cannot compute; `emit` refuses the kernel.
+  func cannotLower(_ reason: String, _ dtype: DType) -> IRBuilder.V {
+    if unlowered == nil { unlowered = reason }
+    return LLVMGetUndef(computeType(dtype))
+  }
+
+  private func emitKernel(name: String) -> String {
     var params: [LLVMTypeRef?] = [ir.ptr, ir.ptr, ir.i64, ir.i64]
     let fnType = params.withUnsafeMutableBufferPointer { LLVMFunctionType(ir.void, $0.baseAddress, 4, 0) }
     let fn = LLVMAddFunction(ir.module, name, fnType)!
@@ -545,8 +575,8 @@ final class KernelEmitter {
     case .argument(let k):
       if let scalar = scalarArguments[v] { return scalar }
       return load(buffers[k], dtype: type.dtype, at: linear(index, type))
-    case .global:
-      fatalError("fusion bodies have no globals")
+    case .global(let name):
+      return cannotLower("a kernel body reads '@\(name)' (fusion bodies have no globals)", type.dtype)
     case .result(let opID, _):
       return computeOp(body[opID], type: type, index)
     }
@@ -649,8 +679,9 @@ final class KernelEmitter {
                        scalarConstant(op.attributes.double("off_value") ?? 0, dtype))
     case .reduceSum, .reduceMean, .reduceMax, .reduceMin, .reduceProd:
       return reduction(op, type: type, index)
-    default:
-      fatalError("\(op.code) is rejected by KernelEmitter.supports")
+    case .argmax, .argmin, .matmul, .gather, .softmax, .logSoftmax, .softmaxCrossEntropy, .sigmoidCrossEntropy,
+         .embeddingLookup, .embeddingLookupPooled, .call, .fusion:
+      return cannotLower(Self.unsupportedReason(op, in: body) ?? "'\(op.code)' has no lowering", dtype)
     }
   }
 
@@ -815,7 +846,7 @@ final class KernelEmitter {
       case .sign:
         let s = ir.select(ir.fcmp(LLVMRealOGT, x, ir.real(0, t)), ir.real(1, t), ir.real(-1, t))
         return ir.select(ir.fcmp(LLVMRealUEQ, x, ir.real(0, t)), x, s)   // ±0 and NaN pass through
-      default: fatalError("\(op.code) on floats")
+      default: return cannotLower("'\(op.code)' has no lowering for \(dtype)", dtype)
       }
     }
     switch op.code {
@@ -826,7 +857,7 @@ final class KernelEmitter {
       return ir.select(ir.icmp(LLVMIntSGT, x, ir.int(0, t)), ir.int(1, t),
                        ir.select(ir.icmp(LLVMIntSLT, x, ir.int(0, t)), ir.int(-1, t), ir.int(0, t)))
     case .not: return ir.xor(x, dtype == .i1 ? ir.bool(true) : ir.int(-1, t))
-    default: fatalError("\(op.code) on integers")
+    default: return cannotLower("'\(op.code)' has no lowering for \(dtype)", dtype)
     }
   }
 
@@ -841,7 +872,7 @@ final class KernelEmitter {
       case .pow: return ir.intrinsic("llvm.pow", [t], [a, b])
       case .max: return ir.intrinsic("llvm.maximum", [t], [a, b])
       case .min: return ir.intrinsic("llvm.minimum", [t], [a, b])
-      default: fatalError("\(code) on floats")
+      default: return cannotLower("'\(code)' has no lowering for \(dtype)", dtype)
       }
     }
     switch code {
@@ -859,7 +890,7 @@ final class KernelEmitter {
     case .min: return ir.intrinsic("llvm.smin", [t], [a, b])
     case .and: return ir.and(a, b)
     case .or: return ir.or(a, b)
-    default: fatalError("\(code) on integers")
+    default: return cannotLower("'\(code)' has no lowering for \(dtype)", dtype)
     }
   }
 

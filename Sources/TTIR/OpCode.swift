@@ -1,8 +1,10 @@
 // OpCode — every TTIR op, with its IR spelling as the raw value, and OpInfo, its facts: class,
-// operand count, dtypes, attribute schema, cost, side effects, commutativity and shape rule, given
-// by one exhaustive switch (`OpInfo.definition(of:)`) that the parser, verifier, interpreter,
-// passes and fusion read. Adding an op starts here (the compiler refuses a case without its
-// facts); its shape rule lives in ShapeRules.swift and its semantics in TTInterp.
+// operand count, dtypes, attribute schema, cost, side effects, commutativity, shape rule,
+// differentiability and compiled-code support, given by one exhaustive switch
+// (`OpInfo.definition(of:)`) that the parser, verifier, interpreter, passes, autodiff, fusion and
+// the kernel emitter read. Adding an op starts here (the compiler refuses a case without its
+// facts); its shape rule lives in ShapeRules.swift, its semantics in TTInterp, its gradient in
+// TTTrain/GradientRules.swift and (optionally) its LLVM lowering in TTCodegen/KernelEmitter.swift.
 
 public enum OpCode: String, CaseIterable, Hashable, Sendable, CustomStringConvertible {
   // Sources
@@ -43,7 +45,7 @@ public enum OpClass: String, Sendable {
 }
 
 /// Which element types an op accepts for its (first) data operand.
-public enum DTypeConstraint: Sendable {
+public enum DTypeConstraint: Sendable, Equatable {
   case any, float, numeric, integer
 
   public func admits(_ d: DType) -> Bool {
@@ -61,6 +63,41 @@ public enum DTypeConstraint: Sendable {
     case .numeric: return "a numeric (non-i1) element type"
     case .integer: return "an integer or i1 element type"
     }
+  }
+}
+
+/// Whether autodiff (TTTrain) can differentiate an op.
+public enum Differentiability: Sendable, Equatable {
+  /// TTTrain/GradientRules gives the adjoints of its float operands.
+  case differentiable
+  /// Piecewise constant, integer- or boolean-valued: it passes no gradient (a zero adjoint).
+  case noGradient
+  /// Autodiff refuses a program that needs its gradient, with this reason.
+  case notDifferentiable(String)
+}
+
+/// What compiled code does with an op: an allow-list that TTCodegen's kernel emitter and fusion
+/// read. Anything not allowed here (an op, an element type, or an attribute combination the
+/// emitter names) runs on the reference interpreter as its own thunk, reported by `--stats`.
+public enum CodegenSupport: Sendable, Equatable {
+  /// Lowered element by element inside fused kernels, for these element types (and only those
+  /// the emitter compiles at all: `compiledElementTypes`).
+  case elemental(DTypeConstraint)
+  /// Expanded by `lower-composites` into elemental ops before code generation (fusible).
+  case composite
+  /// Run by a routine of the runtime: matmul (GEMM), embedding lookups (the tables), and the
+  /// structure ops call and fusion (inlined, or compiled as regions).
+  case routine
+  /// No lowering: the interpreter runs it.
+  case interpreted
+
+  /// Element types compiled code handles at all (f16/bf16 run on the interpreter for now).
+  public static let compiledElementTypes: Set<DType> = [.f64, .f32, .i64, .i32, .i8, .i1]
+
+  /// Whether an op with this support is compiled element by element for `dtype`.
+  public func compilesElementwise(_ dtype: DType) -> Bool {
+    guard case .elemental(let allowed) = self else { return false }
+    return allowed.admits(dtype) && Self.compiledElementTypes.contains(dtype)
   }
 }
 
@@ -108,6 +145,8 @@ public struct OpInfo: Sendable {
   /// constants to the right so each rule is written once).
   public let isCommutative: Bool
   public let shapeRule: ShapeRule
+  public let differentiability: Differentiability
+  public let codegen: CodegenSupport
 
   public var isElementwise: Bool {
     switch opClass {
@@ -123,43 +162,57 @@ extension OpInfo {
   static let table: [OpCode: OpInfo] = Dictionary(uniqueKeysWithValues: OpCode.allCases.map { ($0, definition(of: $0)) })
 
   /// The one definition of each op: an exhaustive switch, so a new `OpCode` case does not compile
-  /// until its class, operands, dtypes, attributes, cost and shape rule are given here.
+  /// until its class, operands, dtypes, attributes, cost, shape rule, differentiability and
+  /// compiled-code support are given here.
   static func definition(of code: OpCode) -> OpInfo {
     func op(_ cls: OpClass, _ operands: ClosedRange<Int>, _ dtypes: DTypeConstraint, _ attrs: [AttributeSpec] = [],
-            cost: CostClass = .cheap, commutative: Bool = false, rule: @escaping ShapeRule) -> OpInfo {
+            cost: CostClass = .cheap, commutative: Bool = false, rule: @escaping ShapeRule,
+            gradient: Differentiability = .differentiable, codegen: CodegenSupport? = nil) -> OpInfo {
       OpInfo(code: code, opClass: cls, operands: operands, dtypes: dtypes, attributes: attrs, cost: cost,
-             hasSideEffects: false, isCommutative: commutative, shapeRule: rule)
+             hasSideEffects: false, isCommutative: commutative, shapeRule: rule,
+             differentiability: gradient, codegen: codegen ?? .elemental(dtypes))
     }
     func attr(_ name: String, _ kind: AttributeKind, required: Bool = false) -> AttributeSpec {
       AttributeSpec(name: name, kind: kind, required: required)
     }
     let variadic = Int.max
     let reduceAttrs = [attr("axes", .ints), attr("keepdims", .bool)]
+    let sparseGradient = Differentiability.notDifferentiable(
+      "a table's gradient is sparse; lower lookups to row inputs first (EmbeddingLowering)")
+    let structure = Differentiability.notDifferentiable("differentiate before fusion; calls are inlined first")
     switch code {
-    case .constant: return op(.source, 0...0, .any, cost: .free, rule: ShapeRules.constant)
-    case .iota: return op(.source, 0...0, .numeric, [attr("dim", .int, required: true)], cost: .free, rule: ShapeRules.iota)
+    case .constant: return op(.source, 0...0, .any, cost: .free, rule: ShapeRules.constant, gradient: .noGradient)
+    case .iota:
+      return op(.source, 0...0, .numeric, [attr("dim", .int, required: true)], cost: .free, rule: ShapeRules.iota, gradient: .noGradient)
     case .exp, .log, .log1p, .sqrt, .rsqrt, .tanh, .sigmoid, .erf, .sin, .cos:
       return op(.elementwiseUnary, 1...1, .float, cost: .expensive, rule: ShapeRules.unary)
     case .gelu: return op(.elementwiseUnary, 1...1, .float, [attr("approximate", .bool)], cost: .expensive, rule: ShapeRules.unary)
-    case .floor, .ceil: return op(.elementwiseUnary, 1...1, .float, rule: ShapeRules.unary)
-    case .neg, .abs, .relu, .sign: return op(.elementwiseUnary, 1...1, .numeric, rule: ShapeRules.unary)
-    case .not: return op(.elementwiseUnary, 1...1, .integer, rule: ShapeRules.unary)
+    case .floor, .ceil: return op(.elementwiseUnary, 1...1, .float, rule: ShapeRules.unary, gradient: .noGradient)
+    case .neg, .abs, .relu: return op(.elementwiseUnary, 1...1, .numeric, rule: ShapeRules.unary)
+    case .sign: return op(.elementwiseUnary, 1...1, .numeric, rule: ShapeRules.unary, gradient: .noGradient)
+    case .not: return op(.elementwiseUnary, 1...1, .integer, rule: ShapeRules.unary, gradient: .noGradient)
     case .add, .mul, .max, .min: return op(.elementwiseBinary, 2...2, .numeric, commutative: true, rule: ShapeRules.binary)
     case .sub: return op(.elementwiseBinary, 2...2, .numeric, rule: ShapeRules.binary)
     case .div: return op(.elementwiseBinary, 2...2, .numeric, cost: .expensive, rule: ShapeRules.binary)
     case .pow: return op(.elementwiseBinary, 2...2, .float, cost: .expensive, rule: ShapeRules.binary)
-    case .eq, .ne: return op(.compare, 2...2, .any, commutative: true, rule: ShapeRules.compare)
-    case .lt, .le, .gt, .ge: return op(.compare, 2...2, .any, rule: ShapeRules.compare)
-    case .and, .or: return op(.elementwiseBinary, 2...2, .integer, commutative: true, rule: ShapeRules.binary)
+    case .eq, .ne: return op(.compare, 2...2, .any, commutative: true, rule: ShapeRules.compare, gradient: .noGradient)
+    case .lt, .le, .gt, .ge: return op(.compare, 2...2, .any, rule: ShapeRules.compare, gradient: .noGradient)
+    case .and, .or:
+      return op(.elementwiseBinary, 2...2, .integer, commutative: true, rule: ShapeRules.binary, gradient: .noGradient)
     case .select: return op(.select, 3...3, .any, rule: ShapeRules.select)
     case .where: return op(.select, 3...3, .any, rule: ShapeRules.whereRule)
     case .cast: return op(.cast, 1...1, .any, rule: ShapeRules.cast)
-    case .reduceSum, .reduceMean, .reduceMax, .reduceMin, .reduceProd:
+    case .reduceSum, .reduceMean, .reduceMax, .reduceMin:
       return op(.reduction, 1...1, .numeric, reduceAttrs, rule: ShapeRules.reduce)
+    case .reduceProd:
+      return op(.reduction, 1...1, .numeric, reduceAttrs, rule: ShapeRules.reduce,
+                gradient: .notDifferentiable("its gradient is not implemented yet"))
     case .argmax, .argmin:
-      return op(.argReduction, 1...1, .numeric, [attr("axis", .int, required: true), attr("keepdims", .bool)], rule: ShapeRules.argReduce)
+      return op(.argReduction, 1...1, .numeric, [attr("axis", .int, required: true), attr("keepdims", .bool)], rule: ShapeRules.argReduce,
+                gradient: .noGradient, codegen: .interpreted)
     case .matmul:
-      return op(.matmul, 2...2, .numeric, [attr("transpose_a", .bool), attr("transpose_b", .bool)], cost: .gemm, rule: ShapeRules.matmul)
+      return op(.matmul, 2...2, .numeric, [attr("transpose_a", .bool), attr("transpose_b", .bool)], cost: .gemm, rule: ShapeRules.matmul,
+                codegen: .routine)
     case .transpose: return op(.layout, 1...1, .any, [attr("perm", .ints, required: true)], rule: ShapeRules.transpose)
     case .reshape: return op(.layout, 1...1, .any, cost: .free, rule: ShapeRules.reshape)
     case .broadcastTo: return op(.layout, 1...1, .any, rule: ShapeRules.broadcastTo)
@@ -170,18 +223,27 @@ extension OpInfo {
     case .pad:
       return op(.layout, 1...1, .any, [attr("low", .ints, required: true), attr("high", .ints, required: true), attr("value", .float)],
                 rule: ShapeRules.pad)
-    case .gather: return op(.gather, 2...2, .any, [attr("axis", .int)], rule: ShapeRules.gather)
+    case .gather:
+      return op(.gather, 2...2, .any, [attr("axis", .int)], rule: ShapeRules.gather,
+                gradient: .notDifferentiable("its gradient (a scatter-add) is not implemented yet"), codegen: .interpreted)
     case .oneHot:
       return op(.gather, 1...1, .integer, [attr("depth", .int, required: true), attr("on_value", .float), attr("off_value", .float)],
-                rule: ShapeRules.oneHot)
-    case .softmax, .logSoftmax: return op(.softmax, 1...1, .float, [attr("axis", .int)], cost: .expensive, rule: ShapeRules.softmax)
-    case .softmaxCrossEntropy: return op(.loss, 2...2, .float, cost: .expensive, rule: ShapeRules.softmaxCrossEntropy)
-    case .sigmoidCrossEntropy: return op(.loss, 2...2, .float, cost: .expensive, rule: ShapeRules.sigmoidCrossEntropy)
-    case .embeddingLookup: return op(.table, 2...2, .float, cost: .opaque, rule: ShapeRules.embeddingLookup)
+                rule: ShapeRules.oneHot, gradient: .noGradient)
+    case .softmax, .logSoftmax:
+      return op(.softmax, 1...1, .float, [attr("axis", .int)], cost: .expensive, rule: ShapeRules.softmax, codegen: .composite)
+    case .softmaxCrossEntropy:
+      return op(.loss, 2...2, .float, cost: .expensive, rule: ShapeRules.softmaxCrossEntropy, codegen: .composite)
+    case .sigmoidCrossEntropy:
+      return op(.loss, 2...2, .float, cost: .expensive, rule: ShapeRules.sigmoidCrossEntropy, codegen: .composite)
+    case .embeddingLookup:
+      return op(.table, 2...2, .float, cost: .opaque, rule: ShapeRules.embeddingLookup, gradient: sparseGradient, codegen: .routine)
     case .embeddingLookupPooled:
-      return op(.table, 2...3, .float, [attr("combiner", .string), attr("padding_id", .int)], cost: .opaque, rule: ShapeRules.embeddingLookupPooled)
-    case .call: return op(.call, 0...variadic, .any, cost: .opaque, rule: ShapeRules.call)
-    case .fusion: return op(.fusion, 0...variadic, .any, [attr("kind", .string)], cost: .opaque, rule: ShapeRules.fusion)
+      return op(.table, 2...3, .float, [attr("combiner", .string), attr("padding_id", .int)], cost: .opaque,
+                rule: ShapeRules.embeddingLookupPooled, gradient: sparseGradient, codegen: .routine)
+    case .call: return op(.call, 0...variadic, .any, cost: .opaque, rule: ShapeRules.call, gradient: structure, codegen: .routine)
+    case .fusion:
+      return op(.fusion, 0...variadic, .any, [attr("kind", .string)], cost: .opaque, rule: ShapeRules.fusion, gradient: structure,
+                codegen: .routine)
     }
   }
 }

@@ -32,20 +32,26 @@
 import TTIR
 
 enum FusionPolicy {
-  /// Ops a loop or reduction region may contain.
+  /// Ops a loop or reduction region may contain: those compiled code computes element by element
+  /// (the op's codegen fact), directly or once lower-composites has expanded them. An op without
+  /// a lowering stays out of regions, so it runs alone on the interpreter and its neighbours
+  /// still compile.
   static func isFusible(_ code: OpCode) -> Bool {
-    switch code.info.opClass {
-    case .elementwiseUnary, .elementwiseBinary, .compare, .select, .cast, .reduction, .argReduction, .softmax, .loss:
-      return true
-    case .layout:
-      return true
-    case .source:
-      return true
-    case .gather:
-      return code == .oneHot   // one_hot is an elementwise compare with iota; gather reads memory at run-time indices
-    case .matmul, .call, .fusion, .table:
-      return false
+    switch code.info.codegen {
+    case .elemental, .composite: return true
+    case .routine, .interpreted: return false
     }
+  }
+
+  /// Why `op` can never be in a loop region (nil: it can): its op, or an element type compiled
+  /// code does not handle.
+  static func unfusibleReason(_ op: OpNode, in function: Function) -> String? {
+    guard isFusible(op.code) else { return notFusibleReason(op.code) }
+    let types = op.results.map { function.type(of: $0) } + op.operands.map { function.type(of: $0) }
+    if let t = types.first(where: { !CodegenSupport.compiledElementTypes.contains($0.dtype) }) {
+      return "'\(op.code)' on \(t.dtype): compiled code does not handle \(t.dtype) yet"
+    }
+    return nil
   }
 
   /// Why an op can never be in a loop region.
@@ -56,7 +62,7 @@ enum FusionPolicy {
     case .gather: return "gather reads memory at run-time indices and runs as its own thunk"
     case .embeddingLookup, .embeddingLookupPooled: return "embedding lookups read a table and run as their own thunk"
     case .fusion: return "already a fusion"
-    default: return "'\(code)' is not fusible"
+    default: return "'\(code)' has no compiled lowering and runs on the interpreter as its own thunk"
     }
   }
 
@@ -82,6 +88,7 @@ enum FusionPolicy {
 
   /// Elementwise ops that can follow a matmul in a gemm epilogue.
   static func isEpilogue(_ code: OpCode) -> Bool {
+    guard case .elemental = code.info.codegen else { return false }
     switch code.info.opClass {
     case .elementwiseUnary, .elementwiseBinary, .cast: return true
     default: return false
@@ -195,7 +202,8 @@ struct FusionPlanner {
         guard !returned.contains(v), let uses = users[v], uses.count == 1 else { break }
         let u = uses[0]
         let user = op(u)
-        guard FusionPolicy.isEpilogue(user.code), regionOf[u] == nil, user.results.count == 1,
+        guard FusionPolicy.isEpilogue(user.code), FusionPolicy.unfusibleReason(user, in: function) == nil,
+              regionOf[u] == nil, user.results.count == 1,
               function.type(of: user.results[0]).dims == shape.dims else {
           rejections[p, default: [:]][u] = "gemm epilogue ends: '\(user.code)' is not an elementwise op of the matmul's shape"
           break
@@ -249,7 +257,7 @@ struct FusionPlanner {
   mutating func planLoopRegions() {
     for c in stride(from: function.body.count - 1, through: 0, by: -1) where regionOf[c] == nil {
       let consumer = op(c)
-      guard FusionPolicy.isFusible(consumer.code), consumer.results.count == 1 else { continue }
+      guard FusionPolicy.unfusibleReason(consumer, in: function) == nil, consumer.results.count == 1 else { continue }
       var region = Region(kind: "loop", members: [c], reductions: FusionPolicy.reductionWeight(consumer.code), root: c)
       region.noteJoined(c, planner: self)
       var candidates = MaxHeap<Int>()
@@ -288,7 +296,7 @@ struct FusionPlanner {
     if producer.code == .constant && producer.operands.isEmpty { return nil }
     if regionOf[p] != nil { return "'\(producer.code)' already belongs to another fusion region" }
     if region.members.count >= maxOps { return "size cap: the region already holds \(maxOps) ops" }
-    guard FusionPolicy.isFusible(producer.code) else { return FusionPolicy.notFusibleReason(producer.code) }
+    if let reason = FusionPolicy.unfusibleReason(producer, in: function) { return reason }
     guard producer.results.count == 1 else { return "'\(producer.code)' has several results" }
     let weight = FusionPolicy.reductionWeight(producer.code)
     if weight > 0 && region.reductions + weight > maxReductions {
@@ -355,8 +363,8 @@ struct FusionPlanner {
         if let rc, regions[rc].duplicated.contains(p) { continue }
         let reason: String
         if let recorded = rejections[p]?[c] { reason = recorded }
-        else if !FusionPolicy.isFusible(consumer.code) && consumer.code != .matmul { reason = FusionPolicy.notFusibleReason(consumer.code) }
-        else if !FusionPolicy.isFusible(op(p).code) && op(p).code != .matmul { reason = FusionPolicy.notFusibleReason(op(p).code) }
+        else if consumer.code != .matmul, let unfusible = FusionPolicy.unfusibleReason(consumer, in: function) { reason = unfusible }
+        else if op(p).code != .matmul, let unfusible = FusionPolicy.unfusibleReason(op(p), in: function) { reason = unfusible }
         else if op(p).code == .matmul { reason = "matmul is a BLAS call; '\(consumer.code)' is not its single-use elementwise epilogue" }
         else if consumer.code == .matmul { reason = "matmul is a BLAS call and reads its operands from memory" }
         else if let rc, let recorded = rejections[p]?[regions[rc].root] { reason = recorded }

@@ -93,7 +93,12 @@ struct GradientBuilder {
       let op = forward[id]
       guard op.results.count == 1, let gradient = adjoint[op.results[0]] else { continue }
       guard forward.type(of: op.results[0]).dtype.isFloat else { continue }
-      try GradientRules.apply(op, result: op.results[0], adjoint: gradient, into: &self)
+      // The op's differentiability fact (OpInfo) decides; GradientRules holds the rules.
+      switch op.code.info.differentiability {
+      case .noGradient: continue
+      case .notDifferentiable(let reason): throw .notDifferentiable(op: op.code.rawValue, reason: reason)
+      case .differentiable: try GradientRules.apply(op, result: op.results[0], adjoint: gradient, into: &self)
+      }
     }
     // Outputs: the loss, then one gradient per parameter (zeros if the loss does not use it).
     var results = [primal[loss]!]

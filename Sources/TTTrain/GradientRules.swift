@@ -1,8 +1,8 @@
 // GradientRules — the vector-Jacobian product of every differentiable op, one case per op: given
 // the adjoint g of an op's result, the adjoints of its operands (GradientBuilder.accumulate sums
-// them per value and undoes broadcasting). Formulas are written in IR-specs/autodiff.md. Ops whose
-// result is piecewise constant (floor, ceil, sign, comparisons, argmax, one_hot, iota, integer
-// ops) pass no gradient. gather (a scatter-add) and reduce_prod are not differentiated yet.
+// them per value and undoes broadcasting). Formulas are written in IR-specs/autodiff.md. Which ops
+// pass no gradient (piecewise constant, integer-valued) and which cannot be differentiated yet
+// (gather, reduce_prod) is each op's differentiability fact in TTIR/OpCode.swift.
 
 import Foundation
 import TTIR
@@ -99,8 +99,6 @@ enum GradientRules {
       b.accumulate(ops[0], e(.mul, [g, e(.cos, [x(0)])]))
     case .cos:
       b.accumulate(ops[0], e(.neg, [e(.mul, [g, e(.sin, [x(0)])])]))
-    case .floor, .ceil, .sign, .iota, .constant, .oneHot, .argmax, .argmin:
-      break   // piecewise constant: no gradient
     case .select:
       let zero = zerosLike(g)
       b.accumulate(ops[1], b.emit(.select, [x(0), g, zero], T))
@@ -128,8 +126,6 @@ enum GradientRules {
         let ties = b.emit(.reduceSum, [hit], keepType, ["axes": .ints(axes.map { Int64($0) }), "keepdims": .bool(true)])
         b.accumulate(ops[0], b.emit(.div, [b.emit(.mul, [expanded, hit], input), ties], input))
       }
-    case .reduceProd:
-      throw .notDifferentiable(op: "reduce_prod", reason: "its gradient is not implemented yet")
     case .matmul:
       let ta = op.attributes.bool("transpose_a") ?? false, tb = op.attributes.bool("transpose_b") ?? false
       let (a, bb) = (x(0), x(1))
@@ -220,16 +216,14 @@ enum GradientRules {
       let s = b.emit(.sigmoid, [x(0)], tx(0))
       b.accumulate(ops[0], bin(.mul, g, bin(.sub, s, x(1))))
       b.accumulate(ops[1], bin(.mul, g, b.emit(.neg, [x(0)], tx(0))))
-    case .gather:
-      throw .notDifferentiable(op: "gather", reason: "its gradient (a scatter-add) is not implemented yet")
-    case .embeddingLookup, .embeddingLookupPooled:
-      // The training step never differentiates them in the graph: EmbeddingLowering replaces each
-      // by a row input whose gradient the runtime sums per row (a sparse gradient).
-      throw .notDifferentiable(op: op.code.rawValue, reason: "a table's gradient is sparse; lower lookups to row inputs first (EmbeddingLowering)")
-    case .eq, .ne, .lt, .le, .gt, .ge, .and, .or, .not:
-      break
-    case .call, .fusion:
-      throw .notDifferentiable(op: op.code.rawValue, reason: "differentiate before fusion; calls are inlined first")
+    case .floor, .ceil, .sign, .iota, .constant, .oneHot, .argmax, .argmin, .eq, .ne, .lt, .le, .gt, .ge, .and, .or, .not,
+         .reduceProd, .gather, .embeddingLookup, .embeddingLookupPooled, .call, .fusion:
+      // No rule: the op's differentiability fact (OpInfo) says it passes no gradient or why it
+      // cannot be differentiated. (Embedding lookups never reach here in a training step:
+      // EmbeddingLowering replaces each by a row input whose gradient is summed per row.)
+      if case .notDifferentiable(let reason) = op.code.info.differentiability {
+        throw .notDifferentiable(op: op.code.rawValue, reason: reason)
+      }
     }
   }
 
