@@ -49,6 +49,17 @@ public struct ExecutableStatistics: Sendable {
   public var parameterSeconds = 0.0
   /// Why ops run on the interpreter, with counts.
   public var fallbackReasons: [String: Int] = [:]
+  /// The ops that run on the interpreter (alone, or inside a region that could not compile), by
+  /// op name, with counts: what `--stats` reports as "interpreted: N ops: ...".
+  public var interpretedOps: [String: Int] = [:]
+  /// Total of `interpretedOps`.
+  public var interpretedOpCount: Int { interpretedOps.values.reduce(0, +) }
+  /// "interpreted: 3 ops: argmax x1, silu x2", or nil when every op compiled.
+  public var interpretedSummary: String? {
+    guard !interpretedOps.isEmpty else { return nil }
+    let list = interpretedOps.sorted { $0.key < $1.key }.map { "\($0.key) x\($0.value)" }.joined(separator: ", ")
+    return "interpreted: \(interpretedOpCount) ops: \(list)"
+  }
 }
 
 public final class Executable: @unchecked Sendable {
@@ -284,6 +295,7 @@ public final class Executable: @unchecked Sendable {
       return
     }
     statistics.interpreted += 1
+    statistics.interpretedOps[op.code.rawValue, default: 0] += 1
     thunks.append(.interpretOp(op, operands: operands, result: results[0]))
   }
 
@@ -420,6 +432,7 @@ public final class Executable: @unchecked Sendable {
     do {
       thunks.append(.interpretRegion(try Interpreter(module: module), operands: operands, results: results))
       statistics.interpreted += 1
+      for id in body.body where body[id].code != .constant { statistics.interpretedOps[body[id].code.rawValue, default: 0] += 1 }
     } catch {
       throw .invalid("cannot prepare a region for the interpreter: \(error)")
     }

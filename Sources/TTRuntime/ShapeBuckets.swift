@@ -374,7 +374,8 @@ extension Executable {
     let where_ = KernelCache.shared.disk.map { " (\($0.directory))" } ?? " (disabled)"
     lines.append(String(format: "kernel cache: %d compiled, %d from the disk cache%@, %d hits in memory, %d damaged entries rebuilt, %.3f s",
                         cache.compiled, cache.diskHits, where_ as NSString, cache.memoryHits, cache.diskCorrupt, cache.seconds))
-    for (reason, count) in s.fallbackReasons.sorted(by: { $0.key < $1.key }) { lines.append("  interpreted (\(count)): \(reason)") }
+    if let summary = s.interpretedSummary { lines.append(summary) }
+    for (reason, count) in s.fallbackReasons.sorted(by: { $0.key < $1.key }) { lines.append("  why (\(count)): \(reason)") }
     return lines
   }
 }
