@@ -27,11 +27,11 @@ enum Kernels {
 
     case .neg, .abs, .exp, .log, .log1p, .sqrt, .rsqrt, .tanh, .sigmoid, .relu, .gelu, .erf, .sin, .cos,
          .floor, .ceil, .sign, .not:
-      return Elementwise.unary(op.code, x[0], approximateGelu: a.bool("approximate") ?? false)
+      return try Elementwise.unary(op.code, x[0], approximateGelu: a.bool("approximate") ?? false)
     case .add, .sub, .mul, .div, .pow, .max, .min, .and, .or:
-      return Elementwise.binary(op.code, x[0], x[1], shape: shape)
+      return try Elementwise.binary(op.code, x[0], x[1], shape: shape)
     case .eq, .ne, .lt, .le, .gt, .ge:
-      return Elementwise.compare(op.code, x[0], x[1], shape: shape)
+      return try Elementwise.compare(op.code, x[0], x[1], shape: shape)
     case .select, .where:
       let c = broadcastTo(x[0], shape).int64s
       let t = broadcastTo(x[1], shape), f = broadcastTo(x[2], shape)
@@ -40,18 +40,18 @@ enum Kernels {
         return Tensor(unchecked: dtype, shape: shape, storage: .floats((0..<count).map { c[$0] != 0 ? tv[$0] : fv[$0] }))
       case (.ints(let tv), .ints(let fv)):
         return Tensor(unchecked: dtype, shape: shape, storage: .ints((0..<count).map { c[$0] != 0 ? tv[$0] : fv[$0] }))
-      default: fatalError("verified select has branches of one dtype")
+      default: throw .invalidModule("'\(op.code)' has branches of two element types")
       }
     case .cast:
       return cast(x[0], to: dtype)
 
     case .reduceSum, .reduceMean, .reduceMax, .reduceMin, .reduceProd:
-      return Reductions.reduce(op.code, x[0], axes: try reductionAxes(a, x[0].rank), keepdims: a.bool("keepdims") ?? false)
+      return try Reductions.reduce(op.code, x[0], axes: try reductionAxes(a, x[0].rank), keepdims: a.bool("keepdims") ?? false)
     case .argmax, .argmin:
       return try Reductions.argReduce(op.code, x[0], axis: try axis(a.int("axis") ?? 0, x[0].rank),
                                       keepdims: a.bool("keepdims") ?? false, dtype: dtype)
     case .matmul:
-      return Reductions.matmul(x[0], x[1], transposeA: a.bool("transpose_a") ?? false,
+      return try Reductions.matmul(x[0], x[1], transposeA: a.bool("transpose_a") ?? false,
                                transposeB: a.bool("transpose_b") ?? false, shape: shape)
     case .softmax, .logSoftmax:
       return Reductions.softmax(x[0], axis: try axis(a.int("axis") ?? -1, x[0].rank), log: op.code == .logSoftmax)
@@ -88,7 +88,7 @@ enum Kernels {
       for (i, index) in indices.enumerated() where index >= 0 && index < depth { values[i * depth + Int(index)] = on }
       return make(dtype, shape, values)
     case .call, .fusion:
-      fatalError("calls and fusions are evaluated by the interpreter")
+      throw .invalidModule("'\(op.code)' is evaluated by an Interpreter, which holds the callee or region")
     case .embeddingLookup, .embeddingLookupPooled:
       // They read table state, which only an Interpreter (or an executable) holds.
       throw .invalidModule("'\(op.code)' needs its table; evaluate it through an Interpreter")

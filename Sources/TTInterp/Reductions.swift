@@ -26,7 +26,7 @@ enum Reductions {
     return (outShape, indices)
   }
 
-  static func reduce(_ code: OpCode, _ x: Tensor, axes: [Int], keepdims: Bool) -> Tensor {
+  static func reduce(_ code: OpCode, _ x: Tensor, axes: [Int], keepdims: Bool) throws(InterpreterError) -> Tensor {
     let (outShape, indices) = outputIndices(x.shape, axes: axes)
     let outCount = elementCount(outShape) ?? 0
     let reducedCount = axes.reduce(1) { $0 * x.shape[$1] }
@@ -40,7 +40,7 @@ enum Reductions {
       case .reduceProd: initial = 1; combine = (*)
       case .reduceMax: initial = -.infinity; combine = Elementwise.maximum
       case .reduceMin: initial = .infinity; combine = Elementwise.minimum
-      default: fatalError("\(code) is not a reduction")
+      default: throw Elementwise.notDefined(code, on: x.dtype)
       }
       var accumulators = [Double](repeating: initial, count: outCount)
       var started = [Bool](repeating: false, count: outCount)
@@ -62,7 +62,7 @@ enum Reductions {
       case .reduceProd: initial = 1; combine = (&*)
       case .reduceMax: initial = minValue; combine = { Swift.max($0, $1) }
       case .reduceMin: initial = maxValue; combine = { Swift.min($0, $1) }
-      default: fatalError("\(code) is not a reduction")
+      default: throw Elementwise.notDefined(code, on: x.dtype)
       }
       var accumulators = [Int64](repeating: initial, count: outCount)
       for (i, value) in v.enumerated() {
@@ -105,7 +105,7 @@ enum Reductions {
   }
 
   /// Batched matrix product with numpy batch broadcasting; transposes swap the last two axes.
-  static func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool, shape: [Int]) -> Tensor {
+  static func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool, shape: [Int]) throws(InterpreterError) -> Tensor {
     let m = shape[shape.count - 2], n = shape[shape.count - 1]
     let k = transposeA ? a.shape[a.rank - 2] : a.shape[a.rank - 1]
     let batchShape = Array(shape.dropLast(2))
@@ -146,7 +146,7 @@ enum Reductions {
       }
       return Tensor(a.dtype, shape: shape, ints: out)
     default:
-      fatalError("verified matmul has operands of one dtype")
+      throw .invalidModule("matmul has operands of two element types, \(a.dtype) and \(b.dtype)")
     }
   }
 
