@@ -344,6 +344,19 @@ case("embedding_lookup_pooled_sqrtn_both", [multi, lengths], [pooled(valid_len &
      ['%out0 = embedding_lookup_pooled @t, %in0, %in1 {combiner = "sqrtn", padding_id = -1} : f32[4, 3]'], module_extra=TABLE)
 
 
+# ---- ops added after the first fixtures (a generator of their own, so earlier files stay) ----
+later = np.random.default_rng(20261130)
+with np.errstate(all="ignore"):
+    def silu64(x):
+        x = x.astype(np.float64)
+        return x / (1 + np.exp(-x))
+    xs = (later.standard_normal((3, 5)) * 3).astype(np.float32)
+    case("unary_silu_f32", [xs], [silu64(xs).astype(np.float32)], ["%out0 = silu %in0 : f32[3, 5]"])
+    case("unary_silu_edges", [EDGE], [silu64(EDGE).astype(np.float32)], ["%out0 = silu %in0 : f32[10]"])
+    xs64 = later.standard_normal((6,)) * 10
+    case("unary_silu_f64", [xs64], [silu64(xs64)], ["%out0 = silu %in0 : f64[6]"])
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     for f in os.listdir(OUT):

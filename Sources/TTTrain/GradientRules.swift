@@ -95,6 +95,10 @@ enum GradientRules {
         derivative = e(.add, [cdf, e(.mul, [v, pdf])])
       }
       b.accumulate(ops[0], e(.mul, [g, derivative]))
+    case .silu:
+      // y = x s, s = sigmoid(x): y' = s + x s (1 - s) = s (1 + x (1 - s)).
+      let s = e(.sigmoid, [x(0)])
+      b.accumulate(ops[0], e(.mul, [g, e(.mul, [s, bin(.add, c(1), e(.mul, [x(0), bin(.sub, c(1), s)]))])]))
     case .sin:
       b.accumulate(ops[0], e(.mul, [g, e(.cos, [x(0)])]))
     case .cos:
