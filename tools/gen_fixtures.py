@@ -355,6 +355,12 @@ with np.errstate(all="ignore"):
     case("unary_silu_edges", [EDGE], [silu64(EDGE).astype(np.float32)], ["%out0 = silu %in0 : f32[10]"])
     xs64 = later.standard_normal((6,)) * 10
     case("unary_silu_f64", [xs64], [silu64(xs64)], ["%out0 = silu %in0 : f64[6]"])
+    def softplus64(x):
+        x = x.astype(np.float64)
+        return np.logaddexp(x, 0)
+    xp = (later.standard_normal((3, 5)) * 8).astype(np.float32)
+    case("unary_softplus_f32", [xp], [softplus64(xp).astype(np.float32)], ["%out0 = softplus %in0 : f32[3, 5]"])
+    case("unary_softplus_edges", [EDGE], [softplus64(EDGE).astype(np.float32)], ["%out0 = softplus %in0 : f32[10]"])
 
 
 def main():

@@ -603,7 +603,8 @@ final class KernelEmitter {
       let position = index[op.attributes.int("dim").map { $0 < 0 ? $0 + type.rank : $0 } ?? 0]
       if dtype.isFloat { return ir.sitofp(position, computeType(dtype)) }
       return dtype == .i64 ? position : ir.trunc(position, computeType(dtype))
-    case .neg, .abs, .exp, .log, .log1p, .sqrt, .rsqrt, .tanh, .sigmoid, .relu, .gelu, .erf, .sin, .cos, .floor, .ceil, .sign, .not:
+    case .neg, .abs, .exp, .log, .log1p, .sqrt, .rsqrt, .tanh, .sigmoid, .relu, .gelu, .erf, .sin, .cos, .floor, .ceil, .sign, .not,
+         .softplus:
       return unary(op, operand(0), dtype)
     case .div where dtype.isFloat && producedByReduction(op.operands[1]):
       // Dividing by a row reduction (softmax's normalization): the divisor is the same for the
@@ -837,6 +838,14 @@ final class KernelEmitter {
           return ir.fmul(half, ir.fadd(ir.real(1, t), ir.callC("tanh", t, [inner])))
         }
         return ir.fmul(half, ir.fadd(ir.real(1, t), ir.callC("erf", t, [ir.fmul(x, ir.real(0.7071067811865476, t))])))
+      case .softplus:
+        // max(x, 0) + log1p(exp(-|x|)): no overflow for large x, exact 0 at -inf, NaN stays NaN
+        // (through the second term).
+        let positivePart = ir.select(ir.fcmp(LLVMRealOGT, x, ir.real(0, t)), x, ir.real(0, t))
+        let negativeMagnitude = ir.fneg(ir.fabs(x))
+        let tail = f32 ? ir.log1pf(ir.expf(negativeMagnitude, nonPositive: true))
+                       : ir.callC("log1p", t, [ir.callC("exp", t, [negativeMagnitude])])
+        return ir.fadd(positivePart, tail)
       case .sin: return ir.intrinsic("llvm.sin", [t], [x])
       case .cos: return ir.intrinsic("llvm.cos", [t], [x])
       case .floor: return ir.intrinsic("llvm.floor", [t], [x])

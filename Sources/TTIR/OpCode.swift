@@ -11,7 +11,7 @@ public enum OpCode: String, CaseIterable, Hashable, Sendable, CustomStringConver
   case constant, iota
   // Elementwise unary
   case neg, abs, exp, log, log1p, sqrt, rsqrt, tanh, sigmoid, relu, gelu, erf, sin, cos, floor, ceil, sign, not
-  case silu
+  case silu, softplus
   // Elementwise binary (numpy broadcasting)
   case add, sub, mul, div, pow, max, min
   case eq, ne, lt, le, gt, ge
@@ -188,6 +188,7 @@ extension OpInfo {
     case .exp, .log, .log1p, .sqrt, .rsqrt, .tanh, .sigmoid, .erf, .sin, .cos:
       return op(.elementwiseUnary, 1...1, .float, cost: .expensive, rule: ShapeRules.unary)
     case .gelu: return op(.elementwiseUnary, 1...1, .float, [attr("approximate", .bool)], cost: .expensive, rule: ShapeRules.unary)
+    case .softplus: return op(.elementwiseUnary, 1...1, .float, cost: .expensive, rule: ShapeRules.unary)
     case .silu: return op(.elementwiseUnary, 1...1, .float, cost: .expensive, rule: ShapeRules.unary, codegen: .interpreted)
     case .floor, .ceil: return op(.elementwiseUnary, 1...1, .float, rule: ShapeRules.unary, gradient: .noGradient)
     case .neg, .abs, .relu: return op(.elementwiseUnary, 1...1, .numeric, rule: ShapeRules.unary)

@@ -21,6 +21,7 @@ enum Elementwise {
       case .rsqrt: f = { 1 / $0.squareRoot() }
       case .tanh: f = { Foundation.tanh($0) }
       case .sigmoid: f = { 1 / (1 + Foundation.exp(-$0)) }
+      case .softplus: f = { $0.isNaN ? $0 : Swift.max($0, 0) + Foundation.log1p(Foundation.exp(-Swift.abs($0))) }
       case .silu: f = { $0 / (1 + Foundation.exp(-$0)) }   // x·sigmoid(x); silu(-inf) = NaN as in JAX
       case .relu: f = { $0.isNaN ? $0 : ($0 > 0 ? $0 : 0) }
       case .gelu:

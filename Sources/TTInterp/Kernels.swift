@@ -26,7 +26,7 @@ enum Kernels {
       return make(dtype, shape, values)
 
     case .neg, .abs, .exp, .log, .log1p, .sqrt, .rsqrt, .tanh, .sigmoid, .relu, .gelu, .erf, .sin, .cos,
-         .floor, .ceil, .sign, .not, .silu:
+         .floor, .ceil, .sign, .not, .silu, .softplus:
       return try Elementwise.unary(op.code, x[0], approximateGelu: a.bool("approximate") ?? false)
     case .add, .sub, .mul, .div, .pow, .max, .min, .and, .or:
       return try Elementwise.binary(op.code, x[0], x[1], shape: shape)

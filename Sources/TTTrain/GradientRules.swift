@@ -95,6 +95,9 @@ enum GradientRules {
         derivative = e(.add, [cdf, e(.mul, [v, pdf])])
       }
       b.accumulate(ops[0], e(.mul, [g, derivative]))
+    case .softplus:
+      // d/dx log(1 + e^x) = sigmoid(x).
+      b.accumulate(ops[0], e(.mul, [g, e(.sigmoid, [x(0)])]))
     case .silu:
       // y = x s, s = sigmoid(x): y' = s + x s (1 - s) = s (1 + x (1 - s)).
       let s = e(.sigmoid, [x(0)])

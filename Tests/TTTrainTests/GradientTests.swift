@@ -47,7 +47,7 @@ let gradientCases: [GradientCase] = {
     cases.append(gcase("\(op) broadcast", params: [("a", "f64[3, 1]"), ("b", "f64[4]")], ["%y = \(op) @a, @b : f64[3, 4]"], y: "f64[3, 4]", positive: op == "div"))
   }
   cases.append(gcase("pow", params: [("a", "f64[5]"), ("b", "f64[5]")], ["%y = pow @a, @b : f64[5]"], y: "f64[5]", positive: true))
-  for op in ["neg", "abs", "exp", "tanh", "sigmoid", "relu", "gelu", "erf", "sin", "cos", "silu"] {
+  for op in ["neg", "abs", "exp", "tanh", "sigmoid", "relu", "gelu", "erf", "sin", "cos", "silu", "softplus"] {
     cases.append(gcase(op, params: [("a", "f64[2, 3]")], ["%y = \(op) @a : f64[2, 3]"], y: "f64[2, 3]"))
   }
   for op in ["log", "log1p", "sqrt", "rsqrt"] {
