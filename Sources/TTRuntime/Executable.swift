@@ -1,22 +1,11 @@
-// Executable — a compiled function: a list of thunks over one memory arena. Compilation inlines
-// calls, expands composites and runs -O2 (Pipelines.codegen), then turns each top-level op into a
-// thunk:
-//   fusion (loop / reduction)  -> one JIT kernel for the whole region
-//   fusion (gemm)              -> a GEMM (ParallelGemm: ttfc's JitGemm for f32, OpenBLAS for f64
-//                                 and matrix-vector products), then one kernel for the epilogue
-//   matmul                     -> a GEMM likewise (transposes folded into its flags)
-//   any other op               -> a one-op JIT kernel
-//   embedding_lookup(_pooled)  -> evaluation lookups of the module's tables (TTEmbedding)
-//   anything the code generator cannot compile yet (f16/bf16, gather, argmax, sparse cross
-//   entropy, ...) -> the reference interpreter for that op or region, so every program runs.
-// Kernels compile in parallel before lowering (KernelCache.precompile); elementwise regions are
-// compiled shape-free (FlatKernels), and large function results are written with streaming
-// stores (`streams`). Memory: parameters and
-// constants live in their own buffers for the executable's lifetime, donated static-shaped
-// arguments (training state) are pinned in buffers of their own; every other value gets an offset
-// in one arena per capacity binding of the symbolic dimensions (ExecutableLayouts.swift), reused
-// by every later run at or below it: no allocation per step in steady state. Large kernels are
-// split across the thread pool along their outermost loop.
+// Executable — a compiled Program (TTCompiler) made runnable: parameters materialized once in
+// buffers of their own, donated static-shaped arguments (training state) pinned in buffers of
+// their own, tables resolved, and every other value given an offset in one arena per capacity
+// binding of the symbolic dimensions (ExecutableLayouts.swift), reused by every later run at or
+// below it: no allocation per step in steady state. Running executes the program's thunks in
+// order: JIT kernels (large ones split across the thread pool along their outermost loop), GEMMs
+// (ParallelGemm: ttfc's JitGemm for f32, OpenBLAS otherwise), table lookups (TTEmbedding), and
+// the reference interpreter for what the code generator does not compile.
 
 import COpenBLAS
 import Glibc
@@ -24,7 +13,6 @@ import TTCodegen
 import TTEmbedding
 import TTIR
 import TTInterp
-import TTPasses
 
 public enum ExecutableError: Error, CustomStringConvertible {
   case invalid(String)
@@ -40,6 +28,7 @@ public enum ExecutableError: Error, CustomStringConvertible {
 }
 
 public struct ExecutableStatistics: Sendable {
+  public init() {}
   public var kernels = 0
   public var gemms = 0
   public var interpreted = 0
@@ -105,21 +94,20 @@ public final class Executable: @unchecked Sendable {
     var pointers: [UnsafeMutableRawPointer] { layout.pointers }
   }
 
-  public let function: Function
-  public let lowered: Function
-  public private(set) var statistics = ExecutableStatistics()
+  /// What the compiler produced; the executable adds the memory and the values.
+  public let program: Program
+  /// The function as written, and as compiled.
+  public var function: Function { program.function }
+  public var lowered: Function { program.lowered }
+  public private(set) var statistics: ExecutableStatistics
   var slots: [Slot] = []
-  var slotOf: [ValueID: Int] = [:]
   var thunks: [Thunk] = []
-  var outputs: [Int] = []
+  let outputs: [Int]
+  /// The slot of each parameter the program reads (for `updateParameters`).
+  var parameterSlots: [(name: String, slot: Int)] = []
   var layouts: [[Int]: Layout] = [:]
   /// The tag of the memory this executable allocates (HostMemory): all of it is freed with it.
   public let memoryOwner = HostMemory.newOwner()
-  /// Matmuls folded into the batch sum that reads them: result -> (A slot, B slot).
-  var deferredMatmuls: [ValueID: (Int, Int)] = [:]
-  /// Index in `lowered.body` of each value's last reader, and of the op being lowered.
-  var lastUse: [ValueID: Int] = [:]
-  var currentOp = 0
   let symbols: [String]
   let pool: ThreadPool
   /// Kernels with fewer output elements than this run on one thread.
@@ -128,58 +116,37 @@ public final class Executable: @unchecked Sendable {
   public internal(set) var statisticsReused = 0
   private let lock = NSLockish()
 
-  /// Compiles `functionName` of `module`; parameters come from `params` or their initializers.
   /// Arguments whose buffers the executable may overwrite once it has read them (JAX's
   /// donate_argnums): a training step donates parameters and slots so updates happen in place.
-  public let donated: Set<Int>
+  public var donated: Set<Int> { program.donated }
 
   /// Result index -> donated argument index whose buffer that result should take if it can
   /// (XLA's input/output aliasing): a training step's new parameter overwrites the old one.
-  public let aliasing: [Int: Int]
+  public var aliasing: [Int: Int] { program.aliasing }
 
   /// The embedding tables the function's lookups read (given, or made from the declarations).
   public let tables: [String: EmbeddingTable]
 
-  public init(module: Module, function functionName: String, params: [String: Tensor] = [:],
-              tables givenTables: [String: EmbeddingTable] = [:],
-              pool: ThreadPool = .shared, pipeline: Pipeline = Pipelines.codegen,
-              donating donated: Set<Int> = [], aliasing: [Int: Int] = [:], placeholderParams: Bool = false) throws(ExecutableError) {
-    self.donated = donated
-    self.aliasing = aliasing
-    let problems = Verifier.verify(module)
-    if let first = problems.first { throw .invalid("module does not verify: \(first)") }
-    guard let original = module.function(named: functionName) else { throw .invalid("no function named '@\(functionName)'") }
-    function = original
+  /// Makes `program` runnable. Parameters come from `params` or their initializers: given ones
+  /// are checked against every declaration (as the interpreter does); only those the program
+  /// reads are materialized, once, in native layout, and only those need a value (every one
+  /// missing is named at once). With `placeholderParams` (code is emitted, not run) a missing
+  /// value reads zeros. Tables come from `tables` or are made from their declarations.
+  public init(program: Program, params: [String: Tensor] = [:], tables givenTables: [String: EmbeddingTable] = [:],
+              pool: ThreadPool = .shared, placeholderParams: Bool = false) throws(ExecutableError) {
+    self.program = program
     self.pool = pool
-    // ttfc's GEMM routines (JitGemm) compile once per process, on a thread of their own started
-    // here, while the passes run and the kernels compile, if any function of the module has an
-    // f32 matmul; the end of this initializer waits for them, so what a process compiles does
-    // not depend on timing (nor on whether a GEMM of the first run is large enough to use them).
-    let wantsGemmRoutines = module.functions.contains { f in
-      f.body.contains { id in f[id].code == .matmul && f[id].results.first.map { f.type(of: $0).dtype == .f32 } == true }
-    }
-    if wantsGemmRoutines { JitGemm.compileInBackground() }
-    defer { if wantsGemmRoutines { _ = JitGemm.enabled } }
+    symbols = program.symbols
+    outputs = program.outputs
+    statistics = program.statistics
     let start = DispatchClock.now()
-    var optimized = module
-    do { try PassManager().run(pipeline, on: &optimized, context: PassContext()) }
-    catch { throw .invalid("\(error)") }
-    lowered = optimized.function(named: functionName)!
-    statistics.optimizeSeconds = DispatchClock.now() - start
-    var set = Set<String>()
-    for v in lowered.values { set.formUnion(v.type.symbols) }
-    symbols = set.sorted()
-
-    // Parameters: given ones are checked against every declaration (as the interpreter does);
-    // only those this function reads are materialized, once, and kept in native layout, and
-    // only those need a value (given, or an initializer): every one missing is named at once.
-    // With `placeholderParams` (code is emitted, not run) a missing value reads zeros.
+    let module = program.module
     for p in module.params {
       if let given = params[p.name], given.type != p.type {
         throw .invalid(InterpreterError.paramMismatch(name: p.name, expected: p.type, got: given.type).description)
       }
     }
-    let read = Set(lowered.values.compactMap { v -> String? in if case .global(let name) = v.definition { return name }; return nil })
+    let read = Set(program.parametersRead)
     let missing = module.params.filter { read.contains($0.name) && params[$0.name] == nil && $0.initializer == nil }.map(\.name)
     if !missing.isEmpty && !placeholderParams {
       throw .invalid(missing.count == 1 ? InterpreterError.missingParam(missing[0]).description
@@ -191,18 +158,19 @@ public final class Executable: @unchecked Sendable {
       do { madeTables[decl.name] = try Tables.make(decl) } catch { throw .invalid("\(error)") }
     }
     tables = madeTables
-    for (k, value) in lowered.values.enumerated() {
-      switch value.definition {
+    for (k, slot) in program.slots.enumerated() {
+      switch slot.storage {
+      case .arena:
+        slots.append(Slot(type: slot.type, storage: .arena))
       case .argument(let i):
-        if donated.contains(i), let shape = value.type.staticShape, let count = elementCount(shape) {
-          let p = HostMemory.allocate(max(count * value.type.dtype.byteSize, 64), owner: memoryOwner)
-          memset(p, 0, max(count * value.type.dtype.byteSize, 64))
-          slotOf[ValueID(k)] = addSlot(value.type, .pinned(i, p))
-        } else {
-          slotOf[ValueID(k)] = addSlot(value.type, .argument(i))
-        }
-      case .global(let name):
-        guard let param = module.param(named: name) else { continue }   // a table: read by its lookups
+        slots.append(Slot(type: slot.type, storage: .argument(i)))
+      case .pinned(let i):
+        let bytes = max((slot.type.staticShape.flatMap(elementCount) ?? 0) * slot.type.dtype.byteSize, 64)
+        let p = HostMemory.allocate(bytes, owner: memoryOwner)
+        memset(p, 0, bytes)
+        slots.append(Slot(type: slot.type, storage: .pinned(i, p)))
+      case .parameter(let name):
+        guard let param = module.param(named: name) else { throw .invalid("the program reads '@\(name)', which its module does not declare") }
         let tensor: Tensor
         if let given = params[name] { tensor = given } else if let initializer = param.initializer {
           do { tensor = try ParamInitializer.materialize(initializer, type: param.type, name: name) }
@@ -211,21 +179,28 @@ public final class Executable: @unchecked Sendable {
           guard let shape = param.type.staticShape else { throw .invalid("parameter '@\(name)' has a symbolic type") }
           tensor = Tensor.filled(param.type.dtype, shape: shape, value: 0)
         }
-        slotOf[ValueID(k)] = addSlot(value.type, .persistent(Self.persistentCopy(tensor, owner: memoryOwner)))
-      case .result: break
+        slots.append(Slot(type: slot.type, storage: .persistent(Self.persistentCopy(tensor, owner: memoryOwner))))
+        parameterSlots.append((name, k))
+      case .constant(let value):
+        slots.append(Slot(type: slot.type, storage: .persistent(Self.persistentCopy(value, owner: memoryOwner))))
       }
     }
-    statistics.parameterSeconds = DispatchClock.now() - start - statistics.optimizeSeconds
-    // Compile every kernel the lowering below will ask for, in parallel; lowering then finds
-    // them in the cache (and still decides fallbacks itself, one op at a time).
-    for (i, id) in lowered.body.enumerated() { for v in lowered[id].operands { lastUse[v] = i } }
-    KernelCache.shared.precompile(kernelRequests(), threads: pool.threadCount)
-    for (i, id) in lowered.body.enumerated() {
-      currentOp = i
-      try lower(lowered[id])
+    for thunk in program.thunks {
+      switch thunk {
+      case .kernel(let kernel, let operands, let results, let inPlace):
+        thunks.append(.kernel(kernel, operands: operands, results: results, inPlace: inPlace))
+      case .gemm(let a, let b, let c, let ta, let tb): thunks.append(.gemm(a: a, b: b, c: c, transposeA: ta, transposeB: tb))
+      case .gemmSummedOverBatch(let a, let b, let c): thunks.append(.gemmSummedOverBatch(a: a, b: b, c: c))
+      case .interpretOp(let op, let operands, let result): thunks.append(.interpretOp(op, operands: operands, result: result))
+      case .interpretRegion(let interpreter, let operands, let results):
+        thunks.append(.interpretRegion(interpreter, operands: operands, results: results))
+      case .table(let name, let op, let operands, let result):
+        guard let table = madeTables[name] else { throw .invalid("'\(op.code)' reads '@\(name)', which is no table of the module") }
+        thunks.append(.table(table, op, operands: operands, result: result))
+      }
     }
-    outputs = lowered.returnValues.map { slotOf[$0]! }
-    statistics.compileSeconds = DispatchClock.now() - start
+    statistics.parameterSeconds = DispatchClock.now() - start
+    statistics.compileSeconds += statistics.parameterSeconds
   }
 
   deinit {
@@ -241,267 +216,15 @@ public final class Executable: @unchecked Sendable {
     return p
   }
 
-  func addSlot(_ type: TensorType, _ storage: Slot.Storage) -> Int {
-    slots.append(Slot(type: type, storage: storage))
-    return slots.count - 1
-  }
-
-  // MARK: lowering ops to thunks
-
-  func lower(_ op: OpNode) throws(ExecutableError) {
-    if op.code == .constant, let value = op.constantValue, let shape = lowered.type(of: op.results[0]).staticShape {
-      let full = value.shape == shape ? value : Tensor.filled(value.dtype, shape: shape, value: value.doubles.first ?? 0)
-      slotOf[op.results[0]] = addSlot(lowered.type(of: op.results[0]), .persistent(Self.persistentCopy(full, owner: memoryOwner)))
-      return
-    }
-    let results = op.results.map { r in addSlot(lowered.type(of: r), .arena) }
-    for (r, s) in zip(op.results, results) { slotOf[r] = s }
-    let operands = op.operands.map { slotOf[$0] ?? -1 }   // -1: a table operand
-    if op.code == .fusion, let body = op.body {
-      if case .string("gemm")? = op.attributes["kind"], lowerGemmRegion(body, op: op, operands: operands, result: results[0]) { return }
-      if tryKernel(body, operands: operands, results: results, inPlace: dyingArguments(body, op.operands), values: op.results) { return }
-      try interpretRegion(body, operands: operands, results: results)
-      return
-    }
-    if op.code == .embeddingLookup || op.code == .embeddingLookupPooled {
-      guard case .global(let name) = lowered[op.operands[0]].definition, let table = tables[name] else {
-        throw .invalid("'\(op.code)' reads no table")
-      }
-      thunks.append(.table(table, op, operands: Array(operands.dropFirst()), result: results[0]))
-      return
-    }
-    if op.code == .matmul, summedOverBatch(op) {
-      deferredMatmuls[op.results[0]] = (operands[0], operands[1])
-      return
-    }
-    if op.code == .reduceSum, let (a, b) = deferredMatmuls[op.operands[0]] {
-      thunks.append(.gemmSummedOverBatch(a: a, b: b, c: results[0]))
-      statistics.gemms += 1
-      return
-    }
-    if op.code == .matmul, gemmSupported(op.operands.map { lowered.type(of: $0) }) {
-      thunks.append(.gemm(a: operands[0], b: operands[1], c: results[0],
-                          transposeA: op.attributes.bool("transpose_a") ?? false,
-                          transposeB: op.attributes.bool("transpose_b") ?? false))
-      statistics.gemms += 1
-      return
-    }
-    // A single op: as a one-op kernel if it compiles, else on the interpreter.
-    let single = singleOpBody(op)
-    if op.results.count == 1, tryKernel(single, operands: operands, results: results, inPlace: dyingArguments(single, op.operands),
-                                        values: op.results) { return }
-    if op.code == .call || op.code == .fusion || op.results.count != 1 {
-      try interpretRegion(single, operands: operands, results: results)
-      return
-    }
-    statistics.interpreted += 1
-    statistics.interpretedOps[op.code.rawValue, default: 0] += 1
-    thunks.append(.interpretOp(op, operands: operands, result: results[0]))
-  }
-
-  /// Whether `op` is `matmul(A, B, transpose_a)` over equal batch dims whose only reader sums its
-  /// result over exactly those batch dims: then both become one GEMM over the flattened rows
-  /// (`gemmSummedOverBatch`), instead of a GEMM per batch element and a reduction.
-  func summedOverBatch(_ op: OpNode) -> Bool {
-    let ta = lowered.type(of: op.operands[0]), tb = lowered.type(of: op.operands[1])
-    guard (op.attributes.bool("transpose_a") ?? false), !(op.attributes.bool("transpose_b") ?? false),
-          ta.rank >= 3, ta.rank == tb.rank, ta.dims.dropLast(2) == tb.dims.dropLast(2),
-          gemmSupported([ta, tb]), !lowered.returnValues.contains(op.results[0]) else { return false }
-    let readers = lowered.body.filter { lowered[$0].operands.contains(op.results[0]) }
-    guard readers.count == 1 else { return false }
-    let reader = lowered[readers[0]]
-    return reader.code == .reduceSum && reader.operands == [op.results[0]] && !(reader.attributes.bool("keepdims") ?? false)
-      && reader.attributes.ints("axes") == Array(0..<(ta.rank - 2))
-  }
-
-  /// The kernels `lower` will ask for, in order: fusion regions (a gemm region's epilogue), and
-  /// one-op bodies for the other non-BLAS ops, each with the arguments it may overwrite.
-  func kernelRequests() -> [KernelCache.Request] {
-    var requests: [KernelCache.Request] = []
-    for (i, id) in lowered.body.enumerated() {
-      currentOp = i
-      let op = lowered[id]
-      if op.code == .constant, op.constantValue != nil, lowered.type(of: op.results[0]).staticShape != nil { continue }
-      if op.code == .fusion, let body = op.body {
-        if case .string("gemm")? = op.attributes["kind"], let epilogue = Self.gemmEpilogue(body, operands: Array(op.operands.indices)) {
-          requests.append(KernelCache.Request(epilogue.body))
-        } else {
-          let inPlace = dyingArguments(body, op.operands)
-          requests.append(KernelCache.Request(Self.kernelBody(body), streamingOutput: streams(op.results, inPlace: inPlace)))
-        }
-        continue
-      }
-      if op.code == .matmul, gemmSupported(op.operands.map { lowered.type(of: $0) }) { continue }
-      if op.code.info.opClass == .table { continue }
-      if op.code == .reduceSum, case .result(let producer, _) = lowered[op.operands[0]].definition,
-         lowered[producer].code == .matmul, summedOverBatch(lowered[producer]) { continue }
-      if op.results.count == 1 {
-        let single = singleOpBody(op)
-        let inPlace = dyingArguments(single, op.operands)
-        requests.append(KernelCache.Request(Self.kernelBody(single), streamingOutput: streams(op.results, inPlace: inPlace)))
-      }
-    }
-    return requests
-  }
-
-  /// Arguments of a kernel body (for the op being lowered, reading `values`) whose memory its
-  /// output may take: elementwise bodies only, an argument of the output's type whose value is
-  /// read for the last time here and may be overwritten (not a function result, parameter or
-  /// constant, nor an argument the caller did not donate).
-  func dyingArguments(_ body: Function, _ values: [ValueID]) -> [Int] {
-    guard body.isElementwise, let output = body.resultTypes.first else { return [] }
-    let returned = Set(lowered.returnValues)
-    return body.arguments.indices.filter { k in
-      let v = values[k]
-      guard body.type(of: body.arguments[k]) == output, lastUse[v] == currentOp, !returned.contains(v) else { return false }
-      switch lowered[v].definition {
-      case .argument(let i): return donated.contains(i)
-      case .global: return false
-      case .result(let producer, _): return lowered[producer].code != .constant
-      }
-    }
-  }
-
-  /// Whether the kernel computing `values` may write it with non-temporal (cache-bypassing)
-  /// stores: one value, a function result no op here reads, written to fresh arena memory
-  /// (64-byte aligned), statically at least `streamingThreshold` bytes — too large to be still
-  /// cached when the caller reads it, so caching it would only evict the kernel's own inputs.
-  func streams(_ values: [ValueID], inPlace: [Int]) -> Bool {
-    guard values.count == 1, let value = values.first,
-          inPlace.isEmpty, lowered.returnValues.contains(value), lastUse[value] == nil,
-          let shape = lowered.type(of: value).staticShape else { return false }
-    return shape.reduce(1, *) * lowered.type(of: value).dtype.byteSize >= Self.streamingThreshold
-  }
-
-  /// A quarter of the last-level cache (8 MiB when sysfs does not say), at least 4 MiB;
-  /// `TTFC_STREAMING_BYTES` overrides it (0 streams every function result).
-  static let streamingThreshold: Int = {
-    if let text = getenv("TTFC_STREAMING_BYTES"), let bytes = Int(String(cString: text)) { return bytes }
-    return max(4 << 20, (HostInfo.lastLevelCacheBytes() ?? (32 << 20)) / 4)
-  }()
-
-  /// A gemm epilogue's product (argument 0) always dies in the epilogue; the rest as above.
-  func epilogueInPlace(_ epilogue: Function, _ values: [ValueID]) -> [Int] {
-    guard epilogue.isElementwise, let output = epilogue.resultTypes.first else { return [] }
-    let product = epilogue.type(of: epilogue.arguments[0]) == output ? [0] : []
-    var rest = epilogue
-    rest.arguments = Array(epilogue.arguments.dropFirst())
-    return product + dyingArguments(rest, values).map { $0 + 1 }
-  }
-
-  /// The body a kernel is compiled from: elementwise bodies flattened to one shape-free kernel
-  /// (FlatKernels), others as they are. (Gemm epilogues are not flattened: they broadcast a bias.)
-  static func kernelBody(_ body: Function) -> Function { FlatKernels.flattened(body) ?? body }
-
-  /// A function of one op, its operands as arguments.
-  func singleOpBody(_ op: OpNode) -> Function {
-    var single = Function(name: "op")
-    let arguments = op.operands.map { single.addArgument(name: lowered[$0].name, type: lowered.type(of: $0)) }
-    let id = single.append(op.code, arguments, resultTypes: op.results.map { lowered.type(of: $0) },
-                           attributes: op.attributes, callee: op.callee, regions: op.regions)
-    single.returnValues = single[id].results
-    single.resultTypes = op.results.map { lowered.type(of: $0) }
-    return single
-  }
-
-  func gemmSupported(_ types: [TensorType]) -> Bool {
-    types.allSatisfy { $0.dtype == .f32 } || types.allSatisfy { $0.dtype == .f64 }
-  }
-
-  /// `inPlace`: argument positions whose memory an output may take (the body is elementwise, so
-  /// element i of such an operand is read only for output element i).
-  /// `values`: the function values the kernel computes, for `streams`.
-  func tryKernel(_ body: Function, operands: [Int], results: [Int], inPlace: [Int], values: [ValueID]) -> Bool {
-    do {
-      let kernel = try KernelCache.shared.kernel(for: Self.kernelBody(body), streamingOutput: streams(values, inPlace: inPlace))
-      thunks.append(.kernel(kernel, operands: operands, results: results, inPlace: inPlace.map { operands[$0] }))
-      statistics.kernels += 1
-      return true
-    } catch {
-      if case .unsupported(let reason) = error { statistics.fallbackReasons[reason, default: 0] += 1 }
-      else { statistics.fallbackReasons["\(error)", default: 0] += 1 }
-      return false
-    }
-  }
-
-  func interpretRegion(_ body: Function, operands: [Int], results: [Int]) throws(ExecutableError) {
-    var module = Module(name: "region")
-    var f = body
-    f.name = "region"
-    module.functions = [f]
-    do {
-      thunks.append(.interpretRegion(try Interpreter(module: module), operands: operands, results: results))
-      statistics.interpreted += 1
-      for id in body.body where body[id].code != .constant { statistics.interpretedOps[body[id].code.rawValue, default: 0] += 1 }
-    } catch {
-      throw .invalid("cannot prepare a region for the interpreter: \(error)")
-    }
-  }
-
-  /// The epilogue of a gemm region (everything after its leading matmul) as its own body, whose
-  /// first argument is the product, with the region operands it reads; nil if the region is not
-  /// a supported matmul followed by an epilogue over region arguments.
-  static func gemmEpilogue(_ body: Function, operands: [Int]) -> (body: Function, operands: [Int], matmul: OpNode, a: Int, b: Int)? {
-    guard let first = body.body.first, body[first].code == .matmul else { return nil }
-    let matmul = body[first]
-    let argumentIndex: (ValueID) -> Int? = { v in body.arguments.firstIndex(of: v) }
-    guard let ia = argumentIndex(matmul.operands[0]), let ib = argumentIndex(matmul.operands[1]) else { return nil }
-    let product = matmul.results[0]
-    var epilogue = Function(name: "epilogue")
-    var map: [ValueID: ValueID] = [:]
-    var epilogueOperands: [Int] = []
-    map[product] = epilogue.addArgument(name: body[product].name, type: body.type(of: product))
-    for id in body.body.dropFirst() {
-      let op = body[id]
-      var inner: [ValueID] = []
-      for v in op.operands {
-        if let m = map[v] { inner.append(m); continue }
-        guard let k = argumentIndex(v) else { return nil }
-        let a = epilogue.addArgument(name: body[v].name, type: body.type(of: v))
-        map[v] = a
-        epilogueOperands.append(operands[k])
-        inner.append(a)
-      }
-      let newID = epilogue.append(op.code, inner, resultTypes: op.results.map { body.type(of: $0) },
-                                  resultNames: op.results.map { body[$0].name }, attributes: op.attributes)
-      for (o, n) in zip(op.results, epilogue[newID].results) { map[o] = n }
-    }
-    epilogue.returnValues = [map[body.returnValues[0]]!]
-    epilogue.resultTypes = body.resultTypes
-    return (epilogue, epilogueOperands, matmul, operands[ia], operands[ib])
-  }
-
-  /// matmul (BLAS) + epilogue (one kernel reading the matmul's result). False if the region is not
-  /// of that form or the epilogue does not compile; the caller then falls back.
-  func lowerGemmRegion(_ body: Function, op: OpNode, operands: [Int], result: Int) -> Bool {
-    guard let (epilogue, positions, matmul, ia, ib) = Self.gemmEpilogue(body, operands: Array(operands.indices)),
-          gemmSupported(matmul.operands.map { body.type(of: $0) }) else { return false }
-    let a = operands[ia], b = operands[ib]
-    let epilogueOperands = positions.map { operands[$0] }
-    let inPlace = epilogueInPlace(epilogue, positions.map { op.operands[$0] })
-    let kernel: CompiledKernel
-    do { kernel = try KernelCache.shared.kernel(for: epilogue) } catch { return false }
-    let productSlot = addSlot(body.type(of: matmul.results[0]), .arena)
-    thunks.append(.gemm(a: a, b: b, c: productSlot,
-                        transposeA: matmul.attributes.bool("transpose_a") ?? false,
-                        transposeB: matmul.attributes.bool("transpose_b") ?? false))
-    thunks.append(.kernel(kernel, operands: [productSlot] + epilogueOperands, results: [result],
-                          inPlace: inPlace.map { ([productSlot] + epilogueOperands)[$0] }))
-    statistics.gemms += 1
-    statistics.kernels += 1
-    return true
-  }
-
   // MARK: running
 
   /// Overwrites the parameters this function reads with the given values (types must match the
   /// declarations): an evaluation executable follows a training run without being rebuilt.
   public func updateParameters(_ params: [String: Tensor]) throws(ExecutableError) {
-    for (k, value) in lowered.values.enumerated() {
-      guard case .global(let name) = value.definition, let given = params[name], let slot = slotOf[ValueID(k)],
-            case .persistent(let pointer) = slots[slot].storage else { continue }
-      guard given.type == value.type else {
-        throw .invalid(InterpreterError.paramMismatch(name: name, expected: value.type, got: given.type).description)
+    for (name, slot) in parameterSlots {
+      guard let given = params[name], case .persistent(let pointer) = slots[slot].storage else { continue }
+      guard given.type == slots[slot].type else {
+        throw .invalid(InterpreterError.paramMismatch(name: name, expected: slots[slot].type, got: given.type).description)
       }
       RawTensor.write(given, to: pointer)
     }

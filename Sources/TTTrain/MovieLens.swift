@@ -10,6 +10,7 @@
 import Foundation
 import TTEmbedding
 import TTInterp
+import TTCompiler
 import TTIR
 import TTRuntime
 

@@ -5,6 +5,7 @@
 // state output that did not land in place back into the state buffers.
 
 import Foundation
+import TTCompiler
 import TTIR
 import TTInterp
 import TTRuntime
@@ -66,6 +67,8 @@ public final class Trainer {
   /// Seconds spent differentiating and building the step (compilation is in `executable.statistics`).
   public private(set) var buildSeconds = 0.0
   public var compileStatistics: ExecutableStatistics { executable.statistics }
+  /// The compiled training step (its optimized module is what `ttfc train --emit-ir` writes).
+  public var program: Program { executable.program }
   var staging: [UnsafeMutableRawPointer] = []
   /// With `keepsPreviousState`, each step first copies the state here, so a non-finite step can be
   /// undone (`NonFinitePolicy.skipStep`).
@@ -98,7 +101,7 @@ public final class Trainer {
   /// without a value or initializer starts as zeros until it is restored.
   public init(module: Module, loss: String, optimizer: OptimizerConfig, params: [String: Tensor] = [:],
               bucketPolicy: BucketPolicy = .powersOfTwo, sparseOptimizer: SparseOptimizer? = nil,
-              valuesFollow: Bool = false) throws(TrainingError) {
+              valuesFollow: Bool = false, verifyEach: Bool = CompileOptions.verifyEachByDefault) throws(TrainingError) {
     self.module = module
     self.lossName = loss
     self.optimizer = optimizer
@@ -166,7 +169,8 @@ public final class Trainer {
       let first = inputTypes.count + rowInputCount + 2
       let stateArguments = first..<(first + initial.count)
       executable = try Executable(module: stepModule, function: loss + ".train_step", donating: Set(stateArguments),
-                                  aliasing: Dictionary(uniqueKeysWithValues: initial.indices.map { (1 + $0, first + $0) }))
+                                  aliasing: Dictionary(uniqueKeysWithValues: initial.indices.map { (1 + $0, first + $0) }),
+                                  verifyEach: verifyEach)
     } catch { throw .setup("\(error)") }
     shapes = ShapeSpecializer(executable, policy: bucketPolicy)
     staging = stateTypes.map { t in

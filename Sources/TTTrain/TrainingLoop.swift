@@ -4,6 +4,7 @@
 // metrics, and checkpoints that make a resumed run bit-identical to an uninterrupted one.
 
 import Foundation
+import TTCompiler
 import TTIR
 import TTRuntime
 import TTCodegen
@@ -40,6 +41,8 @@ public struct TrainingOptions {
   /// The run resumes from a checkpoint that holds every parameter (parameters without a value
   /// or initializer are then not an error).
   public var resumesFromCheckpoint = false
+  /// Verify the step module after every compiler pass (always on in debug builds).
+  public var verifyEach = CompileOptions.verifyEachByDefault
   public init() {}
 
   /// The most steps a run may take (so step arithmetic, progress and ETA never overflow).
@@ -79,7 +82,7 @@ public final class TrainingLoop {
               options: TrainingOptions) throws(TrainingError) {
     trainer = try Trainer(module: module, loss: loss, optimizer: optimizer, params: options.initialParams,
                           bucketPolicy: options.bucketPolicy, sparseOptimizer: options.sparseOptimizer,
-                          valuesFollow: options.resumesFromCheckpoint)
+                          valuesFollow: options.resumesFromCheckpoint, verifyEach: options.verifyEach)
     self.options = options
     self.data = data
     self.evalData = evalData

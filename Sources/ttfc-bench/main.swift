@@ -8,6 +8,7 @@ import COpenBLAS
 import Foundation
 import TTCodegen
 import TTEmbedding
+import TTCompiler
 import TTIR
 import TTRuntime
 import TTTrain

@@ -2,6 +2,7 @@
 // Graphviz picture of the fused graph (each fusion region drawn as a cluster of its ops).
 import ArgumentParser
 import Foundation
+import TTCompiler
 import TTIR
 import TTPasses
 import TTRuntime
@@ -67,7 +68,8 @@ struct Compile: ParsableCommand {
       let names = function.map { grad ? [$0 + ".grad"] : [$0] } ?? original.functions.map(\.name)
       for name in names {
         let executable: Executable
-        do { executable = try Executable(module: original, function: name, params: paramValues, placeholderParams: true) }
+        do { executable = try Executable(module: original, function: name, params: paramValues, placeholderParams: true,
+                                                    verifyEach: pipeline.verifyEach || CompileOptions.verifyEachByDefault) }
         catch { throw fail("\(error)") }
         out += "// ===== @\(name): \(executable.statistics.kernels) kernels, \(executable.statistics.gemms) BLAS calls, \(executable.statistics.interpreted) interpreted\n"
         if emit == .thunks { out += executable.thunkListing.joined(separator: "\n") + "\n"; continue }

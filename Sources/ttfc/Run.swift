@@ -2,6 +2,7 @@
 // print a summary of each result (optionally saving them as .npy).
 import ArgumentParser
 import Foundation
+import TTCompiler
 import TTIR
 import TTInterp
 import TTPasses
@@ -55,6 +56,9 @@ struct Run: ParsableCommand {
 
   @Flag(help: "Print what was compiled and cached, and what shape bucketing did (to stderr).")
   var stats = false
+
+  @Flag(help: "Verify the module after every compiler pass; stop at the first pass that breaks it.")
+  var verifyEach = false
 
   @Option(help: "Shape buckets for several sizes: exact, pow2, geometric:R, list:E1,E2,..., adaptive.")
   var bucketPolicy = "pow2"
@@ -138,7 +142,8 @@ struct Run: ParsableCommand {
           results = try Interpreter(module: module, params: paramValues).run(function.name, arguments)
         } else {
           if specializer == nil {
-            specializer = ShapeSpecializer(try Executable(module: module, function: function.name, params: paramValues), policy: policy)
+            specializer = ShapeSpecializer(try Executable(module: module, function: function.name, params: paramValues,
+                                                                         verifyEach: verifyEach || CompileOptions.verifyEachByDefault), policy: policy)
           }
           let prepared = try specializer!.prepare(inputTypes: arguments.map(\.type))
           for (i, t) in arguments.enumerated() { RawTensor.write(t, to: prepared.inputs[i]) }

@@ -5,7 +5,7 @@ import ArgumentParser
 import Foundation
 import TTEmbedding
 import TTIR
-import TTPasses
+import TTCompiler
 import TTRuntime
 import TTTrain
 
@@ -54,6 +54,8 @@ struct Train: ParsableCommand {
   var bucketPolicy = "pow2"
   @Flag(help: "At the end, print compiles, kernel cache hits, shape buckets, padding and compile seconds (to stderr).")
   var stats = false
+  @Flag(help: "Verify the training step after every compiler pass; stop at the first pass that breaks it.")
+  var verifyEach = false
   @Option(help: "Optimizer of embedding tables: sgd, adagrad, ftrl, adam (dense semantics), lazyadam, sparseadam (default: sparseadam for Adam-family optimizers, else the sparse form of --optimizer).")
   var sparseOptimizer: String?
   @Option(parsing: .unconditional, help: "Evict table rows not seen in training for more than N steps, N at least 0 (checked every 100 steps).") var tableTtl: Int?
@@ -102,6 +104,7 @@ struct Train: ParsableCommand {
     options.learningRate = lr
     options.schedule = parsedSchedule
     options.seed = seed
+    options.verifyEach = verifyEach || CompileOptions.verifyEachByDefault
     options.evalEvery = evalEvery ?? (evalData != nil ? Int.max : nil)
     options.checkpointDirectory = checkpoint
     options.checkpointEvery = checkpointEvery
@@ -153,9 +156,8 @@ struct Train: ParsableCommand {
     } catch { throw fail("\(error)") }
 
     if let emitIr {
-      var optimized = loop.trainer.stepModule
-      _ = try? PassManager().run(Pipelines.codegen, on: &optimized, context: PassContext())
-      try writeOutput(Printer.print(optimized), to: emitIr, what: "--emit-ir")
+      // The compiler's own output for the step, not a second run of the pipeline.
+      try writeOutput(Printer.print(loop.trainer.program.optimizedModule), to: emitIr, what: "--emit-ir")
       print("optimized training step written to \(emitIr)")
     }
     print("training @\(lossName) of \(file): \(loop.totalSteps) steps, batch \(batch), \(optimizer) lr \(lr) (\(parsedSchedule)), \(module.params.count) parameters")

@@ -3,6 +3,7 @@
 // buffers exceed the machine's memory.
 import Foundation
 import Testing
+import TTCompiler
 import TTIR
 @testable import TTRuntime
 

@@ -4,6 +4,7 @@
 // runs compiled, as an interpreted thunk named by the statistics, while its neighbours compile.
 import Foundation
 import Testing
+import TTCompiler
 import TTIR
 import TTInterp
 import TTRuntime

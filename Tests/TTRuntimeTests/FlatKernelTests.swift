@@ -2,6 +2,7 @@
 // arithmetic at every shape and under any value names, and computes what the interpreter does.
 import Testing
 import TTCodegen
+import TTCompiler
 import TTIR
 import TTInterp
 @testable import TTRuntime

@@ -3,6 +3,7 @@
 // them; parameters, constants and arenas must be freed with their executable.
 import Foundation
 import Testing
+import TTCompiler
 import TTIR
 @testable import TTRuntime
 

@@ -8,6 +8,7 @@
 import Foundation
 import Testing
 import TTFuzz
+import TTCompiler
 import TTIR
 import TTInterp
 import TTPasses

@@ -3,6 +3,7 @@
 // operands it overwrites in place go to one result each.
 import Testing
 import TTCodegen
+import TTCompiler
 import TTIR
 import TTInterp
 @testable import TTRuntime

@@ -5,6 +5,7 @@
 import Foundation
 import Testing
 import TTFuzz
+import TTCompiler
 import TTIR
 import TTInterp
 @testable import TTRuntime

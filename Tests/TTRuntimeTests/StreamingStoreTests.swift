@@ -5,13 +5,14 @@
 // really be non-temporal, fenced, and used only where the executable allows them.
 import Testing
 import TTCodegen
+import TTCompiler
 import TTIR
 import TTInterp
 @testable import TTRuntime
 
 struct StreamingStoreTests {
   /// Elements of f32 at the streaming threshold (8 MiB unless the host's cache says otherwise).
-  static let threshold = Executable.streamingThreshold / 4
+  static let threshold = Compiler.streamingThreshold / 4
 
   static func randomTensor(_ shape: [Int], seed: UInt64) -> Tensor {
     var state = seed

@@ -3,6 +3,7 @@
 // subnormals included. The stated bounds are the ones documented in VectorMath.swift.
 import Foundation
 import Testing
+import TTCompiler
 import TTIR
 import TTInterp
 import TTRuntime

@@ -5,6 +5,7 @@
 // equal exact-shape gradients too.
 import Foundation
 import Testing
+import TTCompiler
 import TTIR
 import TTInterp
 import TTRuntime

@@ -3,6 +3,7 @@
 // as a kernel-cache entry, f32-overflowing options, negative option values, schedule parameters.
 import Foundation
 import Testing
+import TTCompiler
 import TTIR
 import TTInterp
 import TTPasses

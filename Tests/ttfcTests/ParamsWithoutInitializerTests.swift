@@ -4,6 +4,7 @@
 // named error listing each one; parameters nothing reads are never required.
 import Foundation
 import Testing
+import TTCompiler
 import TTIR
 import TTRuntime
 

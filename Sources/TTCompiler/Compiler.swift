@@ -1,0 +1,402 @@
+// Compiler — turns a Module's function into a Program the runtime runs (TTRuntime/Program.swift):
+// verify, run the pass pipeline (calls inlined, composites expanded, -O2: Pipelines.codegen; the
+// verifier between passes in debug builds and with `verifyEach`), then lower each top-level op of
+// the optimized function to a thunk and give each value a slot:
+//   fusion (loop / reduction)  -> one JIT kernel for the whole region
+//   fusion (gemm)              -> a GEMM, then one kernel for the epilogue
+//   matmul                     -> a GEMM (transposes folded into its flags; a matmul whose only
+//                                 reader sums it over the batch becomes one GEMM with that sum)
+//   embedding_lookup(_pooled)  -> a lookup of the module's table
+//   any other op               -> a one-op JIT kernel
+//   anything the code generator cannot compile (the allow-list of OpInfo.codegen: f16/bf16,
+//   gather, argmax, ...)       -> the reference interpreter for that op or region
+// Kernels compile in parallel before lowering (KernelCache.precompile); elementwise regions are
+// compiled shape-free (FlatKernels), and large function results are written with streaming stores
+// (`streams`). Memory is planned here by kind and lifetime (arena values, arguments, pinned
+// donated state, parameters, constants, and which kernels may write an operand's memory in
+// place); an Executable binds the kinds to buffers and lays arenas out per capacity binding.
+
+import Foundation
+import TTCodegen
+import TTEmbedding
+import TTIR
+import TTInterp
+import TTPasses
+import TTRuntime
+
+/// How to compile a function.
+public struct CompileOptions: Sendable {
+  /// The pass pipeline (the one code generation expects by default).
+  public var pipeline: Pipeline
+  /// Arguments the program may overwrite once read, and result -> donated argument aliasing.
+  public var donated: Set<Int>
+  public var aliasing: [Int: Int]
+  /// Verify the module after every pass (on by default in debug builds, so tests do).
+  public var verifyEach: Bool
+  /// Threads that compile kernels in parallel.
+  public var compileThreads: Int
+
+  public init(pipeline: Pipeline = Pipelines.codegen, donated: Set<Int> = [], aliasing: [Int: Int] = [:],
+              verifyEach: Bool = CompileOptions.verifyEachByDefault, compileThreads: Int = ThreadPool.shared.threadCount) {
+    self.pipeline = pipeline; self.donated = donated; self.aliasing = aliasing
+    self.verifyEach = verifyEach; self.compileThreads = compileThreads
+  }
+
+  #if DEBUG
+  public static let verifyEachByDefault = true
+  #else
+  public static let verifyEachByDefault = false
+  #endif
+}
+
+public enum Compiler {
+  /// A quarter of the last-level cache (8 MiB when sysfs does not say), at least 4 MiB;
+  /// `TTFC_STREAMING_BYTES` overrides it (0 streams every function result).
+  public static let streamingThreshold: Int = {
+    if let text = getenv("TTFC_STREAMING_BYTES"), let bytes = Int(String(cString: text)) { return bytes }
+    return max(4 << 20, (HostInfo.lastLevelCacheBytes() ?? (32 << 20)) / 4)
+  }()
+
+  /// Compiles `functionName` of `module` into a program.
+  public static func compile(_ module: Module, function functionName: String,
+                             options: CompileOptions = CompileOptions()) throws(ExecutableError) -> Program {
+    let problems = Verifier.verify(module)
+    if let first = problems.first { throw .invalid("module does not verify: \(first)") }
+    guard let original = module.function(named: functionName) else { throw .invalid("no function named '@\(functionName)'") }
+    // ttfc's GEMM routines (JitGemm) compile once per process, on a thread of their own started
+    // here, while the passes run and the kernels compile, if any function of the module has an
+    // f32 matmul; the end of this function waits for them, so what a process compiles does not
+    // depend on timing (nor on whether a GEMM of the first run is large enough to use them).
+    let wantsGemmRoutines = module.functions.contains { f in
+      f.body.contains { id in f[id].code == .matmul && f[id].results.first.map { f.type(of: $0).dtype == .f32 } == true }
+    }
+    if wantsGemmRoutines { JitGemm.compileInBackground() }
+    defer { if wantsGemmRoutines { _ = JitGemm.enabled } }
+    let start = DispatchClock.now()
+    var optimized = module
+    do { try PassManager(verifyEach: options.verifyEach).run(options.pipeline, on: &optimized, context: PassContext()) }
+    catch { throw .invalid("\(error)") }
+    guard let lowered = optimized.function(named: functionName) else {
+      throw .invalid("the pipeline removed '@\(functionName)'")
+    }
+    var statistics = ExecutableStatistics()
+    statistics.optimizeSeconds = DispatchClock.now() - start
+    let builder = ProgramBuilder(module: module, lowered: lowered, donated: options.donated, statistics: statistics)
+    try builder.build(compileThreads: options.compileThreads)
+    builder.statistics.compileSeconds = DispatchClock.now() - start
+    return Program(module: module, function: original, lowered: lowered, optimizedModule: optimized, symbols: builder.symbols,
+                   slots: builder.slots, thunks: builder.thunks, outputs: builder.outputs, donated: options.donated,
+                   aliasing: options.aliasing, statistics: builder.statistics)
+  }
+}
+
+extension Executable {
+  /// Compiles `functionName` of `module` (Compiler.compile) and makes it runnable with these
+  /// parameter values and tables (Executable.init(program:)).
+  public convenience init(module: Module, function functionName: String, params: [String: Tensor] = [:],
+                          tables: [String: EmbeddingTable] = [:], pool: ThreadPool = .shared,
+                          pipeline: Pipeline = Pipelines.codegen, donating donated: Set<Int> = [], aliasing: [Int: Int] = [:],
+                          placeholderParams: Bool = false, verifyEach: Bool = CompileOptions.verifyEachByDefault) throws(ExecutableError) {
+    let options = CompileOptions(pipeline: pipeline, donated: donated, aliasing: aliasing, verifyEach: verifyEach,
+                                 compileThreads: pool.threadCount)
+    let program = try Compiler.compile(module, function: functionName, options: options)
+    try self.init(program: program, params: params, tables: tables, pool: pool, placeholderParams: placeholderParams)
+  }
+}
+
+/// Lowers the optimized function's ops to thunks and slots, one op at a time, in order.
+final class ProgramBuilder {
+  let module: Module
+  let lowered: Function
+  let donated: Set<Int>
+  var statistics: ExecutableStatistics
+  let symbols: [String]
+  var slots: [Program.Slot] = []
+  var slotOf: [ValueID: Int] = [:]
+  var thunks: [Program.Thunk] = []
+  var outputs: [Int] = []
+  /// Matmuls folded into the batch sum that reads them: result -> (A slot, B slot).
+  var deferredMatmuls: [ValueID: (Int, Int)] = [:]
+  /// Index in `lowered.body` of each value's last reader, and of the op being lowered.
+  var lastUse: [ValueID: Int] = [:]
+  var currentOp = 0
+
+  init(module: Module, lowered: Function, donated: Set<Int>, statistics: ExecutableStatistics) {
+    self.module = module; self.lowered = lowered; self.donated = donated; self.statistics = statistics
+    var set = Set<String>()
+    for v in lowered.values { set.formUnion(v.type.symbols) }
+    symbols = set.sorted()
+  }
+
+  func build(compileThreads: Int) throws(ExecutableError) {
+    // Values defined outside the body: arguments (pinned when donated and static-shaped) and
+    // the parameters the function reads (a table's global is read by its lookups instead).
+    for (k, value) in lowered.values.enumerated() {
+      switch value.definition {
+      case .argument(let i):
+        let pinned = donated.contains(i) && value.type.staticShape.flatMap(elementCount) != nil
+        slotOf[ValueID(k)] = addSlot(value.type, pinned ? .pinned(i) : .argument(i))
+      case .global(let name):
+        guard module.param(named: name) != nil else { continue }
+        slotOf[ValueID(k)] = addSlot(value.type, .parameter(name))
+      case .result: break
+      }
+    }
+    // Compile every kernel the lowering below will ask for, in parallel; lowering then finds
+    // them in the cache (and still decides fallbacks itself, one op at a time).
+    for (i, id) in lowered.body.enumerated() { for v in lowered[id].operands { lastUse[v] = i } }
+    KernelCache.shared.precompile(kernelRequests(), threads: compileThreads)
+    for (i, id) in lowered.body.enumerated() {
+      currentOp = i
+      try lower(lowered[id])
+    }
+    for v in lowered.returnValues {
+      guard let slot = slotOf[v] else { throw .invalid("'@\(lowered.name)' returns '\(lowered[v].name)', which has no storage") }
+      outputs.append(slot)
+    }
+  }
+
+  func addSlot(_ type: TensorType, _ storage: Program.Slot.Storage) -> Int {
+    slots.append(Program.Slot(type: type, storage: storage))
+    return slots.count - 1
+  }
+
+  func lower(_ op: OpNode) throws(ExecutableError) {
+    if op.code == .constant, let value = op.constantValue, let shape = lowered.type(of: op.results[0]).staticShape {
+      let full = value.shape == shape ? value : Tensor.filled(value.dtype, shape: shape, value: value.doubles.first ?? 0)
+      slotOf[op.results[0]] = addSlot(lowered.type(of: op.results[0]), .constant(full))
+      return
+    }
+    let results = op.results.map { r in addSlot(lowered.type(of: r), .arena) }
+    for (r, s) in zip(op.results, results) { slotOf[r] = s }
+    let operands = op.operands.map { slotOf[$0] ?? -1 }   // -1: a table operand
+    if op.code == .fusion, let body = op.body {
+      if case .string("gemm")? = op.attributes["kind"], lowerGemmRegion(body, op: op, operands: operands, result: results[0]) { return }
+      if tryKernel(body, operands: operands, results: results, inPlace: dyingArguments(body, op.operands), values: op.results) { return }
+      try interpretRegion(body, operands: operands, results: results)
+      return
+    }
+    if op.code == .embeddingLookup || op.code == .embeddingLookupPooled {
+      guard case .global(let name) = lowered[op.operands[0]].definition, module.tables.contains(where: { $0.name == name }) else {
+        throw .invalid("'\(op.code)' reads no table")
+      }
+      thunks.append(.table(name, op, operands: Array(operands.dropFirst()), result: results[0]))
+      return
+    }
+    if op.code == .matmul, summedOverBatch(op) {
+      deferredMatmuls[op.results[0]] = (operands[0], operands[1])
+      return
+    }
+    if op.code == .reduceSum, let (a, b) = deferredMatmuls[op.operands[0]] {
+      thunks.append(.gemmSummedOverBatch(a: a, b: b, c: results[0]))
+      statistics.gemms += 1
+      return
+    }
+    if op.code == .matmul, gemmSupported(op.operands.map { lowered.type(of: $0) }) {
+      thunks.append(.gemm(a: operands[0], b: operands[1], c: results[0],
+                          transposeA: op.attributes.bool("transpose_a") ?? false,
+                          transposeB: op.attributes.bool("transpose_b") ?? false))
+      statistics.gemms += 1
+      return
+    }
+    // A single op: as a one-op kernel if it compiles, else on the interpreter.
+    let single = singleOpBody(op)
+    if op.results.count == 1, tryKernel(single, operands: operands, results: results, inPlace: dyingArguments(single, op.operands),
+                                        values: op.results) { return }
+    if op.code == .call || op.code == .fusion || op.results.count != 1 {
+      try interpretRegion(single, operands: operands, results: results)
+      return
+    }
+    statistics.interpreted += 1
+    statistics.interpretedOps[op.code.rawValue, default: 0] += 1
+    thunks.append(.interpretOp(op, operands: operands, result: results[0]))
+  }
+
+  /// Whether `op` is `matmul(A, B, transpose_a)` over equal batch dims whose only reader sums its
+  /// result over exactly those batch dims: then both become one GEMM over the flattened rows
+  /// (`gemmSummedOverBatch`), instead of a GEMM per batch element and a reduction.
+  func summedOverBatch(_ op: OpNode) -> Bool {
+    let ta = lowered.type(of: op.operands[0]), tb = lowered.type(of: op.operands[1])
+    guard (op.attributes.bool("transpose_a") ?? false), !(op.attributes.bool("transpose_b") ?? false),
+          ta.rank >= 3, ta.rank == tb.rank, ta.dims.dropLast(2) == tb.dims.dropLast(2),
+          gemmSupported([ta, tb]), !lowered.returnValues.contains(op.results[0]) else { return false }
+    let readers = lowered.body.filter { lowered[$0].operands.contains(op.results[0]) }
+    guard readers.count == 1 else { return false }
+    let reader = lowered[readers[0]]
+    return reader.code == .reduceSum && reader.operands == [op.results[0]] && !(reader.attributes.bool("keepdims") ?? false)
+      && reader.attributes.ints("axes") == Array(0..<(ta.rank - 2))
+  }
+
+  /// The kernels `lower` will ask for, in order: fusion regions (a gemm region's epilogue), and
+  /// one-op bodies for the other non-BLAS ops, each with the arguments it may overwrite.
+  func kernelRequests() -> [KernelCache.Request] {
+    var requests: [KernelCache.Request] = []
+    for (i, id) in lowered.body.enumerated() {
+      currentOp = i
+      let op = lowered[id]
+      if op.code == .constant, op.constantValue != nil, lowered.type(of: op.results[0]).staticShape != nil { continue }
+      if op.code == .fusion, let body = op.body {
+        if case .string("gemm")? = op.attributes["kind"], let epilogue = Self.gemmEpilogue(body, operands: Array(op.operands.indices)) {
+          requests.append(KernelCache.Request(epilogue.body))
+        } else {
+          let inPlace = dyingArguments(body, op.operands)
+          requests.append(KernelCache.Request(Self.kernelBody(body), streamingOutput: streams(op.results, inPlace: inPlace)))
+        }
+        continue
+      }
+      if op.code == .matmul, gemmSupported(op.operands.map { lowered.type(of: $0) }) { continue }
+      if op.code.info.opClass == .table { continue }
+      if op.code == .reduceSum, case .result(let producer, _) = lowered[op.operands[0]].definition,
+         lowered[producer].code == .matmul, summedOverBatch(lowered[producer]) { continue }
+      if op.results.count == 1 {
+        let single = singleOpBody(op)
+        let inPlace = dyingArguments(single, op.operands)
+        requests.append(KernelCache.Request(Self.kernelBody(single), streamingOutput: streams(op.results, inPlace: inPlace)))
+      }
+    }
+    return requests
+  }
+
+  /// Arguments of a kernel body (for the op being lowered, reading `values`) whose memory its
+  /// output may take: elementwise bodies only, an argument of the output's type whose value is
+  /// read for the last time here and may be overwritten (not a function result, parameter or
+  /// constant, nor an argument the caller did not donate).
+  func dyingArguments(_ body: Function, _ values: [ValueID]) -> [Int] {
+    guard body.isElementwise, let output = body.resultTypes.first else { return [] }
+    let returned = Set(lowered.returnValues)
+    return body.arguments.indices.filter { k in
+      let v = values[k]
+      guard body.type(of: body.arguments[k]) == output, lastUse[v] == currentOp, !returned.contains(v) else { return false }
+      switch lowered[v].definition {
+      case .argument(let i): return donated.contains(i)
+      case .global: return false
+      case .result(let producer, _): return lowered[producer].code != .constant
+      }
+    }
+  }
+
+  /// Whether the kernel computing `values` may write it with non-temporal (cache-bypassing)
+  /// stores: one value, a function result no op here reads, written to fresh arena memory
+  /// (64-byte aligned), statically at least `streamingThreshold` bytes — too large to be still
+  /// cached when the caller reads it, so caching it would only evict the kernel's own inputs.
+  func streams(_ values: [ValueID], inPlace: [Int]) -> Bool {
+    guard values.count == 1, let value = values.first,
+          inPlace.isEmpty, lowered.returnValues.contains(value), lastUse[value] == nil,
+          let shape = lowered.type(of: value).staticShape else { return false }
+    return shape.reduce(1, *) * lowered.type(of: value).dtype.byteSize >= Compiler.streamingThreshold
+  }
+
+
+  /// A gemm epilogue's product (argument 0) always dies in the epilogue; the rest as above.
+  func epilogueInPlace(_ epilogue: Function, _ values: [ValueID]) -> [Int] {
+    guard epilogue.isElementwise, let output = epilogue.resultTypes.first else { return [] }
+    let product = epilogue.type(of: epilogue.arguments[0]) == output ? [0] : []
+    var rest = epilogue
+    rest.arguments = Array(epilogue.arguments.dropFirst())
+    return product + dyingArguments(rest, values).map { $0 + 1 }
+  }
+
+  /// The body a kernel is compiled from: elementwise bodies flattened to one shape-free kernel
+  /// (FlatKernels), others as they are. (Gemm epilogues are not flattened: they broadcast a bias.)
+  static func kernelBody(_ body: Function) -> Function { FlatKernels.flattened(body) ?? body }
+
+  /// A function of one op, its operands as arguments.
+  func singleOpBody(_ op: OpNode) -> Function {
+    var single = Function(name: "op")
+    let arguments = op.operands.map { single.addArgument(name: lowered[$0].name, type: lowered.type(of: $0)) }
+    let id = single.append(op.code, arguments, resultTypes: op.results.map { lowered.type(of: $0) },
+                           attributes: op.attributes, callee: op.callee, regions: op.regions)
+    single.returnValues = single[id].results
+    single.resultTypes = op.results.map { lowered.type(of: $0) }
+    return single
+  }
+
+  func gemmSupported(_ types: [TensorType]) -> Bool {
+    types.allSatisfy { $0.dtype == .f32 } || types.allSatisfy { $0.dtype == .f64 }
+  }
+
+  /// `inPlace`: argument positions whose memory an output may take (the body is elementwise, so
+  /// element i of such an operand is read only for output element i).
+  /// `values`: the function values the kernel computes, for `streams`.
+  func tryKernel(_ body: Function, operands: [Int], results: [Int], inPlace: [Int], values: [ValueID]) -> Bool {
+    do {
+      let kernel = try KernelCache.shared.kernel(for: Self.kernelBody(body), streamingOutput: streams(values, inPlace: inPlace))
+      thunks.append(.kernel(kernel, operands: operands, results: results, inPlace: inPlace.map { operands[$0] }))
+      statistics.kernels += 1
+      return true
+    } catch {
+      if case .unsupported(let reason) = error { statistics.fallbackReasons[reason, default: 0] += 1 }
+      else { statistics.fallbackReasons["\(error)", default: 0] += 1 }
+      return false
+    }
+  }
+
+  func interpretRegion(_ body: Function, operands: [Int], results: [Int]) throws(ExecutableError) {
+    var module = Module(name: "region")
+    var f = body
+    f.name = "region"
+    module.functions = [f]
+    do {
+      thunks.append(.interpretRegion(try Interpreter(module: module), operands: operands, results: results))
+      statistics.interpreted += 1
+      for id in body.body where body[id].code != .constant { statistics.interpretedOps[body[id].code.rawValue, default: 0] += 1 }
+    } catch {
+      throw .invalid("cannot prepare a region for the interpreter: \(error)")
+    }
+  }
+
+  /// The epilogue of a gemm region (everything after its leading matmul) as its own body, whose
+  /// first argument is the product, with the region operands it reads; nil if the region is not
+  /// a supported matmul followed by an epilogue over region arguments.
+  static func gemmEpilogue(_ body: Function, operands: [Int]) -> (body: Function, operands: [Int], matmul: OpNode, a: Int, b: Int)? {
+    guard let first = body.body.first, body[first].code == .matmul else { return nil }
+    let matmul = body[first]
+    let argumentIndex: (ValueID) -> Int? = { v in body.arguments.firstIndex(of: v) }
+    guard let ia = argumentIndex(matmul.operands[0]), let ib = argumentIndex(matmul.operands[1]) else { return nil }
+    let product = matmul.results[0]
+    var epilogue = Function(name: "epilogue")
+    var map: [ValueID: ValueID] = [:]
+    var epilogueOperands: [Int] = []
+    map[product] = epilogue.addArgument(name: body[product].name, type: body.type(of: product))
+    for id in body.body.dropFirst() {
+      let op = body[id]
+      var inner: [ValueID] = []
+      for v in op.operands {
+        if let m = map[v] { inner.append(m); continue }
+        guard let k = argumentIndex(v) else { return nil }
+        let a = epilogue.addArgument(name: body[v].name, type: body.type(of: v))
+        map[v] = a
+        epilogueOperands.append(operands[k])
+        inner.append(a)
+      }
+      let newID = epilogue.append(op.code, inner, resultTypes: op.results.map { body.type(of: $0) },
+                                  resultNames: op.results.map { body[$0].name }, attributes: op.attributes)
+      for (o, n) in zip(op.results, epilogue[newID].results) { map[o] = n }
+    }
+    epilogue.returnValues = [map[body.returnValues[0]]!]
+    epilogue.resultTypes = body.resultTypes
+    return (epilogue, epilogueOperands, matmul, operands[ia], operands[ib])
+  }
+
+  /// matmul (BLAS) + epilogue (one kernel reading the matmul's result). False if the region is not
+  /// of that form or the epilogue does not compile; the caller then falls back.
+  func lowerGemmRegion(_ body: Function, op: OpNode, operands: [Int], result: Int) -> Bool {
+    guard let (epilogue, positions, matmul, ia, ib) = Self.gemmEpilogue(body, operands: Array(operands.indices)),
+          gemmSupported(matmul.operands.map { body.type(of: $0) }) else { return false }
+    let a = operands[ia], b = operands[ib]
+    let epilogueOperands = positions.map { operands[$0] }
+    let inPlace = epilogueInPlace(epilogue, positions.map { op.operands[$0] })
+    let kernel: CompiledKernel
+    do { kernel = try KernelCache.shared.kernel(for: epilogue) } catch { return false }
+    let productSlot = addSlot(body.type(of: matmul.results[0]), .arena)
+    thunks.append(.gemm(a: a, b: b, c: productSlot,
+                        transposeA: matmul.attributes.bool("transpose_a") ?? false,
+                        transposeB: matmul.attributes.bool("transpose_b") ?? false))
+    thunks.append(.kernel(kernel, operands: [productSlot] + epilogueOperands, results: [result],
+                          inPlace: inPlace.map { ([productSlot] + epilogueOperands)[$0] }))
+    statistics.gemms += 1
+    statistics.kernels += 1
+    return true
+  }
+
+}
