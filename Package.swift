@@ -1,8 +1,18 @@
 // swift-tools-version:6.0
-// ttfc — a training compiler toolchain. The targets follow the pipeline: TTIR (language) ->
-// TTInterp (reference semantics) -> TTRuntime (tensors on disk, execution) -> TTCodegen (LLVM) ->
-// ttfc (the command-line tool). System libraries come from Debian: LLVM 19 (via the pkg-config file
-// that tools/setup writes), OpenBLAS and zlib.
+// ttfc — a training compiler toolchain. The targets, bottom up, and what each depends on:
+//   TTSupport    the lock, the clock, CRC-32 and atomic files that every module shares (zlib)
+//   TTIR         the language
+//   TTInterp     the reference semantics (TTIR, TTEmbedding for the tables its lookups read)
+//   TTPasses     the optimizer (TTIR, TTInterp)
+//   TTEmbedding  the production embedding tables (TTSupport, CSupport)
+//   TTCodegen    LLVM kernels and the kernel caches (TTIR, TTSupport, LLVM, OpenBLAS)
+//   TTRuntime    tensors on disk and execution (TTIR, TTInterp, TTPasses, TTCodegen, TTEmbedding,
+//                TTSupport, OpenBLAS, zlib)
+//   TTTrain      training (TTIR, TTInterp, TTPasses, TTRuntime, TTCodegen, TTEmbedding, TTSupport)
+//   ttfc, ttfc-bench  the command-line tool and the benchmarks (all of the above)
+//   TTFuzz       random graphs for the tests (TTIR)
+// One test target per module. System libraries come from Debian: LLVM 19 (via the pkg-config
+// file that tools/setup writes), OpenBLAS and zlib.
 import PackageDescription
 
 let package = Package(
@@ -17,6 +27,7 @@ let package = Package(
     .library(name: "TTRuntime", targets: ["TTRuntime"]),
     .library(name: "TTCodegen", targets: ["TTCodegen"]),
     .library(name: "TTEmbedding", targets: ["TTEmbedding"]),
+    .library(name: "TTSupport", targets: ["TTSupport"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -28,20 +39,21 @@ let package = Package(
                    providers: [.apt(["libopenblas-dev"])]),
     .systemLibrary(name: "CZlib", pkgConfig: "zlib",
                    providers: [.apt(["zlib1g-dev"])]),
+    .target(name: "TTSupport", dependencies: ["CZlib"]),
     .target(name: "TTIR"),
     .target(name: "TTInterp", dependencies: ["TTIR", "TTEmbedding"]),
     .target(name: "TTPasses", dependencies: ["TTIR", "TTInterp"]),
     .target(name: "TTFuzz", dependencies: ["TTIR"]),
-    .target(name: "TTTrain", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCodegen", "TTEmbedding"]),
-    .target(name: "TTRuntime", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTCodegen", "TTEmbedding", "COpenBLAS", "CZlib"]),
-    .target(name: "TTCodegen", dependencies: ["TTIR", "CLLVM", "COpenBLAS", "CZlib"]),
+    .target(name: "TTTrain", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCodegen", "TTEmbedding", "TTSupport"]),
+    .target(name: "TTRuntime", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTCodegen", "TTEmbedding", "TTSupport", "COpenBLAS", "CZlib"]),
+    .target(name: "TTCodegen", dependencies: ["TTIR", "TTSupport", "CLLVM", "COpenBLAS"]),
     .target(name: "CSupport"),
-    .target(name: "TTEmbedding", dependencies: ["CZlib", "CSupport"]),
+    .target(name: "TTEmbedding", dependencies: ["TTSupport", "CSupport"]),
     .executableTarget(name: "ttfc", dependencies: [
-      "TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCodegen", "TTTrain", "TTEmbedding",
+      "TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCodegen", "TTTrain", "TTEmbedding", "TTSupport",
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
     ]),
-    .executableTarget(name: "ttfc-bench", dependencies: ["TTIR", "TTRuntime", "TTCodegen", "TTTrain", "TTEmbedding", "COpenBLAS",
+    .executableTarget(name: "ttfc-bench", dependencies: ["TTIR", "TTRuntime", "TTCodegen", "TTTrain", "TTEmbedding", "TTSupport", "COpenBLAS",
                                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
     .testTarget(name: "TTIRTests", dependencies: ["TTIR", "TTFuzz"], exclude: ["Inputs"]),
     .testTarget(name: "TTInterpTests", dependencies: ["TTIR", "TTInterp", "TTRuntime", "TTFuzz"],
@@ -49,7 +61,8 @@ let package = Package(
     .testTarget(name: "TTPassesTests", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTFuzz"]),
     .testTarget(name: "TTRuntimeTests", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTFuzz"]),
     .testTarget(name: "TTCodegenTests", dependencies: ["TTCodegen"]),
-    .testTarget(name: "TTEmbeddingTests", dependencies: ["TTEmbedding"]),
+    .testTarget(name: "TTEmbeddingTests", dependencies: ["TTEmbedding", "TTSupport"]),
+    .testTarget(name: "TTSupportTests", dependencies: ["TTSupport"]),
     .testTarget(name: "TTTrainTests", dependencies: ["TTIR", "TTInterp", "TTTrain", "TTRuntime"]),
     .testTarget(name: "ttfcTests", dependencies: ["ttfc", "TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTTrain"]),
   ]

@@ -25,6 +25,7 @@ import TTEmbedding
 import TTIR
 import TTInterp
 import TTPasses
+import TTSupport
 
 public enum ExecutableError: Error, CustomStringConvertible {
   case invalid(String)

@@ -9,6 +9,7 @@ import TTIR
 import TTInterp
 import TTRuntime
 import TTCodegen
+import TTSupport
 import TTEmbedding
 
 public enum TrainingError: Error, CustomStringConvertible {

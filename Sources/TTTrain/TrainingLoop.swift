@@ -6,7 +6,7 @@
 import Foundation
 import TTIR
 import TTRuntime
-import TTCodegen
+import TTSupport
 import TTEmbedding
 
 public struct TrainingOptions {

@@ -10,6 +10,7 @@ import TTCodegen
 import TTEmbedding
 import TTIR
 import TTRuntime
+import TTSupport
 import TTTrain
 
 struct Measurement { var id: String; var name: String; var seconds: Double; var metric: String; var value: Double }
