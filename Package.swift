@@ -2,12 +2,14 @@
 // ttfc — a training compiler toolchain. The targets, bottom up, and what each depends on:
 //   TTSupport    the lock, the clock, CRC-32 and atomic files that every module shares (zlib)
 //   TTIR         the language
-//   TTInterp     the reference semantics (TTIR, TTEmbedding for the tables its lookups read)
+//   TTInterp     the reference semantics (TTIR); it knows embedding tables only as its own plain
+//                model (ReferenceTable), never TTEmbedding's, so it stays an independent oracle
 //   TTPasses     the optimizer (TTIR, TTInterp)
 //   TTEmbedding  the production embedding tables (TTSupport, CSupport)
 //   TTCodegen    LLVM kernels and the kernel caches (TTIR, TTSupport, LLVM, OpenBLAS)
 //   TTRuntime    tensors on disk and execution (TTIR, TTInterp, TTPasses, TTCodegen, TTEmbedding,
-//                TTSupport, OpenBLAS, zlib)
+//                TTSupport, OpenBLAS, zlib); it joins the two kinds of table (a production table
+//                from a declaration, a production table's contents as the interpreter's model)
 //   TTTrain      training (TTIR, TTInterp, TTPasses, TTRuntime, TTCodegen, TTEmbedding, TTSupport)
 //   ttfc, ttfc-bench  the command-line tool and the benchmarks (all of the above)
 //   TTFuzz       random graphs for the tests (TTIR)
@@ -41,7 +43,7 @@ let package = Package(
                    providers: [.apt(["zlib1g-dev"])]),
     .target(name: "TTSupport", dependencies: ["CZlib"]),
     .target(name: "TTIR"),
-    .target(name: "TTInterp", dependencies: ["TTIR", "TTEmbedding"]),
+    .target(name: "TTInterp", dependencies: ["TTIR"]),
     .target(name: "TTPasses", dependencies: ["TTIR", "TTInterp"]),
     .target(name: "TTFuzz", dependencies: ["TTIR"]),
     .target(name: "TTTrain", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCodegen", "TTEmbedding", "TTSupport"]),
@@ -59,11 +61,11 @@ let package = Package(
     .testTarget(name: "TTInterpTests", dependencies: ["TTIR", "TTInterp", "TTRuntime", "TTFuzz"],
                 exclude: ["Fixtures"]),
     .testTarget(name: "TTPassesTests", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTFuzz"]),
-    .testTarget(name: "TTRuntimeTests", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTFuzz"]),
+    .testTarget(name: "TTRuntimeTests", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTEmbedding", "TTFuzz"]),
     .testTarget(name: "TTCodegenTests", dependencies: ["TTCodegen"]),
     .testTarget(name: "TTEmbeddingTests", dependencies: ["TTEmbedding", "TTSupport"]),
     .testTarget(name: "TTSupportTests", dependencies: ["TTSupport"]),
-    .testTarget(name: "TTTrainTests", dependencies: ["TTIR", "TTInterp", "TTTrain", "TTRuntime"]),
+    .testTarget(name: "TTTrainTests", dependencies: ["TTIR", "TTInterp", "TTTrain", "TTRuntime", "TTEmbedding"]),
     .testTarget(name: "ttfcTests", dependencies: ["ttfc", "TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTTrain"]),
   ]
 )

@@ -178,7 +178,7 @@ public final class Executable: @unchecked Sendable {
     var madeTables: [String: EmbeddingTable] = [:]
     for decl in module.tables {
       if let given = givenTables[decl.name] { madeTables[decl.name] = given; continue }
-      do { madeTables[decl.name] = try Tables.make(decl) } catch { throw .invalid("\(error)") }
+      do { madeTables[decl.name] = try EmbeddingTable(declaration: decl) } catch { throw .invalid("\(error)") }
     }
     tables = madeTables
     for (k, value) in lowered.values.enumerated() {
