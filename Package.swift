@@ -1,17 +1,24 @@
 // swift-tools-version:6.0
-// ttfc — a training compiler toolchain. The targets and what each depends on:
-//   TTIR (the language: ops and their facts, parser, verifier)
-//   TTEmbedding (dynamic embedding tables, sparse optimizers)
-//   TTInterp (reference semantics) <- TTIR, TTEmbedding
-//   TTPasses (optimization passes, fusion) <- TTIR, TTInterp
-//   TTCodegen (LLVM kernels, kernel cache) <- TTIR
-//   TTRuntime (programs run: memory, thunks, GEMM, shapes) <- TTIR, TTInterp, TTCodegen, TTEmbedding
-//   TTCompiler (Module -> Program: verify, pipeline, lower, plan, compile kernels)
-//     <- TTIR, TTInterp, TTPasses, TTCodegen, TTRuntime, TTEmbedding
-//   TTTrain (autodiff, optimizers, training loop) <- the above
-//   ttfc, ttfc-bench (command-line tools) <- the above
-// System libraries come from Debian: LLVM 19 (via the pkg-config file that tools/setup writes),
-// OpenBLAS and zlib.
+// ttfc — a training compiler toolchain. The targets, bottom up, and what each depends on:
+//   TTSupport    the lock, the clock, CRC-32 and atomic files that every module shares (zlib)
+//   TTIR         the language: every op and its facts (OpInfo), parser, printer, verifier
+//   TTInterp     the reference semantics (TTIR); it knows embedding tables only as its own plain
+//                model (ReferenceTable), never TTEmbedding's, so it stays an independent oracle
+//   TTPasses     the optimizer (TTIR, TTInterp)
+//   TTEmbedding  the production embedding tables (TTSupport, CSupport)
+//   TTCodegen    LLVM kernels and the kernel caches (TTIR, TTSupport, LLVM, OpenBLAS)
+//   TTRuntime    runs compiled programs: memory, thunks, GEMM, shape buckets, tensors on disk
+//                (TTIR, TTInterp, TTCodegen, TTEmbedding, TTSupport, OpenBLAS, zlib); it joins the
+//                two kinds of table (a production table from a declaration, a production table's
+//                contents as the interpreter's model). It does not depend on TTPasses.
+//   TTCompiler   Module -> Program: verify, pass pipeline, lower to thunks, plan slots, compile
+//                kernels (TTIR, TTInterp, TTPasses, TTCodegen, TTRuntime, TTEmbedding)
+//   TTTrain      training (TTIR, TTInterp, TTPasses, TTRuntime, TTCompiler, TTCodegen, TTEmbedding,
+//                TTSupport)
+//   ttfc, ttfc-bench  the command-line tool and the benchmarks (all of the above)
+//   TTFuzz       random graphs for the tests (TTIR)
+// One test target per module. System libraries come from Debian: LLVM 19 (via the pkg-config
+// file that tools/setup writes), OpenBLAS and zlib.
 import PackageDescription
 
 let package = Package(
@@ -28,6 +35,7 @@ let package = Package(
     .library(name: "TTTrain", targets: ["TTTrain"]),
     .library(name: "TTCodegen", targets: ["TTCodegen"]),
     .library(name: "TTEmbedding", targets: ["TTEmbedding"]),
+    .library(name: "TTSupport", targets: ["TTSupport"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -39,31 +47,33 @@ let package = Package(
                    providers: [.apt(["libopenblas-dev"])]),
     .systemLibrary(name: "CZlib", pkgConfig: "zlib",
                    providers: [.apt(["zlib1g-dev"])]),
+    .target(name: "TTSupport", dependencies: ["CZlib"]),
     .target(name: "TTIR"),
-    .target(name: "TTInterp", dependencies: ["TTIR", "TTEmbedding"]),
+    .target(name: "TTInterp", dependencies: ["TTIR"]),
     .target(name: "TTPasses", dependencies: ["TTIR", "TTInterp"]),
     .target(name: "TTFuzz", dependencies: ["TTIR"]),
-    .target(name: "TTTrain", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCompiler", "TTCodegen", "TTEmbedding"]),
-    .target(name: "TTRuntime", dependencies: ["TTIR", "TTInterp", "TTCodegen", "TTEmbedding", "COpenBLAS", "CZlib"]),
-    .target(name: "TTCompiler", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTCodegen", "TTRuntime", "TTEmbedding"]),
-    .target(name: "TTCodegen", dependencies: ["TTIR", "CLLVM", "COpenBLAS", "CZlib"]),
+    .target(name: "TTTrain", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCompiler", "TTCodegen", "TTEmbedding", "TTSupport"]),
+    .target(name: "TTRuntime", dependencies: ["TTIR", "TTInterp", "TTCodegen", "TTEmbedding", "TTSupport", "COpenBLAS", "CZlib"]),
+    .target(name: "TTCompiler", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTCodegen", "TTRuntime", "TTEmbedding", "TTSupport"]),
+    .target(name: "TTCodegen", dependencies: ["TTIR", "TTSupport", "CLLVM", "COpenBLAS"]),
     .target(name: "CSupport"),
-    .target(name: "TTEmbedding", dependencies: ["CZlib", "CSupport"]),
+    .target(name: "TTEmbedding", dependencies: ["TTSupport", "CSupport"]),
     .executableTarget(name: "ttfc", dependencies: [
-      "TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCompiler", "TTCodegen", "TTTrain", "TTEmbedding",
+      "TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCompiler", "TTCodegen", "TTTrain", "TTEmbedding", "TTSupport",
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
     ]),
-    .executableTarget(name: "ttfc-bench", dependencies: ["TTIR", "TTRuntime", "TTCompiler", "TTCodegen", "TTTrain", "TTEmbedding", "COpenBLAS",
+    .executableTarget(name: "ttfc-bench", dependencies: ["TTIR", "TTRuntime", "TTCompiler", "TTCodegen", "TTTrain", "TTEmbedding", "TTSupport", "COpenBLAS",
                                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
     .testTarget(name: "TTIRTests", dependencies: ["TTIR", "TTFuzz"], exclude: ["Inputs"]),
     .testTarget(name: "TTInterpTests", dependencies: ["TTIR", "TTInterp", "TTRuntime", "TTFuzz"],
                 exclude: ["Fixtures"]),
     .testTarget(name: "TTPassesTests", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTFuzz"]),
-    .testTarget(name: "TTRuntimeTests", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCompiler", "TTFuzz"]),
+    .testTarget(name: "TTRuntimeTests", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCompiler", "TTEmbedding", "TTFuzz"]),
     .testTarget(name: "TTCompilerTests", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCompiler"]),
     .testTarget(name: "TTCodegenTests", dependencies: ["TTCodegen"]),
-    .testTarget(name: "TTEmbeddingTests", dependencies: ["TTEmbedding"]),
-    .testTarget(name: "TTTrainTests", dependencies: ["TTIR", "TTInterp", "TTTrain", "TTRuntime", "TTCompiler"]),
+    .testTarget(name: "TTEmbeddingTests", dependencies: ["TTEmbedding", "TTSupport"]),
+    .testTarget(name: "TTSupportTests", dependencies: ["TTSupport"]),
+    .testTarget(name: "TTTrainTests", dependencies: ["TTIR", "TTInterp", "TTTrain", "TTRuntime", "TTCompiler", "TTEmbedding"]),
     .testTarget(name: "ttfcTests", dependencies: ["ttfc", "TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCompiler", "TTTrain"]),
   ]
 )

@@ -25,6 +25,7 @@
 // scalar strided stores in Swift they took twice OpenBLAS's packing time.
 
 import CLLVM
+import TTSupport
 
 public enum GemmKernels {
   /// Rows and columns of the C tile one microkernel call computes.

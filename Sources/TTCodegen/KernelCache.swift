@@ -10,6 +10,7 @@ import CLLVM
 import Dispatch
 import Glibc
 import TTIR
+import TTSupport
 
 public typealias KernelEntry = @convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>, UnsafePointer<Int64>, Int64, Int64) -> Void
 
@@ -353,14 +354,5 @@ final class WorkQueue<Item>: @unchecked Sendable {
       next += 1
       return items[next - 1]
     }
-  }
-}
-
-/// Monotonic seconds (CLOCK_MONOTONIC), without Foundation.
-public enum DispatchClock {
-  public static func now() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
   }
 }

@@ -18,8 +18,8 @@
 // ttfc made (named kernels-<32 hex digits>, holding the marker file `.ttfc-kernel-cache`, not a
 // symlink), and in them only files of ttfc's own naming; anything else there is left alone.
 
-import CZlib
 import Glibc
+import TTSupport
 
 public struct KernelDiskCache: Sendable {
   public let directory: String
@@ -160,7 +160,7 @@ public struct KernelDiskCache: Sendable {
     guard keyLength >= 0, nameLength >= 0, objectLength >= 0, !o1, !o2, !o3,
           total == bytes.count else { return corrupt("truncated or padded entry") }
     let body = Array(bytes[header...])
-    guard Self.crc32(body) == crc else { return corrupt("checksum mismatch") }
+    guard Int(CRC32.checksum(of: body)) == crc else { return corrupt("checksum mismatch") }
     let storedKey = String(decoding: body[0..<keyLength], as: UTF8.self)
     guard storedKey == key else { return corrupt("hash collision with another kernel") }
     let name = String(decoding: body[keyLength..<(keyLength + nameLength)], as: UTF8.self)
@@ -173,7 +173,7 @@ public struct KernelDiskCache: Sendable {
     let body = Array(key.utf8) + Array(name.utf8) + object
     var bytes = Self.magic
     func append(_ value: Int, _ width: Int) { for i in 0..<width { bytes.append(UInt8((value >> (8 * i)) & 0xff)) } }
-    append(key.utf8.count, 4); append(name.utf8.count, 4); append(object.count, 8); append(Self.crc32(body), 4)
+    append(key.utf8.count, 4); append(name.utf8.count, 4); append(object.count, 8); append(Int(CRC32.checksum(of: body)), 4)
     bytes += body
     return AtomicFile.write(bytes, to: path(for: key), durable: false) == nil
   }
@@ -203,10 +203,6 @@ public struct KernelDiskCache: Sendable {
     }
     var stats = stat()
     return stat(path, &stats) == 0 && (stats.st_mode & S_IFMT) == S_IFDIR
-  }
-
-  static func crc32(_ bytes: [UInt8]) -> Int {
-    bytes.withUnsafeBufferPointer { Int(CZlib.crc32(0, $0.baseAddress, UInt32($0.count))) }
   }
 
   /// Two FNV-1a 64-bit hashes with different offsets: 128 bits, so distinct kernels do not share a

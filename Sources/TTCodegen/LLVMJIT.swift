@@ -7,6 +7,7 @@
 
 import CLLVM
 import Glibc
+import TTSupport
 
 public enum CodegenError: Error, CustomStringConvertible {
   case llvm(String)
@@ -236,17 +237,5 @@ public final class JIT: @unchecked Sendable {
       try consume(LLVMOrcLLJITAddLLVMIRModule(jit, LLVMOrcLLJITGetMainJITDylib(jit), kernel.handOver()))
       return try lookUp(symbols)
     }
-  }
-}
-
-/// A minimal pthread mutex (Foundation-free), used by the JIT, the kernel cache and executables.
-public final class NSLockish: @unchecked Sendable {
-  private var mutex = pthread_mutex_t()
-  public init() { pthread_mutex_init(&mutex, nil) }
-  deinit { pthread_mutex_destroy(&mutex) }
-  public func withLock<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
-    pthread_mutex_lock(&mutex)
-    defer { pthread_mutex_unlock(&mutex) }
-    return try body()
   }
 }

@@ -23,6 +23,7 @@ import TTIR
 import TTInterp
 import TTPasses
 import TTRuntime
+import TTSupport
 
 /// How to compile a function.
 public struct CompileOptions: Sendable {

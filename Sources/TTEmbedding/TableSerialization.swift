@@ -5,8 +5,8 @@
 // Layout (little endian): magic "TTEMB001", a header of 64-bit fields, the rows, then a CRC-32 of
 // everything before it. Reading checks magic, sizes and the checksum and names what is wrong.
 
-import CZlib
 import Glibc
+import TTSupport
 
 extension EmbeddingTable {
   static let magic: [UInt8] = Array("TTEMB001".utf8)
@@ -35,8 +35,7 @@ extension EmbeddingTable {
       out.append(contentsOf: UnsafeRawBufferPointer(start: rowSlab.base! + r * rowBytes, count: rowBytes))
       if slotsKept > 0 { out.append(contentsOf: UnsafeRawBufferPointer(start: slotSlab.base! + r * slotBytesPerRow, count: slotBytesPerRow)) }
     }
-    let crc = out.withUnsafeBufferPointer { UInt64(CZlib.crc32(0, $0.baseAddress, UInt32($0.count))) }
-    put(crc)
+    put(UInt64(CRC32.checksum(of: out)))
     return out
   }
 
@@ -45,16 +44,7 @@ extension EmbeddingTable {
   public static func deserialize(_ bytes: [UInt8], admission: AdmissionPolicy = .always) throws(EmbeddingError) -> EmbeddingTable {
     guard bytes.count >= magic.count + 8, Array(bytes[0..<magic.count]) == magic else { throw .corrupt("not an embedding table (bad magic)") }
     let stored = bytes[(bytes.count - 8)...].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
-    let actual = bytes.withUnsafeBufferPointer { buffer in
-      // zlib counts in 32 bits: checksum files of 4 GiB or more in pieces.
-      var crc = CZlib.crc32(0, nil, 0), done = 0
-      while done < buffer.count - 8 {
-        let piece = min(buffer.count - 8 - done, 1 << 30)
-        crc = CZlib.crc32(crc, buffer.baseAddress! + done, UInt32(piece))
-        done += piece
-      }
-      return UInt64(crc)
-    }
+    let actual = UInt64(CRC32.checksum(of: bytes[..<(bytes.count - 8)]))
     guard stored == actual else { throw .corrupt("checksum mismatch (truncated or damaged)") }
     var offset = magic.count
     let end = bytes.count - 8

@@ -5,7 +5,6 @@
 // math wraps to the dtype's width. Bad inputs (wrong count, dtype, shape, an out-of-range index)
 // produce a named InterpreterError, never a crash.
 
-import TTEmbedding
 import TTIR
 
 public enum InterpreterError: Error, Equatable, CustomStringConvertible {
@@ -44,12 +43,14 @@ public struct Interpreter {
   public private(set) var params: [String: Tensor]
   /// Every declared parameter's name (those without a value are an error when read).
   let declaredParams: Set<String>
-  /// The module's embedding tables (shared references: whoever trains them is seen here).
-  public let tables: [String: EmbeddingTable]
+  /// The embedding tables the module declares, by name: what the embedding ops read. A value:
+  /// change a row here to change what later runs read.
+  public var tables: [String: ReferenceTable]
 
   /// Prepares `module` for interpretation. Parameters take their value from `params` when given
-  /// there and from their initializer otherwise.
-  public init(module: Module, params given: [String: Tensor] = [:], tables givenTables: [String: EmbeddingTable] = [:]) throws(InterpreterError) {
+  /// there and from their initializer otherwise; tables from `tables` when given there, else
+  /// empty (every id reads the declaration's default).
+  public init(module: Module, params given: [String: Tensor] = [:], tables givenTables: [String: ReferenceTable] = [:]) throws(InterpreterError) {
     declaredParams = Set(module.params.map(\.name))
     let problems = Verifier.verify(module)
     if let first = problems.first { throw .invalidModule(first.description) }
@@ -67,9 +68,17 @@ public struct Interpreter {
       // A parameter with neither is an error only where a function reads it (`evaluate`).
     }
     params = values
-    var made: [String: EmbeddingTable] = [:]
+    var made: [String: ReferenceTable] = [:]
     for decl in module.tables {
-      if let given = givenTables[decl.name] { made[decl.name] = given } else { made[decl.name] = try Tables.make(decl) }
+      let declared = try ReferenceTable(declaration: decl)
+      if let given = givenTables[decl.name] {
+        guard given.dim == declared.dim else {
+          throw .invalidModule("table '@\(decl.name)' holds \(declared.dim) values per row; the table given for it \(given.dim)")
+        }
+        made[decl.name] = given
+      } else {
+        made[decl.name] = declared
+      }
     }
     tables = made
   }
@@ -142,7 +151,7 @@ public struct Interpreter {
         let shape = resultTypes[0].dims.map { dim -> Int in
           switch dim { case .known(let n): return n; case .symbol(let s): return symbols[s] ?? 0 }
         }
-        results = [Tables.evaluate(op, table: table, operands: operands, shape: shape)]
+        results = [try table.evaluate(op, operands: operands, shape: shape)]
       } else if op.code == .call {
         guard let callee = module.function(named: op.callee ?? "") else { throw .unknownFunction(op.callee ?? "") }
         results = try evaluate(callee, operands)

@@ -13,6 +13,7 @@ import TTCodegen
 import TTEmbedding
 import TTIR
 import TTInterp
+import TTSupport
 
 public enum ExecutableError: Error, CustomStringConvertible {
   case invalid(String)
@@ -155,7 +156,7 @@ public final class Executable: @unchecked Sendable {
     var madeTables: [String: EmbeddingTable] = [:]
     for decl in module.tables {
       if let given = givenTables[decl.name] { madeTables[decl.name] = given; continue }
-      do { madeTables[decl.name] = try Tables.make(decl) } catch { throw .invalid("\(error)") }
+      do { madeTables[decl.name] = try EmbeddingTable(declaration: decl) } catch { throw .invalid("\(error)") }
     }
     tables = madeTables
     for (k, slot) in program.slots.enumerated() {

@@ -4,7 +4,7 @@
 // allocation, whether it can fit this machine at all (so a huge size is a named error, not a trap).
 
 import Glibc
-import TTCodegen
+import TTSupport
 
 /// The memory executables hold (parameters, constants, pinned state, arenas): 64-byte aligned,
 /// and counted per owner, so tests can check that an executable gives back all it held.

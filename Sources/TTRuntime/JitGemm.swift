@@ -26,6 +26,7 @@
 import Glibc
 import Synchronization
 import TTCodegen
+import TTSupport
 
 public enum JitGemm {
   // The microkernel's tile (GemmKernels.rows x .columns), as literals so the packing loops

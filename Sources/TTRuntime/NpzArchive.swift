@@ -5,6 +5,7 @@
 import CZlib
 import Foundation
 import TTIR
+import TTSupport
 
 public enum NpzArchive {
   /// Reads every array in the archive, keyed by member name without the `.npy` suffix.
@@ -82,25 +83,12 @@ public enum NpzArchive {
       default: throw .badArchive("member '\(name)' uses compression method \(method) (only stored and deflate are supported)")
       }
       guard member.count == size else { throw .badArchive("member '\(name)' has the wrong size") }
-      guard crc32Of(member) == UInt32(storedCRC) else { throw .badArchive("CRC mismatch in member '\(name)' (the file is corrupt)") }
+      guard CRC32.checksum(of: member) == UInt32(storedCRC) else { throw .badArchive("CRC mismatch in member '\(name)' (the file is corrupt)") }
       let key = name.hasSuffix(".npy") ? String(name.dropLast(4)) : name
       do { result.append((key, try NumpyFormat.decode(member))) }
       catch { throw .badArchive("member '\(name)': \(error)") }
     }
     return result
-  }
-
-  static func crc32Of(_ bytes: [UInt8]) -> UInt32 {
-    bytes.withUnsafeBufferPointer { buffer in
-      var crc = crc32(0, nil, 0)
-      var offset = 0
-      while offset < buffer.count {
-        let chunk = Swift.min(buffer.count - offset, 1 << 30)
-        crc = crc32(crc, buffer.baseAddress! + offset, UInt32(chunk))
-        offset += chunk
-      }
-      return UInt32(crc)
-    }
   }
 
   /// Deflate never expands data more than about 1032 to 1, so a member claiming more than this
@@ -158,7 +146,7 @@ public enum NpzArchive {
     for (name, tensor) in arrays {
       let data = NumpyFormat.encode(tensor)
       let fileName = Array((name + ".npy").utf8)
-      let crc = Int(crc32Of(data))
+      let crc = Int(CRC32.checksum(of: data))
       let offset = out.count
       put32(0x0403_4b50, &out); put16(20, &out); put16(0, &out); put16(0, &out)
       put16(0, &out); put16(0x21, &out)                 // time, date (1980-01-01)
@@ -179,19 +167,5 @@ public enum NpzArchive {
     put16(arrays.count, &out); put16(arrays.count, &out)
     put32(central.count, &out); put32(directoryOffset, &out); put16(0, &out)
     return out
-  }
-}
-
-/// CRC-32 (zlib's) of a byte buffer, for integrity checks of archives and checkpoints.
-public enum Checksum {
-  public static func crc32(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
-    var crc = CZlib.crc32(0, nil, 0)
-    var offset = 0
-    while offset < bytes.count {
-      let chunk = Swift.min(bytes.count - offset, 1 << 30)
-      crc = CZlib.crc32(crc, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self) + offset, UInt32(chunk))
-      offset += chunk
-    }
-    return UInt32(crc)
   }
 }

@@ -23,6 +23,7 @@
 import Foundation
 import TTCodegen
 import TTIR
+import TTSupport
 
 public enum BucketPolicy: Equatable, Sendable, CustomStringConvertible {
   case exact

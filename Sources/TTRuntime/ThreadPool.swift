@@ -9,7 +9,7 @@
 
 import Glibc
 import Synchronization
-import TTCodegen
+import TTSupport
 
 public final class ThreadPool: @unchecked Sendable {
   public static let shared = ThreadPool(threads: {

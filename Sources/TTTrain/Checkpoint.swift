@@ -11,9 +11,9 @@
 // names what is wrong: truncation, corruption (CRC), a different model, a missing tensor.
 
 import Foundation
-import TTCodegen
 import TTIR
 import TTRuntime
+import TTSupport
 
 public enum CheckpointError: Error, CustomStringConvertible, Equatable {
   case notFound(String)
@@ -58,7 +58,7 @@ public struct Checkpoint {
       header[name] = ["dtype": Self.dtypeNames[tensor.dtype]!, "shape": tensor.shape, "data_offsets": [start, data.count]]
     }
     var meta = metadata
-    meta["crc32"] = String(data.withUnsafeBytes { Checksum.crc32($0) })
+    meta["crc32"] = String(CRC32.checksum(of: data))
     meta["header_crc32"] = String(Self.headerChecksum(entries: tensors.indices.map { k in
       let start = tensors[..<k].reduce(0) { $0 + $1.tensor.count * $1.tensor.dtype.byteSize }
       return (tensors[k].name, Self.dtypeNames[tensors[k].tensor.dtype]!, tensors[k].tensor.shape, start, start + tensors[k].tensor.count * tensors[k].tensor.dtype.byteSize)
@@ -84,7 +84,7 @@ public struct Checkpoint {
     for (key, value) in metadata.sorted(by: { $0.key < $1.key }) where key != "crc32" && key != "header_crc32" {
       text += "meta \(key.utf8.count):\(key) \(value.utf8.count):\(value)\n"
     }
-    return Array(text.utf8).withUnsafeBytes { Checksum.crc32($0) }
+    return CRC32.checksum(of: text.utf8)
   }
 
   public static func decode(_ bytes: [UInt8], path: String) throws(CheckpointError) -> Checkpoint {
@@ -141,7 +141,7 @@ public struct Checkpoint {
       guard String(actual) == stored else { throw corrupt("CRC-32 of the header is \(actual), the header says \(stored) (edited?)") }
     }
     if let stored = metadata["crc32"] {
-      let actual = bytes.withUnsafeBytes { Checksum.crc32(UnsafeRawBufferPointer(rebasing: $0[dataStart...])) }
+      let actual = CRC32.checksum(of: bytes[dataStart...])
       guard String(actual) == stored else { throw corrupt("CRC-32 of the data is \(actual), the header says \(stored)") }
     }
     let tensors = entries.map { entry in

@@ -10,6 +10,7 @@ import TTIR
 import TTInterp
 import TTRuntime
 import TTCodegen
+import TTSupport
 import TTEmbedding
 
 public enum TrainingError: Error, CustomStringConvertible {
@@ -119,7 +120,7 @@ public final class Trainer {
     } catch { throw .setup("\(error)") }
     var made: [String: EmbeddingTable] = [:]
     for decl in module.tables {
-      do { made[decl.name] = try Tables.make(decl, slotInitialValues: sparse.slotInitialValues) } catch { throw .setup("\(error)") }
+      do { made[decl.name] = try EmbeddingTable(declaration: decl, slotInitialValues: sparse.slotInitialValues) } catch { throw .setup("\(error)") }
     }
     tables = made
     buildSeconds = DispatchClock.now() - phaseStart

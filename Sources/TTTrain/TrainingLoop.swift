@@ -7,7 +7,7 @@ import Foundation
 import TTCompiler
 import TTIR
 import TTRuntime
-import TTCodegen
+import TTSupport
 import TTEmbedding
 
 public struct TrainingOptions {

@@ -11,6 +11,7 @@ import TTEmbedding
 import TTCompiler
 import TTIR
 import TTRuntime
+import TTSupport
 import TTTrain
 
 struct Measurement { var id: String; var name: String; var seconds: Double; var metric: String; var value: Double }

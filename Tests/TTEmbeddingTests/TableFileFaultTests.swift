@@ -1,10 +1,10 @@
 // .ttemb table files under forgery (issue 15): header values of 2^40 and more (rows, dim, slots)
 // with the CRC recomputed must be named corruptions, never a trap or a huge allocation. A seeded
 // family forges header fields and flips bytes, always re-sealing the CRC so the checks behind it run.
-import CZlib
 import Foundation
 import Testing
 @testable import TTEmbedding
+import TTSupport
 
 struct TableFileFaultTests {
   static func sample() throws -> [UInt8] {
@@ -16,7 +16,7 @@ struct TableFileFaultTests {
   /// The file with its trailing CRC-32 recomputed, as a forger would.
   static func sealed(_ bytes: [UInt8]) -> [UInt8] {
     var body = Array(bytes.dropLast(8))
-    let crc = body.withUnsafeBufferPointer { UInt64(CZlib.crc32(0, $0.baseAddress, UInt32($0.count))) }
+    let crc = UInt64(CRC32.checksum(of: body))
     body += (0..<8).map { UInt8(truncatingIfNeeded: crc >> (8 * UInt64($0))) }
     return body
   }
