@@ -8,11 +8,12 @@ struct IRBuilder {
   let context: LLVMContextRef
   let module: LLVMModuleRef
   let b: LLVMBuilderRef
-  let i1, i8, i32, i64, f32, f64, ptr, void: LLVMTypeRef
+  let i1, i8, i16, i32, i64, f16, f32, f64, ptr, void: LLVMTypeRef
 
   init(_ km: KernelModule) {
     context = km.context; module = km.module; b = km.builder
     i1 = LLVMInt1TypeInContext(context); i8 = LLVMInt8TypeInContext(context)
+    i16 = LLVMInt16TypeInContext(context); f16 = LLVMHalfTypeInContext(context)
     i32 = LLVMInt32TypeInContext(context); i64 = LLVMInt64TypeInContext(context)
     f32 = LLVMFloatTypeInContext(context); f64 = LLVMDoubleTypeInContext(context)
     ptr = LLVMPointerTypeInContext(context, 0); void = LLVMVoidTypeInContext(context)

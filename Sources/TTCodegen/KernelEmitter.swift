@@ -118,6 +118,7 @@ final class KernelEmitter {
     if let t = types.first(where: { !CodegenSupport.compiledElementTypes.contains($0.dtype) }) {
       return "\(t.dtype) is not compiled yet"
     }
+    if !hostConvertsHalf, types.contains(where: { $0.dtype == .f16 }) { return "f16 needs F16C, which this CPU lacks" }
     let dataType = types.count > op.results.count ? types[op.results.count].dtype : types[0].dtype
     let support = op.code.info.codegen
     guard support.compilesElementwise(dataType) else {
@@ -155,10 +156,33 @@ final class KernelEmitter {
     case .i64: return ir.i64
     case .i32: return ir.i32
     case .i8, .i1: return ir.i8
-    case .f16, .bf16: return ir.i8   // rejected by `supports`
+    case .f16: return ir.f16
+    case .bf16: return ir.i16   // stored as its 16 bits; converted by `load` and `store`
     }
   }
-  func computeType(_ d: DType) -> LLVMTypeRef { d == .i1 ? ir.i1 : elementType(d) }
+  /// The type values of `d` have in registers: half types compute in f32 (IR-specs/types.md:
+  /// every op rounds its result once to its type, through f32), i1 is a bit.
+  func computeType(_ d: DType) -> LLVMTypeRef {
+    switch d {
+    case .i1: return ir.i1
+    case .f16, .bf16: return ir.f32
+    default: return elementType(d)
+    }
+  }
+
+  /// An f32 value rounded to `dtype` (f16 or bf16, to nearest, ties to even) and widened back:
+  /// what an op of a half type computes. NaN stays NaN (a quiet one, sign kept).
+  func roundedToHalf(_ v: IRBuilder.V, _ dtype: DType) -> IRBuilder.V {
+    if dtype == .f16 { return ir.fpext(ir.fptrunc(v, ir.f16), ir.f32) }
+    let bits = ir.bitcast(v, ir.i32)
+    let lsb = ir.and(ir.lshr(bits, ir.int(16, ir.i32)), ir.int(1, ir.i32))
+    let rounded = ir.and(ir.add(ir.add(bits, ir.int(0x7FFF, ir.i32)), lsb), ir.int(-65536, ir.i32))
+    let quietNaN = ir.and(ir.or(bits, ir.int(0x0040_0000, ir.i32)), ir.int(-65536, ir.i32))
+    return ir.bitcast(ir.select(ir.isNaN(v), quietNaN, rounded), ir.f32)
+  }
+
+  /// Whether the host converts f16 in hardware (F16C); without it f16 runs on the interpreter.
+  static let hostConvertsHalf: Bool = JIT.shared.machine.features.contains("+f16c")
 
   func size(_ d: Dim) -> IRBuilder.V {
     switch d {
@@ -383,6 +407,8 @@ final class KernelEmitter {
     guard let axes = try? ShapeRules.reductionAxes(op.attributes, rank: x.rank), !axes.isEmpty,
           axes == Array(0..<axes.count), axes.count < x.rank, !(op.attributes.bool("keepdims") ?? false) else { return false }
     let output = signature.output
+    // It accumulates in the output buffer: not in a half type (the sum would round each step).
+    guard output.dtype != .f16 && output.dtype != .bf16 && x.dtype != .f16 && x.dtype != .bf16 else { return false }
     let out = buffers[signature.inputs.count]
     let outputBounds = (0..<output.rank).map { d in (d == 0 ? begin : ir.int(0), d == 0 ? end : size(output.dims[d])) }
     let overOutput = { (body: ([IRBuilder.V]) -> Void) in self.loopNest(outputBounds, body) }
@@ -559,12 +585,24 @@ final class KernelEmitter {
 
   func load(_ buffer: IRBuilder.V, dtype: DType, at offset: IRBuilder.V) -> IRBuilder.V {
     let raw = ir.load(elementType(dtype), ir.gep(elementType(dtype), buffer, offset))
-    return dtype == .i1 ? ir.icmp(LLVMIntNE, raw, ir.int(0, ir.i8)) : raw
+    switch dtype {
+    case .i1: return ir.icmp(LLVMIntNE, raw, ir.int(0, ir.i8))
+    case .f16: return ir.fpext(raw, ir.f32)
+    case .bf16: return ir.bitcast(ir.shl(ir.zext(raw, ir.i32), ir.int(16, ir.i32)), ir.f32)
+    default: return raw
+    }
   }
 
   @discardableResult
   func store(_ v: IRBuilder.V, dtype: DType, at offset: IRBuilder.V, buffer: IRBuilder.V) -> IRBuilder.V {
-    let value = dtype == .i1 ? ir.zext(v, ir.i8) : v
+    // Half values are already rounded to their type (`roundedToHalf`): narrowing is exact.
+    let value: IRBuilder.V
+    switch dtype {
+    case .i1: value = ir.zext(v, ir.i8)
+    case .f16: value = ir.fptrunc(v, ir.f16)
+    case .bf16: value = ir.trunc(ir.lshr(ir.bitcast(v, ir.i32), ir.int(16, ir.i32)), ir.i16)
+    default: value = v
+    }
     return LLVMBuildStore(ir.b, value, ir.gep(elementType(dtype), buffer, offset))
   }
 
@@ -578,12 +616,18 @@ final class KernelEmitter {
     case .global(let name):
       return cannotLower("a kernel body reads '@\(name)' (fusion bodies have no globals)", type.dtype)
     case .result(let opID, _):
-      return computeOp(body[opID], type: type, index)
+      let value = computeOp(body[opID], type: type, index)
+      // An op of a half type rounds its result to that type (data movement needs no rounding).
+      guard type.dtype == .f16 || type.dtype == .bf16 else { return value }
+      switch body[opID].code.info.opClass {
+      case .elementwiseUnary, .elementwiseBinary, .cast, .reduction, .source: return roundedToHalf(value, type.dtype)
+      default: return value
+      }
     }
   }
 
   func scalarConstant(_ x: Double, _ dtype: DType) -> IRBuilder.V {
-    if dtype.isFloat { return ir.real(x, computeType(dtype)) }
+    if dtype.isFloat { return ir.real(roundToFloat(x, dtype), computeType(dtype)) }
     if dtype == .i1 { return ir.bool(x != 0) }
     return ir.int(Int(integerFromDouble(x)), computeType(dtype))
   }
@@ -606,7 +650,7 @@ final class KernelEmitter {
     case .neg, .abs, .exp, .log, .log1p, .sqrt, .rsqrt, .tanh, .sigmoid, .relu, .gelu, .erf, .sin, .cos, .floor, .ceil, .sign, .not,
          .softplus:
       return unary(op, operand(0), dtype)
-    case .div where dtype.isFloat && producedByReduction(op.operands[1]):
+    case .div where (dtype == .f32 || dtype == .f64) && producedByReduction(op.operands[1]):
       // Dividing by a row reduction (softmax's normalization): the divisor is the same for the
       // whole row, so allow x * (1/d) (the `arcp` flag; LLVM hoists 1/d out of the row loop).
       // Costs at most one extra rounding (<= 1.5 ulp) and saves a vector division per element.
@@ -747,10 +791,10 @@ final class KernelEmitter {
   }
 
   func constantArrayElement(_ value: Tensor, index: IRBuilder.V) -> IRBuilder.V {
-    let t = elementType(value.dtype)
+    let t = value.dtype.isFloat ? computeType(value.dtype) : elementType(value.dtype)
     var elements: [LLVMValueRef?]
     switch value.storage {
-    case .floats(let f): elements = f.map { ir.real($0, t) }
+    case .floats(let f): elements = f.map { ir.real(roundToFloat($0, value.dtype), t) }
     case .ints(let i): elements = i.map { LLVMConstInt(t, UInt64(bitPattern: $0), 1) }
     }
     let array = elements.withUnsafeMutableBufferPointer { LLVMConstArray2(t, $0.baseAddress, UInt64($0.count)) }
@@ -814,6 +858,11 @@ final class KernelEmitter {
   // MARK: scalar ops
 
   func unary(_ op: OpNode, _ x: IRBuilder.V, _ dtype: DType) -> IRBuilder.V {
+    if dtype == .f16 || dtype == .bf16 {
+      // In f64 with libm, as the interpreter computes: after rounding to f32 and then to the half
+      // type the result is the interpreter's bit for bit.
+      return ir.fptrunc(unary(op, ir.fpext(x, ir.f64), .f64), ir.f32)
+    }
     let t = computeType(dtype)
     if dtype.isFloat {
       let f32 = dtype == .f32
@@ -872,6 +921,21 @@ final class KernelEmitter {
   }
 
   func binary(_ code: OpCode, _ a: IRBuilder.V, _ b: IRBuilder.V, _ dtype: DType) -> IRBuilder.V {
+    if (dtype == .f16 || dtype == .bf16) && code == .pow {
+      return ir.fptrunc(binary(code, ir.fpext(a, ir.f64), ir.fpext(b, ir.f64), .f64), ir.f32)
+    }
+    if (dtype == .f16 || dtype == .bf16) && (code == .max || code == .min) {
+      // Compares and selects, not llvm.maximum/minimum: LLVM narrows those to f16 around the
+      // rounding and x86 without AVX512-FP16 then loses the NaN (max(0, NaN) gave 0).
+      let (first, second) = code == .max ? (LLVMRealOGT, LLVMRealOLT) : (LLVMRealOLT, LLVMRealOGT)
+      let aIsNegative = ir.icmp(LLVMIntSLT, ir.bitcast(a, ir.i32), ir.int(0, ir.i32))
+      let equal = code == .max ? ir.select(aIsNegative, b, a) : ir.select(aIsNegative, a, b)   // -0 < +0
+      let unordered = ir.fadd(a, b)   // NaN when either is NaN
+      return ir.select(ir.fcmp(first, a, b), a,
+                       ir.select(ir.fcmp(second, a, b), b, ir.select(ir.fcmp(LLVMRealOEQ, a, b), equal, unordered)))
+    }
+    // Half +, -, *, / in f32 and then rounded to the half type equal the exactly rounded result
+    // (f32 has more than twice a half type's precision plus two bits).
     let t = computeType(dtype)
     if dtype.isFloat {
       switch code {
@@ -933,6 +997,7 @@ final class KernelEmitter {
   func convert(_ x: IRBuilder.V, from: DType, to: DType) -> IRBuilder.V {
     let t = computeType(to)
     if from == to { return x }
+    if from.isFloat && to.isFloat && computeType(from) == t { return x }   // half <-> f32 (rounded after)
     if to == .i1 {
       return from.isFloat ? ir.fcmp(LLVMRealUNE, x, ir.real(0, computeType(from))) : ir.icmp(LLVMIntNE, x, ir.int(0, computeType(from)))
     }

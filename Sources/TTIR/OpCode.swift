@@ -92,8 +92,9 @@ public enum CodegenSupport: Sendable, Equatable {
   /// No lowering: the interpreter runs it.
   case interpreted
 
-  /// Element types compiled code handles at all (f16/bf16 run on the interpreter for now).
-  public static let compiledElementTypes: Set<DType> = [.f64, .f32, .i64, .i32, .i8, .i1]
+  /// Element types compiled code handles at all (f16 and bf16 compute in f32 registers and round
+  /// each op's result to their type, as the interpreter does).
+  public static let compiledElementTypes: Set<DType> = [.f64, .f32, .f16, .bf16, .i64, .i32, .i8, .i1]
 
   /// Whether an op with this support is compiled element by element for `dtype`.
   public func compilesElementwise(_ dtype: DType) -> Bool {
