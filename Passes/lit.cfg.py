@@ -1,5 +1,6 @@
 # lit configuration for the pass regression suite: every .ttir file under Passes/ is a test whose
-# `// RUN:` lines run `ttfc opt` and pipe the result to FileCheck (LLVM 19's).
+# `// RUN:` lines run `ttfc opt` (or `ttfc compile --emit=ir`) and pipe the result to FileCheck
+# (LLVM 19's).
 # tools/test builds ttfc first; TTFC_BIN_DIR overrides where the binary is found.
 import os
 

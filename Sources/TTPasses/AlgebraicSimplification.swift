@@ -1,9 +1,10 @@
 // simplify — algebraic simplification by a table of rewrite rules (SimplifyRules.swift). Each op is
 // offered to the rules for its opcode in table order; the first rule that returns a replacement
-// wins. Rules only ever make the graph smaller or cheaper, and they go one way (constants are moved
-// to the right instead of writing each rule twice), so repeated application terminates; the
-// canonicalization fixpoint reruns this pass with constant folding, CSE and DCE until nothing
-// changes. Rules marked fast-math are skipped unless PassOptions.fastMath is set.
+// wins. Rules make the graph smaller or cheaper or put it in canonical form, and they go one way
+// (constants are moved to the right instead of writing each rule twice), so repeated application
+// terminates; the canonicalization fixpoint reruns this pass with constant folding, CSE and DCE
+// until nothing changes (at most 25 rounds, a warning if the cap stops it). Rules marked fast-math
+// are skipped unless PassOptions.fastMath is set.
 
 import TTIR
 

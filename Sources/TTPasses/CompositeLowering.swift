@@ -6,7 +6,8 @@
 // These are the interpreter's own formulas, so results agree within rounding (f32, f64; f16 and
 // bf16 composites are kept whole). Sparse-label
 // softmax_cross_entropy is kept: an out-of-range label must be an error, not a silent zero.
-// Runs in the compile pipeline only (ttfc compile/run), before canonicalization and fusion.
+// Runs in the codegen pipeline (Pipelines.codegen: ttfc run and train, compile --emit=thunks|llvm|asm),
+// after inline and before canonicalization and fusion; -O1 and -O2 keep composites whole.
 
 import TTIR
 

@@ -1,7 +1,8 @@
 // dce — removes ops whose results nothing uses. An op is live if a returned value or a live op's
 // operand is one of its results, or if it has side effects (none of today's ops do; random number
-// generation and embedding updates will, and must never be dropped). Runs last in every pipeline
-// and after rewrites that orphan ops.
+// generation and embedding updates will, and must never be dropped). Runs last in each round of
+// the canonicalization fixpoint and once more after fusion; at -O2 only `schedule`, which reorders
+// and removes nothing, comes after it.
 
 import TTIR
 

@@ -3,8 +3,8 @@
 // compiler and Grappler's remapper (FusionPolicy below states each rule and why):
 //
 //  1. GEMM epilogues: a matmul whose only use is an elementwise op of the same shape (bias add,
-//     activation, scale) takes that chain of single-use ops into a "gemm" region, like Grappler's
-//     _FusedMatMul. The matmul itself stays a BLAS call.
+//     activation, scale) takes that chain of single-use ops, at most three, into a "gemm" region,
+//     like Grappler's _FusedMatMul. The matmul itself stays a BLAS call.
 //  2. Loop and reduction regions, built consumer-first in reverse program order: a region grows
 //     by absorbing the producers of its operands when every use of the producer is inside the
 //     region, or when the producer is cheap enough to compute twice (then it is duplicated).

@@ -11,6 +11,8 @@
 //     their uses moved into regions.
 //  4. schedule last: it orders whole regions (state updates right after their inputs), so it
 //     needs the final regions, and it only reorders, so nothing after it has to rerun.
+// The codegen pipeline runs inline and lower-composites before all of these, so the optimizer and
+// the kernels see one flat function of primitives.
 
 import TTIR
 
@@ -37,8 +39,9 @@ public enum Pipelines {
     }
   }
 
-  /// What `ttfc run` and `ttfc compile --emit=llvm|asm` compile: calls inlined and composites
-  /// expanded first (so kernels and buffer plans see one flat function of primitives), then -O2.
+  /// What the compiler runs (`ttfc run`, `ttfc train`, `ttfc compile --emit=thunks|llvm|asm`): calls
+  /// inlined and composites expanded first (so kernels and buffer plans see one flat function of
+  /// primitives), then -O2.
   public static let codegen = Pipeline([.pass(Inlining.pass), .pass(CompositeLowering.pass), canonicalize,
                                         .pass(Fusion.pass), .pass(DeadCodeElimination.pass), .pass(UpdateScheduling.pass)])
 

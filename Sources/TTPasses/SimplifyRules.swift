@@ -1,9 +1,10 @@
-// The algebraic simplification rules, one per line, the algebra in the comment above it.
+// The algebraic simplification rules, the algebra in the comment above each.
 // Default rules are exact under IEEE 754 for every input, NaN, ±inf and -0.0 included (the
 // random-graph tests check that -O2 output is bitwise identical to the input program). Rules that
 // are only valid when those corner cases may be ignored are marked `fastMath: true`; the comment
-// says which input breaks them. To add a rule: write one SimplifyRule here, add a positive and a
-// "must not fire" case to Passes/simplify/, and run tools/test.
+// says which input breaks them. To add a rule: write one SimplifyRule here, add a case where it
+// fires and a near miss where it must not to Passes/simplify/, marked `// rule: NAME (fires)` and
+// `// rule: NAME (must not fire)` (TTPassesTests fails without both), and run tools/test.
 
 import TTIR
 

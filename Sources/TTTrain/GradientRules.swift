@@ -1,6 +1,6 @@
 // GradientRules — the vector-Jacobian product of every differentiable op, one case per op: given
 // the adjoint g of an op's result, the adjoints of its operands (GradientBuilder.accumulate sums
-// them per value and undoes broadcasting). Formulas are written in IR-specs/autodiff.md. Which ops
+// them per value and undoes broadcasting). The formulas are tabled in IR-specs/training.md. Which ops
 // pass no gradient (piecewise constant, integer-valued) and which cannot be differentiated yet
 // (gather, reduce_prod) is each op's differentiability fact in TTIR/OpCode.swift.
 
