@@ -51,6 +51,10 @@ enum FusionPolicy {
     if let t = types.first(where: { !CodegenSupport.compiledElementTypes.contains($0.dtype) }) {
       return "'\(op.code)' on \(t.dtype): compiled code does not handle \(t.dtype) yet"
     }
+    // lower-composites expands f32 and f64 composites only; a half one stays whole (interpreted).
+    if op.code.info.codegen == .composite, let t = types.first(where: { $0.dtype == .f16 || $0.dtype == .bf16 }) {
+      return "'\(op.code)' on \(t.dtype) is not expanded by lower-composites and runs on the interpreter"
+    }
     return nil
   }
 
