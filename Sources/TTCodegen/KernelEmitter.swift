@@ -818,10 +818,15 @@ final class KernelEmitter {
     for a in 0..<x.rank {
       if axes.contains(a) { if keep { k += 1 } } else { sourceIndex[a] = index[k]; k += 1 }
     }
-    let dtype = x.dtype
+    // Half values accumulate in f64, as in the interpreter: an f32 sum of bf16 values can
+    // overflow (bf16 has f32's range) and absorbs small terms; the total is then rounded through
+    // f32 to the half type like any op's result.
+    let half = x.dtype == .f16 || x.dtype == .bf16
+    let dtype: DType = half ? .f64 : x.dtype
     func loops(_ position: Int, _ acc: [IRBuilder.V]) -> [IRBuilder.V] {
       if position == axes.count {
-        return [combineReduction(op.code, acc[0], element(op.operands[0], sourceIndex.map { $0! }), dtype)]
+        let value = element(op.operands[0], sourceIndex.map { $0! })
+        return [combineReduction(op.code, acc[0], half ? ir.fpext(value, ir.f64) : value, dtype)]
       }
       let axis = axes[position]
       return ir.loop(from: ir.int(0), to: size(x.dims[axis]), carrying: acc) { iv, accs in
@@ -832,9 +837,10 @@ final class KernelEmitter {
         return next
       }
     }
-    let total = loops(0, [reductionIdentity(op.code, dtype)])[0]
-    if op.code == .reduceSum && dtype.isFloat { return emptySumIsPositiveZero(total, count: reducedCount(axes, of: x), dtype) }
-    return op.code == .reduceMean ? divideByCount(total, reducedCount(axes, of: x), dtype) : total
+    var total = loops(0, [reductionIdentity(op.code, dtype)])[0]
+    if op.code == .reduceSum && dtype.isFloat { total = emptySumIsPositiveZero(total, count: reducedCount(axes, of: x), dtype) }
+    if op.code == .reduceMean { total = divideByCount(total, reducedCount(axes, of: x), dtype) }
+    return half ? ir.fptrunc(total, ir.f32) : total
   }
 
   /// Whether `v` is `sub(y, reduce_max(y))` (through a reshape of the maximum): then v <= 0 or

@@ -157,13 +157,25 @@ final class ProgramBuilder {
     }
   }
 
+  /// Splats larger than this are computed by a fill kernel into the arena (where the memory
+  /// budget applies) instead of being expanded in the compiler's memory.
+  static let largestMaterializedSplat = 1 << 20
+
+  /// Whether a constant lives in a buffer of its own, filled at instantiation: a static-shaped
+  /// constant written out in full, or a splat of at most `largestMaterializedSplat` elements.
+  func isMaterializedConstant(_ op: OpNode) -> Bool {
+    guard op.code == .constant, let value = op.constantValue, let shape = lowered.type(of: op.results[0]).staticShape,
+          let count = elementCount(shape) else { return false }
+    return value.shape == shape || count <= Self.largestMaterializedSplat
+  }
+
   func addSlot(_ type: TensorType, _ storage: Program.Slot.Storage) -> Int {
     slots.append(Program.Slot(type: type, storage: storage))
     return slots.count - 1
   }
 
   func lower(_ op: OpNode) throws(ExecutableError) {
-    if op.code == .constant, let value = op.constantValue, let shape = lowered.type(of: op.results[0]).staticShape {
+    if isMaterializedConstant(op), let value = op.constantValue, let shape = lowered.type(of: op.results[0]).staticShape {
       let full = value.shape == shape ? value : Tensor.filled(value.dtype, shape: shape, value: value.doubles.first ?? 0)
       slotOf[op.results[0]] = addSlot(lowered.type(of: op.results[0]), .constant(full))
       return
@@ -198,6 +210,15 @@ final class ProgramBuilder {
                           transposeA: op.attributes.bool("transpose_a") ?? false,
                           transposeB: op.attributes.bool("transpose_b") ?? false))
       statistics.gemms += 1
+      return
+    }
+    if op.code == .matmul {
+      // Say why, rather than the kernel emitter's "runs as a routine of its own".
+      let dtype = lowered.type(of: op.operands[0]).dtype
+      statistics.fallbackReasons["matmul on \(dtype): ttfc's GEMM handles f32 and f64", default: 0] += 1
+      statistics.interpreted += 1
+      statistics.interpretedOps[op.code.rawValue, default: 0] += 1
+      thunks.append(.interpretOp(op, operands: operands, result: results[0]))
       return
     }
     // A single op: as a one-op kernel if it compiles, else on the interpreter.
@@ -235,7 +256,7 @@ final class ProgramBuilder {
     for (i, id) in lowered.body.enumerated() {
       currentOp = i
       let op = lowered[id]
-      if op.code == .constant, op.constantValue != nil, lowered.type(of: op.results[0]).staticShape != nil { continue }
+      if isMaterializedConstant(op) { continue }
       if op.code == .fusion, let body = op.body {
         if case .string("gemm")? = op.attributes["kind"], let epilogue = Self.gemmEpilogue(body, operands: Array(op.operands.indices)) {
           requests.append(KernelCache.Request(epilogue.body))
@@ -245,7 +266,7 @@ final class ProgramBuilder {
         }
         continue
       }
-      if op.code == .matmul, gemmSupported(op.operands.map { lowered.type(of: $0) }) { continue }
+      if op.code == .matmul { continue }   // a GEMM, or the interpreter (no kernel for a matmul)
       if op.code.info.opClass == .table { continue }
       if op.code == .reduceSum, case .result(let producer, _) = lowered[op.operands[0]].definition,
          lowered[producer].code == .matmul, summedOverBatch(lowered[producer]) { continue }

@@ -145,6 +145,11 @@ enum Kernels {
       case .ints(let v): return Tensor(.i1, shape: t.shape, ints: v.map { $0 != 0 ? 1 : 0 })
       }
     }
+    if dtype.isFloat, case .ints(let v) = t.storage, dtype != .f64 {
+      // Integer to a float narrower than f64: one rounding to f32 (then, for a half type, to it),
+      // not a rounding to f64 first, which can round a 64-bit integer a second time.
+      return Tensor(dtype, shape: t.shape, floats: v.map { Double(Float($0)) })
+    }
     if dtype.isFloat { return Tensor(dtype, shape: t.shape, floats: t.doubles) }
     return Tensor(dtype, shape: t.shape, ints: t.int64s)
   }

@@ -370,7 +370,7 @@ extension Executable {
   public func compileReport() -> [String] {
     let s = statistics
     let cache = KernelCache.shared.counters
-    var lines = [String(format: "compile: %d kernels, %d BLAS calls, %d interpreted ops in %.3f s (passes %.3f s, parameters %.3f s)",
+    var lines = [String(format: "compile: %d kernels, %d BLAS calls, %d interpreter thunks in %.3f s (passes %.3f s, parameters %.3f s)",
                         s.kernels, s.gemms, s.interpreted, s.compileSeconds, s.optimizeSeconds, s.parameterSeconds)]
     let where_ = KernelCache.shared.disk.map { " (\($0.directory))" } ?? " (disabled)"
     lines.append(String(format: "kernel cache: %d compiled, %d from the disk cache%@, %d hits in memory, %d damaged entries rebuilt, %.3f s",

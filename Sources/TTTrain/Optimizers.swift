@@ -87,21 +87,39 @@ public enum TrainStep {
     var gradients = grad.returnValues.dropFirst().dropLast(rowInputs.count).map { map[$0]! }
     if let clip = optimizer.clipNorm {
       var total: ValueID? = nil
-      for gv in gradients {
+      // The norm is summed in the loss's float type, whatever each gradient's type.
+      for gv in gradients where b.function.type(of: gv).dtype.isFloat {
+        let gradientType = b.function.type(of: gv).dtype
         let squares = b.op(.mul, gv, gv)
-        let sum = b.emit(.reduceSum, [squares], .scalar(floatType))
+        var sum = b.emit(.reduceSum, [squares], .scalar(gradientType))
+        if gradientType != floatType { sum = b.emit(.cast, [sum], .scalar(floatType)) }
         total = total.map { b.emit(.add, [$0, sum], .scalar(floatType)) } ?? sum
       }
       let norm = b.emit(.sqrt, [total!], .scalar(floatType))
       let c = b.scalar(clip)
       let scale = b.emit(.div, [c, b.emit(.max, [c, norm], .scalar(floatType))], .scalar(floatType))
-      gradients = gradients.map { b.op(.mul, $0, scale) }
+      gradients = gradients.map { gv in
+        let gradientType = b.function.type(of: gv).dtype
+        guard gradientType.isFloat else { return gv }
+        return b.op(.mul, gv, gradientType == floatType ? scale : b.emit(.cast, [scale], .scalar(gradientType)))
+      }
     }
     var newParams: [ValueID] = []
     var newSlots: [ValueID] = []
     for (k, p) in module.params.enumerated() {
+      // Each parameter updates in its own type (an f16 or f64 parameter of an f32 loss): the
+      // learning rate and step count are cast to it. Integer parameters are not trained.
+      let parameterType = p.type.dtype
+      guard parameterType.isFloat else {
+        newParams.append(paramArguments[p.name]!)
+        newSlots += slotArguments[k]
+        continue
+      }
+      b.dtype = parameterType
+      let (parameterLR, parameterStep) = parameterType == floatType ? (lr, t)
+        : (b.emit(.cast, [lr], .scalar(parameterType)), b.emit(.cast, [t], .scalar(parameterType)))
       let (param, slots) = b.update(optimizer, param: paramArguments[p.name]!, gradient: gradients[k],
-                                    slots: slotArguments[k], lr: lr, step: t)
+                                    slots: slotArguments[k], lr: parameterLR, step: parameterStep)
       newParams.append(param)
       newSlots += slots
     }
@@ -114,7 +132,8 @@ public enum TrainStep {
 
 struct UpdateBuilder {
   var function: Function
-  let dtype: DType
+  /// The float type of the parameter being updated (its scalars are made in it).
+  var dtype: DType
 
   mutating func emit(_ code: OpCode, _ operands: [ValueID], _ type: TensorType) -> ValueID {
     function.appendValue(code, operands, type: type)

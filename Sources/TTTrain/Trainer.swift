@@ -227,7 +227,8 @@ public final class Trainer {
   /// One training step on `batch` (one tensor per loss input) at learning rate `lr`; returns the loss.
   @discardableResult
   public func step(_ batch: [Tensor], lr: Double) throws(TrainingError) -> Double {
-    let dtype = stateTypes.first?.dtype ?? .f32
+    // The learning rate and step count have the loss's float type (the step's `lr` argument).
+    let dtype = executable.function.argumentTypes[firstStateArgument - 2].dtype
     guard batch.count == inputTypes.count else { throw .step("the step takes \(inputTypes.count) inputs, got \(batch.count)") }
     let rowTypes = sites.map { TensorType(.f32, shape: batch[$0.idsInput].shape + [$0.rowsType.dims.last!.staticSize!]) }
     let run: Executable.PreparedRun

@@ -67,6 +67,13 @@ struct Run: ParsableCommand {
   var threads: Int?
 
   func run() throws {
+    // Options about compiled code mean nothing to the interpreter: refused, not ignored.
+    if interpret {
+      let compiledOnly = [(stats, "--stats"), (verifyEach, "--verify-each"), (threads != nil, "--threads"), (bucketPolicy != "pow2", "--bucket-policy")]
+      if let (_, name) = compiledOnly.first(where: { $0.0 }) {
+        throw fail("\(name) applies to compiled runs; it has no effect with --interpret")
+      }
+    }
     if let threads {
       guard threads >= 1 else { throw fail("--threads must be at least 1") }
       setenv("TTFC_THREADS", String(threads), 1)   // read once, when the thread pool starts

@@ -203,4 +203,66 @@ struct CodegenAllowListTests {
       for (a, b) in zip(got[1].doubles, expected[1].doubles) { #expect(abs(a - b) <= ulp * abs(b), "sum \(a) vs \(b)") }
     }
   }
+
+  /// Half reductions accumulate in f64, as the interpreter does: no f32 overflow for bf16 (which
+  /// has f32's range), no absorbed terms under cancellation. Cases found by a hostile review.
+  @Test func halfReductionsNeitherOverflowNorAbsorb() throws {
+    let module = try Parser.parseAndVerify("""
+      module @m {
+        func @f16sum(%x: f16[N]) -> f16[] {
+          %s = reduce_sum %x : f16[]
+          return %s
+        }
+        func @bf16sum(%x: bf16[N]) -> bf16[] {
+          %s = reduce_sum %x : bf16[]
+          return %s
+        }
+        func @bf16mean(%x: bf16[N]) -> bf16[] {
+          %s = reduce_mean %x : bf16[]
+          return %s
+        }
+        func @bf16prod(%x: bf16[N]) -> bf16[] {
+          %s = reduce_prod %x : bf16[]
+          return %s
+        }
+      }
+      """)
+    let cancelling = Array(repeating: 65504.0, count: 5000) + Array(repeating: 0.5, count: 2000) + Array(repeating: -65504.0, count: 5000)
+    let cases: [(String, DType, [Double], Double)] = [
+      ("f16sum", .f16, cancelling, 1000),
+      ("bf16sum", .bf16, [3e38, 3e38, -3e38, -3e38, 1].map { roundToFloat($0, .bf16) }, 1),
+      ("bf16mean", .bf16, Array(repeating: roundToFloat(3e38, .bf16), count: 4), roundToFloat(3e38, .bf16)),
+      ("bf16prod", .bf16, [1e30, 1e30, 1e-30, 1e-30].map { roundToFloat($0, .bf16) }, 0),
+    ]
+    for (name, dtype, values, exact) in cases {
+      let x = Tensor(dtype, shape: [values.count], floats: values)
+      let got = try Executable(module: module, function: name).run([x])[0].doubles[0]
+      let expected = try Interpreter(module: module).run(name, [x])[0].doubles[0]
+      #expect(got == expected, "\(name): compiled \(got), interpreter \(expected)")
+      if exact != 0 { #expect(got == exact, "\(name): \(got), exactly \(exact)") } else { #expect(got.isFinite && abs(got - 1) < 0.02) }
+    }
+  }
+
+  /// Splats too large to expand at compile time are filled by a kernel in the arena, where the
+  /// memory budget names a run that cannot fit (no crash).
+  @Test func hugeSplatsAreKernelsAndAnImpossibleOneIsANamedError() throws {
+    let module = try Parser.parseAndVerify("""
+      module @m {
+        func @big() -> f32[2048, 1024] {
+          %z = constant 2.5 : f32[2048, 1024]
+          return %z
+        }
+        func @impossible() -> f16[1048576, 1048576] {
+          %z = constant 1.0 : f16[1048576, 1048576]
+          return %z
+        }
+      }
+      """)
+    let big = try Executable(module: module, function: "big")
+    #expect(big.statistics.kernels == 1)
+    let values = try big.run([])[0].doubles
+    #expect(values.count == 2048 * 1024 && values.allSatisfy { $0 == 2.5 })
+    let impossible = try Executable(module: module, function: "impossible")
+    #expect(throws: ExecutableError.self) { try impossible.run([]) }
+  }
 }

@@ -82,3 +82,40 @@ struct OptimizerTests {
     #expect(losses.last! < losses.first!)
   }
 }
+
+/// Parameters whose type differs from the loss's (an f16 or f64 parameter of an f32 loss) update
+/// in their own type: the learning rate, step count and clipping scale are cast to it.
+struct MixedTypeParameterTests {
+  @Test(arguments: [DType.f16, .bf16, .f64])
+  func aParameterOfAnotherFloatTypeTrains(_ dtype: DType) throws {
+    let module = try Parser.parseAndVerify("""
+      module @s {
+        param @w : \(dtype)[3] = zeros
+        func @loss(%x: f32[B, 3]) -> f32[] {
+          %c = cast @w : f32[3]
+          %m = mul %x, %c : f32[B, 3]
+          %s = reduce_sum %m : f32[]
+          return %s
+        }
+      }
+      """)
+    let data = try Dataset(columns: ["x": Tensor(.f32, shape: [8, 3], floats: Array(repeating: 1, count: 24))])
+    for clip in [nil, 1.0] {
+      var options = TrainingOptions()
+      options.batch = 4
+      options.steps = 2
+      options.learningRate = 0.25
+      options.shuffle = false
+      var config = OptimizerConfig(.sgd)
+      config.clipNorm = clip
+      let loop = try TrainingLoop(module: module, loss: "loss", optimizer: config, data: data, options: options)
+      _ = try loop.run { _ in }
+      // d loss / d w = 4 per element (a batch of 4 ones); with clipping the gradient's norm
+      // (sqrt(3 * 16)) is scaled to 1. After one step w = -lr g, and the second loss is 12 w.
+      let step = clip == nil ? 0.25 * 4 : 0.25 * 4 / (48.0).squareRoot()
+      let expected = roundToFloat(-step, dtype) * 12
+      #expect(loop.losses.count == 2 && loop.losses[0] == 0)
+      #expect(abs(loop.losses[1] - expected) <= 1e-6 * abs(expected), "\(dtype), clip \(String(describing: clip)): \(loop.losses)")
+    }
+  }
+}
