@@ -17,8 +17,9 @@
 //                TTSupport)
 //   ttfc, ttfc-bench  the command-line tool and the benchmarks (all of the above)
 //   TTFuzz       random graphs for the tests (TTIR)
-// One test target per module. System libraries come from Debian: LLVM 19 (via the pkg-config
-// file that tools/setup writes), OpenBLAS and zlib.
+// One test target per module; DocC catalogs (Sources/<Module>/<Module>.docc) for TTIR, TTCompiler,
+// TTRuntime, TTTrain and TTEmbedding, built by tools/docs. System libraries come from Debian:
+// LLVM 19 (via the pkg-config file that tools/setup writes), OpenBLAS and zlib.
 import PackageDescription
 
 let package = Package(
@@ -39,6 +40,8 @@ let package = Package(
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    // `swift package generate-documentation` (tools/docs); a plugin, linked into nothing.
+    .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
   ],
   targets: [
     .systemLibrary(name: "CLLVM", pkgConfig: "ttfc-llvm",

@@ -29,8 +29,9 @@ import TTSupport
 public struct CompileOptions: Sendable {
   /// The pass pipeline (the one code generation expects by default).
   public var pipeline: Pipeline
-  /// Arguments the program may overwrite once read, and result -> donated argument aliasing.
+  /// Arguments the program may overwrite once read (a training step donates its state).
   public var donated: Set<Int>
+  /// Result index -> donated argument whose buffer that result should take when it can.
   public var aliasing: [Int: Int]
   /// Verify the module after every pass (on by default in debug builds, so tests do).
   public var verifyEach: Bool
@@ -44,12 +45,21 @@ public struct CompileOptions: Sendable {
   }
 
   #if DEBUG
+  /// Verification after every pass is on by default in debug builds (so tests always verify).
   public static let verifyEachByDefault = true
   #else
+  /// Verification after every pass is off by default in release builds.
   public static let verifyEachByDefault = false
   #endif
 }
 
+/// Compiles a function of a `Module` into a `Program` that TTRuntime's `Executable` runs.
+///
+/// ``compile(_:function:options:)`` verifies the module, runs the pass pipeline (the verifier
+/// between passes with ``CompileOptions/verifyEach``), lowers each op of the optimized function to
+/// a thunk (a JIT kernel per fusion region, a GEMM, a table lookup, or the reference interpreter
+/// for what the code generator does not compile), plans every value's memory, and compiles the
+/// kernels in parallel.
 public enum Compiler {
   /// A quarter of the last-level cache (8 MiB when sysfs does not say), at least 4 MiB;
   /// `TTFC_STREAMING_BYTES` overrides it (0 streams every function result).

@@ -19,8 +19,11 @@ import CSupport
 import Dispatch
 import Glibc
 
+/// Why a table could not be made, updated or read back.
 public enum EmbeddingError: Error, CustomStringConvertible, Equatable {
+  /// A setting or argument out of range (dimension, slots, admission, optimizer).
   case invalid(String)
+  /// Serialized table data that is truncated or damaged.
   case corrupt(String)
   public var description: String {
     switch self {
@@ -30,6 +33,7 @@ public enum EmbeddingError: Error, CustomStringConvertible, Equatable {
   }
 }
 
+/// How rows are stored: f32, or bf16 (half the memory; widened to f32 on lookup).
 public enum RowStorage: String, Sendable, CaseIterable {
   case f32, bf16
   public var byteSize: Int { self == .f32 ? 4 : 2 }
@@ -54,7 +58,9 @@ public enum AdmissionPolicy: Equatable, Sendable {
   case sketch(count: Int, width: Int, depth: Int)
 }
 
+/// A table's size and counters since it was made.
 public struct TableStatistics: Sendable, Equatable {
+  /// Rows held now, the rows and index slots allocated, and the bytes mapped for them.
   public var size = 0
   public var rowCapacity = 0
   public var indexCapacity = 0
@@ -130,9 +136,19 @@ struct RowMeta {
   var lastSeen: Int64
 }
 
+/// A dynamic embedding table: a trainable map from i64 ids to rows of ``dim`` floats that grows
+/// when new ids arrive in training and shrinks when ids are removed or evicted. Ids are never
+/// hashed into a fixed range, so distinct ids never share a row.
+///
+/// ``lookup(_:training:step:)`` reads rows (in training, new ids get rows); the sparse optimizers
+/// (``SparseOptimizer``) update only the rows a batch touched; ``evictExpired(step:ttl:)`` and
+/// ``evictLeastFrequent(keeping:)`` bound its size; ``serialized(withSlots:seenSince:)`` and
+/// ``deserialize(_:admission:)`` write and read it. Not thread-safe.
 public final class EmbeddingTable {
+  /// Floats per row.
   public let dim: Int
   public let storage: RowStorage
+  /// How a new row starts; with ``seed``, its values depend only on the id.
   public let initializer: RowInitializer
   public let seed: UInt64
   /// The row looked up for an id without a row outside training, or not admitted yet.
@@ -152,6 +168,7 @@ public final class EmbeddingTable {
   /// Rows handed out so far, live or freed (freed ones are on `freeRows`).
   var highWater = 0
   var freeRows: [Int32] = []
+  /// Ids with a row.
   public internal(set) var count = 0
   var stats = TableStatistics()
   var exactCounts: [Int64: Int32] = [:]
@@ -160,6 +177,8 @@ public final class EmbeddingTable {
   /// Scratch for summing gradients per row (all -1 between uses).
   var scratchPosition: [Int32] = []
 
+  /// An empty table of rows of `dim` floats (1 to 65536), each with `slotInitialValues.count`
+  /// optimizer slots (at most 8) that start at those values.
   public init(dim: Int, storage: RowStorage = .f32, initializer: RowInitializer = .uniform(scale: 0.05), seed: UInt64 = 0,
               defaultValue: Float = 0, admission: AdmissionPolicy = .always, slotInitialValues: [Float] = [],
               initialCapacity: Int = 1024) throws(EmbeddingError) {

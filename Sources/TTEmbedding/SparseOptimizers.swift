@@ -57,12 +57,18 @@ extension EmbeddingTable {
   }
 }
 
+/// An optimizer of embedding rows, applied by ``EmbeddingTable/apply(_:_:step:lr:)`` to the rows
+/// a batch touched (formulas in the file header and IR-specs/embeddings.md).
 public enum SparseOptimizer: Equatable, Sendable {
   case sgd
   case adagrad(initialAccumulator: Float)
   case ftrl(l1: Float, l2: Float, learningRatePower: Float, initialAccumulator: Float)
+  /// Dense Adam semantics: every row decays every step, touched or not.
   case adam(beta1: Float, beta2: Float, epsilon: Float)
+  /// Adam on touched rows only, bias-corrected with the global step.
   case lazyAdam(beta1: Float, beta2: Float, epsilon: Float)
+  /// Adam on touched rows only; a row's moments decay by the steps it skipped, and its bias
+  /// correction counts its own updates.
   case sparseAdam(beta1: Float, beta2: Float, epsilon: Float)
 
   public static let defaultAdagrad = SparseOptimizer.adagrad(initialAccumulator: 0.1)

@@ -2,6 +2,7 @@
 // literal payload of a constant. Kept as a small closed enum so passes can hash and compare ops
 // (CSE) and the printer has one canonical spelling for each value.
 
+/// An attribute value: integer, bool, float, string, list or tensor literal.
 public enum Attribute: Hashable, Sendable, CustomStringConvertible {
   case int(Int64)
   case float(Double)

@@ -2,6 +2,7 @@
 // line and a caret under the column. Every stage (lexer, parser, verifier, interpreter's input
 // checks) reports through these types so the command-line tool prints them one way.
 
+/// A 1-based line and column in TTIR source.
 public struct SourceLocation: Hashable, Sendable, CustomStringConvertible {
   public var line: Int
   public var column: Int
@@ -9,6 +10,7 @@ public struct SourceLocation: Hashable, Sendable, CustomStringConvertible {
   public var description: String { "\(line):\(column)" }
 }
 
+/// An error, warning or note about TTIR source, at a location when there is one.
 public struct Diagnostic: Error, Hashable, Sendable, CustomStringConvertible {
   public enum Severity: String, Sendable { case error, warning, note }
   public var severity: Severity

@@ -4,6 +4,7 @@
 // lists its ops in execution order (every operand is defined earlier); ops dropped from `body` are
 // dead and their slots are simply never visited again.
 
+/// A value of a function: an index into ``Function/values``.
 public struct ValueID: Hashable, Comparable, Sendable, CustomStringConvertible {
   public let raw: UInt32
   public init(_ raw: Int) { self.raw = UInt32(raw) }
@@ -12,6 +13,7 @@ public struct ValueID: Hashable, Comparable, Sendable, CustomStringConvertible {
   public var description: String { "v\(raw)" }
 }
 
+/// An op of a function: an index into ``Function/ops``.
 public struct OpID: Hashable, Comparable, Sendable, CustomStringConvertible {
   public let raw: UInt32
   public init(_ raw: Int) { self.raw = UInt32(raw) }
@@ -30,6 +32,7 @@ public enum ValueDefinition: Hashable, Sendable {
   case global(String)
 }
 
+/// A value's name, type and where it comes from.
 public struct ValueInfo: Hashable, Sendable {
   /// The name without its sigil (`h0` for `%h0`, `w1` for `@w1`).
   public var name: String
@@ -40,6 +43,8 @@ public struct ValueInfo: Hashable, Sendable {
   }
 }
 
+/// One op of a function: what it computes (``OpCode``), its operand and result values, its
+/// attributes, the callee of a `call` and the body of a `fusion`.
 public struct OpNode: Hashable, Sendable {
   public var code: OpCode
   public var operands: [ValueID]
@@ -69,6 +74,8 @@ public struct OpNode: Hashable, Sendable {
   }
 }
 
+/// A function of a module: typed arguments, ops in execution order (``body``) and return values.
+/// Values and ops live in arrays indexed by ``ValueID`` and ``OpID``.
 public struct Function: Hashable, Sendable {
   public var name: String
   public var arguments: [ValueID]
@@ -210,6 +217,8 @@ public struct Initializer: Hashable, Sendable, CustomStringConvertible {
   }
 }
 
+/// A module-level parameter, `param @w : f32[16, 1] = zeros`: a named tensor of static shape
+/// that functions read as `@w` and training updates, with an optional initializer.
 public struct Param: Hashable, Sendable {
   public var name: String
   public var type: TensorType
@@ -240,6 +249,9 @@ public struct TableDecl: Hashable, Sendable {
   public var storage: String { if case .string(let s)? = attributes["storage"] { return s }; return "f32" }
 }
 
+/// A TTIR module: parameters, embedding tables and functions. ``Parser`` reads one from text,
+/// ``Verifier`` checks it, ``Printer`` writes it back; the interpreter, the compiler and training
+/// all take a `Module`.
 public struct Module: Hashable, Sendable {
   public var name: String
   public var params: [Param] = []
@@ -251,6 +263,7 @@ public struct Module: Hashable, Sendable {
 
   public init(name: String, location: SourceLocation? = nil) { self.name = name; self.location = location }
 
+  /// The function called `name` (without `@`).
   public func function(named name: String) -> Function? { functions.first { $0.name == name } }
   public func functionIndex(named name: String) -> Int? { functions.firstIndex { $0.name == name } }
   public func param(named name: String) -> Param? { params.first { $0.name == name } }

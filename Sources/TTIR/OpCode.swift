@@ -6,6 +6,7 @@
 // facts); its shape rule lives in ShapeRules.swift, its semantics in TTInterp, its gradient in
 // TTTrain/GradientRules.swift and (optionally) its LLVM lowering in TTCodegen/KernelEmitter.swift.
 
+/// Every TTIR op; the raw value is its spelling in the IR (`reduce_sum`). ``info`` gives its facts.
 public enum OpCode: String, CaseIterable, Hashable, Sendable, CustomStringConvertible {
   // Sources
   case constant, iota
@@ -34,8 +35,10 @@ public enum OpCode: String, CaseIterable, Hashable, Sendable, CustomStringConver
   case call, fusion
 
   public var description: String { rawValue }
+  /// The op's facts from the op table.
   public var info: OpInfo { OpInfo.table[self] ?? OpInfo.definition(of: self) }
 
+  /// The op spelled `name` in the IR.
   public static func named(_ name: String) -> OpCode? { OpCode(rawValue: name) }
 }
 
@@ -106,6 +109,7 @@ public enum CodegenSupport: Sendable, Equatable {
 /// Cost class used by fusion: expensive producers are not duplicated into several consumers.
 public enum CostClass: Sendable { case free, cheap, expensive, gemm, opaque }
 
+/// The type of an attribute value an op accepts.
 public enum AttributeKind: Sendable {
   case int, bool, float, ints, floats, string
 
@@ -126,12 +130,15 @@ public enum AttributeKind: Sendable {
   }
 }
 
+/// One attribute an op accepts: its name, value type and whether it is required.
 public struct AttributeSpec: Sendable {
   public let name: String
   public let kind: AttributeKind
   public let required: Bool
 }
 
+/// The facts of one op, from the one op table that the parser, verifier, interpreter, passes,
+/// autodiff and code generator all read.
 public struct OpInfo: Sendable {
   public let code: OpCode
   public let opClass: OpClass
@@ -150,6 +157,8 @@ public struct OpInfo: Sendable {
   public let differentiability: Differentiability
   public let codegen: CodegenSupport
 
+  /// Elementwise ops (unary, binary, compare, select, cast): element i of the result depends only
+  /// on element i of the broadcast operands.
   public var isElementwise: Bool {
     switch opClass {
     case .elementwiseUnary, .elementwiseBinary, .compare, .select, .cast: return true

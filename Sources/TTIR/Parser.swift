@@ -4,6 +4,7 @@
 // parse and is thrown as a Diagnostic with its line and column. Nesting is capped so that
 // adversarial input cannot exhaust the stack, and every loop consumes a token, so parsing is linear.
 
+/// Reads TTIR text into a ``Module``. ``parseAndVerify(_:)`` is the usual entry point.
 public enum Parser {
   /// Parses a whole module. Throws the first syntax or scoping error.
   public static func parse(_ source: String) throws(Diagnostic) -> Module {

@@ -72,6 +72,8 @@ final class CommentPlacer {
   }
 }
 
+/// Writes a ``Module`` or ``Function`` as canonical TTIR text, which ``Parser`` reads back to an
+/// equal module.
 public enum Printer {
   /// The canonical text of `module`; with the source's `comments`, each printed back in place.
   public static func print(_ module: Module, comments: [SourceComment] = []) -> String {

@@ -5,6 +5,8 @@
 // Symbolic dims: equal only when they are the same symbol; numpy broadcasting lets a static 1
 // stretch to anything, but never unifies a symbol with a number or with another symbol.
 
+/// What an op's shape rule sees: operand types, attributes, the declared result types, and for
+/// `call` and `fusion` the callee's signature or the body.
 public struct ShapeRuleInput {
   public var operands: [TensorType]
   public var attributes: Attributes
@@ -29,6 +31,8 @@ public struct ShapeError: Error, CustomStringConvertible {
   public var description: String { message }
 }
 
+/// An op's shape rule: the result types for the given operands and attributes, or a
+/// ``ShapeError`` naming the mismatch.
 public typealias ShapeRule = @Sendable (ShapeRuleInput) throws -> [TensorType]
 
 public enum ShapeRules {

@@ -4,6 +4,9 @@
 // Rounding rules: f32 by Float(x), f16 and bf16 round-to-nearest-even through f32 (as the
 // hardware does), integers wrap two's-complement to their width, i1 is 0 or 1.
 
+/// A concrete tensor in host memory: element type, shape, and elements in row-major order, kept
+/// as `Double` (float types) or `Int64` (integer types) and already rounded or wrapped to the
+/// element type. Parameters, inputs, results, constants and data are all `Tensor`s.
 public struct Tensor: Sendable, CustomStringConvertible {
   public enum Storage: Sendable {
     case floats([Double])
@@ -45,6 +48,7 @@ public struct Tensor: Sendable, CustomStringConvertible {
     return Tensor(dtype, shape: shape, ints: [Int64](repeating: integerFromDouble(value), count: n))
   }
 
+  /// A rank-0 tensor holding `value`.
   public static func scalar(_ value: Double, _ dtype: DType = .f32) -> Tensor {
     filled(dtype, shape: [], value: value)
   }
@@ -58,6 +62,7 @@ public struct Tensor: Sendable, CustomStringConvertible {
     switch storage { case .floats(let v): return v.map(integerFromDouble); case .ints(let v): return v }
   }
 
+  /// The same elements with another shape of the same element count.
   public func reshaped(_ newShape: [Int]) -> Tensor {
     precondition(elementCount(newShape) == count)
     var copy = self

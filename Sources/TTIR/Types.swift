@@ -3,6 +3,8 @@
 // name sizes known only at run time; two dims are equal only if both are the same number or the
 // same symbol. The textual forms here are the ones the printer writes and the parser reads.
 
+/// An element type: floats `f64`, `f32`, `f16`, `bf16`; integers `i64`, `i32`, `i8`; and `i1`
+/// (booleans). The raw value is the IR spelling.
 public enum DType: String, CaseIterable, Hashable, Sendable, CustomStringConvertible {
   case f64, f32, f16, bf16, i64, i32, i8, i1
 
@@ -27,6 +29,8 @@ public enum DType: String, CaseIterable, Hashable, Sendable, CustomStringConvert
   public var description: String { rawValue }
 }
 
+/// One dimension of a tensor type: a static size, or a symbol (`B`) whose size is bound at run
+/// time by the function's inputs.
 public enum Dim: Hashable, Sendable, CustomStringConvertible {
   case known(Int)
   case symbol(String)
@@ -38,6 +42,8 @@ public enum Dim: Hashable, Sendable, CustomStringConvertible {
   }
 }
 
+/// A ranked tensor type: an element type and its dimensions, written `f32[B, 784]` (`f32[]` is a
+/// scalar).
 public struct TensorType: Hashable, Sendable, CustomStringConvertible {
   public var dtype: DType
   public var dims: [Dim]

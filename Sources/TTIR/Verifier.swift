@@ -5,7 +5,11 @@
 // recurse; parameters have static shapes and known initializers. It reports every problem it finds,
 // each naming the op and the value, at the op's source location when there is one.
 
+/// Checks that a ``Module`` means something: operand counts, attributes, element types and
+/// declared result types agree with each op's rules; names are defined before use; symbolic
+/// dimensions are bound by arguments; calls do not recurse; parameters are static.
 public enum Verifier {
+  /// Every problem of `module` (empty when it is valid), each at its source location.
   public static func verify(_ module: Module) -> [Diagnostic] {
     var problems: [Diagnostic] = []
     for param in module.params {

@@ -15,9 +15,13 @@ import TTIR
 import TTInterp
 import TTSupport
 
+/// Why a program could not be compiled, instantiated or run.
 public enum ExecutableError: Error, CustomStringConvertible {
+  /// The module, function or settings are not usable (found before anything runs).
   case invalid(String)
+  /// The inputs or parameter values do not match the function's types.
   case input(InterpreterError)
+  /// A run failed (memory, a table, a fallback op).
   case runtime(String)
   public var description: String {
     switch self {
@@ -28,6 +32,7 @@ public enum ExecutableError: Error, CustomStringConvertible {
   }
 }
 
+/// What compiling a program produced (kernels, GEMMs, interpreted ops) and how long it took.
 public struct ExecutableStatistics: Sendable {
   public init() {}
   public var kernels = 0
@@ -52,6 +57,13 @@ public struct ExecutableStatistics: Sendable {
   }
 }
 
+/// A compiled ``Program`` made runnable: parameters and tables in memory, and the memory of every
+/// other value planned per binding of the symbolic dimensions.
+///
+/// Make one from a program (`Executable(program:params:)`), or compile and make it in one call
+/// with TTCompiler's `Executable(module:function:params:)`. ``run(_:)`` takes and returns
+/// `Tensor`s; ``prepare(inputTypes:capacity:)`` gives raw buffers for repeated runs
+/// without conversion. One compile serves every size of the symbolic dimensions.
 public final class Executable: @unchecked Sendable {
   enum Thunk {
     /// `inPlace`: operands the kernel may overwrite (it reads each element only to compute the

@@ -28,6 +28,7 @@ import Synchronization
 import TTCodegen
 import TTSupport
 
+/// ttfc's own f32 GEMM: packed panels around a JIT-compiled microkernel.
 public enum JitGemm {
   // The microkernel's tile (GemmKernels.rows x .columns), as literals so the packing loops
   // see constants (a global from another module is read through its lazy initializer).

@@ -7,6 +7,7 @@ import Foundation
 import TTIR
 import TTSupport
 
+/// Reads and writes NumPy `.npz` archives of named tensors.
 public enum NpzArchive {
   /// Reads every array in the archive, keyed by member name without the `.npy` suffix.
   public static func read(path: String) throws(NumpyError) -> [(name: String, tensor: Tensor)] {

@@ -6,6 +6,7 @@
 import Foundation
 import TTIR
 
+/// Why an `.npy` or `.npz` file could not be read or written.
 public enum NumpyError: Error, Equatable, CustomStringConvertible {
   case cannotRead(path: String, reason: String)
   case cannotWrite(path: String, reason: String)
@@ -33,6 +34,7 @@ public enum NumpyError: Error, Equatable, CustomStringConvertible {
   }
 }
 
+/// Reads and writes NumPy `.npy` files (format versions 1 to 3).
 public enum NumpyFormat {
   static let magic: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]  // \x93NUMPY
 

@@ -18,6 +18,7 @@
 import COpenBLAS
 import Glibc
 
+/// Every GEMM of an executable, split over the ``ThreadPool``: f32 on ``JitGemm``, f64 on OpenBLAS.
 public enum ParallelGemm {
   /// Rows of C each part computes at least, and FLOPs below which a GEMM is not split.
   static let minimumRowsPerPart = 64

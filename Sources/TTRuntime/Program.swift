@@ -9,6 +9,9 @@ import TTCodegen
 import TTIR
 import TTInterp
 
+/// A compiled function as the compiler hands it to the runtime: the optimized function, the
+/// memory slot of every value and the thunks that compute them. It holds no parameter values,
+/// tables or buffers; an ``Executable`` instantiates it.
 public struct Program: @unchecked Sendable {
   /// One step of the program. Operands and results are slot indices.
   public enum Thunk {

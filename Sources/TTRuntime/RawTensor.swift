@@ -5,6 +5,7 @@
 import Glibc
 import TTIR
 
+/// Converts between `Tensor` (TTIR) and the dense native layout that kernels and buffers use.
 public enum RawTensor {
   /// Writes `count` elements equal to `value` (as `write` would store a filled tensor).
   public static func fill(_ dtype: DType, count: Int, value: Double, at destination: UnsafeMutableRawPointer) {

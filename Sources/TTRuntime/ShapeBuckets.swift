@@ -25,11 +25,18 @@ import TTCodegen
 import TTIR
 import TTSupport
 
+/// How a symbol's size maps to the bucket whose memory layout serves it (results never depend on
+/// the policy, only memory and layout builds do).
 public enum BucketPolicy: Equatable, Sendable, CustomStringConvertible {
+  /// A layout per distinct size.
   case exact
+  /// The next power of two (the default).
   case powersOfTwo
+  /// The next edge of a geometric series with this ratio (in (1, 16]).
   case geometric(ratio: Double)
+  /// The smallest listed edge at or above the size (above the largest: the next power of two).
   case list([Int])
+  /// Edges chosen from the observed sizes, revised when their distribution shifts.
   case adaptive
 
   /// Parses `exact`, `pow2`, `geometric:R`, `list:E1,E2,...` or `adaptive`.

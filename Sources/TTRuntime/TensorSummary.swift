@@ -3,6 +3,7 @@
 import Foundation
 import TTIR
 
+/// One-line descriptions of tensors for people: type, statistics and the first elements.
 public enum TensorSummary {
   public static func describe(_ t: Tensor, full: Bool = false) -> String {
     var text = t.type.description

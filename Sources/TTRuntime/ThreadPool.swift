@@ -11,12 +11,15 @@ import Glibc
 import Synchronization
 import TTSupport
 
+/// Persistent worker threads that split large kernels and GEMMs across cores.
 public final class ThreadPool: @unchecked Sendable {
+  /// The process's pool: `TTFC_THREADS` threads, or one per online core.
   public static let shared = ThreadPool(threads: {
     if let text = getenv("TTFC_THREADS"), let n = Int(String(cString: text)), n >= 1 { return n }
     return max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
   }())
 
+  /// Threads that run chunks, the caller's included.
   public let threadCount: Int
   private var mutex = pthread_mutex_t()
   private var submission = pthread_mutex_t()
@@ -34,6 +37,7 @@ public final class ThreadPool: @unchecked Sendable {
   /// Set by `quiesce` (spinning workers go to sleep at once), cleared by the next job.
   private let quiet = Atomic<Bool>(false)
 
+  /// A pool of `threads` threads in all (the caller and `threads - 1` workers).
   public init(threads: Int) {
     threadCount = threads
     pthread_mutex_init(&mutex, nil)

@@ -15,6 +15,7 @@ import TTIR
 import TTRuntime
 import TTSupport
 
+/// Why a checkpoint could not be read, used or written; the message names the file and the cause.
 public enum CheckpointError: Error, CustomStringConvertible, Equatable {
   case notFound(String)
   case corrupt(path: String, reason: String)
@@ -30,8 +31,13 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
   }
 }
 
+/// A safetensors file of named tensors and string metadata. ``TrainingLoop`` writes one with the
+/// parameters (named like them), the optimizer slots (`SLOT.PARAM`, e.g. `m.w`) and the run's
+/// position; any safetensors reader can open it.
 public struct Checkpoint {
+  /// The tensors in file order.
   public var tensors: [(name: String, tensor: Tensor)]
+  /// The `__metadata__` entries (ttfc's: format, model hash, step, epoch, optimizer, CRCs, ...).
   public var metadata: [String: String]
 
   public init(tensors: [(name: String, tensor: Tensor)], metadata: [String: String]) {
@@ -47,6 +53,7 @@ public struct Checkpoint {
     return String(hash, radix: 16)
   }
 
+  /// The file's bytes, with the data and header CRCs added to the metadata.
   public func encode() -> [UInt8] {
     var data: [UInt8] = []
     var header: [String: Any] = [:]
@@ -87,6 +94,7 @@ public struct Checkpoint {
     return CRC32.checksum(of: text.utf8)
   }
 
+  /// Reads and checks a file's bytes (`path` names it in errors): sizes, ranges and CRCs.
   public static func decode(_ bytes: [UInt8], path: String) throws(CheckpointError) -> Checkpoint {
     func corrupt(_ reason: String) -> CheckpointError { .corrupt(path: path, reason: reason) }
     guard bytes.count >= 8 else { throw corrupt("shorter than the 8-byte header length") }
@@ -169,6 +177,7 @@ public struct Checkpoint {
     if let reason = AtomicFile.write(bytes, to: path) { throw .cannotWrite(path: path, reason: reason) }
   }
 
+  /// Reads and checks the checkpoint at `path`.
   public static func read(from path: String) throws(CheckpointError) -> Checkpoint {
     guard FileManager.default.fileExists(atPath: path) else { throw .notFound(path) }
     guard let data = FileManager.default.contents(atPath: path) else { throw .corrupt(path: path, reason: "unreadable") }

@@ -9,6 +9,8 @@ import TTIR
 import TTInterp
 import TTRuntime
 
+/// Why data could not be read or bound to a function's inputs; the message names the file, row
+/// or column.
 public enum DataError: Error, CustomStringConvertible {
   case cannotRead(String)
   case malformed(String)
@@ -18,10 +20,17 @@ public enum DataError: Error, CustomStringConvertible {
   }
 }
 
+/// Training or evaluation data: named columns whose first dimension indexes the examples.
+///
+/// A function input `%x` reads column `x`, converted to the input's element type (integers must
+/// be exact). From CSV, a rank-2 input `%x` of width K may instead read columns `x_0` to
+/// `x_{K-1}`.
 public struct Dataset {
   public var columns: [String: Tensor]
+  /// The number of examples (every column's first dimension).
   public var count: Int
 
+  /// Data held in memory; every column must have the same number of examples.
   public init(columns: [String: Tensor]) throws(DataError) {
     self.columns = columns
     let counts = Set(columns.values.map { $0.shape.first ?? 1 })
@@ -29,6 +38,9 @@ public struct Dataset {
     count = counts.first ?? 0
   }
 
+  /// Reads an `.npz` archive (one column per array), a directory of `.npy` files (one column per
+  /// file, named by it) or a `.csv` file with a header row (integer columns become i64, others
+  /// f64).
   public static func load(_ path: String) throws(DataError) -> Dataset {
     var isDirectory: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw .cannotRead("no data at '\(path)'") }

@@ -17,19 +17,29 @@
 
 import TTIR
 
+/// A dense optimizer and its hyper-parameters; the update is compiled into the training step
+/// (formulas in IR-specs/training.md). Only the fields of the chosen kind matter.
 public struct OptimizerConfig: Sendable, Equatable {
+  /// The optimizer, by its `ttfc train --optimizer` name.
   public enum Kind: String, CaseIterable, Sendable { case sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw }
   public var kind: Kind
+  /// Momentum and Nesterov: the velocity's decay.
   public var momentum = 0.9
+  /// Adam and AdamW: the decay of the first and second moments.
   public var beta1 = 0.9
   public var beta2 = 0.999
+  /// RMSProp: the decay of the mean square.
   public var rho = 0.9
+  /// Added to the denominator (1e-7 for Adagrad and RMSProp, 1e-8 otherwise).
   public var epsilon = 1e-8
+  /// AdamW: decoupled weight decay.
   public var weightDecay = 1e-4
+  /// Adagrad: the accumulator's starting value.
   public var initialAccumulator = 0.1
   /// Clip gradients to this global L2 norm (nil: no clipping).
   public var clipNorm: Double? = nil
 
+  /// `kind` with its default hyper-parameters.
   public init(_ kind: Kind) {
     self.kind = kind
     if kind == .adagrad || kind == .rmsprop { epsilon = 1e-7 }

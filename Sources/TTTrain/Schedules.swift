@@ -5,6 +5,7 @@
 
 import Foundation
 
+/// How the learning rate changes over a run: a shape (``Kind``) after an optional linear warmup.
 public struct LearningRateSchedule: Sendable, Equatable, CustomStringConvertible {
   public enum Kind: Sendable, Equatable {
     case constant
@@ -31,6 +32,7 @@ public struct LearningRateSchedule: Sendable, Equatable, CustomStringConvertible
     }
   }
 
+  /// Reads the `--schedule` spelling (see the file header); nil when it is malformed.
   public static func parse(_ text: String) -> LearningRateSchedule? {
     var rest = Substring(text)
     var warmup = 0

@@ -13,8 +13,11 @@ import TTCodegen
 import TTSupport
 import TTEmbedding
 
+/// Why training could not start or go on; the message names the cause.
 public enum TrainingError: Error, CustomStringConvertible {
+  /// The model, the data or the options cannot be trained (found before step 1).
   case setup(String)
+  /// A step failed to run (wrong inputs, or a runtime error).
   case step(String)
   /// A non-finite loss, gradient or updated parameter at a step (1-based); the reason names it.
   case nonFinite(step: Int, reason: String)
@@ -38,10 +41,19 @@ public enum NonFinitePolicy: String, CaseIterable, Sendable {
   case skipStep = "skip-step"
 }
 
+/// The compiled training step of one loss function and the state it updates.
+///
+/// `Trainer` differentiates the loss function, appends the optimizer's update and compiles the
+/// result once as `@<loss>.train_step` (every batch size included). It owns the parameters, the
+/// optimizer slots, the step count and the module's embedding tables. ``step(_:lr:)`` trains on
+/// one batch given as tensors; ``TrainingLoop`` adds data, schedules, evaluation and
+/// checkpoints on top of it.
 public final class Trainer {
+  /// The module as given, and the name of its loss function.
   public let module: Module
   public let lossName: String
   public let optimizer: OptimizerConfig
+  /// `module` with the training step function added (before optimization).
   public let stepModule: Module
   let executable: Executable
   let inputTypes: [TensorType]      // the loss function's inputs
@@ -59,6 +71,7 @@ public final class Trainer {
     case filled(Double)
     case initializer(ParamInitializer.Generator, Initializer, name: String)
   }
+  /// Steps taken (or restored from a checkpoint); the next step is `stepCount + 1`.
   public private(set) var stepCount = 0
   /// Prepared runs by batch shape, bucketed by the shape policy.
   public let shapes: ShapeSpecializer
@@ -98,6 +111,8 @@ public final class Trainer {
     }
   }
 
+  /// Builds and compiles the training step of `module`'s function `loss` with `optimizer`.
+  /// Parameters start from `params` where given, else from their declared initializers.
   /// `valuesFollow`: a checkpoint will supply every parameter (a resume), so a parameter
   /// without a value or initializer starts as zeros until it is restored.
   public init(module: Module, loss: String, optimizer: OptimizerConfig, params: [String: Tensor] = [:],
@@ -220,6 +235,7 @@ public final class Trainer {
     stepCount = step
   }
 
+  /// The current parameter values by name.
   public var params: [String: Tensor] {
     Dictionary(uniqueKeysWithValues: module.params.enumerated().map { ($0.element.name, state[$0.offset]) })
   }

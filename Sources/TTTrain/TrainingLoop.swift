@@ -10,17 +10,31 @@ import TTRuntime
 import TTSupport
 import TTEmbedding
 
+/// How a ``TrainingLoop`` trains: batch size, length, learning rate and schedule, data order,
+/// evaluation, checkpoints and metrics. Every setting has a default (`ttfc train`'s), so a run
+/// sets only what it changes.
 public struct TrainingOptions {
+  /// Examples per step (1 to ``maximumBatch``); the last batch of an epoch may be smaller.
   public var batch = 32
+  /// Steps in all, counted from step 0 even after a resume (takes precedence over `epochs`).
   public var steps: Int? = nil
+  /// Passes over the data when `steps` is nil (default one).
   public var epochs: Int? = nil
+  /// The base learning rate that `schedule` scales.
   public var learningRate = 1e-3
   public var schedule = LearningRateSchedule()
+  /// Seed of the data order (the parameters' seeds are in the model's initializers).
   public var seed: UInt64 = 0
+  /// Evaluate on the evaluation data every this many steps and after the last one (nil: never
+  /// during ``TrainingLoop/run(report:)``; ``TrainingLoop/evaluate()`` still works).
   public var evalEvery: Int? = nil
+  /// Where checkpoints go (`checkpoint.safetensors` and table files); nil: no checkpoints.
   public var checkpointDirectory: String? = nil
+  /// Also save a checkpoint every this many steps (one is always saved at the end).
   public var checkpointEvery: Int? = nil
+  /// A file to which every step and evaluation is appended as one JSON line.
   public var metricsPath: String? = nil
+  /// Shuffle the examples every epoch (seeded by `seed`); false: file order.
   public var shuffle = true
   /// How batch sizes map to memory layouts of the one compiled step (see ShapeBuckets).
   public var bucketPolicy = BucketPolicy.powersOfTwo
@@ -51,33 +65,55 @@ public struct TrainingOptions {
   public static let maximumBatch = 1 << 30
 }
 
+/// What ``TrainingLoop/run(report:)`` reports after each step and each evaluation.
 public struct TrainingEvent {
+  /// `step` after every step, `evaluation` after every evaluation (`checkpoint` is not reported).
   public enum Kind { case step, evaluation, checkpoint }
   public var kind: Kind
+  /// The number of steps taken so far (1-based after the first).
   public var step: Int
   public var totalSteps: Int
+  /// The step's training loss, or the evaluation loss.
   public var loss: Double
   public var learningRate: Double
   public var stepsPerSecond: Double
+  /// Evaluation metrics by name: `loss`, and `accuracy` / `auc` when the model defines them.
   public var metrics: [String: Double] = [:]
   public var message: String = ""
 }
 
+/// Trains a module's loss function on a ``Dataset``: the entry point for training from Swift,
+/// and what `ttfc train` runs.
+///
+/// It builds a ``Trainer`` (the compiled step), binds the loss function's inputs to the data's
+/// columns by name, and then ``run(report:)`` takes ``totalSteps`` steps in a seeded order with
+/// the scheduled learning rate, evaluating and checkpointing as ``TrainingOptions`` says. A
+/// checkpoint holds the parameters, optimizer slots, step and data position, so ``resume()``
+/// continues bit-identically to an uninterrupted run.
 public final class TrainingLoop {
+  /// The compiled training step and the training state (parameters: ``Trainer/params``).
   public let trainer: Trainer
   public let options: TrainingOptions
   let data: Dataset
   let evalData: Dataset?
   let columns: [Tensor]
   let columnNames: [String]
+  /// The position in the data: epoch and offset of the next batch.
   public private(set) var order: BatchOrder
+  /// Steps the run takes in all (from `options.steps`, or epochs times batches per epoch).
   public let totalSteps: Int
+  /// Polled before each step; when it returns true, `run` saves a checkpoint and returns false.
   public var stopRequested: () -> Bool = { false }
+  /// The training loss of every step this loop ran (skipped steps excluded).
   public private(set) var losses: [Double] = []
   /// Steps skipped under `NonFinitePolicy.skipStep` (their update was not applied).
   public private(set) var skippedSteps = 0
   let modelHash: String
 
+  /// Compiles the training step of `module`'s function `loss` (which returns a scalar) with
+  /// `optimizer`, and binds the function's inputs to the columns of `data` (and of `evalData`, if
+  /// given) by name. Every problem with the model, the data or the options is thrown now, as
+  /// ``TrainingError/setup(_:)``, before any step runs.
   public init(module: Module, loss: String, optimizer: OptimizerConfig, data: Dataset, evalData: Dataset? = nil,
               options: TrainingOptions) throws(TrainingError) {
     trainer = try Trainer(module: module, loss: loss, optimizer: optimizer, params: options.initialParams,
@@ -166,8 +202,12 @@ public final class TrainingLoop {
     return nil
   }
 
-  var checkpointPath: String? { options.checkpointDirectory.map { ($0 as NSString).appendingPathComponent("checkpoint.safetensors") } }
+  /// The checkpoint file, `checkpoint.safetensors` in `options.checkpointDirectory` (nil
+  /// without one); ``Checkpoint/read(from:)`` reads it.
+  public var checkpointPath: String? { options.checkpointDirectory.map { ($0 as NSString).appendingPathComponent("checkpoint.safetensors") } }
 
+  /// Writes the training state to ``checkpointPath`` atomically (nothing without a checkpoint
+  /// directory). A state that is not finite is refused, so the last good checkpoint stays.
   public func saveCheckpoint() throws(CheckpointError) {
     guard let path = checkpointPath else { return }
     guard trainer.stateIsFinite() else {
@@ -209,7 +249,9 @@ public final class TrainingLoop {
   /// What a resume with `allowChangedSchedule` changed: "--lr 0.001 -> 0.002", ...
   public private(set) var settingChanges: [String] = []
 
-  /// Restores from the checkpoint directory; false when there is no checkpoint yet.
+  /// Restores the training state and data position from ``checkpointPath``; false when there is
+  /// no checkpoint yet. A checkpoint of another model, optimizer, seed or batch is refused, and
+  /// so are changed learning-rate settings unless `options.allowChangedSchedule`.
   @discardableResult
   public func resume() throws(CheckpointError) -> Bool {
     guard let path = checkpointPath, FileManager.default.fileExists(atPath: path) else { return false }
@@ -268,11 +310,13 @@ public final class TrainingLoop {
     return true
   }
 
-  /// Trains until `totalSteps`; calls `report` after every step and evaluation. Returns false
-  /// when stopped by `stopRequested` (after saving a checkpoint). A non-finite step throws
-  /// `TrainingError.nonFinite` (policy stop) or is skipped and counted (policy skip-step); a
-  /// metrics file that cannot be written saves a checkpoint, then throws.
-  public func run(report: (TrainingEvent) -> Void) throws -> Bool {
+  /// Trains until ``totalSteps``; calls `report` after every step and evaluation, and saves a
+  /// checkpoint at the end when there is a checkpoint directory. Returns false when stopped by
+  /// ``stopRequested`` (after saving a checkpoint). A non-finite step throws
+  /// ``TrainingError/nonFinite(step:reason:)`` (policy stop) or is skipped and counted (policy
+  /// skip-step); a metrics file that cannot be written saves a checkpoint, then throws.
+  @discardableResult
+  public func run(report: (TrainingEvent) -> Void = { _ in }) throws -> Bool {
     try checkOutputs()
     var metricsFile: FileHandle? = nil
     if let path = options.metricsPath {
@@ -364,7 +408,6 @@ public final class TrainingLoop {
     return paths
   }
 
-  /// Loss (mean over examples), and accuracy / AUC when the model defines them, on the eval data.
   /// Evaluation executables by function, built at the first evaluation and given the current
   /// parameters at each later one (no passes, no recompilation, no new buffers).
   var evaluationExecutables: [String: Executable] = [:]
@@ -379,6 +422,9 @@ public final class TrainingLoop {
     return executable
   }
 
+  /// Metrics on the evaluation data with the current parameters: `loss` (the loss function's
+  /// mean over every example), `accuracy` when the module has a scalar `@accuracy` function, and
+  /// `auc` when it has `@predict` and the labels are floats. Empty without evaluation data.
   public func evaluate() throws -> [String: Double] {
     guard let evalData else { return [:] }
     let module = trainer.module
