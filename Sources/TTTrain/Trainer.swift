@@ -314,6 +314,16 @@ public final class Trainer {
     return loss
   }
 
+  /// Brings every table row to the current step where the sparse optimizer defers work to a
+  /// row's next update (`sparseadam-catchup`: the movement of the steps a row skipped, at rate
+  /// `lr`); anything that reads table values outside a step (evaluation, export) calls it first.
+  public func catchUpTables(lr: Double) {
+    guard stepCount >= 1 else { return }
+    for (_, table) in tables.sorted(by: { $0.key < $1.key }) {
+      table.catchUp(sparseOptimizer, throughStep: Int64(stepCount), lr: Float(lr))
+    }
+  }
+
   /// Whether every parameter and optimizer slot is finite (checked before a checkpoint is written).
   public func stateIsFinite() -> Bool {
     guard !stateIsNonFinite else { return false }
