@@ -137,38 +137,40 @@ extension EmbeddingTable {
                                       after last: Int64, steps: Int64, b1: Double, b2: Double, eps: Float, lr: Float,
                                       powers1: [Double], powers2: [Double], coefficients: UnsafeMutablePointer<Float>) {
     let base1 = power(powers1, b1, last), base2 = power(powers2, b2, last)
-    let rates = coefficients, scales = coefficients + catchUpChunk
+    let rates = coefficients, roots = coefficients + catchUpChunk
     var done: Int64 = 0
     while done < steps {
       let count = Int(min(steps - done, Int64(catchUpChunk)))
       for i in 0..<count {
         let j = done + Int64(i) + 1
         let p1 = power(powers1, b1, j), p2 = power(powers2, b2, j)
-        rates[i] = Float(Double(lr) * p1 / (1 - base1 * p1))  // lr b1^j / (1 - b1^(L+j))
-        scales[i] = Float(p2 / (1 - base2 * p2))               // b2^j / (1 - b2^(L+j))
+        rates[i] = Float(Double(lr) * p1 / (1 - base1 * p1))     // lr b1^j / (1 - b1^(L+j))
+        roots[i] = Float((p2 / (1 - base2 * p2)).squareRoot())   // sqrt(b2^j / (1 - b2^(L+j)))
       }
-      catchUpRow(w, m, v, n, rates: rates, scales: scales, count: count, eps: eps)
+      catchUpRow(w, m, v, n, rates: rates, roots: roots, count: count, eps: eps)
       done += Int64(count)
     }
   }
 
-  /// w -= sum over i < count of rates[i] m / (sqrt(scales[i] v) + eps), eight lanes at a time.
+  /// w -= sum over i < count of rates[i] m / (roots[i] sqrt(v) + eps), eight lanes at a time
+  /// (sqrt(v) once per element, not once per skipped step).
   @inline(__always)
   static func catchUpRow(_ w: UnsafeMutablePointer<Float>, _ m: UnsafePointer<Float>, _ v: UnsafePointer<Float>, _ n: Int,
-                         rates: UnsafePointer<Float>, scales: UnsafePointer<Float>, count: Int, eps: Float) {
+                         rates: UnsafePointer<Float>, roots: UnsafePointer<Float>, count: Int, eps: Float) {
     var e = 0
     while e + 8 <= n {
       let mv = UnsafeRawPointer(m + e).loadUnaligned(as: SIMD8<Float>.self)
-      let vv = UnsafeRawPointer(v + e).loadUnaligned(as: SIMD8<Float>.self)
+      let rootV = UnsafeRawPointer(v + e).loadUnaligned(as: SIMD8<Float>.self).squareRoot()
       var moved = SIMD8<Float>(repeating: 0)
-      for i in 0..<count { moved += rates[i] * mv / ((scales[i] * vv).squareRoot() + eps) }
+      for i in 0..<count { moved += rates[i] * mv / (roots[i] * rootV + eps) }
       let wv = UnsafeRawPointer(w + e).loadUnaligned(as: SIMD8<Float>.self) - moved
       UnsafeMutableRawPointer(w + e).storeBytes(of: wv, as: SIMD8<Float>.self)
       e += 8
     }
     while e < n {
+      let rootV = v[e].squareRoot()
       var moved: Float = 0
-      for i in 0..<count { moved += rates[i] * m[e] / ((scales[i] * v[e]).squareRoot() + eps) }
+      for i in 0..<count { moved += rates[i] * m[e] / (roots[i] * rootV + eps) }
       w[e] -= moved
       e += 1
     }
