@@ -88,19 +88,19 @@ public enum SparseOptimizer: Equatable, Sendable {
   /// Every name `init(name:)` reads, in the order help texts list them.
   public static let names = ["sgd", "adagrad", "ftrl", "adam", "lazyadam", "sparseadam"] + SparseAdamVariant.allCases.map(\.name)
 
-  /// Parses the names in `names` (default hyper-parameters); `_` may stand for `-`, and
-  /// `lazy_adam`, `sparse_adam` are accepted too.
+  /// Parses the names in `names` (default hyper-parameters), ignoring case, `-` and `_`
+  /// (`lazy_adam`, `sparse_adam_catchup` and `SparseAdam-RowCount` read too).
   public init?(name: String) {
-    let spelled = String(name.lowercased().map { $0 == "_" ? "-" : $0 })
-    switch spelled {
+    func key(_ text: String) -> String { String(text.lowercased().filter { $0 != "-" && $0 != "_" }) }
+    switch key(name) {
     case "sgd": self = .sgd
     case "adagrad": self = .defaultAdagrad
     case "ftrl": self = .defaultFTRL
     case "adam": self = .defaultAdam
-    case "lazyadam", "lazy-adam": self = .defaultLazyAdam
-    case "sparseadam", "sparse-adam": self = .defaultSparseAdam
-    default:
-      guard let variant = SparseAdamVariant.allCases.first(where: { $0.name == spelled }) else { return nil }
+    case "lazyadam": self = .defaultLazyAdam
+    case "sparseadam": self = .defaultSparseAdam
+    case let spelled:
+      guard let variant = SparseAdamVariant.allCases.first(where: { key($0.name) == spelled }) else { return nil }
       self = .sparseAdam(variant)
     }
   }

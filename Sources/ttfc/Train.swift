@@ -54,7 +54,7 @@ struct Train: ParsableCommand {
   var bucketPolicy = "pow2"
   @Flag(help: "At the end, print compiles, kernel cache hits, shape buckets, padding and compile seconds (to stderr).")
   var stats = false
-  @Option(help: "Optimizer of embedding tables: sgd, adagrad, ftrl, adam (dense semantics), lazyadam, sparseadam (default: sparseadam for Adam-family optimizers, else the sparse form of --optimizer).")
+  @Option(help: "Optimizer of embedding tables: sgd, adagrad, ftrl, adam (dense semantics), lazyadam, sparseadam-published, sparseadam-rowcount, sparseadam-catchup, or sparseadam (one of those, IR-specs/embeddings.md; the default for Adam-family optimizers, else the sparse form of --optimizer).")
   var sparseOptimizer: String?
   @Option(parsing: .unconditional, help: "Evict table rows not seen in training for more than N steps, N at least 0 (checked every 100 steps).") var tableTtl: Int?
   @Option(parsing: .unconditional, help: "Keep at most N rows per table, N at least 1, evicting the least frequently used (checked every 100 steps).") var tableCapacity: Int?
@@ -115,7 +115,7 @@ struct Train: ParsableCommand {
     options.tableCapacity = tableCapacity
     if let sparseOptimizer {
       guard let parsed = SparseOptimizer(name: sparseOptimizer) else {
-        throw fail("unknown sparse optimizer '\(sparseOptimizer)' (expected sgd, adagrad, ftrl, adam, lazyadam, sparseadam)")
+        throw fail("unknown sparse optimizer '\(sparseOptimizer)' (expected \(SparseOptimizer.names.joined(separator: ", ")))")
       }
       options.sparseOptimizer = parsed
     }

@@ -156,7 +156,8 @@ struct SparseOptimizerTests {
     #expect(throws: EmbeddingError.self) { try EmbeddingTable(dim: 0) }
     #expect(SparseOptimizer(name: "sparseadam") == .defaultSparseAdam)
     #expect(SparseOptimizer(name: "nope") == nil)
-    #expect(SparseOptimizer(name: "sparseadam-") == nil)
+    #expect(SparseOptimizer(name: "sparseadam-lazy") == nil && SparseOptimizer(name: "sparseadamx") == nil)
+    #expect(SparseOptimizer(name: "Lazy_Adam") == .defaultLazyAdam && SparseOptimizer(name: "sparse_adam_catchup") == .sparseAdam(.catchUp))
     // Every listed name reads, and every optimizer's canonical name reads back to it.
     for name in SparseOptimizer.names { #expect(SparseOptimizer(name: name) != nil, "\(name)") }
     for variant in SparseAdamVariant.allCases {
