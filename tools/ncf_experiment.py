@@ -75,11 +75,12 @@ def load_runs(path):
     return results
 
 
-def epoch_metrics(run_entry):
-    """[(epoch, overall hr, ndcg, {band: (hr, ndcg, users)})] of one run."""
+def epoch_metrics(run_entry, key="bands"):
+    """[(epoch, overall hr, ndcg, {band: (hr, ndcg, users)})] of one run; key "user_bands" for
+    the bands of user activity instead of item popularity."""
     out = []
     for e in run_entry.get("epochs") or [dict(run_entry, epoch=None)]:
-        bands = {b: (e["bands"][b]["hr"], e["bands"][b]["ndcg"], e["bands"][b]["users"]) for b in BANDS if b in e.get("bands", {})}
+        bands = {b: (e[key][b]["hr"], e[key][b]["ndcg"], e[key][b]["users"]) for b in BANDS if b in e.get(key, {})}
         out.append((e.get("epoch"), e["hr"], e["ndcg"], bands))
     return out
 
@@ -192,6 +193,10 @@ def main():
                     if b in bands:
                         row[f"{b}_hr"], row[f"{b}_ndcg"], row[f"{b}_users"] = bands[b]
                 rows.append(row)
+            for (epoch, _, _, bands), row in zip(epoch_metrics(r, "user_bands"), rows[-len(epoch_metrics(r)):]):
+                for b in BANDS:
+                    if b in bands:
+                        row[f"users_{b}_hr"], row[f"users_{b}_ndcg"], row[f"users_{b}_users"] = bands[b]
 
     # 2. tuning (jobs run --jobs at a time; each writes its own results file)
     print(f"tuning: {len(jobs)} runs ({len(optimizers)} optimizers x {len(lrs)} learning rates x {len(datasets)} data sets, seed {args.tune_seed}, "
@@ -221,6 +226,12 @@ def main():
         for b in BANDS:
             entry[b] = {"hr": mean_sd([e[3][b][0] for e in per_seed if b in e[3]]), "ndcg": mean_sd([e[3][b][1] for e in per_seed if b in e[3]]),
                         "users": per_seed[0][3].get(b, (0, 0, 0))[2]}
+        # The same per band of user activity (head: the most active users; tail: the users whose
+        # rows are updated least often).
+        per_seed_users = [next(e for e in epoch_metrics(r, "user_bands") if e[0] == epoch) for r in results["runs"]]
+        entry["user_bands"] = {b: {"hr": mean_sd([e[3][b][0] for e in per_seed_users if b in e[3]]),
+                                   "ndcg": mean_sd([e[3][b][1] for e in per_seed_users if b in e[3]]),
+                                   "users": per_seed_users[0][3].get(b, (0, 0, 0))[2]} for b in BANDS}
         # Every epoch budget at the tuned learning rate, for the budget curves.
         entry["by_epoch"] = {}
         for k in range(1, args.epochs + 1):
@@ -232,7 +243,8 @@ def main():
         summary.setdefault(dataset, {})[optimizer] = entry
 
     # 4. report
-    columns = ["dataset", "phase", "optimizer", "lr", "seed", "epoch", "hr", "ndcg"] + [f"{b}_{m}" for b in BANDS for m in ("hr", "ndcg", "users")] + ["seconds"]
+    columns = (["dataset", "phase", "optimizer", "lr", "seed", "epoch", "hr", "ndcg"] + [f"{b}_{m}" for b in BANDS for m in ("hr", "ndcg", "users")]
+               + [f"users_{b}_{m}" for b in BANDS for m in ("hr", "ndcg", "users")] + ["seconds"])
     with open(os.path.join(args.out, "results.csv"), "w", encoding="utf-8") as f:
         f.write(",".join(columns) + "\n")
         for row in rows:
@@ -252,6 +264,30 @@ def main():
                          + " | ".join(cell(e[b]["hr"]) for b in BANDS) + " | " + " | ".join(cell(e[b]["ndcg"]) for b in BANDS) + " |")
         users = summary[dataset][optimizers[0]]
         lines.append("\ntest users per band: " + ", ".join(f"{b} {users[b]['users']}" for b in BANDS))
+        lines.append(f"\n{dataset}, per band of user activity (head: the most active users), same runs\n")
+        lines.append("| table optimizer | HR@10 head users | HR@10 torso users | HR@10 tail users | NDCG@10 tail users |")
+        lines.append("|---|---|---|---|---|")
+        for optimizer in optimizers:
+            e = summary[dataset][optimizer]["user_bands"]
+            cell = lambda pair: f"{pair[0]:.4f} ± {pair[1]:.4f}"
+            lines.append(f"| {optimizer} | " + " | ".join(cell(e[b]["hr"]) for b in BANDS) + f" | {cell(e['tail']['ndcg'])} |")
+        lines.append("\ntest users per band: " + ", ".join(f"{b} {summary[dataset][optimizers[0]]['user_bands'][b]['users']}" for b in BANDS))
+        lines.append(f"\n{dataset}, every epoch budget at the tuned learning rate (HR@10 / NDCG@10 / tail-item HR@10, mean over seeds)\n")
+        lines.append("| table optimizer | " + " | ".join(f"{k} epoch{'s' if k > 1 else ''}" for k in range(1, args.epochs + 1)) + " |")
+        lines.append("|---|" + "---|" * args.epochs)
+        for optimizer in optimizers:
+            e = summary[dataset][optimizer]["by_epoch"]
+            lines.append(f"| {optimizer} | " + " | ".join(f"{e[k]['hr'][0]:.4f} / {e[k]['ndcg'][0]:.4f} / {e[k]['tail_hr'][0]:.4f}" for k in range(1, args.epochs + 1)) + " |")
+        lines.append(f"\n{dataset}, tuning (seed {args.tune_seed}): HR@10 after the last epoch for each learning rate\n")
+        lines.append("| table optimizer | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " |")
+        lines.append("|---|" + "---|" * len(lrs))
+        for optimizer in optimizers:
+            cells = []
+            for lr in lrs:
+                hits = [row["hr"] for row in rows if row["dataset"] == dataset and row["phase"] == "tune" and row["optimizer"] == optimizer
+                        and row["lr"] == lr and row["epoch"] == args.epochs]
+                cells.append(f"{hits[0]:.4f}" if hits else "")
+            lines.append(f"| {optimizer} | " + " | ".join(cells) + " |")
     text = "\n".join(lines)
     with open(os.path.join(args.out, "summary.md"), "w", encoding="utf-8") as f:
         f.write(text + "\n")
