@@ -12,8 +12,10 @@
 //              w -= sum_j lr (b1^j m/(1-b1^s)) / (sqrt(b2^j v/(1-b2^s)) + eps),
 //              then the published update: dense Adam, paid for when the row is next touched.
 //              The sum stops after `catchUpHorizon` terms; the rest is below 2^-30 lr.
-// `catchUp(_:throughStep:lr:)` brings every row of a catchup table to step t the same way (an
-// evaluation or export must read what dense Adam would hold).
+// A training step first catches up the rows it is about to read (`catchUp(_:ids:...)`, through
+// the previous step), so that its gradient is taken where dense Adam has the row, and the
+// update then has no skipped step left; an evaluation or export catches up every row
+// (`catchUp(_:throughStep:lr:)`).
 
 import CSupport
 import Glibc
@@ -85,13 +87,34 @@ extension EmbeddingTable {
   /// state dense Adam would have after step t (the skipped steps' movement with rate `lr`, m and
   /// v decayed, the row's last update set to t). Other optimizers' tables are left alone.
   public func catchUp(_ optimizer: SparseOptimizer, throughStep t: Int64, lr: Float) {
+    catchUpRows(optimizer, throughStep: t, lr: lr) { visit in
+      for row in 0..<highWater { visit(row) }
+    }
+  }
+
+  /// The same for the rows of `ids` only (ids without a row are skipped): a training step
+  /// calls it with step t - 1 before it reads the rows, so that it sees and differentiates
+  /// them where dense Adam would have them.
+  public func catchUp(_ optimizer: SparseOptimizer, ids: UnsafeBufferPointer<Int64>, throughStep t: Int64, lr: Float) {
+    catchUpRows(optimizer, throughStep: t, lr: lr) { visit in
+      for id in ids {
+        let row = row(of: id)
+        if row >= 0 { visit(row) }
+      }
+    }
+  }
+
+  /// Catches up the rows `rows` hands to its visitor (each at most once in effect: a row caught
+  /// up to t is not behind any more).
+  func catchUpRows(_ optimizer: SparseOptimizer, throughStep t: Int64, lr: Float, _ rows: ((Int) -> Void) -> Void) {
     guard case .sparseAdam(let b1, let b2, let eps, .catchUp) = optimizer, slotCount == 2, t >= 1 else { return }
     let n = dim
     let powers1 = Self.powers(Double(b1)), powers2 = Self.powers(Double(b2))
     let horizon = Self.catchUpHorizon(b1: Double(b1), b2: Double(b2))
     withUnsafeTemporaryAllocation(of: Float.self, capacity: n + 2 * Self.catchUpChunk) { buffer in
       let scratch = buffer.baseAddress!, coefficients = buffer.baseAddress! + n
-      for row in 0..<highWater where meta[row].updates > 0 && meta[row].lastUpdate < t {
+      rows { row in
+        guard meta[row].updates > 0 && meta[row].lastUpdate < t else { return }
         let last = meta[row].lastUpdate, skipped = t - last
         let m = slot(0, of: row), v = slot(1, of: row)
         let w: UnsafeMutablePointer<Float>

@@ -258,6 +258,15 @@ public final class Trainer {
     }
     let t = Int64(stepCount + 1)
     for (i, tensor) in batch.enumerated() { RawTensor.write(tensor, to: run.inputs[i]) }
+    // sparseadam-catchup: the rows this step reads first move through the steps they skipped,
+    // so that the step reads and differentiates them where dense Adam would have them.
+    if case .sparseAdam(_, _, _, .catchUp) = sparseOptimizer {
+      for site in sites {
+        batch[site.idsInput].int64s.withUnsafeBufferPointer { ids in
+          tables[site.table]!.catchUp(sparseOptimizer, ids: ids, throughStep: t - 1, lr: Float(lr))
+        }
+      }
+    }
     // Training lookups (new ids get rows) straight into the row inputs.
     let siteRows = sites.enumerated().map { k, site in
       lookUp(site, batch: batch, into: run.inputs[inputTypes.count + k].assumingMemoryBound(to: Float.self), step: t)
