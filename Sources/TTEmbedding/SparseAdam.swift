@@ -35,8 +35,10 @@ public enum SparseAdamVariant: CaseIterable, Sendable {
     }
   }
 
-  /// The variant the name `sparseadam` stands for (IR-specs/embeddings.md says why).
-  public static let `default` = SparseAdamVariant.rowCount
+  /// The variant the name `sparseadam` stands for: in the NCF experiment the catch-up variant
+  /// tied LazyAdam overall and was the only one ahead on rarely seen items (IR-specs/embeddings.md,
+  /// "Which SparseAdam is `sparseadam`").
+  public static let `default` = SparseAdamVariant.catchUp
 }
 
 extension EmbeddingTable {

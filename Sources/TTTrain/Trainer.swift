@@ -84,8 +84,8 @@ public final class Trainer {
   public let sites: [LookupSite]
   let rowInputCount: Int
 
-  /// SparseAdam for Adam-family optimizers (the per-row step-aware fix of LazyAdam), the sparse
-  /// form of SGD and Adagrad for those.
+  /// SparseAdam (`sparseadam`, the catch-up variant: dense Adam computed lazily) for Adam-family
+  /// optimizers, the sparse form of SGD and Adagrad for those.
   public static func defaultSparseOptimizer(for kind: OptimizerConfig.Kind) -> SparseOptimizer {
     switch kind {
     case .sgd, .momentum, .nesterov: return .sgd

@@ -12,7 +12,7 @@ struct NCF: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "ncf",
     abstract: "Train NeuMF on MovieLens-format ratings (MLPerf NCF protocol) and report HR@10 and NDCG@10.",
-    usage: "ttfc ncf [--ratings <file> | --synthetic ml1m|sparse[:F]|<u,i,n>] [<options>]",
+    usage: "ttfc ncf [--ratings <file> | --synthetic <shape>] [<options>]",
     discussion: helpText("""
       Ratings come from --ratings (ml-1m's ratings.dat, UserID::MovieID::Rating::Timestamp, or a
       ratings.csv with the header userId,movieId,rating,timestamp as in ml-20m and ml-25m) or
