@@ -11,12 +11,15 @@ Runs `ttfc ncf` (the training is ttfc's; this script only orchestrates and summa
   3. final   every optimizer at its tuned learning rate with --seeds, evaluated after every epoch
   4. report  results.csv (one row per run, epoch and band), summary.json and summary.md (mean
              ± sd over seeds at each optimizer's tuned budget, overall and per popularity band of
-             the test item), and the picture: HR@10 and NDCG@10 per optimizer and band
+             the test item and of user activity), and the picture: HR@10 per optimizer and band,
+             and its difference from LazyAdam's
 
 A run whose results file exists is not run again, so an interrupted experiment resumes.
 
   nice -n 19 tools/ncf_experiment.py --out out/ncf-experiment     # the experiment in IR-specs
   tools/ncf_experiment.py --smoke --out /tmp/ncf-smoke            # a minute: tiny sets, 1 epoch
+  tools/ncf_experiment.py --datasets sparse --epochs 6 --seeds 1,2,3 --fixed-lrs adam=0.001,...
+                                                                  # a longer budget, no tuning
 """
 import argparse
 import json
@@ -86,6 +89,8 @@ def epoch_metrics(run_entry, key="bands"):
 
 
 def picture(summary, datasets, optimizers, path):
+    """Per data set: HR@10 per optimizer and band (left) and its difference from LazyAdam's
+    (right; NDCG@10 instead when LazyAdam was not run)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -94,29 +99,45 @@ def picture(summary, datasets, optimizers, path):
         fail("matplotlib is missing: run tools/setup and use .venv/bin/python")
     groups = ["all"] + BANDS
     colors = ["#1f5fa8", "#d0622a", "#5a9e4b", "#8e5ba8", "#a88e2a", "#555555"]
-    fig, axes = plt.subplots(len(datasets), 2, figsize=(16, 4.2 * len(datasets)), squeeze=False)
+    baseline = "lazyadam" if "lazyadam" in optimizers else None
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(16, 4.4 * len(datasets)), squeeze=False)
     width = 0.8 / len(optimizers)
     for row, dataset in enumerate(datasets):
-        for col, (metric, label) in enumerate((("hr", "HR@10"), ("ndcg", "NDCG@10"))):
+        users = summary[dataset][optimizers[0]]
+        for col in range(2):
             ax = axes[row][col]
-            lows = []
+            difference = col == 1 and baseline is not None
+            metric = "ndcg" if col == 1 and not difference else "hr"
+            lows, highs = [], []
             for k, name in enumerate(optimizers):
                 entry = summary[dataset][name]
                 means = [entry[g][metric][0] for g in groups]
                 sds = [entry[g][metric][1] for g in groups]
+                if difference:
+                    base = summary[dataset][baseline]
+                    means = [m - base[g]["hr"][0] for m, g in zip(means, groups)]
+                    sds = [math.hypot(sd, base[g]["hr"][1]) if name != baseline else 0 for sd, g in zip(sds, groups)]
                 xs = [g + (k - (len(optimizers) - 1) / 2) * width for g in range(len(groups))]
                 ax.bar(xs, means, width * 0.92, yerr=sds, capsize=2, color=colors[k % len(colors)],
-                       label=f"{name} (lr {entry['lr']:g}, {entry['epochs']} ep)", error_kw={"linewidth": 1})
+                       label=f"{name} (lr {entry['lr']:g}, {entry['epochs']} epoch{'s' if entry['epochs'] != 1 else ''})",
+                       error_kw={"linewidth": 1})
                 lows += [m - s for m, s in zip(means, sds) if math.isfinite(m)]
+                highs += [m + s for m, s in zip(means, sds) if math.isfinite(m)]
             ax.set_xticks(range(len(groups)))
-            users = summary[dataset][optimizers[0]]
             ax.set_xticklabels([f"{g}\n({users[g]['users']} test users)" for g in groups])
-            ax.set_ylabel(label)
-            ax.set_ylim(max(0, min(lows) - 0.05), None)
             ax.grid(axis="y", alpha=0.3)
-            ax.set_title(f"{dataset}: {label} per test-item popularity band (mean ± sd over seeds)", fontsize=10)
-            if col == 1:
+            if difference:
+                ax.axhline(0, color="black", linewidth=0.8)
+                ax.set_ylabel("HR@10 minus LazyAdam's")
+                ax.set_title(f"{dataset}: HR@10 minus LazyAdam's, per band (± sd of the difference)", fontsize=10)
                 ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title=dataset, title_fontsize=8)
+            else:
+                ax.set_ylim(max(0, min(lows) - 0.05), max(highs) + 0.03)
+                label = "HR@10" if metric == "hr" else "NDCG@10"
+                ax.set_ylabel(label)
+                ax.set_title(f"{dataset}: {label} per popularity band of the test item (mean ± sd over seeds)", fontsize=10)
+                if col == 1:
+                    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title=dataset, title_fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -132,6 +153,7 @@ def main():
     parser.add_argument("--lrs", default="0.001,0.003,0.01", help="learning rates tried in tuning")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per run; every epoch is an evaluated budget")
     parser.add_argument("--tune-seed", type=int, default=101)
+    parser.add_argument("--fixed-lrs", help="no tuning: OPTIMIZER=LR,... (every optimizer's rate; reported after the last epoch)")
     parser.add_argument("--seeds", default="1,2,3,4,5")
     parser.add_argument("--jobs", type=int, default=2, help="ttfc processes at a time (each runs with TTFC_THREADS=1, so results do not depend on it)")
     parser.add_argument("--picture", help="where to draw the picture (default: OUT/ncf-sparseadam.png)")
@@ -177,10 +199,21 @@ def main():
             print(f"  {tag} {dataset} {optimizer} lr {lr:g} seeds {seed_list}: {seconds:.0f} s", flush=True)
         return load_runs(result)
 
+    fixed = {}
+    if args.fixed_lrs:
+        for pair in args.fixed_lrs.split(","):
+            name, _, rate = pair.partition("=")
+            try:
+                fixed[name] = float(rate)
+            except ValueError:
+                fail(f"--fixed-lrs: '{pair}' is not OPTIMIZER=LR")
+        if set(fixed) != set(optimizers):
+            fail(f"--fixed-lrs names {sorted(fixed)}, not the optimizers {sorted(optimizers)}")
+        lrs = sorted(set(fixed.values()))
     jobs = []
     for dataset in datasets:
         for optimizer in optimizers:
-            for lr in lrs:
+            for lr in ([] if fixed else lrs):
                 jobs.append((dataset, optimizer, lr, [args.tune_seed], "tune"))
     rows = []
 
@@ -199,8 +232,9 @@ def main():
                         row[f"users_{b}_hr"], row[f"users_{b}_ndcg"], row[f"users_{b}_users"] = bands[b]
 
     # 2. tuning (jobs run --jobs at a time; each writes its own results file)
-    print(f"tuning: {len(jobs)} runs ({len(optimizers)} optimizers x {len(lrs)} learning rates x {len(datasets)} data sets, seed {args.tune_seed}, "
-          f"{args.epochs} epochs)", flush=True)
+    if jobs:
+        print(f"tuning: {len(jobs)} runs ({len(optimizers)} optimizers x {len(lrs)} learning rates x {len(datasets)} data sets, seed {args.tune_seed}, "
+              f"{args.epochs} epochs)", flush=True)
     run_jobs(jobs, ncf, args.jobs)
     tuned = {}
     for dataset, optimizer, lr, seed_list, tag in jobs:
@@ -210,6 +244,10 @@ def main():
             best = tuned.get((dataset, optimizer))
             if best is None or (hr, ndcg) > (best[2], best[3]):
                 tuned[(dataset, optimizer)] = (lr, epoch, hr, ndcg)
+
+    for dataset in datasets:
+        for optimizer, lr in fixed.items():
+            tuned[(dataset, optimizer)] = (lr, args.epochs, math.nan, math.nan)
 
     # 3. final runs at the tuned learning rates
     finals = [(dataset, optimizer, tuned[(dataset, optimizer)][0], seeds, "final") for dataset in datasets for optimizer in optimizers]
