@@ -11,10 +11,8 @@
 //              m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  w -= lr (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps)
 //   LazyAdam   the Adam formulas on touched rows only, bias-corrected with the global t: a row
 //              that skips steps keeps a stale m and v and is corrected as if it had not
-//   SparseAdam touched rows only, each row knowing the step of its last update and its update
-//              count c: with k = t - last, m = b1^k m + (1-b1) g;  v = b2^k v + (1-b2) g^2
-//              (the decay the skipped steps would have applied), c += 1, and
-//              w -= lr (m/(1-b1^c)) / (sqrt(v/(1-b2^c)) + eps)
+//   SparseAdam touched rows only, each row knowing the step of its last update; three variants
+//              (published, rowcount, catchup), in SparseAdam.swift
 
 import CSupport
 import Dispatch
@@ -67,15 +65,19 @@ public enum SparseOptimizer: Equatable, Sendable {
   case adam(beta1: Float, beta2: Float, epsilon: Float)
   /// Adam on touched rows only, bias-corrected with the global step.
   case lazyAdam(beta1: Float, beta2: Float, epsilon: Float)
-  /// Adam on touched rows only; a row's moments decay by the steps it skipped, and its bias
-  /// correction counts its own updates.
-  case sparseAdam(beta1: Float, beta2: Float, epsilon: Float)
+  case sparseAdam(beta1: Float, beta2: Float, epsilon: Float, variant: SparseAdamVariant)
 
   public static let defaultAdagrad = SparseOptimizer.adagrad(initialAccumulator: 0.1)
   public static let defaultFTRL = SparseOptimizer.ftrl(l1: 0, l2: 0, learningRatePower: -0.5, initialAccumulator: 0.1)
   public static let defaultAdam = SparseOptimizer.adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8)
   public static let defaultLazyAdam = SparseOptimizer.lazyAdam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8)
-  public static let defaultSparseAdam = SparseOptimizer.sparseAdam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8)
+  /// SparseAdam with Adam's default hyper-parameters and the given variant.
+  public static func sparseAdam(_ variant: SparseAdamVariant) -> SparseOptimizer {
+    .sparseAdam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, variant: variant)
+  }
+  /// What the name `sparseadam` means: the variant the NCF experiment supports, catch-up
+  /// (IR-specs/embeddings.md, "Which SparseAdam is `sparseadam`").
+  public static let defaultSparseAdam = SparseOptimizer.sparseAdam(SparseAdamVariant.default)
 
   /// The initial value of each slot of a row (each slot is `dim` floats).
   public var slotInitialValues: [Float] {
@@ -87,16 +89,35 @@ public enum SparseOptimizer: Equatable, Sendable {
     }
   }
 
-  /// Parses sgd, adagrad, ftrl, adam, lazyadam, sparseadam (default hyper-parameters).
+  /// Every name `init(name:)` reads, in the order help texts list them.
+  public static let names = ["sgd", "adagrad", "ftrl", "adam", "lazyadam", "sparseadam"] + SparseAdamVariant.allCases.map(\.name)
+
+  /// Parses the names in `names` (default hyper-parameters), ignoring case, `-` and `_`
+  /// (`lazy_adam`, `sparse_adam_catchup` and `SparseAdam-RowCount` read too).
   public init?(name: String) {
-    switch name.lowercased() {
+    func key(_ text: String) -> String { String(text.lowercased().filter { $0 != "-" && $0 != "_" }) }
+    switch key(name) {
     case "sgd": self = .sgd
     case "adagrad": self = .defaultAdagrad
     case "ftrl": self = .defaultFTRL
     case "adam": self = .defaultAdam
-    case "lazyadam", "lazy_adam": self = .defaultLazyAdam
-    case "sparseadam", "sparse_adam": self = .defaultSparseAdam
-    default: return nil
+    case "lazyadam": self = .defaultLazyAdam
+    case "sparseadam": self = .defaultSparseAdam
+    case let spelled:
+      guard let variant = SparseAdamVariant.allCases.first(where: { key($0.name) == spelled }) else { return nil }
+      self = .sparseAdam(variant)
+    }
+  }
+
+  /// The canonical name (a SparseAdam names its variant: `sparseadam-published`, ...).
+  public var name: String {
+    switch self {
+    case .sgd: return "sgd"
+    case .adagrad: return "adagrad"
+    case .ftrl: return "ftrl"
+    case .adam: return "adam"
+    case .lazyAdam: return "lazyadam"
+    case .sparseAdam(_, _, _, let variant): return variant.name
     }
   }
 }
@@ -132,17 +153,8 @@ extension EmbeddingTable {
     withUnsafeTemporaryAllocation(of: Float.self, capacity: n) { wBuffer in
       let w = wBuffer.baseAddress!
       gradient.values.withUnsafeBufferPointer { gBuffer in
-        // f32 rows are updated where they are; bf16 rows through an f32 copy.
         @inline(__always) func update(_ r: Int, _ g: UnsafePointer<Float>, _ body: (UnsafeMutablePointer<Float>, UnsafePointer<Float>) -> Void) {
-          if storage == .f32 {
-            body(f32Row(r), g)
-          } else {
-            read(row: r, into: w)
-            body(w, g)
-            write(row: r, from: w)
-          }
-          meta[r].updates &+= 1
-          meta[r].lastUpdate = t
+          updateRow(r, g, step: t, scratch: w, body)
         }
         switch optimizer {
         case .sgd:
@@ -198,30 +210,28 @@ extension EmbeddingTable {
               Self.adamRow(w, m, v, g, n, b1: b1, b2: b2, decay1: b1, decay2: b2, c1: c1, c2: c2, lr: lr, eps: eps)
             }
           }
-        case .sparseAdam(let b1, let b2, let eps):
-          // Powers b^k for the skipped steps k and the update counts c, from tables (one
-          // multiplication per entry) instead of four pow calls per row.
-          let powers1 = Self.powers(Double(b1)), powers2 = Self.powers(Double(b2))
-          @inline(__always) func power(_ table: [Double], _ base: Float, _ k: Int64) -> Double {
-            k < Int64(table.count) ? table[Int(k)] : pow(Double(base), Double(k))
-          }
-          let rowList = gradient.rows, ahead = 8
-          for k in range {
-            let r = rowList[k]
-            if k + ahead < range.upperBound { prefetchRow(Int(rowList[k + ahead])) }
-            let row = Int(r)
-            let skipped = t - meta[row].lastUpdate
-            let c = Int64(meta[row].updates) + 1
-            let decay1 = Float(power(powers1, b1, skipped)), decay2 = Float(power(powers2, b2, skipped))
-            let c1 = 1 - Float(power(powers1, b1, c)), c2 = 1 - Float(power(powers2, b2, c))
-            let m = slot(0, of: row), v = slot(1, of: row)
-            update(row, gBuffer.baseAddress! + k * n) { w, g in
-              Self.adamRow(w, m, v, g, n, b1: b1, b2: b2, decay1: decay1, decay2: decay2, c1: c1, c2: c2, lr: lr, eps: eps)
-            }
-          }
+        case .sparseAdam(let b1, let b2, let eps, let variant):
+          applySparseAdam(variant, b1: b1, b2: b2, eps: eps, rows: gradient.rows, range, gradients: gBuffer.baseAddress!,
+                          step: t, lr: lr, scratch: w)
         }
       }
     }
+  }
+
+  /// Runs `body` on row `r`'s values (f32 rows where they are, bf16 rows through the f32
+  /// `scratch`) and its gradient `g`, then counts the update at step `t`.
+  @inline(__always)
+  func updateRow(_ r: Int, _ g: UnsafePointer<Float>, step t: Int64, scratch w: UnsafeMutablePointer<Float>,
+                 _ body: (UnsafeMutablePointer<Float>, UnsafePointer<Float>) -> Void) {
+    if storage == .f32 {
+      body(f32Row(r), g)
+    } else {
+      read(row: r, into: w)
+      body(w, g)
+      write(row: r, from: w)
+    }
+    meta[r].updates &+= 1
+    meta[r].lastUpdate = t
   }
 
   /// Prefetches what an optimizer update of `row` touches: its metadata, values and slots.

@@ -260,3 +260,37 @@ extension OpInfo {
     }
   }
 }
+
+/// Which precision automatic mixed precision (the `amp` pass) gives an op, after TensorFlow's
+/// lists: numerically safe and fast ops run in half precision, ops whose results half precision
+/// would spoil stay in f32, and the rest follow their inputs.
+public enum MixedPrecisionList: String, Sendable {
+  /// Runs in half precision whenever its operands are f32 (GEMM-shaped work).
+  case allow
+  /// Follows its inputs: half when an input is half and none comes from the deny list.
+  case infer
+  /// Runs in f32 (exponentials, logarithms, powers, sums and means, softmax, losses, norms).
+  case deny
+  /// Keeps the types it has (sources, casts, tables, calls and regions).
+  case keep
+}
+
+extension OpCode {
+  /// This op's list for the `amp` pass (IR-specs/passes.md, "amp").
+  public var mixedPrecisionList: MixedPrecisionList {
+    switch self {
+    case .matmul:
+      return .allow
+    case .exp, .log, .log1p, .pow, .sqrt, .rsqrt, .softplus, .reduceSum, .reduceMean, .reduceProd,
+         .softmax, .logSoftmax, .softmaxCrossEntropy, .sigmoidCrossEntropy:
+      return .deny
+    case .neg, .abs, .tanh, .sigmoid, .relu, .gelu, .erf, .sin, .cos, .floor, .ceil, .sign, .silu,
+         .add, .sub, .mul, .div, .max, .min, .eq, .ne, .lt, .le, .gt, .ge, .select, .where,
+         .reduceMax, .reduceMin, .argmax, .argmin,
+         .transpose, .reshape, .broadcastTo, .slice, .concat, .pad, .gather:
+      return .infer
+    case .constant, .iota, .not, .and, .or, .cast, .oneHot, .embeddingLookup, .embeddingLookupPooled, .call, .fusion:
+      return .keep
+    }
+  }
+}

@@ -20,6 +20,8 @@ public struct PassOptions: Sendable {
   /// Most ops one fusion region may hold: a kernel's code is an expression per output element,
   /// so its size (LLVM's compile time, the emitter's recursion) grows with the region's.
   public var maxOpsPerFusion = 128
+  /// The half type the `amp` pass lowers f32 ops to (bf16 or f16).
+  public var ampType: DType = .bf16
   public init() {}
 }
 
@@ -30,6 +32,8 @@ public final class PassContext {
   public private(set) var timings: [(pass: String, seconds: Double)] = []
   /// Lines written by `fusion` for `--explain-fusion`: why adjacent ops were kept apart.
   public var fusionExplanations: [String] = []
+  /// Lines written by `amp` for `--explain-amp`: each op's precision and why.
+  public var ampExplanations: [String] = []
   /// Steps of the passes' searches whose length depends on the graph's shape rather than on its
   /// size (fusion's candidate tries and cycle-check visits). Tests bound it by a small multiple of
   /// the function's size, so a pass turning quadratic fails a test instead of a user's compile.

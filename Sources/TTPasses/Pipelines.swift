@@ -20,6 +20,7 @@ public enum Pipelines {
   public static let passes: [Pass] = [
     AlgebraicSimplification.pass, ConstantFolding.pass, CommonSubexpressionElimination.pass,
     DeadCodeElimination.pass, Fusion.pass, Inlining.pass, CompositeLowering.pass, UpdateScheduling.pass,
+    AutomaticMixedPrecision.pass,
   ]
 
   public static func pass(named name: String) -> Pass? { passes.first { $0.name == name } }

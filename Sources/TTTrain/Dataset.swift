@@ -15,8 +15,9 @@ public enum DataError: Error, CustomStringConvertible {
   case cannotRead(String)
   case malformed(String)
   case binding(String)
+  case cannotWrite(String)
   public var description: String {
-    switch self { case .cannotRead(let m), .malformed(let m), .binding(let m): return m }
+    switch self { case .cannotRead(let m), .malformed(let m), .binding(let m), .cannotWrite(let m): return m }
   }
 }
 

@@ -1,11 +1,14 @@
-// MovieLens — ratings in MovieLens's `ratings.csv` format (userId,movieId,rating,timestamp), a
-// generator of synthetic ratings in that format, and the MLPerf NCF protocol over them:
+// MovieLens — MovieLens-format ratings (files: MovieLensFiles.swift; long-tailed synthetic sets:
+// SyntheticRatings.swift), the original small generator, and the MLPerf NCF protocol over them:
 // implicit feedback (every rating is a positive), the latest rating of each user held out as its
 // test item, training on the other positives with `negatives` sampled unrated items per positive
 // (fresh each epoch), and evaluation by ranking each user's test item among `candidates` sampled
 // unrated items: HR@10 (is it in the top 10) and NDCG@10 (1 / log2(rank + 2) when it is).
-// The synthetic generator gives items Zipfian popularity and users and items latent vectors: a
-// user rates popular items that agree with its tastes, so a model has structure to find.
+// Test users are also split by their test item's popularity (head, torso, tail: the items that
+// hold the first, second and last third of the training positives) and by their own activity,
+// since what sets sparse optimizers apart is how they treat rarely updated rows.
+// The small generator (`synthetic(users:items:perUser:)`) gives items Zipfian popularity and
+// every user the same number of ratings among popular items that agree with its tastes.
 
 import Foundation
 import TTEmbedding
@@ -25,36 +28,11 @@ public struct Rating: Equatable, Sendable {
 }
 
 public enum MovieLens {
-  /// Reads a MovieLens ratings.csv; errors name the file, line and what is wrong.
-  public static func read(_ path: String) throws(DataError) -> [Rating] {
-    guard let data = FileManager.default.contents(atPath: path) else { throw .cannotRead("cannot read ratings file '\(path)'") }
-    let text = String(decoding: data, as: UTF8.self)
-    // "\r\n" is one Character in Swift: split on any line break, so CRLF files read like LF ones.
-    var lines = text.split(whereSeparator: \.isNewline).filter { !$0.allSatisfy(\.isWhitespace) }
-    guard let header = lines.first else { throw .malformed("\(path): the file is empty") }
-    let columns = header.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-    guard columns.count >= 4, columns[0] == "userId", columns[1] == "movieId", columns[2] == "rating", columns[3] == "timestamp" else {
-      throw .malformed("\(path): expected the header userId,movieId,rating,timestamp, got '\(header)'")
-    }
-    lines.removeFirst()
-    var ratings: [Rating] = []
-    ratings.reserveCapacity(lines.count)
-    for (k, line) in lines.enumerated() {
-      let fields = line.split(separator: ",", omittingEmptySubsequences: false)
-      guard fields.count >= 4, let user = Int64(fields[0]), let item = Int64(fields[1]), let rating = Double(fields[2]),
-            let timestamp = Int64(fields[3]) else {
-        throw .malformed("\(path):\(k + 2): expected userId,movieId,rating,timestamp as numbers, got '\(line)'")
-      }
-      ratings.append(Rating(user: user, item: item, rating: rating, timestamp: timestamp))
-    }
-    return ratings
-  }
-
-  /// Writes ratings in the MovieLens format.
+  /// Writes ratings in the MovieLens format (ratings.dat for a `.dat` path, else ratings.csv).
   public static func write(_ ratings: [Rating], to path: String) throws(DataError) {
-    var text = "userId,movieId,rating,timestamp\n"
-    for r in ratings { text += "\(r.user),\(r.item),\(r.rating == r.rating.rounded() ? String(format: "%.1f", r.rating) : String(r.rating)),\(r.timestamp)\n" }
-    do { try text.write(toFile: path, atomically: true, encoding: .utf8) } catch { throw .malformed("\(path): cannot write: \(error.localizedDescription)") }
+    let writer = try RatingsWriter(path: path)
+    for r in ratings { try writer.append(r) }
+    try writer.finish()
   }
 
   /// Synthetic ratings: `users` users rating about `perUser` of `items` items each. Item k's
@@ -124,7 +102,51 @@ public struct NCFProtocol {
     self.train = train.sorted { ($0.0, $0.1) < ($1.0, $1.1) }
     self.test = test
     self.rated = rated
+    var itemPositives: [Int64: Int] = [:], userPositives: [Int64: Int] = [:]
+    for (user, item) in train { itemPositives[item, default: 0] += 1; userPositives[user, default: 0] += 1 }
+    self.itemPositives = itemPositives
+    itemBands = Self.bands(itemPositives, keys: items)
+    userBands = Self.bands(userPositives, keys: test.keys.sorted())
   }
+
+  /// Training positives per item and per user (absent: none).
+  public let itemPositives: [Int64: Int]
+  /// Every item's popularity band and every test user's activity band (`bands`).
+  public let itemBands: [Int64: PopularityBand]
+  public let userBands: [Int64: PopularityBand]
+
+  /// Head, torso and tail: with keys sorted by count, most first (ties: the smaller key first),
+  /// a key is head while the keys before it hold less than a third of all counts, torso while
+  /// they hold less than two thirds, tail after (keys without a count are tail).
+  public static func bands(_ counts: [Int64: Int], keys: [Int64]) -> [Int64: PopularityBand] {
+    let order = keys.sorted { (counts[$0] ?? 0, -$0) > (counts[$1] ?? 0, -$1) }
+    let total = order.reduce(0) { $0 + (counts[$1] ?? 0) }
+    var before = 0
+    var result: [Int64: PopularityBand] = [:]
+    for key in order {
+      let c = counts[key] ?? 0
+      result[key] = c == 0 ? .tail : before * 3 < total ? .head : before * 3 < 2 * total ? .torso : .tail
+      before += c
+    }
+    return result
+  }
+
+  /// HR@10 and NDCG@10 over every test user and per band (`scores`: one row per user of
+  /// `evaluatedUsers`, the test item's score first).
+  public func evaluation(users evaluatedUsers: [Int64], scores: [[Double]]) -> NCFEvaluation {
+    var all = NCFEvaluation.Accumulator(), byItem: [PopularityBand: NCFEvaluation.Accumulator] = [:]
+    var byUser: [PopularityBand: NCFEvaluation.Accumulator] = [:]
+    for (user, row) in zip(evaluatedUsers, scores) {
+      let rank = Self.rank(of: row)
+      all.add(rank)
+      byItem[itemBands[test[user]!] ?? .tail, default: .init()].add(rank)
+      byUser[userBands[user] ?? .tail, default: .init()].add(rank)
+    }
+    return NCFEvaluation(overall: all.metrics, itemBands: byItem.mapValues(\.metrics), userBands: byUser.mapValues(\.metrics))
+  }
+
+  /// How many candidates score strictly higher than the test item (the first; ties favour it).
+  static func rank(of row: [Double]) -> Int { row.dropFirst().filter { $0 > row[0] }.count }
 
   /// The fewest unrated items any user has: evaluation can sample that many distinct candidates.
   public var fewestUnratedItems: Int { users.map { items.count - (rated[$0]?.count ?? 0) }.min() ?? 0 }
@@ -170,11 +192,38 @@ public struct NCFProtocol {
   public static func hitRateAndNDCG(scores: [[Double]], k: Int = 10) -> (hr: Double, ndcg: Double) {
     var hits = 0.0, gain = 0.0
     for row in scores {
-      // Rank of the test item: how many candidates score strictly higher (ties favour the test item).
-      let rank = row.dropFirst().filter { $0 > row[0] }.count
+      let rank = Self.rank(of: row)
       if rank < k { hits += 1; gain += 1 / log2(Double(rank) + 2) }
     }
     return (hits / Double(scores.count), gain / Double(scores.count))
+  }
+}
+
+/// A test case's band: by its item's popularity (head items are the most popular) or its
+/// user's activity (head users the most active).
+public enum PopularityBand: String, CaseIterable, Sendable, Comparable {
+  case head, torso, tail
+  public static func < (a: Self, b: Self) -> Bool { allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)! }
+}
+
+/// HR@10 and NDCG@10 over every test user, and over the users of each band.
+public struct NCFEvaluation: Sendable, Equatable {
+  public struct Metrics: Sendable, Equatable {
+    public var hr: Double
+    public var ndcg: Double
+    public var users: Int
+  }
+  public var overall: Metrics
+  public var itemBands: [PopularityBand: Metrics]
+  public var userBands: [PopularityBand: Metrics]
+
+  struct Accumulator {
+    var hits = 0.0, gain = 0.0, users = 0
+    mutating func add(_ rank: Int) {
+      users += 1
+      if rank < 10 { hits += 1; gain += 1 / log2(Double(rank) + 2) }
+    }
+    var metrics: Metrics { Metrics(hr: users == 0 ? 0 : hits / Double(users), ndcg: users == 0 ? 0 : gain / Double(users), users: users) }
   }
 }
 
@@ -186,6 +235,10 @@ public enum NCFExperiment {
     public var ndcg: Double
     public var finalLoss: Double
     public var seconds: Double
+    /// The final evaluation, overall and per band.
+    public var evaluation: NCFEvaluation
+    /// With `evaluateEveryEpoch`: the evaluation after each epoch (the last is `evaluation`).
+    public var epochs: [NCFEvaluation]
   }
 
   /// The model with every table initializer's seed moved by `seed`, so seeds vary the start too.
@@ -206,11 +259,35 @@ public enum NCFExperiment {
 
   public static func run(module: Module, protocol p: NCFProtocol, optimizer: OptimizerConfig, sparse: SparseOptimizer,
                          epochs: Int, batch: Int, lr: Double, negatives: Int = 4, candidates: Int = 99, seed: UInt64,
-                         progress: (String) -> Void = { _ in }) throws -> Result {
+                         evaluateEveryEpoch: Bool = false, progress: (String) -> Void = { _ in }) throws -> Result {
     let start = Date()
     let model = reseeded(module, by: seed)
     let trainer = try Trainer(module: model, loss: "loss", optimizer: optimizer, sparseOptimizer: sparse)
     var lastLoss = Double.nan
+    // Evaluation: the test item among `candidates` sampled unrated items, per user (the same
+    // candidates at every evaluation of the run).
+    let lists = p.candidates(count: candidates, seed: seed &+ 999)
+    var predict: Executable?
+    func evaluate() throws -> NCFEvaluation {
+      // A catch-up SparseAdam table holds rows behind the current step until they are touched.
+      trainer.catchUpTables(lr: lr)
+      let executable: Executable
+      if let predict { try predict.updateParameters(trainer.params); executable = predict } else {
+        executable = try Executable(module: model, function: "predict", params: trainer.params, tables: trainer.tables)
+        predict = executable
+      }
+      var scores: [[Double]] = []
+      scores.reserveCapacity(lists.count)
+      for chunk in stride(from: 0, to: lists.count, by: 64) {
+        let part = lists[chunk..<min(chunk + 64, lists.count)]
+        let users = part.flatMap { entry in [Int64](repeating: entry.user, count: entry.items.count) }
+        let items = part.flatMap(\.items)
+        let s = try executable.run([Tensor(.i64, shape: [users.count], ints: users), Tensor(.i64, shape: [items.count], ints: items)])[0].doubles
+        for k in 0..<part.count { scores.append(Array(s[(k * (candidates + 1))..<((k + 1) * (candidates + 1))])) }
+      }
+      return p.evaluation(users: lists.map(\.user), scores: scores)
+    }
+    var perEpoch: [NCFEvaluation] = []
     for epoch in 0..<epochs {
       let examples = p.epoch(epoch, negatives: negatives, seed: seed)
       var order = BatchOrder(count: examples.users.count, batch: batch, seed: seed &+ UInt64(epoch), shuffle: true)
@@ -224,20 +301,16 @@ public enum NCFExperiment {
         losses.append(try trainer.step([u, i, y], lr: lr))
       }
       lastLoss = losses.suffix(50).reduce(0, +) / Double(min(50, losses.count))
-      progress(String(format: "epoch %d: %d steps, loss %.4f", epoch + 1, steps, lastLoss))
+      var line = String(format: "epoch %d: %d steps, loss %.4f", epoch + 1, steps, lastLoss)
+      if evaluateEveryEpoch || epoch == epochs - 1 {
+        let evaluation = try evaluate()
+        perEpoch.append(evaluation)
+        line += String(format: ", HR@10 %.4f, NDCG@10 %.4f", evaluation.overall.hr, evaluation.overall.ndcg)
+      }
+      progress(line)
     }
-    // Evaluation: the test item among `candidates` sampled unrated items, per user.
-    let predict = try Executable(module: model, function: "predict", params: trainer.params, tables: trainer.tables)
-    var scores: [[Double]] = []
-    let lists = p.candidates(count: candidates, seed: seed &+ 999)
-    for chunk in stride(from: 0, to: lists.count, by: 64) {
-      let part = lists[chunk..<min(chunk + 64, lists.count)]
-      let users = part.flatMap { entry in [Int64](repeating: entry.user, count: entry.items.count) }
-      let items = part.flatMap(\.items)
-      let s = try predict.run([Tensor(.i64, shape: [users.count], ints: users), Tensor(.i64, shape: [items.count], ints: items)])[0].doubles
-      for k in 0..<part.count { scores.append(Array(s[(k * (candidates + 1))..<((k + 1) * (candidates + 1))])) }
-    }
-    let (hr, ndcg) = NCFProtocol.hitRateAndNDCG(scores: scores)
-    return Result(hr: hr, ndcg: ndcg, finalLoss: lastLoss, seconds: Date().timeIntervalSince(start))
+    let final = perEpoch.last!
+    return Result(hr: final.overall.hr, ndcg: final.overall.ndcg, finalLoss: lastLoss, seconds: Date().timeIntervalSince(start),
+                  evaluation: final, epochs: evaluateEveryEpoch ? perEpoch : [final])
   }
 }

@@ -101,8 +101,8 @@ public final class Trainer {
   public let sites: [LookupSite]
   let rowInputCount: Int
 
-  /// SparseAdam for Adam-family optimizers (the per-row step-aware fix of LazyAdam), the sparse
-  /// form of SGD and Adagrad for those.
+  /// SparseAdam (`sparseadam`, the catch-up variant: dense Adam computed lazily) for Adam-family
+  /// optimizers, the sparse form of SGD and Adagrad for those.
   public static func defaultSparseOptimizer(for kind: OptimizerConfig.Kind) -> SparseOptimizer {
     switch kind {
     case .sgd, .momentum, .nesterov: return .sgd
@@ -280,6 +280,15 @@ public final class Trainer {
     }
     let t = Int64(stepCount + 1)
     for (i, tensor) in batch.enumerated() { RawTensor.write(tensor, to: run.inputs[i]) }
+    // sparseadam-catchup: the rows this step reads first move through the steps they skipped,
+    // so that the step reads and differentiates them where dense Adam would have them.
+    if case .sparseAdam(_, _, _, .catchUp) = sparseOptimizer {
+      for site in sites {
+        batch[site.idsInput].int64s.withUnsafeBufferPointer { ids in
+          tables[site.table]!.catchUp(sparseOptimizer, ids: ids, throughStep: t - 1, lr: Float(lr))
+        }
+      }
+    }
     // Training lookups (new ids get rows) straight into the row inputs.
     let siteRows = sites.enumerated().map { k, site in
       lookUp(site, batch: batch, into: run.inputs[inputTypes.count + k].assumingMemoryBound(to: Float.self), step: t)
@@ -334,6 +343,16 @@ public final class Trainer {
     }
     stepCount += 1
     return loss
+  }
+
+  /// Brings every table row to the current step where the sparse optimizer defers work to a
+  /// row's next update (`sparseadam-catchup`: the movement of the steps a row skipped, at rate
+  /// `lr`); anything that reads table values outside a step (evaluation, export) calls it first.
+  public func catchUpTables(lr: Double) {
+    guard stepCount >= 1 else { return }
+    for (_, table) in tables.sorted(by: { $0.key < $1.key }) {
+      table.catchUp(sparseOptimizer, throughStep: Int64(stepCount), lr: Float(lr))
+    }
   }
 
   /// Whether every parameter and optimizer slot is finite (checked before a checkpoint is written).

@@ -387,6 +387,11 @@ public final class TrainingLoop {
     return true
   }
 
+  /// The rate of the last step taken (of step 1 before any): what a catch-up of the tables uses.
+  var currentLearningRate: Double {
+    options.schedule.rate(base: options.learningRate, step: max(1, trainer.stepCount), total: totalSteps)
+  }
+
   /// Applies the eviction policies to every table (in name order, so runs stay reproducible).
   public func evictTableRows() {
     for (_, table) in trainer.tables.sorted(by: { $0.key < $1.key }) {
@@ -398,6 +403,7 @@ public final class TrainingLoop {
   /// Writes every table for serving (rows only, optionally only rows seen in the last `recent`
   /// steps) as DIR/NAME.ttemb; returns the paths.
   public func exportTables(to directory: String, recent: Int? = nil) throws(CheckpointError) -> [String] {
+    trainer.catchUpTables(lr: currentLearningRate)
     var paths: [String] = []
     for (name, table) in trainer.tables.sorted(by: { $0.key < $1.key }) {
       let path = (directory as NSString).appendingPathComponent("\(name).ttemb")
@@ -427,6 +433,7 @@ public final class TrainingLoop {
   /// `auc` when it has `@predict` and the labels are floats. Empty without evaluation data.
   public func evaluate() throws -> [String: Double] {
     guard let evalData else { return [:] }
+    trainer.catchUpTables(lr: currentLearningRate)
     let module = trainer.module
     let params = trainer.params
     var metrics: [String: Double] = [:]

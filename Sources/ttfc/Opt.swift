@@ -32,6 +32,12 @@ struct PipelineOptions: ParsableArguments {
   @Flag(help: "For each producer/consumer pair that did not fuse, print the rule that kept them apart (to stderr).")
   var explainFusion = false
 
+  @Option(help: "The half type the amp pass lowers to: bf16 or f16.")
+  var ampType = "bf16"
+
+  @Flag(help: "For each op the amp pass saw, print the precision it got and why (to stderr).")
+  var explainAmp = false
+
   func pipeline() throws -> Pipeline {
     if let passes {
       switch Pipelines.parse(passes) {
@@ -51,6 +57,13 @@ struct PipelineOptions: ParsableArguments {
     }
     var options = PassOptions()
     options.fastMath = fastMath
+    guard let half = DType(rawValue: ampType), half == .bf16 || half == .f16 else {
+      throw fail("--amp-type \(ampType): the half types are bf16 and f16")
+    }
+    options.ampType = half
+    if explainAmp && !pipeline.passNames.contains("amp") {
+      throw fail("--explain-amp: the pipeline has no amp pass (add it: -p amp,...)")
+    }
     let context = PassContext(options: options)
     var manager = PassManager(verifyEach: verifyEach)
     let printAll = printIrAfterAll, printAfter = printIrAfter
@@ -66,6 +79,10 @@ struct PipelineOptions: ParsableArguments {
     if explainFusion {
       print(context.fusionExplanations.isEmpty ? "explain-fusion: every producer/consumer pair fused (or fusion did not run)"
             : context.fusionExplanations.joined(separator: "\n"), to: &standardError)
+    }
+    if explainAmp {
+      print(context.ampExplanations.isEmpty ? "explain-amp: no op lowered (no f32 allow-list op)"
+            : context.ampExplanations.map { "amp: \($0)" }.joined(separator: "\n"), to: &standardError)
     }
     return context
   }

@@ -56,7 +56,7 @@ struct Train: ParsableCommand {
   var stats = false
   @Flag(help: "Verify the training step after every compiler pass; stop at the first pass that breaks it.")
   var verifyEach = false
-  @Option(help: "Optimizer of embedding tables: sgd, adagrad, ftrl, adam (dense semantics), lazyadam, sparseadam (default: sparseadam for Adam-family optimizers, else the sparse form of --optimizer).")
+  @Option(help: "Optimizer of embedding tables: sgd, adagrad, ftrl, adam (dense semantics), lazyadam, sparseadam-published, sparseadam-rowcount, sparseadam-catchup, or sparseadam (one of those, IR-specs/embeddings.md; the default for Adam-family optimizers, else the sparse form of --optimizer).")
   var sparseOptimizer: String?
   @Option(parsing: .unconditional, help: "Evict table rows not seen in training for more than N steps, N at least 0 (checked every 100 steps).") var tableTtl: Int?
   @Option(parsing: .unconditional, help: "Keep at most N rows per table, N at least 1, evicting the least frequently used (checked every 100 steps).") var tableCapacity: Int?
@@ -118,7 +118,7 @@ struct Train: ParsableCommand {
     options.tableCapacity = tableCapacity
     if let sparseOptimizer {
       guard let parsed = SparseOptimizer(name: sparseOptimizer) else {
-        throw fail("unknown sparse optimizer '\(sparseOptimizer)' (expected sgd, adagrad, ftrl, adam, lazyadam, sparseadam)")
+        throw fail("unknown sparse optimizer '\(sparseOptimizer)' (expected \(SparseOptimizer.names.joined(separator: ", ")))")
       }
       options.sparseOptimizer = parsed
     }

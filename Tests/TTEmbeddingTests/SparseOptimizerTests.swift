@@ -1,7 +1,8 @@
 // Sparse optimizers against hand-written references over sequences in which rows skip steps and
-// ids repeat within a batch (their gradients must be summed), and the property that sets
-// SparseAdam apart: a row's update depends on its own history, not on how many global steps
-// passed while it was not seen (LazyAdam's bias correction drifts with the global step).
+// ids repeat within a batch (their gradients must be summed); the property that sets the
+// row-count SparseAdam apart (a row's update depends on its own history, not on how many global
+// steps passed while it was not seen); and the SparseAdam variants against closed forms for a
+// row that skips 0, 1 or several steps (SparseAdamVariantTests).
 import Foundation
 import Testing
 @testable import TTEmbedding
@@ -15,8 +16,16 @@ struct ReferenceRow {
   var count = 0
 }
 
+/// Whether the optimizer means dense Adam: every row every step (the catch-up SparseAdam is
+/// dense Adam by definition, computed when a row is next touched).
+func updatesEveryRow(_ optimizer: SparseOptimizer) -> Bool {
+  if case .adam = optimizer { return true }
+  if case .sparseAdam(_, _, _, .catchUp) = optimizer { return true }
+  return false
+}
+
 func referenceStep(_ optimizer: SparseOptimizer, _ rows: inout [Int64: ReferenceRow], _ grads: [Int64: [Double]], t: Int64, lr: Double) {
-  let ids = optimizer == .defaultAdam ? Array(rows.keys) : Array(grads.keys)
+  let ids = updatesEveryRow(optimizer) ? Array(rows.keys) : Array(grads.keys)
   for id in ids {
     var r = rows[id]!
     let g = grads[id] ?? [Double](repeating: 0, count: r.w.count)
@@ -33,13 +42,14 @@ func referenceStep(_ optimizer: SparseOptimizer, _ rows: inout [Int64: Reference
         r.s0[j] = n
         let z = r.s1[j]
         r.w[j] = abs(z) <= Double(l1) ? 0 : -(z - (z < 0 ? -1 : 1) * Double(l1)) / (pow(n, Double(-p)) / lr + 2 * Double(l2))
-      case .adam(let b1, let b2, let eps), .lazyAdam(let b1, let b2, let eps):
+      case .adam(let b1, let b2, let eps), .lazyAdam(let b1, let b2, let eps), .sparseAdam(let b1, let b2, let eps, .catchUp):
         r.s0[j] = Double(b1) * r.s0[j] + (1 - Double(b1)) * g[j]
         r.s1[j] = Double(b2) * r.s1[j] + (1 - Double(b2)) * g[j] * g[j]
         let c1 = 1 - pow(Double(b1), Double(t)), c2 = 1 - pow(Double(b2), Double(t))
         r.w[j] -= lr * (r.s0[j] / c1) / ((r.s1[j] / c2).squareRoot() + Double(eps))
-      case .sparseAdam(let b1, let b2, let eps):
-        let k = Double(t - r.last), c = Double(r.count + 1)
+      case .sparseAdam(let b1, let b2, let eps, let variant):
+        // published: the global correction; rowcount: the row's own count.
+        let k = Double(t - r.last), c = variant == .rowCount ? Double(r.count + 1) : Double(t)
         r.s0[j] = pow(Double(b1), k) * r.s0[j] + (1 - Double(b1)) * g[j]
         r.s1[j] = pow(Double(b2), k) * r.s1[j] + (1 - Double(b2)) * g[j] * g[j]
         r.w[j] -= lr * (r.s0[j] / (1 - pow(Double(b1), c))) / ((r.s1[j] / (1 - pow(Double(b2), c))).squareRoot() + Double(eps))
@@ -54,7 +64,7 @@ func referenceStep(_ optimizer: SparseOptimizer, _ rows: inout [Int64: Reference
 struct SparseOptimizerTests {
   static let optimizers: [SparseOptimizer] = [
     .sgd, .defaultAdagrad, .ftrl(l1: 0.01, l2: 0.1, learningRatePower: -0.5, initialAccumulator: 0.1),
-    .defaultAdam, .defaultLazyAdam, .defaultSparseAdam,
+    .defaultAdam, .defaultLazyAdam, .sparseAdam(.published), .sparseAdam(.rowCount), .sparseAdam(.catchUp),
   ]
 
   /// One training step on the table: look up `ids`, back-propagate `grad` per position.
@@ -91,7 +101,10 @@ struct SparseOptimizerTests {
       }
       referenceStep(optimizer, &reference, summed, t: t, lr: lr)
       try Self.step(table, optimizer, ids: ids, grad: grad, t: t, lr: Float(lr))
-      for (id, r) in reference {
+      // The catch-up SparseAdam is behind on rows this step did not touch until they are
+      // touched again: compare the touched rows, and every row after a catch-up every 5 steps.
+      if t % 5 == 0 { table.catchUp(optimizer, throughStep: t, lr: Float(lr)) }
+      for (id, r) in reference where t % 5 == 0 || !updatesEveryRow(optimizer) || summed[id] != nil || optimizer == .defaultAdam {
         let got = table.lookup([id], training: false)
         for j in 0..<dim where abs(Double(got[j]) - r.w[j]) > 2e-5 * max(1, abs(r.w[j])) {
           Issue.record("\(optimizer) step \(t) id \(id)[\(j)]: \(got[j]) vs \(r.w[j])")
@@ -101,15 +114,17 @@ struct SparseOptimizerTests {
     }
   }
 
-  @Test func sparseAdamDependsOnTheRowsHistoryNotTheGlobalStep() throws {
+  @Test func rowCountSparseAdamDependsOnTheRowsHistoryNotTheGlobalStep() throws {
     // The same row history (updates with the same gradients at the same gaps), at global steps
-    // 1, 2, 3 or 1001, 1002, 1003: SparseAdam moves the row identically, LazyAdam does not.
+    // 1, 2, 3 or 1001, 1002, 1003: the row-count SparseAdam moves the row identically, LazyAdam
+    // (and the published SparseAdam, whose correction is LazyAdam's) does not.
     func finalRow(_ optimizer: SparseOptimizer, offset: Int64) throws -> [Float] {
       let table = try EmbeddingTable(dim: 2, optimizer: optimizer, initializer: .constant(1))
       for t in Int64(1)...3 { try Self.step(table, optimizer, ids: [7], grad: [0.5, -0.25], t: offset + t, lr: 0.1) }
       return table.lookup([7], training: false)
     }
-    let early = try finalRow(.defaultSparseAdam, offset: 0), late = try finalRow(.defaultSparseAdam, offset: 1000)
+    let rowCount = SparseOptimizer.sparseAdam(.rowCount)
+    let early = try finalRow(rowCount, offset: 0), late = try finalRow(rowCount, offset: 1000)
     // The first update of a row decays nothing (its m and v are zero), so the histories match.
     for (a, b) in zip(early, late) { #expect(abs(a - b) < 1e-6) }
     let lazyEarly = try finalRow(.defaultLazyAdam, offset: 0), lazyLate = try finalRow(.defaultLazyAdam, offset: 1000)
@@ -141,13 +156,22 @@ struct SparseOptimizerTests {
     #expect(throws: EmbeddingError.self) { try EmbeddingTable(dim: 0) }
     #expect(SparseOptimizer(name: "sparseadam") == .defaultSparseAdam)
     #expect(SparseOptimizer(name: "nope") == nil)
+    #expect(SparseOptimizer(name: "sparseadam-lazy") == nil && SparseOptimizer(name: "sparseadamx") == nil)
+    #expect(SparseOptimizer(name: "Lazy_Adam") == .defaultLazyAdam && SparseOptimizer(name: "sparse_adam_catchup") == .sparseAdam(.catchUp))
+    // Every listed name reads, and every optimizer's canonical name reads back to it.
+    for name in SparseOptimizer.names { #expect(SparseOptimizer(name: name) != nil, "\(name)") }
+    for variant in SparseAdamVariant.allCases {
+      #expect(SparseOptimizer(name: variant.name) == .sparseAdam(variant))
+      #expect(SparseOptimizer(name: variant.name.uppercased().replacingOccurrences(of: "-", with: "_")) == .sparseAdam(variant))
+      #expect(SparseOptimizer.sparseAdam(variant).name == variant.name)
+    }
   }
 }
 
 /// Large batches take the parallel paths (lookups split across threads, the update split by
 /// rows); they must give exactly what the same work gives in small serial pieces.
 struct ParallelPathTests {
-  @Test(arguments: [SparseOptimizer.defaultSparseAdam, .defaultLazyAdam, .defaultAdagrad, .sgd])
+  @Test(arguments: [SparseOptimizer.sparseAdam(.rowCount), .sparseAdam(.published), .sparseAdam(.catchUp), .defaultLazyAdam, .defaultAdagrad, .sgd])
   func largeBatchesEqualSmallSerialPieces(_ optimizer: SparseOptimizer) throws {
     let dim = 8
     let whole = try EmbeddingTable(dim: dim, optimizer: optimizer, seed: 3, admission: .minimumCount(2))
