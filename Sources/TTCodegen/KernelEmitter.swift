@@ -146,7 +146,9 @@ final class KernelEmitter {
     let x = body.type(of: op.operands[0])
     guard let axes = try? ShapeRules.reductionAxes(op.attributes, rank: x.rank), !axes.isEmpty,
           axes == Array(0..<axes.count), axes.count < x.rank, !(op.attributes.bool("keepdims") ?? false) else { return false }
-    return true
+    // Only the column sweep stores the reduced value as it reads it, and it skips half types.
+    let half: Set<DType> = [.f16, .bf16]
+    return !half.contains(x.dtype) && !half.contains(body.type(of: body.returnValues[0]).dtype)
   }
 
   func elementType(_ d: DType) -> LLVMTypeRef {

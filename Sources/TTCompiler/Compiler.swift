@@ -107,11 +107,13 @@ extension Executable {
   public convenience init(module: Module, function functionName: String, params: [String: Tensor] = [:],
                           tables: [String: EmbeddingTable] = [:], pool: ThreadPool = .shared,
                           pipeline: Pipeline = Pipelines.codegen, donating donated: Set<Int> = [], aliasing: [Int: Int] = [:],
-                          placeholderParams: Bool = false, verifyEach: Bool = CompileOptions.verifyEachByDefault) throws(ExecutableError) {
+                          placeholderParams: Bool = false, verifyEach: Bool = CompileOptions.verifyEachByDefault,
+                          sharingPinnedBuffersWith other: Executable? = nil) throws(ExecutableError) {
     let options = CompileOptions(pipeline: pipeline, donated: donated, aliasing: aliasing, verifyEach: verifyEach,
                                  compileThreads: pool.threadCount)
     let program = try Compiler.compile(module, function: functionName, options: options)
-    try self.init(program: program, params: params, tables: tables, pool: pool, placeholderParams: placeholderParams)
+    try self.init(program: program, params: params, tables: tables, pool: pool, placeholderParams: placeholderParams,
+                  sharingPinnedBuffersWith: other)
   }
 }
 

@@ -33,8 +33,10 @@ public enum AutomaticMixedPrecision {
     case denied
   }
 
+  /// Rewrites one function (the trainer's loss) with `context.options.ampType` as the half type;
+  /// returns whether any op was lowered.
   @discardableResult
-  static func rewrite(_ function: inout Function, context: PassContext) -> Bool {
+  public static func rewrite(_ function: inout Function, context: PassContext) -> Bool {
     let half = context.options.ampType
     let original = function
     var precision = [Precision](repeating: .other, count: original.values.count)

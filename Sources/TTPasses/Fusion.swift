@@ -619,6 +619,10 @@ enum MultiOutputFusion {
     let x = body.type(of: root.operands[0])
     guard let axes = try? ShapeRules.reductionAxes(root.attributes, rank: x.rank), !axes.isEmpty,
           axes == Array(0..<axes.count), axes.count < x.rank, !(root.attributes.bool("keepdims") ?? false) else { return nil }
+    // The kernel emitter's column sweep accumulates in the output buffer, which it does not do
+    // for half types (each step would round): their reductions are row loops, which cannot
+    // also store the value they reduce.
+    guard x.dtype != .f16 && x.dtype != .bf16 && body.resultTypes[0].dtype != .f16 && body.resultTypes[0].dtype != .bf16 else { return nil }
     return root.operands[0]
   }
 

@@ -128,6 +128,9 @@ public final class Executable: @unchecked Sendable {
   /// Values that took an operand's memory in place (over all plans).
   public internal(set) var statisticsReused = 0
   private let lock = NSLockish()
+  /// The executable whose pinned buffers this one shares (kept alive), and those buffers.
+  let pinnedBufferOwner: Executable?
+  var borrowedPinned: Set<UnsafeMutableRawPointer> = []
 
   /// Arguments whose buffers the executable may overwrite once it has read them (JAX's
   /// donate_argnums): a training step donates parameters and slots so updates happen in place.
@@ -145,9 +148,16 @@ public final class Executable: @unchecked Sendable {
   /// reads are materialized, once, in native layout, and only those need a value (every one
   /// missing is named at once). With `placeholderParams` (code is emitted, not run) a missing
   /// value reads zeros. Tables come from `tables` or are made from their declarations.
+  ///
+  /// `sharingPinnedBuffersWith`: pinned arguments take the buffers `other` has for the same
+  /// argument index (same byte size required), so two programs over the same training state
+  /// (the full-precision and the mixed-precision step) read and update one copy of it. The
+  /// executable keeps `other` alive and does not free those buffers.
   public init(program: Program, params: [String: Tensor] = [:], tables givenTables: [String: EmbeddingTable] = [:],
-              pool: ThreadPool = .shared, placeholderParams: Bool = false) throws(ExecutableError) {
+              pool: ThreadPool = .shared, placeholderParams: Bool = false,
+              sharingPinnedBuffersWith other: Executable? = nil) throws(ExecutableError) {
     self.program = program
+    self.pinnedBufferOwner = other
     self.pool = pool
     symbols = program.symbols
     outputs = program.outputs
@@ -179,6 +189,14 @@ public final class Executable: @unchecked Sendable {
         slots.append(Slot(type: slot.type, storage: .argument(i)))
       case .pinned(let i):
         let bytes = max((slot.type.staticShape.flatMap(elementCount) ?? 0) * slot.type.dtype.byteSize, 64)
+        if let other {
+          guard let shared = other.pinnedBuffer(argument: i), other.pinnedBytes(argument: i) == bytes else {
+            throw .invalid("argument \(i) (\(slot.type)) has no pinned buffer of \(bytes) bytes in the executable whose state it shares")
+          }
+          borrowedPinned.insert(shared)
+          slots.append(Slot(type: slot.type, storage: .pinned(i, shared)))
+          continue
+        }
         let p = HostMemory.allocate(bytes, owner: memoryOwner)
         memset(p, 0, bytes)
         slots.append(Slot(type: slot.type, storage: .pinned(i, p)))
@@ -219,7 +237,7 @@ public final class Executable: @unchecked Sendable {
   deinit {
     for slot in slots {
       if case .persistent(let p) = slot.storage { HostMemory.release(p) }
-      if case .pinned(_, let p) = slot.storage { HostMemory.release(p) }
+      if case .pinned(_, let p) = slot.storage, !borrowedPinned.contains(p) { HostMemory.release(p) }
     }
   }
 
@@ -328,6 +346,16 @@ public final class Executable: @unchecked Sendable {
   /// so state such as parameters stays put when the batch shape changes. Nil for other arguments.
   public func pinnedBuffer(argument: Int) -> UnsafeMutableRawPointer? {
     for slot in slots { if case .pinned(argument, let p) = slot.storage { return p } }
+    return nil
+  }
+
+  /// The byte size of a pinned argument's buffer (as allocated: at least 64).
+  func pinnedBytes(argument: Int) -> Int? {
+    for slot in slots {
+      if case .pinned(argument, _) = slot.storage {
+        return max((slot.type.staticShape.flatMap(elementCount) ?? 0) * slot.type.dtype.byteSize, 64)
+      }
+    }
     return nil
   }
 

@@ -16,6 +16,7 @@
 // Global-norm clipping: g *= c / max(c, sqrt(sum over all params of sum(g^2))).
 
 import TTIR
+import TTPasses
 
 /// A dense optimizer and its hyper-parameters; the update is compiled into the training step
 /// (formulas in IR-specs/training.md). Only the fields of the chosen kind matter.
@@ -67,14 +68,38 @@ public enum TrainStep {
   /// The step of `loss` (whose embedding lookups `EmbeddingLowering` has already turned into row
   /// inputs `rowInputs`): `(inputs..., lr, step, params..., slots...) -> (loss, params'...,
   /// slots'..., row gradients...)`.
-  public static func build(_ module: Module, loss: String, optimizer: OptimizerConfig, rowInputs: [Int] = []) throws(AutodiffError) -> Module {
-    let withGrad = try Autodiff.gradient(of: module, function: loss, inputs: rowInputs)
+  ///
+  /// With `mixedPrecision`, the loss function is first inlined and rewritten by the `amp` pass
+  /// (its context's `ampType` is the half type, and its `ampExplanations` collect the
+  /// decisions); the step then takes one more argument after the slots, `%loss_scale`, and
+  /// returns one more result after the row gradients, `%finite` (1 or 0 in the loss's type):
+  /// the gradient is taken of loss x loss_scale and multiplied by 1 / loss_scale, and when the
+  /// loss or any gradient is not finite the step returns the parameters and slots unchanged
+  /// (each update is a `select` on `%finite`), so a loss-scale overflow skips exactly that update.
+  public static func build(_ module: Module, loss: String, optimizer: OptimizerConfig, rowInputs: [Int] = [],
+                           mixedPrecision: PassContext? = nil) throws(AutodiffError) -> Module {
+    var source = module
+    if let context = mixedPrecision {
+      _ = Inlining.pass.run(&source, PassContext())
+      guard let index = source.functions.firstIndex(where: { $0.name == loss }) else { throw .unknownFunction(loss) }
+      var function = source.functions[index]
+      AutomaticMixedPrecision.rewrite(&function, context: context)
+      // The scaled loss: loss x %loss_scale, the function's last argument.
+      if function.resultTypes.count == 1, function.resultTypes[0].rank == 0 {
+        let type = function.resultTypes[0]
+        let scale = function.addArgument(name: "loss_scale", type: type)
+        function.returnValues = [function.appendValue(.mul, [function.returnValues[0], scale], type: type)]
+      }
+      source.functions[index] = function
+    }
+    let withGrad = try Autodiff.gradient(of: source, function: loss, inputs: rowInputs)
     let grad = withGrad.function(named: loss + ".grad")!
     guard let lossFunction = module.function(named: loss) else { throw .unknownFunction(loss) }
     let floatType = grad.resultTypes[0].dtype
     var step = Function(name: loss + ".train_step", location: lossFunction.location)
     var map: [ValueID: ValueID] = [:]
-    for a in grad.arguments { map[a] = step.addArgument(name: grad[a].name, type: grad.type(of: a)) }
+    let scaled = mixedPrecision != nil
+    for a in grad.arguments.dropLast(scaled ? 1 : 0) { map[a] = step.addArgument(name: grad[a].name, type: grad.type(of: a)) }
     let lr = step.addArgument(name: "lr", type: .scalar(floatType))
     let t = step.addArgument(name: "step", type: .scalar(floatType))
     var paramArguments: [String: ValueID] = [:]
@@ -83,6 +108,8 @@ public enum TrainStep {
     for p in module.params {
       slotArguments.append(optimizer.slots.map { step.addArgument(name: slotName($0.name, of: p.name), type: p.type) })
     }
+    let lossScale = scaled ? step.addArgument(name: "loss_scale", type: .scalar(floatType)) : nil
+    if let lossScale { map[grad.arguments.last!] = lossScale }
     for (k, v) in grad.values.enumerated() {
       if case .global(let name) = v.definition { map[ValueID(k)] = paramArguments[name]! }
     }
@@ -93,8 +120,33 @@ public enum TrainStep {
       for (o, n) in zip(op.results, step[new].results) { map[o] = n }
     }
     var b = UpdateBuilder(function: step, dtype: floatType)
-    let rowGradients = grad.returnValues.suffix(rowInputs.count).map { map[$0]! }
+    var rowGradients = grad.returnValues.suffix(rowInputs.count).map { map[$0]! }
     var gradients = grad.returnValues.dropFirst().dropLast(rowInputs.count).map { map[$0]! }
+    var reportedLoss = map[grad.returnValues[0]]!
+    var finite: ValueID? = nil
+    if let lossScale {
+      // Unscale (1 / loss_scale, in each gradient's type), then test everything for finiteness:
+      // max |x| over the loss and every gradient is NaN or inf exactly when one of them is
+      // (reduce_max propagates NaN), and `lt inf` is false for both.
+      let scalar = TensorType.scalar(floatType)
+      reportedLoss = b.emit(.div, [reportedLoss, lossScale], scalar)
+      let inverse = b.emit(.div, [b.scalar(1), lossScale], scalar)
+      func unscale(_ g: ValueID, _ b: inout UpdateBuilder) -> ValueID {
+        let dtype = b.function.type(of: g).dtype
+        guard dtype.isFloat else { return g }
+        return b.op(.mul, g, dtype == floatType ? inverse : b.emit(.cast, [inverse], .scalar(dtype)))
+      }
+      gradients = gradients.map { unscale($0, &b) }
+      rowGradients = rowGradients.map { unscale($0, &b) }
+      var largest = b.emit(.abs, [reportedLoss], scalar)
+      for g in gradients + rowGradients where b.function.type(of: g).dtype.isFloat {
+        let dtype = b.function.type(of: g).dtype
+        var m = b.emit(.reduceMax, [b.emit(.abs, [g], b.function.type(of: g))], .scalar(dtype))
+        if dtype != floatType { m = b.emit(.cast, [m], scalar) }
+        largest = b.emit(.max, [largest, m], scalar)
+      }
+      finite = b.emit(.lt, [largest, b.scalar(.infinity)], .scalar(.i1))
+    }
     if let clip = optimizer.clipNorm {
       var total: ValueID? = nil
       // The norm is summed in the loss's float type, whatever each gradient's type.
@@ -128,13 +180,18 @@ public enum TrainStep {
       b.dtype = parameterType
       let (parameterLR, parameterStep) = parameterType == floatType ? (lr, t)
         : (b.emit(.cast, [lr], .scalar(parameterType)), b.emit(.cast, [t], .scalar(parameterType)))
-      let (param, slots) = b.update(optimizer, param: paramArguments[p.name]!, gradient: gradients[k],
+      var (param, slots) = b.update(optimizer, param: paramArguments[p.name]!, gradient: gradients[k],
                                     slots: slotArguments[k], lr: parameterLR, step: parameterStep)
+      if let finite {
+        param = b.emit(.select, [finite, param, paramArguments[p.name]!], p.type)
+        slots = zip(slots, slotArguments[k]).map { b.emit(.select, [finite, $0, $1], p.type) }
+      }
       newParams.append(param)
       newSlots += slots
     }
     step = b.function
-    step.returnValues = [map[grad.returnValues[0]]!] + newParams + newSlots + rowGradients
+    step.returnValues = [reportedLoss] + newParams + newSlots + rowGradients
+    if let finite { step.returnValues.append(step.appendValue(.cast, [finite], type: .scalar(floatType))) }
     step.resultTypes = step.returnValues.map { step.type(of: $0) }
     return try Autodiff.installing(step, in: module, what: "the training step")
   }

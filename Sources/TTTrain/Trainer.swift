@@ -12,6 +12,7 @@ import TTRuntime
 import TTCodegen
 import TTSupport
 import TTEmbedding
+import TTPasses
 
 /// Why training could not start or go on; the message names the cause.
 public enum TrainingError: Error, CustomStringConvertible {
@@ -53,9 +54,42 @@ public final class Trainer {
   public let module: Module
   public let lossName: String
   public let optimizer: OptimizerConfig
-  /// `module` with the training step function added (before optimization).
+  /// `module` with the training step function added (before optimization): the full-precision
+  /// step when the trainer has one, else the mixed one.
   public let stepModule: Module
-  let executable: Executable
+  /// The mixed-precision step's module (the `amp` rewrite of the loss), when the trainer has one.
+  public let mixedStepModule: Module?
+  /// The compiled steps: full precision (the loss as written) and mixed (its `amp` rewrite, one
+  /// more argument, the loss scale, and one more result, whether the step was finite). Both
+  /// read and update the same state buffers (pinned in the full step's executable).
+  let fullStep: CompiledStep?
+  let mixedStep: CompiledStep?
+  struct CompiledStep {
+    let executable: Executable
+    let shapes: ShapeSpecializer
+  }
+  /// The first compiled step (full precision when there is one): statistics, kernels, --emit-ir.
+  var executable: Executable { (fullStep ?? mixedStep!).executable }
+  /// Mixed precision: the half type, loss scaling and the policy choosing each step's precision
+  /// (nil: every step in full precision).
+  public let mixedPrecision: MixedPrecisionOptions?
+  /// The loss scale of mixed steps and its history.
+  public private(set) var lossScaler = LossScaler(.none)
+  /// The `amp` pass's decision for every op of the loss (for `--explain-amp`).
+  public private(set) var ampExplanations: [String] = []
+  /// What the last step did.
+  public private(set) var lastStep: StepReport?
+  /// A step's precision, loss scale, and whether its update was skipped by loss scaling or the
+  /// precision policy (a non-finite mixed step that is theirs to handle).
+  public struct StepReport: Sendable {
+    public var step: Int
+    public var precision: StepPrecision
+    public var lossScale: Double?
+    public var updateSkipped: Bool
+    public var reason: String?
+  }
+  /// The learning rate of the last step run (what `lr-change` compares with).
+  var previousLearningRate: Double?
   let inputTypes: [TensorType]      // the loss function's inputs
   /// Parameter and slot names, in the step function's argument order.
   public private(set) var stateNames: [String]
@@ -73,16 +107,20 @@ public final class Trainer {
   }
   /// Steps taken (or restored from a checkpoint); the next step is `stepCount + 1`.
   public private(set) var stepCount = 0
-  /// Prepared runs by batch shape, bucketed by the shape policy.
-  public let shapes: ShapeSpecializer
+  /// Prepared runs by batch shape, bucketed by the shape policy (of the first compiled step).
+  public var shapes: ShapeSpecializer { (fullStep ?? mixedStep!).shapes }
   /// The last run (its state inputs are the executable's pinned state buffers).
   var current: Executable.PreparedRun?
   let firstStateArgument: Int
   /// Seconds spent differentiating and building the step (compilation is in `executable.statistics`).
   public private(set) var buildSeconds = 0.0
   public var compileStatistics: ExecutableStatistics { executable.statistics }
+  /// The mixed step's compile statistics, when the trainer has one.
+  public var mixedCompileStatistics: ExecutableStatistics? { mixedStep?.executable.statistics }
   /// The compiled training step (its optimized module is what `ttfc train --emit-ir` writes).
   public var program: Program { executable.program }
+  /// The compiled mixed-precision step, when the trainer has one.
+  public var mixedProgram: Program? { mixedStep?.executable.program }
   var staging: [UnsafeMutableRawPointer] = []
   /// With `keepsPreviousState`, each step first copies the state here, so a non-finite step can be
   /// undone (`NonFinitePolicy.skipStep`).
@@ -117,22 +155,49 @@ public final class Trainer {
   /// without a value or initializer starts as zeros until it is restored.
   public init(module: Module, loss: String, optimizer: OptimizerConfig, params: [String: Tensor] = [:],
               bucketPolicy: BucketPolicy = .powersOfTwo, sparseOptimizer: SparseOptimizer? = nil,
-              valuesFollow: Bool = false, verifyEach: Bool = CompileOptions.verifyEachByDefault) throws(TrainingError) {
+              valuesFollow: Bool = false, verifyEach: Bool = CompileOptions.verifyEachByDefault,
+              mixedPrecision: MixedPrecisionOptions? = nil) throws(TrainingError) {
     self.module = module
     self.lossName = loss
     self.optimizer = optimizer
+    self.mixedPrecision = mixedPrecision
+    // Which programs the policy can ask for: a fixed policy needs one, any other both.
+    var needsFull = true, needsMixed = false
+    if let mixedPrecision {
+      guard mixedPrecision.halfType == .bf16 || mixedPrecision.halfType == .f16 else {
+        throw .setup("mixed precision needs a half type, bf16 or f16 (got \(mixedPrecision.halfType))")
+      }
+      lossScaler = LossScaler(mixedPrecision.lossScaling)
+      if let fixed = mixedPrecision.policy as? FixedPrecisionPolicy {
+        needsFull = fixed.precision == .full
+        needsMixed = fixed.precision == .mixed
+      } else {
+        needsMixed = true
+      }
+    }
     guard let lossFunction = module.function(named: loss) else { throw .setup("no function named '@\(loss)'") }
     inputTypes = lossFunction.argumentTypes
     let phaseStart = DispatchClock.now()
     // Lookups become row inputs filled by the runtime; their gradients come back as step outputs.
     let sparse = sparseOptimizer ?? Self.defaultSparseOptimizer(for: optimizer.kind)
     self.sparseOptimizer = sparse
+    var fullModule: Module? = nil, mixedModule: Module? = nil
     do {
       let (lowered, sites) = try EmbeddingLowering.lower(module, function: loss)
       self.sites = sites
       rowInputCount = sites.count
-      stepModule = try TrainStep.build(lowered, loss: loss, optimizer: optimizer, rowInputs: sites.map(\.rowsInput))
+      if needsFull { fullModule = try TrainStep.build(lowered, loss: loss, optimizer: optimizer, rowInputs: sites.map(\.rowsInput)) }
+      if needsMixed, let mixedPrecision {
+        var options = PassOptions()
+        options.ampType = mixedPrecision.halfType
+        let context = PassContext(options: options)
+        mixedModule = try TrainStep.build(lowered, loss: loss, optimizer: optimizer, rowInputs: sites.map(\.rowsInput),
+                                          mixedPrecision: context)
+        ampExplanations = context.ampExplanations
+      }
     } catch { throw .setup("\(error)") }
+    stepModule = (fullModule ?? mixedModule)!
+    mixedStepModule = mixedModule
     var made: [String: EmbeddingTable] = [:]
     for decl in module.tables {
       do { made[decl.name] = try EmbeddingTable(declaration: decl, slotInitialValues: sparse.slotInitialValues) } catch { throw .setup("\(error)") }
@@ -184,11 +249,22 @@ public final class Trainer {
     do {
       let first = inputTypes.count + rowInputCount + 2
       let stateArguments = first..<(first + initial.count)
-      executable = try Executable(module: stepModule, function: loss + ".train_step", donating: Set(stateArguments),
-                                  aliasing: Dictionary(uniqueKeysWithValues: initial.indices.map { (1 + $0, first + $0) }),
-                                  verifyEach: verifyEach)
+      let aliasing = Dictionary(uniqueKeysWithValues: initial.indices.map { (1 + $0, first + $0) })
+      var full: Executable? = nil
+      if let fullModule {
+        full = try Executable(module: fullModule, function: loss + ".train_step", donating: Set(stateArguments),
+                              aliasing: aliasing, verifyEach: verifyEach)
+      }
+      fullStep = full.map { CompiledStep(executable: $0, shapes: ShapeSpecializer($0, policy: bucketPolicy)) }
+      // The mixed step shares the full step's state buffers, so switching moves nothing.
+      if let mixedModule {
+        let mixed = try Executable(module: mixedModule, function: loss + ".train_step", donating: Set(stateArguments),
+                                   aliasing: aliasing, verifyEach: verifyEach, sharingPinnedBuffersWith: full)
+        mixedStep = CompiledStep(executable: mixed, shapes: ShapeSpecializer(mixed, policy: bucketPolicy))
+      } else {
+        mixedStep = nil
+      }
     } catch { throw .setup("\(error)") }
-    shapes = ShapeSpecializer(executable, policy: bucketPolicy)
     staging = stateTypes.map { t in
       var p: UnsafeMutableRawPointer?
       posix_memalign(&p, 64, max(1, (elementCount(t.staticShape!) ?? 0) * t.dtype.byteSize))
@@ -240,16 +316,32 @@ public final class Trainer {
     Dictionary(uniqueKeysWithValues: module.params.enumerated().map { ($0.element.name, state[$0.offset]) })
   }
 
-  /// One training step on `batch` (one tensor per loss input) at learning rate `lr`; returns the loss.
+  /// One training step on `batch` (one tensor per loss input) at learning rate `lr`; returns the
+  /// loss. With mixed precision, the policy chooses the step's precision (``lastStep`` says which).
   @discardableResult
   public func step(_ batch: [Tensor], lr: Double) throws(TrainingError) -> Double {
+    let precision = mixedPrecision.map {
+      $0.policy.precision(for: PrecisionDecision(step: stepCount + 1, learningRate: lr, previousLearningRate: previousLearningRate))
+    } ?? .full
+    return try step(batch, lr: lr, precision: precision)
+  }
+
+  /// One training step in the given precision (the trainer must have compiled that step).
+  @discardableResult
+  public func step(_ batch: [Tensor], lr: Double, precision: StepPrecision) throws(TrainingError) -> Double {
+    guard let compiled = precision == .full ? fullStep : mixedStep else {
+      throw .step("this trainer has no \(precision == .full ? "full-precision" : "mixed-precision") step (its precision policy is \(mixedPrecision?.policy.description ?? "none"))")
+    }
+    let mixed = precision == .mixed
     // The learning rate and step count have the loss's float type (the step's `lr` argument).
-    let dtype = executable.function.argumentTypes[firstStateArgument - 2].dtype
+    let dtype = compiled.executable.function.argumentTypes[firstStateArgument - 2].dtype
     guard batch.count == inputTypes.count else { throw .step("the step takes \(inputTypes.count) inputs, got \(batch.count)") }
     let rowTypes = sites.map { TensorType(.f32, shape: batch[$0.idsInput].shape + [$0.rowsType.dims.last!.staticSize!]) }
     let run: Executable.PreparedRun
-    do { run = try shapes.prepare(inputTypes: batch.map(\.type) + rowTypes + [.scalar(dtype), .scalar(dtype)] + stateTypes) }
-    catch { throw .step("\(error)") }
+    do {
+      run = try compiled.shapes.prepare(inputTypes: batch.map(\.type) + rowTypes + [.scalar(dtype), .scalar(dtype)] + stateTypes
+                                         + (mixed ? [.scalar(dtype)] : []))
+    } catch { throw .step("\(error)") }
     // State lives in the executable's pinned buffers, the same in every layout: a new batch shape
     // moves nothing. Only the first step (or a restore) writes it.
     if let pendingState {
@@ -295,13 +387,36 @@ public final class Trainer {
     }
     RawTensor.write(Tensor.scalar(lr, dtype), to: run.inputs[batch.count + rowInputCount])
     RawTensor.write(Tensor.scalar(Double(t), dtype), to: run.inputs[batch.count + rowInputCount + 1])
+    let lossScale = mixed ? lossScaler.scale : nil
+    if let lossScale { RawTensor.write(Tensor.scalar(lossScale, dtype), to: run.inputs[firstStateArgument + stateTypes.count]) }
     do { try run.execute() } catch { throw .step("\(error)") }
+    previousLearningRate = lr
     let loss = RawTensor.read(dtype, shape: [], from: run.outputs[0]).doubles[0]
     // New state: outputs that did not land in their input's buffer are staged, then copied (an
     // output may sit in another state input's donated buffer, so copy-through avoids clobbering).
     let moved = stateTypes.indices.filter { run.outputs[1 + $0] != run.inputs[firstStateArgument + $0] }
     for i in moved { memcpy(staging[i], run.outputs[1 + i], bytes(i)) }
     for i in moved { memcpy(run.inputs[firstStateArgument + i], staging[i], bytes(i)) }
+    // A mixed step whose loss or gradients were not finite returned the state as it was (its update
+    // selects the old values): loss scaling backs off, and the policy may take over.
+    let finite = !mixed || RawTensor.read(dtype, shape: [], from: run.outputs[1 + stateTypes.count + rowInputCount]).doubles[0] != 0
+    if mixed { lossScaler.update(finite: finite) }
+    mixedPrecision?.policy.observe(StepOutcome(step: Int(t), precision: precision, loss: loss, finite: finite))
+    lastStep = StepReport(step: Int(t), precision: precision, lossScale: lossScale, updateSkipped: false, reason: nil)
+    if !finite {
+      let what = loss.isFinite ? "a gradient is not finite" : "the loss is \(loss)"
+      let handled = lossScaler.isDynamic || mixedPrecision?.policy.handlesNonFiniteSteps == true
+      let reason = "\(what) in the mixed-precision step\(lossScale.map { " (loss scale \($0))" } ?? ""); its update was skipped"
+      if handled {
+        stepCount += 1
+        lastStep?.updateSkipped = true
+        lastStep?.reason = reason + (lossScaler.isDynamic ? "; loss scale now \(lossScaler.scale)" : "")
+        return loss
+      }
+      // Not theirs to handle: a divergence, but the state is intact (the update was skipped).
+      if keepsPreviousState { stepCount += 1 }
+      throw .nonFinite(step: Int(t), reason: reason)
+    }
     // Divergence: the loss, the row gradients of the tables and the updated dense state (which a
     // non-finite gradient or learning rate makes non-finite) must all be finite.
     let firstRowGradient = 1 + stateTypes.count
@@ -362,6 +477,41 @@ public final class Trainer {
       guard case .floats(let values) = tensor.storage else { return true }
       return values.allSatisfy(\.isFinite)
     }
+  }
+
+  /// Mixed-precision state for checkpoints: the setup (`precision`), the policy's state
+  /// (`policy.KEY`) and the loss scale (`loss_scale.KEY`); empty without mixed precision.
+  /// Numbers are written as Swift prints doubles, which read back exactly.
+  public var precisionMetadata: [String: String] {
+    guard let mixedPrecision else { return [:] }
+    var m = ["precision": precisionSetting!]
+    for (k, v) in mixedPrecision.policy.state { m["policy." + k] = "\(v)" }
+    for (k, v) in lossScaler.state { m["loss_scale." + k] = "\(v)" }
+    return m
+  }
+
+  /// The mixed-precision setup as one string (half type, policy, loss scaling): a resume compares it.
+  public var precisionSetting: String? {
+    mixedPrecision.map { "\($0.halfType) \($0.policy.description) loss-scale \($0.lossScaling)" }
+  }
+
+  /// Restores the policy's state and the loss scale from checkpoint metadata written by
+  /// ``precisionMetadata`` under the same setup; a checkpoint without them (a full-precision run,
+  /// or another setup) leaves both fresh.
+  public func restorePrecision(from metadata: [String: String]) throws(PrecisionOptionError) {
+    guard let mixedPrecision, metadata["precision"] == precisionSetting else { return }
+    func numbers(_ prefix: String) throws(PrecisionOptionError) -> [String: Double] {
+      var values: [String: Double] = [:]
+      for (k, v) in metadata where k.hasPrefix(prefix) {
+        guard let x = Double(v) else { throw PrecisionOptionError("checkpoint entry '\(k)' is not a number: '\(v)'") }
+        values[String(k.dropFirst(prefix.count))] = x
+      }
+      return values
+    }
+    do { try mixedPrecision.policy.restore(try numbers("policy.")) }
+    catch let error as PrecisionOptionError { throw error }
+    catch { throw PrecisionOptionError("the precision policy cannot restore its state: \(error)") }
+    try lossScaler.restore(try numbers("loss_scale."))
   }
 
   /// Counts a step that was not run (its batch was rejected), so the step numbering goes on.

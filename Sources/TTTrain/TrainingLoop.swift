@@ -57,6 +57,8 @@ public struct TrainingOptions {
   public var resumesFromCheckpoint = false
   /// Verify the step module after every compiler pass (always on in debug builds).
   public var verifyEach = CompileOptions.verifyEachByDefault
+  /// Mixed precision (nil: every step in full precision).
+  public var mixedPrecision: MixedPrecisionOptions? = nil
   public init() {}
 
   /// The most steps a run may take (so step arithmetic, progress and ETA never overflow).
@@ -80,6 +82,10 @@ public struct TrainingEvent {
   /// Evaluation metrics by name: `loss`, and `accuracy` / `auc` when the model defines them.
   public var metrics: [String: Double] = [:]
   public var message: String = ""
+  /// With mixed precision: the step's precision (`fp32`, `bf16` or `f16`), and whether its
+  /// update was skipped (a non-finite mixed step that loss scaling or the policy handled).
+  public var precision: String? = nil
+  public var updateSkipped = false
 }
 
 /// Trains a module's loss function on a ``Dataset``: the entry point for training from Swift,
@@ -106,8 +112,11 @@ public final class TrainingLoop {
   public var stopRequested: () -> Bool = { false }
   /// The training loss of every step this loop ran (skipped steps excluded).
   public private(set) var losses: [Double] = []
-  /// Steps skipped under `NonFinitePolicy.skipStep` (their update was not applied).
+  /// Steps skipped under `NonFinitePolicy.skipStep` (their update was not applied), and mixed
+  /// steps whose update loss scaling or the precision policy skipped.
   public private(set) var skippedSteps = 0
+  /// Steps this loop ran in each precision (with mixed precision).
+  public private(set) var precisionCounts = (full: 0, mixed: 0)
   let modelHash: String
 
   /// Compiles the training step of `module`'s function `loss` (which returns a scalar) with
@@ -118,7 +127,8 @@ public final class TrainingLoop {
               options: TrainingOptions) throws(TrainingError) {
     trainer = try Trainer(module: module, loss: loss, optimizer: optimizer, params: options.initialParams,
                           bucketPolicy: options.bucketPolicy, sparseOptimizer: options.sparseOptimizer,
-                          valuesFollow: options.resumesFromCheckpoint, verifyEach: options.verifyEach)
+                          valuesFollow: options.resumesFromCheckpoint, verifyEach: options.verifyEach,
+                          mixedPrecision: options.mixedPrecision)
     self.options = options
     self.data = data
     self.evalData = evalData
@@ -217,6 +227,7 @@ public final class TrainingLoop {
                     "optimizer": trainer.optimizer.kind.rawValue, "epoch": String(order.epoch),
                     "offset": String(order.offset), "seed": String(options.seed), "batch": String(options.batch)]
       .merging(runSettings) { $1 }
+      .merging(trainer.precisionMetadata) { $1 }
     // Tables go to files of their own named by step, written first; the checkpoint (written
     // last, atomically) names them, so a crash at any point leaves a consistent older checkpoint.
     var withTables = metadata
@@ -243,7 +254,8 @@ public final class TrainingLoop {
   /// changes them would make the rate jump (a cosine over another total, another base rate).
   var runSettings: [String: String] {
     ["lr": String(options.learningRate), "schedule": options.schedule.description, "total_steps": String(totalSteps),
-     "clip_norm": trainer.optimizer.clipNorm.map { String($0) } ?? "none"]
+     "clip_norm": trainer.optimizer.clipNorm.map { String($0) } ?? "none",
+     "precision": trainer.precisionSetting ?? "fp32"]
   }
 
   /// What a resume with `allowChangedSchedule` changed: "--lr 0.001 -> 0.002", ...
@@ -276,7 +288,8 @@ public final class TrainingLoop {
       throw mismatch("it was written with seed \(checkpoint.metadata["seed"] ?? "?") and batch \(checkpoint.metadata["batch"] ?? "?")")
     }
     // Checkpoints of earlier versions carry no settings: nothing to compare.
-    let flags = ["lr": "--lr", "schedule": "--schedule", "total_steps": "--steps (in all)", "clip_norm": "--clip-norm"]
+    let flags = ["lr": "--lr", "schedule": "--schedule", "total_steps": "--steps (in all)", "clip_norm": "--clip-norm",
+                 "precision": "--precision"]
     // The total number of steps matters only to a schedule that spans it (cosine): extending a
     // constant, step or exponential run with more --steps is the ordinary way to train longer.
     var usesTotal = false
@@ -298,6 +311,7 @@ public final class TrainingLoop {
     settingChanges = changes
     do { try trainer.restore(Dictionary(uniqueKeysWithValues: checkpoint.tensors.map { ($0.name, $0.tensor) }), step: step) }
     catch { throw mismatch("\(error)") }
+    do { try trainer.restorePrecision(from: checkpoint.metadata) } catch { throw .corrupt(path: path, reason: "\(error)") }
     let directory = (path as NSString).deletingLastPathComponent
     for (name, table) in trainer.tables {
       guard let file = checkpoint.metadata["table." + name] else { throw mismatch("it has no table '@\(name)'") }
@@ -361,15 +375,32 @@ public final class TrainingLoop {
         guard case .nonFinite(_, let reason) = error, options.onNonFinite == .skipStep else { throw error }
         skipReason = reason
       }
+      // Mixed precision: each step's precision and loss scale go into the metrics; a mixed step
+      // whose update loss scaling or the policy skipped is counted and logged, without its loss.
+      var precisionFields: [String: Any] = [:]
+      if trainer.mixedPrecision != nil, let last = trainer.lastStep, last.step == stepNumber {
+        if last.precision == .full { precisionCounts.full += 1 } else { precisionCounts.mixed += 1 }
+        precisionFields["precision"] = last.precision == .full ? "fp32" : trainer.mixedPrecision!.halfType.rawValue
+        if let scale = last.lossScale { precisionFields["loss_scale"] = scale }
+        if last.updateSkipped {
+          skippedSteps += 1
+          try log(["step": stepNumber, "skipped": true, "reason": last.reason ?? "update skipped", "lr": lr].merging(precisionFields) { $1 })
+          report(TrainingEvent(kind: .step, step: trainer.stepCount, totalSteps: totalSteps, loss: loss, learningRate: lr,
+                               stepsPerSecond: Double(trainer.stepCount - firstStep) / max(DispatchClock.now() - start, 1e-9),
+                               precision: precisionFields["precision"] as? String, updateSkipped: true))
+          continue
+        }
+      }
       if let skipReason {
         skippedSteps += 1
-        try log(["step": stepNumber, "skipped": true, "reason": skipReason])
+        try log(["step": stepNumber, "skipped": true, "reason": skipReason].merging(precisionFields) { $1 })
         continue
       }
       losses.append(loss)
       let rate = Double(trainer.stepCount - firstStep) / max(DispatchClock.now() - start, 1e-9)
-      report(TrainingEvent(kind: .step, step: trainer.stepCount, totalSteps: totalSteps, loss: loss, learningRate: lr, stepsPerSecond: rate))
-      try log(["step": trainer.stepCount, "loss": loss, "lr": lr, "steps_per_second": rate])
+      report(TrainingEvent(kind: .step, step: trainer.stepCount, totalSteps: totalSteps, loss: loss, learningRate: lr, stepsPerSecond: rate,
+                           precision: precisionFields["precision"] as? String))
+      try log(["step": trainer.stepCount, "loss": loss, "lr": lr, "steps_per_second": rate].merging(precisionFields) { $1 })
       if let every = options.evalEvery, trainer.stepCount % every == 0 || trainer.stepCount == totalSteps, evalData != nil {
         let metrics = try evaluate()
         report(TrainingEvent(kind: .evaluation, step: trainer.stepCount, totalSteps: totalSteps, loss: metrics["loss"] ?? .nan,

@@ -62,6 +62,14 @@ struct Train: ParsableCommand {
   @Option(parsing: .unconditional, help: "Keep at most N rows per table, N at least 1, evicting the least frequently used (checked every 100 steps).") var tableCapacity: Int?
   @Option(help: "After training, write each table for serving (rows only) to DIR/NAME.ttemb.") var exportTables: String?
   @Option(parsing: .unconditional, help: "With --export-tables, keep only rows seen in the last N steps, N at least 1.") var exportRecent: Int?
+  @Option(help: "fp32 (default), bf16 or f16 (every step in mixed precision: the amp rewrite, f32 master weights), or auto (each step's precision chosen by --precision-policy).")
+  var precision = "fp32"
+  @Option(help: "With --precision auto: fixed:fp32|bf16|f16, lr-change:HOLD (HOLD steps in fp32 from each learning-rate change; default lr-change:100) or loss:HOLD[:RISE[:DECAY]] (HOLD steps in fp32 after a non-finite loss or a loss RISE above its moving average).")
+  var precisionPolicy: String?
+  @Option(help: "With --precision auto: the half type of mixed steps, bf16 (default) or f16.") var halfType: String?
+  @Option(help: "Loss scaling of mixed steps: none, a fixed factor, or dynamic[:initial=S,growth=G,backoff=B,interval=N,min=M,max=X] (default: dynamic for f16, none for bf16).")
+  var lossScale: String?
+  @Flag(help: "Print the precision the amp rewrite gave each op of the loss, and why (to stderr).") var explainAmp = false
 
   /// Every numeric option's range, checked before anything is read or compiled.
   func checkOptionRanges() throws {
@@ -85,6 +93,47 @@ struct Train: ParsableCommand {
     if let tableCapacity, tableCapacity < 1 { throw fail("--table-capacity must be at least 1, got \(tableCapacity)") }
     if let exportRecent, exportRecent < 1 { throw fail("--export-recent must be at least 1, got \(exportRecent)") }
     guard NonFinitePolicy(rawValue: onNonfinite) != nil else { throw fail("--on-nonfinite must be stop or skip-step, got '\(onNonfinite)'") }
+  }
+
+  /// The mixed-precision setup from --precision, --precision-policy, --half-type and --loss-scale
+  /// (nil for fp32); an option that the chosen precision would ignore is an error.
+  func mixedPrecisionOptions() throws -> MixedPrecisionOptions? {
+    let fixedHalf: DType?
+    switch precision {
+    case "fp32": fixedHalf = nil
+    case "bf16": fixedHalf = .bf16
+    case "f16": fixedHalf = .f16
+    case "auto": fixedHalf = nil
+    default: throw fail("--precision \(precision): expected fp32, bf16, f16 or auto")
+    }
+    if precision != "auto" {
+      if precisionPolicy != nil { throw fail("--precision-policy needs --precision auto (--precision \(precision) fixes every step's precision)") }
+      if halfType != nil { throw fail("--half-type needs --precision auto (--precision \(precision) names the type)") }
+    }
+    if precision == "fp32" {
+      if lossScale != nil { throw fail("--loss-scale scales mixed-precision steps: it needs --precision bf16, f16 or auto") }
+      if explainAmp { throw fail("--explain-amp needs mixed precision: --precision bf16, f16 or auto") }
+      return nil
+    }
+    var half = fixedHalf ?? .bf16
+    if let halfType {
+      guard let parsed = DType(rawValue: halfType), parsed == .bf16 || parsed == .f16 else { throw fail("--half-type \(halfType): expected bf16 or f16") }
+      half = parsed
+    }
+    let policy: PrecisionPolicy
+    do {
+      if let fixedHalf { policy = FixedPrecisionPolicy(.mixed, spelling: "fixed:\(fixedHalf)") }
+      else {
+        policy = try MixedPrecisionOptions.policy(named: precisionPolicy ?? "lr-change:100")
+        if let fixed = policy as? FixedPrecisionPolicy, fixed.precision == .mixed {
+          let named = DType(rawValue: String(fixed.description.dropFirst("fixed:".count)))!
+          if halfType != nil && named != half { throw fail("--precision-policy \(fixed.description) and --half-type \(half) disagree") }
+          half = named
+        }
+      }
+      let scaling = try lossScale.map { text throws(PrecisionOptionError) in try LossScaling.parse(text) }
+      return MixedPrecisionOptions(halfType: half, lossScaling: scaling, policy: policy)
+    } catch let error as PrecisionOptionError { throw fail(error.description) }
   }
 
   func run() throws {
@@ -116,6 +165,7 @@ struct Train: ParsableCommand {
     do { options.bucketPolicy = try BucketPolicy(parsing: bucketPolicy) } catch { throw fail("--bucket-policy: \(error)") }
     options.tableTTL = tableTtl
     options.tableCapacity = tableCapacity
+    options.mixedPrecision = try mixedPrecisionOptions()
     if let sparseOptimizer {
       guard let parsed = SparseOptimizer(name: sparseOptimizer) else {
         throw fail("unknown sparse optimizer '\(sparseOptimizer)' (expected \(SparseOptimizer.names.joined(separator: ", ")))")
@@ -155,12 +205,16 @@ struct Train: ParsableCommand {
       if let exportTables { try TrainingLoop.checkWritableDirectory(exportTables) }
     } catch { throw fail("\(error)") }
 
+    if explainAmp {
+      for line in loop.trainer.ampExplanations { print("amp: \(line)", to: &standardError) }
+    }
     if let emitIr {
       // The compiler's own output for the step, not a second run of the pipeline.
       try writeOutput(Printer.print(loop.trainer.program.optimizedModule), to: emitIr, what: "--emit-ir")
       print("optimized training step written to \(emitIr)")
     }
-    print("training @\(lossName) of \(file): \(loop.totalSteps) steps, batch \(batch), \(optimizer) lr \(lr) (\(parsedSchedule)), \(module.params.count) parameters")
+    print("training @\(lossName) of \(file): \(loop.totalSteps) steps, batch \(batch), \(optimizer) lr \(lr) (\(parsedSchedule)), \(module.params.count) parameters"
+          + (options.mixedPrecision.map { ", mixed precision \($0.halfType) (policy \($0.policy.description), loss scale \($0.lossScaling))" } ?? ""))
     fflush(nil)
     signal(SIGINT) { _ in interruptRequested = 1 }
     // A parent may have started us with SIGINT blocked (spawned from a thread that blocks it):
@@ -193,7 +247,12 @@ struct Train: ParsableCommand {
         for path in try loop.exportTables(to: exportTables, recent: exportRecent) { print("table exported to \(path)") }
       } catch { throw fail("--export-tables: \(error)") }
     }
-    if loop.skippedSteps > 0 { print("skipped \(loop.skippedSteps) steps with non-finite values (--on-nonfinite skip-step)") }
+    if loop.skippedSteps > 0 { print("skipped \(loop.skippedSteps) updates with non-finite values (--on-nonfinite skip-step, loss scaling or the precision policy)") }
+    if options.mixedPrecision != nil {
+      let counts = loop.precisionCounts
+      print("precision: \(counts.full) steps fp32, \(counts.mixed) steps \(options.mixedPrecision!.halfType)"
+            + (loop.trainer.lossScaler.scaling == .none ? "" : ", final loss scale \(loop.trainer.lossScaler.scale)"))
+    }
     if let last = loop.losses.last { print(String(format: "done: %d steps, final training loss %.6f", loop.trainer.stepCount, last)) }
     if let checkpoint { print("checkpoint: \(checkpoint)/checkpoint.safetensors") }
   }
@@ -226,15 +285,15 @@ final class ProgressReporter {
         let width = 30
         let filled = width * event.step / max(total, 1)
         let bar = String(repeating: "=", count: filled) + (filled < width ? ">" : "") + String(repeating: " ", count: max(0, width - filled - 1))
-        print(String(format: "\r[%@] %d/%d loss %.4f %.1f steps/s ETA %@", bar as NSString, event.step, total, event.loss,
-                     event.stepsPerSecond, eta as NSString), terminator: "")
+        print(String(format: "\r[%@] %d/%d loss %.4f %.1f steps/s ETA %@%@", bar as NSString, event.step, total, event.loss,
+                     event.stepsPerSecond, eta as NSString, (event.precision.map { " " + $0 } ?? "") as NSString), terminator: "")
         fflush(nil)
       } else {
         let line = event.step * 20 / max(total, 1)
         guard line != lastLine || event.step == total else { return }
         lastLine = line
-        print(String(format: "step %d/%d loss %.6f lr %.3g %.1f steps/s ETA %@", event.step, total, event.loss,
-                     event.learningRate, event.stepsPerSecond, eta as NSString))
+        print(String(format: "step %d/%d loss %.6f lr %.3g %.1f steps/s ETA %@%@", event.step, total, event.loss,
+                     event.learningRate, event.stepsPerSecond, eta as NSString, (event.precision.map { " " + $0 } ?? "") as NSString))
       }
     }
   }
