@@ -75,7 +75,7 @@ public enum SparseOptimizer: Equatable, Sendable {
   public static func sparseAdam(_ variant: SparseAdamVariant) -> SparseOptimizer {
     .sparseAdam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, variant: variant)
   }
-  /// What the name `sparseadam` means: the variant the NCF experiment supports, catch-up
+  /// What the name `sparseadam` means: the variant the NCF experiment supports, published
   /// (IR-specs/embeddings.md, "Which SparseAdam is `sparseadam`").
   public static let defaultSparseAdam = SparseOptimizer.sparseAdam(SparseAdamVariant.default)
 

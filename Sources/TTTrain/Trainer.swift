@@ -139,7 +139,7 @@ public final class Trainer {
   public let sites: [LookupSite]
   let rowInputCount: Int
 
-  /// SparseAdam (`sparseadam`, the catch-up variant: dense Adam computed lazily) for Adam-family
+  /// SparseAdam (`sparseadam`, the published definition: moments decayed over skipped steps) for Adam-family
   /// optimizers, the sparse form of SGD and Adagrad for those.
   public static func defaultSparseOptimizer(for kind: OptimizerConfig.Kind) -> SparseOptimizer {
     switch kind {
