@@ -77,6 +77,27 @@ def curves(args):
         e_steps = [r["step"] for r in evals if "eval_loss" in r]
         ax.plot(e_steps, [r["eval_loss"] for r in evals if "eval_loss" in r], "o-", color="#d0622a",
                 linewidth=1.5, label="evaluation loss")
+    # Mixed precision: shade the runs of full-precision steps (the metrics' `precision` field),
+    # like the published picture of the adaptive policy.
+    precisions = {r["step"]: r["precision"] for r in rows
+                  if not r.get("eval") and isinstance(r.get("precision"), str) and isinstance(r.get("step"), int)}
+    full_intervals = []
+    if precisions and any(p != "fp32" for p in precisions.values()):
+        start = None
+        for step in sorted(precisions):
+            if precisions[step] == "fp32" and start is None:
+                start = step
+            if precisions[step] != "fp32" and start is not None:
+                full_intervals.append((start, step - 1))
+                start = None
+        if start is not None:
+            full_intervals.append((start, max(precisions)))
+        for a, b in full_intervals:
+            ax.axvspan(a - 0.5, b + 0.5, color="#f2c14e", alpha=0.35, linewidth=0)
+        half = sorted({p for p in precisions.values() if p != "fp32"})
+        full_steps = sum(1 for p in precisions.values() if p == "fp32")
+        ax.fill_between([], [], color="#f2c14e", alpha=0.35,
+                        label=f"fp32 steps ({full_steps} of {len(precisions)}; others {'/'.join(half)})")
     for r in skipped:
         ax.axvline(r["step"], color="#cc0000", alpha=0.3, linewidth=0.8)
     if skipped:
