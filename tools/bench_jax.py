@@ -132,6 +132,35 @@ w4 = median(one_step)
 out["W4"] = w4 * 1e3
 out["W4f"] = 6 * 256 * (512 * 1024 + 1024 * 1024 + 1024) / w4 / 1e9
 
+
+# W4h: the same step in bf16 mixed precision as ttfc's amp rewrite computes it: f32 master
+# weights cast to bf16 at use, matmuls, bias adds and ReLU in bf16, the loss in f32.
+def loss_fn_bf16(p, x, y):
+    bf = jnp.bfloat16
+    h = jax.nn.relu(x.astype(bf) @ p[0].astype(bf) + p[1].astype(bf))
+    h = jax.nn.relu(h @ p[2].astype(bf) + p[3].astype(bf))
+    z = (h @ p[4].astype(bf) + p[5].astype(bf)).reshape(-1).astype(jnp.float32)
+    return jnp.mean(jnp.maximum(z, 0) - z * y + jnp.log1p(jnp.exp(-jnp.abs(z))))
+
+
+step_h = jax.jit(adam_step(loss_fn_bf16), donate_argnums=(0, 1, 2))
+ph = mlp_params()
+state_h = step_h(ph, [jnp.zeros_like(q) for q in ph], [jnp.zeros_like(q) for q in ph], 1.0, xb, yb)
+jax.block_until_ready(state_h)
+holder_h = {"state": state_h, "t": 2.0}
+
+
+def one_step_h():
+    _, p, m, v = holder_h["state"]
+    holder_h["state"] = step_h(p, m, v, holder_h["t"], xb, yb)
+    holder_h["t"] += 1
+    jax.block_until_ready(holder_h["state"])
+
+
+w4h = median(one_step_h)
+out["W4h"] = w4h * 1e3
+out["W4hf"] = 6 * 256 * (512 * 1024 + 1024 * 1024 + 1024) / w4h / 1e9
+
 if ONLY:
     print(json.dumps(out))
     sys.exit(0)

@@ -254,6 +254,22 @@ if selected("W4") || selected("W5") || selected("W5warm") {
   }
 }
 
+// W4h: the W4 step under bf16 automatic mixed precision (`--precision bf16`: the amp rewrite,
+// f32 master weights and Adam state, no loss scaling), beside W4 in the same rounds.
+if selected("W4h") {
+  let batch = 256
+  let x = Tensor(.f32, shape: [batch, 512], floats: (0..<(batch * 512)).map { _ in Double.random(in: -1...1) })
+  let y = Tensor(.f32, shape: [batch], floats: (0..<batch).map { _ in Double(Int.random(in: 0...1)) })
+  let trainer = try Trainer(module: try Parser.parseAndVerify(w4Model), loss: "loss", optimizer: OptimizerConfig(.adam),
+                            mixedPrecision: MixedPrecisionOptions(halfType: .bf16, policy: FixedPrecisionPolicy(.mixed, spelling: "fixed:bf16")))
+  try trainer.step([x, y], lr: 1e-3)
+  let t = try median({ try trainer.step([x, y], lr: 1e-3) }, repetitions: repetitions)
+  let flops = 6.0 * Double(batch) * Double(512 * 1024 + 1024 * 1024 + 1024)
+  if getenv("TTFC_PROFILE") != nil { print(trainer.profileReport) }
+  measurements.append(Measurement(id: "W4h", name: "MLP train step, batch 256, bf16 AMP", seconds: t, metric: "ms", value: t * 1e3))
+  measurements.append(Measurement(id: "W4hf", name: "MLP train step throughput, bf16 AMP", seconds: t, metric: "GFLOP/s", value: flops / t / 1e9))
+}
+
 /// A training run over batches of varying shapes: total seconds including compilation, the
 /// kernels compiled, the layouts built; and the same batches again once everything is warm.
 func varyingShapeRun(_ model: String, batches: [[Tensor]], policy: BucketPolicy) throws -> (total: Double, warm: Double, compiled: Int, layouts: Int, trainer: Trainer) {
