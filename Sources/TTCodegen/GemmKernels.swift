@@ -66,7 +66,11 @@ public enum GemmKernels {
       try module.verify()
       let key = "ttfc-sgemm-routines\n" + module.text
       let object = try KernelCache.shared.object(key: key, name: names.microkernel) { () throws(CodegenError) -> [UInt8] in
-        let machine = JIT.shared.machine
+        // A target machine of its own: this runs on a thread of its own (compileInBackground)
+        // while kernels compile, and LLVM's code generation is not safe on one machine from
+        // several threads (a half GEMM's routines, emitted so beside another module, lost
+        // their symbols).
+        let machine = try HostTargetMachine()
         machine.configure(module.module)
         // The IR is already vectorized and unrolled as intended; only redundant address
         // arithmetic needs removing. With the full -O3 pipeline compiling took 110 ms, for the same
