@@ -1,9 +1,10 @@
 // HalfGemmKernels — the machine code of ttfc's half-precision GEMM (TTRuntime/HalfGemm.swift holds
 // the loops around it), emitted as LLVM IR and JIT-compiled for the host once per process:
 //
-// - four conversions over contiguous arrays: bf16 and f16 widened to f32 (bf16: its bits shifted
-//   up; f16: F16C's vcvtph2ps), and f32 rounded to bf16 and f16 (nearest, ties to even; NaN stays
-//   NaN; f16 through F16C's vcvtps2ph);
+// - the f32 GEMM's four packers (GemmKernels) reading bf16 and f16 operands, widened to f32 as
+//   they are packed (bf16: its bits shifted up; f16: F16C's vcvtph2ps), for the portable path;
+// - two conversions over contiguous arrays: f32 rounded to bf16 and f16 (nearest, ties to even;
+//   NaN stays NaN; f16 through F16C's vcvtps2ph), for half results;
 // - with AVX512-BF16 (and VL) only: the dot-product microkernel C[6, 16] (+)= Ã B̃ over packed
 //   pairs of k, one `vdpbf16ps` (256-bit) per row and half-tile per pair: each f32 lane adds two
 //   bf16 products. Ã holds, per pair of k, one 32-bit word per row; B̃ sixteen per pair; in each
@@ -25,22 +26,20 @@ public enum HalfGemmKernels {
 
   /// (pairs of k, packed Ã, packed B̃, C, C's row stride, accumulate).
   public typealias Microkernel = @convention(c) (Int, UnsafePointer<UInt32>, UnsafePointer<UInt32>, UnsafeMutablePointer<Float>, Int, Int) -> Void
-  /// (count, 16-bit source, f32 destination).
-  public typealias Widen = @convention(c) (Int, UnsafePointer<UInt16>, UnsafeMutablePointer<Float>) -> Void
   /// (count, f32 source, 16-bit destination).
   public typealias Narrow = @convention(c) (Int, UnsafePointer<Float>, UnsafeMutablePointer<UInt16>) -> Void
 
   public struct Entries: @unchecked Sendable {
-    public let widenBF16: Widen
-    public let widenF16: Widen
     public let narrowBF16: Narrow
     public let narrowF16: Narrow
+    /// The f32 GEMM's packers reading bf16 and f16 operands (widened as they are packed).
+    public let bf16Packers: GemmKernels.Packers
+    public let f16Packers: GemmKernels.Packers
     /// The vdpbf16ps microkernel; nil when the host lacks AVX512-BF16.
     public let dotMicrokernel: Microkernel?
   }
 
-  static let names = (widenBF16: "ttfc_hgemm_widen_bf16", widenF16: "ttfc_hgemm_widen_f16",
-                      narrowBF16: "ttfc_hgemm_narrow_bf16", narrowF16: "ttfc_hgemm_narrow_f16",
+  static let names = (narrowBF16: "ttfc_hgemm_narrow_bf16", narrowF16: "ttfc_hgemm_narrow_f16",
                       microkernel: "ttfc_bf16gemm_6x16")
 
   /// Whether the host CPU has the bf16 dot products (`avx512bf16` and `avx512vl`, as LLVM's host
@@ -62,19 +61,20 @@ public enum HalfGemmKernels {
       let module = KernelModule(name: "ttfc_hgemm")
       emit(into: module, cpu: machine.cpu, features: machine.features, microkernel: withDot)
       try module.verify()
-      let object = try KernelCache.shared.object(key: "ttfc-hgemm-routines\n" + module.text, name: names.widenBF16) { () throws(CodegenError) -> [UInt8] in
+      let object = try KernelCache.shared.object(key: "ttfc-hgemm-routines\n" + module.text, name: names.narrowBF16) { () throws(CodegenError) -> [UInt8] in
         machine.configure(module.module)
         try machine.optimize(module.module, pipeline: "function(early-cse,instcombine,simplifycfg)")
         return try machine.object(of: module.module)
       }
-      var symbols = [names.widenBF16, names.widenF16, names.narrowBF16, names.narrowF16]
+      var symbols = [names.narrowBF16, names.narrowF16]
+      symbols += GemmKernels.packerSymbols(.bf16) + GemmKernels.packerSymbols(.f16)
       if withDot { symbols.append(names.microkernel) }
       let addresses = try JIT.shared.addObject(object, symbols: symbols)
-      let entries = Entries(widenBF16: unsafeBitCast(addresses[0], to: Widen.self),
-                            widenF16: unsafeBitCast(addresses[1], to: Widen.self),
-                            narrowBF16: unsafeBitCast(addresses[2], to: Narrow.self),
-                            narrowF16: unsafeBitCast(addresses[3], to: Narrow.self),
-                            dotMicrokernel: withDot ? unsafeBitCast(addresses[4], to: Microkernel.self) : nil)
+      let entries = Entries(narrowBF16: unsafeBitCast(addresses[0], to: Narrow.self),
+                            narrowF16: unsafeBitCast(addresses[1], to: Narrow.self),
+                            bf16Packers: GemmKernels.Packers(source: .bf16, addresses: addresses[2...5]),
+                            f16Packers: GemmKernels.Packers(source: .f16, addresses: addresses[6...9]),
+                            dotMicrokernel: withDot ? unsafeBitCast(addresses[10], to: Microkernel.self) : nil)
       cachedEntries = entries
       return entries
     }
@@ -97,10 +97,10 @@ public enum HalfGemmKernels {
   static func emit(into module: KernelModule, cpu: String, features: String, microkernel: Bool, conversions: Bool = true) {
     let emitter = Emitter(ir: IRBuilder(module), cpu: cpu, features: features)
     if conversions {
-      emitter.widenBF16()
-      emitter.widenF16()
       emitter.narrowBF16()
       emitter.narrowF16()
+      GemmKernels.emitPackers(into: module, source: .bf16)
+      GemmKernels.emitPackers(into: module, source: .f16)
     }
     if microkernel { emitter.dotMicrokernel() }
   }
@@ -161,18 +161,6 @@ public enum HalfGemmKernels {
       guard lanes > 1 else { return constant }
       var elements: [LLVMValueRef?] = Array(repeating: constant, count: lanes)
       return elements.withUnsafeMutableBufferPointer { LLVMConstVector($0.baseAddress, UInt32(lanes)) }
-    }
-
-    /// bf16 -> f32: the 16 bits become the high half of the f32's bits (exact).
-    func widenBF16() {
-      conversion(names.widenBF16, from: ir.i16, to: ir.i32) { value, lanes in
-        ir.shl(ir.zext(value, type(ir.i32, lanes)), splat(16, ir.i32, lanes))
-      }
-    }
-
-    /// f16 -> f32 (exact; F16C's conversion).
-    func widenF16() {
-      conversion(names.widenF16, from: ir.f16, to: ir.f32) { value, lanes in ir.fpext(value, type(ir.f32, lanes)) }
     }
 
     /// f32 -> bf16, to nearest, ties to even: add 0x7FFF plus the lowest kept bit and drop the low

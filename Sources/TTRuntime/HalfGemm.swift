@@ -9,9 +9,9 @@
 //   with denormal inputs and results flushed to zero (the instruction's rounding), the block
 //   sums added to C in order. Split over the pool by rows or columns (ParallelGemm.split), each
 //   part packing its own panels; the bits do not depend on the split.
-// - portable (f16 always; bf16 without the instruction or with TTFC_HALF_GEMM=portable): both
-//   operands widened to f32 (exactly) by JIT-compiled conversions, then ttfc's f32 GEMM (JitGemm:
-//   its summation order, bit for bit) — or OpenBLAS with TTFC_GEMM=openblas.
+// - portable (f16 always; bf16 without the instruction or with TTFC_HALF_GEMM=portable): ttfc's
+//   f32 GEMM (JitGemm: its summation order, bit for bit) with packers that widen the operands to
+//   f32 (exactly) as they pack them; with TTFC_GEMM=openblas, widened copies and OpenBLAS.
 
 import Glibc
 import TTCodegen
@@ -61,21 +61,19 @@ public enum HalfGemm {
     if chosen == .dotProducts, let kernel = routines.dotMicrokernel {
       dotGemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: pa, lda: lda, b: pb, ldb: ldb, c: c32,
               pool: pool, kernel: kernel)
+    } else if JitGemm.enabled {
+      // The f32 GEMM, its packers widening the half operands as they pack them.
+      ParallelGemm.jitGemm(packers: input == .bf16 ? routines.bf16Packers : routines.f16Packers, transposeA: transposeA,
+                           transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c32, pool: pool)
     } else {
-      // Whole stored operands (rows x row stride) widened once; then the f32 GEMM.
+      // TTFC_GEMM=openblas: whole stored operands (rows x row stride) widened, then OpenBLAS.
       let aCount = (transposeA ? k : m) * lda, bCount = (transposeB ? n : k) * ldb
       let wideA = Scratch.take(aCount), wideB = Scratch.take(bCount)
       defer { Scratch.give(wideA); Scratch.give(wideB) }
-      let widen = input == .bf16 ? routines.widenBF16 : routines.widenF16
-      widen(aCount, pa, wideA.pointer)
-      widen(bCount, pb, wideB.pointer)
-      if JitGemm.enabled {
-        ParallelGemm.jitGemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: wideA.pointer, lda: lda,
-                             b: wideB.pointer, ldb: ldb, c: c32, pool: pool)
-      } else {
-        ParallelGemm.blasGemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: UnsafePointer(wideA.pointer),
-                              lda: lda, b: UnsafePointer(wideB.pointer), ldb: ldb, c: c32, pool: pool)
-      }
+      widen(pa, count: aCount, input, into: wideA.pointer)
+      widen(pb, count: bCount, input, into: wideB.pointer)
+      ParallelGemm.blasGemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: UnsafePointer(wideA.pointer),
+                            lda: lda, b: UnsafePointer(wideB.pointer), ldb: ldb, c: c32, pool: pool)
     }
     if let result {
       let narrow = output == .bf16 ? routines.narrowBF16 : routines.narrowF16
@@ -194,6 +192,15 @@ public enum HalfGemm {
         }
         if pairs > fullPairs { panel[fullPairs &* width &+ s] = UInt32(value(index, kc &- 1)) << 16 }
       }
+    }
+  }
+
+  /// Half values widened to f32 (exactly).
+  static func widen(_ source: UnsafePointer<UInt16>, count: Int, _ dtype: DType, into out: UnsafeMutablePointer<Float>) {
+    if dtype == .bf16 {
+      for i in 0..<count { out[i] = Float(bitPattern: UInt32(source[i]) << 16) }
+    } else {
+      for i in 0..<count { out[i] = Float(Float16(bitPattern: source[i])) }
     }
   }
 

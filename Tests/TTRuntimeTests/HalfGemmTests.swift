@@ -213,8 +213,8 @@ struct HalfGemmTests {
     #expect(dots.allSatisfy { $0.contains("%ymm") })
   }
 
-  /// The JIT-compiled conversions equal the interpreter's rounding (`bfloat16Bits`, Float16) on
-  /// random bit patterns, ties, NaN, infinities and subnormals; widening is exact.
+  /// The JIT-compiled roundings equal the interpreter's (`bfloat16Bits`, Float16) on random bit
+  /// patterns, ties, NaN, infinities and subnormals.
   @Test func conversionsRoundAsTheInterpreterDoes() throws {
     let routines = try #require(HalfGemm.routines)
     var state: UInt64 = 12345
@@ -232,11 +232,6 @@ struct HalfGemmTests {
       for (x, h) in zip(floats, halves) {
         #expect(Self.sameHalfBits(h, Self.narrow(x, dtype), dtype), "\(dtype) rounding of \(x) (\(x.bitPattern))")
       }
-      var back = [Float](repeating: 0, count: halves.count)
-      halves.withUnsafeBufferPointer { h in back.withUnsafeMutableBufferPointer { f in
-        (dtype == .bf16 ? routines.widenBF16 : routines.widenF16)(h.count, h.baseAddress!, f.baseAddress!)
-      } }
-      #expect(zip(back, halves).allSatisfy { Self.sameBits($0, Self.widen($1, dtype)) }, "\(dtype) widening")
     }
   }
 
