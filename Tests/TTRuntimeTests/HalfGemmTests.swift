@@ -235,8 +235,8 @@ struct HalfGemmTests {
     }
   }
 
-  /// matmul on f16 and bf16 runs compiled (no interpreted op), plain, transposed, batched, and
-  /// summed over a batch: bit for bit the portable model where the host lacks the dot products,
+  /// matmul on f16 and bf16 runs compiled (no interpreted op), plain, transposed, batched, with
+  /// a fused epilogue, and summed over a batch: bit for bit the portable model where the host lacks the dot products,
   /// and within one half ulp (plus the f32 sum's error) of the interpreter, which sums in f64 and
   /// rounds once.
   @Test(arguments: [DType.bf16, .f16])
@@ -255,6 +255,12 @@ struct HalfGemmTests {
           %c = matmul %a, %b : \(dtype)[2, B, 24]
           return %c
         }
+        func @epilogue(%a: \(dtype)[B, 40], %b: \(dtype)[40, 24], %bias: \(dtype)[24]) -> \(dtype)[B, 24] {
+          %c = matmul %a, %b : \(dtype)[B, 24]
+          %d = add %c, %bias : \(dtype)[B, 24]
+          %r = relu %d : \(dtype)[B, 24]
+          return %r
+        }
         func @summed(%a: \(dtype)[2, B, 40], %b: \(dtype)[2, B, 24]) -> \(dtype)[40, 24] {
           %c = matmul %a, %b {transpose_a = true} : \(dtype)[2, 40, 24]
           %s = reduce_sum %c {axes = [0]} : \(dtype)[40, 24]
@@ -263,11 +269,13 @@ struct HalfGemmTests {
       }
       """)
     let ulp = dtype == .f16 ? 1.0 / 1024 : 1.0 / 128
-    for name in ["plain", "transposed", "batched", "summed"] {
+    for name in ["plain", "transposed", "batched", "epilogue", "summed"] {
       let executable = try Executable(module: module, function: name)
       #expect(executable.statistics.interpretedOpCount == 0, "\(name): \(executable.statistics.fallbackReasons)")
       // A half matmul summed over its batch stays a matmul and a reduction (Compiler.summedOverBatch).
-      #expect(executable.statistics.gemms == 1 && executable.statistics.kernels == (name == "summed" ? 1 : 0), "\(name)")
+      // A gemm epilogue (bias, ReLU) is one kernel reading the half product.
+      #expect(executable.statistics.gemms == 1 && executable.statistics.kernels == (name == "summed" || name == "epilogue" ? 1 : 0),
+              "\(name): \(executable.statistics.gemms) GEMMs, \(executable.statistics.kernels) kernels")
       for rows in [1, 9, 70] {
         let types = module.function(named: name)!.arguments.map { module.function(named: name)!.type(of: $0) }
         let inputs = types.enumerated().map { (i, t) -> Tensor in
@@ -283,7 +291,7 @@ struct HalfGemmTests {
         let magnitudes = try Interpreter(module: module).run(name, inputs.map { t in
           Tensor(dtype, shape: t.shape, floats: t.doubles.map { abs($0) }) })[0].doubles
         // Summed: two products, each within that bound, summed and rounded again.
-        let slack = name == "summed" ? ulp : 1e-5
+        let slack = name == "summed" || name == "epilogue" ? ulp : 1e-5
         for i in got.indices {
           #expect(abs(got[i] - expected[i]) <= ulp * abs(expected[i]) + slack * magnitudes[i],
                   "\(name) \(rows) rows element \(i): \(got[i]) vs \(expected[i])")
