@@ -86,6 +86,12 @@ public enum Compiler {
     }
     if wantsGemmRoutines { JitGemm.compileInBackground() }
     defer { if wantsGemmRoutines { _ = JitGemm.enabled } }
+    // Likewise the half GEMM's routines (HalfGemm) for a module with an f16 or bf16 matmul.
+    let wantsHalfRoutines = module.functions.contains { f in
+      f.body.contains { id in f[id].code == .matmul && f[id].results.first.map { [.f16, .bf16].contains(f.type(of: $0).dtype) } == true }
+    }
+    if wantsHalfRoutines { HalfGemm.compileInBackground() }
+    defer { if wantsHalfRoutines { _ = HalfGemm.available } }
     let start = DispatchClock.now()
     var optimized = module
     do { try PassManager(verifyEach: options.verifyEach).run(options.pipeline, on: &optimized, context: PassContext()) }

@@ -14,6 +14,7 @@
 //   f32 (exactly) as they pack them; with TTFC_GEMM=openblas, widened copies and OpenBLAS.
 
 import Glibc
+import Synchronization
 import TTCodegen
 import TTIR
 import TTSupport
@@ -33,8 +34,19 @@ public enum HalfGemm {
   /// The conversions and (on a host with AVX512-BF16) the dot-product microkernel.
   static let routines: HalfGemmKernels.Entries? = try? HalfGemmKernels.compiled()
 
-  /// Whether half GEMMs can run here (LLVM compiled the conversions).
+  /// Whether half GEMMs can run here (LLVM compiled the routines).
   public static var available: Bool { routines != nil }
+
+  /// Compiles the routines on a new thread (once per process), as JitGemm's: whoever reads
+  /// `available` or `routines` meanwhile waits for it.
+  public static func compileInBackground() {
+    guard !started.exchange(true, ordering: .relaxed) else { return }
+    var thread = pthread_t()
+    if pthread_create(&thread, nil, { _ in _ = HalfGemm.routines; return nil }, nil) == 0 {
+      pthread_detach(thread)
+    }
+  }
+  private static let started = Atomic<Bool>(false)
 
   /// The path bf16 GEMMs take: the dot products where the host has them, unless
   /// `TTFC_HALF_GEMM=portable` (or `TTFC_GEMM=openblas`) asks for the portable one.
