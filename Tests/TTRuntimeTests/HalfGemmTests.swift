@@ -182,6 +182,42 @@ struct HalfGemmTests {
     }
   }
 
+  /// Random shapes (seeded: m, n up to 40 and 70, k up to 1100, odd and even, every transpose,
+  /// special values in half of them): the dot-product path (emulated instruction) and the
+  /// portable path (bf16 and f16) each bit for bit against their models.
+  @Test func randomShapesMatchTheModels() throws {
+    try #require(HalfGemm.available && JitGemm.enabled)
+    var state: UInt64 = 0x5EED
+    func draw(_ range: ClosedRange<Int>) -> Int {
+      state ^= state << 13; state ^= state >> 7; state ^= state << 17
+      return range.lowerBound + Int(state % UInt64(range.count))
+    }
+    let pool = ThreadPool(threads: 2)
+    for trial in 0..<24 {
+      let m = draw(1...40), n = draw(1...70), k = trial % 4 == 0 ? draw(513...1100) : draw(1...130)
+      let ta = draw(0...1) == 1, tb = draw(0...1) == 1, specials = trial % 2 == 1
+      let shape = "trial \(trial): \(m)x\(n)x\(k) ta \(ta) tb \(tb) specials \(specials)"
+      let a = Self.values(m * k, .bf16, seed: 100 + trial, specials: specials), b = Self.values(k * n, .bf16, seed: 200 + trial, specials: specials)
+      var c = [Float](repeating: .nan, count: m * n)
+      a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
+        HalfGemm.dotGemm(transposeA: ta, transposeB: tb, m: m, n: n, k: k, a: pa.baseAddress!, lda: ta ? m : k,
+                         b: pb.baseAddress!, ldb: tb ? k : n, c: pc.baseAddress!, ldc: n, kernel: Self.emulatedKernel)
+      } } }
+      #expect(zip(c, Self.dotModel(a, b, m: m, n: n, k: k, ta: ta, tb: tb)).allSatisfy(Self.sameBits), "dot products, \(shape)")
+      for dtype in [DType.bf16, .f16] {
+        let x = dtype == .bf16 ? a : Self.values(m * k, .f16, seed: 300 + trial, specials: specials)
+        let y = dtype == .bf16 ? b : Self.values(k * n, .f16, seed: 400 + trial, specials: specials)
+        var h = [UInt16](repeating: 0xFFFF, count: m * n)
+        x.withUnsafeBytes { px in y.withUnsafeBytes { py in h.withUnsafeMutableBytes { ph in
+          HalfGemm.gemm(input: dtype, output: dtype, transposeA: ta, transposeB: tb, m: m, n: n, k: k, a: px.baseAddress!, lda: ta ? m : k,
+                        b: py.baseAddress!, ldb: tb ? k : n, c: ph.baseAddress!, pool: pool, path: .portable)
+        } } }
+        let want = Self.portableModel(x, y, dtype, m: m, n: n, k: k, ta: ta, tb: tb).map { Self.narrow($0, dtype) }
+        #expect(zip(h, want).allSatisfy { Self.sameHalfBits($0, $1, dtype) }, "portable \(dtype), \(shape)")
+      }
+    }
+  }
+
   /// The JIT's vdpbf16ps microkernel through HalfGemm, against the instruction model (only on a
   /// CPU with AVX512-BF16).
   @Test(.enabled(if: HalfGemmKernels.hostHasDotProducts, "the host has no AVX512-BF16"), arguments: [false, true])
