@@ -31,10 +31,11 @@ public enum HalfGemmKernels {
 
   public struct Entries: @unchecked Sendable {
     public let narrowBF16: Narrow
-    public let narrowF16: Narrow
+    /// nil on a CPU without F16C (no f16 GEMM there, as no f16 kernels).
+    public let narrowF16: Narrow?
     /// The f32 GEMM's packers reading bf16 and f16 operands (widened as they are packed).
     public let bf16Packers: GemmKernels.Packers
-    public let f16Packers: GemmKernels.Packers
+    public let f16Packers: GemmKernels.Packers?
     /// The vdpbf16ps microkernel; nil when the host lacks AVX512-BF16.
     public let dotMicrokernel: Microkernel?
   }
@@ -49,6 +50,9 @@ public enum HalfGemmKernels {
     return features.contains("+avx512bf16") && features.contains("+avx512vl")
   }()
 
+  /// Whether the host converts f16 in hardware (F16C); without it there are no f16 routines.
+  public static let hostConvertsF16: Bool = JIT.shared.machine.features.split(separator: ",").contains("+f16c")
+
   /// The compiled routines, linked into the process's JIT on first use (object code cached on
   /// disk under the IR's text, like GemmKernels).
   public static func compiled() throws(CodegenError) -> Entries {
@@ -59,22 +63,23 @@ public enum HalfGemmKernels {
       let machine = try HostTargetMachine()
       let withDot = hostHasDotProducts
       let module = KernelModule(name: "ttfc_hgemm")
-      emit(into: module, cpu: machine.cpu, features: machine.features, microkernel: withDot)
+      let withF16 = hostConvertsF16
+      emit(into: module, cpu: machine.cpu, features: machine.features, microkernel: withDot, f16: withF16)
       try module.verify()
       let object = try KernelCache.shared.object(key: "ttfc-hgemm-routines\n" + module.text, name: names.narrowBF16) { () throws(CodegenError) -> [UInt8] in
         machine.configure(module.module)
         try machine.optimize(module.module, pipeline: "function(early-cse,instcombine,simplifycfg)")
         return try machine.object(of: module.module)
       }
-      var symbols = [names.narrowBF16, names.narrowF16]
-      symbols += GemmKernels.packerSymbols(.bf16) + GemmKernels.packerSymbols(.f16)
+      var symbols = [names.narrowBF16] + GemmKernels.packerSymbols(.bf16)
+      if withF16 { symbols += [names.narrowF16] + GemmKernels.packerSymbols(.f16) }
       if withDot { symbols.append(names.microkernel) }
       let addresses = try JIT.shared.addObject(object, symbols: symbols)
       let entries = Entries(narrowBF16: unsafeBitCast(addresses[0], to: Narrow.self),
-                            narrowF16: unsafeBitCast(addresses[1], to: Narrow.self),
-                            bf16Packers: GemmKernels.Packers(source: .bf16, addresses: addresses[2...5]),
-                            f16Packers: GemmKernels.Packers(source: .f16, addresses: addresses[6...9]),
-                            dotMicrokernel: withDot ? unsafeBitCast(addresses[10], to: Microkernel.self) : nil)
+                            narrowF16: withF16 ? unsafeBitCast(addresses[5], to: Narrow.self) : nil,
+                            bf16Packers: GemmKernels.Packers(source: .bf16, addresses: addresses[1...4]),
+                            f16Packers: withF16 ? GemmKernels.Packers(source: .f16, addresses: addresses[6...9]) : nil,
+                            dotMicrokernel: withDot ? unsafeBitCast(addresses[addresses.count - 1], to: Microkernel.self) : nil)
       cachedEntries = entries
       return entries
     }
@@ -86,7 +91,7 @@ public enum HalfGemmKernels {
   /// whatever the host: for tests and inspection on hosts that cannot run it.
   public static func microkernelAssembly(cpu: String = "znver4", features: String = "+avx512f,+avx512vl,+avx512bw,+avx512bf16,+avx2,+fma,+f16c") throws(CodegenError) -> String {
     let module = KernelModule(name: "ttfc_bf16gemm")
-    emit(into: module, cpu: cpu, features: features, microkernel: true, conversions: false)
+    emit(into: module, cpu: cpu, features: features, microkernel: true, f16: false, conversions: false)
     try module.verify()
     let machine = try HostTargetMachine()
     machine.configure(module.module)
@@ -94,13 +99,15 @@ public enum HalfGemmKernels {
     return try machine.assembly(of: module.module)
   }
 
-  static func emit(into module: KernelModule, cpu: String, features: String, microkernel: Bool, conversions: Bool = true) {
+  static func emit(into module: KernelModule, cpu: String, features: String, microkernel: Bool, f16: Bool, conversions: Bool = true) {
     let emitter = Emitter(ir: IRBuilder(module), cpu: cpu, features: features)
     if conversions {
       emitter.narrowBF16()
-      emitter.narrowF16()
       GemmKernels.emitPackers(into: module, source: .bf16)
-      GemmKernels.emitPackers(into: module, source: .f16)
+      if f16 {
+        emitter.narrowF16()
+        GemmKernels.emitPackers(into: module, source: .f16)
+      }
     }
     if microkernel { emitter.dotMicrokernel() }
   }

@@ -234,7 +234,9 @@ final class ProgramBuilder {
     if op.code == .matmul {
       // Say why, rather than the kernel emitter's "runs as a routine of its own".
       let dtype = lowered.type(of: op.operands[0]).dtype
-      statistics.fallbackReasons["matmul on \(dtype): ttfc's GEMM handles f64, f32, f16 and bf16", default: 0] += 1
+      let reason = dtype == .f16 && HalfGemm.available ? "matmul on f16 needs F16C, which this CPU lacks"
+        : dtype.isFloat ? "matmul on \(dtype): ttfc's GEMM routines did not compile" : "matmul on \(dtype): ttfc's GEMM handles f64, f32, f16 and bf16"
+      statistics.fallbackReasons[reason, default: 0] += 1
       statistics.interpreted += 1
       statistics.interpretedOps[op.code.rawValue, default: 0] += 1
       thunks.append(.interpretOp(op, operands: operands, result: results[0]))
@@ -361,7 +363,7 @@ final class ProgramBuilder {
     guard let first = types.first?.dtype, types.allSatisfy({ $0.dtype == first }) else { return false }
     switch first {
     case .f32, .f64: return true
-    case .f16, .bf16: return HalfGemm.available
+    case .f16, .bf16: return HalfGemm.supports(first)
     default: return false
     }
   }

@@ -37,6 +37,13 @@ public enum HalfGemm {
   /// Whether half GEMMs can run here (LLVM compiled the routines).
   public static var available: Bool { routines != nil }
 
+  /// Whether GEMMs of `dtype` operands run here: bf16 wherever the routines compiled, f16 where
+  /// the CPU also has F16C.
+  public static func supports(_ dtype: DType) -> Bool {
+    guard let routines else { return false }
+    return dtype == .bf16 || (dtype == .f16 && routines.f16Packers != nil)
+  }
+
   /// Compiles the routines on a new thread (once per process), as JitGemm's: whoever reads
   /// `available` or `routines` meanwhile waits for it.
   public static func compileInBackground() {
@@ -64,7 +71,9 @@ public enum HalfGemm {
     precondition(input == .bf16 || input == .f16, "HalfGemm takes bf16 or f16 operands, not \(input)")
     precondition(output == .f32 || output == .bf16 || output == .f16, "HalfGemm writes f32, bf16 or f16, not \(output)")
     guard m > 0, n > 0 else { return }
-    guard let routines else { fatalError("HalfGemm.gemm called without compiled routines (check HalfGemm.available)") }
+    guard let routines, supports(input), output != .f16 || routines.narrowF16 != nil else {
+      fatalError("HalfGemm.gemm called for \(input) -> \(output), which this host cannot run (check HalfGemm.supports)")
+    }
     let chosen = input == .f16 ? .portable : (path ?? bf16Path)
     let result = output == .f32 ? Scratch?.none : Scratch.take(m * n)
     defer { result.map(Scratch.give) }
@@ -75,7 +84,7 @@ public enum HalfGemm {
               pool: pool, kernel: kernel)
     } else if JitGemm.enabled {
       // The f32 GEMM, its packers widening the half operands as they pack them.
-      ParallelGemm.jitGemm(packers: input == .bf16 ? routines.bf16Packers : routines.f16Packers, transposeA: transposeA,
+      ParallelGemm.jitGemm(packers: input == .bf16 ? routines.bf16Packers : routines.f16Packers!, transposeA: transposeA,
                            transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c32, pool: pool)
     } else {
       // TTFC_GEMM=openblas: whole stored operands (rows x row stride) widened, then OpenBLAS.
@@ -88,7 +97,7 @@ public enum HalfGemm {
                             lda: lda, b: UnsafePointer(wideB.pointer), ldb: ldb, c: c32, pool: pool)
     }
     if let result {
-      let narrow = output == .bf16 ? routines.narrowBF16 : routines.narrowF16
+      let narrow = output == .bf16 ? routines.narrowBF16 : routines.narrowF16!
       narrow(m * n, result.pointer, c.assumingMemoryBound(to: UInt16.self))
     }
   }

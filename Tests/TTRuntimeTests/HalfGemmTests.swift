@@ -263,7 +263,7 @@ struct HalfGemmTests {
     for dtype in [DType.bf16, .f16] {
       var halves = [UInt16](repeating: 0, count: floats.count)
       floats.withUnsafeBufferPointer { f in halves.withUnsafeMutableBufferPointer { h in
-        (dtype == .bf16 ? routines.narrowBF16 : routines.narrowF16)(f.count, f.baseAddress!, h.baseAddress!)
+        (dtype == .bf16 ? routines.narrowBF16 : routines.narrowF16!)(f.count, f.baseAddress!, h.baseAddress!)
       } }
       for (x, h) in zip(floats, halves) {
         #expect(Self.sameHalfBits(h, Self.narrow(x, dtype), dtype), "\(dtype) rounding of \(x) (\(x.bitPattern))")
