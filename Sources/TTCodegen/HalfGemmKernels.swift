@@ -13,8 +13,9 @@
 //   each an f32 FMA with denormal inputs and results flushed to zero, round to nearest even,
 //   MXCSR ignored), so each lane is a chain of FMAs in k order, as in the f32 microkernel.
 //
-// Why 6x16 on ymm: the f32 GEMM's tile and loops (edges, splits) carry over; 12 accumulators
-// cover vdpbf16ps's latency at two per cycle on Zen 4's two 256-bit FMA pipes.
+// Why 6x16 on ymm: the f32 GEMM's tile geometry and edge handling carry over, and 12 independent
+// accumulators cover up to 6 cycles of latency at two instructions per cycle. Not tuned: no CPU
+// with AVX512-BF16 has run it yet (the machines so far are Zen 3).
 
 import CLLVM
 import TTSupport
