@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """The WORKLOADS.md benchmarks on JAX/XLA CPU, for tools/bench to compare against in the same run.
 
-Prints one JSON object: W0 and W1 in GB/s (read + write bytes / time), W2 and W3 in ms, W7 in
-GFLOP/s (medians of repeated runs after warm-up, compilation excluded); W4 in ms/step, W5 (cold
+Prints one JSON object: W0 and W1 in GB/s (read + write bytes / time), W2 and W3 in ms, W7 and
+W7h (bf16 operands, f32 output) in GFLOP/s (medians of repeated runs after warm-up, compilation excluded); W4 in ms/step, W5 (cold
 compile) in s; W6 and W6s (ours: variable sequence length) in total seconds with compilation and
 their compile counts. Arguments: repetitions, then files to write W6's batch sizes and W6s's
 lengths to, so ttfc-bench runs the same shapes. BENCH_JAX_ONLY=W4 measures W4 and W5 alone (tools/bench
-alternates such runs with ttfc's, so both sides see the same machine load)."""
+alternates such runs with ttfc's, so both sides see the same machine load); BENCH_JAX_ONLY=W7h
+measures W7 and W7h alone."""
 import json
 import os
 import sys
@@ -68,10 +69,20 @@ if not ONLY:
 
     out["W3"] = median(lambda: w3(m).block_until_ready()) * 1e3
 
+if not ONLY or ONLY == "W7h":
     a = jnp.asarray(rng.uniform(-1, 1, (1024, 1024)).astype(np.float32))
     b = jnp.asarray(rng.uniform(-1, 1, (1024, 1024)).astype(np.float32))
     w7 = jax.jit(jnp.dot)
     out["W7"] = 2 * 1024 ** 3 / median(lambda: w7(a, b).block_until_ready()) / 1e9
+
+    # W7h: the same product on bf16 operands with f32 accumulation and output.
+    ah, bh = a.astype(jnp.bfloat16), b.astype(jnp.bfloat16)
+    w7h = jax.jit(lambda x, y: jnp.dot(x, y, preferred_element_type=jnp.float32))
+    out["W7h"] = 2 * 1024 ** 3 / median(lambda: w7h(ah, bh).block_until_ready()) / 1e9
+
+if ONLY == "W7h":
+    print(json.dumps(out))
+    sys.exit(0)
 
 # W4 / W5: the MLP 512-1024-1024-1 training step with Adam (hand-written Adam, as ttfc's).
 def init(shape, key):

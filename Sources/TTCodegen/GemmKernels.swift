@@ -40,8 +40,55 @@ public enum GemmKernels {
   /// transposed A.
   public typealias BlockPacker = @convention(c) (Int, Int, UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>) -> Void
 
+  /// The element type a packer reads: f32, or a half type it widens to f32 as it packs.
+  public enum Source: Sendable {
+    case f32, bf16, f16
+    public var byteSize: Int { self == .f32 ? 4 : 2 }
+    var suffix: String { switch self { case .f32: ""; case .bf16: "_bf16"; case .f16: "_f16" } }
+  }
+  /// The packers over untyped operands (PanelPacker and BlockPacker with the source's element type).
+  public typealias RawPanelPacker = @convention(c) (Int, UnsafeRawPointer, Int, UnsafeMutablePointer<Float>) -> Void
+  public typealias RawBlockPacker = @convention(c) (Int, Int, UnsafeRawPointer, Int, UnsafeMutablePointer<Float>) -> Void
+
+  /// The four packers for operands of one element type (JitGemm packs through these).
+  public struct Packers: @unchecked Sendable {
+    public let source: Source
+    public let plainA: RawPanelPacker
+    public let transposedA: RawBlockPacker
+    public let plainB: RawBlockPacker
+    public let transposedB: RawPanelPacker
+
+    /// The packers from their addresses (in the order plain A, transposed A, plain B, transposed B).
+    public init(source: Source, addresses: ArraySlice<UInt>) {
+      let a = Array(addresses)
+      self.source = source
+      plainA = unsafeBitCast(a[0], to: RawPanelPacker.self)
+      transposedA = unsafeBitCast(a[1], to: RawBlockPacker.self)
+      plainB = unsafeBitCast(a[2], to: RawBlockPacker.self)
+      transposedB = unsafeBitCast(a[3], to: RawPanelPacker.self)
+    }
+  }
+
+  /// The symbols of the four packers reading `source` (the f32 ones carry no suffix).
+  public static func packerSymbols(_ source: Source) -> [String] {
+    [names.plainA, names.transposedA, names.plainB, names.transposedB].map { $0 + source.suffix }
+  }
+
+  /// Emits the four packers reading `source` into `module` (HalfGemmKernels' module holds the
+  /// half ones, so the f32 GEMM's routines compile as before).
+  public static func emitPackers(into module: KernelModule, source: Source) {
+    var emitter = Emitter(ir: IRBuilder(module))
+    emitter.source = source
+    emitter.packPlainA()
+    emitter.packTransposedA()
+    emitter.packPlainB()
+    emitter.packTransposedB()
+  }
+
   public struct Entries: @unchecked Sendable {
     public let microkernel: Microkernel
+    /// The f32 packers below, over untyped operands.
+    public let packers: Packers
     /// A stored [m, k]: six rows of A, k contiguous in each.
     public let packPlainA: PanelPacker
     /// A stored [k, m]: for each k, each panel's six values are contiguous.
@@ -66,7 +113,11 @@ public enum GemmKernels {
       try module.verify()
       let key = "ttfc-sgemm-routines\n" + module.text
       let object = try KernelCache.shared.object(key: key, name: names.microkernel) { () throws(CodegenError) -> [UInt8] in
-        let machine = JIT.shared.machine
+        // A target machine of its own: this runs on a thread of its own (compileInBackground)
+        // while kernels compile, and LLVM's code generation is not safe on one machine from
+        // several threads (a half GEMM's routines, emitted so beside another module, lost
+        // their symbols).
+        let machine = try HostTargetMachine()
         machine.configure(module.module)
         // The IR is already vectorized and unrolled as intended; only redundant address
         // arithmetic needs removing. With the full -O3 pipeline compiling took 110 ms, for the same
@@ -77,6 +128,7 @@ public enum GemmKernels {
       let symbols = [names.microkernel, names.plainA, names.transposedA, names.plainB, names.transposedB]
       let addresses = try JIT.shared.addObject(object, symbols: symbols)
       let entries = Entries(microkernel: unsafeBitCast(addresses[0], to: Microkernel.self),
+                            packers: Packers(source: .f32, addresses: addresses[1...4]),
                             packPlainA: unsafeBitCast(addresses[1], to: PanelPacker.self),
                             packTransposedA: unsafeBitCast(addresses[2], to: BlockPacker.self),
                             packPlainB: unsafeBitCast(addresses[3], to: BlockPacker.self),
@@ -114,7 +166,39 @@ public enum GemmKernels {
   /// Emission helpers over one module: 8-float vectors, unaligned loads and stores, shuffles.
   struct Emitter {
     let ir: IRBuilder
+    /// What the packers read (the microkernel always reads packed f32).
+    var source: Source = .f32
     var vector: LLVMTypeRef { LLVMVectorType(ir.f32, 8)! }
+
+    init(ir: IRBuilder) { self.ir = ir }
+
+    var sourceElement: LLVMTypeRef {
+      switch source { case .f32: ir.f32; case .bf16: ir.i16; case .f16: ir.f16 }
+    }
+    /// An element of the operand being packed.
+    func sourceAt(_ base: LLVMValueRef, _ offset: LLVMValueRef) -> LLVMValueRef { ir.gep(sourceElement, base, offset) }
+    func sourceAt(_ base: LLVMValueRef, _ offset: Int) -> LLVMValueRef { ir.gep(sourceElement, base, ir.int(offset)) }
+    /// `lanes` elements of the operand from `address` as f32 (1: a scalar): half values are
+    /// widened exactly (bf16: the bits shifted up; f16: F16C's conversion).
+    func loadSource(_ address: LLVMValueRef, lanes: Int = 8) -> LLVMValueRef {
+      let type = lanes == 1 ? sourceElement : LLVMVectorType(sourceElement, UInt32(lanes))!
+      let value = ir.load(type, address)
+      if lanes > 1 { LLVMSetAlignment(value, UInt32(source.byteSize)) }
+      let floats = lanes == 1 ? ir.f32 : LLVMVectorType(ir.f32, UInt32(lanes))!
+      switch source {
+      case .f32: return value
+      case .f16: return ir.fpext(value, floats)
+      case .bf16:
+        let words = lanes == 1 ? ir.i32 : LLVMVectorType(ir.i32, UInt32(lanes))!
+        var sixteen = ir.int(16, ir.i32)
+        if lanes > 1 {
+          var elements: [LLVMValueRef?] = Array(repeating: sixteen, count: lanes)
+          sixteen = elements.withUnsafeMutableBufferPointer { LLVMConstVector($0.baseAddress, UInt32(lanes)) }
+        }
+        return ir.bitcast(ir.shl(ir.zext(value, words), sixteen), floats)
+      }
+    }
+    func loadSourceScalar(_ address: LLVMValueRef) -> LLVMValueRef { loadSource(address, lanes: 1) }
 
     /// A function with the host CPU's attributes, its pointer parameters (by index) `noalias`,
     /// the builder placed in its entry block; returns its parameters.
@@ -230,13 +314,13 @@ public enum GemmKernels {
     /// overwritten by the next column (the caller's buffer has two floats of slack at the end).
     func packPlainA() {
       let rows = GemmKernels.rows
-      let p = function(names.plainA, [ir.i64, ir.ptr, ir.i64, ir.ptr], noalias: [1, 3])
+      let p = function(names.plainA + self.source.suffix, [ir.i64, ir.ptr, ir.i64, ir.ptr], noalias: [1, 3])
       let (kc, source, lda, out) = (p[0], p[1], p[2], p[3])
-      let rowStarts = (0..<rows).map { r in at(source, ir.mul(lda, ir.int(r))) }
+      let rowStarts = (0..<rows).map { r in sourceAt(source, ir.mul(lda, ir.int(r))) }
       let blocks = ir.sdiv(kc, ir.int(8))
       ir.loop(from: ir.int(0), to: blocks) { block, _ in
         let k = ir.mul(block, ir.int(8))
-        let loaded = rowStarts.map { load(at($0, k)) }
+        let loaded = rowStarts.map { loadSource(sourceAt($0, k)) }
         let columns = transpose8x8(loaded + [loaded[0], loaded[0]])
         for (j, column) in columns.enumerated() {
           store(column, at(out, ir.mul(ir.add(k, ir.int(j)), ir.int(rows))))
@@ -245,7 +329,7 @@ public enum GemmKernels {
       }
       ir.loop(from: ir.mul(blocks, ir.int(8)), to: kc) { k, _ in
         for r in 0..<rows {
-          LLVMBuildStore(ir.b, ir.load(ir.f32, at(rowStarts[r], k)), at(out, ir.add(ir.mul(k, ir.int(rows)), ir.int(r))))
+          LLVMBuildStore(ir.b, loadSourceScalar(sourceAt(rowStarts[r], k)), at(out, ir.add(ir.mul(k, ir.int(rows)), ir.int(r))))
         }
         return []
       }
@@ -258,17 +342,17 @@ public enum GemmKernels {
     /// about three panels but did not survive between them (addresses 4 KiB apart share an L1
     /// set), so every panel fetched it again.
     func packTransposedA() {
-      packRowPieces(names.transposedA, width: GemmKernels.rows) { from, to in
-        for r in 0..<GemmKernels.rows { LLVMBuildStore(ir.b, ir.load(ir.f32, at(from, r)), at(to, r)) }
+      packRowPieces(names.transposedA + source.suffix, width: GemmKernels.rows) { from, to in
+        for r in 0..<GemmKernels.rows { LLVMBuildStore(ir.b, loadSourceScalar(sourceAt(from, r)), at(to, r)) }
       }
     }
 
     /// B̃ panels from a plain B: row k is read left to right and its sixteen-float pieces go to
     /// consecutive panels (each piece one cache line of its panel).
     func packPlainB() {
-      packRowPieces(names.plainB, width: GemmKernels.columns) { from, to in
-        store(load(from), to)
-        store(load(at(from, 8)), at(to, 8))
+      packRowPieces(names.plainB + source.suffix, width: GemmKernels.columns) { from, to in
+        store(loadSource(from), to)
+        store(loadSource(sourceAt(from, 8)), at(to, 8))
       }
     }
 
@@ -282,11 +366,11 @@ public enum GemmKernels {
       let (kc, panels, source, stride, out) = (p[0], p[1], p[2], p[3], p[4])
       let panelSize = ir.mul(kc, ir.int(width))
       ir.loop(from: ir.int(0), to: kc) { k, _ in
-        let row = at(source, ir.mul(k, stride)), target = at(out, ir.mul(k, ir.int(width)))
-        let rowAhead = at(row, ir.mul(stride, ir.int(EmitterTuning.packingPrefetchRows)))
+        let row = sourceAt(source, ir.mul(k, stride)), target = at(out, ir.mul(k, ir.int(width)))
+        let rowAhead = sourceAt(row, ir.mul(stride, ir.int(EmitterTuning.packingPrefetchRows)))
         ir.loop(from: ir.int(0), to: panels) { q, _ in
-          let from = at(row, ir.mul(q, ir.int(width))), to = at(target, ir.mul(q, panelSize))
-          _ = ir.intrinsic("llvm.prefetch", [ir.ptr], [at(rowAhead, ir.mul(q, ir.int(width))), ir.int(0, ir.i32), ir.int(3, ir.i32), ir.int(1, ir.i32)])
+          let from = sourceAt(row, ir.mul(q, ir.int(width))), to = at(target, ir.mul(q, panelSize))
+          _ = ir.intrinsic("llvm.prefetch", [ir.ptr], [sourceAt(rowAhead, ir.mul(q, ir.int(width))), ir.int(0, ir.i32), ir.int(3, ir.i32), ir.int(1, ir.i32)])
           copy(from, to)
           return []
         }
@@ -298,14 +382,14 @@ public enum GemmKernels {
     /// B̃ panel from sixteen rows of a transposed B: eight k at a time, two 8x8 transposes.
     func packTransposedB() {
       let width = GemmKernels.columns
-      let p = function(names.transposedB, [ir.i64, ir.ptr, ir.i64, ir.ptr], noalias: [1, 3])
+      let p = function(names.transposedB + self.source.suffix, [ir.i64, ir.ptr, ir.i64, ir.ptr], noalias: [1, 3])
       let (kc, source, ldb, out) = (p[0], p[1], p[2], p[3])
-      let rowStarts = (0..<width).map { s in at(source, ir.mul(ldb, ir.int(s))) }
+      let rowStarts = (0..<width).map { s in sourceAt(source, ir.mul(ldb, ir.int(s))) }
       let blocks = ir.sdiv(kc, ir.int(8))
       ir.loop(from: ir.int(0), to: blocks) { block, _ in
         let k = ir.mul(block, ir.int(8))
         for half in 0..<2 {
-          let columns = transpose8x8((0..<8).map { load(at(rowStarts[8 * half + $0], k)) })
+          let columns = transpose8x8((0..<8).map { loadSource(sourceAt(rowStarts[8 * half + $0], k)) })
           for (j, column) in columns.enumerated() {
             store(column, at(out, ir.add(ir.mul(ir.add(k, ir.int(j)), ir.int(width)), ir.int(8 * half))))
           }
@@ -314,7 +398,7 @@ public enum GemmKernels {
       }
       ir.loop(from: ir.mul(blocks, ir.int(8)), to: kc) { k, _ in
         for s in 0..<width {
-          LLVMBuildStore(ir.b, ir.load(ir.f32, at(rowStarts[s], k)), at(out, ir.add(ir.mul(k, ir.int(width)), ir.int(s))))
+          LLVMBuildStore(ir.b, loadSourceScalar(sourceAt(rowStarts[s], k)), at(out, ir.add(ir.mul(k, ir.int(width)), ir.int(s))))
         }
         return []
       }

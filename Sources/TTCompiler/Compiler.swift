@@ -76,13 +76,22 @@ public enum Compiler {
     guard let original = module.function(named: functionName) else { throw .invalid("no function named '@\(functionName)'") }
     // ttfc's GEMM routines (JitGemm) compile once per process, on a thread of their own started
     // here, while the passes run and the kernels compile, if any function of the module has an
-    // f32 matmul; the end of this function waits for them, so what a process compiles does not
-    // depend on timing (nor on whether a GEMM of the first run is large enough to use them).
+    // f32 or half matmul (HalfGemm's portable path runs on JitGemm); the end of this function
+    // waits for them, so what a process compiles does not depend on timing (nor on whether a GEMM
+    // of the first run is large enough to use them).
     let wantsGemmRoutines = module.functions.contains { f in
-      f.body.contains { id in f[id].code == .matmul && f[id].results.first.map { f.type(of: $0).dtype == .f32 } == true }
+      f.body.contains { id in
+        f[id].code == .matmul && f[id].results.first.map { [.f32, .f16, .bf16].contains(f.type(of: $0).dtype) } == true
+      }
     }
     if wantsGemmRoutines { JitGemm.compileInBackground() }
     defer { if wantsGemmRoutines { _ = JitGemm.enabled } }
+    // Likewise the half GEMM's routines (HalfGemm) for a module with an f16 or bf16 matmul.
+    let wantsHalfRoutines = module.functions.contains { f in
+      f.body.contains { id in f[id].code == .matmul && f[id].results.first.map { [.f16, .bf16].contains(f.type(of: $0).dtype) } == true }
+    }
+    if wantsHalfRoutines { HalfGemm.compileInBackground() }
+    defer { if wantsHalfRoutines { _ = HalfGemm.available } }
     let start = DispatchClock.now()
     var optimized = module
     do { try PassManager(verifyEach: options.verifyEach).run(options.pipeline, on: &optimized, context: PassContext()) }
@@ -227,7 +236,9 @@ final class ProgramBuilder {
     if op.code == .matmul {
       // Say why, rather than the kernel emitter's "runs as a routine of its own".
       let dtype = lowered.type(of: op.operands[0]).dtype
-      statistics.fallbackReasons["matmul on \(dtype): ttfc's GEMM handles f32 and f64", default: 0] += 1
+      let reason = dtype == .f16 && HalfGemm.available ? "matmul on f16 needs F16C, which this CPU lacks"
+        : dtype.isFloat ? "matmul on \(dtype): ttfc's GEMM routines did not compile" : "matmul on \(dtype): ttfc's GEMM handles f64, f32, f16 and bf16"
+      statistics.fallbackReasons[reason, default: 0] += 1
       statistics.interpreted += 1
       statistics.interpretedOps[op.code.rawValue, default: 0] += 1
       thunks.append(.interpretOp(op, operands: operands, result: results[0]))
@@ -248,10 +259,13 @@ final class ProgramBuilder {
 
   /// Whether `op` is `matmul(A, B, transpose_a)` over equal batch dims whose only reader sums its
   /// result over exactly those batch dims: then both become one GEMM over the flattened rows
-  /// (`gemmSummedOverBatch`), instead of a GEMM per batch element and a reduction.
+  /// (`gemmSummedOverBatch`), instead of a GEMM per batch element and a reduction. Not for half
+  /// types: their per-batch products round to the half type before the sum, and one GEMM would
+  /// skip that rounding (several half ulps apart from the interpreter).
   func summedOverBatch(_ op: OpNode) -> Bool {
     let ta = lowered.type(of: op.operands[0]), tb = lowered.type(of: op.operands[1])
-    guard (op.attributes.bool("transpose_a") ?? false), !(op.attributes.bool("transpose_b") ?? false),
+    guard ta.dtype == .f32 || ta.dtype == .f64,
+          (op.attributes.bool("transpose_a") ?? false), !(op.attributes.bool("transpose_b") ?? false),
           ta.rank >= 3, ta.rank == tb.rank, ta.dims.dropLast(2) == tb.dims.dropLast(2),
           gemmSupported([ta, tb]), !lowered.returnValues.contains(op.results[0]) else { return false }
     let readers = lowered.body.filter { lowered[$0].operands.contains(op.results[0]) }
@@ -345,8 +359,15 @@ final class ProgramBuilder {
     return single
   }
 
+  /// Float matmuls whose operands share one type: f32 and f64 (JitGemm, OpenBLAS), f16 and bf16
+  /// (HalfGemm: f32 accumulation, rounded once to the result type).
   func gemmSupported(_ types: [TensorType]) -> Bool {
-    types.allSatisfy { $0.dtype == .f32 } || types.allSatisfy { $0.dtype == .f64 }
+    guard let first = types.first?.dtype, types.allSatisfy({ $0.dtype == first }) else { return false }
+    switch first {
+    case .f32, .f64: return true
+    case .f16, .bf16: return HalfGemm.supports(first)
+    default: return false
+    }
   }
 
   /// `inPlace`: argument positions whose memory an output may take (the body is elementwise, so

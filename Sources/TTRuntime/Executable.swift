@@ -450,7 +450,11 @@ public final class Executable: @unchecked Sendable {
         ParallelGemm.gemm(transposeA: true, transposeB: false, m: k, n: n, k: rows, a: plan.pointers[a].assumingMemoryBound(to: T.self), lda: k,
                           b: plan.pointers[b].assumingMemoryBound(to: T.self), ldb: n, c: plan.pointers[c].assumingMemoryBound(to: T.self), pool: pool)
       }
-      if slots[c].type.dtype == .f64 { multiply(Double.self) } else { multiply(Float.self) }
+      let dtype = slots[c].type.dtype
+      if dtype == .f64 { multiply(Double.self) } else if dtype == .f32 { multiply(Float.self) } else {
+        HalfGemm.gemm(input: dtype, output: dtype, transposeA: true, transposeB: false, m: k, n: n, k: rows, a: plan.pointers[a], lda: k,
+                      b: plan.pointers[b], ldb: n, c: plan.pointers[c], pool: pool)
+      }
     case .table(let table, let op, let operands, let result):
       runLookup(table, op, operands: operands, result: result, plan: plan)
     case .interpretOp(let op, let operands, let result):
@@ -527,7 +531,16 @@ public final class Executable: @unchecked Sendable {
                           b: pb + bBatch[i] * bMatrix, ldb: ldb, c: pc + i * m * n, pool: pool)
       }
     }
-    if slots[c].type.dtype == .f64 { multiply(Double.self) } else { multiply(Float.self) }
+    let dtype = slots[c].type.dtype
+    if dtype == .f64 { multiply(Double.self) } else if dtype == .f32 { multiply(Float.self) } else {
+      // f16 and bf16: ttfc's half GEMM (f32 accumulation, rounded once to the result type).
+      let size = dtype.byteSize, pa = plan.pointers[a], pb = plan.pointers[b], pc = plan.pointers[c]
+      for i in 0..<batches {
+        HalfGemm.gemm(input: slots[a].type.dtype, output: dtype, transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
+                      a: pa + aBatch[i] * aMatrix * size, lda: lda, b: pb + bBatch[i] * bMatrix * size, ldb: ldb,
+                      c: pc + i * m * n * size, pool: pool)
+      }
+    }
   }
 
   /// For each batch index of `target`, the batch index of a (broadcast) operand batch shape.

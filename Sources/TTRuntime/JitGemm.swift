@@ -21,7 +21,8 @@
 //
 // Order of summation: each element of C is the sum, in order of k, of the products within each
 // KC block (one rounding per fused multiply-add), the blocks added to C in order of k; the same
-// whichever thread computes it.
+// whichever thread computes it. bf16 and f16 operands (HalfGemm's portable path) go through the
+// same loops with packers that widen them to f32 as they pack (`gemm(packers:...)`).
 
 import Glibc
 import Synchronization
@@ -70,6 +71,16 @@ public enum JitGemm {
                            a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                            c: UnsafeMutablePointer<Float>, ldc: Int) {
     guard let routines = prepare(m: m, n: n, k: k, c: c, ldc: ldc) else { return }
+    gemm(packers: routines.packers, transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
+         a: UnsafeRawPointer(a), lda: lda, b: UnsafeRawPointer(b), ldb: ldb, c: c, ldc: ldc)
+  }
+
+  /// `sgemm` over operands of the element type `packers` read (f32, or bf16/f16 widened to f32
+  /// as they are packed: the same order of summation on the widened values).
+  public static func gemm(packers: GemmKernels.Packers, transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+                          a: UnsafeRawPointer, lda: Int, b: UnsafeRawPointer, ldb: Int,
+                          c: UnsafeMutablePointer<Float>, ldc: Int) {
+    guard let routines = prepare(m: m, n: n, k: k, c: c, ldc: ldc) else { return }
     let workspace = Workspace.take()
     defer { Workspace.give(workspace) }
     let packedB = workspace.packedB(capacity: kcBlock * ncBlock)
@@ -77,10 +88,10 @@ public enum JitGemm {
       let nc = min(ncBlock, n - jc)
       for pc in stride(from: 0, to: k, by: kcBlock) {
         let kc = min(kcBlock, k - pc)
-        packB(routines, transposed: transposeB, b: b, ldb: ldb, k0: pc, kc: kc, j0: jc, nc: nc, into: packedB)
+        packB(packers, transposed: transposeB, b: b, ldb: ldb, k0: pc, kc: kc, j0: jc, nc: nc, into: packedB)
         let columnPanels = (nc + nr - 1) / nr
         multiply(tiles: 0..<((m + mr - 1) / mr * columnPanels), columnPanels: columnPanels, m: m, routines: routines,
-                 transposeA: transposeA, a: a, lda: lda, pc: pc, kc: kc, packedB: packedB, jc: jc, nc: nc,
+                 packers: packers, transposeA: transposeA, a: a, lda: lda, pc: pc, kc: kc, packedB: packedB, jc: jc, nc: nc,
                  c: c, ldc: ldc, workspace: workspace)
       }
     }
@@ -96,8 +107,18 @@ public enum JitGemm {
                            a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                            c: UnsafeMutablePointer<Float>, ldc: Int, pool: ThreadPool, parts: Int,
                            packingLimit: Int = sharedPackingLimit) {
+    guard let routines = prepare(m: m, n: n, k: k, c: c, ldc: ldc) else { return }
+    gemm(packers: routines.packers, transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: UnsafeRawPointer(a), lda: lda,
+         b: UnsafeRawPointer(b), ldb: ldb, c: c, ldc: ldc, pool: pool, parts: parts, packingLimit: packingLimit)
+  }
+
+  /// The split `sgemm` over operands of the element type `packers` read.
+  public static func gemm(packers: GemmKernels.Packers, transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+                          a: UnsafeRawPointer, lda: Int, b: UnsafeRawPointer, ldb: Int,
+                          c: UnsafeMutablePointer<Float>, ldc: Int, pool: ThreadPool, parts: Int,
+                          packingLimit: Int = sharedPackingLimit) {
     guard parts > 1 else {
-      sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc)
+      gemm(packers: packers, transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc)
       return
     }
     guard let routines = prepare(m: m, n: n, k: k, c: c, ldc: ldc) else { return }
@@ -121,7 +142,7 @@ public enum JitGemm {
         let j0 = first * nr, j1 = min(nc, last * nr)
         for pc in stride(from: 0, to: k, by: kcBlock) {
           let kc = min(kcBlock, k - pc)
-          packB(routines, transposed: transposeB, b: b, ldb: ldb, k0: pc, kc: kc, j0: jc + j0, nc: j1 - j0,
+          packB(packers, transposed: transposeB, b: b, ldb: ldb, k0: pc, kc: kc, j0: jc + j0, nc: j1 - j0,
                 into: packedB + pc * columnPanels * nr + j0 * kc)
         }
       }
@@ -135,7 +156,7 @@ public enum JitGemm {
         guard last > first else { return }
         let workspace = Workspace.take()
         for pc in stride(from: 0, to: k, by: kcBlock) {
-          multiply(tiles: first..<last, columnPanels: columnPanels, m: m, routines: routines, transposeA: transposeA,
+          multiply(tiles: first..<last, columnPanels: columnPanels, m: m, routines: routines, packers: packers, transposeA: transposeA,
                    a: a, lda: lda, pc: pc, kc: min(kcBlock, k - pc), packedB: packedB + pc * columnPanels * nr,
                    jc: jc, nc: nc, c: c, ldc: ldc, workspace: workspace)
         }
@@ -163,8 +184,8 @@ public enum JitGemm {
   /// panel t / columnPanels and column panel t % columnPanels: their rows in blocks of MC, each
   /// packed into the workspace's Ã, then for each panel of the packed B block (kept in L1) every
   /// row panel of the block (streamed from L2).
-  static func multiply(tiles: Range<Int>, columnPanels: Int, m: Int, routines: GemmKernels.Entries, transposeA: Bool,
-                       a: UnsafePointer<Float>, lda: Int, pc: Int, kc: Int, packedB: UnsafeMutablePointer<Float>,
+  static func multiply(tiles: Range<Int>, columnPanels: Int, m: Int, routines: GemmKernels.Entries, packers: GemmKernels.Packers,
+                       transposeA: Bool, a: UnsafeRawPointer, lda: Int, pc: Int, kc: Int, packedB: UnsafeMutablePointer<Float>,
                        jc: Int, nc: Int, c: UnsafeMutablePointer<Float>, ldc: Int, workspace: Workspace) {
     let kernel = routines.microkernel
     let accumulate = pc > 0 ? 1 : 0
@@ -172,7 +193,7 @@ public enum JitGemm {
     let endRow = min(m, ((tiles.upperBound - 1) / columnPanels + 1) * mr)
     for ic in stride(from: firstRow, to: endRow, by: mcBlock) {
       let mc = min(mcBlock, endRow - ic)
-      packA(routines, transposed: transposeA, a: a, lda: lda, i0: ic, mc: mc, k0: pc, kc: kc, into: workspace.packedA)
+      packA(packers, transposed: transposeA, a: a, lda: lda, i0: ic, mc: mc, k0: pc, kc: kc, into: workspace.packedA)
       for jr in 0..<columnPanels {
         let columns = min(nr, nc - jr * nr)
         let bPanel = UnsafePointer(packedB + jr * nr * kc)
@@ -204,52 +225,66 @@ public enum JitGemm {
   /// Packs op(A)[i0 ..< i0+mc, k0 ..< k0+kc] into 6-row panels: panel p holds, for each k, the
   /// six values of rows 6p ..< 6p+6 (zero past the last row). Whole panels are packed by the
   /// JIT-compiled routines; a last, partial one here.
-  static func packA(_ routines: GemmKernels.Entries, transposed: Bool, a: UnsafePointer<Float>, lda: Int,
+  static func packA(_ packers: GemmKernels.Packers, transposed: Bool, a: UnsafeRawPointer, lda: Int,
                     i0: Int, mc: Int, k0: Int, kc: Int, into out: UnsafeMutablePointer<Float>) {
-    let fullPanels = mc / mr
+    let fullPanels = mc / mr, size = packers.source.byteSize
     if transposed {
-      if fullPanels > 0 { routines.packTransposedA(kc, fullPanels, a + (k0 &* lda &+ i0), lda, out) }
+      if fullPanels > 0 { packers.transposedA(kc, fullPanels, a + (k0 &* lda &+ i0) &* size, lda, out) }
     } else {
       for q in 0..<fullPanels {
-        routines.packPlainA(kc, a + ((i0 &+ q &* mr) &* lda &+ k0), lda, out + q &* mr &* kc)
+        packers.plainA(kc, a + ((i0 &+ q &* mr) &* lda &+ k0) &* size, lda, out + q &* mr &* kc)
       }
     }
     let first = i0 &+ fullPanels &* mr
-    packEdgePanel(width: mr, count: mc &- fullPanels &* mr, kc: kc, into: out + fullPanels &* mr &* kc) { r, kk in
+    packEdgePanel(width: mr, count: mc &- fullPanels &* mr, kc: kc, from: a, source: packers.source, into: out + fullPanels &* mr &* kc) { r, kk in
       let i = first &+ r, k = k0 &+ kk
-      return transposed ? a[k &* lda &+ i] : a[i &* lda &+ k]
+      return transposed ? k &* lda &+ i : i &* lda &+ k
     }
   }
 
   /// A last, partial panel of `width` (6 rows of A or 16 columns of B) of which `count` are real:
-  /// for each k the real values `value(index, k)`, then zeros.
+  /// for each k the real values, elements `position(index, k)` of `base` (widened to f32 from
+  /// `source`), then zeros.
   @inline(__always)
-  static func packEdgePanel(width: Int, count: Int, kc: Int, into panel: UnsafeMutablePointer<Float>,
-                            _ value: (Int, Int) -> Float) {
+  static func packEdgePanel(width: Int, count: Int, kc: Int, from base: UnsafeRawPointer, source: GemmKernels.Source,
+                            into panel: UnsafeMutablePointer<Float>, _ position: (Int, Int) -> Int) {
     guard count > 0 else { return }
     panel.update(repeating: 0, count: kc &* width)
-    for index in 0..<count {
-      for kk in 0..<kc { panel[kk &* width &+ index] = value(index, kk) }
+    @inline(__always) func fill(_ value: (Int) -> Float) {
+      for index in 0..<count {
+        for kk in 0..<kc { panel[kk &* width &+ index] = value(position(index, kk)) }
+      }
+    }
+    switch source {
+    case .f32:
+      let p = base.assumingMemoryBound(to: Float.self)
+      fill { p[$0] }
+    case .bf16:
+      let p = base.assumingMemoryBound(to: UInt16.self)
+      fill { Float(bitPattern: UInt32(p[$0]) << 16) }
+    case .f16:
+      let p = base.assumingMemoryBound(to: UInt16.self)
+      fill { Float(Float16(bitPattern: p[$0])) }
     }
   }
 
   /// Packs op(B)[k0 ..< k0+kc, j0 ..< j0+nc] into 16-column panels: panel q holds, for each k,
   /// the sixteen values of columns 16q ..< 16q+16 (zero past the last column). Whole panels are
   /// packed by the JIT-compiled routines; a last, partial one here.
-  static func packB(_ routines: GemmKernels.Entries, transposed: Bool, b: UnsafePointer<Float>, ldb: Int,
+  static func packB(_ packers: GemmKernels.Packers, transposed: Bool, b: UnsafeRawPointer, ldb: Int,
                     k0: Int, kc: Int, j0: Int, nc: Int, into out: UnsafeMutablePointer<Float>) {
-    let fullPanels = nc / nr
+    let fullPanels = nc / nr, size = packers.source.byteSize
     if transposed {
       for q in 0..<fullPanels {
-        routines.packTransposedB(kc, b + ((j0 &+ q &* nr) &* ldb &+ k0), ldb, out + q &* nr &* kc)
+        packers.transposedB(kc, b + ((j0 &+ q &* nr) &* ldb &+ k0) &* size, ldb, out + q &* nr &* kc)
       }
     } else if fullPanels > 0 {
-      routines.packPlainB(kc, fullPanels, b + (k0 &* ldb &+ j0), ldb, out)
+      packers.plainB(kc, fullPanels, b + (k0 &* ldb &+ j0) &* size, ldb, out)
     }
     let first = j0 &+ fullPanels &* nr
-    packEdgePanel(width: nr, count: nc &- fullPanels &* nr, kc: kc, into: out + fullPanels &* nr &* kc) { s, kk in
+    packEdgePanel(width: nr, count: nc &- fullPanels &* nr, kc: kc, from: b, source: packers.source, into: out + fullPanels &* nr &* kc) { s, kk in
       let j = first &+ s, k = k0 &+ kk
-      return transposed ? b[j &* ldb &+ k] : b[k &* ldb &+ j]
+      return transposed ? j &* ldb &+ k : k &* ldb &+ j
     }
   }
 

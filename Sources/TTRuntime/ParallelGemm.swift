@@ -17,6 +17,7 @@
 
 import COpenBLAS
 import Glibc
+import TTCodegen
 
 /// Every GEMM of an executable, split over the ``ThreadPool``: f32 on ``JitGemm``, f64 on OpenBLAS.
 public enum ParallelGemm {
@@ -73,19 +74,52 @@ public enum ParallelGemm {
   public static func jitGemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
                              a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                              c: UnsafeMutablePointer<Float>, pool: ThreadPool) {
+    guard let routines = JitGemm.routines else { fatalError("ParallelGemm.jitGemm called without JitGemm's routines") }
+    jitGemm(packers: routines.packers, transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
+            a: UnsafeRawPointer(a), lda: lda, b: UnsafeRawPointer(b), ldb: ldb, c: c, pool: pool)
+  }
+
+  /// `jitGemm` over operands of the element type `packers` read (f32, or bf16/f16 widened as
+  /// they are packed: HalfGemm's portable path).
+  public static func jitGemm(packers: GemmKernels.Packers, transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+                             a: UnsafeRawPointer, lda: Int, b: UnsafeRawPointer, ldb: Int,
+                             c: UnsafeMutablePointer<Float>, pool: ThreadPool) {
     let plan = split(m: m, n: n, k: k, pool: pool)
     // The shared packing holds B for all of k for at least one 16-column panel; a longer k (a
     // weight gradient over millions of rows) takes the independent parts below, whose packing
     // buffers are one block of k each.
     if case .rows(let parts) = plan, k * JitGemm.nr <= JitGemm.sharedPackingLimit {
-      JitGemm.sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb,
-                    c: c, ldc: n, pool: pool, parts: parts)
+      JitGemm.gemm(packers: packers, transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb,
+                   c: c, ldc: n, pool: pool, parts: parts)
       return
     }
-    run(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c,
-        pool: pool) { rows, columns, a, b, c in
-      JitGemm.sgemm(transposeA: transposeA, transposeB: transposeB, m: rows, n: columns, k: k,
-                    a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: n)
+    if pool.threadCount > 1 { _ = configured }
+    let (count, extent, byRows): (Int, Int, Bool) = switch plan {
+      case .none: (1, m, true)
+      case .rows(let p): (p, m, true)
+      case .columns(let p): (p, n, false)
+    }
+    guard count > 1 else {
+      JitGemm.gemm(packers: packers, transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb,
+                   c: c, ldc: n)
+      return
+    }
+    // As `run`: part boundaries on multiples of 16, the last part takes the rest.
+    let size = packers.source.byteSize
+    let aAddress = UInt(bitPattern: a), bAddress = UInt(bitPattern: b), cAddress = UInt(bitPattern: c)
+    pool.parallelFor(count) { part in
+      func boundary(_ p: Int) -> Int { p == count ? extent : (extent * p / count) / 16 * 16 }
+      let lo = boundary(part), hi = boundary(part + 1)
+      guard hi > lo else { return }
+      let a0 = UnsafeRawPointer(bitPattern: aAddress)!, b0 = UnsafeRawPointer(bitPattern: bAddress)!
+      let c0 = UnsafeMutablePointer<Float>(bitPattern: cAddress)!
+      if byRows {
+        JitGemm.gemm(packers: packers, transposeA: transposeA, transposeB: transposeB, m: hi - lo, n: n, k: k,
+                     a: a0 + (transposeA ? lo : lo * lda) * size, lda: lda, b: b0, ldb: ldb, c: c0 + lo * n, ldc: n)
+      } else {
+        JitGemm.gemm(packers: packers, transposeA: transposeA, transposeB: transposeB, m: m, n: hi - lo, k: k,
+                     a: a0, lda: lda, b: b0 + (transposeB ? lo * ldb : lo) * size, ldb: ldb, c: c0 + lo, ldc: n)
+      }
     }
   }
 

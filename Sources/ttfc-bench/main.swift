@@ -1,4 +1,4 @@
-// ttfc-bench — the workloads of shared/bench/WORKLOADS.md on ttfc (W0-W7, and W6s: variable
+// ttfc-bench — the workloads of shared/bench/WORKLOADS.md on ttfc (W0-W7, W7h, and W6s: variable
 // sequence length), timed as
 // medians over repeated runs of prepared executables (inputs written once, no conversion in the
 // loop). With --jax FILE it reads the same workloads' JAX timings (tools/bench_jax.py, same run)
@@ -56,7 +56,7 @@ struct BenchOptions: ParsableCommand {
   @Option(help: "The function of --file to time.") var `func` = "main"
   @Option(help: "JAX timings of the same workloads (tools/bench_jax.py, same run) for ratios.") var jax: String?
   @Option(help: "Repetitions per workload (the median is reported).") var repetitions = 20
-  @Option(help: "Only these workloads, comma-separated (W0..W8, W5warm, W6s, gemms, curve).") var only: String?
+  @Option(help: "Only these workloads, comma-separated (W0..W8, W7h, W5warm, W6s, gemms, curve).") var only: String?
   @Option(name: .customLong("json-out"), help: "Write the measurements to this JSON file instead of a table.") var jsonOut: String?
   @Option(help: "Merge these JSON files (from --json-out) into this run's table, comma-separated.") var extra: String?
   @Option(name: .customLong("w6-sizes"), help: "A file of W6's batch sizes (shared with bench_jax.py).") var w6Sizes: String?
@@ -194,6 +194,45 @@ if selected("W7") {
   let t = ours.sorted()[ours.count / 2]
   measurements.append(Measurement(id: "W7", name: "f32 GEMM 1024^3", seconds: t, metric: "GFLOP/s", value: flops / t / 1e9))
   openBLASGflops = flops / direct.sorted()[direct.count / 2] / 1e9
+}
+
+// W7h: bf16 GEMM 1024^3 with f32 output (HalfGemm, on its default path for this host) against
+// ttfc's f32 GEMM (W7's compiled matmul) in the same run: alternating rounds, each a block of f32
+// calls then a block of bf16 calls; each round's ratio is its two medians' ratio. The ratio's
+// median and spread over the rounds are the W7h figure (WORKLOADS.md: goal 1.8x).
+var w7hRounds: [(f32: Double, bf16: Double)] = []
+if selected("W7h") {
+  let n = 1024
+  let text = "module @w7 {\n  func @f(%a: f32[\(n), \(n)], %b: f32[\(n), \(n)]) -> f32[\(n), \(n)] {\n    %c = matmul %a, %b : f32[\(n), \(n)]\n    return %c\n  }\n}\n"
+  let (_, run, _) = try compile(text, "f", [TensorType(.f32, shape: [n, n]), TensorType(.f32, shape: [n, n])])
+  let a32 = run.inputs[0].assumingMemoryBound(to: Float.self), b32 = run.inputs[1].assumingMemoryBound(to: Float.self)
+  // The same values rounded to bf16 (the f32 inputs are multiples of 1/1000 in [-1, 1)).
+  let a = UnsafeMutablePointer<UInt16>.allocate(capacity: n * n), b = UnsafeMutablePointer<UInt16>.allocate(capacity: n * n)
+  for i in 0..<(n * n) { a[i] = bfloat16Bits(a32[i]); b[i] = bfloat16Bits(b32[i]) }
+  let c = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
+  let flops = 2.0 * Double(n * n * n)
+  func bf16Gemm() {
+    HalfGemm.gemm(input: .bf16, output: .f32, transposeA: false, transposeB: false, m: n, n: n, k: n, a: a, lda: n, b: b, ldb: n,
+                  c: c, pool: ThreadPool.shared)
+  }
+  let block = 5
+  for round in 0..<max(7, (repetitions + block - 1) / block) {
+    let warm = round == 0 ? 2 : 0
+    var f32Times: [Double] = [], bf16Times: [Double] = []
+    for r in 0..<(block + warm) {
+      let start = DispatchClock.now()
+      try run.execute()
+      if r >= warm { f32Times.append(DispatchClock.now() - start) }
+    }
+    for r in 0..<(block + warm) {
+      let start = DispatchClock.now()
+      bf16Gemm()
+      if r >= warm { bf16Times.append(DispatchClock.now() - start) }
+    }
+    w7hRounds.append((f32: flops / f32Times.sorted()[block / 2] / 1e9, bf16: flops / bf16Times.sorted()[block / 2] / 1e9))
+  }
+  let t = flops / (w7hRounds.map(\.bf16).sorted()[w7hRounds.count / 2] * 1e9)
+  measurements.append(Measurement(id: "W7h", name: "bf16 GEMM 1024^3 (f32 out)", seconds: t, metric: "GFLOP/s", value: flops / t / 1e9))
 }
 
 // W4 / W5: one training step of the MLP 512-1024-1024-1 (ReLU, sigmoid cross entropy, mean),
@@ -470,6 +509,16 @@ for m in measurements {
 }
 if let w7 = measurements.first(where: { $0.id == "W7" }) {
   print(String(format: "W7  OpenBLAS sgemm called directly: %.1f GFLOP/s; ttfc reaches %.3f of it", openBLASGflops, w7.value / openBLASGflops))
+}
+if !w7hRounds.isEmpty {
+  func summary(_ values: [Double]) -> String {
+    let sorted = values.sorted()
+    return String(format: "median %.2f, spread %.2f-%.2f", sorted[sorted.count / 2], sorted.first!, sorted.last!)
+  }
+  let path = HalfGemm.bf16Path == .dotProducts ? "vdpbf16ps dot products" : "portable: widened to f32, f32 microkernel"
+  print("W7h bf16 path: \(path); \(w7hRounds.count) alternating rounds of 5 calls each")
+  print("W7h ttfc f32 GEMM GFLOP/s: \(summary(w7hRounds.map(\.f32))); bf16 GEMM GFLOP/s: \(summary(w7hRounds.map(\.bf16)))")
+  print("W7h ratio bf16/f32 (goal 1.8x): \(summary(w7hRounds.map { $0.bf16 / $0.f32 }))")
 }
 if let w0 = measurements.first(where: { $0.id == "W0" }), let w1 = measurements.first(where: { $0.id == "W1" }) {
   print(String(format: "W1  bandwidth %.1f%% of W0 (memcpy)", 100 * w1.value / w0.value))

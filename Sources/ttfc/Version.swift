@@ -14,6 +14,8 @@ struct Version: ParsableCommand {
     let features = host.enabledFeatures.sorted()
     print("host features (\(features.count)): \(features.joined(separator: " "))")
     print("OpenBLAS: \(host.openBLASConfig) (its threads: \(host.openBLASThreads); ttfc runs it single-threaded on each of its own pool's threads)")
+    print("bf16 GEMM: " + (HalfGemmKernels.hostHasDotProducts ? "AVX512-BF16 dot products (vdpbf16ps)" : "portable (no AVX512-BF16: widened to f32)")
+          + "; f16 GEMM: widened to f32")
     do {
       let answer = try JITSmokeCheck.multiplyAddOne(6, 7)
       print("JIT check: \(answer == 43 ? "ok" : "WRONG ANSWER \(answer)")")
