@@ -70,7 +70,8 @@ public enum AutomaticMixedPrecision {
           inHalf = true
           why = "infer list: follows \(name(source)), which is \(half)"
         } else {
-          why = floatOperands.isEmpty ? "infer list: no float operand" : "infer list: no \(half) operand"
+          let anyFloat = op.operands.contains { original.type(of: $0).dtype.isFloat }
+          why = anyFloat ? "infer list: no \(half) operand" : "infer list: no float operand"
         }
       }
       runsInHalf[id.index] = inHalf
@@ -82,9 +83,11 @@ public enum AutomaticMixedPrecision {
         case .keep: precision[r.index] = .neutral
         }
       }
-      if inHalf { halfOps += 1 }
+      // Counted: ops the rewrite lowered (an f32 operand or result becomes the half type).
+      if inHalf && (op.operands + op.results).contains(where: { original.type(of: $0).dtype == .f32 }) { halfOps += 1 }
       if let first = op.results.first, list != .keep {
-        let dtype = inHalf ? half : original.type(of: first).dtype
+        let resultType = original.type(of: first).dtype
+        let dtype = inHalf && resultType == .f32 ? "\(half)" : inHalf && resultType != half ? "\(resultType), computed in \(half)" : "\(resultType)"
         context.ampExplanations.append("\(function.name): \(name(first)) = \(op.code) -> \(dtype) (\(why))")
       }
     }

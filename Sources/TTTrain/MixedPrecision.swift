@@ -97,10 +97,10 @@ public final class LearningRateChangePolicy: PrecisionPolicy {
     return s
   }
   public func restore(_ state: [String: Double]) throws {
-    guard let until = state["hold_until"], until >= 0, until == until.rounded() else {
-      throw PrecisionOptionError("the checkpoint's lr-change policy state has no valid 'hold_until'")
+    holdUntil = try restoredStep(state["hold_until"], "lr-change")
+    if let lr = state["last_lr"] {
+      guard lr.isFinite, lr >= 0 else { throw PrecisionOptionError("the checkpoint's lr-change policy state has last_lr \(lr), not a finite rate") }
     }
-    holdUntil = Int(until)
     lastLearningRate = state["last_lr"]
   }
 }
@@ -128,12 +128,26 @@ public final class LossSpikePolicy: PrecisionPolicy {
     return s
   }
   public func restore(_ state: [String: Double]) throws {
-    guard let until = state["hold_until"], until >= 0, until == until.rounded() else {
-      throw PrecisionOptionError("the checkpoint's loss policy state has no valid 'hold_until'")
+    holdUntil = try restoredStep(state["hold_until"], "loss")
+    if let average = state["average"] {
+      guard average.isFinite else { throw PrecisionOptionError("the checkpoint's loss policy state has average \(average), not a finite loss") }
     }
-    holdUntil = Int(until)
     average = state["average"]
   }
+}
+
+/// A step number read from a checkpoint's policy state: whole, 0 to the longest run plus a hold.
+func restoredStep(_ value: Double?, _ policy: String) throws(PrecisionOptionError) -> Int {
+  guard let value, value >= 0, value <= 2e12, value == value.rounded() else {
+    throw PrecisionOptionError("the checkpoint's \(policy) policy state has no valid 'hold_until' (a step number up to 2e12)\(value.map { ", got \($0)" } ?? "")")
+  }
+  return Int(value)
+}
+
+/// A decimal number (no hex, no nan/inf spellings): what option values and checkpoint entries hold.
+func decimalNumber(_ text: String) -> Double? {
+  guard !text.isEmpty, text.allSatisfy({ "0123456789.eE+-".contains($0) }) else { return nil }
+  return Double(text)
 }
 
 /// A named error in a precision option or in precision state read from a checkpoint.
@@ -150,6 +164,9 @@ public enum LossScaling: Sendable, Equatable, CustomStringConvertible {
   case fixed(Double)
   case dynamic(initial: Double, growth: Double, backoff: Double, interval: Int, minimum: Double, maximum: Double)
 
+  /// A loss scale the f32 step can hold: a normal, finite f32.
+  static func isScale(_ x: Double) -> Bool { x.isFinite && x >= Double(Float.leastNormalMagnitude) && x <= Double(Float.greatestFiniteMagnitude) }
+
   public static let defaultDynamic = LossScaling.dynamic(initial: 32768, growth: 2, backoff: 0.5, interval: 2000, minimum: 1, maximum: 16_777_216)
 
   public var description: String {
@@ -165,19 +182,25 @@ public enum LossScaling: Sendable, Equatable, CustomStringConvertible {
   /// backoff, interval, min and max.
   public static func parse(_ text: String) throws(PrecisionOptionError) -> LossScaling {
     if text == "none" { return .none }
-    if let value = Double(text) {
-      guard value.isFinite, value > 0 else { throw PrecisionOptionError("--loss-scale \(text): a fixed loss scale is a positive finite number") }
+    if text.first.map({ "0123456789.+-".contains($0) }) == true {
+      guard let value = decimalNumber(text), isScale(value) else {
+        throw PrecisionOptionError("--loss-scale \(text): a fixed loss scale is a decimal number from \(Float.leastNormalMagnitude) to \(Float.greatestFiniteMagnitude) (the step computes in f32)")
+      }
       return .fixed(value)
     }
     guard text == "dynamic" || text.hasPrefix("dynamic:") else {
       throw PrecisionOptionError("--loss-scale \(text): expected none, a positive number, or dynamic[:initial=S,growth=G,backoff=B,interval=N,min=M,max=X]")
     }
     guard case .dynamic(var initial, var growth, var backoff, var interval, var minimum, var maximum) = defaultDynamic else { return defaultDynamic }
-    for pair in text.dropFirst("dynamic".count).drop(while: { $0 == ":" }).split(separator: ",") {
+    var seen = Set<String>()
+    let pairs = text.dropFirst("dynamic".count).drop(while: { $0 == ":" })
+    if text.hasPrefix("dynamic:") && pairs.isEmpty { throw PrecisionOptionError("--loss-scale dynamic: no KEY=NUMBER after the colon") }
+    for pair in pairs.isEmpty ? [] : pairs.split(separator: ",", omittingEmptySubsequences: false) {
       let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
-      guard parts.count == 2, let value = Double(parts[1]), value.isFinite else {
+      guard parts.count == 2, let value = decimalNumber(parts[1]), value.isFinite else {
         throw PrecisionOptionError("--loss-scale: '\(pair)' is not KEY=NUMBER (keys: initial, growth, backoff, interval, min, max)")
       }
+      guard seen.insert(parts[0]).inserted else { throw PrecisionOptionError("--loss-scale: '\(parts[0])' is given twice") }
       switch parts[0] {
       case "initial": initial = value
       case "growth": growth = value
@@ -190,6 +213,10 @@ public enum LossScaling: Sendable, Equatable, CustomStringConvertible {
       default: throw PrecisionOptionError("--loss-scale: unknown key '\(parts[0])' (keys: initial, growth, backoff, interval, min, max)")
       }
     }
+    guard isScale(minimum), isScale(maximum), isScale(initial) else {
+      throw PrecisionOptionError("--loss-scale: initial, min and max are scales from \(Float.leastNormalMagnitude) to \(Float.greatestFiniteMagnitude) (the step computes in f32)")
+    }
+    guard growth <= 65536 else { throw PrecisionOptionError("--loss-scale: growth=\(growth) must be at most 65536") }
     guard minimum > 0, maximum >= minimum, initial >= minimum, initial <= maximum else {
       throw PrecisionOptionError("--loss-scale: need 0 < min <= initial <= max (min \(minimum), initial \(initial), max \(maximum))")
     }
@@ -236,8 +263,23 @@ public struct LossScaler: Sendable, Equatable {
     guard let s = state["scale"], s.isFinite, s > 0, let n = state["finite_steps"], n >= 0, n == n.rounded(), n < 1e12 else {
       throw PrecisionOptionError("the checkpoint's loss scale state is not a positive scale and a step count")
     }
-    scale = s
-    finiteSteps = Int(n)
+    switch scaling {
+    case .none, .fixed:
+      // Nothing to restore: the scale is the setting's (a checkpoint saying otherwise was edited).
+      guard s == scale, n == 0 else { throw PrecisionOptionError("the checkpoint's loss scale \(s) is not this run's fixed \(scaling)") }
+    case .dynamic(_, _, _, let interval, let minimum, let maximum):
+      guard s >= minimum, s <= maximum, Int(n) < interval else {
+        throw PrecisionOptionError("the checkpoint's loss scale \(s) (after \(Int(n)) finite steps) is outside this run's \(scaling)")
+      }
+      scale = s
+      finiteSteps = Int(n)
+    }
+  }
+
+  /// Whether the scale can still back off (dynamic, above its minimum).
+  public var canBackOff: Bool {
+    if case .dynamic(_, _, _, _, let minimum, _) = scaling { return scale > minimum }
+    return false
   }
 }
 

@@ -75,8 +75,15 @@ public final class Trainer {
   public let mixedPrecision: MixedPrecisionOptions?
   /// The loss scale of mixed steps and its history.
   public private(set) var lossScaler = LossScaler(.none)
-  /// The `amp` pass's decision for every op of the loss (for `--explain-amp`).
+  /// The `amp` pass's decision for every op of the loss (for `--explain-amp`), and its counters.
   public private(set) var ampExplanations: [String] = []
+  public private(set) var ampStatistics: [String: Int] = [:]
+  /// Ops of the loss the rewrite lowered to the half type (0: mixed steps compute as fp32).
+  public var ampLoweredOps: Int { ampStatistics.filter { $0.key.hasPrefix("ops-in-") }.values.reduce(0, +) }
+  /// Whether the trainer compiled the full-precision step.
+  public var hasFullProgram: Bool { fullStep != nil }
+  /// The mixed step's shape buckets, when the trainer has one.
+  public var mixedShapes: ShapeSpecializer? { mixedStep?.shapes }
   /// What the last step did.
   public private(set) var lastStep: StepReport?
   /// A step's precision, loss scale, and whether its update was skipped by loss scaling or the
@@ -194,6 +201,7 @@ public final class Trainer {
         mixedModule = try TrainStep.build(lowered, loss: loss, optimizer: optimizer, rowInputs: sites.map(\.rowsInput),
                                           mixedPrecision: context)
         ampExplanations = context.ampExplanations
+        ampStatistics = context.statistics["amp"] ?? [:]
       }
     } catch { throw .setup("\(error)") }
     stepModule = (fullModule ?? mixedModule)!
@@ -398,21 +406,27 @@ public final class Trainer {
     for i in moved { memcpy(staging[i], run.outputs[1 + i], bytes(i)) }
     for i in moved { memcpy(run.inputs[firstStateArgument + i], staging[i], bytes(i)) }
     // A mixed step whose loss or gradients were not finite returned the state as it was (its update
-    // selects the old values): loss scaling backs off, and the policy may take over.
+    // selects the old values). Loss scaling handles a gradient that overflowed while the loss was
+    // finite, by backing off, as long as the scale can still go down; a non-finite loss (the
+    // forward pass overflowed, or met NaN) is beyond it. The policy may handle either.
     let finite = !mixed || RawTensor.read(dtype, shape: [], from: run.outputs[1 + stateTypes.count + rowInputCount]).doubles[0] != 0
-    if mixed { lossScaler.update(finite: finite) }
+    let scalingHandles = !finite && loss.isFinite && lossScaler.canBackOff
+    if mixed && (finite || scalingHandles) { lossScaler.update(finite: finite) }
     mixedPrecision?.policy.observe(StepOutcome(step: Int(t), precision: precision, loss: loss, finite: finite))
     lastStep = StepReport(step: Int(t), precision: precision, lossScale: lossScale, updateSkipped: false, reason: nil)
     if !finite {
-      let what = loss.isFinite ? "a gradient is not finite" : "the loss is \(loss)"
-      let handled = lossScaler.isDynamic || mixedPrecision?.policy.handlesNonFiniteSteps == true
-      let reason = "\(what) in the mixed-precision step\(lossScale.map { " (loss scale \($0))" } ?? ""); its update was skipped"
-      if handled {
+      let half = mixedPrecision!.halfType
+      var reason = loss.isFinite ? "a gradient is not finite in the \(half) step" : "the loss is \(loss) in the \(half) step"
+      if let lossScale { reason += " (loss scale \(lossScale))" }
+      reason += "; its update was skipped"
+      if scalingHandles || mixedPrecision?.policy.handlesNonFiniteSteps == true {
         stepCount += 1
         lastStep?.updateSkipped = true
-        lastStep?.reason = reason + (lossScaler.isDynamic ? "; loss scale now \(lossScaler.scale)" : "")
+        lastStep?.reason = reason + (scalingHandles ? "; loss scale now \(lossScaler.scale)" : "; the precision policy takes over")
         return loss
       }
+      if !loss.isFinite { reason += " (the forward pass overflowed \(half) or met NaN: loss scaling cannot help; try bf16, fp32 or --precision-policy loss:HOLD)" }
+      else if lossScaler.isDynamic { reason += " (the loss scale is at its minimum)" }
       // Not theirs to handle: a divergence, but the state is intact (the update was skipped).
       if keepsPreviousState { stepCount += 1 }
       throw .nonFinite(step: Int(t), reason: reason)
@@ -499,11 +513,17 @@ public final class Trainer {
   /// ``precisionMetadata`` under the same setup; a checkpoint without them (a full-precision run,
   /// or another setup) leaves both fresh.
   public func restorePrecision(from metadata: [String: String]) throws(PrecisionOptionError) {
+    let hasState = metadata.keys.contains { $0.hasPrefix("policy.") || $0.hasPrefix("loss_scale.") }
+    if hasState && metadata["precision"] == nil {
+      throw PrecisionOptionError("the checkpoint has precision policy or loss scale state but no 'precision' setting")
+    }
     guard let mixedPrecision, metadata["precision"] == precisionSetting else { return }
     func numbers(_ prefix: String) throws(PrecisionOptionError) -> [String: Double] {
       var values: [String: Double] = [:]
       for (k, v) in metadata where k.hasPrefix(prefix) {
-        guard let x = Double(v) else { throw PrecisionOptionError("checkpoint entry '\(k)' is not a number: '\(v)'") }
+        guard let x = decimalNumber(v) ?? (v == "nan" || v.hasSuffix("inf") ? Double(v) : nil) else {
+          throw PrecisionOptionError("checkpoint entry '\(k)' is not a number: '\(v)'")
+        }
         values[String(k.dropFirst(prefix.count))] = x
       }
       return values

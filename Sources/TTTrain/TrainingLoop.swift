@@ -360,47 +360,43 @@ public final class TrainingLoop {
       let indices = order.next()
       let batch = columns.map { Dataset.rows($0, indices) }
       let stepNumber = trainer.stepCount + 1
+      let lr = options.schedule.rate(base: options.learningRate, step: stepNumber, total: totalSteps)
+      // A step is taken, or skipped with a reason (bad data under skip-step, a non-finite step
+      // under skip-step, or a mixed step whose update loss scaling or the policy skipped); either
+      // way the evaluation, eviction and checkpoint schedule below goes on.
+      var loss = Double.nan
+      var skipReason: String? = nil
       if let bad = Self.firstNonFinite(in: batch, names: columnNames) {
         let reason = "batch \(batchInEpoch) of epoch \(epoch): column '\(bad.column)' holds \(bad.value) (example \(indices[bad.row]) of the data)"
         guard options.onNonFinite == .skipStep else { throw TrainingError.nonFinite(step: stepNumber, reason: reason) }
         trainer.skipStep()
-        skippedSteps += 1
-        try log(["step": stepNumber, "skipped": true, "reason": reason])
-        continue
-      }
-      let lr = options.schedule.rate(base: options.learningRate, step: stepNumber, total: totalSteps)
-      var loss = Double.nan
-      var skipReason: String? = nil
-      do { loss = try trainer.step(batch, lr: lr) } catch {
-        guard case .nonFinite(_, let reason) = error, options.onNonFinite == .skipStep else { throw error }
         skipReason = reason
+      } else {
+        do { loss = try trainer.step(batch, lr: lr) } catch {
+          guard case .nonFinite(_, let reason) = error, options.onNonFinite == .skipStep else { throw error }
+          skipReason = reason
+        }
       }
-      // Mixed precision: each step's precision and loss scale go into the metrics; a mixed step
-      // whose update loss scaling or the policy skipped is counted and logged, without its loss.
+      // Mixed precision: each step's precision and loss scale go into the metrics.
       var precisionFields: [String: Any] = [:]
       if trainer.mixedPrecision != nil, let last = trainer.lastStep, last.step == stepNumber {
         if last.precision == .full { precisionCounts.full += 1 } else { precisionCounts.mixed += 1 }
         precisionFields["precision"] = last.precision == .full ? "fp32" : trainer.mixedPrecision!.halfType.rawValue
         if let scale = last.lossScale { precisionFields["loss_scale"] = scale }
-        if last.updateSkipped {
-          skippedSteps += 1
-          try log(["step": stepNumber, "skipped": true, "reason": last.reason ?? "update skipped", "lr": lr].merging(precisionFields) { $1 })
-          report(TrainingEvent(kind: .step, step: trainer.stepCount, totalSteps: totalSteps, loss: loss, learningRate: lr,
-                               stepsPerSecond: Double(trainer.stepCount - firstStep) / max(DispatchClock.now() - start, 1e-9),
-                               precision: precisionFields["precision"] as? String, updateSkipped: true))
-          continue
-        }
+        if last.updateSkipped { skipReason = last.reason ?? "update skipped" }
       }
+      let rate = Double(trainer.stepCount - firstStep) / max(DispatchClock.now() - start, 1e-9)
       if let skipReason {
         skippedSteps += 1
-        try log(["step": stepNumber, "skipped": true, "reason": skipReason].merging(precisionFields) { $1 })
-        continue
+        try log(["step": stepNumber, "skipped": true, "reason": skipReason, "lr": lr].merging(precisionFields) { $1 })
+        report(TrainingEvent(kind: .step, step: trainer.stepCount, totalSteps: totalSteps, loss: loss, learningRate: lr,
+                             stepsPerSecond: rate, precision: precisionFields["precision"] as? String, updateSkipped: true))
+      } else {
+        losses.append(loss)
+        report(TrainingEvent(kind: .step, step: trainer.stepCount, totalSteps: totalSteps, loss: loss, learningRate: lr, stepsPerSecond: rate,
+                             precision: precisionFields["precision"] as? String))
+        try log(["step": trainer.stepCount, "loss": loss, "lr": lr, "steps_per_second": rate].merging(precisionFields) { $1 })
       }
-      losses.append(loss)
-      let rate = Double(trainer.stepCount - firstStep) / max(DispatchClock.now() - start, 1e-9)
-      report(TrainingEvent(kind: .step, step: trainer.stepCount, totalSteps: totalSteps, loss: loss, learningRate: lr, stepsPerSecond: rate,
-                           precision: precisionFields["precision"] as? String))
-      try log(["step": trainer.stepCount, "loss": loss, "lr": lr, "steps_per_second": rate].merging(precisionFields) { $1 })
       if let every = options.evalEvery, trainer.stepCount % every == 0 || trainer.stepCount == totalSteps, evalData != nil {
         let metrics = try evaluate()
         report(TrainingEvent(kind: .evaluation, step: trainer.stepCount, totalSteps: totalSteps, loss: metrics["loss"] ?? .nan,

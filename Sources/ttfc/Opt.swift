@@ -32,8 +32,8 @@ struct PipelineOptions: ParsableArguments {
   @Flag(help: "For each producer/consumer pair that did not fuse, print the rule that kept them apart (to stderr).")
   var explainFusion = false
 
-  @Option(help: "The half type the amp pass lowers to: bf16 or f16.")
-  var ampType = "bf16"
+  @Option(help: "The half type the amp pass lowers to: bf16 (default) or f16.")
+  var ampType: String?
 
   @Flag(help: "For each op the amp pass saw, print the precision it got and why (to stderr).")
   var explainAmp = false
@@ -57,12 +57,14 @@ struct PipelineOptions: ParsableArguments {
     }
     var options = PassOptions()
     options.fastMath = fastMath
-    guard let half = DType(rawValue: ampType), half == .bf16 || half == .f16 else {
-      throw fail("--amp-type \(ampType): the half types are bf16 and f16")
+    if let ampType {
+      guard let half = DType(rawValue: ampType), half == .bf16 || half == .f16 else {
+        throw fail("--amp-type \(ampType): the half types are bf16 and f16")
+      }
+      options.ampType = half
     }
-    options.ampType = half
-    if explainAmp && !pipeline.passNames.contains("amp") {
-      throw fail("--explain-amp: the pipeline has no amp pass (add it: -p amp,...)")
+    for (flag, given) in [("--explain-amp", explainAmp), ("--amp-type", ampType != nil)] where given && !pipeline.passNames.contains("amp") {
+      throw fail("\(flag): the pipeline has no amp pass (add it: -p amp,...)")
     }
     let context = PassContext(options: options)
     var manager = PassManager(verifyEach: verifyEach)

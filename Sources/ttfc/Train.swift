@@ -130,10 +130,23 @@ struct Train: ParsableCommand {
           if halfType != nil && named != half { throw fail("--precision-policy \(fixed.description) and --half-type \(half) disagree") }
           half = named
         }
+        if let fixed = policy as? FixedPrecisionPolicy, fixed.precision == .full {
+          // Every step in fp32: the mixed-precision options would be ignored.
+          for (flag, given) in [("--loss-scale", lossScale != nil), ("--half-type", halfType != nil), ("--explain-amp", explainAmp)] where given {
+            throw fail("\(flag) has no effect with --precision-policy fixed:fp32 (no step runs in mixed precision)")
+          }
+        }
       }
       let scaling = try lossScale.map { text throws(PrecisionOptionError) in try LossScaling.parse(text) }
       return MixedPrecisionOptions(halfType: half, lossScaling: scaling, policy: policy)
     } catch let error as PrecisionOptionError { throw fail(error.description) }
+  }
+
+  /// Where `--emit-ir FILE` puts the mixed step beside the full one: `NAME.mixed.EXT`.
+  static func mixedPath(_ path: String) -> String {
+    let ext = (path as NSString).pathExtension
+    let stem = ext.isEmpty ? path : (path as NSString).deletingPathExtension
+    return stem + ".mixed" + (ext.isEmpty ? "" : "." + ext)
   }
 
   func run() throws {
@@ -208,10 +221,20 @@ struct Train: ParsableCommand {
     if explainAmp {
       for line in loop.trainer.ampExplanations { print("amp: \(line)", to: &standardError) }
     }
+    if let mixed = options.mixedPrecision, loop.trainer.mixedProgram != nil, loop.trainer.ampLoweredOps == 0 {
+      print("warning: --precision \(precision): the amp rewrite lowered no op of @\(lossName) to \(mixed.halfType) (it has no f32 allow-list op such as matmul); its mixed steps compute what fp32 steps do", to: &standardError)
+    }
     if let emitIr {
-      // The compiler's own output for the step, not a second run of the pipeline.
+      // The compiler's own output for the step, not a second run of the pipeline. With both a
+      // full and a mixed step, the mixed one goes beside it (NAME.mixed.EXT).
       try writeOutput(Printer.print(loop.trainer.program.optimizedModule), to: emitIr, what: "--emit-ir")
-      print("optimized training step written to \(emitIr)")
+      let which = loop.trainer.hasFullProgram ? "training step" : "mixed-precision training step"
+      print("optimized \(which) written to \(emitIr)")
+      if loop.trainer.hasFullProgram, let mixed = loop.trainer.mixedProgram {
+        let path = Self.mixedPath(emitIr)
+        try writeOutput(Printer.print(mixed.optimizedModule), to: path, what: "--emit-ir")
+        print("optimized mixed-precision training step written to \(path)")
+      }
     }
     print("training @\(lossName) of \(file): \(loop.totalSteps) steps, batch \(batch), \(optimizer) lr \(lr) (\(parsedSchedule)), \(module.params.count) parameters"
           + (options.mixedPrecision.map { ", mixed precision \($0.halfType) (policy \($0.policy.description), loss scale \($0.lossScaling))" } ?? ""))
@@ -235,6 +258,13 @@ struct Train: ParsableCommand {
     }
     if stats {
       for line in loop.trainer.shapes.report() { print(line, to: &standardError) }
+      if loop.trainer.hasFullProgram, let shapes = loop.trainer.mixedShapes {
+        for line in shapes.report() { print("mixed-precision step: " + line, to: &standardError) }
+      }
+      if options.mixedPrecision != nil {
+        let counters = loop.trainer.ampStatistics.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        print("amp: \(counters.isEmpty ? "no op lowered" : counters)", to: &standardError)
+      }
       for (name, table) in loop.trainer.tables.sorted(by: { $0.key < $1.key }) {
         let t = table.statistics
         print(String(format: "table @%@: %d rows (capacity %d), %.2f MiB, %d inserts, %d evictions, hit rate %.3f", name as NSString,

@@ -241,9 +241,74 @@ struct MixedPrecisionTests {
     #expect(try LossScaling.parse("none") == LossScaling.none)
     #expect(try LossScaling.parse("128") == .fixed(128))
     #expect(try LossScaling.parse("dynamic") == LossScaling.defaultDynamic)
-    for bad in ["0", "-4", "inf", "nan", "dynamic:initial=0", "dynamic:backoff=1", "dynamic:growth=0.5", "dynamic:interval=0",
-                "dynamic:interval=2.5", "dynamic:size=3", "dynamic:initial", "dyn", "dynamic:min=8,initial=4"] {
+    for bad in ["0", "-4", "inf", "nan", "1e39", "1e-40", "0x10", "dynamic:initial=0", "dynamic:backoff=1", "dynamic:growth=0.5",
+                "dynamic:interval=0", "dynamic:interval=2.5", "dynamic:size=3", "dynamic:initial", "dyn", "dynamic:min=8,initial=4",
+                "dynamic:initial=2,initial=4", "dynamic:initial=1e300,max=1e300", "dynamic:min=1e-300", "dynamic:initial=0x20", "dynamic:"] {
       #expect(throws: PrecisionOptionError.self, "\(bad)") { try LossScaling.parse(bad) }
     }
+  }
+
+  @Test func forgedOrForeignPrecisionStateInACheckpointIsANamedError() throws {
+    let options = { MixedPrecisionOptions(halfType: .f16, lossScaling: try! LossScaling.parse("dynamic:initial=1024,min=4,max=65536"),
+                                          policy: LearningRateChangePolicy(hold: 3)) }
+    let trainer = try Trainer(module: Self.module(), loss: "loss", optimizer: OptimizerConfig(.adam), mixedPrecision: options())
+    let good = trainer.precisionMetadata
+    #expect(good["policy.hold_until"] == "0.0" && good["loss_scale.scale"] == "1024.0")
+    for (key, value) in [("policy.hold_until", "1e19"), ("policy.hold_until", "inf"), ("policy.hold_until", "-1"), ("policy.hold_until", "2.5"),
+                         ("policy.last_lr", "nan"), ("policy.last_lr", "-5"), ("loss_scale.scale", "1e300"), ("loss_scale.scale", "2"),
+                         ("loss_scale.finite_steps", "1e13"), ("loss_scale.scale", "0x10")] {
+      var forged = good
+      forged[key] = value
+      let fresh = try Trainer(module: Self.module(), loss: "loss", optimizer: OptimizerConfig(.adam), mixedPrecision: options())
+      #expect(throws: PrecisionOptionError.self, "\(key)=\(value)") { try fresh.restorePrecision(from: forged) }
+    }
+    var withoutSetting = good
+    withoutSetting["precision"] = nil
+    #expect(throws: PrecisionOptionError.self) { try trainer.restorePrecision(from: withoutSetting) }
+    // A fixed or absent scale cannot be overridden by a checkpoint.
+    let unscaled = try Trainer(module: Self.module(), loss: "loss", optimizer: OptimizerConfig(.adam),
+                               mixedPrecision: MixedPrecisionOptions(halfType: .bf16, policy: LearningRateChangePolicy(hold: 3)))
+    var seven = unscaled.precisionMetadata
+    seven["loss_scale.scale"] = "7.0"
+    #expect(throws: PrecisionOptionError.self) { try unscaled.restorePrecision(from: seven) }
+    try unscaled.restorePrecision(from: unscaled.precisionMetadata)
+  }
+
+  @Test func aSkippedMixedStepKeepsTheEvaluationAndCheckpointSchedule() throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ttfc-amp-skip-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let metrics = directory + "/metrics.jsonl"
+    FileManager.default.createFile(atPath: metrics, contents: nil)
+    // 4 ordinary batches, then one whose gradient overflows f16 at scale 32768 (the last step).
+    let normal = Self.columns(count: 64, seed: 3), huge = Self.columns(count: 16, seed: 4, scale: 50)
+    let x = Tensor(.f32, shape: [80, 8], floats: normal.x.doubles + huge.x.doubles)
+    let y = Tensor(.f32, shape: [80, 1], floats: normal.y.doubles + huge.y.doubles)
+    var o = TrainingOptions()
+    o.batch = 16; o.steps = 5; o.shuffle = false; o.learningRate = 1e-3
+    o.evalEvery = 5; o.checkpointDirectory = directory; o.checkpointEvery = 5; o.metricsPath = metrics
+    o.mixedPrecision = MixedPrecisionOptions(halfType: .f16, policy: FixedPrecisionPolicy(.mixed))
+    let data = try Dataset(columns: ["x": x, "y": y])
+    let loop = try TrainingLoop(module: Self.module(), loss: "loss", optimizer: OptimizerConfig(.adam), data: data, evalData: data, options: o)
+    try loop.run()
+    #expect(loop.skippedSteps == 1 && loop.trainer.stepCount == 5)
+    let lines = try String(contentsOfFile: metrics, encoding: .utf8).split(separator: "\n")
+    #expect(lines.contains { $0.contains("\"skipped\":true") && $0.contains("\"step\":5") })
+    #expect(lines.contains { $0.contains("\"eval\":true") && $0.contains("\"step\":5") }, "the evaluation at the end still runs")
+    let checkpoint = try Checkpoint.read(from: directory + "/checkpoint.safetensors")
+    #expect(checkpoint.metadata["step"] == "5")
+  }
+
+  @Test func aForwardOverflowIsNotALossScaleProblem() throws {
+    // Targets of 1e6 overflow f16 in the forward pass (the prediction minus the target): the loss
+    // is not finite, which backing off the scale cannot change, so the step is a divergence.
+    let trainer = try Trainer(module: Self.module(), loss: "loss", optimizer: OptimizerConfig(.adam),
+                              mixedPrecision: MixedPrecisionOptions(halfType: .f16, policy: FixedPrecisionPolicy(.mixed)))
+    let huge = Self.columns(count: 16, seed: 4, scale: 1e6)
+    #expect { try trainer.step([huge.x, huge.y], lr: 1e-3) } throws: { error in
+      guard case TrainingError.nonFinite(_, let reason) = error else { return false }
+      return reason.contains("loss scaling cannot help")
+    }
+    #expect(trainer.lossScaler.scale == 32768, "the scale did not back off")
   }
 }
