@@ -36,7 +36,7 @@ public struct StepOutcome: Sendable {
 }
 
 /// Chooses each training step's precision. Implement it to plug in a strategy of your own
-/// (``Trainer/precisionPolicy``); the state a policy returns from ``state`` is saved in
+/// (``MixedPrecisionOptions/policy``); the state a policy returns from ``state`` is saved in
 /// checkpoints and given back to ``restore(_:)`` on resume, so a resumed run makes the same
 /// choices as an uninterrupted one.
 public protocol PrecisionPolicy: AnyObject {

@@ -67,7 +67,7 @@ struct Train: ParsableCommand {
   @Option(help: "With --precision auto: fixed:fp32|bf16|f16, lr-change:HOLD (HOLD steps in fp32 from each learning-rate change; default lr-change:100) or loss:HOLD[:RISE[:DECAY]] (HOLD steps in fp32 after a non-finite loss or a loss RISE above its moving average).")
   var precisionPolicy: String?
   @Option(help: "With --precision auto: the half type of mixed steps, bf16 (default) or f16.") var halfType: String?
-  @Option(help: "Loss scaling of mixed steps: none, a fixed factor, or dynamic[:initial=S,growth=G,backoff=B,interval=N,min=M,max=X] (default: dynamic for f16, none for bf16).")
+  @Option(help: "Loss scaling of mixed steps: none, a fixed factor, or dynamic[:KEY=N,...] with keys initial, growth, backoff, interval, min and max (default: dynamic for f16, none for bf16).")
   var lossScale: String?
   @Flag(help: "Print the precision the amp rewrite gave each op of the loss, and why (to stderr).") var explainAmp = false
 
@@ -277,7 +277,10 @@ struct Train: ParsableCommand {
         for path in try loop.exportTables(to: exportTables, recent: exportRecent) { print("table exported to \(path)") }
       } catch { throw fail("--export-tables: \(error)") }
     }
-    if loop.skippedSteps > 0 { print("skipped \(loop.skippedSteps) updates with non-finite values (--on-nonfinite skip-step, loss scaling or the precision policy)") }
+    if loop.skippedSteps > 0 {
+      print(options.mixedPrecision == nil ? "skipped \(loop.skippedSteps) steps with non-finite values (--on-nonfinite skip-step)"
+            : "skipped \(loop.skippedSteps) updates with non-finite values (--on-nonfinite skip-step, loss scaling or the precision policy)")
+    }
     if options.mixedPrecision != nil {
       let counts = loop.precisionCounts
       print("precision: \(counts.full) steps fp32, \(counts.mixed) steps \(options.mixedPrecision!.halfType)"
