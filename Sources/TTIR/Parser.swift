@@ -393,8 +393,9 @@ struct ParserState {
       try parseBody(into: &body, scope: &bodyScope, functionIndex: -1)
       regions = [body]
     }
-    if code != .call && code != .fusion && resultTokens.count != 1 {
-      throw Diagnostic("'\(code)' has one result, but \(resultTokens.count) names are bound", at: opToken.location)
+    if code != .call && code != .fusion && resultTokens.count != code.info.results {
+      let n = code.info.results
+      throw Diagnostic("'\(code)' has \(n == 1 ? "one result" : "\(n) results"), but \(resultTokens.count) name\(resultTokens.count == 1 ? " is" : "s are") bound", at: opToken.location)
     }
     guard types.count == resultTokens.count else {
       throw Diagnostic("\(resultTokens.count) result\(resultTokens.count == 1 ? "" : "s") but \(types.count) result type\(types.count == 1 ? "" : "s")",

@@ -91,6 +91,17 @@ struct GradientBuilder {
     // Backward pass.
     for id in forward.body.reversed() {
       let op = forward[id]
+      if op.results.count > 1 {
+        // Several results (batch_norm_training): one rule given every result's adjoint.
+        let adjoints = op.results.map { forward.type(of: $0).dtype.isFloat ? adjoint[$0] : nil }
+        guard adjoints.contains(where: { $0 != nil }) else { continue }
+        switch op.code.info.differentiability {
+        case .noGradient: continue
+        case .notDifferentiable(let reason): throw .notDifferentiable(op: op.code.rawValue, reason: reason)
+        case .differentiable: try GradientRules.applyMultiple(op, adjoints: adjoints, into: &self)
+        }
+        continue
+      }
       guard op.results.count == 1, let gradient = adjoint[op.results[0]] else { continue }
       guard forward.type(of: op.results[0]).dtype.isFloat else { continue }
       // The op's differentiability fact (OpInfo) decides; GradientRules holds the rules.
