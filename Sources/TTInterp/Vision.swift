@@ -14,19 +14,28 @@ enum Vision {
     } catch { throw .invalidModule("\(error)") }
   }
 
-  /// Calls `body(oh, ow, ih, iw)` for every output position and every tap that reads an input
-  /// element (taps on padding are skipped), taps in row-major (kh, kw) order.
+  /// The taps of output position `o` along `axis` that read an input element: those with
+  /// 0 <= o*s - pad + k*d < n. Computed, not searched, so a window of 2^40 taps over padding
+  /// costs nothing (the verifier admits such windows when the padding covers them).
+  static func taps(_ g: Window2D, _ axis: Int, output o: Int) -> Range<Int> {
+    let base = g.source(axis, output: o, tap: 0), d = g.dilations[axis], n = g.input[axis]
+    let first = base >= 0 ? 0 : (-base + d - 1) / d
+    let last = base > n - 1 ? -1 : Swift.min(g.window[axis] - 1, (n - 1 - base) / d)
+    return first <= last ? first..<(last + 1) : 0..<0
+  }
+
+  /// Calls `body(oh, ow, kh, kw, ih, iw)` for every output position and every tap that reads an
+  /// input element (taps on padding are skipped), taps in row-major (kh, kw) order.
   @inline(__always)
   static func forEachTap(_ g: Window2D, _ body: (_ oh: Int, _ ow: Int, _ kh: Int, _ kw: Int, _ ih: Int, _ iw: Int) -> Void) {
+    let columns = (0..<g.output[1]).map { taps(g, 1, output: $0) }
     for oh in 0..<g.output[0] {
+      let rows = taps(g, 0, output: oh)
       for ow in 0..<g.output[1] {
-        for kh in 0..<g.window[0] {
+        for kh in rows {
           let ih = g.source(0, output: oh, tap: kh)
-          guard ih >= 0 && ih < g.input[0] else { continue }
-          for kw in 0..<g.window[1] {
-            let iw = g.source(1, output: ow, tap: kw)
-            guard iw >= 0 && iw < g.input[1] else { continue }
-            body(oh, ow, kh, kw, ih, iw)
+          for kw in columns[ow] {
+            body(oh, ow, kh, kw, ih, g.source(1, output: ow, tap: kw))
           }
         }
       }
@@ -142,7 +151,7 @@ enum Vision {
   static func divisors(_ g: Window2D, _ a: Attributes) -> [Double] {
     var counts = [Double](repeating: 0, count: g.output[0] * g.output[1])
     if a.bool("count_include_pad") ?? false {
-      return counts.map { _ in Double(g.window[0] * g.window[1]) }
+      return counts.map { _ in Double(g.window[0]) * Double(g.window[1]) }   // each up to 2^40: no Int product
     }
     forEachTap(g) { oh, ow, _, _, _, _ in counts[oh * g.output[1] + ow] += 1 }
     return counts
