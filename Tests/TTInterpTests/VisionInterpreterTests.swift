@@ -94,3 +94,91 @@ struct VisionInterpreterTests {
     #expect(r[0].doubles == [3, 6, 50, 100])
   }
 }
+
+/// Hostile attribute values on every vision op: the shape rule either names the problem or gives
+/// a type; when it gives one, the interpreter runs the op to a result or a named error.
+struct VisionHostileAttributeTests {
+  static let big: Int64 = 1 << 40
+  // Benign values repeat so that a good share of the combinations is valid and runs.
+  static let pairs: [[Int64]?] = [nil, nil, [1, 1], [1, 1], [2, 3], [2, 2], [3, 1], [0, 1], [-1, 1], [big, 1], [big + 1, 1],
+                                  [Int64.max, Int64.max], [Int64.min, 2], [1, 2, 3], []]
+  static let padLists: [[Int64]?] = [nil, nil, nil, nil, [0, 0, 0, 0], [1, 2, 0, 1], [1, 0, 1, 0], [-1, 0, 0, 0], [big, 0, 0, big],
+                                     [Int64.max, 0, 0, 0], [1, 1], [1 << 26, 0, 0, 0]]
+  static let paddings: [String?] = [nil, nil, "VALID", "SAME", "SAME", "EXPLICIT", "same"]
+
+  @Test(.timeLimit(.minutes(2)))
+  func neverTrapsAndAlwaysNames() throws {
+    let x = TensorType(.f64, shape: [2, 5, 4, 4])
+    let w = TensorType(.f64, shape: [3, 2, 2, 4])
+    var ruled = 0, ran = 0, named = 0
+    var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+    func pick<T>(_ options: [T]) -> T {
+      state = state &* 6364136223846793005 &+ 1442695040888963407
+      return options[Int((state >> 33) % UInt64(options.count))]
+    }
+    for trial in 0..<4000 {
+      let code: OpCode = pick([.conv2d, .conv2dBackpropFilter, .maxPool, .avgPool, .maxPoolGrad, .avgPoolGrad])
+      var attributes = Attributes()
+      if let s = pick(Self.pairs) { attributes["strides"] = .ints(s) }
+      if let p = pick(Self.padLists) { attributes["pads"] = .ints(p) }
+      if let p = pick(Self.paddings) { attributes["padding"] = .string(p) }
+      if code == .conv2d || code == .conv2dBackpropFilter {
+        if let d = pick(Self.pairs) { attributes["dilations"] = .ints(d) }
+        attributes["groups"] = .int(pick([1, 2, 0, -2, 3, Int64.max]))
+      } else if let window = pick(Self.pairs) {
+        attributes["window"] = .ints(window)
+      }
+      if trial % 7 == 0 { attributes["count_include_pad"] = .bool(true) }
+      let forwardOperands = code == .conv2d || code == .conv2dBackpropFilter ? [x, w] : [x]
+      // The forward type first (the gradient ops check theirs against it).
+      let forwardCode: OpCode = code == .conv2d || code == .conv2dBackpropFilter ? .conv2d : (code == .avgPoolGrad ? .avgPool : .maxPool)
+      guard let y = try? forwardCode.info.shapeRule(ShapeRuleInput(operands: forwardOperands, attributes: attributes, declared: [])).first else {
+        // Named: the rule threw a ShapeError (anything else would have trapped by now).
+        do { _ = try forwardCode.info.shapeRule(ShapeRuleInput(operands: forwardOperands, attributes: attributes, declared: [])) }
+        catch { #expect(error is ShapeError) }
+        continue
+      }
+      ruled += 1
+      let (operands, result): ([TensorType], TensorType)
+      switch code {
+      case .conv2d, .maxPool, .avgPool: (operands, result) = (forwardOperands, y)
+      case .conv2dBackpropFilter: (operands, result) = ([x, y], w)
+      case .maxPoolGrad: (operands, result) = ([x, y], x)
+      default: (operands, result) = ([y], x)
+      }
+      var f = Function(name: "f", resultTypes: [result])
+      let arguments = operands.enumerated().map { f.addArgument(name: "a\($0.offset)", type: $0.element) }
+      let r = f.appendValue(code, arguments, type: result, attributes: attributes)
+      f.returnValues = [r]
+      var module = Module(name: "m")
+      module.functions = [f]
+      let problems = Verifier.verify(module)
+      guard problems.isEmpty else { continue }
+      // An operand must exist to be given (a verified dy of 2^40 elements cannot be allocated).
+      guard operands.allSatisfy({ elementCount($0.staticShape!).map { $0 <= 1 << 20 } ?? false }) else { continue }
+      let inputs = operands.map { t in Tensor(.f64, shape: t.staticShape!, floats: (0..<elementCount(t.staticShape!)!).map { Double($0 % 7) - 3 }) }
+      do {
+        let out = try Interpreter(module: module).run("f", inputs)
+        #expect(out[0].shape == result.staticShape!)
+        ran += 1
+      } catch {
+        named += 1
+      }
+    }
+    // A verified convolution whose output is beyond what the interpreter holds is a named error.
+    let huge = """
+      module @m {
+        func @f(%x: f64[2, 5, 4, 4], %w: f64[3, 2, 2, 4]) -> f64[2, 67108867, 3, 4] {
+          %y = conv2d %x, %w {groups = 2, pads = [67108864, 0, 0, 0]} : f64[2, 67108867, 3, 4]
+          return %y
+        }
+      }
+      """
+    let zeros = [Tensor.filled(.f64, shape: [2, 5, 4, 4], value: 0), Tensor.filled(.f64, shape: [3, 2, 2, 4], value: 0)]
+    #expect(throws: InterpreterError.tooLarge(op: "conv2d", elements: 2 * 67108867 * 3 * 4)) {
+      try Interpreter(module: try Parser.parseAndVerify(huge)).run("f", zeros)
+    }
+    print("vision hostile attributes: 4000 trials, \(ruled) typed by the shape rule, \(ran) ran, \(named) named errors")
+    #expect(ruled > 150 && ran > 100)
+  }
+}
