@@ -210,7 +210,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=os.path.join(ROOT, "Tests", "TTTrainTests", "JAXVision"))
     parser.add_argument("--seed", type=int, default=19)
-    parser.add_argument("--count", type=int, default=8, help="cases per op family")
+    parser.add_argument("--count", type=int, default=12, help="cases per op family")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     for f in os.listdir(args.out):

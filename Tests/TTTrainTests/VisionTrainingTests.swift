@@ -146,6 +146,20 @@ struct VisionTrainingTests {
     #expect(abs(withInitialStatistics - interpreted) > 1e-4)
   }
 
+  @Test func aSmallConvNetLearnsAndEvaluatesOnItsRunningStatistics() throws {
+    let module = try Parser.parseAndVerify(VisionFixtures.source)
+    let data = try VisionFixtures.data(count: 48, seed: 8)
+    let evalData = try VisionFixtures.data(count: 30, seed: 9)
+    var options = TrainingOptions()
+    options.batch = 16; options.steps = 60; options.learningRate = 0.05; options.seed = 4
+    let loop = try TrainingLoop(module: module, loss: "loss", optimizer: OptimizerConfig(.adam), data: data, evalData: evalData,
+                                options: options)
+    let before = try #require(try loop.evaluate()["loss"])
+    _ = try loop.run { _ in }
+    let after = try #require(try loop.evaluate()["loss"])
+    #expect(after < 0.5 * before, "evaluation loss \(before) -> \(after)")
+  }
+
   @Test func aLossThatDoesNotReturnTheStateIsRefusedByName() throws {
     let source = VisionFixtures.source
       .replacingOccurrences(of: "-> (f32[], f32[4], f32[4]) {", with: "-> (f32[], f32[4]) {")
