@@ -99,7 +99,8 @@ def pool_case(rng, kind):
     if padding != "EXPLICIT":
         pads = [0, 0, 0, 0]
     include = bool(rng.integers(0, 2))
-    x = rng.standard_normal((n, h, w, c))
+    ties = kind == "max" and rng.random() < 0.4   # small integers: equal maxima in most windows
+    x = rng.integers(-2, 3, (n, h, w, c)).astype(np.float64) if ties else rng.standard_normal((n, h, w, c))
     dims, wstrides = (1, kh, kw, 1), (1, strides[0], strides[1], 1)
     jpad = padding if padding != "EXPLICIT" else [(0, 0), (pads[0], pads[1]), (pads[2], pads[3]), (0, 0)]
 
@@ -117,7 +118,7 @@ def pool_case(rng, kind):
     if kind == "avg":
         attrs += f", count_include_pad = {'true' if include else 'false'}"
     lines = [f"%out0 = {kind}_pool %in0 {{{attrs}}} : {ttype(y_shape)}"]
-    return f"{kind}_pool k{kh}x{kw} s{strides} {padding}", [x], forward, lines, [y_shape]
+    return f"{kind}_pool k{kh}x{kw} s{strides} {padding}{' with ties' if ties else ''}", [x], forward, lines, [y_shape]
 
 
 def batch_norm_training_case(rng):
