@@ -318,15 +318,16 @@ extension OpCode {
   /// This op's list for the `amp` pass (IR-specs/passes.md, "amp").
   public var mixedPrecisionList: MixedPrecisionList {
     switch self {
-    case .matmul:
+    case .matmul, .conv2d, .conv2dBackpropInput, .conv2dBackpropFilter:
       return .allow
     case .exp, .log, .log1p, .pow, .sqrt, .rsqrt, .softplus, .reduceSum, .reduceMean, .reduceProd,
-         .softmax, .logSoftmax, .softmaxCrossEntropy, .sigmoidCrossEntropy:
+         .softmax, .logSoftmax, .softmaxCrossEntropy, .sigmoidCrossEntropy, .batchNormTraining, .batchNormInference:
       return .deny
     case .neg, .abs, .tanh, .sigmoid, .relu, .gelu, .erf, .sin, .cos, .floor, .ceil, .sign, .silu,
          .add, .sub, .mul, .div, .max, .min, .eq, .ne, .lt, .le, .gt, .ge, .select, .where,
          .reduceMax, .reduceMin, .argmax, .argmin,
-         .transpose, .reshape, .broadcastTo, .slice, .concat, .pad, .gather:
+         .transpose, .reshape, .broadcastTo, .slice, .concat, .pad, .gather,
+         .maxPool, .maxPoolGrad, .avgPool, .avgPoolGrad:
       return .infer
     case .constant, .iota, .not, .and, .or, .cast, .oneHot, .embeddingLookup, .embeddingLookupPooled, .call, .fusion:
       return .keep

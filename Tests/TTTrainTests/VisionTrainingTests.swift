@@ -160,6 +160,37 @@ struct VisionTrainingTests {
     #expect(after < 0.5 * before, "evaluation loss \(before) -> \(after)")
   }
 
+  /// Mixed precision (the amp rewrite: convolutions in the half type, batch norm in f32): the
+  /// running statistics still follow the batch statistics of the step, and a step that loss
+  /// scaling skips (an overflowing scale in f16) leaves them as they were, like the parameters.
+  @Test(arguments: [DType.bf16, .f16])
+  func mixedPrecisionStepsUpdateTheStateAndSkippedOnesKeepIt(_ half: DType) throws {
+    let module = try Parser.parseAndVerify(VisionFixtures.source)
+    let precision = MixedPrecisionOptions(halfType: half, lossScaling: half == .f16 ? .dynamic(initial: 1e30, growth: 2, backoff: 0.5, interval: 2000, minimum: 1, maximum: 1e30) : nil,
+                                          policy: try MixedPrecisionOptions.policy(named: "fixed:\(half)"))
+    let trainer = try Trainer(module: module, loss: "loss", optimizer: OptimizerConfig(.sgd), mixedPrecision: precision)
+    let data = try VisionFixtures.data(count: 12, seed: 3)
+    let batch = [try data.column(for: "x", type: TensorType(.f32, [.symbol("B"), .known(6), .known(6), .known(1)])),
+                 try data.column(for: "y", type: TensorType(.i32, [.symbol("B")]))]
+    let before = trainer.params
+    let expected = try Interpreter(module: module, params: before).run("loss", batch)
+    try trainer.step(batch, lr: 0.1)
+    let after = trainer.params
+    if half == .f16 {
+      // A loss scale of 1e30 overflows f16: dynamic scaling skips the update, state included.
+      #expect(trainer.lastStep?.updateSkipped == true)
+      #expect(after["bn.mean"]!.isIdentical(to: before["bn.mean"]!) && after["bn.var"]!.isIdentical(to: before["bn.var"]!))
+      #expect(after["w1"]!.isIdentical(to: before["w1"]!))
+    } else {
+      // The convolution ran in bf16 (8 bits of mantissa): the statistics agree to about 1%.
+      for (k, name) in ["bn.mean", "bn.var"].enumerated() {
+        let got = after[name]!.doubles, want = expected[k + 1].doubles
+        for i in got.indices { #expect(abs(got[i] - want[i]) <= 0.02 * max(1, abs(want[i])), "\(name)[\(i)]: \(got[i]) vs \(want[i])") }
+      }
+      #expect(after["w1"]!.doubles != before["w1"]!.doubles)
+    }
+  }
+
   @Test func aLossThatDoesNotReturnTheStateIsRefusedByName() throws {
     let source = VisionFixtures.source
       .replacingOccurrences(of: "-> (f32[], f32[4], f32[4]) {", with: "-> (f32[], f32[4]) {")
