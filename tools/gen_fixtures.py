@@ -363,6 +363,197 @@ with np.errstate(all="ignore"):
     case("unary_softplus_edges", [EDGE], [softplus64(EDGE).astype(np.float32)], ["%out0 = softplus %in0 : f32[10]"])
 
 
+# ---- vision ops (IR-specs/ops/vision.md): NumPy references written loop by loop over the taps ----
+vision = np.random.default_rng(20261201)
+
+
+def vision_pads(h, w, window, strides, dilations, padding, pads=None):
+    eff = [(window[i] - 1) * dilations[i] + 1 for i in range(2)]
+    if padding == "VALID":
+        return [0, 0, 0, 0]
+    if padding == "EXPLICIT":
+        return list(pads)
+    out = []
+    for i, n in enumerate((h, w)):
+        o = -(-n // strides[i])
+        t = max((o - 1) * strides[i] + eff[i] - n, 0)
+        out += [t // 2, t - t // 2]
+    return out
+
+
+def vision_taps(shape, window, strides, dilations, pads):
+    """(output size, list of (kh, kw, row slice, col slice) into the padded input)."""
+    h, w = shape[1] + pads[0] + pads[1], shape[2] + pads[2] + pads[3]
+    oh = (h - ((window[0] - 1) * dilations[0] + 1)) // strides[0] + 1
+    ow = (w - ((window[1] - 1) * dilations[1] + 1)) // strides[1] + 1
+    taps = []
+    for kh in range(window[0]):
+        for kw in range(window[1]):
+            r0, c0 = kh * dilations[0], kw * dilations[1]
+            taps.append((kh, kw, slice(r0, r0 + (oh - 1) * strides[0] + 1, strides[0]),
+                         slice(c0, c0 + (ow - 1) * strides[1] + 1, strides[1])))
+    return (oh, ow), taps
+
+
+def np_pad_hw(x, pads, value=0.0):
+    return np.pad(x, ((0, 0), (pads[0], pads[1]), (pads[2], pads[3]), (0, 0)), constant_values=value)
+
+
+def np_conv2d(x, w, strides, dilations, pads, groups):
+    x = x.astype(np.float64)
+    w = w.astype(np.float64)
+    (oh, ow), taps = vision_taps(x.shape, w.shape[:2], strides, dilations, pads)
+    xp = np_pad_hw(x, pads)
+    cg, cout = w.shape[2], w.shape[3]
+    per = cout // groups
+    y = np.zeros((x.shape[0], oh, ow, cout))
+    for g in range(groups):
+        for kh, kw, rs, cs in taps:
+            y[..., g * per:(g + 1) * per] += np.einsum("nhwc,co->nhwo", xp[:, rs, cs, g * cg:(g + 1) * cg],
+                                                       w[kh, kw, :, g * per:(g + 1) * per])
+    return y
+
+
+def np_conv2d_backprop_input(dy, w, xshape, strides, dilations, pads, groups):
+    dy = dy.astype(np.float64)
+    w = w.astype(np.float64)
+    _, taps = vision_taps(xshape, w.shape[:2], strides, dilations, pads)
+    dxp = np.zeros((xshape[0], xshape[1] + pads[0] + pads[1], xshape[2] + pads[2] + pads[3], xshape[3]))
+    cg, cout = w.shape[2], w.shape[3]
+    per = cout // groups
+    for g in range(groups):
+        for kh, kw, rs, cs in taps:
+            dxp[:, rs, cs, g * cg:(g + 1) * cg] += np.einsum("nhwo,co->nhwc", dy[..., g * per:(g + 1) * per],
+                                                             w[kh, kw, :, g * per:(g + 1) * per])
+    return dxp[:, pads[0]:pads[0] + xshape[1], pads[2]:pads[2] + xshape[2], :]
+
+
+def np_conv2d_backprop_filter(x, dy, wshape, strides, dilations, pads, groups):
+    x = x.astype(np.float64)
+    dy = dy.astype(np.float64)
+    _, taps = vision_taps(x.shape, wshape[:2], strides, dilations, pads)
+    xp = np_pad_hw(x, pads)
+    dw = np.zeros(wshape)
+    cg, cout = wshape[2], wshape[3]
+    per = cout // groups
+    for g in range(groups):
+        for kh, kw, rs, cs in taps:
+            dw[kh, kw, :, g * per:(g + 1) * per] += np.einsum("nhwc,nhwo->co", xp[:, rs, cs, g * cg:(g + 1) * cg],
+                                                              dy[..., g * per:(g + 1) * per])
+    return dw
+
+
+def np_pool_stack(x, window, strides, pads, value):
+    _, taps = vision_taps(x.shape, window, strides, (1, 1), pads)
+    xp = np_pad_hw(x.astype(np.float64), pads, value)
+    return np.stack([xp[:, rs, cs, :] for _, _, rs, cs in taps]), taps
+
+
+def np_max_pool(x, window, strides, pads):
+    stack, _ = np_pool_stack(x, window, strides, pads, -np.inf)
+    return stack.max(axis=0)
+
+
+def np_max_pool_grad(x, dy, window, strides, pads):
+    stack, taps = np_pool_stack(x, window, strides, pads, -np.inf)
+    first = stack.argmax(axis=0)          # the first maximum in (kh, kw) order
+    dxp = np.zeros(np_pad_hw(x, pads).shape)
+    for t, (_, _, rs, cs) in enumerate(taps):
+        dxp[:, rs, cs, :] += np.where(first == t, dy.astype(np.float64), 0.0)
+    return dxp[:, pads[0]:pads[0] + x.shape[1], pads[2]:pads[2] + x.shape[2], :]
+
+
+def np_avg_divisor(shape, window, strides, pads, include_pad):
+    if include_pad:
+        return float(window[0] * window[1])
+    ones = np.ones((1, shape[1], shape[2], 1))
+    stack, _ = np_pool_stack(ones, window, strides, pads, 0.0)
+    return stack.sum(axis=0)
+
+
+def np_avg_pool(x, window, strides, pads, include_pad=False):
+    stack, _ = np_pool_stack(x, window, strides, pads, 0.0)
+    return stack.sum(axis=0) / np_avg_divisor(x.shape, window, strides, pads, include_pad)
+
+
+def np_avg_pool_grad(dy, xshape, window, strides, pads, include_pad=False):
+    _, taps = vision_taps(xshape, window, strides, (1, 1), pads)
+    share = dy.astype(np.float64) / np_avg_divisor(xshape, window, strides, pads, include_pad)
+    dxp = np.zeros((xshape[0], xshape[1] + pads[0] + pads[1], xshape[2] + pads[2] + pads[3], xshape[3]))
+    for _, _, rs, cs in taps:
+        dxp[:, rs, cs, :] += share
+    return dxp[:, pads[0]:pads[0] + xshape[1], pads[2]:pads[2] + xshape[2], :]
+
+
+def np_batch_norm(x, scale, offset, mean, var, eps):
+    return (x.astype(np.float64) - mean) / np.sqrt(var + eps) * scale + offset
+
+
+def window_attrs(strides, padding, pads, extra=""):
+    text = f"strides = [{strides[0]}, {strides[1]}], padding = \"{padding}\""
+    if padding == "EXPLICIT":
+        text += f", pads = [{', '.join(map(str, pads))}]"
+    return "{" + text + extra + "}"
+
+
+def conv_case(name, dt, xshape, wshape, strides=(1, 1), dilations=(1, 1), padding="VALID", pads=None, groups=1):
+    x = vision.standard_normal(xshape).astype(dt)
+    w = vision.standard_normal(wshape).astype(dt)
+    p = vision_pads(xshape[1], xshape[2], wshape[:2], strides, dilations, padding, pads)
+    y = np_conv2d(x, w, strides, dilations, p, groups)
+    attrs = window_attrs(strides, padding, p, f", dilations = [{dilations[0]}, {dilations[1]}], groups = {groups}")
+    case(name, [x, w], [y.astype(dt)], [f"%out0 = conv2d %in0, %in1 {attrs} : {ttir_type(y.astype(dt))}"])
+    dy = vision.standard_normal(y.shape).astype(dt)
+    dx = np_conv2d_backprop_input(dy, w, xshape, strides, dilations, p, groups).astype(dt)
+    case(name + "_backprop_input", [dy, w], [dx], [f"%out0 = conv2d_backprop_input %in0, %in1 {attrs} : {ttir_type(dx)}"])
+    dw = np_conv2d_backprop_filter(x, dy, wshape, strides, dilations, p, groups).astype(dt)
+    case(name + "_backprop_filter", [x, dy], [dw], [f"%out0 = conv2d_backprop_filter %in0, %in1 {attrs} : {ttir_type(dw)}"])
+
+
+def pool_case(name, dt, xshape, window, strides, padding="VALID", pads=None, include_pad=None, ties=False):
+    x = (vision.integers(-2, 3, xshape) if ties else vision.standard_normal(xshape)).astype(dt)
+    p = vision_pads(xshape[1], xshape[2], window, strides, (1, 1), padding, pads)
+    common = f", window = [{window[0]}, {window[1]}]"
+    y = np_max_pool(x, window, strides, p).astype(dt)
+    attrs = window_attrs(strides, padding, p, common)
+    case(name + "_max", [x], [y], [f"%out0 = max_pool %in0 {attrs} : {ttir_type(y)}"])
+    dy = vision.standard_normal(y.shape).astype(dt)
+    dx = np_max_pool_grad(x, dy, window, strides, p).astype(dt)
+    case(name + "_max_grad", [x, dy], [dx], [f"%out0 = max_pool_grad %in0, %in1 {attrs} : {ttir_type(dx)}"])
+    inc = bool(include_pad)
+    avg_attrs = window_attrs(strides, padding, p, common + (f", count_include_pad = {'true' if inc else 'false'}" if include_pad is not None else ""))
+    a = np_avg_pool(x, window, strides, p, inc).astype(dt)
+    case(name + "_avg", [x], [a], [f"%out0 = avg_pool %in0 {avg_attrs} : {ttir_type(a)}"])
+    da = np_avg_pool_grad(dy, xshape, window, strides, p, inc).astype(dt)
+    case(name + "_avg_grad", [dy], [da], [f"%out0 = avg_pool_grad %in0 {avg_attrs} : {ttir_type(da)}"])
+
+
+conv_case("conv2d_same_f64", np.float64, (2, 5, 6, 3), (3, 3, 3, 4), padding="SAME")
+conv_case("conv2d_stride2_same_f32", np.float32, (2, 7, 6, 4), (3, 3, 4, 5), strides=(2, 2), padding="SAME")
+conv_case("conv2d_dilated_valid_f64", np.float64, (1, 8, 7, 2), (3, 2, 2, 3), strides=(1, 2), dilations=(2, 3))
+conv_case("conv2d_groups_explicit_f64", np.float64, (2, 5, 5, 4), (2, 3, 2, 6), strides=(2, 1), padding="EXPLICIT",
+          pads=(1, 0, 2, 1), groups=2)
+conv_case("conv2d_depthwise_f32", np.float32, (2, 6, 6, 3), (3, 3, 1, 6), strides=(2, 2), padding="SAME", groups=3)
+conv_case("conv2d_1x1_f32", np.float32, (3, 4, 4, 5), (1, 1, 5, 2))
+pool_case("pool_same_overlap_f64", np.float64, (2, 7, 6, 3), (3, 3), (2, 2), padding="SAME")
+pool_case("pool_valid_f32", np.float32, (1, 6, 5, 2), (2, 2), (2, 2))
+pool_case("pool_explicit_ties_f64", np.float64, (2, 5, 5, 2), (3, 2), (1, 2), padding="EXPLICIT", pads=(1, 2, 0, 1),
+          ties=True)
+pool_case("pool_include_pad_f64", np.float64, (1, 5, 4, 2), (3, 3), (2, 1), padding="SAME", include_pad=True)
+for dt, tname in ((np.float64, "f64"), (np.float32, "f32")):
+    xb = (vision.standard_normal((3, 4, 2, 5)) * 2 + 1).astype(dt)
+    sc, of = vision.standard_normal(5).astype(dt), vision.standard_normal(5).astype(dt)
+    mean = xb.astype(np.float64).mean(axis=(0, 1, 2))
+    var = xb.astype(np.float64).var(axis=(0, 1, 2))
+    yb = np_batch_norm(xb, sc, of, mean, var, 1e-3)
+    case(f"batch_norm_training_{tname}", [xb, sc, of], [yb.astype(dt), mean.astype(dt), var.astype(dt)],
+         [f"%out0, %out1, %out2 = batch_norm_training %in0, %in1, %in2 {{epsilon = 0.001}} : {ttir_type(xb)}, {tname}[5], {tname}[5]"])
+    rm, rv = vision.standard_normal(5).astype(dt), vision.uniform(0.5, 2, 5).astype(dt)
+    yi = np_batch_norm(xb, sc, of, rm, rv, 1e-5).astype(dt)
+    case(f"batch_norm_inference_{tname}", [xb, sc, of, rm, rv], [yi],
+         [f"%out0 = batch_norm_inference %in0, %in1, %in2, %in3, %in4 {{epsilon = 1e-05}} : {ttir_type(xb)}"])
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     for f in os.listdir(OUT):

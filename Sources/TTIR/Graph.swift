@@ -218,14 +218,19 @@ public struct Initializer: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// A module-level parameter, `param @w : f32[16, 1] = zeros`: a named tensor of static shape
-/// that functions read as `@w` and training updates, with an optional initializer.
+/// that functions read as `@w` and training updates, with an optional initializer. Declared with
+/// `state` instead of `param` (`state @bn1.mean : f32[64] = zeros`), it is non-trained state:
+/// read like a parameter, not differentiated and not touched by the optimizer, but replaced at
+/// every training step by a value the loss function returns (IR-specs/modules.md).
 public struct Param: Hashable, Sendable {
   public var name: String
   public var type: TensorType
   public var initializer: Initializer?
   public var location: SourceLocation?
-  public init(name: String, type: TensorType, initializer: Initializer?, location: SourceLocation? = nil) {
-    self.name = name; self.type = type; self.initializer = initializer; self.location = location
+  /// Non-trained state (`state @name`): updated by the step's own result, not by the optimizer.
+  public var isState: Bool
+  public init(name: String, type: TensorType, initializer: Initializer?, location: SourceLocation? = nil, isState: Bool = false) {
+    self.name = name; self.type = type; self.initializer = initializer; self.location = location; self.isState = isState
   }
 }
 
@@ -267,6 +272,11 @@ public struct Module: Hashable, Sendable {
   public func function(named name: String) -> Function? { functions.first { $0.name == name } }
   public func functionIndex(named name: String) -> Int? { functions.firstIndex { $0.name == name } }
   public func param(named name: String) -> Param? { params.first { $0.name == name } }
+  /// The parameters the optimizer trains (every `param`, no `state`), in declaration order.
+  public var trainedParams: [Param] { params.filter { !$0.isState } }
+  /// The non-trained state declarations (`state`), in declaration order: a training step's loss
+  /// function returns their new values after the loss, in this order.
+  public var stateParams: [Param] { params.filter(\.isState) }
   public func table(named name: String) -> TableDecl? { tables.first { $0.name == name } }
 
   /// The parameters `function` reads, directly or through the functions it calls.

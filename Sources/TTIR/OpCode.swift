@@ -29,6 +29,10 @@ public enum OpCode: String, CaseIterable, Hashable, Sendable, CustomStringConver
   // Normalizations and losses
   case softmax, logSoftmax = "log_softmax"
   case softmaxCrossEntropy = "softmax_cross_entropy", sigmoidCrossEntropy = "sigmoid_cross_entropy"
+  // Convolution, pooling and batch normalization over NHWC images (IR-specs/ops/vision.md)
+  case conv2d, conv2dBackpropInput = "conv2d_backprop_input", conv2dBackpropFilter = "conv2d_backprop_filter"
+  case maxPool = "max_pool", maxPoolGrad = "max_pool_grad", avgPool = "avg_pool", avgPoolGrad = "avg_pool_grad"
+  case batchNormTraining = "batch_norm_training", batchNormInference = "batch_norm_inference"
   // Embedding tables (the first operand is a table; IR-specs/embeddings.md)
   case embeddingLookup = "embedding_lookup", embeddingLookupPooled = "embedding_lookup_pooled"
   // Functions and fusion regions
@@ -46,6 +50,10 @@ public enum OpCode: String, CaseIterable, Hashable, Sendable, CustomStringConver
 public enum OpClass: String, Sendable {
   case source, elementwiseUnary, elementwiseBinary, compare, select, cast
   case reduction, argReduction, matmul, layout, gather, softmax, loss, table, call, fusion
+  /// Sliding windows over the spatial axes of NHWC images: convolutions and pooling.
+  case window
+  /// Per-channel normalization over every axis but the last (batch norm).
+  case normalization
 }
 
 /// Which element types an op accepts for its (first) data operand.
@@ -144,6 +152,8 @@ public struct OpInfo: Sendable {
   public let opClass: OpClass
   /// Operand count: exact when lower == upper; `Int.max` upper bound means variadic.
   public let operands: ClosedRange<Int>
+  /// How many results the op has (`call` and `fusion`: as many as the callee or body returns).
+  public let results: Int
   public let dtypes: DTypeConstraint
   public let attributes: [AttributeSpec]
   public let cost: CostClass
@@ -177,9 +187,9 @@ extension OpInfo {
   /// compiled-code support are given here.
   static func definition(of code: OpCode) -> OpInfo {
     func op(_ cls: OpClass, _ operands: ClosedRange<Int>, _ dtypes: DTypeConstraint, _ attrs: [AttributeSpec] = [],
-            cost: CostClass = .cheap, commutative: Bool = false, rule: @escaping ShapeRule,
+            cost: CostClass = .cheap, commutative: Bool = false, results: Int = 1, rule: @escaping ShapeRule,
             gradient: Differentiability = .differentiable, codegen: CodegenSupport? = nil) -> OpInfo {
-      OpInfo(code: code, opClass: cls, operands: operands, dtypes: dtypes, attributes: attrs, cost: cost,
+      OpInfo(code: code, opClass: cls, operands: operands, results: results, dtypes: dtypes, attributes: attrs, cost: cost,
              hasSideEffects: false, isCommutative: commutative, shapeRule: rule,
              differentiability: gradient, codegen: codegen ?? .elemental(dtypes))
     }
@@ -191,6 +201,10 @@ extension OpInfo {
     let sparseGradient = Differentiability.notDifferentiable(
       "a table's gradient is sparse; lower lookups to row inputs first (EmbeddingLowering)")
     let structure = Differentiability.notDifferentiable("differentiate before fusion; calls are inlined first")
+    let windowAttrs = [attr("strides", .ints), attr("padding", .string), attr("pads", .ints)]
+    let convAttrs = windowAttrs + [attr("dilations", .ints), attr("groups", .int)]
+    let poolAttrs = [attr("window", .ints, required: true)] + windowAttrs
+    let secondOrder = Differentiability.notDifferentiable("it is a gradient op; second derivatives are not implemented")
     switch code {
     case .constant: return op(.source, 0...0, .any, cost: .free, rule: ShapeRules.constant, gradient: .noGradient)
     case .iota:
@@ -248,6 +262,31 @@ extension OpInfo {
       return op(.loss, 2...2, .float, cost: .expensive, rule: ShapeRules.softmaxCrossEntropy, codegen: .composite)
     case .sigmoidCrossEntropy:
       return op(.loss, 2...2, .float, cost: .expensive, rule: ShapeRules.sigmoidCrossEntropy, codegen: .composite)
+    case .conv2d:
+      return op(.window, 2...2, .float, convAttrs, cost: .opaque, rule: ShapeRules.conv2d, codegen: .interpreted)
+    case .conv2dBackpropInput:
+      return op(.window, 2...2, .float, convAttrs, cost: .opaque, rule: ShapeRules.conv2dBackpropInput,
+                gradient: secondOrder, codegen: .interpreted)
+    case .conv2dBackpropFilter:
+      return op(.window, 2...2, .float, convAttrs, cost: .opaque, rule: ShapeRules.conv2dBackpropFilter,
+                gradient: secondOrder, codegen: .interpreted)
+    case .maxPool:
+      return op(.window, 1...1, .float, poolAttrs, cost: .opaque, rule: ShapeRules.maxPool, codegen: .interpreted)
+    case .maxPoolGrad:
+      return op(.window, 2...2, .float, poolAttrs, cost: .opaque, rule: ShapeRules.maxPoolGrad, gradient: secondOrder,
+                codegen: .interpreted)
+    case .avgPool:
+      return op(.window, 1...1, .float, poolAttrs + [attr("count_include_pad", .bool)], cost: .opaque, rule: ShapeRules.avgPool,
+                codegen: .interpreted)
+    case .avgPoolGrad:
+      return op(.window, 1...1, .float, poolAttrs + [attr("count_include_pad", .bool)], cost: .opaque,
+                rule: ShapeRules.avgPoolGrad, gradient: secondOrder, codegen: .interpreted)
+    case .batchNormTraining:
+      return op(.normalization, 3...3, .float, [attr("epsilon", .float)], cost: .opaque, results: 3, rule: ShapeRules.batchNormTraining,
+                codegen: .interpreted)
+    case .batchNormInference:
+      return op(.normalization, 5...5, .float, [attr("epsilon", .float)], cost: .opaque, rule: ShapeRules.batchNormInference,
+                codegen: .interpreted)
     case .embeddingLookup:
       return op(.table, 2...2, .float, cost: .opaque, rule: ShapeRules.embeddingLookup, gradient: sparseGradient, codegen: .routine)
     case .embeddingLookupPooled:
@@ -279,15 +318,16 @@ extension OpCode {
   /// This op's list for the `amp` pass (IR-specs/passes.md, "amp").
   public var mixedPrecisionList: MixedPrecisionList {
     switch self {
-    case .matmul:
+    case .matmul, .conv2d, .conv2dBackpropInput, .conv2dBackpropFilter:
       return .allow
     case .exp, .log, .log1p, .pow, .sqrt, .rsqrt, .softplus, .reduceSum, .reduceMean, .reduceProd,
-         .softmax, .logSoftmax, .softmaxCrossEntropy, .sigmoidCrossEntropy:
+         .softmax, .logSoftmax, .softmaxCrossEntropy, .sigmoidCrossEntropy, .batchNormTraining, .batchNormInference:
       return .deny
     case .neg, .abs, .tanh, .sigmoid, .relu, .gelu, .erf, .sin, .cos, .floor, .ceil, .sign, .silu,
          .add, .sub, .mul, .div, .max, .min, .eq, .ne, .lt, .le, .gt, .ge, .select, .where,
          .reduceMax, .reduceMin, .argmax, .argmin,
-         .transpose, .reshape, .broadcastTo, .slice, .concat, .pad, .gather:
+         .transpose, .reshape, .broadcastTo, .slice, .concat, .pad, .gather,
+         .maxPool, .maxPoolGrad, .avgPool, .avgPoolGrad:
       return .infer
     case .constant, .iota, .not, .and, .or, .cast, .oneHot, .embeddingLookup, .embeddingLookupPooled, .call, .fusion:
       return .keep

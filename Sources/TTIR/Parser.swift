@@ -81,7 +81,7 @@ struct ParserState {
         globalNames[name] = location
         paramTypes[name] = type
       }
-      if isKeyword("param") {
+      if isKeyword("param") || isKeyword("state") {
         let param = try parseParam()
         try declare(param.name, param.type, at: param.location)
         module.params.append(param)
@@ -100,7 +100,7 @@ struct ParserState {
       } else if current.kind == .endOfFile {
         throw error("expected '}' to close module '@\(module.name)'")
       } else {
-        throw error("expected 'param', 'table', 'func' or '}', found \(current)")
+        throw error("expected 'param', 'state', 'table', 'func' or '}', found \(current)")
       }
     }
     module.endLocation = advance().location
@@ -126,13 +126,12 @@ struct ParserState {
 
   mutating func parseParam() throws(Diagnostic) -> Param {
     let start = advance()
-    let name = try expect(.globalName, "a parameter name like '@w'")
+    let name = try expect(.globalName, start.text == "state" ? "a state name like '@bn.mean'" : "a parameter name like '@w'")
     try expect(.colon, "':' after the parameter name")
     let type = try parseTensorType()
     var initializer: Initializer?
     if consume(.equal) { initializer = try parseInitializer() }
-    _ = start
-    return Param(name: name.text, type: type, initializer: initializer, location: name.location)
+    return Param(name: name.text, type: type, initializer: initializer, location: name.location, isState: start.text == "state")
   }
 
   mutating func parseTable() throws(Diagnostic) -> TableDecl {
@@ -393,8 +392,9 @@ struct ParserState {
       try parseBody(into: &body, scope: &bodyScope, functionIndex: -1)
       regions = [body]
     }
-    if code != .call && code != .fusion && resultTokens.count != 1 {
-      throw Diagnostic("'\(code)' has one result, but \(resultTokens.count) names are bound", at: opToken.location)
+    if code != .call && code != .fusion && resultTokens.count != code.info.results {
+      let n = code.info.results
+      throw Diagnostic("'\(code)' has \(n == 1 ? "one result" : "\(n) results"), but \(resultTokens.count) name\(resultTokens.count == 1 ? " is" : "s are") bound", at: opToken.location)
     }
     guard types.count == resultTokens.count else {
       throw Diagnostic("\(resultTokens.count) result\(resultTokens.count == 1 ? "" : "s") but \(types.count) result type\(types.count == 1 ? "" : "s")",

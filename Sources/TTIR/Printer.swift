@@ -83,7 +83,7 @@ public enum Printer {
     out += "module @\(module.name) {" + placer.trailing(module.location) + "\n"
     for param in module.params {
       placer.leading(param.location, indent: "  ", into: &out)
-      out += "  param @\(param.name) : \(param.type)"
+      out += "  \(param.isState ? "state" : "param") @\(param.name) : \(param.type)"
       if let initializer = param.initializer { out += " = \(initializer)" }
       out += placer.trailing(param.location) + "\n"
     }

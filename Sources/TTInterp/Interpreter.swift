@@ -156,11 +156,16 @@ public struct Interpreter {
         guard let callee = module.function(named: op.callee ?? "") else { throw .unknownFunction(op.callee ?? "") }
         results = try evaluate(callee, operands)
       } else {
-        let type = resultTypes[0]
-        let shape = type.dims.map { dim -> Int in
-          switch dim { case .known(let n): return n; case .symbol(let s): return symbols[s] ?? 0 }
+        let shapes = resultTypes.map { type in
+          type.dims.map { dim -> Int in
+            switch dim { case .known(let n): return n; case .symbol(let s): return symbols[s] ?? 0 }
+          }
         }
-        results = [try Kernels.apply(op, operands, result: type.dtype, shape: shape)]
+        if resultTypes.count == 1 {
+          results = [try Kernels.apply(op, operands, result: resultTypes[0].dtype, shape: shapes[0])]
+        } else {
+          results = try Kernels.applyMultiple(op, operands, dtypes: resultTypes.map(\.dtype), shapes: shapes)
+        }
       }
       for (id, tensor) in zip(op.results, results) { env[id.index] = tensor }
     }

@@ -87,11 +87,43 @@ enum Kernels {
       var values = [Double](repeating: off, count: count)
       for (i, index) in indices.enumerated() where index >= 0 && index < depth { values[i * depth + Int(index)] = on }
       return make(dtype, shape, values)
+    case .conv2d:
+      return try Vision.conv2d(x[0], x[1], a, dtype: dtype)
+    case .conv2dBackpropInput:
+      return try Vision.conv2dBackpropInput(x[0], x[1], a, shape: shape, dtype: dtype)
+    case .conv2dBackpropFilter:
+      return try Vision.conv2dBackpropFilter(x[0], x[1], a, shape: shape, dtype: dtype)
+    case .maxPool:
+      return try Vision.maxPool(x[0], a, dtype: dtype)
+    case .maxPoolGrad:
+      return try Vision.maxPoolGrad(x[0], x[1], a, dtype: dtype)
+    case .avgPool:
+      return try Vision.avgPool(x[0], a, dtype: dtype)
+    case .avgPoolGrad:
+      return try Vision.avgPoolGrad(x[0], a, shape: shape, dtype: dtype)
+    case .batchNormInference:
+      return Vision.batchNormInference(x, a, dtype: dtype)
+    case .batchNormTraining:
+      throw .invalidModule("'\(op.code)' has three results; evaluate it with applyMultiple")
     case .call, .fusion:
       throw .invalidModule("'\(op.code)' is evaluated by an Interpreter, which holds the callee or region")
     case .embeddingLookup, .embeddingLookupPooled:
       // They read table state, which only an Interpreter (or an executable) holds.
       throw .invalidModule("'\(op.code)' needs its table; evaluate it through an Interpreter")
+    }
+  }
+
+  /// Evaluates an op with several results (`batch_norm_training`); `types` are the result types
+  /// with symbols bound (`shapes`).
+  static func applyMultiple(_ op: OpNode, _ x: [Tensor], dtypes: [DType], shapes: [[Int]]) throws(InterpreterError) -> [Tensor] {
+    for shape in shapes {
+      guard let count = elementCount(shape), count <= maxInterpreterElements else {
+        throw .tooLarge(op: op.code.rawValue, elements: elementCount(shape) ?? Int.max)
+      }
+    }
+    switch op.code {
+    case .batchNormTraining: return try Vision.batchNormTraining(x, op.attributes, dtype: dtypes[0])
+    default: throw .invalidModule("'\(op.code)' has \(shapes.count) results but one result")
     }
   }
 

@@ -26,17 +26,21 @@ public enum AutodiffError: Error, CustomStringConvertible, Equatable {
 }
 
 public enum Autodiff {
-  /// A module with a new function `@<name>.grad` returning (loss, gradients of every parameter).
-  /// With `inputs`, the gradients of those inputs (by position) follow the parameters'.
+  /// A module with a new function `@<name>.grad` returning (loss, gradients of every trained
+  /// parameter). With `inputs`, the gradients of those inputs (by position) follow the
+  /// parameters'; then the loss function's further results (new values of `state`), if any.
   public static func gradient(of module: Module, function name: String, inputs: [Int] = []) throws(AutodiffError) -> Module {
     guard module.function(named: name) != nil else { throw .unknownFunction(name) }
     var flat = module
     _ = Inlining.pass.run(&flat, PassContext())
     let function = flat.function(named: name)!
-    guard function.resultTypes.count == 1, function.resultTypes[0].rank == 0, function.resultTypes[0].dtype.isFloat else {
+    guard let lossType = function.resultTypes.first, lossType.rank == 0, lossType.dtype.isFloat,
+          function.resultTypes.count == 1 || !module.stateParams.isEmpty else {
       throw .notScalarLoss(name, function.resultTypes.first ?? .scalar(.f32))
     }
-    var builder = GradientBuilder(forward: function, params: module.params, inputs: inputs.map { function.arguments[$0] })
+    // Non-trained state (`state`) gets no gradient; a loss function of a module with state may
+    // return more than the loss (the state's new values), passed through after the gradients.
+    var builder = GradientBuilder(forward: function, params: module.trainedParams, inputs: inputs.map { function.arguments[$0] })
     let grad = try builder.build(name: name + ".grad")
     return try installing(grad, in: module, what: "the gradient (a bug in a gradient rule)")
   }
@@ -91,6 +95,17 @@ struct GradientBuilder {
     // Backward pass.
     for id in forward.body.reversed() {
       let op = forward[id]
+      if op.results.count > 1 {
+        // Several results (batch_norm_training): one rule given every result's adjoint.
+        let adjoints = op.results.map { forward.type(of: $0).dtype.isFloat ? adjoint[$0] : nil }
+        guard adjoints.contains(where: { $0 != nil }) else { continue }
+        switch op.code.info.differentiability {
+        case .noGradient: continue
+        case .notDifferentiable(let reason): throw .notDifferentiable(op: op.code.rawValue, reason: reason)
+        case .differentiable: try GradientRules.applyMultiple(op, adjoints: adjoints, into: &self)
+        }
+        continue
+      }
       guard op.results.count == 1, let gradient = adjoint[op.results[0]] else { continue }
       guard forward.type(of: op.results[0]).dtype.isFloat else { continue }
       // The op's differentiability fact (OpInfo) decides; GradientRules holds the rules.
@@ -112,6 +127,10 @@ struct GradientBuilder {
     for a in inputs {
       results.append(adjoint[a] ?? constant(0, forward.type(of: a)))
       types.append(forward.type(of: a))
+    }
+    for v in forward.returnValues.dropFirst() {
+      results.append(primal[v]!)
+      types.append(forward.type(of: v))
     }
     g.returnValues = results
     g.resultTypes = types

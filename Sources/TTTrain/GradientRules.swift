@@ -157,15 +157,24 @@ enum GradientRules {
     case .slice:
       let input = tx(0)
       let axes = op.attributes.ints("axes")!, starts = op.attributes.ints("starts")!, limits = op.attributes.ints("limits")!
-      guard (op.attributes.ints("strides") ?? []).allSatisfy({ $0 == 1 }) else {
-        throw .notDifferentiable(op: "slice", reason: "strided slices are not differentiated yet")
-      }
+      let strides = op.attributes.ints("strides") ?? [Int](repeating: 1, count: axes.count)
       var low = [Int64](repeating: 0, count: input.rank), high = low
+      var spread = g
       for (k, axis) in axes.enumerated() {
         let a = axis < 0 ? axis + input.rank : axis
-        low[a] = Int64(starts[k]); high[a] = Int64(input.dims[a].staticSize! - limits[k])
+        let size = input.dims[a].staticSize!
+        if strides[k] == 1 {
+          low[a] = Int64(starts[k]); high[a] = Int64(size - limits[k])
+        } else {
+          // Strided: each of the n gradient rows is followed by stride - 1 zero rows (reshape to
+          // [.., n, 1, ..], pad the new axis to the stride, merge), cut to the input rows from the
+          // start on, then padded at both ends to the input's size.
+          spread = spreadStrided(spread, axis: a, stride: strides[k], start: starts[k], size: size, &b)
+        }
       }
-      b.accumulate(ops[0], b.emit(.pad, [g], input, ["low": .ints(low), "high": .ints(high)]))
+      let padded = low.allSatisfy({ $0 == 0 }) && high.allSatisfy({ $0 == 0 }) ? spread
+        : b.emit(.pad, [spread], input, ["low": .ints(low), "high": .ints(high)])
+      b.accumulate(ops[0], padded)
     case .concat:
       let axis = { let a = op.attributes.int("axis")!; return a < 0 ? a + T.rank : a }()
       var offset = 0
@@ -223,7 +232,30 @@ enum GradientRules {
       let s = b.emit(.sigmoid, [x(0)], tx(0))
       b.accumulate(ops[0], bin(.mul, g, bin(.sub, s, x(1))))
       b.accumulate(ops[1], bin(.mul, g, b.emit(.neg, [x(0)], tx(0))))
-    case .floor, .ceil, .sign, .iota, .constant, .oneHot, .argmax, .argmin, .eq, .ne, .lt, .le, .gt, .ge, .and, .or, .not,
+    case .conv2d:
+      b.accumulate(ops[0], b.emit(.conv2dBackpropInput, [g, x(1)], tx(0), op.attributes.storage))
+      b.accumulate(ops[1], b.emit(.conv2dBackpropFilter, [x(0), g], tx(1), op.attributes.storage))
+    case .maxPool:
+      b.accumulate(ops[0], b.emit(.maxPoolGrad, [x(0), g], tx(0), op.attributes.storage))
+    case .avgPool:
+      b.accumulate(ops[0], b.emit(.avgPoolGrad, [g], tx(0), op.attributes.storage))
+    case .batchNormInference:
+      // y = (x - mean) r scale + offset with r = (variance + epsilon)^(-1/2), per channel (last axis).
+      let (scale, mean, variance) = (x(1), x(3), x(4))
+      let r = e(.rsqrt, [bin(.add, variance, c(op.attributes.double("epsilon") ?? 0.001))], tx(4))
+      let centered = bin(.sub, x(0), mean)
+      let dx = bin(.mul, g, bin(.mul, scale, r))
+      b.accumulate(ops[0], dx)
+      b.accumulate(ops[1], bin(.mul, bin(.mul, g, centered), r))
+      b.accumulate(ops[2], g)
+      b.accumulate(ops[3], e(.neg, [dx]))
+      // d/dvariance of r = -r^3 / 2.
+      let r3 = bin(.mul, bin(.mul, r, r), r)
+      b.accumulate(ops[4], bin(.mul, bin(.mul, g, centered), bin(.mul, bin(.mul, scale, r3), c(-0.5))))
+    case .batchNormTraining:
+      throw .invalid("batch_norm_training has three results; its rule is GradientRules.applyMultiple")
+    case .conv2dBackpropInput, .conv2dBackpropFilter, .maxPoolGrad, .avgPoolGrad,
+         .floor, .ceil, .sign, .iota, .constant, .oneHot, .argmax, .argmin, .eq, .ne, .lt, .le, .gt, .ge, .and, .or, .not,
          .reduceProd, .gather, .embeddingLookup, .embeddingLookupPooled, .call, .fusion:
       // No rule: the op's differentiability fact (OpInfo) says it passes no gradient or why it
       // cannot be differentiated. (Embedding lookups never reach here in a training step:
@@ -232,6 +264,83 @@ enum GradientRules {
         throw .notDifferentiable(op: op.code.rawValue, reason: reason)
       }
     }
+  }
+
+  /// The vector-Jacobian product of an op with several results, given the adjoint of each result
+  /// (nil: the loss does not depend on it).
+  static func applyMultiple(_ op: OpNode, adjoints: [ValueID?], into b: inout GradientBuilder) throws(AutodiffError) {
+    switch op.code {
+    case .batchNormTraining:
+      // y = xhat scale + offset, xhat = (x - mean) r, r = (variance + epsilon)^(-1/2), mean and
+      // (biased) variance over the M elements of each channel. With gy, gm, gv the adjoints of y,
+      // mean and variance:
+      //   dx = scale r (gy - mean(gy) - xhat mean(gy xhat)) + gm / M + gv 2 (x - mean) / M
+      //   dscale = sum(gy xhat), doffset = sum(gy).
+      let input = b.forward.type(of: op.operands[0])
+      let channel = b.forward.type(of: op.results[1])
+      let (x, scale) = (b.x(op.operands[0]), b.x(op.operands[1]))
+      let (mean, variance) = (b.x(op.results[1]), b.x(op.results[2]))
+      let axes = Array(0..<(input.rank - 1))
+      let axesAttribute: [String: Attribute] = ["axes": .ints(axes.map { Int64($0) })]
+      let epsilon = b.constant(op.attributes.double("epsilon") ?? 0.001, .scalar(input.dtype))
+      let r = b.emit(.rsqrt, [b.emit(.add, [variance, epsilon], channel)], channel)
+      let centered = b.emit(.sub, [x, mean], input)
+      let xhat = b.emit(.mul, [centered, r], input)
+      var dx: ValueID? = nil
+      func add(_ term: ValueID, _ b: inout GradientBuilder) { dx = dx.map { b.emit(.add, [$0, term], input) } ?? term }
+      if let gy = adjoints[0] {
+        let meanG = b.emit(.reduceMean, [gy], channel, axesAttribute)
+        let meanGX = b.emit(.reduceMean, [b.emit(.mul, [gy, xhat], input)], channel, axesAttribute)
+        let inner = b.emit(.sub, [b.emit(.sub, [gy, meanG], input), b.emit(.mul, [xhat, meanGX], input)], input)
+        add(b.emit(.mul, [inner, b.emit(.mul, [scale, r], channel)], input), &b)
+        b.accumulate(op.operands[1], b.emit(.mul, [gy, xhat], input))
+        b.accumulate(op.operands[2], gy)
+      }
+      let m = count(axes, of: input, &b)
+      if let gm = adjoints[1] {
+        let dims = (try? ShapeRules.broadcast(channel.dims, b.type(m).dims)) ?? channel.dims
+        add(b.emit(.broadcastTo, [b.emit(.div, [gm, m], input.with(dims: dims))], input), &b)
+      }
+      if let gv = adjoints[2] {
+        let twice = b.emit(.mul, [centered, b.constant(2, .scalar(input.dtype))], input)
+        let scaled = b.emit(.mul, [twice, gv], input)
+        add(b.emit(.div, [scaled, m], input), &b)
+      }
+      if let dx { b.accumulate(op.operands[0], dx) }
+    default:
+      throw .invalid("'\(op.code)' has \(op.results.count) results and no gradient rule for them")
+    }
+  }
+
+  /// The gradient `g` of a slice with stride `stride` > 1 along `axis` spread back over that
+  /// axis of the input (`size` rows): row k of g lands on row start + k * stride, zeros elsewhere.
+  static func spreadStrided(_ g: ValueID, axis: Int, stride: Int, start: Int, size: Int, _ b: inout GradientBuilder) -> ValueID {
+    let t = b.type(g)
+    let n = t.dims[axis].staticSize!
+    var expanded = t.dims
+    expanded.insert(.known(1), at: axis + 1)
+    var low = [Int64](repeating: 0, count: t.rank + 1), high = low
+    high[axis + 1] = Int64(stride - 1)
+    var spreadDims = expanded
+    spreadDims[axis + 1] = .known(stride)
+    let column = b.emit(.reshape, [g], t.with(dims: expanded))
+    let spread = b.emit(.pad, [column], t.with(dims: spreadDims), ["low": .ints(low), "high": .ints(high)])
+    var merged = t.dims
+    merged[axis] = .known(n * stride)
+    var rows = b.emit(.reshape, [spread], t.with(dims: merged))
+    // Rows from `start` on: n * stride may run past the input's end by up to stride - 1 zero rows.
+    let kept = Swift.min(n * stride, size - start)
+    if kept < n * stride {
+      var keptDims = merged
+      keptDims[axis] = .known(kept)
+      rows = b.emit(.slice, [rows], t.with(dims: keptDims), ["axes": .ints([Int64(axis)]), "starts": .ints([0]), "limits": .ints([Int64(kept)])])
+    }
+    var lowPad = [Int64](repeating: 0, count: t.rank), highPad = lowPad
+    lowPad[axis] = Int64(start)
+    highPad[axis] = Int64(size - start - kept)
+    var full = merged
+    full[axis] = .known(size)
+    return b.emit(.pad, [rows], t.with(dims: full), ["low": .ints(lowPad), "high": .ints(highPad)])
   }
 
   /// g (the reduced shape) broadcast back over the reduced axes to `input`'s shape.

@@ -67,7 +67,9 @@ public enum TrainStep {
 
   /// The step of `loss` (whose embedding lookups `EmbeddingLowering` has already turned into row
   /// inputs `rowInputs`): `(inputs..., lr, step, params..., slots...) -> (loss, params'...,
-  /// slots'..., row gradients...)`.
+  /// slots'..., row gradients...)`. `params` are all the module's parameters, `state` included
+  /// (its new value is the loss function's matching extra result); slots are the trained
+  /// parameters' only.
   ///
   /// With `mixedPrecision`, the loss function is first inlined and rewritten by the `amp` pass
   /// (its context's `ampType` is the half type, and its `ampExplanations` collect the
@@ -78,23 +80,32 @@ public enum TrainStep {
   /// (each update is a `select` on `%finite`), so a loss-scale overflow skips exactly that update.
   public static func build(_ module: Module, loss: String, optimizer: OptimizerConfig, rowInputs: [Int] = [],
                            mixedPrecision: PassContext? = nil) throws(AutodiffError) -> Module {
+    guard let lossFunction = module.function(named: loss) else { throw .unknownFunction(loss) }
+    let states = module.stateParams
+    if !states.isEmpty {
+      let expected = states.map { "'@\($0.name)' \($0.type)" }.joined(separator: ", ")
+      guard lossFunction.resultTypes.count == 1 + states.count,
+            zip(lossFunction.resultTypes.dropFirst(), states).allSatisfy({ $0.0 == $0.1.type }) else {
+        throw .invalid("'@\(loss)' must return the loss and then the new value of every state, in declaration order (\(expected)); it returns \(lossFunction.resultTypes.map(\.description).joined(separator: ", "))")
+      }
+    }
     var source = module
     if let context = mixedPrecision {
       _ = Inlining.pass.run(&source, PassContext())
       guard let index = source.functions.firstIndex(where: { $0.name == loss }) else { throw .unknownFunction(loss) }
       var function = source.functions[index]
       AutomaticMixedPrecision.rewrite(&function, context: context)
-      // The scaled loss: loss x %loss_scale, the function's last argument.
-      if function.resultTypes.count == 1, function.resultTypes[0].rank == 0 {
+      // The scaled loss: loss x %loss_scale, the function's last argument (the states' new
+      // values, if any, follow unscaled).
+      if function.resultTypes.count == 1 + states.count, function.resultTypes[0].rank == 0 {
         let type = function.resultTypes[0]
         let scale = function.addArgument(name: "loss_scale", type: type)
-        function.returnValues = [function.appendValue(.mul, [function.returnValues[0], scale], type: type)]
+        function.returnValues[0] = function.appendValue(.mul, [function.returnValues[0], scale], type: type)
       }
       source.functions[index] = function
     }
     let withGrad = try Autodiff.gradient(of: source, function: loss, inputs: rowInputs)
     let grad = withGrad.function(named: loss + ".grad")!
-    guard let lossFunction = module.function(named: loss) else { throw .unknownFunction(loss) }
     let floatType = grad.resultTypes[0].dtype
     var step = Function(name: loss + ".train_step", location: lossFunction.location)
     var map: [ValueID: ValueID] = [:]
@@ -105,7 +116,7 @@ public enum TrainStep {
     var paramArguments: [String: ValueID] = [:]
     for p in module.params { paramArguments[p.name] = step.addArgument(name: p.name, type: p.type) }
     var slotArguments: [[ValueID]] = []
-    for p in module.params {
+    for p in module.trainedParams {
       slotArguments.append(optimizer.slots.map { step.addArgument(name: slotName($0.name, of: p.name), type: p.type) })
     }
     let lossScale = scaled ? step.addArgument(name: "loss_scale", type: .scalar(floatType)) : nil
@@ -120,8 +131,10 @@ public enum TrainStep {
       for (o, n) in zip(op.results, step[new].results) { map[o] = n }
     }
     var b = UpdateBuilder(function: step, dtype: floatType)
-    var rowGradients = grad.returnValues.suffix(rowInputs.count).map { map[$0]! }
-    var gradients = grad.returnValues.dropFirst().dropLast(rowInputs.count).map { map[$0]! }
+    // grad returns (loss, trained-parameter gradients, row gradients, new state values).
+    let newStates = grad.returnValues.suffix(states.count).map { map[$0]! }
+    var rowGradients = grad.returnValues.dropLast(states.count).suffix(rowInputs.count).map { map[$0]! }
+    var gradients = grad.returnValues.dropFirst().dropLast(rowInputs.count + states.count).map { map[$0]! }
     var reportedLoss = map[grad.returnValues[0]]!
     var finite: ValueID? = nil
     if let lossScale {
@@ -168,7 +181,16 @@ public enum TrainStep {
     }
     var newParams: [ValueID] = []
     var newSlots: [ValueID] = []
-    for (k, p) in module.params.enumerated() {
+    var trained = 0
+    for p in module.params {
+      if p.isState {
+        // A skipped (non-finite) mixed step keeps the state as it was, like the parameters.
+        let updated = newStates[states.firstIndex { $0.name == p.name }!]
+        newParams.append(finite.map { b.emit(.select, [$0, updated, paramArguments[p.name]!], p.type) } ?? updated)
+        continue
+      }
+      let k = trained
+      trained += 1
       // Each parameter updates in its own type (an f16 or f64 parameter of an f32 loss): the
       // learning rate and step count are cast to it. Integer parameters are not trained.
       let parameterType = p.type.dtype

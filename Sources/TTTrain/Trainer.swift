@@ -243,7 +243,7 @@ public final class Trainer {
     }
     var names = module.params.map(\.name)
     var types = module.params.map(\.type)
-    for p in module.params {
+    for p in module.trainedParams {   // `state` has no optimizer slots
       for slot in optimizer.slots {
         initial.append(.filled(slot.initial))
         names.append(TrainStep.slotName(slot.name, of: p.name))

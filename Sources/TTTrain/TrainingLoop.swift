@@ -146,7 +146,7 @@ public final class TrainingLoop {
     // Every function evaluation runs must accept the eval data now, not after the last step,
     // and have a value for every parameter it reads.
     if let evalData {
-      for name in [loss, "accuracy", "predict"] {
+      for name in [loss, "eval_loss", "accuracy", "predict"] {
         guard let evaluated = module.function(named: name) else { continue }
         let unvalued = module.parametersRead(by: name).intersection(trainer.parametersWithoutValues).sorted()
         if !unvalued.isEmpty && !options.resumesFromCheckpoint {
@@ -477,7 +477,9 @@ public final class TrainingLoop {
       }
       return total / Double(evalData.count)
     }
-    metrics["loss"] = try meanOver(trainer.lossName)
+    // A module whose loss trains in another mode than it evaluates (batch norm on batch
+    // statistics) gives its evaluation loss as @eval_loss.
+    metrics["loss"] = try meanOver(module.function(named: "eval_loss") != nil ? "eval_loss" : trainer.lossName)
     if let accuracy = try meanOver("accuracy") { metrics["accuracy"] = accuracy }
     if let predict = module.function(named: "predict"), let labelType = module.function(named: trainer.lossName)?.argumentTypes.last,
        labelType.rank == 1, labelType.dtype.isFloat, predict.resultTypes.first?.rank == 1 {

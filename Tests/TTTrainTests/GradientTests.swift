@@ -85,6 +85,39 @@ let gradientCases: [GradientCase] = {
   cases.append(gcase("softmax_cross_entropy dense", params: [("a", "f64[3, 5]"), ("p", "f64[3, 5]")],
                      ["%y = softmax_cross_entropy @a, @p : f64[3]"], y: "f64[3]"))
   cases.append(gcase("sigmoid_cross_entropy", params: [("a", "f64[6]"), ("z", "f64[6]")], ["%y = sigmoid_cross_entropy @a, @z : f64[6]"], y: "f64[6]"))
+  cases.append(gcase("slice strided", params: [("a", "f64[7, 6]")],
+                     ["%y = slice @a {axes = [0, 1], limits = [7, 5], starts = [1, 0], strides = [2, 3]} : f64[3, 2]"], y: "f64[3, 2]"))
+  cases.append(gcase("slice strided past the end and unit-stride axis", params: [("a", "f64[5, 8]")],
+                     ["%y = slice @a {axes = [1, 0], limits = [8, 4], starts = [1, 1], strides = [4, 1]} : f64[3, 2]"], y: "f64[3, 2]"))
+  cases.append(gcase("slice strided over symbolic B", params: [("a", "f64[7]")], args: [("x", "f64[B, 7]")],
+                     ["%s = mul %x, @a : f64[B, 7]", "%y = slice %s {axes = [1], limits = [7], starts = [2], strides = [2]} : f64[B, 3]"], y: "f64[B, 3]"))
+  // Vision ops (IR-specs/ops/vision.md).
+  cases.append(gcase("conv2d groups stride same", params: [("a", "f64[2, 5, 5, 4]"), ("b", "f64[3, 3, 2, 4]")],
+                     ["%y = conv2d @a, @b {groups = 2, padding = \"SAME\", strides = [2, 2]} : f64[2, 3, 3, 4]"], y: "f64[2, 3, 3, 4]"))
+  cases.append(gcase("conv2d dilated explicit", params: [("a", "f64[1, 6, 5, 2]"), ("b", "f64[2, 2, 2, 3]")],
+                     ["%y = conv2d @a, @b {dilations = [2, 1], pads = [1, 0, 0, 2], strides = [1, 2]} : f64[1, 5, 3, 3]"], y: "f64[1, 5, 3, 3]"))
+  cases.append(gcase("conv2d depthwise", params: [("a", "f64[2, 4, 4, 3]"), ("b", "f64[3, 3, 1, 6]")],
+                     ["%y = conv2d @a, @b {groups = 3, padding = \"SAME\"} : f64[2, 4, 4, 6]"], y: "f64[2, 4, 4, 6]"))
+  cases.append(gcase("conv2d symbolic batch", params: [("b", "f64[3, 3, 2, 2]")], args: [("x", "f64[B, 4, 4, 2]")],
+                     ["%y = conv2d %x, @b : f64[B, 2, 2, 2]"], y: "f64[B, 2, 2, 2]"))
+  cases.append(gcase("max_pool same overlapping", params: [("a", "f64[2, 5, 5, 2]")],
+                     ["%y = max_pool @a {padding = \"SAME\", strides = [2, 2], window = [3, 3]} : f64[2, 3, 3, 2]"], y: "f64[2, 3, 3, 2]"))
+  cases.append(gcase("max_pool symbolic batch", params: [("a", "f64[4, 4, 2]")], args: [("x", "f64[B, 4, 4, 2]")],
+                     ["%s = mul %x, @a : f64[B, 4, 4, 2]", "%y = max_pool %s {strides = [1, 2], window = [2, 2]} : f64[B, 3, 2, 2]"], y: "f64[B, 3, 2, 2]"))
+  cases.append(gcase("avg_pool same overlapping", params: [("a", "f64[2, 5, 5, 2]")],
+                     ["%y = avg_pool @a {padding = \"SAME\", strides = [2, 2], window = [3, 3]} : f64[2, 3, 3, 2]"], y: "f64[2, 3, 3, 2]"))
+  cases.append(gcase("avg_pool explicit counting padding", params: [("a", "f64[1, 4, 5, 2]")],
+                     ["%y = avg_pool @a {count_include_pad = true, pads = [1, 1, 0, 1], strides = [1, 2], window = [2, 3]} : f64[1, 5, 2, 2]"], y: "f64[1, 5, 2, 2]"))
+  cases.append(gcase("batch_norm_inference", params: [("a", "f64[3, 2, 2, 4]"), ("s", "f64[4]"), ("o", "f64[4]"), ("m", "f64[4]"), ("v", "f64[4]")],
+                     ["%y = batch_norm_inference @a, @s, @o, @m, @v {epsilon = 0.01} : f64[3, 2, 2, 4]"], y: "f64[3, 2, 2, 4]", positive: true))
+  cases.append(gcase("batch_norm_training output", params: [("a", "f64[3, 2, 2, 4]"), ("s", "f64[4]"), ("o", "f64[4]")],
+                     ["%y, %m, %v = batch_norm_training @a, @s, @o {epsilon = 0.01} : f64[3, 2, 2, 4], f64[4], f64[4]"], y: "f64[3, 2, 2, 4]"))
+  cases.append(gcase("batch_norm_training statistics", params: [("a", "f64[4, 3]"), ("s", "f64[3]"), ("o", "f64[3]")],
+                     ["%n, %m, %v = batch_norm_training @a, @s, @o : f64[4, 3], f64[3], f64[3]", "%q = mul %m, %v : f64[3]",
+                      "%t = add %q, %v : f64[3]", "%y = add %n, %t : f64[4, 3]"], y: "f64[4, 3]"))
+  cases.append(gcase("batch_norm_training symbolic batch", params: [("s", "f64[2]"), ("o", "f64[2]"), ("a", "f64[3, 2]")], args: [("x", "f64[B, 3, 2]")],
+                     ["%u = mul %x, @a : f64[B, 3, 2]", "%n, %m, %v = batch_norm_training %u, @s, @o : f64[B, 3, 2], f64[2], f64[2]",
+                      "%q = mul %v, %m : f64[2]", "%y = add %n, %q : f64[B, 3, 2]"], y: "f64[B, 3, 2]"))
   cases.append(gcase("chain with reuse", params: [("a", "f64[4]")], ["%t = tanh @a : f64[4]", "%u = mul %t, @a : f64[4]", "%y = add %u, %t : f64[4]"], y: "f64[4]"))
   return cases
 }()
