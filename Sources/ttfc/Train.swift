@@ -318,14 +318,16 @@ final class ProgressReporter {
         let width = 30
         let filled = width * event.step / max(total, 1)
         let bar = String(repeating: "=", count: filled) + (filled < width ? ">" : "") + String(repeating: " ", count: max(0, width - filled - 1))
-        print(String(format: "\r[%@] %d/%d loss %.4f %.1f steps/s ETA %@%@", bar as NSString, event.step, total, event.loss,
+        let lossText = event.updateSkipped ? "skipped" : String(format: "loss %.4f", event.loss)
+        print(String(format: "\r[%@] %d/%d %@ %.1f steps/s ETA %@%@", bar as NSString, event.step, total, lossText as NSString,
                      event.stepsPerSecond, eta as NSString, (event.precision.map { " " + $0 } ?? "") as NSString), terminator: "")
         fflush(nil)
       } else {
         let line = event.step * 20 / max(total, 1)
         guard line != lastLine || event.step == total else { return }
         lastLine = line
-        print(String(format: "step %d/%d loss %.6f lr %.3g %.1f steps/s ETA %@%@", event.step, total, event.loss,
+        let lossText = event.updateSkipped ? "update skipped" : String(format: "loss %.6f", event.loss)
+        print(String(format: "step %d/%d %@ lr %.3g %.1f steps/s ETA %@%@", event.step, total, lossText as NSString,
                      event.learningRate, event.stepsPerSecond, eta as NSString, (event.precision.map { " " + $0 } ?? "") as NSString))
       }
     }
