@@ -53,10 +53,13 @@ public enum BatchNormFolding {
 
     var rewriter = Rewriter(function)
     var folded = 0
+    // The conv2d (and bias add) a fold replaced: read only by the folded norm, so dropped with it.
+    var dropped = Set<OpID>()
     for id in function.body {
       let op = rewriter.prepare(id)
-      rewriter.keep(id)
-      guard op.code == .batchNormInference else { continue }
+      guard op.code == .batchNormInference else { rewriter.keep(id); continue }
+      // Keeps the norm when a guard below does not hold.
+      defer { if !dropped.contains(id) { rewriter.keep(id) } }
       let type = function.type(of: op.results[0])
       guard type.dtype == .f32 || type.dtype == .f64 else { continue }
       let (input, scale, offset, mean, variance) = (op.operands[0], op.operands[1], op.operands[2], op.operands[3], op.operands[4])
@@ -77,6 +80,7 @@ public enum BatchNormFolding {
             function.type(of: convValue) == type else { continue }
       let filter = conv.operands[1]
       guard isFixed(filter) else { continue }
+      let normName = function[op.results[0]].name, convName = function[convValue].name
 
       // Emit the folded filter and bias right here (the conv's operands are all defined earlier).
       let channelType = function.type(of: scale)
@@ -86,21 +90,25 @@ public enum BatchNormFolding {
       let r = rewriter.emit(.rsqrt, [shifted], type: channelType)
       let k = rewriter.emit(.mul, [scale, r], type: channelType)
       let filterType = function.type(of: filter)
-      let newFilter = rewriter.emit(.mul, [filter, k], type: filterType)
+      let newFilter = rewriter.emit(.mul, [filter, k], type: filterType, name: "\(convName).filter")
       let meanK = rewriter.emit(.mul, [mean, k], type: channelType)
-      var newBias = rewriter.emit(.sub, [offset, meanK], type: channelType)
+      var newBias = rewriter.emit(.sub, [offset, meanK], type: channelType, name: bias == nil ? "\(normName).bias" : nil)
       if let bias {
         let biasK = rewriter.emit(.mul, [bias, k], type: channelType)
-        newBias = rewriter.emit(.add, [newBias, biasK], type: channelType)
+        newBias = rewriter.emit(.add, [newBias, biasK], type: channelType, name: "\(normName).bias")
       }
       let newConv = rewriter.emit(.conv2d, [conv.operands[0], newFilter], type: type,
-                                  attributes: conv.attributes, location: conv.location)
-      let result = rewriter.emit(.add, [newConv, newBias], type: type, location: op.location)
+                                  attributes: conv.attributes, name: "\(convName).folded", location: conv.location)
+      let result = rewriter.emit(.add, [newConv, newBias], type: type, name: "\(normName).folded", location: op.location)
       rewriter.replace(op.results[0], with: result)
+      dropped.insert(id)
+      if case .result(let c, _) = function[convValue].definition { dropped.insert(c) }
+      if convValue != input, case .result(let a, _) = function[input].definition { dropped.insert(a) }
       folded += 1
     }
     guard folded > 0 else { return false }
     function = rewriter.finish()
+    function.body.removeAll { dropped.contains($0) }
     context.count("fold-batch-norm", "folded", by: folded)
     return true
   }
