@@ -20,7 +20,7 @@ public enum Pipelines {
   public static let passes: [Pass] = [
     AlgebraicSimplification.pass, ConstantFolding.pass, CommonSubexpressionElimination.pass,
     DeadCodeElimination.pass, Fusion.pass, Inlining.pass, CompositeLowering.pass, UpdateScheduling.pass,
-    AutomaticMixedPrecision.pass,
+    AutomaticMixedPrecision.pass, BatchNormFolding.pass,
   ]
 
   public static func pass(named name: String) -> Pass? { passes.first { $0.name == name } }
@@ -46,14 +46,25 @@ public enum Pipelines {
   public static let codegen = Pipeline([.pass(Inlining.pass), .pass(CompositeLowering.pass), canonicalize,
                                         .pass(Fusion.pass), .pass(DeadCodeElimination.pass), .pass(UpdateScheduling.pass)])
 
-  /// An explicit pipeline from `-p name,name,...`; `canonicalize` names the fixpoint group.
+  /// Serving (`ttfc opt --inference`, `-p inference`): calls inlined so a batch norm and the
+  /// convolution before it meet in one function; `fold-batch-norm` rewrites conv + inference batch
+  /// norm into conv + bias; canonicalization then evaluates the folded filter and bias when they
+  /// are constants (a frozen model) and drops the original conv and norm; fusion puts the bias add
+  /// and the activation after each convolution into one loop region. Not for training: the fold
+  /// needs the statistics fixed (parameters, states or constants) and is not bitwise exact.
+  public static let inference: [PipelineStep] = [.pass(Inlining.pass), .pass(BatchNormFolding.pass), canonicalize,
+                                                 .pass(Fusion.pass), .pass(DeadCodeElimination.pass)]
+
+  /// An explicit pipeline from `-p name,name,...`; `canonicalize` names the fixpoint group and
+  /// `inference` the serving pipeline's steps.
   public static func parse(_ list: String) -> Result<Pipeline, PipelineError> {
     var steps: [PipelineStep] = []
     for raw in list.split(separator: ",") {
       let name = raw.trimmingCharacters(in: .whitespaces)
       if name == "canonicalize" { steps.append(canonicalize); continue }
+      if name == "inference" { steps.append(contentsOf: inference); continue }
       guard let pass = pass(named: name) else {
-        return .failure(PipelineError(message: "unknown pass '\(name)' (passes: \((passes.map(\.name) + ["canonicalize"]).joined(separator: ", ")))"))
+        return .failure(PipelineError(message: "unknown pass '\(name)' (passes: \((passes.map(\.name) + ["canonicalize", "inference"]).joined(separator: ", ")))"))
       }
       steps.append(.pass(pass))
     }

@@ -11,8 +11,11 @@ struct PipelineOptions: ParsableArguments {
   var level: Int = 2
 
   @Option(name: [.customShort("p"), .customLong("passes")],
-          help: ArgumentHelp("An explicit pipeline: comma-separated pass names (\((Pipelines.passes.map(\.name) + ["canonicalize"]).joined(separator: ", "))). Overrides -O."))
+          help: ArgumentHelp("An explicit pipeline: comma-separated pass names (\((Pipelines.passes.map(\.name) + ["canonicalize", "inference"]).joined(separator: ", "))). Overrides -O."))
   var passes: String?
+
+  @Flag(help: "The serving pipeline (inline, fold-batch-norm, canonicalize, fusion, dce): batch norm folded into convolutions. Same as -p inference.")
+  var inference = false
 
   @Flag(help: "Allow rewrites that ignore IEEE corner cases (NaN, inf, -0.0, rounding), e.g. x*0 -> 0.")
   var fastMath = false
@@ -39,6 +42,10 @@ struct PipelineOptions: ParsableArguments {
   var explainAmp = false
 
   func pipeline() throws -> Pipeline {
+    if inference {
+      guard passes == nil else { throw fail("--inference and -p name two pipelines: give one") }
+      return Pipeline(Pipelines.inference)
+    }
     if let passes {
       switch Pipelines.parse(passes) {
       case .success(let p): return p
