@@ -390,7 +390,8 @@ func w9Flops(depthwise: Bool, batch: Int) -> Double {
 }
 
 if selected("W9") {
-  let batch = 64
+  // TTFC_W9_BATCH: another batch size, for profiling (the workload is batch 64).
+  let batch = getenv("TTFC_W9_BATCH").flatMap { Int(String(cString: $0)) } ?? 64
   let x = Tensor(.f32, shape: [batch, 32, 32, 64], floats: (0..<(batch * 32 * 32 * 64)).map { _ in Double.random(in: -1...1) })
   let y = Tensor(.f32, shape: [batch, 10], floats: (0..<(batch * 10)).map { k in k % 10 == (k / 10) % 10 ? 1 : 0 })
   for (id, depthwise, name) in [("W9", false, "ResNet stage train step, b64"), ("W9d", true, "depthwise-separable step, b64")] {
