@@ -37,6 +37,82 @@ rng = np.random.default_rng(0)
 out = {}
 ONLY = os.environ.get("BENCH_JAX_ONLY", "")
 
+# W9 (BENCH_JAX_ONLY=W9, alternating with ttfc-bench --only W9 in tools/bench): one SGD-momentum
+# training step of a ResNet stage (batch 64, 32x32, 64 channels, two basic residual blocks with
+# batch norm) and of a depthwise-separable block (3x3 depthwise, batch norm, ReLU, 1x1 to 128,
+# batch norm, ReLU), each with global average pooling, a dense layer to 10 classes and softmax
+# cross entropy: the models of ttfc-bench's W9, batch norm written in jnp as there (training mode,
+# biased batch variance, epsilon 1e-3). ms/step and GFLOP/s counted as ttfc-bench counts them.
+if ONLY == "W9":
+    from jax import lax
+
+    def he(shape, fan_in):
+        return jnp.asarray(rng.normal(0, np.sqrt(2 / fan_in), shape).astype(np.float32))
+
+    def conv(x, k, groups=1):
+        return lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                        feature_group_count=groups)
+
+    def bn(x, scale, offset):
+        m = jnp.mean(x, axis=(0, 1, 2))
+        d = x - m
+        v = jnp.mean(d * d, axis=(0, 1, 2))
+        return d * (lax.rsqrt(v + 1e-3) * scale) + offset
+
+    def head(p, h, y):
+        z = jnp.mean(h, axis=(1, 2)) @ p["wd"] + p["bd"]
+        return jnp.mean(-jnp.sum(y * jax.nn.log_softmax(z), axis=-1))
+
+    def stage_loss(p, x, y):
+        h = x
+        for b in (1, 2):
+            r = jax.nn.relu(bn(conv(h, p[f"k{b}a"]), p[f"s{b}a"], p[f"o{b}a"]))
+            h = jax.nn.relu(bn(conv(r, p[f"k{b}b"]), p[f"s{b}b"], p[f"o{b}b"]) + h)
+        return head(p, jax.nn.relu(h), y)
+
+    def separable_loss(p, x, y):
+        h = jax.nn.relu(bn(conv(x, p["dk"], groups=64), p["s1"], p["o1"]))
+        h = jax.nn.relu(bn(conv(h, p["pk"]), p["s2"], p["o2"]))
+        return head(p, h, y)
+
+    stage = {"wd": he((64, 10), 64), "bd": jnp.zeros(10)}
+    for b in (1, 2):
+        for s in "ab":
+            stage[f"k{b}{s}"] = he((3, 3, 64, 64), 576)
+            stage[f"s{b}{s}"] = jnp.ones(64)
+            stage[f"o{b}{s}"] = jnp.zeros(64)
+    separable = {"dk": he((3, 3, 1, 64), 9), "pk": he((1, 1, 64, 128), 64), "s1": jnp.ones(64), "o1": jnp.zeros(64),
+                 "s2": jnp.ones(128), "o2": jnp.zeros(128), "wd": he((128, 10), 128), "bd": jnp.zeros(10)}
+
+    def momentum_step(loss):
+        def step(p, v, x, y, lr=1e-3, mu=0.9):
+            value, g = jax.value_and_grad(loss)(p, x, y)
+            v = jax.tree_util.tree_map(lambda vi, gi: mu * vi + gi, v, g)
+            p = jax.tree_util.tree_map(lambda pi, vi: pi - lr * vi, p, v)
+            return value, p, v
+        return jax.jit(step, donate_argnums=(0, 1))
+
+    x9 = jnp.asarray(rng.uniform(-1, 1, (64, 32, 32, 64)).astype(np.float32))
+    y9 = jnp.asarray(np.eye(10, dtype=np.float32)[np.arange(64) % 10])
+    pixels = 64 * 32 * 32
+    flops = {"W9": 11 * 2 * pixels * 9 * 64 * 64 + 3 * 2 * 64 * 64 * 10,
+             "W9d": 2 * (2 * pixels * 9 * 64) + 3 * (2 * pixels * 64 * 128) + 3 * 2 * 64 * 128 * 10}
+    for key, loss, params in (("W9", stage_loss, stage), ("W9d", separable_loss, separable)):
+        step = momentum_step(loss)
+        holder = {"state": step(params, jax.tree_util.tree_map(jnp.zeros_like, params), x9, y9)}
+        jax.block_until_ready(holder["state"])
+
+        def one():
+            _, p, v = holder["state"]
+            holder["state"] = step(p, v, x9, y9)
+            jax.block_until_ready(holder["state"])
+
+        t = median(one, warmup=1)
+        out[key] = t * 1e3
+        out[key + "f"] = flops[key] / t / 1e9
+    print(json.dumps(out))
+    sys.exit(0)
+
 if not ONLY:
     src = np.ones(64 << 18, dtype=np.float32)  # 64 MiB
     dst = np.empty_like(src)

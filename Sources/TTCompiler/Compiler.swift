@@ -6,6 +6,8 @@
 //   fusion (gemm)              -> a GEMM, then one kernel for the epilogue
 //   matmul                     -> a GEMM (transposes folded into its flags; a matmul whose only
 //                                 reader sums it over the batch becomes one GEMM with that sum)
+//   conv2d and its gradients   -> a ConvKernels routine (f32/f64: im2col + GEMM, plain GEMM for
+//                                 1x1, direct loops for depthwise)
 //   embedding_lookup(_pooled)  -> a lookup of the module's table
 //   any other op               -> a one-op JIT kernel
 //   anything the code generator cannot compile (the allow-list of OpInfo.codegen: f16/bf16,
@@ -81,7 +83,8 @@ public enum Compiler {
     // of the first run is large enough to use them).
     let wantsGemmRoutines = module.functions.contains { f in
       f.body.contains { id in
-        f[id].code == .matmul && f[id].results.first.map { [.f32, .f16, .bf16].contains(f.type(of: $0).dtype) } == true
+        (f[id].code == .matmul && f[id].results.first.map { [.f32, .f16, .bf16].contains(f.type(of: $0).dtype) } == true)
+          || (ProgramBuilder.convolutionCodes.contains(f[id].code) && f[id].results.first.map { f.type(of: $0).dtype == .f32 } == true)
       }
     }
     if wantsGemmRoutines { JitGemm.compileInBackground() }
@@ -217,6 +220,19 @@ final class ProgramBuilder {
       thunks.append(.table(name, op, operands: Array(operands.dropFirst()), result: results[0]))
       return
     }
+    if let (kind, geometry) = convolution(op) {
+      thunks.append(.conv(kind, geometry, operands: operands, result: results[0]))
+      statistics.convolutions += 1
+      return
+    }
+    if Self.convolutionCodes.contains(op.code) {
+      let dtype = lowered.type(of: op.results[0]).dtype
+      statistics.fallbackReasons["\(op.code) on \(dtype): compiled convolutions take f32 and f64", default: 0] += 1
+      statistics.interpreted += 1
+      statistics.interpretedOps[op.code.rawValue, default: 0] += 1
+      thunks.append(.interpretOp(op, operands: operands, result: results[0]))
+      return
+    }
     if op.code == .matmul, summedOverBatch(op) {
       deferredMatmuls[op.results[0]] = (operands[0], operands[1])
       return
@@ -257,6 +273,29 @@ final class ProgramBuilder {
     thunks.append(.interpretOp(op, operands: operands, result: results[0]))
   }
 
+  static let convolutionCodes: Set<OpCode> = [.conv2d, .conv2dBackpropInput, .conv2dBackpropFilter]
+
+  /// A conv2d or one of its gradient ops that ConvKernels computes (f32 and f64, static spatial
+  /// and channel sizes; the batch may be symbolic): its kind and geometry. Nil for other ops and
+  /// for f16/bf16 convolutions, which run on the interpreter.
+  func convolution(_ op: OpNode) -> (ConvKind, ConvGeometry)? {
+    guard Self.convolutionCodes.contains(op.code), op.operands.count == 2, op.results.count == 1 else { return nil }
+    let result = lowered.type(of: op.results[0])
+    guard result.dtype == .f32 || result.dtype == .f64 else { return nil }
+    let kind: ConvKind, input: TensorType, filter: TensorType
+    switch op.code {
+    case .conv2d: kind = .forward; input = lowered.type(of: op.operands[0]); filter = lowered.type(of: op.operands[1])
+    case .conv2dBackpropInput: kind = .backpropInput; input = result; filter = lowered.type(of: op.operands[1])
+    default: kind = .backpropFilter; input = lowered.type(of: op.operands[0]); filter = result
+    }
+    guard input.rank == 4, filter.rank == 4, let fs = filter.staticShape, let cin = input.dims[3].staticSize,
+          let window = try? ShapeRules.window2D(input: input, window: [fs[0], fs[1]], attributes: op.attributes, dilated: true,
+                                                poolPadding: false) else { return nil }
+    let groups = op.attributes.int("groups") ?? 1
+    guard groups >= 1, cin % groups == 0, fs[3] % groups == 0, fs[2] * groups == cin else { return nil }
+    return (kind, ConvGeometry(window: window, cin: cin, cout: fs[3], groups: groups))
+  }
+
   /// Whether `op` is `matmul(A, B, transpose_a)` over equal batch dims whose only reader sums its
   /// result over exactly those batch dims: then both become one GEMM over the flattened rows
   /// (`gemmSummedOverBatch`), instead of a GEMM per batch element and a reduction. Not for half
@@ -292,6 +331,7 @@ final class ProgramBuilder {
         }
         continue
       }
+      if Self.convolutionCodes.contains(op.code) { continue }   // a ConvKernels routine or the interpreter
       if op.code == .matmul { continue }   // a GEMM, or the interpreter (no kernel for a matmul)
       if op.code.info.opClass == .table { continue }
       if op.code == .reduceSum, case .result(let producer, _) = lowered[op.operands[0]].definition,

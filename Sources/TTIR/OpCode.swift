@@ -97,7 +97,8 @@ public enum CodegenSupport: Sendable, Equatable {
   case elemental(DTypeConstraint)
   /// Expanded by `lower-composites` into elemental ops before code generation (fusible).
   case composite
-  /// Run by a routine of the runtime: matmul (GEMM), embedding lookups (the tables), and the
+  /// Run by a routine of the runtime: matmul (GEMM), conv2d and its two gradient ops (ConvKernels,
+  /// f32/f64; f16/bf16 on the interpreter), embedding lookups (the tables), and the
   /// structure ops call and fusion (inlined, or compiled as regions).
   case routine
   /// No lowering: the interpreter runs it.
@@ -263,13 +264,13 @@ extension OpInfo {
     case .sigmoidCrossEntropy:
       return op(.loss, 2...2, .float, cost: .expensive, rule: ShapeRules.sigmoidCrossEntropy, codegen: .composite)
     case .conv2d:
-      return op(.window, 2...2, .float, convAttrs, cost: .opaque, rule: ShapeRules.conv2d, codegen: .interpreted)
+      return op(.window, 2...2, .float, convAttrs, cost: .opaque, rule: ShapeRules.conv2d, codegen: .routine)
     case .conv2dBackpropInput:
       return op(.window, 2...2, .float, convAttrs, cost: .opaque, rule: ShapeRules.conv2dBackpropInput,
-                gradient: secondOrder, codegen: .interpreted)
+                gradient: secondOrder, codegen: .routine)
     case .conv2dBackpropFilter:
       return op(.window, 2...2, .float, convAttrs, cost: .opaque, rule: ShapeRules.conv2dBackpropFilter,
-                gradient: secondOrder, codegen: .interpreted)
+                gradient: secondOrder, codegen: .routine)
     case .maxPool:
       return op(.window, 1...1, .float, poolAttrs, cost: .opaque, rule: ShapeRules.maxPool, codegen: .interpreted)
     case .maxPoolGrad:

@@ -70,6 +70,20 @@ enum FusionPolicy {
     }
   }
 
+  /// Why a reduction over leading axes that keeps a later one (batch norm's per-channel mean over
+  /// N, H, W of an NHWC tensor) is not absorbed into a consumer: its value depends on a suffix of
+  /// the consumer's index, which the kernel emitter cannot hoist before the loops (it hoists
+  /// reductions that depend on a prefix), so it would be recomputed for every element of the
+  /// region's output — W9's batch-norm gradient kernels took 16 s each at batch 4. It stays a
+  /// region of its own (a column reduction, one sweep) whose result the consumer reads.
+  static func leadingAxesReductionReason(_ op: OpNode, in function: Function) -> String? {
+    guard op.code.info.opClass == .reduction, let operand = op.operands.first else { return nil }
+    let rank = function.type(of: operand).rank
+    guard rank >= 2, let axes = try? ShapeRules.reductionAxes(op.attributes, rank: rank),
+          axes.contains(0), axes.count < rank else { return nil }
+    return "'\(op.code)' over leading axes \(axes) would be recomputed for every element of the region"
+  }
+
   /// Reductions an op performs (softmax and cross entropy need a max and a sum pass).
   static func reductionWeight(_ code: OpCode) -> Int {
     switch code.info.opClass {
@@ -313,6 +327,7 @@ struct FusionPlanner {
       return "reduction cap: the region already has \(region.reductions) of at most \(maxReductions) reductions"
         + " (\(held.joined(separator: ", "))); '\(producer.code)' would add \(weight)\(mine)"
     }
+    if let reason = FusionPolicy.leadingAxesReductionReason(producer, in: function) { return reason }
     if !allUsesInside(p, region) {
       if !FusionPolicy.isCheapToDuplicate(producer.code) {
         return "'\(producer.code)' is expensive and has users outside the region; it is not computed twice"

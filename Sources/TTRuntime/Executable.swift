@@ -38,6 +38,8 @@ public struct ExecutableStatistics: Sendable {
   public var kernels = 0
   public var gemms = 0
   public var interpreted = 0
+  /// Convolution ops compiled to ConvKernels routines.
+  public var convolutions = 0
   public var compileSeconds = 0.0
   /// Parts of compileSeconds: the pass pipeline, and parameter initialization.
   public var optimizeSeconds = 0.0
@@ -74,6 +76,8 @@ public final class Executable: @unchecked Sendable {
     /// C[K, N] = sum over the batch of A_b^T B_b, for A [batch..., T, K] and B [batch..., T, N]:
     /// one GEMM over the batch-flattened rows (a weight gradient of a layer applied per token).
     case gemmSummedOverBatch(a: Int, b: Int, c: Int)
+    /// A convolution op (ConvKernels): operands in IR order, f32 or f64.
+    case conv(ConvKind, ConvGeometry, operands: [Int], result: Int)
     case interpretOp(OpNode, operands: [Int], result: Int)
     case interpretRegion(Interpreter, operands: [Int], results: [Int])
     /// An embedding op: evaluation lookups of `table` (operands: ids, and lengths when pooled).
@@ -222,6 +226,7 @@ public final class Executable: @unchecked Sendable {
         thunks.append(.kernel(kernel, operands: operands, results: results, inPlace: inPlace))
       case .gemm(let a, let b, let c, let ta, let tb): thunks.append(.gemm(a: a, b: b, c: c, transposeA: ta, transposeB: tb))
       case .gemmSummedOverBatch(let a, let b, let c): thunks.append(.gemmSummedOverBatch(a: a, b: b, c: c))
+      case .conv(let kind, let g, let operands, let result): thunks.append(.conv(kind, g, operands: operands, result: result))
       case .interpretOp(let op, let operands, let result): thunks.append(.interpretOp(op, operands: operands, result: result))
       case .interpretRegion(let interpreter, let operands, let results):
         thunks.append(.interpretRegion(interpreter, operands: operands, results: results))
@@ -364,6 +369,7 @@ public final class Executable: @unchecked Sendable {
     case .kernel(_, let operands, let results, _): return (operands, results)
     case .gemm(let a, let b, let c, _, _): return ([a, b], [c])
     case .gemmSummedOverBatch(let a, let b, let c): return ([a, b], [c])
+    case .conv(_, _, let operands, let result): return (operands, [result])
     case .interpretOp(_, let operands, let result): return (operands, [result])
     case .interpretRegion(_, let operands, let results): return (operands, results)
     case .table(_, _, let operands, let result): return (operands, [result])
@@ -395,6 +401,8 @@ public final class Executable: @unchecked Sendable {
         return "kernel \(k.name)(\(operands.map { "s\($0)" }.joined(separator: ", "))) -> \(results.map { "s\($0)" }.joined(separator: ", ")) : \(slots[results[0]].type)\(reuse)"
       case .gemm(let a, let b, let c, let ta, let tb): return "gemm s\(a)\(ta ? "^T" : "") x s\(b)\(tb ? "^T" : "") -> s\(c) : \(slots[c].type)"
       case .gemmSummedOverBatch(let a, let b, let c): return "gemm sum over batch of s\(a)^T x s\(b) -> s\(c) : \(slots[c].type)"
+      case .conv(let kind, let g, let operands, let result):
+        return "\(kind.rawValue) (\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result) : \(slots[result].type) [\(g)]"
       case .interpretOp(let op, let operands, let result): return "interpret '\(op.code)'(\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result)"
       case .interpretRegion(_, let operands, let results): return "interpret region(\(operands.map { "s\($0)" }.joined(separator: ", "))) -> \(results.map { "s\($0)" }.joined(separator: ", "))"
       case .table(_, let op, let operands, let result): return "\(op.code) (\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result) : \(slots[result].type)"
@@ -454,6 +462,17 @@ public final class Executable: @unchecked Sendable {
       if dtype == .f64 { multiply(Double.self) } else if dtype == .f32 { multiply(Float.self) } else {
         HalfGemm.gemm(input: dtype, output: dtype, transposeA: true, transposeB: false, m: k, n: n, k: rows, a: plan.pointers[a], lda: k,
                       b: plan.pointers[b], ldb: n, c: plan.pointers[c], pool: pool)
+      }
+    case .conv(let kind, let g, let operands, let result):
+      // Operand 0 is always an activation (x or dy), whose first dimension is the batch.
+      let n = plan.shapes[operands[0]].first ?? 0
+      let pa = plan.pointers[operands[0]], pb = plan.pointers[operands[1]], pc = plan.pointers[result]
+      if slots[result].type.dtype == .f64 {
+        ConvKernels.run(kind, g, n: n, a: UnsafePointer(pa.assumingMemoryBound(to: Double.self)),
+                        b: UnsafePointer(pb.assumingMemoryBound(to: Double.self)), out: pc.assumingMemoryBound(to: Double.self), pool: pool)
+      } else {
+        ConvKernels.run(kind, g, n: n, a: UnsafePointer(pa.assumingMemoryBound(to: Float.self)),
+                        b: UnsafePointer(pb.assumingMemoryBound(to: Float.self)), out: pc.assumingMemoryBound(to: Float.self), pool: pool)
       }
     case .table(let table, let op, let operands, let result):
       runLookup(table, op, operands: operands, result: result, plan: plan)

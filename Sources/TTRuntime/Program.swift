@@ -23,6 +23,8 @@ public struct Program: @unchecked Sendable {
     /// C[K, N] = sum over the batch of A_b^T B_b, for A [batch..., T, K] and B [batch..., T, N]:
     /// one GEMM over the batch-flattened rows (a weight gradient of a layer applied per token).
     case gemmSummedOverBatch(a: Int, b: Int, c: Int)
+    /// A convolution op (ConvKernels): operands in IR order, f32 or f64.
+    case conv(ConvKind, ConvGeometry, operands: [Int], result: Int)
     case interpretOp(OpNode, operands: [Int], result: Int)
     case interpretRegion(Interpreter, operands: [Int], results: [Int])
     /// An embedding op: evaluation lookups of the module's table `table` (operands: ids, and

@@ -377,8 +377,10 @@ extension Executable {
   public func compileReport() -> [String] {
     let s = statistics
     let cache = KernelCache.shared.counters
-    var lines = [String(format: "compile: %d kernels, %d BLAS calls, %d interpreter thunks in %.3f s (passes %.3f s, parameters %.3f s)",
-                        s.kernels, s.gemms, s.interpreted, s.compileSeconds, s.optimizeSeconds, s.parameterSeconds)]
+    // Convolution routines (ConvKernels) are named only when there are some.
+    let convolutions = s.convolutions > 0 ? "\(s.convolutions) convolutions, " : ""
+    var lines = [String(format: "compile: %d kernels, %d BLAS calls, %@%d interpreter thunks in %.3f s (passes %.3f s, parameters %.3f s)",
+                        s.kernels, s.gemms, convolutions as NSString, s.interpreted, s.compileSeconds, s.optimizeSeconds, s.parameterSeconds)]
     let where_ = KernelCache.shared.disk.map { " (\($0.directory))" } ?? " (disabled)"
     lines.append(String(format: "kernel cache: %d compiled, %d from the disk cache%@, %d hits in memory, %d damaged entries rebuilt, %.3f s",
                         cache.compiled, cache.diskHits, where_ as NSString, cache.memoryHits, cache.diskCorrupt, cache.seconds))

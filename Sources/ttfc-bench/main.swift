@@ -56,7 +56,7 @@ struct BenchOptions: ParsableCommand {
   @Option(help: "The function of --file to time.") var `func` = "main"
   @Option(help: "JAX timings of the same workloads (tools/bench_jax.py, same run) for ratios.") var jax: String?
   @Option(help: "Repetitions per workload (the median is reported).") var repetitions = 20
-  @Option(help: "Only these workloads, comma-separated (W0..W8, W7h, W5warm, W6s, gemms, curve).") var only: String?
+  @Option(help: "Only these workloads, comma-separated (W0..W9, W7h, W5warm, W6s, gemms, curve).") var only: String?
   @Option(name: .customLong("json-out"), help: "Write the measurements to this JSON file instead of a table.") var jsonOut: String?
   @Option(help: "Merge these JSON files (from --json-out) into this run's table, comma-separated.") var extra: String?
   @Option(name: .customLong("w6-sizes"), help: "A file of W6's batch sizes (shared with bench_jax.py).") var w6Sizes: String?
@@ -309,6 +309,104 @@ if selected("W4h") {
   measurements.append(Measurement(id: "W4hf", name: "MLP train step throughput, bf16 AMP", seconds: t, metric: "GFLOP/s", value: flops / t / 1e9))
 }
 
+// W9: one training step (SGD with momentum 0.9) of a ResNet stage — batch 64, 32x32, 64
+// channels, two basic residual blocks (3x3 conv, batch norm, ReLU, 3x3 conv, batch norm, + the
+// block's input, ReLU) — and of a depthwise-separable block (3x3 depthwise conv, batch norm,
+// ReLU, 1x1 conv to 128 channels, batch norm, ReLU), each ending in global average pooling, a
+// dense layer to 10 classes and softmax cross entropy. Batch norm (training mode, epsilon 1e-3,
+// batch statistics) is written as its formula (reduce_mean, rsqrt: ops that compile and fuse), as
+// the JAX side writes it in jnp; the `batch_norm_training` op itself still runs on the
+// interpreter. GFLOP/s counts the convolutions and the dense layer: forward, and the input and
+// filter gradients the step computes (no input gradient for the first layer).
+func w9BatchNorm(_ lines: inout [String], _ input: String, _ name: String, channels: Int, shape: String) -> String {
+  lines += [
+    "%\(name)_m = reduce_mean %\(input) {axes = [0, 1, 2]} : f32[\(channels)]",
+    "%\(name)_d = sub %\(input), %\(name)_m : \(shape)",
+    "%\(name)_q = mul %\(name)_d, %\(name)_d : \(shape)",
+    "%\(name)_v = reduce_mean %\(name)_q {axes = [0, 1, 2]} : f32[\(channels)]",
+    "%\(name)_e = add %\(name)_v, %eps : f32[\(channels)]",
+    "%\(name)_r = rsqrt %\(name)_e : f32[\(channels)]",
+    "%\(name)_s = mul %\(name)_r, @\(name)_scale : f32[\(channels)]",
+    "%\(name)_n = mul %\(name)_d, %\(name)_s : \(shape)",
+    "%\(name) = add %\(name)_n, @\(name)_offset : \(shape)",
+  ]
+  return name
+}
+
+func w9Model(depthwise: Bool) -> String {
+  let shape = "f32[B, 32, 32, 64]", wide = "f32[B, 32, 32, 128]"
+  var params: [String] = [], lines = ["%eps = constant 0.001 : f32[]"]
+  func bnParams(_ name: String, _ c: Int) {
+    params += ["param @\(name)_scale : f32[\(c)] = ones", "param @\(name)_offset : f32[\(c)] = zeros"]
+  }
+  var head = 64
+  if depthwise {
+    params += ["param @dk : f32[3, 3, 1, 64] = he_normal(seed: 1)", "param @pk : f32[1, 1, 64, 128] = he_normal(seed: 2)"]
+    bnParams("bn1", 64); bnParams("bn2", 128)
+    lines += ["%c1 = conv2d %x, @dk {groups = 64, padding = \"SAME\"} : \(shape)"]
+    _ = w9BatchNorm(&lines, "c1", "bn1", channels: 64, shape: shape)
+    lines += ["%r1 = relu %bn1 : \(shape)", "%c2 = conv2d %r1, @pk : \(wide)"]
+    _ = w9BatchNorm(&lines, "c2", "bn2", channels: 128, shape: wide)
+    lines += ["%out = relu %bn2 : \(wide)"]
+    head = 128
+  } else {
+    var input = "x"
+    for block in 1...2 {
+      let a = "k\(block)a", b = "k\(block)b"
+      params += ["param @\(a) : f32[3, 3, 64, 64] = he_normal(seed: \(block * 2))",
+                 "param @\(b) : f32[3, 3, 64, 64] = he_normal(seed: \(block * 2 + 1))"]
+      bnParams("bn\(block)a", 64); bnParams("bn\(block)b", 64)
+      lines += ["%c\(block)a = conv2d %\(input), @\(a) {padding = \"SAME\"} : \(shape)"]
+      _ = w9BatchNorm(&lines, "c\(block)a", "bn\(block)a", channels: 64, shape: shape)
+      lines += ["%r\(block)a = relu %bn\(block)a : \(shape)", "%c\(block)b = conv2d %r\(block)a, @\(b) {padding = \"SAME\"} : \(shape)"]
+      _ = w9BatchNorm(&lines, "c\(block)b", "bn\(block)b", channels: 64, shape: shape)
+      lines += ["%s\(block) = add %bn\(block)b, %\(input) : \(shape)", "%a\(block) = relu %s\(block) : \(shape)"]
+      input = "a\(block)"
+    }
+    lines += ["%out = relu %\(input) : \(shape)"]
+  }
+  params += ["param @wd : f32[\(head), 10] = glorot_uniform(seed: 9)", "param @bd : f32[10] = zeros"]
+  lines += [
+    "%p = reduce_mean %out {axes = [1, 2]} : f32[B, \(head)]",
+    "%z = matmul %p, @wd : f32[B, 10]",
+    "%zb = add %z, @bd : f32[B, 10]",
+    "%l = softmax_cross_entropy %zb, %y : f32[B]",
+    "%loss = reduce_mean %l : f32[]",
+    "return %loss",
+  ]
+  return "module @w9 {\n" + params.map { "  " + $0 }.joined(separator: "\n")
+    + "\n  func @loss(%x: f32[B, 32, 32, 64], %y: f32[B, 10]) -> f32[] {\n" + lines.map { "    " + $0 }.joined(separator: "\n") + "\n  }\n}\n"
+}
+
+/// FLOPs of one W9 step (convolutions and the dense layer, as the header says).
+func w9Flops(depthwise: Bool, batch: Int) -> Double {
+  let pixels = Double(batch * 32 * 32)
+  if depthwise {
+    let dw = 2 * pixels * 9 * 64, pw = 2 * pixels * 64 * 128, dense = 2 * Double(batch) * 128 * 10
+    return 2 * dw + 3 * pw + 3 * dense
+  }
+  let conv = 2 * pixels * 9 * 64 * 64, dense = 2 * Double(batch) * 64 * 10
+  return 11 * conv + 3 * dense
+}
+
+if selected("W9") {
+  // TTFC_W9_BATCH: another batch size, for profiling (the workload is batch 64).
+  let batch = getenv("TTFC_W9_BATCH").flatMap { Int(String(cString: $0)) } ?? 64
+  let x = Tensor(.f32, shape: [batch, 32, 32, 64], floats: (0..<(batch * 32 * 32 * 64)).map { _ in Double.random(in: -1...1) })
+  let y = Tensor(.f32, shape: [batch, 10], floats: (0..<(batch * 10)).map { k in k % 10 == (k / 10) % 10 ? 1 : 0 })
+  for (id, depthwise, name) in [("W9", false, "ResNet stage train step, b64"), ("W9d", true, "depthwise-separable step, b64")] {
+    let module = try Parser.parseAndVerify(w9Model(depthwise: depthwise))
+    let trainer = try Trainer(module: module, loss: "loss", optimizer: OptimizerConfig(.momentum))
+    if getenv("TTFC_W9_STATS") != nil, let summary = trainer.compileStatistics.interpretedSummary { print("\(id) \(summary)") }
+    try trainer.step([x, y], lr: 1e-3)
+    let t = try median({ try trainer.step([x, y], lr: 1e-3) }, repetitions: repetitions, warmup: 1)
+    if getenv("TTFC_PROFILE") != nil { print(trainer.profileReport) }
+    let flops = w9Flops(depthwise: depthwise, batch: batch)
+    measurements.append(Measurement(id: id, name: name, seconds: t, metric: "ms", value: t * 1e3))
+    measurements.append(Measurement(id: id + "f", name: name + " throughput", seconds: t, metric: "GFLOP/s", value: flops / t / 1e9))
+  }
+}
+
 /// A training run over batches of varying shapes: total seconds including compilation, the
 /// kernels compiled, the layouts built; and the same batches again once everything is warm.
 func varyingShapeRun(_ model: String, batches: [[Tensor]], policy: BucketPolicy) throws -> (total: Double, warm: Double, compiled: Int, layouts: Int, trainer: Trainer) {
@@ -509,6 +607,12 @@ for m in measurements {
 }
 if let w7 = measurements.first(where: { $0.id == "W7" }) {
   print(String(format: "W7  OpenBLAS sgemm called directly: %.1f GFLOP/s; ttfc reaches %.3f of it", openBLASGflops, w7.value / openBLASGflops))
+}
+if let w7 = measurements.first(where: { $0.id == "W7" }) {
+  for id in ["W9f", "W9df"] {
+    guard let m = measurements.first(where: { $0.id == id }) else { continue }
+    print(String(format: "%@  %.1f GFLOP/s: %.2f of ttfc's W7 GEMM rate (%.1f GFLOP/s)", String(id.dropLast()) as NSString, m.value, m.value / w7.value, w7.value))
+  }
 }
 if !w7hRounds.isEmpty {
   func summary(_ values: [Double]) -> String {

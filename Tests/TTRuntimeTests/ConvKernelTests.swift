@@ -1,0 +1,165 @@
+// Compiled convolutions (TTRuntime/ConvKernels.swift) against the interpreter: conv2d,
+// conv2d_backprop_input and conv2d_backprop_filter on random shapes, strides, dilations, paddings
+// and groups (pointwise GEMM, im2col + GEMM, grouped, depthwise with and without a channel
+// multiplier), f32 and f64, a symbolic batch run at several sizes.
+//
+// Tolerance: the interpreter sums in f64 and rounds once; the compiled sum runs in the element
+// type in another order. The standard bound for a sum of K products in precision u is
+// K·u·Σ|a·b| (Higham's γ_K), and Σ|a·b| is the same convolution of |x| and |w| (every op here is
+// bilinear with coefficients 0 or 1), which the interpreter computes; so each element must be
+// within 2·K·u·conv(|a|, |b|) + u·|expected| of the interpreter, K the longest sum of the three
+// ops (taps × channels per group, or the N·OH·OW rows of a filter gradient).
+import Foundation
+import Testing
+import TTCompiler
+import TTIR
+import TTInterp
+import TTRuntime
+
+struct ConvKernelTests {
+  struct Case: CustomStringConvertible {
+    var n, h, w, cin, cout, kh, kw, sh, sw, dh, dw, groups: Int
+    var padding: String   // attribute text
+    var oh = 0, ow = 0
+    var description: String {
+      "x [\(n), \(h), \(w), \(cin)] w [\(kh), \(kw), \(cin / groups), \(cout)] strides [\(sh), \(sw)] dilations [\(dh), \(dw)] \(padding) groups \(groups) -> [\(oh), \(ow)]"
+    }
+  }
+
+  /// A random valid case (`seed` picks everything); depthwise and pointwise cases forced by kind.
+  static func randomCase(_ seed: Int) -> Case {
+    var rng = SplitMix(seed: UInt64(seed) &* 0x9E37_79B9 &+ 7)
+    func pick(_ r: ClosedRange<Int>) -> Int { r.lowerBound + Int(rng.next() % UInt64(r.count)) }
+    while true {
+      let kind = seed % 5
+      var c = Case(n: pick(1...3), h: pick(1...9), w: pick(1...9), cin: pick(1...6), cout: pick(1...7), kh: pick(1...3), kw: pick(1...3),
+                   sh: pick(1...3), sw: pick(1...3), dh: pick(1...2), dw: pick(1...2), groups: 1, padding: "")
+      switch kind {
+      case 0:   // pointwise
+        c.kh = 1; c.kw = 1; c.sh = 1; c.sw = 1; c.cin = pick(1...20); c.cout = pick(1...24); c.h = pick(1...8); c.w = pick(1...8)
+      case 1:   // depthwise, channel multiplier 1 or 2
+        c.groups = c.cin; c.cout = c.cin * pick(1...2)
+      case 2:   // grouped
+        let g = pick(2...3); c.groups = g; c.cin = g * pick(1...3); c.cout = g * pick(1...3)
+      default:  // general, wider channels so the GEMM path runs with real tiles
+        c.cin = pick(1...12); c.cout = pick(1...20)
+      }
+      let ph = (c.kh - 1) * c.dh + 1, pw = (c.kw - 1) * c.dw + 1
+      switch pick(0...2) {
+      case 0:
+        c.padding = "padding = \"VALID\""
+        c.oh = c.h >= ph ? (c.h - ph) / c.sh + 1 : 0; c.ow = c.w >= pw ? (c.w - pw) / c.sw + 1 : 0
+      case 1:
+        c.padding = "padding = \"SAME\""
+        c.oh = (c.h + c.sh - 1) / c.sh; c.ow = (c.w + c.sw - 1) / c.sw
+      default:
+        let pads = [pick(0...2), pick(0...2), pick(0...2), pick(0...2)]
+        c.padding = "pads = [\(pads.map(String.init).joined(separator: ", "))]"
+        let hh = c.h + pads[0] + pads[1], ww = c.w + pads[2] + pads[3]
+        c.oh = hh >= ph ? (hh - ph) / c.sh + 1 : 0; c.ow = ww >= pw ? (ww - pw) / c.sw + 1 : 0
+      }
+      if c.oh >= 1 && c.ow >= 1 { return c }
+    }
+  }
+
+  struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+      state &+= 0x9E37_79B9_7F4A_7C15
+      var z = state
+      z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+      z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+      return z ^ (z >> 31)
+    }
+  }
+
+  static func module(_ c: Case, _ dtype: String) -> String {
+    let attrs = "{\(c.padding), strides = [\(c.sh), \(c.sw)], dilations = [\(c.dh), \(c.dw)], groups = \(c.groups)}"
+    let x = "\(dtype)[B, \(c.h), \(c.w), \(c.cin)]", f = "\(dtype)[\(c.kh), \(c.kw), \(c.cin / c.groups), \(c.cout)]"
+    let y = "\(dtype)[B, \(c.oh), \(c.ow), \(c.cout)]"
+    return """
+      module @conv {
+        func @f(%x: \(x), %w: \(f), %dy: \(y)) -> (\(y), \(x), \(f)) {
+          %y = conv2d %x, %w \(attrs) : \(y)
+          %dx = conv2d_backprop_input %dy, %w \(attrs) : \(x)
+          %dw = conv2d_backprop_filter %x, %dy \(attrs) : \(f)
+          return %y, %dx, %dw
+        }
+      }
+      """
+  }
+
+  static func inputs(_ function: Function, batch: Int, seed: Int, dtype: DType) -> [Tensor] {
+    function.argumentTypes.enumerated().map { i, type in
+      let shape = type.dims.map { $0.staticSize ?? batch }
+      return Tensor(dtype, shape: shape, floats: (0..<elementCount(shape)!).map { k in
+        2 * SeededRandom.uniform(UInt64(seed), UInt64(k), UInt64(i) + 11) - 1
+      })
+    }
+  }
+
+  /// Checks compiled against interpreted results of one case, for both element types and two
+  /// batch sizes from one compile; nil, or what differed.
+  static func check(_ c: Case, seed: Int) throws -> [String] {
+    var problems: [String] = []
+    for (name, dtype, u) in [("f32", DType.f32, 0x1p-24), ("f64", DType.f64, 0x1p-53)] {
+      let module = try Parser.parseAndVerify(Self.module(c, name))
+      let function = module.function(named: "f")!
+      let executable = try Executable(module: module, function: "f")
+      let stats = executable.statistics
+      if stats.convolutions != 3 || stats.interpretedOpCount != 0 {
+        problems.append("\(c) \(name): \(stats.convolutions) compiled convolutions, interpreted \(stats.interpretedOps)")
+      }
+      let interpreter = try Interpreter(module: module)
+      for batch in [c.n, c.n + 2] {
+        let given = inputs(function, batch: batch, seed: seed, dtype: dtype)
+        let got = try executable.run(given)
+        let expected = try interpreter.run("f", given)
+        let magnitudes = try interpreter.run("f", given.map { t in Tensor(dtype, shape: t.shape, floats: t.doubles.map(abs)) })
+        let longest = max(c.kh * c.kw * max(c.cin / c.groups, c.cout / c.groups), batch * c.oh * c.ow)
+        for (k, what) in ["conv2d", "conv2d_backprop_input", "conv2d_backprop_filter"].enumerated() {
+          let a = got[k].doubles, b = expected[k].doubles, m = magnitudes[k].doubles
+          guard got[k].shape == expected[k].shape else { problems.append("\(c) \(name) \(what): shape \(got[k].shape)"); continue }
+          for e in a.indices {
+            let bound = 2 * Double(longest) * u * m[e] + u * abs(b[e])
+            if !(abs(a[e] - b[e]) <= bound) {
+              problems.append("\(c) \(name) batch \(batch) \(what): element \(e) \(a[e]) vs \(b[e]) (bound \(bound))")
+              break
+            }
+          }
+        }
+      }
+    }
+    return problems
+  }
+
+  @Test(arguments: 0..<40)
+  func compiledConvolutionsMatchTheInterpreter(_ seed: Int) throws {
+    let c = Self.randomCase(seed)
+    for problem in try Self.check(c, seed: seed) { Issue.record("seed \(seed): \(problem)") }
+  }
+
+  /// Shapes large enough for several chunks, GEMM tiles and threads: a ResNet-like 3x3 layer, a
+  /// strided one, a 1x1 and a depthwise one.
+  @Test(arguments: [
+    Case(n: 3, h: 12, w: 12, cin: 16, cout: 24, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, groups: 1, padding: "padding = \"SAME\"", oh: 12, ow: 12),
+    Case(n: 2, h: 15, w: 13, cin: 8, cout: 32, kh: 3, kw: 3, sh: 2, sw: 2, dh: 1, dw: 1, groups: 1, padding: "padding = \"SAME\"", oh: 8, ow: 7),
+    Case(n: 4, h: 10, w: 10, cin: 32, cout: 48, kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, groups: 1, padding: "padding = \"VALID\"", oh: 10, ow: 10),
+    // 1,600 output rows of 144 taps x channels: four chunks in f32, eight in f64.
+    Case(n: 4, h: 20, w: 20, cin: 16, cout: 16, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, groups: 1, padding: "padding = \"SAME\"", oh: 20, ow: 20),
+    Case(n: 3, h: 11, w: 9, cin: 24, cout: 24, kh: 3, kw: 3, sh: 1, sw: 1, dh: 2, dw: 1, groups: 24, padding: "padding = \"SAME\"", oh: 11, ow: 9),
+  ])
+  func largerConvolutionsMatchTheInterpreter(_ c: Case) throws {
+    for problem in try Self.check(c, seed: 99) { Issue.record("\(problem)") }
+  }
+
+  /// f16 convolutions have no compiled routine: they run on the interpreter, and the statistics say so.
+  @Test func halfConvolutionsRunOnTheInterpreter() throws {
+    let c = Case(n: 1, h: 4, w: 4, cin: 2, cout: 3, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, groups: 1, padding: "padding = \"SAME\"", oh: 4, ow: 4)
+    let module = try Parser.parseAndVerify(Self.module(c, "f16"))
+    let executable = try Executable(module: module, function: "f")
+    #expect(executable.statistics.convolutions == 0)
+    #expect(executable.statistics.interpretedOps == ["conv2d": 1, "conv2d_backprop_input": 1, "conv2d_backprop_filter": 1])
+  }
+}
