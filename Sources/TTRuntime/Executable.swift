@@ -426,6 +426,18 @@ public final class Executable: @unchecked Sendable {
       // Work is what the kernel reads and writes: a row reduction writes little but reads a lot.
       let total = (results + operands).reduce(0) { $0 + (elementCount(plan.shapes[$1]) ?? 0) }
       let entry = kernel.entry
+      if case .leadingRows(let rowDims, let combine) = kernel.sweep {
+        let rows = rowDims.reduce(1) { n, d in
+          switch d {
+          case .known(let k): return n * k
+          case .symbol(let s): return n * Int(symbolArray[kernel.signature.symbols.firstIndex(of: s)!])
+          }
+        }
+        let chunks = (total >= parallelThreshold && rows >= 2) ? min(pool.threadCount * 4, rows) : 1
+        ReductionSweepRunner.run(entry: entry, buffers: buffers, outputIndex: operands.count, outputCount: elementCount(plan.shapes[result]) ?? 0,
+                                 dtype: slots[result].type.dtype, symbols: symbolArray, rows: rows, chunks: chunks, combine: combine, pool: pool)
+        return
+      }
       symbolArray.withUnsafeBufferPointer { syms in
         buffers.withUnsafeMutableBufferPointer { bufs in
           // Several chunks per thread: whichever thread is free takes the next, so a worker
