@@ -40,6 +40,8 @@ public struct ExecutableStatistics: Sendable {
   public var interpreted = 0
   /// Convolution ops compiled to ConvKernels routines.
   public var convolutions = 0
+  /// Pooling ops compiled to PoolKernels routines.
+  public var poolings = 0
   public var compileSeconds = 0.0
   /// Parts of compileSeconds: the pass pipeline, and parameter initialization.
   public var optimizeSeconds = 0.0
@@ -78,6 +80,8 @@ public final class Executable: @unchecked Sendable {
     case gemmSummedOverBatch(a: Int, b: Int, c: Int)
     /// A convolution op (ConvKernels): operands in IR order, f32 or f64.
     case conv(ConvKind, ConvGeometry, operands: [Int], result: Int)
+    /// A pooling op (PoolKernels): operands in IR order, f32 or f64.
+    case pool(PoolKind, PoolGeometry, operands: [Int], result: Int)
     case interpretOp(OpNode, operands: [Int], result: Int)
     case interpretRegion(Interpreter, operands: [Int], results: [Int])
     /// An embedding op: evaluation lookups of `table` (operands: ids, and lengths when pooled).
@@ -227,6 +231,7 @@ public final class Executable: @unchecked Sendable {
       case .gemm(let a, let b, let c, let ta, let tb): thunks.append(.gemm(a: a, b: b, c: c, transposeA: ta, transposeB: tb))
       case .gemmSummedOverBatch(let a, let b, let c): thunks.append(.gemmSummedOverBatch(a: a, b: b, c: c))
       case .conv(let kind, let g, let operands, let result): thunks.append(.conv(kind, g, operands: operands, result: result))
+      case .pool(let kind, let g, let operands, let result): thunks.append(.pool(kind, g, operands: operands, result: result))
       case .interpretOp(let op, let operands, let result): thunks.append(.interpretOp(op, operands: operands, result: result))
       case .interpretRegion(let interpreter, let operands, let results):
         thunks.append(.interpretRegion(interpreter, operands: operands, results: results))
@@ -370,6 +375,7 @@ public final class Executable: @unchecked Sendable {
     case .gemm(let a, let b, let c, _, _): return ([a, b], [c])
     case .gemmSummedOverBatch(let a, let b, let c): return ([a, b], [c])
     case .conv(_, _, let operands, let result): return (operands, [result])
+    case .pool(_, _, let operands, let result): return (operands, [result])
     case .interpretOp(_, let operands, let result): return (operands, [result])
     case .interpretRegion(_, let operands, let results): return (operands, results)
     case .table(_, _, let operands, let result): return (operands, [result])
@@ -402,6 +408,8 @@ public final class Executable: @unchecked Sendable {
       case .gemm(let a, let b, let c, let ta, let tb): return "gemm s\(a)\(ta ? "^T" : "") x s\(b)\(tb ? "^T" : "") -> s\(c) : \(slots[c].type)"
       case .gemmSummedOverBatch(let a, let b, let c): return "gemm sum over batch of s\(a)^T x s\(b) -> s\(c) : \(slots[c].type)"
       case .conv(let kind, let g, let operands, let result):
+        return "\(kind.rawValue) (\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result) : \(slots[result].type) [\(g)]"
+      case .pool(let kind, let g, let operands, let result):
         return "\(kind.rawValue) (\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result) : \(slots[result].type) [\(g)]"
       case .interpretOp(let op, let operands, let result): return "interpret '\(op.code)'(\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result)"
       case .interpretRegion(_, let operands, let results): return "interpret region(\(operands.map { "s\($0)" }.joined(separator: ", "))) -> \(results.map { "s\($0)" }.joined(separator: ", "))"
@@ -485,6 +493,16 @@ public final class Executable: @unchecked Sendable {
       } else {
         ConvKernels.run(kind, g, n: n, a: UnsafePointer(pa.assumingMemoryBound(to: Float.self)),
                         b: UnsafePointer(pb.assumingMemoryBound(to: Float.self)), out: pc.assumingMemoryBound(to: Float.self), pool: pool)
+      }
+    case .pool(let kind, let g, let operands, let result):
+      // The batch is the first dimension of the result (every pooling op's is N).
+      let n = plan.shapes[result].first ?? 0
+      if slots[result].type.dtype == .f64 {
+        PoolKernels.run(kind, g, n: n, operands: operands.map { UnsafePointer(plan.pointers[$0].assumingMemoryBound(to: Double.self)) },
+                        out: plan.pointers[result].assumingMemoryBound(to: Double.self), pool: pool)
+      } else {
+        PoolKernels.run(kind, g, n: n, operands: operands.map { UnsafePointer(plan.pointers[$0].assumingMemoryBound(to: Float.self)) },
+                        out: plan.pointers[result].assumingMemoryBound(to: Float.self), pool: pool)
       }
     case .table(let table, let op, let operands, let result):
       runLookup(table, op, operands: operands, result: result, plan: plan)

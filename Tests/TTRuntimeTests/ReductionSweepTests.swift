@@ -145,3 +145,63 @@ struct ReductionSweepTests {
     #expect(got[1].doubles.allSatisfy { $0 == -.infinity })
   }
 }
+
+/// batch_norm_training and batch_norm_inference compile (lower-composites expands them into the
+/// swept statistics and one normalizing loop fused with what follows), agree with the
+/// interpreter, and refuse an empty batch as the interpreter does.
+struct CompiledBatchNormTests {
+  static let module = """
+    module @m {
+      func @train(%x: DT[B, 6, 5, 16], %s: DT[16], %o: DT[16]) -> (DT[B, 6, 5, 16], DT[16], DT[16]) {
+        %y, %mean, %var = batch_norm_training %x, %s, %o {epsilon = 0.001} : DT[B, 6, 5, 16], DT[16], DT[16]
+        %r = relu %y : DT[B, 6, 5, 16]
+        return %r, %mean, %var
+      }
+      func @serve(%x: DT[B, 16], %s: DT[16], %o: DT[16], %m: DT[16], %v: DT[16]) -> DT[B, 16] {
+        %y = batch_norm_inference %x, %s, %o, %m, %v {epsilon = 0.01} : DT[B, 16]
+        return %y
+      }
+    }
+    """
+
+  @Test(arguments: [DType.f32, .f64])
+  func batchNormCompilesAndEqualsTheInterpreter(dtype: DType) throws {
+    let module = try Parser.parseAndVerify(Self.module.replacingOccurrences(of: "DT", with: "\(dtype)"))
+    let tolerance = dtype == .f32 ? 2e-5 : 1e-12
+    let train = try Executable(module: module, function: "train")
+    #expect(train.statistics.interpreted == 0)
+    let scale = Tensor(dtype, shape: [16], floats: ReductionSweepTests.pseudoRandom(16, seed: 3).map { $0 + 1.5 })
+    let offset = Tensor(dtype, shape: [16], floats: ReductionSweepTests.pseudoRandom(16, seed: 4))
+    for batch in [2, 40] {
+      let x = Tensor(dtype, shape: [batch, 6, 5, 16], floats: ReductionSweepTests.pseudoRandom(batch * 480, seed: 5).map { $0 * 3 + 0.5 })
+      let got = try train.run([x, scale, offset])
+      let want = try Interpreter(module: module).run("train", [x, scale, offset])
+      for (g, w) in zip(got, want) { #expect(ReductionSweepTests.agree(g, w, tolerance: tolerance), "batch \(batch)") }
+    }
+    let serve = try Executable(module: module, function: "serve")
+    #expect(serve.statistics.interpreted == 0)
+    let x = Tensor(dtype, shape: [7, 16], floats: ReductionSweepTests.pseudoRandom(112, seed: 6))
+    let mean = Tensor(dtype, shape: [16], floats: ReductionSweepTests.pseudoRandom(16, seed: 7))
+    let variance = Tensor(dtype, shape: [16], floats: ReductionSweepTests.pseudoRandom(16, seed: 8).map { $0 + 1.1 })
+    let got = try serve.run([x, scale, offset, mean, variance])[0]
+    let want = try Interpreter(module: module).run("serve", [x, scale, offset, mean, variance])[0]
+    #expect(ReductionSweepTests.agree(got, want, tolerance: tolerance))
+  }
+
+  @Test func anEmptyBatchIsANamedErrorCompiledAsInterpreted() throws {
+    let module = try Parser.parseAndVerify(Self.module.replacingOccurrences(of: "DT", with: "f32"))
+    let train = try Executable(module: module, function: "train")
+    let empty = Tensor(.f32, shape: [0, 6, 5, 16], floats: [])
+    let scale = Tensor(.f32, shape: [16], floats: Array(repeating: 1, count: 16))
+    #expect(throws: (any Error).self) { _ = try Interpreter(module: module).run("train", [empty, scale, scale]) }
+    do {
+      _ = try train.run([empty, scale, scale])
+      Issue.record("an empty batch ran")
+    } catch {
+      #expect("\(error)".contains("batch_norm_training over an empty batch"))
+    }
+    // The executable still runs a non-empty batch afterwards.
+    let x = Tensor(.f32, shape: [1, 6, 5, 16], floats: ReductionSweepTests.pseudoRandom(480, seed: 1))
+    #expect(try train.run([x, scale, scale]).count == 3)
+  }
+}
