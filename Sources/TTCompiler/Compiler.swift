@@ -234,13 +234,13 @@ final class ProgramBuilder {
     if Self.convolutionCodes.contains(op.code) || Self.poolingCodes[op.code] != nil {
       let dtype = lowered.type(of: op.results[0]).dtype
       if Self.poolingCodes[op.code] != nil {
-        statistics.fallbackReasons["\(op.code) on \(dtype): compiled pooling takes f32 and f64", default: 0] += 1
+        statistics.fallbackReasons["\(op.code) on \(dtype): compiled pooling takes f32, f64 and (where the half routines compile) bf16 and f16", default: 0] += 1
         statistics.interpreted += 1
         statistics.interpretedOps[op.code.rawValue, default: 0] += 1
         thunks.append(.interpretOp(op, operands: operands, result: results[0]))
         return
       }
-      statistics.fallbackReasons["\(op.code) on \(dtype): compiled convolutions take f32 and f64", default: 0] += 1
+      statistics.fallbackReasons["\(op.code) on \(dtype): compiled convolutions take f32, f64 and (where the half routines compile) bf16 and f16", default: 0] += 1
       statistics.interpreted += 1
       statistics.interpretedOps[op.code.rawValue, default: 0] += 1
       thunks.append(.interpretOp(op, operands: operands, result: results[0]))
@@ -289,12 +289,12 @@ final class ProgramBuilder {
   static let convolutionCodes: Set<OpCode> = [.conv2d, .conv2dBackpropInput, .conv2dBackpropFilter]
   static let poolingCodes: [OpCode: PoolKind] = [.maxPool: .maxPool, .maxPoolGrad: .maxPoolGrad, .avgPool: .avgPool, .avgPoolGrad: .avgPoolGrad]
 
-  /// A pooling op that PoolKernels computes (f32 and f64, static spatial and channel sizes; the
-  /// batch may be symbolic): its kind and geometry. Nil for other ops and for half types.
+  /// A pooling op that PoolKernels computes (f32 and f64; bf16 and f16 as for convolutions; static
+  /// spatial and channel sizes; the batch may be symbolic): its kind and geometry. Nil otherwise.
   func pooling(_ op: OpNode) -> (PoolKind, PoolGeometry)? {
     guard let kind = Self.poolingCodes[op.code], op.results.count == 1 else { return nil }
     let result = lowered.type(of: op.results[0])
-    guard result.dtype == .f32 || result.dtype == .f64 else { return nil }
+    guard result.dtype == .f32 || result.dtype == .f64 || HalfWidened.supports(result.dtype) else { return nil }
     // The input's type: the forward ops' operand, the gradients' result.
     let input = kind == .maxPool || kind == .avgPool ? lowered.type(of: op.operands[0]) : result
     guard input.rank == 4, let channels = input.dims[3].staticSize, input.dims[1].staticSize != nil, input.dims[2].staticSize != nil,
@@ -303,13 +303,13 @@ final class ProgramBuilder {
     return (kind, PoolGeometry(window: window, channels: channels, countIncludePad: op.attributes.bool("count_include_pad") ?? false))
   }
 
-  /// A conv2d or one of its gradient ops that ConvKernels computes (f32 and f64, static spatial
-  /// and channel sizes; the batch may be symbolic): its kind and geometry. Nil for other ops and
-  /// for f16/bf16 convolutions, which run on the interpreter.
+  /// A conv2d or one of its gradient ops that ConvKernels computes (f32 and f64; bf16 and f16
+  /// widened to f32 where HalfWidened runs; static spatial and channel sizes; the batch may be
+  /// symbolic): its kind and geometry. Nil for other ops.
   func convolution(_ op: OpNode) -> (ConvKind, ConvGeometry)? {
     guard Self.convolutionCodes.contains(op.code), op.operands.count == 2, op.results.count == 1 else { return nil }
     let result = lowered.type(of: op.results[0])
-    guard result.dtype == .f32 || result.dtype == .f64 else { return nil }
+    guard result.dtype == .f32 || result.dtype == .f64 || HalfWidened.supports(result.dtype) else { return nil }
     let kind: ConvKind, input: TensorType, filter: TensorType
     switch op.code {
     case .conv2d: kind = .forward; input = lowered.type(of: op.operands[0]); filter = lowered.type(of: op.operands[1])

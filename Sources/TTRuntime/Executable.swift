@@ -487,7 +487,14 @@ public final class Executable: @unchecked Sendable {
       // Operand 0 is always an activation (x or dy), whose first dimension is the batch.
       let n = plan.shapes[operands[0]].first ?? 0
       let pa = plan.pointers[operands[0]], pb = plan.pointers[operands[1]], pc = plan.pointers[result]
-      if slots[result].type.dtype == .f64 {
+      let dtype = slots[result].type.dtype
+      if dtype == .f16 || dtype == .bf16 {
+        let counts = (operands + [result]).map { elementCount(plan.shapes[$0]) ?? 0 }
+        HalfWidened.run(dtype, inputs: [(UnsafeRawPointer(pa), counts[0]), (UnsafeRawPointer(pb), counts[1])], output: pc,
+                        outputCount: counts[2]) { wide, out in
+          ConvKernels.run(kind, g, n: n, a: wide[0], b: wide[1], out: out, pool: pool)
+        }
+      } else if dtype == .f64 {
         ConvKernels.run(kind, g, n: n, a: UnsafePointer(pa.assumingMemoryBound(to: Double.self)),
                         b: UnsafePointer(pb.assumingMemoryBound(to: Double.self)), out: pc.assumingMemoryBound(to: Double.self), pool: pool)
       } else {
@@ -497,7 +504,13 @@ public final class Executable: @unchecked Sendable {
     case .pool(let kind, let g, let operands, let result):
       // The batch is the first dimension of the result (every pooling op's is N).
       let n = plan.shapes[result].first ?? 0
-      if slots[result].type.dtype == .f64 {
+      let dtype = slots[result].type.dtype
+      if dtype == .f16 || dtype == .bf16 {
+        HalfWidened.run(dtype, inputs: operands.map { (UnsafeRawPointer(plan.pointers[$0]), elementCount(plan.shapes[$0]) ?? 0) },
+                        output: plan.pointers[result], outputCount: elementCount(plan.shapes[result]) ?? 0) { wide, out in
+          PoolKernels.run(kind, g, n: n, operands: wide, out: out, pool: pool)
+        }
+      } else if dtype == .f64 {
         PoolKernels.run(kind, g, n: n, operands: operands.map { UnsafePointer(plan.pointers[$0].assumingMemoryBound(to: Double.self)) },
                         out: plan.pointers[result].assumingMemoryBound(to: Double.self), pool: pool)
       } else {
