@@ -72,6 +72,9 @@ public struct Program: @unchecked Sendable {
   public let aliasing: [Int: Int]
   /// Kernels, GEMMs, interpreted ops, and the compile times (passes, whole compile).
   public let statistics: ExecutableStatistics
+  /// For each thunk, the index in `lowered.body` of the op it computes (a gemm region gives two
+  /// thunks: its GEMM and its epilogue kernel); empty when the builder did not record them.
+  public var thunkOps: [Int] = []
 
   public init(module: Module, function: Function, lowered: Function, optimizedModule: Module, symbols: [String], slots: [Slot],
               thunks: [Thunk], outputs: [Int], donated: Set<Int>, aliasing: [Int: Int], statistics: ExecutableStatistics) {
