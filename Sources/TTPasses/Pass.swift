@@ -78,14 +78,17 @@ public final class PassContext {
     return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
   }
 
-  /// Statistics and total time per pass, as `ttfc opt --stats` prints them.
+  /// Statistics and total time per pass (wall, and this thread's CPU), as `ttfc opt --stats`
+  /// prints them.
   public func report() -> String {
     var seconds: [String: Double] = [:]
+    var cpuSeconds: [String: Double] = [:]
     var runs: [String: Int] = [:]
     var order: [String] = []
-    for (pass, _, time, _) in timings {
+    for (pass, _, time, cpu) in timings {
       if seconds[pass] == nil { order.append(pass) }
       seconds[pass, default: 0] += time
+      cpuSeconds[pass, default: 0] += cpu
       runs[pass, default: 0] += 1
     }
     var lines: [String] = []
@@ -94,7 +97,7 @@ public final class PassContext {
         .map { "\($0.key)=\($0.value)" }.joined(separator: " ")
       let name = pass.padding(toLength: max(pass.count, 16), withPad: " ", startingAt: 0)
       let runText = "\(runs[pass]!) run\(runs[pass]! == 1 ? " " : "s")".padding(toLength: 8, withPad: " ", startingAt: 0)
-      let time = String(format: "%9.3f ms", seconds[pass]! * 1000)
+      let time = String(format: "%9.3f ms (CPU %.3f ms)", seconds[pass]! * 1000, cpuSeconds[pass]! * 1000)
       lines.append("\(name) \(runText) \(time)  \(counters.isEmpty ? "(no changes)" : counters)")
     }
     for (group, counters) in statistics.sorted(by: { $0.key < $1.key }) where seconds[group] == nil {

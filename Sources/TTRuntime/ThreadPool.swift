@@ -5,7 +5,9 @@
 // (measured: a 0.44 ms softmax ran no faster on 2 threads, the caller had taken both chunks before
 // the worker woke), while a training step issues kernels and GEMMs (ParallelGemm) back to back.
 // The spin is short so an idle pool still costs nothing.
-// The thread count is a knob (TTFC_THREADS, default: the number of online cores).
+// The thread count is a knob (TTFC_THREADS, default: the number of online cores). While a traced
+// run has an ExecutionTrace attached (`attach`), each worker records its chunks in it (a worker
+// knows its index: its track in the trace); detached, a chunk costs one extra load.
 
 import Glibc
 import Synchronization

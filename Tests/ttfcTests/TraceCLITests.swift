@@ -32,7 +32,7 @@ struct TraceCLITests {
   @Test func trainWritesAChromeTraceOfTheRequestedSteps() throws {
     let dir = try CLI.temporaryDirectory()
     let data = dir.appendingPathComponent("train.csv").path
-    try CLITests.writeCSV(data, rows: 200)
+    try TrainCLITests.writeCSV(data, rows: 200)
     let trace = dir.appendingPathComponent("step.json").path
     let result = try CLI.run(["train", "examples/logreg.ttir", "--data", data, "--batch", "32", "--steps", "5",
                               "--trace", trace, "--trace-steps", "2:4"])
@@ -85,33 +85,38 @@ struct TraceCLITests {
     let model = dir.appendingPathComponent("big.ttir").path
     try """
       module @big {
-        func @main(%x: f32[512, 1024]) -> f32[512, 1024] {
-          %t = tanh %x : f32[512, 1024]
-          %y = mul %t, %x : f32[512, 1024]
+        func @main(%x: f32[B, 1024]) -> f32[B, 1024] {
+          %t = tanh %x : f32[B, 1024]
+          %y = mul %t, %x : f32[B, 1024]
           return %y
         }
       }
       """.write(toFile: model, atomically: true, encoding: .utf8)
     let trace = dir.appendingPathComponent("run.json").path
-    let result = try CLI.run(["run", model, "--random-inputs", "--trace", trace, "--threads", "2"])
+    let result = try CLI.run(["run", model, "--random-inputs", "--dim", "B=2048,2048,2048,2048", "--trace", trace, "--threads", "2"])
     #expect(result.status == 0, "\(result.stderr)")
     let events = try TraceFile.events(trace)
     TraceFile.checkSlices(events)
-    #expect(TraceFile.slices(events, category: "run").count == 1)
+    #expect(TraceFile.slices(events, category: "run").map { $0["name"] as? String } == ["run 1", "run 2", "run 3", "run 4"])
     let thunks = TraceFile.slices(events, category: "thunk")
-    #expect(thunks.count == 1)
-    let ops = (thunks.first?["args"] as? [String: Any])?["ops"] as? [String]
-    #expect(ops == ["tanh", "mul"])
-    #expect(((thunks.first?["args"] as? [String: Any])?["bytes"] as? Int) == 2 * 512 * 1024 * 4)
-    // The kernel is split over the pool: the worker's chunks are on track 1, named like the thunk.
+    #expect(thunks.count == 4, "one thunk, once per run")
+    let args = thunks.first?["args"] as? [String: Any]
+    #expect(args?["ops"] as? [String] == ["tanh", "mul"])
+    #expect(args?["bytes"] as? Int == 2 * 2048 * 1024 * 4)
+    #expect(args?["flops"] as? Int == 2 * 2048 * 1024)
+    // Both pool threads have a named track; the kernel is split over the pool, and the chunks
+    // the worker ran are on its track, named like the thunk.
+    let tracks = Set(events.filter { $0["name"] as? String == "thread_name" }.compactMap { $0["tid"] as? Int })
+    #expect(tracks == [0, 1, 1000])
     let chunks = TraceFile.slices(events, category: "chunk")
-    #expect(!chunks.isEmpty && chunks.allSatisfy { $0["tid"] as? Int == 1 && $0["name"] as? String == thunks[0]["name"] as? String })
+    #expect(!chunks.isEmpty, "the worker ran no chunk in four runs of a 2M-element kernel")
+    #expect(chunks.allSatisfy { $0["tid"] as? Int == 1 && $0["name"] as? String == thunks[0]["name"] as? String })
   }
 
   @Test func badTraceOptionsAreNamedErrors() throws {
     let dir = try CLI.temporaryDirectory()
     let data = dir.appendingPathComponent("train.csv").path
-    try CLITests.writeCSV(data, rows: 40)
+    try TrainCLITests.writeCSV(data, rows: 40)
     let base = ["train", "examples/logreg.ttir", "--data", data, "--steps", "2"]
     let missingDirectory = try CLI.run(base + ["--trace", dir.appendingPathComponent("no/such/dir/t.json").path])
     #expect(missingDirectory.status != 0 && missingDirectory.stderr.contains("--trace: cannot write") && missingDirectory.stderr.contains("its directory does not exist"))
