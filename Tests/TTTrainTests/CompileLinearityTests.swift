@@ -56,11 +56,33 @@ struct CompileLinearityTests {
     }
   }
 
-  /// The scheduler before issue 23: each move an array removal and insertion, positions renumbered.
-  static func insertionSchedule(_ input: Function) -> (body: [OpID], moved: Int) {
+  /// The bound can fail: the array-insertion scheduler's renumbering steps grow more than 4.5x
+  /// from 64 to 256 layers (each update crosses the backward pass), where the linear one's
+  /// counted steps grow about 4x.
+  @Test func theInsertionSchedulersStepsWouldFailTheBound() throws {
+    func steps(_ layers: Int) throws -> (insertion: Int, linear: Int) {
+      let module = try Parser.parseAndVerify(SyntheticModels.deepMLP(layers: layers))
+      var step = try TrainStep.build(module, loss: "loss", optimizer: OptimizerConfig(.adam))
+      _ = try PassManager().run(Pipeline(Array(Pipelines.codegen.steps.dropLast())), on: &step, context: PassContext())
+      let function = step.functions.first { $0.name.hasSuffix(".train_step") }!
+      var linear = 0
+      _ = UpdateScheduling.schedule(function, steps: &linear)
+      return (Self.insertionSchedule(function).renumbered, linear)
+    }
+    let small = try steps(64), large = try steps(256)
+    let insertionGrowth = Double(large.insertion) / Double(small.insertion)
+    let linearGrowth = Double(large.linear) / Double(small.linear)
+    print("schedule steps 64 -> 256 layers: insertion \(small.insertion) -> \(large.insertion) (\(insertionGrowth)x), linear \(small.linear) -> \(large.linear) (\(linearGrowth)x)")
+    #expect(insertionGrowth > 4.5)
+    #expect(linearGrowth <= 4.5)
+  }
+
+  /// The scheduler before issue 23: each move an array removal and insertion, positions
+  /// renumbered (`renumbered` counts the positions rewritten).
+  static func insertionSchedule(_ input: Function) -> (body: [OpID], moved: Int, renumbered: Int) {
     var function = input
     let returned = Set(function.returnValues)
-    var moved = 0
+    var moved = 0, renumbered = 0
     var movedOps = Set<OpID>()
     var users: [ValueID: [OpID]] = [:]
     for other in function.body { for v in function[other].operands { users[v, default: []].append(other) } }
@@ -85,9 +107,10 @@ struct CompileLinearityTests {
       function.body.remove(at: current)
       function.body.insert(id, at: target)
       for i in target...current { position[function.body[i]] = i }
+      renumbered += current - target + 1
       movedOps.insert(id)
       moved += 1
     }
-    return (function.body, moved)
+    return (function.body, moved, renumbered)
   }
 }
