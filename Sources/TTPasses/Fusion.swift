@@ -122,8 +122,9 @@ public enum Fusion {
                                 maxOps: context.options.maxOpsPerFusion)
     planner.planGemmEpilogues()
     planner.planLoopRegions()
-    let explanations = planner.explanations()
-    context.fusionExplanations += explanations.map { "@\(function.name): \($0)" }
+    if context.options.explainFusion {
+      context.fusionExplanations += planner.explanations().map { "@\(function.name): \($0)" }
+    }
     context.work += planner.work
     let regions = planner.regions.filter { $0.members.count > 1 }
     guard !regions.isEmpty else { return false }

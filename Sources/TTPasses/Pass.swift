@@ -22,6 +22,10 @@ public struct PassOptions: Sendable {
   public var maxOpsPerFusion = 128
   /// The half type the `amp` pass lowers f32 ops to (bf16 or f16).
   public var ampType: DType = .bf16
+  /// Whether `fusion` writes `PassContext.fusionExplanations` (`--explain-fusion`): a line per
+  /// producer/consumer pair left apart, which costs a walk over every edge (2% of a deep
+  /// model's compile), so only when asked.
+  public var explainFusion = false
   public init() {}
 }
 
