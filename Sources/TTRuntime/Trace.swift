@@ -268,15 +268,13 @@ extension Executable {
       switch thunk {
       case .kernel(let kernel, _, let results, _):
         name = kernel.name
-        let work = max(1, ops.count)
-        flops = work * elements(results[0])
-        // A gemm region's epilogue: the thunk computes the ops after the matmul.
-        if ops.first == "matmul" { ops.removeFirst(); flops = max(1, ops.count) * elements(results[0]) }
-      case .gemm(let a, let b, let c, let ta, _):
+        // A gemm region's epilogue kernel computes the ops after the matmul.
+        if ops.first == "matmul" { ops.removeFirst() }
+        flops = max(1, ops.count) * elements(results[0])
+      case .gemm(let a, _, let c, let transposeA, _):
         name = "gemm"
-        let inner = ta ? (shapes[a].dropLast().last ?? 1) : (shapes[a].last ?? 1)
+        let inner = transposeA ? (shapes[a].dropLast().last ?? 1) : (shapes[a].last ?? 1)
         flops = 2 * elements(c) * inner
-        _ = b
         ops = ["matmul"]
       case .gemmSummedOverBatch(let a, _, let c):
         name = "gemm summed over batch"

@@ -88,8 +88,11 @@ let repetitions = options.repetitions
 // files into this run's table.
 let only: Set<String>? = options.only.map { Set($0.split(separator: ",").map(String.init)) }
 func selected(_ id: String) -> Bool { only?.contains(id) ?? (id != "W5warm" && id != "curve" && id != "W5Lchild") }
-/// --profile or TTFC_PROFILE: the training-step workloads print their per-thunk tables.
-let profiling = options.profile || getenv("TTFC_PROFILE") != nil
+/// --profile or TTFC_PROFILE: every executable records an ExecutionTrace (Executable.trace), and
+/// the training-step workloads print their per-thunk tables from it (W4 and W4h from their timed
+/// steps only).
+if options.profile { setenv("TTFC_PROFILE", "1", 1) }
+let profiling = getenv("TTFC_PROFILE") != nil
 let jsonOut = options.jsonOut
 let extraFiles = options.extra.map { $0.split(separator: ",").map(String.init) } ?? []
 
@@ -335,6 +338,7 @@ if selected("W5L") {
     var environment = ProcessInfo.processInfo.environment
     environment["TTFC_W5L_LAYERS"] = String(layers)
     environment["TTFC_CACHE_DIR"] = "off"
+    environment["TTFC_PROFILE"] = nil   // a recording would be timed with the compile
     child.environment = environment
     try child.run()
     child.waitUntilExit()
