@@ -76,7 +76,7 @@ let package = Package(
     .testTarget(name: "TTCodegenTests", dependencies: ["TTCodegen"]),
     .testTarget(name: "TTEmbeddingTests", dependencies: ["TTEmbedding", "TTSupport"]),
     .testTarget(name: "TTSupportTests", dependencies: ["TTSupport"]),
-    .testTarget(name: "TTTrainTests", dependencies: ["TTIR", "TTInterp", "TTTrain", "TTRuntime", "TTCompiler", "TTEmbedding"],
+    .testTarget(name: "TTTrainTests", dependencies: ["TTIR", "TTInterp", "TTTrain", "TTPasses", "TTRuntime", "TTCompiler", "TTEmbedding"],
                 exclude: ["JAXVision"]),
     .testTarget(name: "ttfcTests", dependencies: ["ttfc", "TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCompiler", "TTTrain"]),
   ]

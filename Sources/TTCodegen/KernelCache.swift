@@ -59,6 +59,24 @@ public final class KernelCache: @unchecked Sendable {
   public private(set) var diskWrites = 0
   /// Seconds spent compiling (or loading) kernels in this process.
   public private(set) var compileSeconds = 0.0
+  /// Where compiling kernels spent its time, summed over the compiling threads (so the parts of
+  /// a parallel compile add up to more than its wall time): building LLVM IR, LLVM's
+  /// optimization pipeline, machine code (instruction selection to object file), and linking
+  /// objects into the JIT (disk-cache objects included).
+  public struct PhaseSeconds: Sendable {
+    public var emit = 0.0, optimize = 0.0, machineCode = 0.0, link = 0.0
+    public init(emit: Double = 0, optimize: Double = 0, machineCode: Double = 0, link: Double = 0) {
+      self.emit = emit; self.optimize = optimize; self.machineCode = machineCode; self.link = link
+    }
+  }
+  public private(set) var phaseSeconds = PhaseSeconds()
+  private func addPhase(_ keyPath: WritableKeyPath<PhaseSeconds, Double>, since start: Double) -> Double {
+    let now = DispatchClock.now()
+    lock.withLock { phaseSeconds[keyPath: keyPath] += now - start }
+    return now
+  }
+  /// A snapshot of `phaseSeconds`.
+  public var phases: PhaseSeconds { lock.withLock { phaseSeconds } }
   /// The on-disk cache (nil: disabled by TTFC_CACHE_DIR=off, or no usable directory).
   public let disk: KernelDiskCache?
 
@@ -195,11 +213,15 @@ public final class KernelCache: @unchecked Sendable {
         let emitter = KernelEmitter(ir: ir, body: item.request.body, signature: Self.signature(of: item.request.body))
         _ = try emitter.emit(name: name)
       }
+      var mark = addPhase(\.emit, since: start)
       try Self.optimize(module, named: "ttfc_batch_" + tag, machine: machine)
+      mark = addPhase(\.optimize, since: mark)
       let object = try machine.object(of: module.module, quickly: !Self.needsFullCodegen(items[0].request.body))
+      mark = addPhase(\.machineCode, since: mark)
       lock.withLock { misses += items.count }
       if let disk { for (item, name) in zip(items, names) where disk.write(key: item.key, name: name, object: object) { lock.withLock { diskWrites += 1 } } }
       let addresses = try JIT.shared.addObject(object, symbols: names)
+      _ = addPhase(\.link, since: mark)
       let share = (DispatchClock.now() - start) / Double(items.count)
       for (k, item) in items.enumerated() {
         _ = finish(CompiledKernel(signature: Self.signature(of: item.request.body), entry: unsafeBitCast(addresses[k], to: KernelEntry.self),
@@ -247,7 +269,9 @@ public final class KernelCache: @unchecked Sendable {
     }
     lock.withLock { misses += 1 }
     do {
+      let linkStart = DispatchClock.now()
       let address = try JIT.shared.addObject(object, symbol: storedName)
+      _ = addPhase(\.link, since: linkStart)
       return finish(CompiledKernel(signature: Self.signature(of: request.body), entry: unsafeBitCast(address, to: KernelEntry.self), name: storedName,
                                    llvmIR: nil, assembly: nil, compileSeconds: DispatchClock.now() - start,
                                    streamingOutput: request.streamingOutput, body: request.body), key: key, fromDisk: true)
@@ -321,16 +345,21 @@ public final class KernelCache: @unchecked Sendable {
     lock.withLock { misses += 1 }
     let module = KernelModule(name: name)
     let ir = IRBuilder(module)
+    let emitStart = DispatchClock.now()
     let emitter = KernelEmitter(ir: ir, body: body, signature: signature, streamingOutput: request.streamingOutput)
     _ = try emitter.emit(name: name)
+    var mark = addPhase(\.emit, since: emitStart)
     try Self.optimize(module, named: name, machine: machine)
     if request.streamingOutput { StreamingStores.mark(module.module) }
+    mark = addPhase(\.optimize, since: mark)
     let listing = keepListings ? module.text : nil
     let quickly = !Self.needsFullCodegen(body)
     let assembly = keepListings ? try machine.assembly(of: module.module, quickly: quickly) : nil
     let object = try machine.object(of: module.module, quickly: quickly)
+    mark = addPhase(\.machineCode, since: mark)
     if let disk, disk.write(key: key, name: name, object: object) { lock.withLock { diskWrites += 1 } }
     let address = try jit.addObject(object, symbol: name)
+    _ = addPhase(\.link, since: mark)
     return finish(CompiledKernel(signature: signature, entry: unsafeBitCast(address, to: KernelEntry.self), name: name,
                                  llvmIR: listing, assembly: assembly, compileSeconds: DispatchClock.now() - start,
                                  streamingOutput: request.streamingOutput, body: body), key: key, fromDisk: false)

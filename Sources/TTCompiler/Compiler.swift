@@ -95,22 +95,39 @@ public enum Compiler {
     }
     if wantsHalfRoutines { HalfGemm.compileInBackground() }
     defer { if wantsHalfRoutines { _ = HalfGemm.available } }
+    // Routines already compiled by an earlier program of the process cost this one nothing.
+    let routinesBefore = JitGemm.compileSeconds + HalfGemm.compileSeconds
     let start = DispatchClock.now()
     var optimized = module
-    let context = PassContext()
-    do { try PassManager(verifyEach: options.verifyEach).run(options.pipeline, on: &optimized, context: context) }
+    let passes = PassContext()
+    do { try PassManager(verifyEach: options.verifyEach).run(options.pipeline, on: &optimized, context: passes) }
     catch { throw .invalid("\(error)") }
     guard let lowered = optimized.function(named: functionName) else {
       throw .invalid("the pipeline removed '@\(functionName)'")
     }
     var statistics = ExecutableStatistics()
     statistics.optimizeSeconds = DispatchClock.now() - start
+    statistics.phaseSlices = passes.timings.map { .init(name: "pass " + $0.pass, start: $0.start, end: $0.start + $0.seconds) }
+    statistics.passTimes = passes.timeByPass.map { ExecutableStatistics.PassTime(pass: $0.pass, runs: $0.runs, seconds: $0.seconds, cpuSeconds: $0.cpuSeconds) }
+    statistics.passWork = passes.work
+    let phasesBefore = KernelCache.shared.phases
     let builder = ProgramBuilder(module: module, lowered: lowered, donated: options.donated, statistics: statistics)
     try builder.build(compileThreads: options.compileThreads)
+    // Wait for the GEMM routines (what a process compiles does not depend on timing).
+    if wantsGemmRoutines { _ = JitGemm.enabled }
+    if wantsHalfRoutines { _ = HalfGemm.available }
+    let phases = KernelCache.shared.phases
+    builder.statistics.kernelPhases = KernelCache.PhaseSeconds(
+      emit: phases.emit - phasesBefore.emit, optimize: phases.optimize - phasesBefore.optimize,
+      machineCode: phases.machineCode - phasesBefore.machineCode, link: phases.link - phasesBefore.link)
+    builder.statistics.gemmRoutineSeconds = JitGemm.compileSeconds + HalfGemm.compileSeconds - routinesBefore
     builder.statistics.compileSeconds = DispatchClock.now() - start
-    return Program(module: module, function: original, lowered: lowered, optimizedModule: optimized, symbols: builder.symbols,
-                   slots: builder.slots, thunks: builder.thunks, outputs: builder.outputs, donated: options.donated,
-                   aliasing: options.aliasing, statistics: builder.statistics, nonEmptyRequirements: context.nonEmptyRequirements)
+    builder.statistics.phaseSlices.insert(.init(name: "compile", start: start, end: start + builder.statistics.compileSeconds), at: 0)
+    var program = Program(module: module, function: original, lowered: lowered, optimizedModule: optimized, symbols: builder.symbols,
+                          slots: builder.slots, thunks: builder.thunks, outputs: builder.outputs, donated: options.donated,
+                          aliasing: options.aliasing, statistics: builder.statistics, nonEmptyRequirements: passes.nonEmptyRequirements)
+    program.thunkOps = builder.thunkOps
+    return program
   }
 }
 
@@ -140,15 +157,23 @@ final class ProgramBuilder {
   var slots: [Program.Slot] = []
   var slotOf: [ValueID: Int] = [:]
   var thunks: [Program.Thunk] = []
+  /// The lowered op (body index) of each thunk.
+  var thunkOps: [Int] = []
   var outputs: [Int] = []
   /// Matmuls folded into the batch sum that reads them: result -> (A slot, B slot).
   var deferredMatmuls: [ValueID: (Int, Int)] = [:]
   /// Index in `lowered.body` of each value's last reader, and of the op being lowered.
   var lastUse: [ValueID: Int] = [:]
   var currentOp = 0
+  /// The function's results, and how many ops read each value: asked per op, so built once (a
+  /// set per op was quadratic in a deep model's step, which returns thousands of values).
+  let returned: Set<ValueID>
+  var readerCount: [ValueID: Int] = [:]
 
   init(module: Module, lowered: Function, donated: Set<Int>, statistics: ExecutableStatistics) {
     self.module = module; self.lowered = lowered; self.donated = donated; self.statistics = statistics
+    returned = Set(lowered.returnValues)
+    for id in lowered.body { for v in Set(lowered[id].operands) { readerCount[v, default: 0] += 1 } }
     var set = Set<String>()
     for v in lowered.values { set.formUnion(v.type.symbols) }
     symbols = set.sorted()
@@ -171,11 +196,16 @@ final class ProgramBuilder {
     // Compile every kernel the lowering below will ask for, in parallel; lowering then finds
     // them in the cache (and still decides fallbacks itself, one op at a time).
     for (i, id) in lowered.body.enumerated() { for v in lowered[id].operands { lastUse[v] = i } }
+    let kernelsStart = DispatchClock.now()
     KernelCache.shared.precompile(kernelRequests(), threads: compileThreads)
+    let loweringStart = DispatchClock.now()
+    statistics.phaseSlices.append(.init(name: "compile kernels", start: kernelsStart, end: loweringStart))
     for (i, id) in lowered.body.enumerated() {
       currentOp = i
       try lower(lowered[id])
+      while thunkOps.count < thunks.count { thunkOps.append(i) }
     }
+    statistics.phaseSlices.append(.init(name: "lower to thunks", start: loweringStart, end: DispatchClock.now()))
     for v in lowered.returnValues {
       guard let slot = slotOf[v] else { throw .invalid("'@\(lowered.name)' returns '\(lowered[v].name)', which has no storage") }
       outputs.append(slot)
@@ -334,10 +364,9 @@ final class ProgramBuilder {
     guard ta.dtype == .f32 || ta.dtype == .f64,
           (op.attributes.bool("transpose_a") ?? false), !(op.attributes.bool("transpose_b") ?? false),
           ta.rank >= 3, ta.rank == tb.rank, ta.dims.dropLast(2) == tb.dims.dropLast(2),
-          gemmSupported([ta, tb]), !lowered.returnValues.contains(op.results[0]) else { return false }
-    let readers = lowered.body.filter { lowered[$0].operands.contains(op.results[0]) }
-    guard readers.count == 1 else { return false }
-    let reader = lowered[readers[0]]
+          gemmSupported([ta, tb]), !returned.contains(op.results[0]), readerCount[op.results[0]] == 1,
+          let last = lastUse[op.results[0]] else { return false }
+    let reader = lowered[lowered.body[last]]
     return reader.code == .reduceSum && reader.operands == [op.results[0]] && !(reader.attributes.bool("keepdims") ?? false)
       && reader.attributes.ints("axes") == Array(0..<(ta.rank - 2))
   }
@@ -379,7 +408,6 @@ final class ProgramBuilder {
   /// constant, nor an argument the caller did not donate).
   func dyingArguments(_ body: Function, _ values: [ValueID]) -> [Int] {
     guard body.isElementwise, let output = body.resultTypes.first else { return [] }
-    let returned = Set(lowered.returnValues)
     return body.arguments.indices.filter { k in
       let v = values[k]
       guard body.type(of: body.arguments[k]) == output, lastUse[v] == currentOp, !returned.contains(v) else { return false }
@@ -397,7 +425,7 @@ final class ProgramBuilder {
   /// cached when the caller reads it, so caching it would only evict the kernel's own inputs.
   func streams(_ values: [ValueID], inPlace: [Int]) -> Bool {
     guard values.count == 1, let value = values.first,
-          inPlace.isEmpty, lowered.returnValues.contains(value), lastUse[value] == nil,
+          inPlace.isEmpty, returned.contains(value), lastUse[value] == nil,
           let shape = lowered.type(of: value).staticShape else { return false }
     return shape.reduce(1, *) * lowered.type(of: value).dtype.byteSize >= Compiler.streamingThreshold
   }

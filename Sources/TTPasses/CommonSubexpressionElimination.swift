@@ -67,6 +67,7 @@ public enum CommonSubexpressionElimination {
   ) { function, context in
     var rewriter = Rewriter(function)
     var seen: [OpKey: OpID] = [:]
+    seen.reserveCapacity(function.body.count)   // no rehashing as it fills (3% of a deep step's compile)
     var merged = 0
     for id in function.body {
       let op = rewriter.prepare(id)

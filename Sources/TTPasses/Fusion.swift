@@ -122,8 +122,9 @@ public enum Fusion {
                                 maxOps: context.options.maxOpsPerFusion)
     planner.planGemmEpilogues()
     planner.planLoopRegions()
-    let explanations = planner.explanations()
-    context.fusionExplanations += explanations.map { "@\(function.name): \($0)" }
+    if context.options.explainFusion {
+      context.fusionExplanations += planner.explanations().map { "@\(function.name): \($0)" }
+    }
     context.work += planner.work
     let regions = planner.regions.filter { $0.members.count > 1 }
     guard !regions.isEmpty else { return false }
@@ -540,7 +541,7 @@ enum MultiOutputFusion {
     var merges = 0
     while true {
       work += function.body.count
-      let merged = mergeProducersIntoConsumers(&function, maxOps: maxOps)
+      let merged = mergeProducersIntoConsumers(&function, maxOps: maxOps, work: &work)
       merges += merged
       if merged == 0 { break }
     }
@@ -550,12 +551,24 @@ enum MultiOutputFusion {
   }
 
   /// One sweep over the consumers in program order, merging each with every producer that
-  /// qualifies (its other readers all after it). Returns the number of merges.
-  static func mergeProducersIntoConsumers(_ function: inout Function, maxOps: Int) -> Int {
+  /// qualifies (its other readers all after it). Returns the number of merges. Readers are
+  /// recorded once and resolved through `mergedInto` (an op merged into a consumer reads as that
+  /// consumer), never rewritten per merge: an optimizer's shared scalars (the learning rate, the
+  /// bias corrections) are read by every update, and rewriting their reader lists at each merge
+  /// made a deep model's step quadratic in its parameter count.
+  static func mergeProducersIntoConsumers(_ function: inout Function, maxOps: Int, work: inout Int) -> Int {
     var position: [OpID: Int] = [:]
     for (i, id) in function.body.enumerated() { position[id] = i }
     var users: [ValueID: [OpID]] = [:]
     for id in function.body { for v in function[id].operands { users[v, default: []].append(id) } }
+    var mergedInto: [OpID: OpID] = [:]
+    func resolve(_ id: OpID) -> OpID {
+      var root = id
+      while let next = mergedInto[root] { root = next }
+      var current = id
+      while let next = mergedInto[current], next != root { mergedInto[current] = root; current = next }
+      return root
+    }
     var removed = Set<OpID>()
     var merges = 0
     for consumerID in function.body where !removed.contains(consumerID) {
@@ -565,22 +578,27 @@ enum MultiOutputFusion {
       while found {
         found = false
         for v in function[consumerID].operands {
+          work += 1
           guard case .result(let pid, _) = function[v].definition, pid != consumerID, let p = position[pid], p < c,
                 elementwiseResultType(function[pid]) == type,
                 // The size cap holds for merged regions too (a chain of capped regions must
                 // not merge back into one).
                 function[pid].body!.body.count + function[consumerID].body!.body.count <= maxOps else { continue }
-          // The merged op takes the consumer's place: every other reader must come after it.
-          let readers = function[pid].results.flatMap { users[$0] ?? [] }
-          guard readers.allSatisfy({ $0 == consumerID || position[$0]! > c }) else { continue }
-          let producerOperands = function[pid].operands
-          let producerResults = function[pid].results
+          // The merged op takes the consumer's place: every other reader must come after it
+          // (reads by ops merged into the producer itself are inside it).
+          var readersAfter = true
+          for r in function[pid].results {
+            for reader in users[r] ?? [] {
+              work += 1
+              let op = resolve(reader)
+              if op != consumerID && op != pid && position[op]! <= c { readersAfter = false; break }
+            }
+            if !readersAfter { break }
+          }
+          guard readersAfter else { continue }
           mergeOnce(&function, producer: pid, consumer: consumerID)
           removed.insert(pid)
-          position[pid] = nil
-          // The consumer now reads the producer's operands, and no longer reads its results.
-          for u in producerOperands { users[u] = (users[u] ?? []).map { $0 == pid ? consumerID : $0 } }
-          for r in producerResults { users[r]?.removeAll { $0 == consumerID } }
+          mergedInto[pid] = consumerID
           merges += 1
           found = true
           break

@@ -22,6 +22,10 @@ public struct PassOptions: Sendable {
   public var maxOpsPerFusion = 128
   /// The half type the `amp` pass lowers f32 ops to (bf16 or f16).
   public var ampType: DType = .bf16
+  /// Whether `fusion` writes `PassContext.fusionExplanations` (`--explain-fusion`): a line per
+  /// producer/consumer pair left apart, which costs a walk over every edge (2% of a deep
+  /// model's compile), so only when asked.
+  public var explainFusion = false
   public init() {}
 }
 
@@ -29,7 +33,10 @@ public struct PassOptions: Sendable {
 public final class PassContext {
   public var options: PassOptions
   public private(set) var statistics: [String: [String: Int]] = [:]
-  public private(set) var timings: [(pass: String, seconds: Double)] = []
+  /// Each pass run: wall seconds, and seconds of this thread's CPU (passes run on one thread; on a
+  /// shared host the CPU time is the pass's own work, the wall time adds the waits for a core).
+  /// `start` is CLOCK_MONOTONIC seconds (DispatchClock's clock), for a trace's compile track.
+  public private(set) var timings: [(pass: String, start: Double, seconds: Double, cpuSeconds: Double)] = []
   /// Lines written by `fusion` for `--explain-fusion`: why adjacent ops were kept apart.
   public var fusionExplanations: [String] = []
   /// Lines written by `amp` for `--explain-amp`: each op's precision and why.
@@ -50,16 +57,45 @@ public final class PassContext {
   public func count(_ pass: String, _ counter: String, by amount: Int = 1) {
     statistics[pass, default: [:]][counter, default: 0] += amount
   }
-  func recordTime(_ pass: String, _ seconds: Double) { timings.append((pass, seconds)) }
+  func recordTime(_ pass: String, start: Double, _ seconds: Double, cpu: Double) { timings.append((pass, start, seconds, cpu)) }
 
-  /// Statistics and total time per pass, as `ttfc opt --stats` prints them.
+  /// Total wall and CPU seconds per pass, in the order the passes first ran (`--stats`' phases).
+  public var timeByPass: [(pass: String, runs: Int, seconds: Double, cpuSeconds: Double)] {
+    var index: [String: Int] = [:]
+    var result: [(pass: String, runs: Int, seconds: Double, cpuSeconds: Double)] = []
+    for (pass, _, seconds, cpu) in timings {
+      if let k = index[pass] { result[k].runs += 1; result[k].seconds += seconds; result[k].cpuSeconds += cpu; continue }
+      index[pass] = result.count
+      result.append((pass, 1, seconds, cpu))
+    }
+    return result
+  }
+
+  /// CLOCK_MONOTONIC seconds.
+  public static func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+  }
+
+  /// Seconds of CPU the calling thread has used (CLOCK_THREAD_CPUTIME_ID).
+  public static func threadCPUSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+  }
+
+  /// Statistics and total time per pass (wall, and this thread's CPU), as `ttfc opt --stats`
+  /// prints them.
   public func report() -> String {
     var seconds: [String: Double] = [:]
+    var cpuSeconds: [String: Double] = [:]
     var runs: [String: Int] = [:]
     var order: [String] = []
-    for (pass, time) in timings {
+    for (pass, _, time, cpu) in timings {
       if seconds[pass] == nil { order.append(pass) }
       seconds[pass, default: 0] += time
+      cpuSeconds[pass, default: 0] += cpu
       runs[pass, default: 0] += 1
     }
     var lines: [String] = []
@@ -68,7 +104,7 @@ public final class PassContext {
         .map { "\($0.key)=\($0.value)" }.joined(separator: " ")
       let name = pass.padding(toLength: max(pass.count, 16), withPad: " ", startingAt: 0)
       let runText = "\(runs[pass]!) run\(runs[pass]! == 1 ? " " : "s")".padding(toLength: 8, withPad: " ", startingAt: 0)
-      let time = String(format: "%9.3f ms", seconds[pass]! * 1000)
+      let time = String(format: "%9.3f ms (CPU %.3f ms)", seconds[pass]! * 1000, cpuSeconds[pass]! * 1000)
       lines.append("\(name) \(runText) \(time)  \(counters.isEmpty ? "(no changes)" : counters)")
     }
     for (group, counters) in statistics.sorted(by: { $0.key < $1.key }) where seconds[group] == nil {
@@ -148,9 +184,11 @@ public struct PassManager {
     for step in steps {
       switch step {
       case .pass(let pass):
-        let start = DispatchTime.now().uptimeNanoseconds
+        let start = PassContext.monotonicSeconds()
+        let cpuStart = PassContext.threadCPUSeconds()
         let passChanged = pass.run(&module, context)
-        context.recordTime(pass.name, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        context.recordTime(pass.name, start: start, PassContext.monotonicSeconds() - start,
+                           cpu: PassContext.threadCPUSeconds() - cpuStart)
         if verifyEach {
           let problems = Verifier.verify(module)
           if !problems.isEmpty { throw PassFailure(pass: pass.name, problems: problems) }

@@ -11,7 +11,8 @@
 // anyway, so starting it earlier holds no extra memory. Pure reordering: values are unchanged.
 // Small values (at most `smallElements` elements, like the step's bias corrections computed from
 // the step number) move up the same way, so updates that read them are not held back by them.
-// Runs after fusion (it moves whole regions) and after DCE.
+// Runs after fusion (it moves whole regions) and after DCE. Linear: the new order is built in
+// one pass (`schedule`), with no array insertion per move.
 
 import TTIR
 
@@ -19,40 +20,73 @@ public enum UpdateScheduling {
   public static let pass = Pass.perFunction(
     name: "schedule", summary: "run each state update (every result returned) as soon as its inputs are ready"
   ) { function, context in
+    var steps = 0
+    guard let order = schedule(function, steps: &steps) else { context.work += steps; return false }
+    context.work += steps
+    context.count("schedule", "updates-moved", by: order.moved)
+    function.body = order.body
+    return true
+  }
+
+  /// Where an op sits in the new order. An op that stays is `(its original index, -1)`; an op
+  /// that moves joins the run of moved ops placed after the op that stays at `base` (-1: before
+  /// the first op), at index `run` of that run. Runs only grow at their end and ops that stay
+  /// keep their order, so comparing keys compares positions, and a key never changes.
+  struct Place: Comparable {
+    var base: Int
+    var run: Int
+    static func < (a: Place, b: Place) -> Bool { (a.base, a.run) < (b.base, b.run) }
+  }
+
+  /// The new body order and the number of ops moved, or nil when nothing moves. Visits ops in
+  /// program order; each moved op goes right after the last op it must follow, after the ops
+  /// already moved there (moved ops keep program order). Linear in the operand and reader edges
+  /// (`steps` counts them): no array insertion and no renumbering per move (a thousand parameter
+  /// updates each moved across the backward pass made that quadratic).
+  static func schedule(_ function: Function, steps: inout Int) -> (body: [OpID], moved: Int)? {
     let returned = Set(function.returnValues)
+    var index: [OpID: Int] = [:]
+    for (i, id) in function.body.enumerated() { index[id] = i }
+    // Readers never change; only the order does.
+    var users: [ValueID: [Int]] = [:]
+    for (i, id) in function.body.enumerated() { for v in function[id].operands { users[v, default: []].append(i) } }
+    var place = [Place](repeating: Place(base: 0, run: -1), count: function.body.count)
+    for i in place.indices { place[i].base = i }
+    var runs: [Int: [Int]] = [:]   // base -> moved ops after it, in order
+    var lastStayed = -1            // the latest op (so far) that keeps its place
     var moved = 0
-    var movedOps = Set<OpID>()
-    // Readers never change (only the order does); positions are recomputed after each move.
-    var users: [ValueID: [OpID]] = [:]
-    for other in function.body { for v in function[other].operands { users[v, default: []].append(other) } }
-    var position: [OpID: Int] = [:]
-    for (i, other) in function.body.enumerated() { position[other] = i }
-    for id in function.body {
+    for (i, id) in function.body.enumerated() {
       let op = function[id]
-      guard !op.code.info.hasSideEffects else { continue }   // their order is the program's
-      let update = isStateUpdate(op, function: function, returned: returned)
-      guard update || isSmall(op, function: function) else { continue }
+      let update = !op.code.info.hasSideEffects && isStateUpdate(op, function: function, returned: returned)
+      guard !op.code.info.hasSideEffects, update || isSmall(op, function: function) else { lastStayed = i; continue }
       let resultTypes = Set(op.results.map { function.type(of: $0) })
-      var last = -1   // the position it must follow
+      var anchor: Place? = nil   // the op it must follow
       for v in op.operands {
-        if case .result(let producer, _) = function[v].definition, let p = position[producer] { last = max(last, p) }
+        steps += 1
+        if case .result(let producer, _) = function[v].definition, let p = index[producer] { anchor = max(anchor ?? place[p], place[p]) }
         guard update, resultTypes.contains(function.type(of: v)), case .argument = function[v].definition else { continue }
-        for reader in users[v] ?? [] where reader != id { last = max(last, position[reader]!) }
+        for reader in users[v] ?? [] where reader != i {
+          steps += 1
+          anchor = max(anchor ?? place[reader], place[reader])
+        }
       }
-      let current = position[id]!
-      // After ops already moved to the same place: moved ops keep their program order.
-      var target = last + 1
-      while target < current && movedOps.contains(function.body[target]) { target += 1 }
-      guard target < current else { continue }
-      function.body.remove(at: current)
-      function.body.insert(id, at: target)
-      for i in target...current { position[function.body[i]] = i }
-      movedOps.insert(id)
+      let base = anchor?.base ?? -1
+      // It moves when an op that stays lies between the anchor's run and it; an anchor after
+      // it (a later reader of the parameter it overwrites) keeps it in place.
+      guard base < i, lastStayed > base else { lastStayed = i; continue }
+      place[i] = Place(base: base, run: runs[base, default: []].count)
+      runs[base, default: []].append(i)
       moved += 1
     }
-    guard moved > 0 else { return false }
-    context.count("schedule", "updates-moved", by: moved)
-    return true
+    guard moved > 0 else { return nil }
+    var body: [OpID] = []
+    body.reserveCapacity(function.body.count)
+    body += (runs[-1] ?? []).map { function.body[$0] }
+    for (i, id) in function.body.enumerated() where place[i].run == -1 {
+      body.append(id)
+      body += (runs[i] ?? []).map { function.body[$0] }
+    }
+    return (body, moved)
   }
 
   static let smallElements = 64

@@ -46,6 +46,33 @@ public struct ExecutableStatistics: Sendable {
   /// Parts of compileSeconds: the pass pipeline, and parameter initialization.
   public var optimizeSeconds = 0.0
   public var parameterSeconds = 0.0
+  /// The pass pipeline by pass, in the order passes first ran: runs, wall and CPU seconds.
+  public var passTimes: [PassTime] = []
+  /// Steps of the passes' shape-dependent searches (PassContext.work).
+  public var passWork = 0
+  /// Kernel compilation of this program by phase (KernelCache.PhaseSeconds: summed over the
+  /// compiling threads), and the GEMM routines' compile (once per process: 0 when an earlier
+  /// program of the process compiled them).
+  public var kernelPhases = KernelCache.PhaseSeconds()
+  public var gemmRoutineSeconds = 0.0
+  /// When the compile's phases ran (DispatchClock seconds): the whole compile, each pass run,
+  /// kernel compilation, lowering and parameter initialization; the compile track of a trace.
+  public var phaseSlices: [PhaseSlice] = []
+  public struct PhaseSlice: Sendable {
+    public var name: String
+    public var start: Double
+    public var end: Double
+    public init(name: String, start: Double, end: Double) { self.name = name; self.start = start; self.end = end }
+  }
+  public struct PassTime: Sendable {
+    public var pass: String
+    public var runs: Int
+    public var seconds: Double
+    public var cpuSeconds: Double
+    public init(pass: String, runs: Int, seconds: Double, cpuSeconds: Double) {
+      self.pass = pass; self.runs = runs; self.seconds = seconds; self.cpuSeconds = cpuSeconds
+    }
+  }
   /// Why ops run on the interpreter, with counts.
   public var fallbackReasons: [String: Int] = [:]
   /// The ops that run on the interpreter (alone, or inside a region that could not compile), by
@@ -242,6 +269,7 @@ public final class Executable: @unchecked Sendable {
     }
     statistics.parameterSeconds = DispatchClock.now() - start
     statistics.compileSeconds += statistics.parameterSeconds
+    statistics.phaseSlices.append(.init(name: "parameters", start: start, end: start + statistics.parameterSeconds))
   }
 
   deinit {
@@ -300,15 +328,26 @@ public final class Executable: @unchecked Sendable {
     let executable: Executable
     let plan: Plan
     public func execute() throws(ExecutableError) {
-      if executable.profile {
-        for (i, thunk) in executable.thunks.enumerated() {
-          let start = DispatchClock.now()
-          try executable.execute(thunk, plan: plan, symbolValues: symbolValues)
-          executable.thunkSeconds[i, default: 0] += DispatchClock.now() - start
-        }
+      if let trace = executable.trace {
+        try executeTraced(trace)
         return
       }
       for thunk in executable.thunks { try executable.execute(thunk, plan: plan, symbolValues: symbolValues) }
+    }
+
+    /// A run that records a slice per thunk (and the pool's chunks) in `trace`.
+    func executeTraced(_ trace: ExecutionTrace) throws(ExecutableError) {
+      let pool = executable.pool
+      pool.attach(trace)
+      defer { pool.attach(nil) }
+      let runStart = DispatchClock.now()
+      for (i, thunk) in executable.thunks.enumerated() {
+        trace.beginThunk(i)
+        let start = DispatchClock.now()
+        try executable.execute(thunk, plan: plan, symbolValues: symbolValues)
+        trace.recordThunk(i, start: start, end: DispatchClock.now())
+      }
+      trace.finishRun(executable, start: runStart, end: DispatchClock.now(), shapes: plan.shapes)
     }
   }
 
@@ -382,16 +421,12 @@ public final class Executable: @unchecked Sendable {
     }
   }
 
-  /// With TTFC_PROFILE set, prepared runs time every thunk (see `profileReport`).
-  let profile = getenv("TTFC_PROFILE") != nil
-  var thunkSeconds: [Int: Double] = [:]
+  /// When set, prepared runs record every thunk in it (ExecutionTrace: `--trace`, `--profile`);
+  /// TTFC_PROFILE attaches one at creation. Nil: runs record nothing and cost nothing extra.
+  public var trace: ExecutionTrace? = getenv("TTFC_PROFILE") != nil ? ExecutionTrace() : nil
 
-  /// Seconds spent in each thunk so far (TTFC_PROFILE runs), most expensive first.
-  public var profileReport: String {
-    let listing = thunkListing
-    return thunkSeconds.sorted { $0.value > $1.value }.map { String(format: "%8.3f ms  ", $0.value * 1e3) + listing[$0.key] }
-      .joined(separator: "\n")
-  }
+  /// Seconds spent in each thunk so far (of the runs `trace` recorded), most expensive first.
+  public var profileReport: String { trace?.thunkTableText() ?? "" }
 
   /// The compiled kernels of this executable, in execution order.
   public var kernels: [CompiledKernel] {

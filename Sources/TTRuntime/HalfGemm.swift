@@ -32,7 +32,15 @@ public enum HalfGemm {
   static let nr = 16
 
   /// The conversions and (on a host with AVX512-BF16) the dot-product microkernel.
-  static let routines: HalfGemmKernels.Entries? = try? HalfGemmKernels.compiled()
+  static let routines: HalfGemmKernels.Entries? = {
+    let start = DispatchClock.now()
+    defer { compileNanoseconds.store(Int((DispatchClock.now() - start) * 1e9), ordering: .relaxed) }
+    return try? HalfGemmKernels.compiled()
+  }()
+  private static let compileNanoseconds = Atomic<Int>(0)
+  /// Seconds compiling the routines took in this process (0 until they are compiled), for
+  /// `--stats`' compile phases.
+  public static var compileSeconds: Double { Double(compileNanoseconds.load(ordering: .relaxed)) / 1e9 }
 
   /// Whether half GEMMs can run here (LLVM compiled the routines).
   public static var available: Bool { routines != nil }

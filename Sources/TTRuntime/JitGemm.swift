@@ -42,7 +42,15 @@ public enum JitGemm {
   static let ncBlock = 2048  // a multiple of nr
 
   /// The microkernel and packing routines, compiled on first use (nil if LLVM could not).
-  static let routines: GemmKernels.Entries? = try? GemmKernels.compiled()
+  static let routines: GemmKernels.Entries? = {
+    let start = DispatchClock.now()
+    defer { compileNanoseconds.store(Int((DispatchClock.now() - start) * 1e9), ordering: .relaxed) }
+    return try? GemmKernels.compiled()
+  }()
+  private static let compileNanoseconds = Atomic<Int>(0)
+  /// Seconds compiling the routines took in this process (0 until they are compiled), for
+  /// `--stats`' compile phases.
+  public static var compileSeconds: Double { Double(compileNanoseconds.load(ordering: .relaxed)) / 1e9 }
 
   /// Compiles the routines on a new thread (once per process); whoever reads `enabled` or
   /// `routines` meanwhile waits for it (a global's initializer runs once).

@@ -77,6 +77,9 @@ public struct Program: @unchecked Sendable {
   /// Products of symbolic dims that must not be zero (an expanded op that refuses empty input,
   /// e.g. batch_norm_training): checked for each new binding of the symbols.
   public let nonEmptyRequirements: [NonEmptyRequirement]
+  /// For each thunk, the index in `lowered.body` of the op it computes (a gemm region gives two
+  /// thunks: its GEMM and its epilogue kernel); empty when the builder did not record them.
+  public var thunkOps: [Int] = []
 
   public init(module: Module, function: Function, lowered: Function, optimizedModule: Module, symbols: [String], slots: [Slot],
               thunks: [Thunk], outputs: [Int], donated: Set<Int>, aliasing: [Int: Int], statistics: ExecutableStatistics,

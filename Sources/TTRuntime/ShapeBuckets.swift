@@ -381,11 +381,34 @@ extension Executable {
     let convolutions = s.convolutions > 0 ? "\(s.convolutions) convolutions, " : ""
     var lines = [String(format: "compile: %d kernels, %d BLAS calls, %@%d interpreter thunks in %.3f s (passes %.3f s, parameters %.3f s)",
                         s.kernels, s.gemms, convolutions as NSString, s.interpreted, s.compileSeconds, s.optimizeSeconds, s.parameterSeconds)]
+    lines += phaseReport()
     let where_ = KernelCache.shared.disk.map { " (\($0.directory))" } ?? " (disabled)"
     lines.append(String(format: "kernel cache: %d compiled, %d from the disk cache%@, %d hits in memory, %d damaged entries rebuilt, %.3f s",
                         cache.compiled, cache.diskHits, where_ as NSString, cache.memoryHits, cache.diskCorrupt, cache.seconds))
     if let summary = s.interpretedSummary { lines.append(summary) }
     for (reason, count) in s.fallbackReasons.sorted(by: { $0.key < $1.key }) { lines.append("  why (\(count)): \(reason)") }
+    return lines
+  }
+}
+
+extension Executable {
+  /// `--stats`' compile phases: each pass (wall and this thread's CPU seconds; on a shared host
+  /// the CPU time is the pass's own work), kernel compilation by phase (summed over the
+  /// compiling threads), and ttfc's GEMM routines (compiled on a thread of their own, beside the
+  /// passes, once per process).
+  public func phaseReport() -> [String] {
+    let s = statistics
+    let passCPU = s.passTimes.reduce(0) { $0 + $1.cpuSeconds }
+    var lines = [String(format: "compile phases: passes %.3f s (CPU %.3f s, search work %d):", s.optimizeSeconds, passCPU, s.passWork)]
+    for t in s.passTimes {
+      lines.append(String(format: "  pass %@ %d run%@ %.3f s (CPU %.3f s)", t.pass.padding(toLength: 18, withPad: " ", startingAt: 0) as NSString,
+                          t.runs, t.runs == 1 ? " " : "s", t.seconds, t.cpuSeconds))
+    }
+    let k = s.kernelPhases
+    lines.append(String(format: "  kernels (summed over compile threads): LLVM IR %.3f s, LLVM optimization %.3f s, machine code %.3f s, linking %.3f s",
+                        k.emit, k.optimize, k.machineCode, k.link))
+    lines.append(String(format: "  GEMM routines %.3f s (on their own thread, beside the passes%@)", s.gemmRoutineSeconds,
+                        s.gemmRoutineSeconds == 0 ? "; none compiled for this program" : ""))
     return lines
   }
 }

@@ -5,7 +5,9 @@
 // (measured: a 0.44 ms softmax ran no faster on 2 threads, the caller had taken both chunks before
 // the worker woke), while a training step issues kernels and GEMMs (ParallelGemm) back to back.
 // The spin is short so an idle pool still costs nothing.
-// The thread count is a knob (TTFC_THREADS, default: the number of online cores).
+// The thread count is a knob (TTFC_THREADS, default: the number of online cores). While a traced
+// run has an ExecutionTrace attached (`attach`), each worker records its chunks in it (a worker
+// knows its index: its track in the trace); detached, a chunk costs one extra load.
 
 import Glibc
 import Synchronization
@@ -36,6 +38,9 @@ public final class ThreadPool: @unchecked Sendable {
   public static let spinSeconds = 50e-6
   /// Set by `quiesce` (spinning workers go to sleep at once), cleared by the next job.
   private let quiet = Atomic<Bool>(false)
+  /// The trace recording the workers' chunks (a traced run attaches it for its duration); read
+  /// with the mutex held, so nil costs a worker one load per chunk.
+  private var trace: ExecutionTrace?
 
   /// A pool of `threads` threads in all (the caller and `threads - 1` workers).
   public init(threads: Int) {
@@ -44,19 +49,33 @@ public final class ThreadPool: @unchecked Sendable {
     pthread_mutex_init(&submission, nil)
     pthread_cond_init(&wake, nil)
     pthread_cond_init(&done, nil)
-    for _ in 1..<max(threads, 1) {
+    for worker in 1..<max(threads, 1) {
       var thread = pthread_t()
-      let context = Unmanaged.passRetained(self).toOpaque()
+      let context = Unmanaged.passRetained(WorkerStart(pool: self, index: worker)).toOpaque()
       pthread_create(&thread, nil, { argument in
-        let pool = Unmanaged<ThreadPool>.fromOpaque(argument!).takeRetainedValue()
-        pool.workerLoop()
+        let start = Unmanaged<WorkerStart>.fromOpaque(argument!).takeRetainedValue()
+        start.pool.workerLoop(index: start.index)
         return nil
       }, context)
       pthread_detach(thread)
     }
   }
 
-  private func workerLoop() {
+  /// What a new worker thread is handed: its pool and its index (its track in a trace).
+  private final class WorkerStart {
+    let pool: ThreadPool
+    let index: Int
+    init(pool: ThreadPool, index: Int) { self.pool = pool; self.index = index }
+  }
+
+  /// Records the workers' chunks in `trace` until detached (nil). Called between jobs.
+  func attach(_ trace: ExecutionTrace?) {
+    pthread_mutex_lock(&mutex)
+    self.trace = trace
+    pthread_mutex_unlock(&mutex)
+  }
+
+  private func workerLoop(index: Int) {
     var seen = 0
     pthread_mutex_lock(&mutex)
     while true {
@@ -68,17 +87,24 @@ public final class ThreadPool: @unchecked Sendable {
       }
       while generation == seen { pthread_cond_wait(&wake, &mutex) }
       seen = generation
-      runChunks()
+      runChunks(thread: index)
     }
   }
 
   /// Takes chunks until none are left (called with the mutex held; releases it while working).
-  private func runChunks() {
+  private func runChunks(thread: Int) {
     while nextChunk < chunks, let body = job {
       let chunk = nextChunk
       nextChunk += 1
+      let trace = self.trace
       pthread_mutex_unlock(&mutex)
-      body(chunk)
+      if let trace {
+        let start = DispatchClock.now()
+        body(chunk)
+        trace.recordChunk(worker: thread, start: start, end: DispatchClock.now())
+      } else {
+        body(chunk)
+      }
       pthread_mutex_lock(&mutex)
       finished += 1
       if finished == chunks { pthread_cond_broadcast(&done) }
@@ -103,7 +129,7 @@ public final class ThreadPool: @unchecked Sendable {
     quiet.store(false, ordering: .relaxed)
     published.store(generation, ordering: .releasing)
     pthread_cond_broadcast(&wake)
-    runChunks()
+    runChunks(thread: 0)
     while finished < chunks { pthread_cond_wait(&done, &mutex) }
     job = nil
     pthread_mutex_unlock(&mutex)

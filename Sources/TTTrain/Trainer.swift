@@ -285,8 +285,23 @@ public final class Trainer {
   /// The compiled step's kernels, in execution order.
   public var kernelList: [CompiledKernel] { executable.kernels }
 
-  /// Per-thunk times of the compiled step (when TTFC_PROFILE is set).
+  /// Per-thunk times of the compiled step (of the runs its trace recorded: TTFC_PROFILE, or
+  /// `attachTrace`).
   public var profileReport: String { executable.profileReport }
+
+  /// Records the compiled steps' runs (full and mixed precision) in `trace`; nil stops recording
+  /// (a run then costs nothing extra). The trace's compile track gets the steps' compile phases
+  /// the first time it is attached.
+  public func attachTrace(_ trace: ExecutionTrace?) {
+    if let trace, !tracesWithCompilePhases.contains(ObjectIdentifier(trace)) {
+      tracesWithCompilePhases.insert(ObjectIdentifier(trace))
+      if let full = fullStep { trace.addCompilePhases(full.executable.statistics, label: mixedStep == nil ? nil : "full step") }
+      if let mixed = mixedStep { trace.addCompilePhases(mixed.executable.statistics, label: fullStep == nil ? nil : "mixed step") }
+    }
+    fullStep?.executable.trace = trace
+    mixedStep?.executable.trace = trace
+  }
+  private var tracesWithCompilePhases = Set<ObjectIdentifier>()
 
   func bytes(_ i: Int) -> Int { (elementCount(stateTypes[i].staticShape!) ?? 0) * stateTypes[i].dtype.byteSize }
 

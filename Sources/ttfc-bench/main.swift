@@ -56,7 +56,8 @@ struct BenchOptions: ParsableCommand {
   @Option(help: "The function of --file to time.") var `func` = "main"
   @Option(help: "JAX timings of the same workloads (tools/bench_jax.py, same run) for ratios.") var jax: String?
   @Option(help: "Repetitions per workload (the median is reported).") var repetitions = 20
-  @Option(help: "Only these workloads, comma-separated (W0..W9, W7h, W5warm, W6s, gemms, curve).") var only: String?
+  @Option(help: "Only these workloads, comma-separated (W0..W9, W7h, W5warm, W5L, W6s, gemms, curve).") var only: String?
+  @Flag(help: "Print the per-thunk table (time, calls, kernel, fused ops) of the training-step workloads' timed runs, from the same recording as ttfc's --trace.") var profile = false
   @Option(name: .customLong("json-out"), help: "Write the measurements to this JSON file instead of a table.") var jsonOut: String?
   @Option(help: "Merge these JSON files (from --json-out) into this run's table, comma-separated.") var extra: String?
   @Option(name: .customLong("w6-sizes"), help: "A file of W6's batch sizes (shared with bench_jax.py).") var w6Sizes: String?
@@ -86,7 +87,12 @@ let repetitions = options.repetitions
 // `--json-out FILE` writes the measurements instead of a table, `--extra FILE,...` merges such
 // files into this run's table.
 let only: Set<String>? = options.only.map { Set($0.split(separator: ",").map(String.init)) }
-func selected(_ id: String) -> Bool { only?.contains(id) ?? (id != "W5warm" && id != "curve") }
+func selected(_ id: String) -> Bool { only?.contains(id) ?? (id != "W5warm" && id != "curve" && id != "W5Lchild") }
+/// --profile or TTFC_PROFILE: every executable records an ExecutionTrace (Executable.trace), and
+/// the training-step workloads print their per-thunk tables from it (W4 and W4h from their timed
+/// steps only).
+if options.profile { setenv("TTFC_PROFILE", "1", 1) }
+let profiling = getenv("TTFC_PROFILE") != nil
 let jsonOut = options.jsonOut
 let extraFiles = options.extra.map { $0.split(separator: ",").map(String.init) } ?? []
 
@@ -271,9 +277,10 @@ if selected("W4") || selected("W5") || selected("W5warm") {
   let constructed = DispatchClock.now() - compileStart
   try trainer.step([x, y], lr: 1e-3)
   let cold = DispatchClock.now() - compileStart
+  if options.profile { trainer.attachTrace(ExecutionTrace()) }
   let t = try median({ try trainer.step([x, y], lr: 1e-3) }, repetitions: repetitions)
   let flops = 6.0 * Double(batch) * Double(512 * 1024 + 1024 * 1024 + 1024)
-  if getenv("TTFC_PROFILE") != nil {
+  if profiling {
     print(trainer.profileReport)
     for k in trainer.kernelList.sorted(by: { $0.compileSeconds > $1.compileSeconds }).prefix(40) {
       print(String(format: "compile %.1f ms  %@  inputs %d  %@", k.compileSeconds * 1e3, k.name as NSString, k.signature.inputs.count, "\(k.signature.output)" as NSString))
@@ -293,6 +300,68 @@ if selected("W4") || selected("W5") || selected("W5warm") {
   }
 }
 
+// W5L: the cold compile of a deep MLP's training step (SyntheticModels.deepMLP: L layers of
+// 64x64 matmul + bias + tanh, MSE, Adam, batch 64), at L = 128 and L = 512, and their ratio:
+// compile time must grow linearly with the graph (issue 23: under 4.5x for 4x the layers).
+// Every layer's kernels are alike, so a second compile in the same process would find them in
+// memory: each size compiles in a child process of its own, with the disk cache off.
+/// CPU seconds (user + system) of this process so far, every thread's.
+func processCPUSeconds() -> Double {
+  var usage = rusage()
+  getrusage(RUSAGE_SELF.rawValue, &usage)
+  return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) * 1e-6
+}
+func w5lCompile(layers: Int) throws -> (seconds: Double, cpuSeconds: Double, statistics: ExecutableStatistics) {
+  let batch = 64
+  let x = Tensor(.f32, shape: [batch, 64], floats: (0..<(batch * 64)).map { _ in Double.random(in: -1...1) })
+  let y = Tensor(.f32, shape: [batch, 64], floats: (0..<(batch * 64)).map { _ in Double.random(in: -1...1) })
+  let module = try Parser.parseAndVerify(SyntheticModels.deepMLP(layers: layers))
+  let start = DispatchClock.now(), cpuStart = processCPUSeconds()
+  let trainer = try Trainer(module: module, loss: "loss", optimizer: OptimizerConfig(.adam))
+  try trainer.step([x, y], lr: 1e-3)
+  return (DispatchClock.now() - start, processCPUSeconds() - cpuStart, trainer.compileStatistics)
+}
+if selected("W5Lchild"), let text = getenv("TTFC_W5L_LAYERS"), let layers = Int(String(cString: text)) {
+  let (seconds, cpuSeconds, statistics) = try w5lCompile(layers: layers)
+  let passCPU = statistics.passTimes.reduce(0) { $0 + $1.cpuSeconds }
+  measurements.append(Measurement(id: "W5L\(layers)", name: "deep MLP step cold compile, L=\(layers)", seconds: seconds, metric: "s", value: seconds))
+  measurements.append(Measurement(id: "W5L\(layers)c", name: "  its CPU time (all threads)", seconds: cpuSeconds, metric: "s", value: cpuSeconds))
+  measurements.append(Measurement(id: "W5L\(layers)p", name: "  of which passes (CPU)", seconds: passCPU, metric: "s", value: passCPU))
+}
+if selected("W5L") {
+  var results: [String: Double] = [:]
+  for layers in [128, 512] {
+    let output = FileManager.default.temporaryDirectory.appendingPathComponent("ttfc-w5l-\(getpid())-\(layers).json").path
+    let child = Process()
+    child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0].contains("/") ? CommandLine.arguments[0] : "/proc/self/exe")
+    child.arguments = ["--only", "W5Lchild", "--json-out", output]
+    var environment = ProcessInfo.processInfo.environment
+    environment["TTFC_W5L_LAYERS"] = String(layers)
+    environment["TTFC_CACHE_DIR"] = "off"
+    environment["TTFC_PROFILE"] = nil   // a recording would be timed with the compile
+    child.environment = environment
+    try child.run()
+    child.waitUntilExit()
+    guard child.terminationStatus == 0, let data = FileManager.default.contents(atPath: output),
+          let object = try? JSONSerialization.jsonObject(with: data) as? [String: [String: Any]] else {
+      print("W5L: the L=\(layers) compile failed (exit \(child.terminationStatus))")
+      continue
+    }
+    try? FileManager.default.removeItem(atPath: output)
+    for (id, m) in object.sorted(by: { $0.key < $1.key }) {
+      let value = m["value"] as? Double ?? 0
+      results[id] = value
+      measurements.append(Measurement(id: id, name: m["name"] as? String ?? id, seconds: m["seconds"] as? Double ?? 0, metric: "s", value: value))
+    }
+  }
+  if let small = results["W5L128"], let large = results["W5L512"] {
+    measurements.append(Measurement(id: "W5Lr", name: "W5L512 / W5L128 (goal < 4.5)", seconds: 0, metric: "x", value: large / small))
+  }
+  if let small = results["W5L128c"], let large = results["W5L512c"] {
+    measurements.append(Measurement(id: "W5Lrc", name: "  the same in CPU time", seconds: 0, metric: "x", value: large / small))
+  }
+}
+
 // W4h: the W4 step under bf16 automatic mixed precision (`--precision bf16`: the amp rewrite,
 // f32 master weights and Adam state, no loss scaling), beside W4 in the same rounds.
 if selected("W4h") {
@@ -302,9 +371,10 @@ if selected("W4h") {
   let trainer = try Trainer(module: try Parser.parseAndVerify(w4Model), loss: "loss", optimizer: OptimizerConfig(.adam),
                             mixedPrecision: MixedPrecisionOptions(halfType: .bf16, policy: FixedPrecisionPolicy(.mixed, spelling: "fixed:bf16")))
   try trainer.step([x, y], lr: 1e-3)
+  if options.profile { trainer.attachTrace(ExecutionTrace()) }
   let t = try median({ try trainer.step([x, y], lr: 1e-3) }, repetitions: repetitions)
   let flops = 6.0 * Double(batch) * Double(512 * 1024 + 1024 * 1024 + 1024)
-  if getenv("TTFC_PROFILE") != nil { print(trainer.profileReport) }
+  if profiling { print(trainer.profileReport) }
   measurements.append(Measurement(id: "W4h", name: "MLP train step, batch 256, bf16 AMP", seconds: t, metric: "ms", value: t * 1e3))
   measurements.append(Measurement(id: "W4hf", name: "MLP train step throughput, bf16 AMP", seconds: t, metric: "GFLOP/s", value: flops / t / 1e9))
 }
@@ -392,7 +462,7 @@ if selected("W9") {
     if getenv("TTFC_W9_STATS") != nil, let summary = trainer.compileStatistics.interpretedSummary { print("\(id) \(summary)") }
     try trainer.step([x, y], lr: 1e-3)
     let t = try median({ try trainer.step([x, y], lr: 1e-3) }, repetitions: repetitions, warmup: 1)
-    if getenv("TTFC_PROFILE") != nil { print(trainer.profileReport) }
+    if profiling { print(trainer.profileReport) }
     let flops = w9Flops(depthwise: depthwise, batch: batch)
     measurements.append(Measurement(id: id, name: name, seconds: t, metric: "ms", value: t * 1e3))
     measurements.append(Measurement(id: id + "f", name: name + " throughput", seconds: t, metric: "GFLOP/s", value: flops / t / 1e9))
@@ -491,7 +561,7 @@ if selected("W6s") {
   if lengths.isEmpty { lengths = (0..<200).map { _ in min(256, max(4, Int((48 * exp(0.6 * Double.random(in: -2...2))).rounded())))} }
   let batches = lengths.enumerated().map { [randomTensor([32, $1, 64], seed: UInt64($0)), randomTensor([32], seed: UInt64($0) + 555, labels: true)] }
   let run = try varyingShapeRun(sequenceModel, batches: batches, policy: .adaptive)
-  if getenv("TTFC_PROFILE") != nil { print(run.trainer.profileReport.split(separator: "\n").prefix(12).joined(separator: "\n")) }
+  if profiling { print(run.trainer.profileReport.split(separator: "\n").prefix(12).joined(separator: "\n")) }
   measurements.append(Measurement(id: "W6s", name: "seq model, 200 steps, T 4..256", seconds: run.total, metric: "s", value: run.total))
   measurements.append(Measurement(id: "W6sc", name: "W6s compiles (programs)", seconds: 0, metric: "", value: 1))
   measurements.append(Measurement(id: "W6sk", name: "W6s kernels compiled (LLVM)", seconds: 0, metric: "", value: Double(run.compiled)))

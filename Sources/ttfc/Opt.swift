@@ -64,6 +64,7 @@ struct PipelineOptions: ParsableArguments {
     }
     var options = PassOptions()
     options.fastMath = fastMath
+    options.explainFusion = explainFusion
     if let ampType {
       guard let half = DType(rawValue: ampType), half == .bf16 || half == .f16 else {
         throw fail("--amp-type \(ampType): the half types are bf16 and f16")

@@ -66,14 +66,19 @@ struct Run: ParsableCommand {
   @Option(help: "Threads for compiled kernels, at least 1 (default: TTFC_THREADS or the number of cores).")
   var threads: Int?
 
+  @Option(help: "Write a Chrome trace-event profile of the compiled runs here (JSON: open it in Perfetto or chrome://tracing): a slice per thunk on each pool thread's track, and the compile's phases.")
+  var trace: String?
+
   func run() throws {
     // Options about compiled code mean nothing to the interpreter: refused, not ignored.
     if interpret {
-      let compiledOnly = [(stats, "--stats"), (verifyEach, "--verify-each"), (threads != nil, "--threads"), (bucketPolicy != "pow2", "--bucket-policy")]
+      let compiledOnly = [(stats, "--stats"), (verifyEach, "--verify-each"), (threads != nil, "--threads"), (bucketPolicy != "pow2", "--bucket-policy"),
+                          (trace != nil, "--trace")]
       if let (_, name) = compiledOnly.first(where: { $0.0 }) {
         throw fail("\(name) applies to compiled runs; it has no effect with --interpret")
       }
     }
+    if let trace, let reason = ExecutionTrace.unwritableReason(trace) { throw fail("--trace: cannot write '\(trace)': \(reason)") }
     if let threads {
       guard threads >= 1 else { throw fail("--threads must be at least 1") }
       setenv("TTFC_THREADS", String(threads), 1)   // read once, when the thread pool starts
@@ -149,9 +154,16 @@ struct Run: ParsableCommand {
           results = try Interpreter(module: module, params: paramValues).run(function.name, arguments)
         } else {
           if specializer == nil {
-            specializer = ShapeSpecializer(try Executable(module: module, function: function.name, params: paramValues,
-                                                                         verifyEach: verifyEach || CompileOptions.verifyEachByDefault), policy: policy)
+            let executable = try Executable(module: module, function: function.name, params: paramValues,
+                                            verifyEach: verifyEach || CompileOptions.verifyEachByDefault)
+            if trace != nil {
+              let recorder = ExecutionTrace(threads: ThreadPool.shared.threadCount)
+              recorder.addCompilePhases(executable.statistics)
+              executable.trace = recorder
+            }
+            specializer = ShapeSpecializer(executable, policy: policy)
           }
+          if runCount > 1 { specializer!.executable.trace?.nextRunLabel = "run \(run + 1)" }
           let prepared = try specializer!.prepare(inputTypes: arguments.map(\.type))
           for (i, t) in arguments.enumerated() { RawTensor.write(t, to: prepared.inputs[i]) }
           try prepared.execute()
@@ -180,6 +192,10 @@ struct Run: ParsableCommand {
       }
     }
     if stats, let specializer { for line in specializer.report() { print(line, to: &standardError) } }
+    if let trace, let recorder = specializer?.executable.trace {
+      do { try recorder.write(to: trace) } catch { throw fail("--trace: cannot write '\(trace)': \(error)") }
+      print("trace of \(recorder.runCount) run\(recorder.runCount == 1 ? "" : "s") written to \(trace) (open it in Perfetto or chrome://tracing)", to: &standardError)
+    }
     if runCount > 1 { return }
     if let outputDir {
       do { try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true) }

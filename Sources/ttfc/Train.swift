@@ -70,6 +70,9 @@ struct Train: ParsableCommand {
   @Option(help: "Loss scaling of mixed steps: none, a fixed factor, or dynamic[:KEY=N,...] with keys initial, growth, backoff, interval, min and max (default: dynamic for f16, none for bf16).")
   var lossScale: String?
   @Flag(help: "Print the precision the amp rewrite gave each op of the loss, and why (to stderr).") var explainAmp = false
+  @Option(help: "Write a Chrome trace-event profile of training steps here (JSON: open it in Perfetto or chrome://tracing): a slice per thunk on each pool thread's track, each step as a slice, and the compile's phases.")
+  var trace: String?
+  @Option(help: "With --trace: the steps to record, A:B (inclusive, 1 <= A <= B; default 1:10).") var traceSteps: String?
 
   /// Every numeric option's range, checked before anything is read or compiled.
   func checkOptionRanges() throws {
@@ -93,6 +96,11 @@ struct Train: ParsableCommand {
     if let tableCapacity, tableCapacity < 1 { throw fail("--table-capacity must be at least 1, got \(tableCapacity)") }
     if let exportRecent, exportRecent < 1 { throw fail("--export-recent must be at least 1, got \(exportRecent)") }
     guard NonFinitePolicy(rawValue: onNonfinite) != nil else { throw fail("--on-nonfinite must be stop or skip-step, got '\(onNonfinite)'") }
+    if let traceSteps {
+      guard trace != nil else { throw fail("--trace-steps needs --trace FILE") }
+      guard ExecutionTrace.parseSteps(traceSteps) != nil else { throw fail("--trace-steps must be A:B with whole numbers 1 <= A <= B, got '\(traceSteps)'") }
+    }
+    if let trace, let reason = ExecutionTrace.unwritableReason(trace) { throw fail("--trace: cannot write '\(trace)': \(reason)") }
   }
 
   /// The mixed-precision setup from --precision, --precision-policy, --half-type and --loss-scale
@@ -248,10 +256,37 @@ struct Train: ParsableCommand {
     sigprocmask(SIG_UNBLOCK, &unblock, nil)
     loop.stopRequested = { interruptRequested != 0 }
     let progress = ProgressReporter(total: loop.totalSteps)
+    // --trace: record the steps in range (the step about to run is stepCount + 1).
+    let recorder = trace.map { _ in ExecutionTrace(threads: ThreadPool.shared.threadCount) }
+    let tracedSteps = traceSteps.flatMap(ExecutionTrace.parseSteps) ?? 1...10
+    func traceNextStep() {
+      guard let recorder else { return }
+      let next = loop.trainer.stepCount + 1
+      if tracedSteps.contains(next) {
+        loop.trainer.attachTrace(recorder)
+        recorder.nextRunLabel = "step \(next)"
+      } else {
+        loop.trainer.attachTrace(nil)
+      }
+    }
+    if let recorder { loop.trainer.attachTrace(recorder) }   // its compile phases, even if no step is traced
+    traceNextStep()
+    func writeTrace() throws {
+      guard let trace, let recorder else { return }
+      loop.trainer.attachTrace(nil)
+      do { try recorder.write(to: trace) } catch { throw fail("--trace: cannot write '\(trace)': \(error)") }
+      print("trace of \(recorder.runCount) step\(recorder.runCount == 1 ? "" : "s") written to \(trace) (open it in Perfetto or chrome://tracing)")
+    }
     let finished: Bool
-    do { finished = try loop.run { progress.report($0) } }
-    catch { progress.finish(); throw fail("\(error)") }
+    do {
+      finished = try loop.run { event in
+        progress.report(event)
+        if event.kind == .step { traceNextStep() }
+      }
+    }
+    catch { progress.finish(); try? writeTrace(); throw fail("\(error)") }
     progress.finish()
+    try writeTrace()
     if !finished {
       print("interrupted at step \(loop.trainer.stepCount)" + (checkpoint.map { "; checkpoint saved in \($0)" } ?? ""))
       throw ExitCode(130)
