@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""ONNX node conformance for `ttfc import` (run by tools/test; needs onnx in .venv).
+
+Writes every node test case of the installed onnx package (onnx.backend.test.case.node.
+collect_testcases(): generated locally, nothing is downloaded) to OUT/cases/NAME/ as model.onnx,
+input_K.npy and output_K.npy (the first data set), lists them in OUT/cases.txt, and runs them all
+in one `ttfc import --conformance` process: import, the reference interpreter and compiled code,
+each compared with the expected outputs at the case's rtol/atol. Prints a table per op (passed,
+failed, unsupported) and exits 1 when a case of a supported op fails (import succeeded, a run
+disagreed or errored). Cases with sequence/optional values or element types TTIR does not have
+(uint8, strings...) are counted unsupported without running.
+
+  tools/onnx_conformance.py --ttfc .build/debug/ttfc [--out DIR] [--filter SUBSTRING]
+      [--unsupported-markdown FILE]
+"""
+import argparse
+import collections
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+
+SUPPORTED_DTYPES = {np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16), np.dtype(np.int64),
+                    np.dtype(np.int32), np.dtype(np.int8), np.dtype(np.bool_)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ttfc", required=True)
+    parser.add_argument("--out", default="out/onnx-conformance")
+    parser.add_argument("--filter", default="")
+    parser.add_argument("--unsupported-markdown", help="write the unsupported op list (for IR-specs/onnx.md)")
+    parser.add_argument("--verbose", action="store_true", help="print every failing case's detail")
+    args = parser.parse_args()
+
+    start = time.time()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import onnx
+        from onnx.backend.test.case.node import collect_testcases
+        cases = [c for c in collect_testcases() if args.filter in c.name]
+    case_dir = os.path.join(args.out, "cases")
+    os.makedirs(case_dir, exist_ok=True)
+    results = {}
+    listed = []
+    for case in cases:
+        if case.model is None or not case.data_sets:
+            continue
+        ops = list(dict.fromkeys(n.op_type for n in case.model.graph.node))
+        inputs, outputs = case.data_sets[0]
+        reason = None
+        for value in list(inputs) + list(outputs):
+            if not isinstance(value, np.ndarray):
+                reason = f"a {type(value).__name__} value (only tensors)"
+                break
+            if value.dtype not in SUPPORTED_DTYPES:
+                reason = f"element type {value.dtype}"
+                break
+        if reason:
+            results[case.name] = {"status": "unsupported", "detail": reason, "ops": ops}
+            continue
+        directory = os.path.join(case_dir, case.name)
+        os.makedirs(directory, exist_ok=True)
+        onnx.save(case.model, os.path.join(directory, "model.onnx"))
+        for k, value in enumerate(inputs):
+            np.save(os.path.join(directory, f"input_{k}.npy"), np.ascontiguousarray(value))
+        for k, value in enumerate(outputs):
+            np.save(os.path.join(directory, f"output_{k}.npy"), np.ascontiguousarray(value))
+        listed.append(f"{case.name} {directory} {case.rtol!r} {case.atol!r}")
+    list_path = os.path.join(args.out, "cases.txt")
+    with open(list_path, "w") as f:
+        f.write("\n".join(listed) + "\n")
+    generated = time.time()
+
+    run = subprocess.run([args.ttfc, "import", "--conformance", list_path], capture_output=True, text=True)
+    for line in run.stdout.splitlines():
+        record = json.loads(line)
+        results[record["name"]] = record
+    missing = [c.split(" ")[0] for c in listed if c.split(" ")[0] not in results]
+    if run.returncode != 0 or missing:
+        print(run.stderr[-4000:], file=sys.stderr)
+        print(f"onnx conformance: ttfc stopped (status {run.returncode}) with {len(missing)} case(s) not run, "
+              f"first {missing[:1]}", file=sys.stderr)
+        return 1
+
+    # One row per op: a case counts for its op, or under "(expanded)" for function-expanded graphs.
+    table = collections.defaultdict(collections.Counter)
+    for name, record in results.items():
+        key = "(expanded functions)" if "_expanded" in name else (record["ops"][0] if record["ops"] else "?")
+        status = "failed" if record["status"] in ("fail", "error") else record["status"]
+        status = "passed" if status == "pass" else status
+        table[key][status] += 1
+    total = collections.Counter()
+    print(f"{'op':32} {'passed':>7} {'failed':>7} {'unsupported':>12}")
+    for key in sorted(table):
+        row = table[key]
+        total.update(row)
+        print(f"{key:32} {row['passed']:7} {row['failed']:7} {row['unsupported']:12}")
+    print(f"{'total':32} {total['passed']:7} {total['failed']:7} {total['unsupported']:12}")
+    print(f"onnx conformance: {len(results)} cases, generated in {generated - start:.0f} s, run in "
+          f"{time.time() - generated:.0f} s")
+    failures = sorted(n for n, r in results.items() if r["status"] in ("fail", "error"))
+    for name in failures if args.verbose else failures[:40]:
+        print(f"FAIL {name}: {results[name]['detail'][:400]}")
+    if args.unsupported_markdown:
+        # Ops with no passing case at all: the list IR-specs/onnx.md gives.
+        unsupported = sorted(k for k, row in table.items() if row["passed"] == 0 and not k.startswith("("))
+        with open(args.unsupported_markdown, "w") as f:
+            f.write(", ".join(f"`{k}`" for k in unsupported) + "\n")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
