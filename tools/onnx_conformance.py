@@ -67,9 +67,9 @@ def main():
         os.makedirs(directory, exist_ok=True)
         onnx.save(case.model, os.path.join(directory, "model.onnx"))
         for k, value in enumerate(inputs):
-            np.save(os.path.join(directory, f"input_{k}.npy"), np.ascontiguousarray(value))
+            np.save(os.path.join(directory, f"input_{k}.npy"), np.array(value, order="C", copy=True))
         for k, value in enumerate(outputs):
-            np.save(os.path.join(directory, f"output_{k}.npy"), np.ascontiguousarray(value))
+            np.save(os.path.join(directory, f"output_{k}.npy"), np.array(value, order="C", copy=True))
         listed.append(f"{case.name} {directory} {case.rtol!r} {case.atol!r}")
     list_path = os.path.join(args.out, "cases.txt")
     with open(list_path, "w") as f:

@@ -195,7 +195,8 @@ struct OpMapping {
         guard let d = ONNXDataType.dtype(code) else { throw Unsupported("cast to \(ONNXDataType.name(code))") }
         target = d
       } else {
-        target = t.type(try input(1, &t)).dtype
+        let like = try input(1, &t)
+        target = t.type(like).dtype
       }
       if t.type(x).dtype == target { return [.value(x)] }
       return [.value(try t.emit(.cast, [x], declared: t.type(x).with(dtype: target)))]

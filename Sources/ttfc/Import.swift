@@ -68,7 +68,8 @@ struct Import: ParsableCommand {
       let outcome = runCase(directory: fields[1], rtol: rtol, atol: atol, ops: &ops)
       let record: [String: Any] = ["name": fields[0], "status": outcome.status, "detail": outcome.detail, "ops": ops]
       let json = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
-      print(String(decoding: json, as: UTF8.self))
+      // Unbuffered, so a crash loses no earlier case's line.
+      FileHandle.standardOutput.write(json + Data("\n".utf8))
     }
   }
 
