@@ -28,6 +28,54 @@ SUPPORTED_DTYPES = {np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.floa
                     np.dtype(np.int32), np.dtype(np.int8), np.dtype(np.bool_)}
 
 
+def end_to_end(ttfc, out):
+    """A small MLP built with onnx.helper (dynamic batch, initializers): `ttfc import --params`,
+    `ttfc run` against onnxruntime, then `ttfc train --objective softmax_cross_entropy`; the loss
+    must fall. Returns a problem or None."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    import onnxruntime
+    rng = np.random.default_rng(0)
+    arrays = {"fc1.weight": rng.normal(0, 0.3, (8, 16)), "fc1.bias": rng.normal(0, 0.1, 16),
+              "fc2.weight": rng.normal(0, 0.3, (3, 16)), "fc2.bias": np.zeros(3)}
+    nodes = [helper.make_node("MatMul", ["input:0", "fc1.weight"], ["h0"]), helper.make_node("Add", ["h0", "fc1.bias"], ["h1"]),
+             helper.make_node("Relu", ["h1"], ["h2"]),
+             helper.make_node("Gemm", ["h2", "fc2.weight", "fc2.bias"], ["logits"], transB=1)]
+    graph = helper.make_graph(nodes, "tiny_mlp", [helper.make_tensor_value_info("input:0", TensorProto.FLOAT, ["batch", 8])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
+                              [numpy_helper.from_array(a.astype(np.float32), n) for n, a in arrays.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    d = os.path.join(out, "end_to_end")
+    os.makedirs(d, exist_ok=True)
+    onnx.save(model, os.path.join(d, "mlp.onnx"))
+    x = rng.normal(size=(256, 8)).astype(np.float32)
+    y = ((x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0))
+    np.save(os.path.join(d, "x.npy"), x[:5])
+    np.savez(os.path.join(d, "data.npz"), input_0=x, labels=y)
+    def ttfc_run(*a):
+        r = subprocess.run([ttfc, *a], capture_output=True, text=True, cwd=d)
+        if r.returncode != 0:
+            raise RuntimeError(f"ttfc {' '.join(a)}: {r.stderr.strip()}")
+    try:
+        ttfc_run("import", "mlp.onnx", "-o", "mlp.ttir", "--params", "mlp.npz")
+        ttfc_run("run", "mlp.ttir", "--params", "mlp.npz", "--input", "input_0=x.npy", "--output-dir", "run")
+        want = onnxruntime.InferenceSession(os.path.join(d, "mlp.onnx")).run(None, {"input:0": x[:5]})[0]
+        got = np.load(os.path.join(d, "run", "result0.npy"))
+        if not np.allclose(got, want, rtol=1e-5, atol=1e-6):
+            return f"ttfc run differs from onnxruntime by {np.abs(got - want).max()}"
+        ttfc_run("train", "mlp.ttir", "--init-params", "mlp.npz", "--data", "data.npz", "--objective", "softmax_cross_entropy",
+                 "--labels", "labels", "--steps", "80", "--batch", "32", "--lr", "0.01", "--metrics", "m.jsonl")
+    except RuntimeError as e:
+        return str(e)
+    losses = [json.loads(l)["loss"] for l in open(os.path.join(d, "m.jsonl")) if '"loss"' in l and "eval" not in l]
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    if not (len(losses) == 80 and last < 0.8 * first):
+        return f"training the imported model did not reduce the loss ({first:.4f} -> {last:.4f})"
+    print(f"end to end: import, run (equal to onnxruntime), train --objective (loss {first:.3f} -> {last:.3f})")
+    return None
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ttfc", required=True)
@@ -104,6 +152,10 @@ def main():
     print(f"onnx conformance: {len(results)} cases, generated in {generated - start:.0f} s, run in "
           f"{time.time() - generated:.0f} s")
     failures = sorted(n for n, r in results.items() if r["status"] in ("fail", "error"))
+    problem = end_to_end(os.path.abspath(args.ttfc), args.out) if not args.filter else None
+    if problem:
+        print(f"FAIL end to end: {problem}")
+        failures.append("end to end")
     for name in failures if args.verbose else failures[:40]:
         print(f"FAIL {name}: {results[name]['detail'][:400]}")
     if args.unsupported_markdown:
