@@ -38,8 +38,10 @@ public struct ONNXImportResult: Sendable {
 }
 
 public enum ONNXImporter {
-  /// Oldest default-domain opset the op mapping is written for.
-  public static let minimumOpset: Int64 = 13
+  /// Oldest default-domain opset the importer reads. The mapping follows each op's current
+  /// definition; older definitions differ by attributes the mapping does not accept (a named
+  /// error), except where `OpMapping.minimumOpset` names an op whose meaning changed.
+  public static let minimumOpset: Int64 = 7
 
   /// Reads a serialized ONNX ModelProto and translates it.
   public static func importModel(bytes: [UInt8], options: ONNXImportOptions = ONNXImportOptions()) throws(ONNXError) -> ONNXImportResult {
@@ -228,6 +230,9 @@ struct Translator {
     }
     if !node.domain.isEmpty && node.domain != "ai.onnx" { record("operator domain '\(node.domain)'"); return }
     guard OpMapping.isKnown(node.opType) else { record("op type not supported"); return }
+    if let minimum = OpMapping.minimumOpset[node.opType], opset < minimum {
+      record("opset \(opset) defines \(node.opType) differently; the importer follows opset \(minimum) and newer"); return
+    }
     if node.inputs.contains(where: { poisoned.contains($0) }) { poisoned.formUnion(node.outputs); return }
     // Constant subgraphs (shape arithmetic) fold to constants.
     let present = node.inputs.filter { !$0.isEmpty }

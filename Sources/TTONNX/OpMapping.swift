@@ -32,6 +32,10 @@ struct OpMapping {
     "Shape", "Size", "ConstantOfShape", "Range", "Tile", "Split", "Constant", "OneHot",
   ]
 
+  /// Ops whose meaning (not only their attributes) changed: before opset 13, Softmax and
+  /// LogSoftmax flattened the input from `axis` on.
+  static let minimumOpset: [String: Int64] = ["Softmax": 13, "LogSoftmax": 13]
+
   /// Every op type the mapping translates (for some attribute values and element types).
   static var supportedOpTypes: [String] {
     (Array(unary.keys) + Array(binary.keys) + reductions + Array(others)).sorted()
