@@ -34,20 +34,21 @@ struct OpMapping {
 
   /// Ops whose meaning (not only their attributes) changed: before opset 13, Softmax and
   /// LogSoftmax flattened the input from `axis` on.
-  static let minimumOpset: [String: Int64] = ["Softmax": 13, "LogSoftmax": 13]
+  static let minimumOpset: [String: Int64] = ["Softmax": 13, "LogSoftmax": 13, "Hardmax": 13, "GroupNormalization": 21]
 
   /// Every op type the mapping translates (for some attribute values and element types).
   static var supportedOpTypes: [String] {
-    (Array(unary.keys) + Array(binary.keys) + reductions + Array(others)).sorted()
+    (Array(unary.keys) + Array(binary.keys) + reductions + Array(others) + Array(composites)).sorted()
   }
   static func isKnown(_ opType: String) -> Bool {
     unary[opType] != nil || binary[opType] != nil || reductions.contains(opType) || others.contains(opType)
+      || composites.contains(opType)
   }
 
   /// Inputs that must be constants (shapes, axes, pads...): graph inputs there can be frozen.
   static func constantInputPositions(_ opType: String) -> [Int] {
     switch opType {
-    case "Reshape", "Expand", "Squeeze", "Unsqueeze", "Tile", "Split": return [1]
+    case "Reshape", "Expand", "Squeeze", "Unsqueeze", "Tile", "Split", "Trilu": return [1]
     case "Slice": return [1, 2, 3, 4]
     case "Pad": return [1, 2, 3]
     case "ConstantOfShape": return [0]
@@ -343,6 +344,7 @@ struct OpMapping {
     case "Tile": return [.value(try tile(&t))]
     case "Split": return try split(&t)
     case "OneHot": return [.value(try oneHot(&t))]
+    case _ where Self.composites.contains(op): return [.value(try composite(&t))]
     default:
       throw Unsupported("op type not supported")
     }

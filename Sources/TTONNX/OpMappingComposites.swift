@@ -1,0 +1,229 @@
+// OpMappingComposites — ONNX ops TTIR has no op for, written exactly as compositions of TTIR ops:
+// more activations and trigonometry, Round (half to even, exactly), Hardmax, DepthToSpace and
+// SpaceToDepth (reshape + transpose), LpNormalization, RMSNormalization, GroupNormalization, Trilu
+// and EyeLike (constant masks), ConvTranspose (TTIR's conv2d_backprop_input: the adjoint of a
+// convolution is a transposed convolution).
+import TTIR
+
+extension OpMapping {
+  static let composites: Set<String> = [
+    "Swish", "Celu", "IsInf", "Sinh", "Cosh", "Tan", "Round", "Hardmax", "DepthToSpace", "SpaceToDepth",
+    "LpNormalization", "RMSNormalization", "GroupNormalization", "Trilu", "EyeLike", "ConvTranspose",
+  ]
+
+  mutating func composite(_ t: inout Translator) throws(Unsupported) -> ValueID {
+    let op = node.opType
+    let allowed: [String: Set<String>] = [
+      "Swish": ["alpha"], "Celu": ["alpha"], "IsInf": ["detect_negative", "detect_positive"], "Hardmax": ["axis"],
+      "DepthToSpace": ["blocksize", "mode"], "SpaceToDepth": ["blocksize"], "LpNormalization": ["axis", "p"],
+      "RMSNormalization": ["axis", "epsilon", "stash_type"], "GroupNormalization": ["epsilon", "num_groups", "stash_type"],
+      "Trilu": ["upper"], "EyeLike": ["dtype", "k"],
+      "ConvTranspose": ["auto_pad", "dilations", "group", "kernel_shape", "output_padding", "pads", "strides"],
+    ]
+    try checkAttributes(allowed[op] ?? [])
+    if op == "ConvTranspose" { return try convTranspose(&t) }
+    let x = try input(0, &t)
+    let type = t.type(x)
+    let dtype = type.dtype
+    func c(_ v: Double, _ t: inout Translator) -> ValueID { t.scalar(v, dtype) }
+    func needFloat() throws(Unsupported) { guard dtype.isFloat else { throw Unsupported("element type \(dtype)") } }
+    switch op {
+    case "Swish":
+      try inputCount(1...1); try needFloat()
+      let scaled = try t.emit(.mul, [x, c(try float("alpha", 1), &t)])
+      return try t.emit(.mul, [x, try t.emit(.sigmoid, [scaled])])
+    case "Celu":
+      try inputCount(1...1); try needFloat()
+      let alpha = try float("alpha", 1)
+      let em1 = try t.emit(.sub, [try t.emit(.exp, [try t.emit(.div, [x, c(alpha, &t)])]), c(1, &t)])
+      let negative = try t.emit(.min, [try t.emit(.mul, [em1, c(alpha, &t)]), c(0, &t)])
+      return try t.emit(.add, [try t.emit(.max, [x, c(0, &t)]), negative])
+    case "IsInf":
+      try inputCount(1...1); try needFloat()
+      let pos = try int("detect_positive", 1) != 0, neg = try int("detect_negative", 1) != 0
+      let isPos = try t.emit(.eq, [x, c(.infinity, &t)]), isNeg = try t.emit(.eq, [x, c(-.infinity, &t)])
+      switch (pos, neg) {
+      case (true, true): return try t.emit(.or, [isPos, isNeg])
+      case (true, false): return isPos
+      case (false, true): return isNeg
+      case (false, false): return try t.emit(.ne, [isPos, isPos])
+      }
+    case "Sinh", "Cosh":
+      try inputCount(1...1); try needFloat()
+      let e = try t.emit(.exp, [x]), em = try t.emit(.exp, [try t.emit(.neg, [x])])
+      return try t.emit(.mul, [try t.emit(op == "Sinh" ? .sub : .add, [e, em]), c(0.5, &t)])
+    case "Tan":
+      try inputCount(1...1); try needFloat()
+      return try t.emit(.div, [try t.emit(.sin, [x]), try t.emit(.cos, [x])])
+    case "Round":
+      // Half to even, exactly: r = floor(x), d = x − r (exact); r + 1 above a half, r below,
+      // and at a half the even one of r and r + 1. Infinities and NaN pass through floor.
+      try inputCount(1...1); try needFloat()
+      let r = try t.emit(.floor, [x])
+      let d = try t.emit(.sub, [x, r])
+      let up = try t.emit(.add, [r, c(1, &t)])
+      let half = try t.emit(.mul, [r, c(0.5, &t)])
+      let rIsOdd = try t.emit(.ne, [try t.emit(.floor, [half]), half])
+      let atHalf = try t.emit(.where, [rIsOdd, up, r])
+      let belowOrHalf = try t.emit(.where, [try t.emit(.lt, [d, c(0.5, &t)]), r, atHalf])
+      let rounded = try t.emit(.where, [try t.emit(.gt, [d, c(0.5, &t)]), up, belowOrHalf])
+      return try t.emit(.where, [try t.emit(.eq, [d, d]), rounded, x])
+    case "Hardmax":
+      try inputCount(1...1)
+      let axis = try normalizedAxis(try int("axis", -1), rank: type.rank)
+      guard let depth = type.dims[axis].staticSize else { throw Unsupported("symbolic axis \(axis)") }
+      var kept = type.dims; kept.remove(at: axis)
+      let index = try t.emit(.argmax, [x], ["axis": .int(Int64(axis))], declared: TensorType(.i64, kept))
+      let oneAttr: Attribute = dtype.isFloat ? .float(1) : .int(1), zeroAttr: Attribute = dtype.isFloat ? .float(0) : .int(0)
+      let y = try t.emit(.oneHot, [index], ["depth": .int(Int64(depth)), "on_value": oneAttr, "off_value": zeroAttr],
+                         declared: TensorType(dtype, kept + [.known(depth)]))
+      if axis == type.rank - 1 { return y }
+      var perm = Array(0..<(type.rank - 1)).map { Int64($0) }
+      perm.insert(Int64(type.rank - 1), at: axis)
+      return try t.emit(.transpose, [y], ["perm": .ints(perm)])
+    case "DepthToSpace", "SpaceToDepth":
+      try inputCount(1...1)
+      let b = try int("blocksize", 0)
+      guard b >= 1 else { throw Unsupported("blocksize \(b)") }
+      guard type.rank == 4, let ch = type.dims[1].staticSize, let h = type.dims[2].staticSize, let w = type.dims[3].staticSize else {
+        throw Unsupported("needs a 4-D input with static C, H and W")
+      }
+      let n = type.dims[0], bd = Dim.known(b)
+      let shape: [Dim], perm: [Int64], result: [Dim]
+      if op == "DepthToSpace" {
+        guard ch % (b * b) == 0 else { throw Unsupported("\(ch) channels for blocksize \(b)") }
+        let cOut = Dim.known(ch / (b * b))
+        let mode = try string("mode", "DCR")
+        switch mode {
+        case "DCR": shape = [n, bd, bd, cOut, .known(h), .known(w)]; perm = [0, 3, 4, 1, 5, 2]
+        case "CRD": shape = [n, cOut, bd, bd, .known(h), .known(w)]; perm = [0, 1, 4, 2, 5, 3]
+        default: throw Unsupported("mode = '\(mode)'")
+        }
+        result = [n, cOut, .known(h * b), .known(w * b)]
+      } else {
+        guard h % b == 0 && w % b == 0 else { throw Unsupported("H \(h) and W \(w) for blocksize \(b)") }
+        shape = [n, .known(ch), .known(h / b), bd, .known(w / b), bd]; perm = [0, 3, 5, 1, 2, 4]
+        result = [n, .known(ch * b * b), .known(h / b), .known(w / b)]
+      }
+      let r = try t.emit(.reshape, [x], declared: TensorType(dtype, shape))
+      let p = try t.emit(.transpose, [r], ["perm": .ints(perm)])
+      return try t.emit(.reshape, [p], declared: TensorType(dtype, result))
+    case "LpNormalization":
+      try inputCount(1...1); try needFloat()
+      let axis = try normalizedAxis(try int("axis", -1), rank: type.rank)
+      let p = try int("p", 2)
+      let reduce: [String: Attribute] = ["axes": .ints([Int64(axis)]), "keepdims": .bool(true)]
+      let norm: ValueID
+      switch p {
+      case 1: norm = try t.emit(.reduceSum, [try t.emit(.abs, [x])], reduce)
+      case 2: norm = try t.emit(.sqrt, [try t.emit(.reduceSum, [try t.emit(.mul, [x, x])], reduce)])
+      default: throw Unsupported("p = \(p)")
+      }
+      // A zero norm gives zeros (ONNX's reference), not 0/0.
+      let isZero = try t.emit(.eq, [norm, c(0, &t)])
+      return try t.emit(.where, [isZero, c(0, &t), try t.emit(.div, [x, norm])])
+    case "RMSNormalization":
+      try inputCount(2...2); try needFloat()
+      let axis = try normalizedAxis(try int("axis", -1), rank: type.rank)
+      let stash = try int("stash_type", 1)
+      guard stash == 1 || dtype == .f64 else { throw Unsupported("stash_type = \(stash)") }
+      let reduce: [String: Attribute] = ["axes": .ints((axis..<type.rank).map { Int64($0) }), "keepdims": .bool(true)]
+      let meanSquare = try t.emit(.reduceMean, [try t.emit(.mul, [x, x])], reduce)
+      let rms = try t.emit(.sqrt, [try t.emit(.add, [meanSquare, c(try float("epsilon", 1e-5), &t)])])
+      let scale = try input(1, &t)
+      try sameType(x, scale, t)
+      let y = try t.emit(.mul, [try t.emit(.div, [x, rms]), scale])
+      guard t.type(y).dims == type.dims else { throw Unsupported("scale does not broadcast to the input") }
+      return y
+    case "GroupNormalization":
+      try inputCount(3...3); try needFloat()
+      let groups = try int("num_groups", 0)
+      let stash = try int("stash_type", 1)
+      guard stash == 1 || dtype == .f64 else { throw Unsupported("stash_type = \(stash)") }
+      let spatialDims = type.dims.dropFirst(2).compactMap(\.staticSize)
+      guard type.rank >= 3, let ch = type.dims[1].staticSize, spatialDims.count == type.rank - 2 else {
+        throw Unsupported("needs static channel and spatial dimensions")
+      }
+      let spatial = spatialDims.reduce(1, *)
+      guard groups >= 1 && ch % groups == 0 else { throw Unsupported("num_groups \(groups) for \(ch) channels") }
+      let grouped = try t.emit(.reshape, [x], declared: TensorType(dtype, [type.dims[0], .known(groups), .known(ch / groups * spatial)]))
+      let y = try normalize(grouped, axes: [2], epsilon: try float("epsilon", 1e-5), &t).y
+      let back = try t.emit(.reshape, [y], declared: type)
+      let scale = try channelVector(try input(1, &t), rank: type.rank, &t), bias = try channelVector(try input(2, &t), rank: type.rank, &t)
+      try sameType(x, scale, t); try sameType(x, bias, t)
+      return try t.emit(.add, [try t.emit(.mul, [back, scale]), bias])
+    case "Trilu":
+      try inputCount(1...2)
+      guard type.rank >= 2, let rows = type.dims[type.rank - 2].staticSize, let cols = type.dims[type.rank - 1].staticSize else {
+        throw Unsupported("needs static last two dimensions")
+      }
+      let k = try constantInts(1, t, what: "k")?.first ?? 0
+      let upper = try int("upper", 1) != 0
+      var mask: [Int64] = []
+      for i in 0..<rows { for j in 0..<cols { mask.append((upper ? j - i >= k : j - i <= k) ? 1 : 0) } }
+      let m = t.constant(Tensor(.i1, shape: [rows, cols], ints: mask))
+      let zero = dtype.isFloat ? c(0, &t) : t.constant(Tensor(dtype, shape: [], ints: [0]))
+      return try t.emit(.where, [m, x, zero])
+    case "EyeLike":
+      try inputCount(1...1)
+      guard type.rank == 2, let shape = type.staticShape else { throw Unsupported("needs a static 2-D input") }
+      var out = dtype
+      if node.attribute("dtype") != nil {
+        let code = try int("dtype", 1)
+        guard let d = ONNXDataType.dtype(code) else { throw Unsupported("dtype \(ONNXDataType.name(code))") }
+        out = d
+      }
+      let k = try int("k", 0)
+      var values: [Int64] = []
+      for i in 0..<shape[0] { for j in 0..<shape[1] { values.append(j - i == k ? 1 : 0) } }
+      let tensor = out.isFloat ? Tensor(out, shape: shape, floats: values.map(Double.init)) : Tensor(out, shape: shape, ints: values)
+      return t.constant(tensor)
+    default: throw Unsupported("op type not supported")
+    }
+  }
+
+  /// ConvTranspose on NCHW = conv2d_backprop_input on NHWC with the same filter layout change as
+  /// Conv ([Cin, Cout/G, kH, kW] -> [kH, kW, Cout/G, Cin]) and explicit pads.
+  mutating func convTranspose(_ t: inout Translator) throws(Unsupported) -> ValueID {
+    try inputCount(2...3)
+    let x = try input(0, &t), w = try input(1, &t)
+    try sameType(x, w, t)
+    let tx = t.type(x), tw = t.type(w)
+    guard tx.rank == 4 && tw.rank == 4 else { throw Unsupported("a \(tx.rank - 2)-D transposed convolution (only 2-D is translated)") }
+    guard let h = tx.dims[2].staticSize, let wi = tx.dims[3].staticSize, let kh = tw.dims[2].staticSize, let kw = tw.dims[3].staticSize,
+          let perGroup = tw.dims[1].staticSize else { throw Unsupported("symbolic spatial or filter dimensions") }
+    if let kernel = try ints("kernel_shape"), kernel != [kh, kw] { throw Unsupported("kernel_shape \(kernel) differs from the weights'") }
+    let autoPad = try string("auto_pad", "NOTSET")
+    guard autoPad == "NOTSET" || autoPad == "VALID" else { throw Unsupported("auto_pad = '\(autoPad)'") }
+    let strides = try ints("strides") ?? [1, 1], dilations = try ints("dilations") ?? [1, 1]
+    let outputPadding = try ints("output_padding") ?? [0, 0]
+    let pads = autoPad == "VALID" ? [0, 0, 0, 0] : try ints("pads") ?? [0, 0, 0, 0]
+    guard strides.count == 2, dilations.count == 2, outputPadding.count == 2, pads.count == 4,
+          strides.allSatisfy({ $0 >= 1 }), dilations.allSatisfy({ $0 >= 1 }), pads.allSatisfy({ $0 >= 0 }) else {
+      throw Unsupported("strides \(strides), dilations \(dilations), pads \(pads), output_padding \(outputPadding)")
+    }
+    guard outputPadding[0] >= 0 && outputPadding[0] < strides[0] && outputPadding[1] >= 0 && outputPadding[1] < strides[1] else {
+      throw Unsupported("output_padding \(outputPadding) not below the strides \(strides)")
+    }
+    let group = try int("group", 1)
+    let sizes = [h, wi], kernel = [kh, kw]
+    var out: [Int] = []
+    for k in 0..<2 {
+      out.append(strides[k] * (sizes[k] - 1) + outputPadding[k] + (kernel[k] - 1) * dilations[k] + 1 - pads[k] - pads[k + 2])
+    }
+    guard out.allSatisfy({ $0 >= 1 }) else { throw Unsupported("an empty output \(out)") }
+    let channels = perGroup * group
+    let xh = try t.emit(.transpose, [x], ["perm": .ints(Self.toNHWC)])
+    let wh = try t.emit(.transpose, [w], ["perm": .ints([2, 3, 1, 0])])
+    var attrs: [String: Attribute] = ["strides": .ints(strides.map { Int64($0) }), "dilations": .ints(dilations.map { Int64($0) }),
+                                      "pads": .ints([pads[0], pads[2], pads[1], pads[3]].map { Int64($0) })]
+    if group != 1 { attrs["groups"] = .int(Int64(group)) }
+    var y = try t.emit(.conv2dBackpropInput, [xh, wh], attrs,
+                       declared: TensorType(tx.dtype, [tx.dims[0], .known(out[0]), .known(out[1]), .known(channels)]))
+    if let bias = try optionalInput(2, &t) {
+      try sameType(x, bias, t)
+      y = try t.emit(.add, [y, bias])
+    }
+    return try t.emit(.transpose, [y], ["perm": .ints(Self.toNCHW)])
+  }
+}
