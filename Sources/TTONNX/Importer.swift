@@ -41,7 +41,7 @@ public enum ONNXImporter {
   /// Oldest default-domain opset the importer reads. The mapping follows each op's current
   /// definition; older definitions differ by attributes the mapping does not accept (a named
   /// error), except where `OpMapping.minimumOpset` names an op whose meaning changed.
-  public static let minimumOpset: Int64 = 7
+  public static let minimumOpset: Int64 = 1
 
   /// Reads a serialized ONNX ModelProto and translates it.
   public static func importModel(bytes: [UInt8], options: ONNXImportOptions = ONNXImportOptions()) throws(ONNXError) -> ONNXImportResult {

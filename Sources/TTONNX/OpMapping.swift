@@ -32,9 +32,11 @@ struct OpMapping {
     "Shape", "Size", "ConstantOfShape", "Range", "Tile", "Split", "Constant", "OneHot",
   ]
 
-  /// Ops whose meaning (not only their attributes) changed: before opset 13, Softmax and
-  /// LogSoftmax flattened the input from `axis` on.
-  static let minimumOpset: [String: Int64] = ["Softmax": 13, "LogSoftmax": 13, "Hardmax": 13, "GroupNormalization": 21]
+  /// Ops whose meaning (not only their attributes) changed: before opset 13, Softmax, LogSoftmax
+  /// and Hardmax flattened the input from `axis` on; Concat's axis had a default before 4, Tile
+  /// took (tiles, axis) before 6; GroupNormalization's scale and bias were per group before 21.
+  static let minimumOpset: [String: Int64] = ["Softmax": 13, "LogSoftmax": 13, "Hardmax": 13, "Concat": 4, "Tile": 6,
+                                              "GroupNormalization": 21]
 
   /// Every op type the mapping translates (for some attribute values and element types).
   static var supportedOpTypes: [String] {
