@@ -50,7 +50,7 @@ struct OpMapping {
   /// Inputs that must be constants (shapes, axes, pads...): graph inputs there can be frozen.
   static func constantInputPositions(_ opType: String) -> [Int] {
     switch opType {
-    case "Reshape", "Expand", "Squeeze", "Unsqueeze", "Tile", "Split", "Trilu": return [1]
+    case "Reshape", "Expand", "Squeeze", "Unsqueeze", "Tile", "Split", "Trilu", "CumSum": return [1]
     case "Slice": return [1, 2, 3, 4]
     case "Pad": return [1, 2, 3]
     case "ConstantOfShape": return [0]

@@ -9,6 +9,7 @@ extension OpMapping {
   static let composites: Set<String> = [
     "Swish", "Celu", "IsInf", "Sinh", "Cosh", "Tan", "Round", "Hardmax", "DepthToSpace", "SpaceToDepth",
     "LpNormalization", "RMSNormalization", "GroupNormalization", "Trilu", "EyeLike", "ConvTranspose",
+    "Shrink", "MeanVarianceNormalization", "Mod", "CumSum", "GatherElements",
   ]
 
   mutating func composite(_ t: inout Translator) throws(Unsupported) -> ValueID {
@@ -19,6 +20,8 @@ extension OpMapping {
       "RMSNormalization": ["axis", "epsilon", "stash_type"], "GroupNormalization": ["epsilon", "num_groups", "stash_type"],
       "Trilu": ["upper"], "EyeLike": ["dtype", "k"],
       "ConvTranspose": ["auto_pad", "dilations", "group", "kernel_shape", "output_padding", "pads", "strides"],
+      "Shrink": ["bias", "lambd"], "MeanVarianceNormalization": ["axes"], "Mod": ["fmod"], "CumSum": ["exclusive", "reverse"],
+      "GatherElements": ["axis"],
     ]
     try checkAttributes(allowed[op] ?? [])
     if op == "ConvTranspose" { return try convTranspose(&t) }
@@ -178,6 +181,96 @@ extension OpMapping {
       for i in 0..<shape[0] { for j in 0..<shape[1] { values.append(j - i == k ? 1 : 0) } }
       let tensor = out.isFloat ? Tensor(out, shape: shape, floats: values.map(Double.init)) : Tensor(out, shape: shape, ints: values)
       return t.constant(tensor)
+    case "Shrink":
+      try inputCount(1...1); try needFloat()
+      let lambd = try float("lambd", 0.5), bias = try float("bias", 0)
+      let below = try t.emit(.lt, [x, c(-lambd, &t)]), above = try t.emit(.gt, [x, c(lambd, &t)])
+      let inner = try t.emit(.where, [above, try t.emit(.sub, [x, c(bias, &t)]), c(0, &t)])
+      return try t.emit(.where, [below, try t.emit(.add, [x, c(bias, &t)]), inner])
+    case "MeanVarianceNormalization":
+      // ONNX's function: (x − E[x]) / (sqrt(E[x²] − E[x]²) + 1e-9).
+      try inputCount(1...1); try needFloat()
+      var axes: [Int] = []
+      for a in try ints("axes") ?? [0, 2, 3] { axes.append(try normalizedAxis(a, rank: type.rank)) }
+      let reduce: [String: Attribute] = ["axes": .ints(axes.map { Int64($0) }), "keepdims": .bool(true)]
+      let mean = try t.emit(.reduceMean, [x], reduce)
+      let meanOfSquares = try t.emit(.reduceMean, [try t.emit(.mul, [x, x])], reduce)
+      let variance = try t.emit(.sub, [meanOfSquares, try t.emit(.mul, [mean, mean])])
+      let denominator = try t.emit(.add, [try t.emit(.sqrt, [variance]), c(1e-9, &t)])
+      return try t.emit(.div, [try t.emit(.sub, [x, mean]), denominator])
+    case "Mod":
+      // Integers only: fmod = 1 is C's remainder (the dividend's sign: x − trunc(x / y)·y, which
+      // TTIR's truncating integer div gives exactly); fmod = 0 moves a remainder whose sign differs
+      // from the divisor's by one y (Python's %). Float Mod is not exact as a composition.
+      try inputCount(2...2)
+      let fmod = try int("fmod", 0) != 0
+      guard dtype.isInteger, dtype != .i1 else { throw Unsupported("Mod of element type \(dtype) (integers only)") }
+      let y = try input(1, &t)
+      try sameType(x, y, t)
+      let truncated = try t.emit(.sub, [x, try t.emit(.mul, [try t.emit(.div, [x, y]), y])])
+      if fmod { return truncated }
+      let zero = t.constant(Tensor(dtype, shape: [], ints: [0]))
+      let signsDiffer = try t.emit(.ne, [try t.emit(.lt, [truncated, zero]), try t.emit(.lt, [y, zero])])
+      let adjust = try t.emit(.and, [try t.emit(.ne, [truncated, zero]), signsDiffer])
+      return try t.emit(.where, [adjust, try t.emit(.add, [truncated, y]), truncated])
+    case "CumSum":
+      // A matmul with a constant triangular matrix along the (static) axis, moved last.
+      try inputCount(2...2)
+      guard dtype != .i1 else { throw Unsupported("element type i1") }
+      guard let axisValue = try constantInts(1, t, what: "axis")?.first else { throw Unsupported("no axis") }
+      let axis = try normalizedAxis(axisValue, rank: type.rank)
+      guard let n = type.dims[axis].staticSize else { throw Unsupported("symbolic axis \(axis)") }
+      let exclusive = try int("exclusive", 0) != 0, reverse = try int("reverse", 0) != 0
+      var m: [Int64] = []
+      for i in 0..<n { for j in 0..<n {
+        // y[j] = Σ_i x[i]·m[i][j]: i ≤ j forward, i ≥ j reversed; strict when exclusive.
+        let take = reverse ? (exclusive ? i > j : i >= j) : (exclusive ? i < j : i <= j)
+        m.append(take ? 1 : 0)
+      } }
+      let matrix = dtype.isFloat ? Tensor(dtype, shape: [n, n], floats: m.map(Double.init)) : Tensor(dtype, shape: [n, n], ints: m)
+      var perm = Array(0..<type.rank).map { Int64($0) }
+      perm.remove(at: axis); perm.append(Int64(axis))
+      let moved = axis == type.rank - 1 ? x : try t.emit(.transpose, [x], ["perm": .ints(perm)])
+      let movedType = t.type(moved)
+      // matmul needs rank ≥ 2: a leading 1 for vectors.
+      let lifted = movedType.rank == 1 ? try t.emit(.reshape, [moved], declared: movedType.with(dims: [.known(1)] + movedType.dims)) : moved
+      var summed = try t.emit(.matmul, [lifted, t.constant(matrix)])
+      if movedType.rank == 1 { summed = try t.emit(.reshape, [summed], declared: movedType) }
+      if axis == type.rank - 1 { return summed }
+      var inverse = Array(repeating: Int64(0), count: type.rank)
+      for (k, p) in perm.enumerated() { inverse[Int(p)] = Int64(k) }
+      return try t.emit(.transpose, [summed], ["perm": .ints(inverse)])
+    case "GatherElements":
+      // Static shapes: flat indices into the flattened data, one gather.
+      try inputCount(2...2)
+      let indices = try input(1, &t)
+      let itype = t.type(indices)
+      guard let dataShape = type.staticShape, let indexShape = itype.staticShape, dataShape.count == indexShape.count else {
+        throw Unsupported("needs static shapes of equal rank")
+      }
+      guard itype.dtype == .i32 || itype.dtype == .i64 else { throw Unsupported("indices of element type \(itype.dtype)") }
+      let axis = try normalizedAxis(try int("axis", 0), rank: type.rank)
+      let strides = rowMajorStrides(dataShape)
+      let count = indexShape.reduce(1, *)
+      guard count <= 1 << 24 else { throw Unsupported("\(count) indices") }
+      // The flat offset of every position, the indexed axis left out.
+      var base: [Int64] = []
+      base.reserveCapacity(count)
+      let indexStrides = rowMajorStrides(indexShape)
+      for flat in 0..<count {
+        var offset = 0
+        for k in 0..<indexShape.count where k != axis { offset += (flat / indexStrides[k]) % indexShape[k] * strides[k] }
+        base.append(Int64(offset))
+      }
+      var index = indices
+      if itype.dtype != .i64 { index = try t.emit(.cast, [index], declared: itype.with(dtype: .i64)) }
+      let size = Int64(dataShape[axis])
+      let negative = try t.emit(.lt, [index, t.scalar(0, .i64)])
+      index = try t.emit(.where, [negative, try t.emit(.add, [index, t.scalar(Double(size), .i64)]), index])
+      let scaled = try t.emit(.mul, [index, t.scalar(Double(strides[axis]), .i64)])
+      let flatIndex = try t.emit(.add, [scaled, t.constant(Tensor(.i64, shape: indexShape, ints: base))])
+      let flatData = try t.emit(.reshape, [x], declared: TensorType(dtype, [.known(dataShape.reduce(1, *))]))
+      return try t.emit(.gather, [flatData, flatIndex], ["axis": .int(0)])
     default: throw Unsupported("op type not supported")
     }
   }

@@ -116,13 +116,16 @@ struct Import: ParsableCommand {
   }
 
   /// numpy.testing.assert_allclose's rule: |got − want| ≤ atol + rtol·|want|, NaN matching NaN,
-  /// integers and booleans exactly; shapes and element types equal.
+  /// integers and booleans exactly; shapes and element types equal. Half-precision results get
+  /// rtol of at least two units in the last place (2^-9 for f16, 2^-6 for bf16): TTIR rounds a
+  /// softmax or a reduction once from f64, the reference rounds after every NumPy step.
   func compare(_ got: [Tensor], _ want: [Tensor], rtol: Double, atol: Double) -> String? {
     guard got.count == want.count else { return "\(got.count) results, expected \(want.count)" }
     for (k, (g, w)) in zip(got, want).enumerated() {
       guard g.shape == w.shape else { return "result \(k) has shape \(g.shape), expected \(w.shape)" }
       guard g.dtype == w.dtype else { return "result \(k) has element type \(g.dtype), expected \(w.dtype)" }
       if g.dtype.isFloat {
+        let rtol = g.dtype == .f16 ? max(rtol, 0x1p-9) : g.dtype == .bf16 ? max(rtol, 0x1p-6) : rtol
         for (i, (a, b)) in zip(g.doubles, w.doubles).enumerated() {
           if a.isNaN && b.isNaN { continue }
           if a == b { continue }
