@@ -11,6 +11,33 @@ enum NodeOutput { case value(ValueID), constant(Tensor) }
 
 struct OpMapping {
   let node: ONNXNode
+  /// A 1-D convolution or pool, run as 2-D with H = 1: window attributes gain a leading entry.
+  var oneD = false
+
+  /// A window attribute (strides, dilations, kernel_shape, pads), lifted to 2-D for 1-D ops.
+  func windowInts(_ name: String) throws(Unsupported) -> [Int]? {
+    guard let v = try ints(name) else { return nil }
+    guard oneD else { return v }
+    if name == "pads" {
+      guard v.count == 2 else { throw Unsupported("pads \(v) for a 1-D window") }
+      return [0, v[0], 0, v[1]]
+    }
+    guard v.count == 1 else { throw Unsupported("\(name) \(v) for a 1-D window") }
+    return [1] + v
+  }
+
+  /// [N, C, L] -> [N, C, 1, L] for 1-D ops (sets `oneD`).
+  mutating func liftOneD(_ v: ValueID, _ t: inout Translator) throws(Unsupported) -> ValueID {
+    let type = t.type(v)
+    guard type.rank == 3 else { return v }
+    oneD = true
+    return try t.emit(.reshape, [v], declared: type.with(dims: [type.dims[0], type.dims[1], .known(1), type.dims[2]]))
+  }
+  func lowerOneD(_ v: ValueID, _ t: inout Translator) throws(Unsupported) -> ValueID {
+    guard oneD else { return v }
+    let type = t.type(v)
+    return try t.emit(.reshape, [v], declared: type.with(dims: [type.dims[0], type.dims[1], type.dims[3]]))
+  }
 
   static let unary: [String: OpCode] = [
     "Abs": .abs, "Neg": .neg, "Exp": .exp, "Log": .log, "Sqrt": .sqrt, "Tanh": .tanh, "Sigmoid": .sigmoid,
@@ -456,7 +483,7 @@ struct OpMapping {
   /// TTIR window attributes from ONNX's auto_pad/pads/strides for the spatial sizes `sizes`,
   /// effective windows `windows`: explicit `pads = [top, bottom, left, right]` always.
   func windowAttributes(sizes: [Dim], kernel: [Int], dilations: [Int], ceilMode: Bool) throws(Unsupported) -> [String: Attribute] {
-    let strides = try ints("strides") ?? [1, 1]
+    let strides = try windowInts("strides") ?? [1, 1]
     guard strides.count == 2, strides.allSatisfy({ $0 >= 1 }) else { throw Unsupported("strides \(strides)") }
     guard dilations.count == 2, dilations.allSatisfy({ $0 >= 1 }) else { throw Unsupported("dilations \(dilations)") }
     guard let h = sizes[0].staticSize, let w = sizes[1].staticSize else { throw Unsupported("symbolic spatial dimensions \(sizes)") }
@@ -465,7 +492,7 @@ struct OpMapping {
     var begin = [0, 0], end = [0, 0]
     switch autoPad {
     case "NOTSET":
-      if let pads = try ints("pads") {
+      if let pads = try windowInts("pads") {
         guard pads.count == 4, pads.allSatisfy({ $0 >= 0 }) else { throw Unsupported("pads \(pads)") }
         begin = [pads[0], pads[1]]; end = [pads[2], pads[3]]
       }
@@ -497,13 +524,14 @@ struct OpMapping {
 
   mutating func conv(_ t: inout Translator) throws(Unsupported) -> ValueID {
     try checkAttributes(["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"]); try inputCount(2...3)
-    let x = try input(0, &t), w = try input(1, &t)
+    var x = try input(0, &t), w = try input(1, &t)
     try sameType(x, w, t)
+    if t.type(x).rank == 3 && t.type(w).rank == 3 { x = try liftOneD(x, &t); w = try liftOneD(w, &t) }
     let tx = t.type(x), tw = t.type(w)
-    guard tx.rank == 4 && tw.rank == 4 else { throw Unsupported("a \(tx.rank - 2)-D convolution (only 2-D is translated)") }
+    guard tx.rank == 4 && tw.rank == 4 else { throw Unsupported("a \(tx.rank - 2)-D convolution (1-D and 2-D are translated)") }
     guard let kh = tw.dims[2].staticSize, let kw = tw.dims[3].staticSize else { throw Unsupported("symbolic kernel size") }
-    if let kernel = try ints("kernel_shape"), kernel != [kh, kw] { throw Unsupported("kernel_shape \(kernel) differs from the weights' [\(kh), \(kw)]") }
-    let dilations = try ints("dilations") ?? [1, 1]
+    if let kernel = try windowInts("kernel_shape"), kernel != [kh, kw] { throw Unsupported("kernel_shape \(kernel) differs from the weights' [\(kh), \(kw)]") }
+    let dilations = try windowInts("dilations") ?? [1, 1]
     var attrs = try windowAttributes(sizes: [tx.dims[2], tx.dims[3]], kernel: [kh, kw], dilations: dilations, ceilMode: false)
     attrs["dilations"] = .ints(dilations.map { Int64($0) })
     let group = try int("group", 1)
@@ -515,7 +543,7 @@ struct OpMapping {
       try sameType(x, bias, t)
       y = try t.emit(.add, [y, bias])
     }
-    return try t.emit(.transpose, [y], ["perm": .ints(Self.toNCHW)])
+    return try lowerOneD(try t.emit(.transpose, [y], ["perm": .ints(Self.toNCHW)]), &t)
   }
 
   mutating func pool(_ t: inout Translator) throws(Unsupported) -> ValueID {
@@ -523,11 +551,11 @@ struct OpMapping {
     try checkAttributes(isMax ? ["auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "storage_order", "strides"]
                               : ["auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape", "pads", "strides"])
     try inputCount(1...1); try onlyOutputs(1, "the indices of the maxima")
-    let x = try input(0, &t)
+    let x = try liftOneD(try input(0, &t), &t)
     let tx = t.type(x)
-    guard tx.rank == 4 else { throw Unsupported("a \(tx.rank - 2)-D pool (only 2-D is translated)") }
-    guard let kernel = try ints("kernel_shape"), kernel.count == 2, kernel.allSatisfy({ $0 >= 1 }) else { throw Unsupported("kernel_shape must list two sizes") }
-    let dilations = try ints("dilations") ?? [1, 1]
+    guard tx.rank == 4 else { throw Unsupported("a \(tx.rank - 2)-D pool (1-D and 2-D are translated)") }
+    guard let kernel = try windowInts("kernel_shape"), kernel.count == 2, kernel.allSatisfy({ $0 >= 1 }) else { throw Unsupported("kernel_shape must list one size per spatial axis") }
+    let dilations = try windowInts("dilations") ?? [1, 1]
     guard dilations == [1, 1] else { throw Unsupported("dilations \(dilations) (TTIR pools have none)") }
     let ceilMode = try int("ceil_mode", 0) != 0
     var attrs = try windowAttributes(sizes: [tx.dims[2], tx.dims[3]], kernel: kernel, dilations: dilations, ceilMode: ceilMode)
@@ -549,7 +577,7 @@ struct OpMapping {
     }
     let xh = try t.emit(.transpose, [x], ["perm": .ints(Self.toNHWC)])
     let y = try t.emit(isMax ? .maxPool : .avgPool, [xh], attrs)
-    return try t.emit(.transpose, [y], ["perm": .ints(Self.toNCHW)])
+    return try lowerOneD(try t.emit(.transpose, [y], ["perm": .ints(Self.toNCHW)]), &t)
   }
 
   // MARK: normalization
