@@ -96,6 +96,8 @@ struct Translator {
   var constants: [String: Tensor] = [:]
   var usedNames: Set<String> = []
   var usedParamNames: Set<String> = []
+  /// Integer vectors known only up to symbols (shapes of tensors with symbolic dims).
+  var symbolicShapes: [String: (dims: [Dim], isScalar: Bool)] = [:]
   /// ONNX values that could not be translated (their producer is unsupported).
   var poisoned: Set<String> = []
   var problems: [UnsupportedItem] = []
@@ -213,6 +215,9 @@ struct Translator {
   /// The TTIR value of an ONNX name, materializing a known constant on first use.
   mutating func value(_ name: String) throws(Unsupported) -> ValueID {
     if let v = values[name] { return v }
+    if let s = symbolicShapes[name] {
+      throw Unsupported("'\(name)' holds the shape \(s.dims) with symbolic dimensions, which TTIR cannot compute as data (only Reshape, Expand and ConstantOfShape may use it)")
+    }
     if let t = constants[name] {
       let v = function.appendValue(.constant, [], type: t.type, attributes: Attributes(["value": .tensor(t)]))
       function.values[v.index].name = uniqueName(name)
@@ -234,6 +239,20 @@ struct Translator {
       record("opset \(opset) defines \(node.opType) differently; the importer follows opset \(minimum) and newer"); return
     }
     if node.inputs.contains(where: { poisoned.contains($0) }) { poisoned.formUnion(node.outputs); return }
+    // Shape arithmetic on symbolic shapes stays symbolic.
+    if node.inputs.contains(where: { symbolicShapes[$0] != nil }), let outputs = symbolicShapeArithmetic(node) {
+      for (name, shape) in zip(node.outputs, outputs) where !name.isEmpty {
+        let known = shape.dims.compactMap(\.staticSize)
+        if known.count == shape.dims.count {
+          // No symbol left (a static dim picked out): an ordinary constant.
+          let values = known.map { Int64($0) }
+          constants[name] = Tensor(.i64, shape: shape.isScalar ? [] : [values.count], ints: values)
+        } else {
+          symbolicShapes[name] = shape
+        }
+      }
+      return
+    }
     // Constant subgraphs (shape arithmetic) fold to constants.
     let present = node.inputs.filter { !$0.isEmpty }
     if !isFolding, node.opType != "Constant", !present.isEmpty, present.allSatisfy({ constants[$0] != nil }),
@@ -254,6 +273,7 @@ struct Translator {
           }
           values[name] = v
         case .constant(let t): constants[name] = t
+        case .symbolicShape(let dims, let isScalar): symbolicShapes[name] = (dims, isScalar)
         }
       }
     } catch {
@@ -277,6 +297,7 @@ struct Translator {
         switch out {
         case .constant(let t)?: results[k] = t
         case .value(let v)?: returned.append(v); positions.append(k)
+        case .symbolicShape?: return nil
         case nil: results[k] = nil
         }
       }
@@ -294,6 +315,69 @@ struct Translator {
       guard results.count >= node.outputs.filter({ !$0.isEmpty }).count else { return nil }
       return results.map { $0 ?? Tensor(.f32, shape: [0], floats: []) }
     } catch {
+      return nil
+    }
+  }
+
+  /// Gather, Slice, Concat, Unsqueeze, Squeeze, Cast and Identity on symbolic shapes (and
+  /// constant integer vectors beside them); nil when the node is anything else (then it is
+  /// translated as usual, and using a symbolic shape as data is a named error).
+  func symbolicShapeArithmetic(_ node: ONNXNode) -> [(dims: [Dim], isScalar: Bool)]? {
+    func operand(_ k: Int) -> (dims: [Dim], isScalar: Bool)? {
+      guard k < node.inputs.count else { return nil }
+      if let s = symbolicShapes[node.inputs[k]] { return s }
+      if let c = constants[node.inputs[k]], c.dtype.isInteger, c.rank <= 1 { return (c.int64s.map { .known(Int($0)) }, c.rank == 0) }
+      return nil
+    }
+    func ints(_ k: Int) -> [Int]? {
+      guard k < node.inputs.count, !node.inputs[k].isEmpty, let c = constants[node.inputs[k]], c.dtype.isInteger else { return nil }
+      return c.int64s.map { Int($0) }
+    }
+    func attrInts(_ name: String) -> [Int]? {
+      if case .ints(let v)? = node.attribute(name)?.value { return v.map { Int($0) } }
+      return nil
+    }
+    func attrInt(_ name: String) -> Int? {
+      if case .int(let v)? = node.attribute(name)?.value { return Int(v) }
+      return nil
+    }
+    switch node.opType {
+    case "Identity":
+      return operand(0).map { [$0] }
+    case "Cast":
+      guard let to = attrInt("to"), let d = ONNXDataType.dtype(to), d == .i64 || d == .i32, let x = operand(0) else { return nil }
+      return [x]
+    case "Gather":
+      guard let x = operand(0), !x.isScalar, (attrInt("axis") ?? 0) == 0, let c = constants[node.inputs[1]], c.dtype.isInteger else { return nil }
+      var picked: [Dim] = []
+      for i in c.int64s {
+        let k = i < 0 ? Int(i) + x.dims.count : Int(i)
+        guard k >= 0 && k < x.dims.count else { return nil }
+        picked.append(x.dims[k])
+      }
+      return [(picked, c.rank == 0)]
+    case "Unsqueeze":
+      guard let x = operand(0), x.isScalar, (attrInts("axes") ?? ints(1)) == [0] else { return nil }
+      return [(x.dims, false)]
+    case "Squeeze":
+      guard let x = operand(0), !x.isScalar, x.dims.count == 1, (attrInts("axes") ?? ints(1) ?? [0]) == [0] else { return nil }
+      return [(x.dims, true)]
+    case "Concat":
+      var dims: [Dim] = []
+      for k in 0..<node.inputs.count {
+        guard let x = operand(k), !x.isScalar else { return nil }
+        dims += x.dims
+      }
+      return [(dims, false)]
+    case "Slice":
+      guard let x = operand(0), !x.isScalar, let starts = ints(1), let ends = ints(2), starts.count == 1, ends.count == 1,
+            (ints(3) ?? [0]) == [0] || ints(3) == [-1], (ints(4) ?? [1]) == [1] else { return nil }
+      let n = x.dims.count
+      var start = starts[0], end = ends[0]
+      if start < 0 { start += n }; if end < 0 { end += n }
+      start = min(max(start, 0), n); end = min(max(end, start), n)
+      return [(Array(x.dims[start..<end]), false)]
+    default:
       return nil
     }
   }

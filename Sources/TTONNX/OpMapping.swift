@@ -7,7 +7,13 @@
 import TTIR
 
 /// What a node output becomes: a TTIR value, or a constant known at import time.
-enum NodeOutput { case value(ValueID), constant(Tensor) }
+enum NodeOutput {
+  case value(ValueID), constant(Tensor)
+  /// An integer vector (or, `isScalar`, one element) known at import only up to symbols: the
+  /// shape of a tensor with symbolic dimensions and what Gather, Slice, Concat, Unsqueeze,
+  /// Squeeze and Cast make of it. It may feed Reshape, Expand and ConstantOfShape, never data.
+  case symbolicShape([Dim], isScalar: Bool)
+}
 
 struct OpMapping {
   let node: ONNXNode
@@ -144,6 +150,13 @@ struct OpMapping {
     return c.int64s.map { Int(clamping: $0) }
   }
 
+  /// A shape operand: a constant integer vector, or a symbolic shape (entries may be symbols).
+  func shapeInput(_ k: Int, _ t: Translator, what: String) throws(Unsupported) -> [Dim]? {
+    guard hasInput(k) else { return nil }
+    if let symbolic = t.symbolicShapes[node.inputs[k]] { return symbolic.dims }
+    return try constantInts(k, t, what: what)?.map { .known($0) }
+  }
+
   func inputCount(_ range: ClosedRange<Int>) throws(Unsupported) {
     let n = node.inputs.count
     guard range.contains(n) else { throw Unsupported("\(n) inputs (expected \(range.lowerBound)...\(range.upperBound))") }
@@ -272,7 +285,7 @@ struct OpMapping {
     case "Reshape":
       try checkAttributes(["allowzero"]); try inputCount(2...2)
       let x = try input(0, &t)
-      guard let shape = try constantInts(1, t, what: "shape") else { throw Unsupported("no shape") }
+      guard let shape = try shapeInput(1, t, what: "shape") else { throw Unsupported("no shape") }
       let allowZero = try int("allowzero", 0) != 0
       return [.value(try reshape(x, to: shape, allowZero: allowZero, &t))]
     case "Flatten":
@@ -336,10 +349,10 @@ struct OpMapping {
     case "Expand":
       try checkAttributes([]); try inputCount(2...2)
       let x = try input(0, &t)
-      guard let shape = try constantInts(1, t, what: "shape") else { throw Unsupported("no shape") }
-      guard shape.allSatisfy({ $0 >= 0 }) else { throw Unsupported("negative size in shape \(shape)") }
+      guard let shape = try shapeInput(1, t, what: "shape") else { throw Unsupported("no shape") }
+      guard shape.allSatisfy({ ($0.staticSize ?? 0) >= 0 }) else { throw Unsupported("negative size in shape \(shape)") }
       let dims: [Dim]
-      do { dims = try ShapeRules.broadcast(t.type(x).dims, shape.map { .known($0) }) } catch { throw Unsupported("\(error)") }
+      do { dims = try ShapeRules.broadcast(t.type(x).dims, shape) } catch { throw Unsupported("\(error)") }
       if dims == t.type(x).dims { return [.value(x)] }
       return [.value(try t.emit(.broadcastTo, [x], declared: TensorType(t.type(x).dtype, dims)))]
     case "Gather": return [.value(try gather(&t))]
@@ -351,7 +364,7 @@ struct OpMapping {
       if start < 0 { start += dims.count }; if end < 0 { end += dims.count }
       start = min(max(start, 0), dims.count); end = min(max(end, start), dims.count)
       let part = Array(dims[start..<end])
-      guard part.allSatisfy({ !$0.isSymbolic }) else { throw Unsupported("the shape \(part) has symbolic dimensions (only static shapes fold)") }
+      if part.contains(where: \.isSymbolic) { return [.symbolicShape(part, isScalar: false)] }
       return [.constant(Tensor(.i64, shape: [part.count], ints: part.map { Int64($0.staticSize!) }))]
     case "Size":
       try checkAttributes([]); try inputCount(1...1)
@@ -360,13 +373,19 @@ struct OpMapping {
       return [.constant(Tensor(.i64, shape: [], ints: [Int64(shape.reduce(1, *))]))]
     case "ConstantOfShape":
       try checkAttributes(["value"]); try inputCount(1...1)
-      guard let shape = try constantInts(0, t, what: "shape") else { throw Unsupported("no shape") }
-      guard shape.allSatisfy({ $0 >= 0 }), let count = elementCount(shape), count <= 1 << 28 else { throw Unsupported("shape \(shape)") }
+      guard let spec = try shapeInput(0, t, what: "shape") else { throw Unsupported("no shape") }
       var fill = Tensor(.f32, shape: [], floats: [0])
       if let a = node.attribute("value") {
         guard case .tensor(let v) = a.value, let vt = v.tensor, vt.count == 1 else { throw Unsupported("attribute 'value' of an unsupported type") }
         fill = vt
       }
+      if spec.contains(where: \.isSymbolic) {
+        // A symbolic shape: the fill value broadcast to it.
+        let scalar = t.constant(fill.reshaped([]))
+        return [.value(try t.emit(.broadcastTo, [scalar], declared: TensorType(fill.dtype, spec)))]
+      }
+      let shape = spec.map { $0.staticSize! }
+      guard shape.allSatisfy({ $0 >= 0 }), let count = elementCount(shape), count <= 1 << 28 else { throw Unsupported("shape \(shape)") }
       return [.constant(fill.dtype.isFloat ? Tensor(fill.dtype, shape: shape, floats: Array(repeating: fill.doubles[0], count: count))
                                           : Tensor(fill.dtype, shape: shape, ints: Array(repeating: fill.int64s[0], count: count)))]
     case "Range": return [.constant(try range(t))]
@@ -745,11 +764,13 @@ struct OpMapping {
 
   // MARK: data movement
 
-  func reshape(_ x: ValueID, to shape: [Int], allowZero: Bool, _ t: inout Translator) throws(Unsupported) -> ValueID {
+  func reshape(_ x: ValueID, to spec: [Dim], allowZero: Bool, _ t: inout Translator) throws(Unsupported) -> ValueID {
     let dims = t.type(x).dims
     var out: [Dim?] = []
     var inferred: Int?
-    for (k, s) in shape.enumerated() {
+    let shape = spec
+    for (k, entry) in spec.enumerated() {
+      guard case .known(let s) = entry else { out.append(entry); continue }
       if s == 0 && !allowZero {
         guard k < dims.count else { throw Unsupported("shape \(shape) copies dimension \(k) of a rank-\(dims.count) input") }
         out.append(dims[k])

@@ -161,6 +161,34 @@ private func malformedMessage(_ bytes: [UInt8]) -> String? {
     #expect(result.module.params.isEmpty)  // integer initializers are constants
   }
 
+  @Test func symbolicShapeArithmeticFeedsReshape() throws {
+    // What exporters write for x.view(x.size(0), -1) with a dynamic batch, and zeros_like by shape.
+    let bytes = B.model(
+      nodes: [B.node("Shape", ["x"], ["s"]), B.node("Gather", ["s", "zero"], ["n"]),
+              B.node("Unsqueeze", ["n", "axes"], ["n1"]), B.node("Concat", ["n1", "minus1"], ["target"], [B.attrInt("axis", 0)]),
+              B.node("Reshape", ["x", "target"], ["y"]),
+              B.node("ConstantOfShape", ["s"], ["z"])],
+      inputs: [B.value("x", 1, ["batch", 4, 6])],
+      outputs: [B.value("y", 1, ["batch", 24]), B.value("z", 1, ["batch", 4, 6])],
+      initializers: [B.int64s("zero", [], [0]), B.int64s("axes", [1], [0]), B.int64s("minus1", [1], [-1])])
+    let result = try ONNXImporter.importModel(bytes: bytes)
+    let f = result.module.functions[0]
+    #expect(f.resultTypes == [TensorType(.f32, [.symbol("batch"), .known(24)]), TensorType(.f32, [.symbol("batch"), .known(4), .known(6)])])
+    let x = Tensor(.f32, shape: [2, 4, 6], floats: (0..<48).map(Double.init))
+    let out = try run(result, [x])
+    #expect(out[0].shape == [2, 24] && out[0].doubles == x.doubles)
+    #expect(out[1].shape == [2, 4, 6] && out[1].doubles.allSatisfy { $0 == 0 })
+  }
+
+  @Test func symbolicShapeAsDataIsNamed() {
+    let bytes = B.model(
+      nodes: [B.node("Shape", ["x"], ["s"], name: "shape"), B.node("Cast", ["s"], ["f"], name: "to_float", [B.attrInt("to", 1)])],
+      inputs: [B.value("x", 1, ["batch", 4])], outputs: [B.value("f", 1, [2])])
+    let items = unsupportedItems { () throws(ONNXError) in _ = try ONNXImporter.importModel(bytes: bytes) }
+    #expect(items.map(\.node) == ["to_float"])
+    #expect(items.first?.reason.contains("symbolic dimensions") == true, "\(items)")
+  }
+
   @Test func convOnNCHWMatchesHandComputation() throws {
     // A 3x3 image 1..9, a 2x2 filter of ones, bias 10: the four window sums plus 10.
     let bytes = B.model(
