@@ -443,8 +443,9 @@ struct OpMapping {
           let delta = try constantInput(2, t, what: "delta") else { throw Unsupported("missing inputs") }
     let s = start.doubles[0], l = limit.doubles[0], d = delta.doubles[0]
     guard d != 0, d.isFinite, s.isFinite, l.isFinite else { throw Unsupported("delta \(d)") }
-    let count = max(Int(((l - s) / d).rounded(.up)), 0)
-    guard count <= 1 << 24 else { throw Unsupported("\(count) elements") }
+    let exact = ((l - s) / d).rounded(.up)
+    guard exact <= Double(1 << 24) else { throw Unsupported("a range of \(exact) elements") }
+    let count = max(Int(exact), 0)
     if start.dtype.isFloat {
       return Tensor(start.dtype, shape: [count], floats: (0..<count).map { roundToFloat(s + Double($0) * d, start.dtype) })
     }
@@ -503,8 +504,8 @@ struct OpMapping {
   /// effective windows `windows`: explicit `pads = [top, bottom, left, right]` always.
   func windowAttributes(sizes: [Dim], kernel: [Int], dilations: [Int], ceilMode: Bool) throws(Unsupported) -> [String: Attribute] {
     let strides = try windowInts("strides") ?? [1, 1]
-    guard strides.count == 2, strides.allSatisfy({ $0 >= 1 }) else { throw Unsupported("strides \(strides)") }
-    guard dilations.count == 2, dilations.allSatisfy({ $0 >= 1 }) else { throw Unsupported("dilations \(dilations)") }
+    guard strides.count == 2, strides.allSatisfy({ $0 >= 1 && $0 <= 1 << 20 }) else { throw Unsupported("strides \(strides)") }
+    guard dilations.count == 2, dilations.allSatisfy({ $0 >= 1 && $0 <= 1 << 20 }) else { throw Unsupported("dilations \(dilations)") }
     guard let h = sizes[0].staticSize, let w = sizes[1].staticSize else { throw Unsupported("symbolic spatial dimensions \(sizes)") }
     let n = [h, w]
     let autoPad = try string("auto_pad", "NOTSET")
@@ -778,6 +779,7 @@ struct OpMapping {
         guard inferred == nil else { throw Unsupported("shape \(shape) has two -1 entries") }
         inferred = k; out.append(nil)
       } else if s >= 0 {
+        guard s <= maxTensorElements else { throw Unsupported("shape \(shape) has a size above 2^40") }
         out.append(.known(s))
       } else { throw Unsupported("shape \(shape) has a negative size") }
     }
@@ -788,7 +790,10 @@ struct OpMapping {
       var outStatic = 1
       for case let d? in out {
         switch d {
-        case .known(let n): outStatic *= n
+        case .known(let n):
+          let (product, overflow) = outStatic.multipliedReportingOverflow(by: n)
+          guard !overflow && product <= maxTensorElements else { throw Unsupported("shape \(shape) describes more than 2^40 elements") }
+          outStatic = product
         case .symbol(let s):
           guard let i = inSymbols.firstIndex(of: s) else { throw Unsupported("shape \(shape) does not fit \(dims)") }
           inSymbols.remove(at: i)
@@ -895,9 +900,10 @@ struct OpMapping {
     let axis = try normalizedAxis(try int("axis", 0), rank: rank)
     var indices: ValueID
     let size = t.type(x).dims[axis].staticSize
-    if let c = t.constants[node.inputs[1]], c.dtype.isInteger, let n = size {
+    if let c = t.constants[node.inputs[1]], c.dtype.isInteger, size != nil || c.int64s.allSatisfy({ $0 >= 0 }) {
       // Negative indices count from the end: resolved here for constant indices.
-      indices = t.constant(Tensor(c.dtype, shape: c.shape, ints: c.int64s.map { $0 < 0 ? $0 + Int64(n) : $0 }))
+      let n = Int64(size ?? 0)
+      indices = t.constant(Tensor(c.dtype, shape: c.shape, ints: c.int64s.map { $0 < 0 ? $0 + n : $0 }))
     } else {
       indices = try input(1, &t)
       let dtype = t.type(indices).dtype
@@ -922,7 +928,9 @@ struct OpMapping {
       expanded += [.known(1), d]; broadcast += [.known(r), d]
       if r == 1 { result.append(d) } else {
         guard let n = d.staticSize else { throw Unsupported("tiling symbolic dimension \(d)") }
-        result.append(.known(n * r))
+        let (size, overflow) = n.multipliedReportingOverflow(by: r)
+        guard !overflow && size <= maxTensorElements else { throw Unsupported("repeats \(repeats) give more than 2^40 elements") }
+        result.append(.known(size))
       }
     }
     let dtype = t.type(x).dtype
@@ -964,7 +972,9 @@ struct OpMapping {
     var indices = try input(0, &t)
     guard let depthT = try constantInput(1, t, what: "depth"), depthT.count == 1 else { throw Unsupported("depth must be a one-element constant") }
     guard let values = try constantInput(2, t, what: "values"), values.count == 2 else { throw Unsupported("values must be a two-element constant") }
-    let depth = Int(depthT.doubles[0])
+    let depthValue = depthT.doubles[0]
+    guard depthValue >= 0 && depthValue <= Double(1 << 24) else { throw Unsupported("depth \(depthValue)") }
+    let depth = Int(depthValue)
     let rank = t.type(indices).rank
     var axis = try int("axis", -1)
     if axis < 0 { axis += rank + 1 }

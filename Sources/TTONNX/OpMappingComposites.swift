@@ -160,6 +160,7 @@ extension OpMapping {
       guard type.rank >= 2, let rows = type.dims[type.rank - 2].staticSize, let cols = type.dims[type.rank - 1].staticSize else {
         throw Unsupported("needs static last two dimensions")
       }
+      guard rows * cols <= 1 << 24 else { throw Unsupported("a \(rows)x\(cols) mask") }
       let k = try constantInts(1, t, what: "k")?.first ?? 0
       let upper = try int("upper", 1) != 0
       var mask: [Int64] = []
@@ -169,7 +170,9 @@ extension OpMapping {
       return try t.emit(.where, [m, x, zero])
     case "EyeLike":
       try inputCount(1...1)
-      guard type.rank == 2, let shape = type.staticShape else { throw Unsupported("needs a static 2-D input") }
+      guard type.rank == 2, let shape = type.staticShape, shape[0] * shape[1] <= 1 << 24 else {
+        throw Unsupported("needs a static 2-D input of at most 2^24 elements")
+      }
       var out = dtype
       if node.attribute("dtype") != nil {
         let code = try int("dtype", 1)
@@ -220,6 +223,7 @@ extension OpMapping {
       guard let axisValue = try constantInts(1, t, what: "axis")?.first else { throw Unsupported("no axis") }
       let axis = try normalizedAxis(axisValue, rank: type.rank)
       guard let n = type.dims[axis].staticSize else { throw Unsupported("symbolic axis \(axis)") }
+      guard n <= 4096 else { throw Unsupported("an axis of \(n) elements (the triangular matrix would have n²)") }
       let exclusive = try int("exclusive", 0) != 0, reverse = try int("reverse", 0) != 0
       var m: [Int64] = []
       for i in 0..<n { for j in 0..<n {
@@ -292,7 +296,8 @@ extension OpMapping {
     let outputPadding = try ints("output_padding") ?? [0, 0]
     let pads = autoPad == "VALID" ? [0, 0, 0, 0] : try ints("pads") ?? [0, 0, 0, 0]
     guard strides.count == 2, dilations.count == 2, outputPadding.count == 2, pads.count == 4,
-          strides.allSatisfy({ $0 >= 1 }), dilations.allSatisfy({ $0 >= 1 }), pads.allSatisfy({ $0 >= 0 }) else {
+          strides.allSatisfy({ $0 >= 1 && $0 <= 1 << 20 }), dilations.allSatisfy({ $0 >= 1 && $0 <= 1 << 20 }),
+          pads.allSatisfy({ $0 >= 0 && $0 <= 1 << 40 }), h <= 1 << 20, wi <= 1 << 20 else {
       throw Unsupported("strides \(strides), dilations \(dilations), pads \(pads), output_padding \(outputPadding)")
     }
     guard outputPadding[0] >= 0 && outputPadding[0] < strides[0] && outputPadding[1] >= 0 && outputPadding[1] < strides[1] else {

@@ -270,6 +270,23 @@ private func malformedMessage(_ bytes: [UInt8]) -> String? {
     #expect(items.first?.reason.contains("2^40") == true, "\(items)")
   }
 
+  @Test func absurdConstantsAreNamedNotTrapped() {
+    // Sizes that would overflow Int arithmetic or allocate terabytes: each a named item.
+    let huge = Int64(1) << 62
+    let cases: [(Proto, [Proto])] = [
+      (B.node("Reshape", ["x", "c"], ["y"]), [B.int64s("c", [3], [huge, huge, -1])]),
+      (B.node("Range", ["a", "b", "c"], ["y"]), [B.int64s("a", [], [0]), B.int64s("b", [], [huge]), B.int64s("c", [], [1])]),
+      (B.node("Tile", ["x", "c"], ["y"]), [B.int64s("c", [1], [huge])]),
+      (B.node("OneHot", ["i", "c", "v"], ["y"]), [B.int64s("c", [], [huge]), B.int64s("v", [2], [0, 1]), B.int64s("i", [1], [0])]),
+      (B.node("ConstantOfShape", ["c"], ["y"]), [B.int64s("c", [2], [huge, huge])]),
+    ]
+    for (node, initializers) in cases {
+      let bytes = B.model(nodes: [node], inputs: [B.value("x", 1, [2])], outputs: [B.value("y", 1, [2])], initializers: initializers)
+      let items = unsupportedItems { () throws(ONNXError) in _ = try ONNXImporter.importModel(bytes: bytes) }
+      #expect(items.count == 1, "\(items)")
+    }
+  }
+
   @Test func sanitizedNames() {
     #expect(sanitizeName("input:0") == "input_0")
     #expect(sanitizeName("0weight") == "v0weight")
