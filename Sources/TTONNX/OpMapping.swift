@@ -67,9 +67,10 @@ struct OpMapping {
 
   /// Ops whose meaning (not only their attributes) changed: before opset 13, Softmax, LogSoftmax
   /// and Hardmax flattened the input from `axis` on; Concat's axis had a default before 4, Tile
-  /// took (tiles, axis) before 6; GroupNormalization's scale and bias were per group before 21.
+  /// took (tiles, axis) before 6; GroupNormalization's scale and bias were per group before 21;
+  /// Resize took (X, scales) before 11.
   static let minimumOpset: [String: Int64] = ["Softmax": 13, "LogSoftmax": 13, "Hardmax": 13, "Concat": 4, "Tile": 6,
-                                              "GroupNormalization": 21]
+                                              "GroupNormalization": 21, "Resize": 11]
 
   /// Every op type the mapping translates (for some attribute values and element types).
   static var supportedOpTypes: [String] {
@@ -85,6 +86,8 @@ struct OpMapping {
     switch opType {
     case "Reshape", "Expand", "Squeeze", "Unsqueeze", "Tile", "Split", "Trilu", "CumSum": return [1]
     case "Slice": return [1, 2, 3, 4]
+    case "Resize": return [1, 2, 3]
+    case "Upsample": return [1]
     case "Pad": return [1, 2, 3]
     case "ConstantOfShape": return [0]
     case "Range": return [0, 1, 2]

@@ -9,7 +9,7 @@ extension OpMapping {
   static let composites: Set<String> = [
     "Swish", "Celu", "IsInf", "Sinh", "Cosh", "Tan", "Round", "Hardmax", "DepthToSpace", "SpaceToDepth",
     "LpNormalization", "RMSNormalization", "GroupNormalization", "Trilu", "EyeLike", "ConvTranspose",
-    "Shrink", "MeanVarianceNormalization", "Mod", "CumSum", "GatherElements",
+    "Shrink", "MeanVarianceNormalization", "Mod", "CumSum", "GatherElements", "Resize", "Upsample",
   ]
 
   mutating func composite(_ t: inout Translator) throws(Unsupported) -> ValueID {
@@ -22,9 +22,13 @@ extension OpMapping {
       "ConvTranspose": ["auto_pad", "dilations", "group", "kernel_shape", "output_padding", "pads", "strides"],
       "Shrink": ["bias", "lambd"], "MeanVarianceNormalization": ["axes"], "Mod": ["fmod"], "CumSum": ["exclusive", "reverse"],
       "GatherElements": ["axis"],
+      "Resize": ["antialias", "axes", "coordinate_transformation_mode", "cubic_coeff_a", "exclude_outside",
+                 "extrapolation_value", "keep_aspect_ratio_policy", "mode", "nearest_mode"],
+      "Upsample": ["mode"],
     ]
     try checkAttributes(allowed[op] ?? [])
     if op == "ConvTranspose" { return try convTranspose(&t) }
+    if op == "Resize" || op == "Upsample" { return try resizeNearest(&t) }
     let x = try input(0, &t)
     let type = t.type(x)
     let dtype = type.dtype
@@ -277,6 +281,66 @@ extension OpMapping {
       return try t.emit(.gather, [flatData, flatIndex], ["axis": .int(0)])
     default: throw Unsupported("op type not supported")
     }
+  }
+
+  /// Resize (and the older Upsample) with mode nearest by whole scale factors: every element
+  /// repeated s times along each axis (reshape, broadcast_to, reshape), which is exactly what the
+  /// nearest modes give for integer scales with half_pixel (round_prefer_floor or _ceil) or
+  /// asymmetric (floor) coordinates. Other modes, fractional scales and the other coordinate
+  /// rules are named errors.
+  mutating func resizeNearest(_ t: inout Translator) throws(Unsupported) -> ValueID {
+    let x = try input(0, &t)
+    let type = t.type(x)
+    let mode = try string("mode", "nearest")
+    guard mode == "nearest" else { throw Unsupported("mode = '\(mode)' (only nearest with whole scale factors is translated)") }
+    var factors: [Int] = []
+    let scaleInput = node.opType == "Upsample" ? 1 : 2
+    if node.opType == "Resize" {
+      try inputCount(1...4)
+      let transform = try string("coordinate_transformation_mode", "half_pixel")
+      let nearest = try string("nearest_mode", "round_prefer_floor")
+      let exact = (transform == "half_pixel" && (nearest == "round_prefer_floor" || nearest == "round_prefer_ceil"))
+        || (transform == "asymmetric" && nearest == "floor")
+      guard exact else { throw Unsupported("coordinate_transformation_mode '\(transform)' with nearest_mode '\(nearest)'") }
+      guard try int("antialias", 0) == 0 else { throw Unsupported("antialias = 1") }
+      if node.attribute("keep_aspect_ratio_policy") != nil, try string("keep_aspect_ratio_policy", "stretch") != "stretch" {
+        throw Unsupported("keep_aspect_ratio_policy other than stretch")
+      }
+    } else {
+      try inputCount(2...2)
+    }
+    var axes = Array(0..<type.rank)
+    if let given = try ints("axes") { axes = []; for a in given { axes.append(try normalizedAxis(a, rank: type.rank)) } }
+    if let scales = try constantInput(scaleInput, t, what: "scales"), scales.count > 0 {
+      guard scales.count == axes.count else { throw Unsupported("\(scales.count) scales for \(axes.count) axes") }
+      for v in scales.doubles {
+        guard v >= 1, v <= 4096, v == v.rounded() else { throw Unsupported("scale \(v) (only whole factors are translated)") }
+        factors.append(Int(v))
+      }
+    } else if node.opType == "Resize", let sizes = try constantInts(3, t, what: "sizes") {
+      guard sizes.count == axes.count else { throw Unsupported("\(sizes.count) sizes for \(axes.count) axes") }
+      for (k, a) in axes.enumerated() {
+        guard let n = type.dims[a].staticSize, n > 0, sizes[k] % n == 0, sizes[k] >= n, sizes[k] / n <= 4096 else {
+          throw Unsupported("size \(sizes[k]) of axis \(a) is not a whole multiple of \(type.dims[a])")
+        }
+        factors.append(sizes[k] / n)
+      }
+    } else {
+      throw Unsupported("neither scales nor sizes")
+    }
+    var expanded: [Dim] = [], broadcast: [Dim] = [], result: [Dim] = []
+    for (a, d) in type.dims.enumerated() {
+      let s = axes.firstIndex(of: a).map { factors[$0] } ?? 1
+      expanded += [d, .known(1)]; broadcast += [d, .known(s)]
+      if s == 1 { result.append(d) } else {
+        guard let n = d.staticSize, n * s <= maxTensorElements else { throw Unsupported("resizing symbolic dimension \(d)") }
+        result.append(.known(n * s))
+      }
+    }
+    if result == type.dims { return x }
+    let a = try t.emit(.reshape, [x], declared: TensorType(type.dtype, expanded))
+    let b = try t.emit(.broadcastTo, [a], declared: TensorType(type.dtype, broadcast))
+    return try t.emit(.reshape, [b], declared: TensorType(type.dtype, result))
   }
 
   /// ConvTranspose on NCHW = conv2d_backprop_input on NHWC with the same filter layout change as
