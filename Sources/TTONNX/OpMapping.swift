@@ -62,7 +62,7 @@ struct OpMapping {
     "InstanceNormalization", "LayerNormalization", "Softmax", "LogSoftmax", "Gelu", "LeakyRelu", "PRelu", "Elu",
     "Selu", "HardSigmoid", "HardSwish", "Softsign", "Mish", "ThresholdedRelu", "IsNaN", "ArgMax", "ArgMin",
     "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Slice", "Pad", "Expand", "Gather",
-    "Shape", "Size", "ConstantOfShape", "Range", "Tile", "Split", "Constant", "OneHot",
+    "Shape", "Size", "ConstantOfShape", "Range", "Tile", "Split", "Constant", "OneHot", "SoftmaxCrossEntropyLoss",
   ]
 
   /// Ops whose meaning (not only their attributes) changed: before opset 13, Softmax, LogSoftmax
@@ -264,6 +264,12 @@ struct OpMapping {
     case "BatchNormalization": return [.value(try batchNorm(&t))]
     case "InstanceNormalization": return [.value(try instanceNorm(&t))]
     case "LayerNormalization": return try layerNorm(&t)
+    case "SoftmaxCrossEntropyLoss":
+      try checkAttributes(["ignore_index", "reduction"]); try inputCount(2...3)
+      let x = try input(0, &t)
+      guard t.type(x).rank >= 2 else { throw Unsupported("scores of rank \(t.type(x).rank)") }
+      let logProb = try t.emit(.logSoftmax, [x], ["axis": .int(1)])
+      return [.value(try negativeLogLikelihood(logProb, &t)), .value(logProb)]
     case "Softmax", "LogSoftmax":
       try checkAttributes(["axis"]); try inputCount(1...1)
       let x = try input(0, &t)

@@ -10,6 +10,7 @@ extension OpMapping {
     "Swish", "Celu", "IsInf", "Sinh", "Cosh", "Tan", "Round", "Hardmax", "DepthToSpace", "SpaceToDepth",
     "LpNormalization", "RMSNormalization", "GroupNormalization", "Trilu", "EyeLike", "ConvTranspose",
     "Shrink", "MeanVarianceNormalization", "Mod", "CumSum", "GatherElements", "Resize", "Upsample",
+    "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot", "NegativeLogLikelihoodLoss",
   ]
 
   mutating func composite(_ t: inout Translator) throws(Unsupported) -> ValueID {
@@ -25,10 +26,15 @@ extension OpMapping {
       "Resize": ["antialias", "axes", "coordinate_transformation_mode", "cubic_coeff_a", "exclude_outside",
                  "extrapolation_value", "keep_aspect_ratio_policy", "mode", "nearest_mode"],
       "Upsample": ["mode"],
+      "NegativeLogLikelihoodLoss": ["ignore_index", "reduction"],
     ]
     try checkAttributes(allowed[op] ?? [])
     if op == "ConvTranspose" { return try convTranspose(&t) }
     if op == "Resize" || op == "Upsample" { return try resizeNearest(&t) }
+    if op == "NegativeLogLikelihoodLoss" {
+      try inputCount(2...3)
+      return try negativeLogLikelihood(try input(0, &t), &t)
+    }
     let x = try input(0, &t)
     let type = t.type(x)
     let dtype = type.dtype
@@ -188,6 +194,20 @@ extension OpMapping {
       for i in 0..<shape[0] { for j in 0..<shape[1] { values.append(j - i == k ? 1 : 0) } }
       let tensor = out.isFloat ? Tensor(out, shape: shape, floats: values.map(Double.init)) : Tensor(out, shape: shape, ints: values)
       return t.constant(tensor)
+    case "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot":
+      // TTIR's and, or and not are bitwise on integers; xor is (a | b) & ~(a & b).
+      guard dtype.isInteger && dtype != .i1 else { throw Unsupported("element type \(dtype)") }
+      if op == "BitwiseNot" { try inputCount(1...1); return try t.emit(.not, [x]) }
+      try inputCount(2...2)
+      let y = try input(1, &t)
+      try sameType(x, y, t)
+      switch op {
+      case "BitwiseAnd": return try t.emit(.and, [x, y])
+      case "BitwiseOr": return try t.emit(.or, [x, y])
+      default:
+        let both = try t.emit(.not, [try t.emit(.and, [x, y])])
+        return try t.emit(.and, [try t.emit(.or, [x, y]), both])
+      }
     case "Shrink":
       try inputCount(1...1); try needFloat()
       let lambd = try float("lambd", 0.5), bias = try float("bias", 0)
@@ -280,6 +300,60 @@ extension OpMapping {
       let flatData = try t.emit(.reshape, [x], declared: TensorType(dtype, [.known(dataShape.reduce(1, *))]))
       return try t.emit(.gather, [flatData, flatIndex], ["axis": .int(0)])
     default: throw Unsupported("op type not supported")
+    }
+  }
+
+  /// NegativeLogLikelihoodLoss of log-probabilities `x` [N, C, d...] against integer targets
+  /// [N, d...] (also the second half of SoftmaxCrossEntropyLoss): the class axis moved last, the
+  /// target's entry picked with a boolean `one_hot` and `where` (so a −inf elsewhere stays out),
+  /// weights gathered the same way; ignore_index zeroes its entries; reduction none, sum or mean
+  /// (the weighted mean Σ w·l / Σ w when weights or an ignore_index are given, except that
+  /// NegativeLogLikelihoodLoss's reference takes the plain mean for ignore_index −1 without
+  /// weights, which is followed).
+  mutating func negativeLogLikelihood(_ x: ValueID, _ t: inout Translator) throws(Unsupported) -> ValueID {
+    let type = t.type(x)
+    let dtype = type.dtype
+    guard dtype.isFloat, type.rank >= 2, let classes = type.dims[1].staticSize else {
+      throw Unsupported("needs float scores of rank 2 or more with a static class axis")
+    }
+    var target = try input(1, &t)
+    let ttype = t.type(target)
+    guard ttype.dtype == .i32 || ttype.dtype == .i64 else { throw Unsupported("targets of element type \(ttype.dtype)") }
+    let reduction = try string("reduction", "mean")
+    guard ["none", "sum", "mean"].contains(reduction) else { throw Unsupported("reduction = '\(reduction)'") }
+    let ignoreIndex: Int? = node.attribute("ignore_index") == nil ? nil : try int("ignore_index", 0)
+    var perm = Array(0..<type.rank).map { Int64($0) }
+    perm.remove(at: 1); perm.append(1)
+    let moved = try t.emit(.transpose, [x], ["perm": .ints(perm)])
+    if ttype.dtype != .i64 { target = try t.emit(.cast, [target], declared: ttype.with(dtype: .i64)) }
+    let hit = try t.emit(.oneHot, [target], ["depth": .int(Int64(classes)), "on_value": .int(1), "off_value": .int(0)],
+                         declared: TensorType(.i1, t.type(target).dims + [.known(classes)]))
+    let zero = t.scalar(0, dtype)
+    let sumClasses: [String: Attribute] = ["axes": .ints([-1])]
+    let picked = try t.emit(.reduceSum, [try t.emit(.where, [hit, moved, zero])], sumClasses)
+    var loss = try t.emit(.neg, [picked])
+    guard t.type(loss).dims == t.type(target).dims else { throw Unsupported("targets of shape \(ttype.dims) for scores \(type.dims)") }
+    var weight: ValueID?
+    if let w = try optionalInput(2, &t) {
+      try sameType(x, w, t)
+      weight = try t.emit(.reduceSum, [try t.emit(.where, [hit, w, zero])], sumClasses)
+    }
+    if let ignoreIndex {
+      let kept = try t.emit(.ne, [target, t.scalar(Double(ignoreIndex), .i64)])
+      if let w = weight {
+        weight = try t.emit(.where, [kept, w, zero])
+      } else if !(node.opType == "NegativeLogLikelihoodLoss" && ignoreIndex == -1) {
+        weight = try t.emit(.cast, [kept], declared: t.type(kept).with(dtype: dtype))
+      }
+      loss = try t.emit(.where, [kept, loss, zero])
+    }
+    if let w = weight { loss = try t.emit(.mul, [loss, w]) }
+    switch reduction {
+    case "none": return loss
+    case "sum": return try t.emit(.reduceSum, [loss])
+    default:
+      if let w = weight { return try t.emit(.div, [try t.emit(.reduceSum, [loss]), try t.emit(.reduceSum, [w])]) }
+      return try t.emit(.reduceMean, [loss])
     }
   }
 
