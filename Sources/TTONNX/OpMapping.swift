@@ -84,7 +84,7 @@ struct OpMapping {
   /// Inputs that must be constants (shapes, axes, pads...): graph inputs there can be frozen.
   static func constantInputPositions(_ opType: String) -> [Int] {
     switch opType {
-    case "Reshape", "Expand", "Squeeze", "Unsqueeze", "Tile", "Split", "Trilu", "CumSum": return [1]
+    case "Reshape", "Expand", "Squeeze", "Unsqueeze", "Tile", "Split", "Trilu", "CumSum", "CenterCropPad": return [1]
     case "Slice": return [1, 2, 3, 4]
     case "Resize": return [1, 2, 3]
     case "Upsample": return [1]

@@ -10,7 +10,7 @@ extension OpMapping {
     "Swish", "Celu", "IsInf", "Sinh", "Cosh", "Tan", "Round", "Hardmax", "DepthToSpace", "SpaceToDepth",
     "LpNormalization", "RMSNormalization", "GroupNormalization", "Trilu", "EyeLike", "ConvTranspose",
     "Shrink", "MeanVarianceNormalization", "Mod", "CumSum", "GatherElements", "Resize", "Upsample",
-    "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot", "NegativeLogLikelihoodLoss",
+    "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot", "NegativeLogLikelihoodLoss", "LpPool", "CenterCropPad",
   ]
 
   mutating func composite(_ t: inout Translator) throws(Unsupported) -> ValueID {
@@ -27,10 +27,12 @@ extension OpMapping {
                  "extrapolation_value", "keep_aspect_ratio_policy", "mode", "nearest_mode"],
       "Upsample": ["mode"],
       "NegativeLogLikelihoodLoss": ["ignore_index", "reduction"],
+      "LpPool": ["auto_pad", "ceil_mode", "dilations", "kernel_shape", "p", "pads", "strides"], "CenterCropPad": ["axes"],
     ]
     try checkAttributes(allowed[op] ?? [])
     if op == "ConvTranspose" { return try convTranspose(&t) }
     if op == "Resize" || op == "Upsample" { return try resizeNearest(&t) }
+    if op == "LpPool" { return try lpPool(&t) }
     if op == "NegativeLogLikelihoodLoss" {
       try inputCount(2...3)
       return try negativeLogLikelihood(try input(0, &t), &t)
@@ -208,6 +210,32 @@ extension OpMapping {
         let both = try t.emit(.not, [try t.emit(.and, [x, y])])
         return try t.emit(.and, [try t.emit(.or, [x, y]), both])
       }
+    case "CenterCropPad":
+      // Centered: a crop starts at ⌊(n − m)/2⌋; a pad puts ⌊(m − n)/2⌋ before.
+      try inputCount(2...2)
+      guard let target = try constantInts(1, t, what: "shape") else { throw Unsupported("no shape") }
+      var axes = Array(0..<type.rank)
+      if let given = try ints("axes") { axes = []; for a in given { axes.append(try normalizedAxis(a, rank: type.rank)) } }
+      guard target.count == axes.count else { throw Unsupported("shape \(target) for \(axes.count) axes") }
+      var y = x
+      var sAxes: [Int64] = [], starts: [Int64] = [], limits: [Int64] = []
+      var low = Array(repeating: Int64(0), count: type.rank), high = low
+      for (k, a) in axes.enumerated() {
+        guard let n = type.dims[a].staticSize else { throw Unsupported("symbolic axis \(a)") }
+        let m = target[k]
+        guard m >= 0 && m <= maxTensorElements else { throw Unsupported("size \(m)") }
+        if m < n {
+          let start = (n - m) / 2
+          sAxes.append(Int64(a)); starts.append(Int64(start)); limits.append(Int64(start + m))
+        } else if m > n {
+          low[a] = Int64((m - n) / 2); high[a] = Int64(m - n) - low[a]
+        }
+      }
+      if !sAxes.isEmpty { y = try t.emit(.slice, [y], ["axes": .ints(sAxes), "starts": .ints(starts), "limits": .ints(limits)]) }
+      if low.contains(where: { $0 != 0 }) || high.contains(where: { $0 != 0 }) {
+        y = try t.emit(.pad, [y], ["low": .ints(low), "high": .ints(high), "value": dtype.isFloat ? .float(0) : .int(0)])
+      }
+      return y
     case "Shrink":
       try inputCount(1...1); try needFloat()
       let lambd = try float("lambd", 0.5), bias = try float("bias", 0)
@@ -301,6 +329,39 @@ extension OpMapping {
       return try t.emit(.gather, [flatData, flatIndex], ["axis": .int(0)])
     default: throw Unsupported("op type not supported")
     }
+  }
+
+  /// LpPool: (Σ |x|^p)^(1/p) over each window, padding contributing 0: an avg_pool that counts
+  /// padding (its divisor is always kh·kw) times kh·kw, of |x|^p (x·x for p = 2).
+  mutating func lpPool(_ t: inout Translator) throws(Unsupported) -> ValueID {
+    try inputCount(1...1)
+    let x = try liftOneD(try input(0, &t), &t)
+    let tx = t.type(x)
+    guard tx.dtype.isFloat else { throw Unsupported("element type \(tx.dtype)") }
+    guard tx.rank == 4 else { throw Unsupported("a \(tx.rank - 2)-D pool (1-D and 2-D are translated)") }
+    guard let kernel = try windowInts("kernel_shape"), kernel.count == 2, kernel.allSatisfy({ $0 >= 1 && $0 <= 1 << 20 }) else {
+      throw Unsupported("kernel_shape must list one size per spatial axis")
+    }
+    let dilations = try windowInts("dilations") ?? [1, 1]
+    guard dilations == [1, 1] else { throw Unsupported("dilations \(dilations) (TTIR pools have none)") }
+    var attrs = try windowAttributes(sizes: [tx.dims[2], tx.dims[3]], kernel: kernel, dilations: dilations, ceilMode: try int("ceil_mode", 0) != 0)
+    attrs["window"] = .ints(kernel.map { Int64($0) })
+    attrs["count_include_pad"] = .bool(true)
+    if case .ints(let pads)? = attrs["pads"] {
+      for (k, pad) in pads.enumerated() where pad >= Int64(kernel[k / 2]) {
+        throw Unsupported("padding \(pad) is not smaller than the window \(kernel[k / 2])")
+      }
+    }
+    let p = try int("p", 2)
+    guard p >= 1 && p <= 64 else { throw Unsupported("p = \(p)") }
+    let dtype = tx.dtype
+    let magnitude = try t.emit(.abs, [x])
+    let powered = p == 1 ? magnitude : p == 2 ? try t.emit(.mul, [x, x]) : try t.emit(.pow, [magnitude, t.scalar(Double(p), dtype)])
+    let xh = try t.emit(.transpose, [powered], ["perm": .ints(Self.toNHWC)])
+    let mean = try t.emit(.avgPool, [xh], attrs)
+    let sum = try t.emit(.mul, [mean, t.scalar(Double(kernel[0] * kernel[1]), dtype)])
+    let root = p == 1 ? sum : p == 2 ? try t.emit(.sqrt, [sum]) : try t.emit(.pow, [sum, t.scalar(1 / Double(p), dtype)])
+    return try lowerOneD(try t.emit(.transpose, [root], ["perm": .ints(Self.toNCHW)]), &t)
   }
 
   /// NegativeLogLikelihoodLoss of log-probabilities `x` [N, C, d...] against integer targets
