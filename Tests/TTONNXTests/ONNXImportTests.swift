@@ -287,6 +287,34 @@ private func malformedMessage(_ bytes: [UInt8]) -> String? {
     }
   }
 
+  @Test func mutatedModelsNeverCrash() {
+    // Seeded byte flips, insertions and deletions of a model with a Conv, a pool, a Reshape and
+    // initializers: each import gives a module or a named error (a trap would end the test run).
+    let bytes = B.model(
+      nodes: [B.node("Conv", ["x", "w"], ["c"], [B.attrInts("pads", [1, 1, 1, 1]), B.attrInts("strides", [2, 2])]),
+              B.node("MaxPool", ["c"], ["p"], [B.attrInts("kernel_shape", [2, 2]), B.attrInt("ceil_mode", 1)]),
+              B.node("Reshape", ["p", "shape"], ["r"]), B.node("Softmax", ["r"], ["y"], [B.attrInt("axis", -1)])],
+      inputs: [B.value("x", 1, ["N", 1, 8, 8])], outputs: [B.value("y", 1, ["N", 4])],
+      initializers: [B.floats("w", [1, 1, 3, 3], Array(repeating: 0.5, count: 9)), B.int64s("shape", [2], [0, -1])])
+    #expect((try? ONNXImporter.importModel(bytes: bytes)) != nil)
+    var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+    func next() -> Int { state = state &* 6364136223846793005 &+ 1442695040888963407; return Int(truncatingIfNeeded: state >> 33) }
+    var imported = 0
+    for _ in 0..<3000 {
+      var mutated = bytes
+      for _ in 0..<(1 + next() % 4) {
+        let i = next() % mutated.count
+        switch next() % 3 {
+        case 0: mutated[i] = UInt8(truncatingIfNeeded: next())
+        case 1: mutated.insert(UInt8(truncatingIfNeeded: next()), at: i)
+        default: if mutated.count > 1 { mutated.remove(at: i) }
+        }
+      }
+      if (try? ONNXImporter.importModel(bytes: mutated)) != nil { imported += 1 }
+    }
+    #expect(imported < 3000)
+  }
+
   @Test func sanitizedNames() {
     #expect(sanitizeName("input:0") == "input_0")
     #expect(sanitizeName("0weight") == "v0weight")
