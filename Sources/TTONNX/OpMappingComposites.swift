@@ -10,7 +10,7 @@ extension OpMapping {
     "Swish", "Celu", "IsInf", "Sinh", "Cosh", "Tan", "Round", "Hardmax", "DepthToSpace", "SpaceToDepth",
     "LpNormalization", "RMSNormalization", "GroupNormalization", "Trilu", "EyeLike", "ConvTranspose",
     "Shrink", "MeanVarianceNormalization", "Mod", "CumSum", "GatherElements", "Resize", "Upsample",
-    "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot", "NegativeLogLikelihoodLoss", "LpPool", "CenterCropPad",
+    "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot", "NegativeLogLikelihoodLoss", "LpPool", "CenterCropPad", "GatherND",
   ]
 
   mutating func composite(_ t: inout Translator) throws(Unsupported) -> ValueID {
@@ -28,6 +28,7 @@ extension OpMapping {
       "Upsample": ["mode"],
       "NegativeLogLikelihoodLoss": ["ignore_index", "reduction"],
       "LpPool": ["auto_pad", "ceil_mode", "dilations", "kernel_shape", "p", "pads", "strides"], "CenterCropPad": ["axes"],
+      "GatherND": ["batch_dims"],
     ]
     try checkAttributes(allowed[op] ?? [])
     if op == "ConvTranspose" { return try convTranspose(&t) }
@@ -210,6 +211,28 @@ extension OpMapping {
         let both = try t.emit(.not, [try t.emit(.and, [x, y])])
         return try t.emit(.and, [try t.emit(.or, [x, y]), both])
       }
+    case "GatherND":
+      // batch_dims 0 and static leading data dims: the k indexed dims flattened into one, the
+      // flat index Σ idx[..., j]·stride_j (negative entries counted from the end), one gather.
+      try inputCount(2...2)
+      guard try int("batch_dims", 0) == 0 else { throw Unsupported("batch_dims other than 0") }
+      let indices = try input(1, &t)
+      let itype = t.type(indices)
+      guard itype.dtype == .i64 || itype.dtype == .i32 else { throw Unsupported("indices of element type \(itype.dtype)") }
+      guard itype.rank >= 1, let k = itype.dims.last?.staticSize, k >= 1, k <= type.rank else {
+        throw Unsupported("indices whose last dimension is not a static size from 1 to the data's rank")
+      }
+      let leading = type.dims.prefix(k).compactMap(\.staticSize)
+      guard leading.count == k, let flatCount = elementCount(leading) else { throw Unsupported("symbolic indexed dimensions") }
+      var index = indices
+      if itype.dtype != .i64 { index = try t.emit(.cast, [index], declared: itype.with(dtype: .i64)) }
+      let sizes = t.constant(Tensor(.i64, shape: [k], ints: leading.map { Int64($0) }))
+      let negative = try t.emit(.lt, [index, t.scalar(0, .i64)])
+      index = try t.emit(.where, [negative, try t.emit(.add, [index, sizes]), index])
+      let strides = t.constant(Tensor(.i64, shape: [k], ints: rowMajorStrides(leading).map { Int64($0) }))
+      let flatIndex = try t.emit(.reduceSum, [try t.emit(.mul, [index, strides])], ["axes": .ints([-1])])
+      let flatData = try t.emit(.reshape, [x], declared: type.with(dims: [.known(flatCount)] + type.dims.dropFirst(k)))
+      return try t.emit(.gather, [flatData, flatIndex], ["axis": .int(0)])
     case "CenterCropPad":
       // Centered: a crop starts at ⌊(n − m)/2⌋; a pad puts ⌊(m − n)/2⌋ before.
       try inputCount(2...2)
