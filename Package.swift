@@ -17,6 +17,7 @@
 //                TTSupport)
 //   ttfc, ttfc-bench  the command-line tool and the benchmarks (all of the above)
 //   TTFuzz       random graphs for the tests (TTIR)
+//   TTONNX       ONNX import: a protobuf wire-format reader and the ONNX -> TTIR op mapping (TTIR; TTInterp folds shape arithmetic)
 // One test target per module; DocC catalogs (Sources/<Module>/<Module>.docc) for TTIR, TTCompiler,
 // TTRuntime, TTTrain and TTEmbedding, built by tools/docs. System libraries come from Debian:
 // LLVM 19 (via the pkg-config file that tools/setup writes), OpenBLAS and zlib.
@@ -55,6 +56,7 @@ let package = Package(
     .target(name: "TTInterp", dependencies: ["TTIR"]),
     .target(name: "TTPasses", dependencies: ["TTIR", "TTInterp"]),
     .target(name: "TTFuzz", dependencies: ["TTIR"]),
+    .target(name: "TTONNX", dependencies: ["TTIR", "TTInterp"]),
     .target(name: "TTTrain", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCompiler", "TTCodegen", "TTEmbedding", "TTSupport"]),
     .target(name: "TTRuntime", dependencies: ["TTIR", "TTInterp", "TTCodegen", "TTEmbedding", "TTSupport", "COpenBLAS", "CZlib"]),
     .target(name: "TTCompiler", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTCodegen", "TTRuntime", "TTEmbedding", "TTSupport"]),
@@ -62,7 +64,7 @@ let package = Package(
     .target(name: "CSupport"),
     .target(name: "TTEmbedding", dependencies: ["TTSupport", "CSupport"]),
     .executableTarget(name: "ttfc", dependencies: [
-      "TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCompiler", "TTCodegen", "TTTrain", "TTEmbedding", "TTSupport",
+      "TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCompiler", "TTCodegen", "TTTrain", "TTEmbedding", "TTSupport", "TTONNX",
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
     ]),
     .executableTarget(name: "ttfc-bench", dependencies: ["TTIR", "TTRuntime", "TTCompiler", "TTCodegen", "TTTrain", "TTEmbedding", "TTSupport", "COpenBLAS",
@@ -78,6 +80,7 @@ let package = Package(
     .testTarget(name: "TTSupportTests", dependencies: ["TTSupport"]),
     .testTarget(name: "TTTrainTests", dependencies: ["TTIR", "TTInterp", "TTTrain", "TTPasses", "TTRuntime", "TTCompiler", "TTEmbedding"],
                 exclude: ["JAXVision"]),
+    .testTarget(name: "TTONNXTests", dependencies: ["TTONNX", "TTIR", "TTInterp"]),
     .testTarget(name: "ttfcTests", dependencies: ["ttfc", "TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCompiler", "TTTrain"]),
   ]
 )

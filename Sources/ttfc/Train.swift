@@ -30,6 +30,9 @@ struct Train: ParsableCommand {
   @Argument(help: "The .ttir model.") var file: String
   @Option(help: "Training data: .npz, .csv, or a directory of .npy files.") var data: String
   @Option(name: .customLong("loss"), help: "The loss function.") var lossName = "loss"
+  @Option(help: "Add the loss function: softmax_cross_entropy (i32 labels), sigmoid_cross_entropy or mse of --predict's result against --labels (for a model with no loss of its own, e.g. from `ttfc import`).") var objective: String?
+  @Option(help: "With --objective: the data column of the labels (a new argument of the loss).") var labels = "labels"
+  @Option(help: "With --objective: the function whose result is trained (default: the only function, or @main).") var predict: String?
   @Option(parsing: .unconditional, help: "Examples per batch (1 to 2^30).") var batch = 32
   @Option(parsing: .unconditional, help: "Training steps, 0 to 10^12 (default: one epoch, or --epochs).") var steps: Int?
   @Option(parsing: .unconditional, help: "Epochs over the data, 1 to 10^9 (ignored when --steps is given; steps in all at most 10^12).") var epochs: Int?
@@ -159,7 +162,16 @@ struct Train: ParsableCommand {
 
   func run() throws {
     try checkOptionRanges()
-    let module = try SourceFile.read(file).module()
+    var module = try SourceFile.read(file).module()
+    if let objective {
+      guard let kind = StandardLoss(rawValue: objective) else {
+        throw fail("unknown --objective '\(objective)' (expected \(StandardLoss.allCases.map(\.rawValue).joined(separator: ", ")))")
+      }
+      let target = predict ?? (module.functions.count == 1 ? module.functions[0].name : "main")
+      do { try kind.add(to: &module, predict: target, labels: labels, lossName: lossName) } catch { throw fail("--objective: \(error)") }
+    } else if predict != nil || labels != "labels" {
+      throw fail("--predict and --labels describe the loss that --objective adds; give --objective too")
+    }
     guard let kind = OptimizerConfig.Kind(rawValue: optimizer) else {
       throw fail("unknown optimizer '\(optimizer)' (expected \(OptimizerConfig.Kind.allCases.map(\.rawValue).joined(separator: ", ")))")
     }

@@ -19,7 +19,7 @@ struct Ttfc: ParsableCommand {
       to see a model JIT-compiled and run (add --interpret for the reference interpreter).
       """),
     version: version,
-    subcommands: [Check.self, Fmt.self, Opt.self, Compile.self, Run.self, Train.self, NCF.self, Version.self]
+    subcommands: [Check.self, Fmt.self, Opt.self, Compile.self, Run.self, Train.self, NCF.self, Import.self, Version.self]
   )
 
   /// Runs the command; argument errors print as `error: ...` on stderr like every other error
