@@ -8,6 +8,8 @@
 //                                 reader sums it over the batch becomes one GEMM with that sum)
 //   conv2d and its gradients   -> a ConvKernels routine (f32/f64: im2col + GEMM, plain GEMM for
 //                                 1x1, direct loops for depthwise)
+//   layer_norm(_grad), integer-label softmax_cross_entropy
+//                              -> a RowKernels routine (f32/f64, per row, split over the pool)
 //   embedding_lookup(_pooled)  -> a lookup of the module's table
 //   any other op               -> a one-op JIT kernel
 //   anything the code generator cannot compile (the allow-list of OpInfo.codegen: f16/bf16,
@@ -220,6 +222,11 @@ final class ProgramBuilder {
       thunks.append(.table(name, op, operands: Array(operands.dropFirst()), result: results[0]))
       return
     }
+    if let routine = rowRoutine(op) {
+      thunks.append(.rows(routine, operands: operands, results: results))
+      statistics.rowRoutines += 1
+      return
+    }
     if let (kind, geometry) = convolution(op) {
       thunks.append(.conv(kind, geometry, operands: operands, result: results[0]))
       statistics.convolutions += 1
@@ -274,6 +281,23 @@ final class ProgramBuilder {
   }
 
   static let convolutionCodes: Set<OpCode> = [.conv2d, .conv2dBackpropInput, .conv2dBackpropFilter]
+
+  /// The RowKernels routine that computes `op` (f32 and f64 data): layer_norm, layer_norm_grad,
+  /// and softmax_cross_entropy with integer labels. Nil for other ops and element types (f16 and
+  /// bf16 run on the interpreter).
+  func rowRoutine(_ op: OpNode) -> RowRoutine? {
+    guard let first = op.operands.first else { return nil }
+    let data = lowered.type(of: first)
+    guard data.dtype == .f32 || data.dtype == .f64, data.rank >= 1 else { return nil }
+    let epsilon = (try? ShapeRules.layerNormEpsilon(op.attributes)) ?? 1e-5
+    switch op.code {
+    case .layerNorm where op.results.count == 1: return .layerNorm(epsilon: epsilon)
+    case .layerNormGrad where op.results.count == 3: return .layerNormGrad(epsilon: epsilon)
+    case .softmaxCrossEntropy where op.operands.count == 2 && lowered.type(of: op.operands[1]).dtype.isInteger:
+      return .sparseSoftmaxCrossEntropy
+    default: return nil
+    }
+  }
 
   /// A conv2d or one of its gradient ops that ConvKernels computes (f32 and f64, static spatial
   /// and channel sizes; the batch may be symbolic): its kind and geometry. Nil for other ops and
@@ -332,6 +356,7 @@ final class ProgramBuilder {
         continue
       }
       if Self.convolutionCodes.contains(op.code) { continue }   // a ConvKernels routine or the interpreter
+      if rowRoutine(op) != nil { continue }   // a RowKernels routine
       if op.code == .matmul { continue }   // a GEMM, or the interpreter (no kernel for a matmul)
       if op.code.info.opClass == .table { continue }
       if op.code == .reduceSum, case .result(let producer, _) = lowered[op.operands[0]].definition,

@@ -317,6 +317,25 @@ public enum ShapeRules {
     return [params.with(dims: Array(params.dims[..<a]) + indices.dims + Array(params.dims[(a + 1)...]))]
   }
 
+  /// `scatter_add %operand, %indices, %updates {axis}`: the operand's type; the updates have the
+  /// shape gather would give (`operand.shape[:axis] + indices.shape + operand.shape[axis+1:]`).
+  static let scatterAdd: ShapeRule = { input in
+    let (operand, indices, updates) = (input.operands[0], input.operands[1], input.operands[2])
+    guard indices.dtype == .i32 || indices.dtype == .i64 else {
+      throw ShapeError("indices must be i32 or i64, got \(indices.dtype)")
+    }
+    guard operand.rank >= 1 else { throw ShapeError("cannot scatter into a scalar") }
+    guard updates.dtype == operand.dtype else {
+      throw ShapeError("updates must have the operand's element type \(operand.dtype), got \(updates.dtype)")
+    }
+    let a = try axis(input.attributes.int("axis") ?? 0, rank: operand.rank)
+    let expected = Array(operand.dims[..<a]) + indices.dims + Array(operand.dims[(a + 1)...])
+    guard updates.dims == expected else {
+      throw ShapeError("updates must have shape [\(expected.map(\.description).joined(separator: ", "))] (the gather shape), got \(updates)")
+    }
+    return [operand]
+  }
+
   /// `embedding_lookup @table, %ids`: one row per id, so ids' shape followed by the row's.
   static let embeddingLookup: ShapeRule = { input in
     let (row, ids) = (input.operands[0], input.operands[1])

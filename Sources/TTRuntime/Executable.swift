@@ -40,6 +40,9 @@ public struct ExecutableStatistics: Sendable {
   public var interpreted = 0
   /// Convolution ops compiled to ConvKernels routines.
   public var convolutions = 0
+  /// Ops compiled to RowKernels routines (layer_norm, layer_norm_grad, integer-label
+  /// softmax_cross_entropy).
+  public var rowRoutines = 0
   public var compileSeconds = 0.0
   /// Parts of compileSeconds: the pass pipeline, and parameter initialization.
   public var optimizeSeconds = 0.0
@@ -78,6 +81,7 @@ public final class Executable: @unchecked Sendable {
     case gemmSummedOverBatch(a: Int, b: Int, c: Int)
     /// A convolution op (ConvKernels): operands in IR order, f32 or f64.
     case conv(ConvKind, ConvGeometry, operands: [Int], result: Int)
+    case rows(RowRoutine, operands: [Int], results: [Int])
     case interpretOp(OpNode, operands: [Int], result: Int)
     case interpretRegion(Interpreter, operands: [Int], results: [Int])
     /// An embedding op: evaluation lookups of `table` (operands: ids, and lengths when pooled).
@@ -227,6 +231,7 @@ public final class Executable: @unchecked Sendable {
       case .gemm(let a, let b, let c, let ta, let tb): thunks.append(.gemm(a: a, b: b, c: c, transposeA: ta, transposeB: tb))
       case .gemmSummedOverBatch(let a, let b, let c): thunks.append(.gemmSummedOverBatch(a: a, b: b, c: c))
       case .conv(let kind, let g, let operands, let result): thunks.append(.conv(kind, g, operands: operands, result: result))
+      case .rows(let routine, let operands, let results): thunks.append(.rows(routine, operands: operands, results: results))
       case .interpretOp(let op, let operands, let result): thunks.append(.interpretOp(op, operands: operands, result: result))
       case .interpretRegion(let interpreter, let operands, let results):
         thunks.append(.interpretRegion(interpreter, operands: operands, results: results))
@@ -370,6 +375,7 @@ public final class Executable: @unchecked Sendable {
     case .gemm(let a, let b, let c, _, _): return ([a, b], [c])
     case .gemmSummedOverBatch(let a, let b, let c): return ([a, b], [c])
     case .conv(_, _, let operands, let result): return (operands, [result])
+    case .rows(_, let operands, let results): return (operands, results)
     case .interpretOp(_, let operands, let result): return (operands, [result])
     case .interpretRegion(_, let operands, let results): return (operands, results)
     case .table(_, _, let operands, let result): return (operands, [result])
@@ -403,6 +409,8 @@ public final class Executable: @unchecked Sendable {
       case .gemmSummedOverBatch(let a, let b, let c): return "gemm sum over batch of s\(a)^T x s\(b) -> s\(c) : \(slots[c].type)"
       case .conv(let kind, let g, let operands, let result):
         return "\(kind.rawValue) (\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result) : \(slots[result].type) [\(g)]"
+      case .rows(let routine, let operands, let results):
+        return "\(routine) (\(operands.map { "s\($0)" }.joined(separator: ", "))) -> \(results.map { "s\($0)" }.joined(separator: ", ")) : \(slots[results[0]].type)"
       case .interpretOp(let op, let operands, let result): return "interpret '\(op.code)'(\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result)"
       case .interpretRegion(_, let operands, let results): return "interpret region(\(operands.map { "s\($0)" }.joined(separator: ", "))) -> \(results.map { "s\($0)" }.joined(separator: ", "))"
       case .table(_, let op, let operands, let result): return "\(op.code) (\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result) : \(slots[result].type)"
@@ -474,6 +482,8 @@ public final class Executable: @unchecked Sendable {
         ConvKernels.run(kind, g, n: n, a: UnsafePointer(pa.assumingMemoryBound(to: Float.self)),
                         b: UnsafePointer(pb.assumingMemoryBound(to: Float.self)), out: pc.assumingMemoryBound(to: Float.self), pool: pool)
       }
+    case .rows(let routine, let operands, let results):
+      try runRows(routine, operands: operands, results: results, plan: plan)
     case .table(let table, let op, let operands, let result):
       runLookup(table, op, operands: operands, result: result, plan: plan)
     case .interpretOp(let op, let operands, let result):
@@ -493,6 +503,30 @@ public final class Executable: @unchecked Sendable {
         throw .runtime("\(error)")
       }
     }
+  }
+
+  /// A RowKernels routine on f32 or f64 data (the compiler only emits `rows` thunks for those).
+  func runRows(_ routine: RowRoutine, operands: [Int], results: [Int], plan: Plan) throws(ExecutableError) {
+    let shape = plan.shapes[operands[0]]
+    let width = shape.last ?? 0
+    let rows = shape.dropLast().reduce(1, *)
+    func run<T: RowElement>(_: T.Type) throws(ExecutableError) {
+      func input(_ k: Int) -> UnsafePointer<T> { UnsafePointer(plan.pointers[operands[k]].assumingMemoryBound(to: T.self)) }
+      func output(_ k: Int) -> UnsafeMutablePointer<T> { plan.pointers[results[k]].assumingMemoryBound(to: T.self) }
+      switch routine {
+      case .layerNorm(let epsilon):
+        RowKernels.layerNorm(rows: rows, width: width, epsilon: epsilon, x: input(0), scale: input(1), offset: input(2), y: output(0), pool: pool)
+      case .layerNormGrad(let epsilon):
+        RowKernels.layerNormGrad(rows: rows, width: width, epsilon: epsilon, x: input(0), scale: input(1), dy: input(2),
+                                 dx: output(0), dscale: output(1), doffset: output(2), pool: pool)
+      case .sparseSoftmaxCrossEntropy:
+        let bad = RowKernels.sparseSoftmaxCrossEntropy(rows: rows, classes: width, logits: input(0), labels: UnsafeRawPointer(plan.pointers[operands[1]]),
+                                                       labelsAreInt64: slots[operands[1]].type.dtype == .i64, loss: output(0), pool: pool)
+        // The interpreter's error, word for word.
+        if let bad { throw .runtime("softmax_cross_entropy: index \(bad) is out of range [0, \(width))") }
+      }
+    }
+    if slots[operands[0]].type.dtype == .f64 { try run(Double.self) } else { try run(Float.self) }
   }
 
   /// Evaluation lookups into the result buffer (ids and lengths widened to i64 first).
