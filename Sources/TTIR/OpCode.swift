@@ -36,6 +36,8 @@ public enum OpCode: String, CaseIterable, Hashable, Sendable, CustomStringConver
   case batchNormTraining = "batch_norm_training", batchNormInference = "batch_norm_inference"
   // Layer normalization over the last axis (IR-specs/ops/nn.md)
   case layerNorm = "layer_norm", layerNormGrad = "layer_norm_grad"
+  // Counter-based random numbers keyed by (seed, step, stream, element) (IR-specs/ops/random.md)
+  case randomBits = "random_bits", dropout
   // Embedding tables (the first operand is a table; IR-specs/embeddings.md)
   case embeddingLookup = "embedding_lookup", embeddingLookupPooled = "embedding_lookup_pooled"
   // Functions and fusion regions
@@ -55,6 +57,9 @@ public enum OpClass: String, Sendable {
   case reduction, argReduction, matmul, layout, gather, softmax, loss, table, call, fusion
   /// Sliding windows over the spatial axes of NHWC images: convolutions and pooling.
   case window
+  /// Counter-based random numbers: the value at an element depends on its position (its flat
+  /// index in the result), so these ops are not elementwise and never move through layout ops.
+  case random
   /// Per-channel normalization over every axis but the last (batch norm), or per row over the
   /// last axis (layer norm).
   case normalization
@@ -298,6 +303,12 @@ extension OpInfo {
     case .layerNormGrad:
       return op(.normalization, 3...3, .float, [attr("epsilon", .float)], cost: .opaque, results: 3, rule: ShapeRules.layerNormGrad,
                 gradient: secondOrder, codegen: .routine)
+    case .randomBits:
+      return op(.random, 1...1, .integer, [attr("seed", .int), attr("stream", .int)], rule: ShapeRules.randomBits,
+                gradient: .noGradient, codegen: .interpreted)
+    case .dropout:
+      return op(.random, 2...2, .float, [attr("rate", .float, required: true), attr("seed", .int), attr("stream", .int)],
+                rule: ShapeRules.dropout, codegen: .interpreted)
     case .embeddingLookup:
       return op(.table, 2...2, .float, cost: .opaque, rule: ShapeRules.embeddingLookup, gradient: sparseGradient, codegen: .routine)
     case .embeddingLookupPooled:
@@ -339,9 +350,9 @@ extension OpCode {
          .add, .sub, .mul, .div, .max, .min, .eq, .ne, .lt, .le, .gt, .ge, .select, .where,
          .reduceMax, .reduceMin, .argmax, .argmin,
          .transpose, .reshape, .broadcastTo, .slice, .concat, .pad, .gather, .scatterAdd,
-         .maxPool, .maxPoolGrad, .avgPool, .avgPoolGrad:
+         .maxPool, .maxPoolGrad, .avgPool, .avgPoolGrad, .dropout:
       return .infer
-    case .constant, .iota, .not, .and, .or, .cast, .oneHot, .embeddingLookup, .embeddingLookupPooled, .call, .fusion:
+    case .constant, .iota, .randomBits, .not, .and, .or, .cast, .oneHot, .embeddingLookup, .embeddingLookupPooled, .call, .fusion:
       return .keep
     }
   }

@@ -29,3 +29,28 @@ extension ShapeRules {
     return e
   }
 }
+
+extension ShapeRules {
+  /// The step operand of the random ops: an i32 or i64 scalar.
+  static func randomStep(_ step: TensorType) throws {
+    guard step.rank == 0, step.dtype == .i32 || step.dtype == .i64 else {
+      throw ShapeError("the step must be an i32 or i64 scalar, got \(step)")
+    }
+  }
+
+  /// `%bits = random_bits %step {seed, stream} : T` — T is declared, i32 or i64.
+  static let randomBits: ShapeRule = { input in
+    try randomStep(input.operands[0])
+    let type = try declared(input)
+    guard type.dtype == .i32 || type.dtype == .i64 else { throw ShapeError("random bits are i32 or i64, got \(type.dtype)") }
+    return [type]
+  }
+
+  /// `%y = dropout %x, %step {rate, seed, stream} : T` — x's type; rate in [0, 1).
+  static let dropout: ShapeRule = { input in
+    try randomStep(input.operands[1])
+    let rate = input.attributes.double("rate") ?? 0
+    guard rate >= 0, rate < 1 else { throw ShapeError("rate must lie in [0, 1), got \(rate)") }
+    return [input.operands[0]]
+  }
+}

@@ -109,6 +109,10 @@ enum Kernels {
       throw .invalidModule("'\(op.code)' has three results; evaluate it with applyMultiple")
     case .layerNorm:
       return try Transformer.layerNorm(x, a, dtype: dtype)
+    case .randomBits:
+      return CounterRandom.randomBits(x[0], a, dtype: dtype, shape: shape)
+    case .dropout:
+      return CounterRandom.dropout(x[0], x[1], a, dtype: dtype)
     case .call, .fusion:
       throw .invalidModule("'\(op.code)' is evaluated by an Interpreter, which holds the callee or region")
     case .embeddingLookup, .embeddingLookupPooled:

@@ -63,3 +63,52 @@ enum Transformer {
     return [Kernels.make(dtype, t[0].shape, dx), Kernels.make(dtype, [d], dscale), Kernels.make(dtype, [d], doffset)]
   }
 }
+
+/// The reference counter-based generator of `random_bits` and `dropout` (IR-specs/ops/random.md):
+/// 64 bits for (seed, step, stream, element index), a pure function of the four, so a step's
+/// numbers do not depend on evaluation order, threads, or which steps ran before.
+enum CounterRandom {
+  static func mix(_ z0: UInt64) -> UInt64 {
+    var z = z0 &+ 0x9E37_79B9_7F4A_7C15
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+  }
+
+  /// The key of one op in one step: mix(mix(mix(seed ^ C) ^ step) ^ stream).
+  static func key(seed: Int64, step: Int64, stream: Int64) -> UInt64 {
+    mix(mix(mix(UInt64(bitPattern: seed) ^ 0x5851_F42D_4C95_7F2D) ^ UInt64(bitPattern: step)) ^ UInt64(bitPattern: stream))
+  }
+
+  /// Element `index`'s bits: mix(key ^ mix(index)).
+  static func bits(key: UInt64, index: Int) -> UInt64 { mix(key ^ mix(UInt64(index))) }
+
+  /// The step operand's value and the op's (seed, stream) attributes as a key.
+  static func key(_ step: Tensor, _ a: Attributes) -> UInt64 {
+    key(seed: Int64(a.int("seed") ?? 0), step: step.int64s.first ?? 0, stream: Int64(a.int("stream") ?? 0))
+  }
+
+  static func randomBits(_ step: Tensor, _ a: Attributes, dtype: DType, shape: [Int]) -> Tensor {
+    let k = key(step, a)
+    let count = shape.reduce(1, *)
+    let values: [Int64] = (0..<count).map { i in
+      let b = bits(key: k, index: i)
+      return dtype == .i32 ? Int64(Int32(truncatingIfNeeded: b)) : Int64(bitPattern: b)
+    }
+    return Tensor(dtype, shape: shape, ints: values)
+  }
+
+  /// Element i is kept when u = (bits >> 11) 2^-53 (uniform in [0, 1)) is at least `rate`, and
+  /// then scaled by 1 / (1 - rate); dropped elements are 0.
+  static func dropout(_ x: Tensor, _ step: Tensor, _ a: Attributes, dtype: DType) -> Tensor {
+    let rate = a.double("rate") ?? 0
+    let k = key(step, a)
+    let scale = 1 / (1 - rate)
+    let v = x.doubles
+    let y = v.indices.map { i -> Double in
+      let u = Double(bits(key: k, index: i) >> 11) * 0x1.0p-53
+      return u >= rate ? v[i] * scale : 0
+    }
+    return Kernels.make(dtype, x.shape, y)
+  }
+}

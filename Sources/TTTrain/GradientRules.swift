@@ -263,6 +263,10 @@ enum GradientRules {
       // d/dvariance of r = -r^3 / 2.
       let r3 = bin(.mul, bin(.mul, r, r), r)
       b.accumulate(ops[4], bin(.mul, bin(.mul, g, centered), bin(.mul, bin(.mul, scale, r3), c(-0.5))))
+    case .dropout:
+      // The backward pass regenerates the mask: the same op (seed, stream, step) on g keeps and
+      // scales exactly the elements the forward kept (IR-specs/ops/random.md).
+      b.accumulate(ops[0], b.emit(.dropout, [g, x(1)], T, op.attributes.storage))
     case .layerNorm:
       // One layer_norm_grad op gives all three adjoints (fused per row when compiled).
       let (input, channel) = (tx(0), tx(1))
@@ -275,7 +279,7 @@ enum GradientRules {
     case .batchNormTraining, .layerNormGrad:
       throw .invalid("\(op.code) has three results; its rule is GradientRules.applyMultiple")
     case .conv2dBackpropInput, .conv2dBackpropFilter, .maxPoolGrad, .avgPoolGrad,
-         .floor, .ceil, .sign, .iota, .constant, .oneHot, .argmax, .argmin, .eq, .ne, .lt, .le, .gt, .ge, .and, .or, .not,
+         .floor, .ceil, .sign, .iota, .randomBits, .constant, .oneHot, .argmax, .argmin, .eq, .ne, .lt, .le, .gt, .ge, .and, .or, .not,
          .reduceProd, .embeddingLookup, .embeddingLookupPooled, .call, .fusion:
       // No rule: the op's differentiability fact (OpInfo) says it passes no gradient or why it
       // cannot be differentiated. (Embedding lookups never reach here in a training step:

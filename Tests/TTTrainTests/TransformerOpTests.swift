@@ -179,3 +179,150 @@ struct TransformerOpTests {
     #expect { _ = try Interpreter(module: withGrad).run("loss.grad", [x, Tensor(labels, shape: [batch], ints: bad)]) } throws: { "\($0)" == message }
   }
 }
+
+/// dropout and random_bits (IR-specs/ops/random.md): keyed by (seed, step, stream, element), so
+/// a step is reproducible, the backward pass regenerates the forward's mask, and training that
+/// keeps its step in a `state` counter resumes exactly.
+struct DropoutTests {
+  static func run(_ source: String, _ function: String, _ inputs: [Tensor]) throws -> [Tensor] {
+    try Interpreter(module: try Parser.parseAndVerify(source)).run(function, inputs)
+  }
+
+  static let module = """
+    module @d {
+      func @f(%x: f64[400, 250], %step: i64[]) -> f64[400, 250] {
+        %y = dropout %x, %step {rate = 0.3, seed = 7, stream = 1} : f64[400, 250]
+        return %y
+      }
+      func @bits(%step: i32[]) -> (i32[4, 5], i64[20]) {
+        %a = random_bits %step {seed = 3} : i32[4, 5]
+        %b = random_bits %step {seed = 3} : i64[20]
+        return %a, %b
+      }
+    }
+    """
+
+  /// About 1 - rate of the elements are kept (within 5 standard deviations), each scaled by
+  /// exactly 1/(1 - rate); the same step gives the same mask, another step or stream another.
+  @Test func keepsAboutOneMinusRateAndIsKeyedByStep() throws {
+    let n = 400 * 250
+    let x = Tensor(.f64, shape: [400, 250], floats: (0..<n).map { 1 + Double($0 % 13) })
+    func step(_ s: Int64) throws -> [Double] { try Self.run(Self.module, "f", [x, Tensor(.i64, shape: [], ints: [s])])[0].doubles }
+    let y = try step(5)
+    let kept = y.indices.filter { y[$0] != 0 }
+    let expected = 0.7 * Double(n), sd = (Double(n) * 0.3 * 0.7).squareRoot()
+    #expect(abs(Double(kept.count) - expected) < 5 * sd, "kept \(kept.count) of \(n)")
+    let xs = x.doubles
+    #expect(kept.allSatisfy { y[$0] == xs[$0] * (1 / 0.7) })
+    #expect(try step(5) == y)
+    let other = try step(6)
+    let differing = y.indices.filter { (y[$0] == 0) != (other[$0] == 0) }.count
+    // Two independent masks disagree on 2 p (1 - p) = 42% of the elements.
+    #expect(abs(Double(differing) / Double(n) - 0.42) < 0.01, "\(differing)")
+    let streamed = try Self.run(Self.module.replacingOccurrences(of: "stream = 1", with: "stream = 2"), "f",
+                                [x, Tensor(.i64, shape: [], ints: [5])])[0].doubles
+    #expect(streamed != y)
+  }
+
+  /// random_bits: the i32 bits are the low half of the i64 bits, element for element (their
+  /// uniformity is checked through dropout's keep rate above).
+  @Test func randomBitsI32IsTheLowHalfOfI64() throws {
+    let out = try Self.run(Self.module, "bits", [Tensor(.i32, shape: [], ints: [9])])
+    let narrow = out[0].int64s, wide = out[1].int64s
+    #expect(narrow == wide.map { Int64(Int32(truncatingIfNeeded: $0)) })
+    #expect(Set(wide).count == 20)
+  }
+
+  @Test func verifierErrors() {
+    for (line, expected) in [("%y = dropout %x, %s {rate = 1.0} : f64[3]", "rate must lie in [0, 1)"),
+                             ("%y = dropout %x, %s : f64[3]", "rate"),
+                             ("%y = dropout %x, %x {rate = 0.5} : f64[3]", "the step must be an i32 or i64 scalar"),
+                             ("%y = random_bits %s : f64[3]", "random bits are i32 or i64")] {
+      let source = "module @m {\n  func @f(%x: f64[3], %s: i64[]) -> f64[3] {\n    \(line)\n    return %y\n  }\n}\n"
+      #expect { _ = try Parser.parseAndVerify(source) } throws: { "\($0)".contains(expected) }
+    }
+  }
+
+  /// The gradient is dropout of the adjoint with the same key: zero where the forward dropped,
+  /// 1/(1 - rate) where it kept — exactly the derivative, for any step.
+  @Test func gradientRegeneratesTheMask() throws {
+    let source = """
+      module @g {
+        param @w : f64[6, 8] = normal(0.0, 1.0, seed: 1)
+        func @loss(%step: i64[]) -> f64[] {
+          %y = dropout @w, %step {rate = 0.5, seed = 2} : f64[6, 8]
+          %q = mul %y, %y : f64[6, 8]
+          %l = reduce_sum %q : f64[]
+          return %l
+        }
+      }
+      """
+    let module = try Parser.parseAndVerify(source)
+    let withGrad = try Autodiff.gradient(of: module, function: "loss")
+    for s in [Int64(1), 2, 3] {
+      let step = Tensor(.i64, shape: [], ints: [s])
+      let interpreter = try Interpreter(module: withGrad)
+      let out = try interpreter.run("loss.grad", [step])
+      let w = interpreter.params["w"]!.doubles
+      // d/dw sum((m w / (1 - p))^2) = 2 m w / (1 - p)^2 with m the mask (0 or 1).
+      let grad = out[1].doubles
+      let masked = "module @f {\n  param @w : f64[6, 8] = normal(0.0, 1.0, seed: 1)\n  func @y(%step: i64[]) -> f64[6, 8] {\n" +
+        "    %y = dropout @w, %step {rate = 0.5, seed = 2} : f64[6, 8]\n    return %y\n  }\n}\n"
+      let forward = try Self.run(masked, "y", [step])[0].doubles
+      for i in w.indices {
+        let m = forward[i] == 0 ? 0.0 : 1.0
+        #expect(abs(grad[i] - 2 * m * w[i] / 0.25) < 1e-12, "step \(s) element \(i)")
+      }
+      // Compiled (the random ops run on the interpreter as their own thunks) agrees exactly.
+      let compiled = try Executable(module: withGrad, function: "loss.grad").run([step])
+      #expect(compiled[1].doubles == grad)
+    }
+  }
+
+  static let trainingModule = """
+    module @mlp {
+      param @w : f32[8, 1] = glorot_uniform(seed: 1)
+      state @step : i64[] = zeros
+      func @loss(%x: f32[B, 8], %y: f32[B]) -> (f32[], i64[]) {
+        %one = constant 1 : i64[]
+        %next = add @step, %one : i64[]
+        %h = dropout %x, %next {rate = 0.25, seed = 11} : f32[B, 8]
+        %z = matmul %h, @w : f32[B, 1]
+        %p = reshape %z : f32[B]
+        %d = sub %p, %y : f32[B]
+        %s = mul %d, %d : f32[B]
+        %l = reduce_mean %s {axes = [0]} : f32[]
+        return %l, %next
+      }
+    }
+    """
+
+  /// The step number comes from a `state` counter the loss advances (its new value is the
+  /// loss's extra result), so it is saved and restored with the parameters: two runs give the
+  /// same parameters bit for bit, and a run restored after 3 steps continues exactly.
+  @Test func trainingIsReproducibleAndResumesExactly() throws {
+    let module = try Parser.parseAndVerify(Self.trainingModule)
+    let x = Tensor(.f32, shape: [16, 8], floats: (0..<128).map { SeededRandom.normal(1, UInt64($0), 0) })
+    let y = Tensor(.f32, shape: [16], floats: (0..<16).map { SeededRandom.normal(2, UInt64($0), 0) })
+    func train(_ trainer: Trainer, _ steps: Int) throws -> [Double] { try (0..<steps).map { _ in try trainer.step([x, y], lr: 0.05) } }
+    let straight = try Trainer(module: module, loss: "loss", optimizer: OptimizerConfig(.adam))
+    let losses = try train(straight, 6)
+    let again = try Trainer(module: module, loss: "loss", optimizer: OptimizerConfig(.adam))
+    #expect(try train(again, 6) == losses)
+    #expect(again.params["w"]!.isIdentical(to: straight.params["w"]!))
+    #expect(straight.params["step"]!.int64s == [6])
+
+    let first = try Trainer(module: module, loss: "loss", optimizer: OptimizerConfig(.adam))
+    _ = try train(first, 3)
+    let snapshot = Dictionary(uniqueKeysWithValues: zip(first.stateNames, first.state))
+    let resumed = try Trainer(module: module, loss: "loss", optimizer: OptimizerConfig(.adam), valuesFollow: true)
+    try resumed.restore(snapshot, step: 3)
+    #expect(try train(resumed, 3) == Array(losses.suffix(3)))
+    #expect(resumed.params["w"]!.isIdentical(to: straight.params["w"]!))
+
+    // A fixed batch at learning rate 0 still sees a new mask each step.
+    let still = try Trainer(module: module, loss: "loss", optimizer: OptimizerConfig(.sgd))
+    let frozen = try (0..<3).map { _ in try still.step([x, y], lr: 0) }
+    #expect(Set(frozen).count == 3, "\(frozen)")
+  }
+}
