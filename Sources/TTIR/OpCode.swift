@@ -38,6 +38,8 @@ public enum OpCode: String, CaseIterable, Hashable, Sendable, CustomStringConver
   case layerNorm = "layer_norm", layerNormGrad = "layer_norm_grad"
   // Counter-based random numbers keyed by (seed, step, stream, element) (IR-specs/ops/random.md)
   case randomBits = "random_bits", dropout
+  // Attention masks from per-row lengths (IR-specs/ops/nn.md)
+  case sequenceMask = "sequence_mask"
   // Embedding tables (the first operand is a table; IR-specs/embeddings.md)
   case embeddingLookup = "embedding_lookup", embeddingLookupPooled = "embedding_lookup_pooled"
   // Functions and fusion regions
@@ -309,6 +311,9 @@ extension OpInfo {
     case .dropout:
       return op(.random, 2...2, .float, [attr("rate", .float, required: true), attr("seed", .int), attr("stream", .int)],
                 rule: ShapeRules.dropout, codegen: .interpreted)
+    case .sequenceMask:
+      return op(.source, 1...1, .integer, [attr("masked_value", .float)], rule: ShapeRules.sequenceMask, gradient: .noGradient,
+                codegen: .composite)
     case .embeddingLookup:
       return op(.table, 2...2, .float, cost: .opaque, rule: ShapeRules.embeddingLookup, gradient: sparseGradient, codegen: .routine)
     case .embeddingLookupPooled:
@@ -352,7 +357,7 @@ extension OpCode {
          .transpose, .reshape, .broadcastTo, .slice, .concat, .pad, .gather, .scatterAdd,
          .maxPool, .maxPoolGrad, .avgPool, .avgPoolGrad, .dropout:
       return .infer
-    case .constant, .iota, .randomBits, .not, .and, .or, .cast, .oneHot, .embeddingLookup, .embeddingLookupPooled, .call, .fusion:
+    case .constant, .iota, .randomBits, .sequenceMask, .not, .and, .or, .cast, .oneHot, .embeddingLookup, .embeddingLookupPooled, .call, .fusion:
       return .keep
     }
   }

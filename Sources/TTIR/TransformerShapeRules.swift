@@ -54,3 +54,22 @@ extension ShapeRules {
     return [input.operands[0]]
   }
 }
+
+extension ShapeRules {
+  /// `%m = sequence_mask %lengths {masked_value} : T` — lengths i32/i64 [B]; T declared, [B, S]
+  /// or [B, 1, 1, S] (the shape attention scores [B, heads, S, S] broadcast against), i1 or float.
+  static let sequenceMask: ShapeRule = { input in
+    let lengths = input.operands[0]
+    guard lengths.rank == 1, lengths.dtype == .i32 || lengths.dtype == .i64 else {
+      throw ShapeError("lengths must be i32 or i64 of shape [B], got \(lengths)")
+    }
+    let type = try declared(input)
+    guard type.dtype == .i1 || type.dtype.isFloat else { throw ShapeError("the mask is i1 or a float type, got \(type.dtype)") }
+    let middle = type.rank == 4 ? Array(type.dims[1...2]) : []
+    guard type.rank == 2 || type.rank == 4, type.dims[0] == lengths.dims[0], middle.allSatisfy({ $0 == .known(1) }) else {
+      throw ShapeError("the mask must be [\(lengths.dims[0]), S] or [\(lengths.dims[0]), 1, 1, S], got \(type)")
+    }
+    if let v = input.attributes.double("masked_value"), v.isNaN { throw ShapeError("masked_value must not be NaN") }
+    return [type]
+  }
+}

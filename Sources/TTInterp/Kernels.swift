@@ -72,7 +72,7 @@ enum Kernels {
     case .broadcastTo:
       return broadcastTo(x[0], shape)
     case .slice:
-      return Layout.slice(x[0], axes: a.ints("axes") ?? [], starts: a.ints("starts") ?? [],
+      return try Layout.slice(x[0], axes: a.ints("axes") ?? [], starts: a.ints("starts") ?? [],
                           limits: a.ints("limits") ?? [], strides: a.ints("strides"), shape: shape)
     case .concat:
       return Layout.concat(x, axis: try axis(a.int("axis") ?? 0, x[0].rank), shape: shape)
@@ -109,6 +109,8 @@ enum Kernels {
       throw .invalidModule("'\(op.code)' has three results; evaluate it with applyMultiple")
     case .layerNorm:
       return try Transformer.layerNorm(x, a, dtype: dtype)
+    case .sequenceMask:
+      return Transformer.sequenceMask(x[0], a, dtype: dtype, shape: shape)
     case .randomBits:
       return CounterRandom.randomBits(x[0], a, dtype: dtype, shape: shape)
     case .dropout:

@@ -44,13 +44,19 @@ enum Layout {
     return gatherElements(x, map, shape: shape)
   }
 
-  static func slice(_ x: Tensor, axes: [Int], starts: [Int], limits: [Int], strides: [Int]?, shape: [Int]) -> Tensor {
+  /// Reads x[start + k * stride] along each sliced axis. A slice of a symbolic axis whose
+  /// bounds do not fit the size bound at run time is an error naming the last index it reads.
+  static func slice(_ x: Tensor, axes: [Int], starts: [Int], limits: [Int], strides: [Int]?, shape: [Int]) throws(InterpreterError) -> Tensor {
     var start = [Int](repeating: 0, count: x.rank)
     var step = [Int](repeating: 1, count: x.rank)
     for (i, a) in axes.enumerated() {
       let axis = a < 0 ? a + x.rank : a
       start[axis] = starts[i]
       step[axis] = strides?[i] ?? 1
+      if shape[axis] > 0 {
+        let last = starts[i] + (shape[axis] - 1) * step[axis]
+        guard last < x.shape[axis] else { throw .indexOutOfRange(op: "slice", index: Int64(last), bound: x.shape[axis]) }
+      }
     }
     let inStrides = rowMajorStrides(x.shape)
     var map = [Int](repeating: 0, count: elementCount(shape) ?? 0)

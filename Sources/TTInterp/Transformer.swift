@@ -112,3 +112,18 @@ enum CounterRandom {
     return Kernels.make(dtype, x.shape, y)
   }
 }
+
+extension Transformer {
+  /// Position s of row b is valid when s < lengths[b]: i1 true, or 0 in a float (additive) mask;
+  /// masked positions are false, or masked_value (default -1e9).
+  static func sequenceMask(_ lengths: Tensor, _ a: Attributes, dtype: DType, shape: [Int]) -> Tensor {
+    let n = lengths.int64s
+    let s = shape.last!
+    let count = shape.reduce(1, *)
+    let rowSize = count / Swift.max(n.count, 1)
+    let masked = a.double("masked_value") ?? -1e9
+    let valid = (0..<count).map { i in Int64(i % s) < n[i / Swift.max(rowSize, 1)] }
+    if dtype == .i1 { return Tensor(.i1, shape: shape, ints: valid.map { $0 ? 1 : 0 }) }
+    return Kernels.make(dtype, shape, valid.map { $0 ? 0 : masked })
+  }
+}

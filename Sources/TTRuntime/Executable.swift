@@ -130,6 +130,9 @@ public final class Executable: @unchecked Sendable {
   /// The tag of the memory this executable allocates (HostMemory): all of it is freed with it.
   public let memoryOwner = HostMemory.newOwner()
   let symbols: [String]
+  /// Slices of symbolic axes in the compiled code: the last index each reads, per symbol, checked
+  /// against every binding (compiled kernels do not bounds-check their reads).
+  let symbolicSliceBounds: [(symbol: String, lastIndex: Int)]
   let pool: ThreadPool
   /// Kernels with fewer output elements than this run on one thread.
   public var parallelThreshold = 1 << 15
@@ -168,6 +171,7 @@ public final class Executable: @unchecked Sendable {
     self.pinnedBufferOwner = other
     self.pool = pool
     symbols = program.symbols
+    symbolicSliceBounds = ShapeRules.symbolicSliceBounds(program.lowered)
     outputs = program.outputs
     statistics = program.statistics
     let start = DispatchClock.now()
@@ -275,6 +279,7 @@ public final class Executable: @unchecked Sendable {
   public func run(_ inputs: [Tensor]) throws(ExecutableError) -> [Tensor] {
     let binding: [String: Int]
     do { binding = try Interpreter.bindInputs(function, inputs.map(\.type)) } catch { throw .input(error) }
+    try checkSymbolicSlices(binding)
     let key = symbols.map { binding[$0] ?? 0 }
     return try lock.withLock { () throws(ExecutableError) -> [Tensor] in
       let plan = try self.plan(for: key, capacity: key)
@@ -316,7 +321,15 @@ public final class Executable: @unchecked Sendable {
   public func symbolValues(inputTypes: [TensorType]) throws(ExecutableError) -> [Int] {
     let binding: [String: Int]
     do { binding = try Interpreter.bindInputs(function, inputTypes) } catch { throw .input(error) }
+    try checkSymbolicSlices(binding)
     return symbols.map { binding[$0] ?? 0 }
+  }
+
+  /// Slices of symbolic axes must fit the bound sizes: compiled kernels do not bounds-check.
+  func checkSymbolicSlices(_ binding: [String: Int]) throws(ExecutableError) {
+    for (symbol, last) in symbolicSliceBounds {
+      if let size = binding[symbol], last >= size { throw .input(.indexOutOfRange(op: "slice", index: Int64(last), bound: size)) }
+    }
   }
 
   /// Prepares a run for inputs of these types. `capacity` (symbol values, each at least the

@@ -160,9 +160,17 @@ enum GradientRules {
       let strides = op.attributes.ints("strides") ?? [Int](repeating: 1, count: axes.count)
       var low = [Int64](repeating: 0, count: input.rank), high = low
       var spread = g
+      // Symbolic axes are restored last, by a scatter-add of their rows into zeros (a pad to a
+      // symbolic size has no static amount); until then they keep the slice's static size.
+      var symbolic: [(axis: Int, rows: [Int64])] = []
+      var staticDims = input.dims
       for (k, axis) in axes.enumerated() {
         let a = axis < 0 ? axis + input.rank : axis
-        let size = input.dims[a].staticSize!
+        guard let size = input.dims[a].staticSize else {
+          staticDims[a] = T.dims[a]
+          symbolic.append((a, (0..<(T.dims[a].staticSize ?? 0)).map { Int64(starts[k] + $0 * strides[k]) }))
+          continue
+        }
         if strides[k] == 1 {
           low[a] = Int64(starts[k]); high[a] = Int64(size - limits[k])
         } else {
@@ -172,8 +180,16 @@ enum GradientRules {
           spread = spreadStrided(spread, axis: a, stride: strides[k], start: starts[k], size: size, &b)
         }
       }
-      let padded = low.allSatisfy({ $0 == 0 }) && high.allSatisfy({ $0 == 0 }) ? spread
-        : b.emit(.pad, [spread], input, ["low": .ints(low), "high": .ints(high)])
+      var padded = low.allSatisfy({ $0 == 0 }) && high.allSatisfy({ $0 == 0 }) ? spread
+        : b.emit(.pad, [spread], input.with(dims: staticDims), ["low": .ints(low), "high": .ints(high)])
+      for (a, rows) in symbolic {
+        var dims = b.type(padded).dims
+        dims[a] = input.dims[a]
+        let target = input.with(dims: dims)
+        let indices = b.g.appendValue(.constant, [], type: TensorType(.i64, [.known(rows.count)]),
+                                      attributes: Attributes(["value": .tensor(Tensor(.i64, shape: [rows.count], ints: rows))]))
+        padded = b.emit(.scatterAdd, [b.constant(0, target), indices, padded], target, ["axis": .int(Int64(a))])
+      }
       b.accumulate(ops[0], padded)
     case .concat:
       let axis = { let a = op.attributes.int("axis")!; return a < 0 ? a + T.rank : a }()
@@ -279,7 +295,7 @@ enum GradientRules {
     case .batchNormTraining, .layerNormGrad:
       throw .invalid("\(op.code) has three results; its rule is GradientRules.applyMultiple")
     case .conv2dBackpropInput, .conv2dBackpropFilter, .maxPoolGrad, .avgPoolGrad,
-         .floor, .ceil, .sign, .iota, .randomBits, .constant, .oneHot, .argmax, .argmin, .eq, .ne, .lt, .le, .gt, .ge, .and, .or, .not,
+         .floor, .ceil, .sign, .iota, .randomBits, .sequenceMask, .constant, .oneHot, .argmax, .argmin, .eq, .ne, .lt, .le, .gt, .ge, .and, .or, .not,
          .reduceProd, .embeddingLookup, .embeddingLookupPooled, .call, .fusion:
       // No rule: the op's differentiability fact (OpInfo) says it passes no gradient or why it
       // cannot be differentiated. (Embedding lookups never reach here in a training step:

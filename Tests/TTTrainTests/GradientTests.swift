@@ -134,6 +134,9 @@ let gradientCases: [GradientCase] = {
                      ["%u = mul %x, @a : f64[B, 2, 4]", "%n = layer_norm %u, @s, @o : f64[B, 2, 4]", "%y = mul %n, %u : f64[B, 2, 4]"], y: "f64[B, 2, 4]"))
   cases.append(gcase("dropout", params: [("a", "f64[4, 5]")], args: [("s", "i64[]")],
                      ["%y = dropout @a, %s {rate = 0.4, seed = 3, stream = 1} : f64[4, 5]"], y: "f64[4, 5]"))
+  cases.append(gcase("slice of symbolic axes", params: [("a", "f64[4]")], args: [("x", "f64[B, S, 4]")],
+                     ["%u = mul %x, @a : f64[B, S, 4]", "%y = slice %u {axes = [1, 0], limits = [3, 3], starts = [1, 0], strides = [1, 2]} : f64[2, 2, 4]"],
+                     y: "f64[2, 2, 4]"))
   cases.append(gcase("chain with reuse", params: [("a", "f64[4]")], ["%t = tanh @a : f64[4]", "%u = mul %t, @a : f64[4]", "%y = add %u, %t : f64[4]"], y: "f64[4]"))
   return cases
 }()

@@ -326,3 +326,95 @@ struct DropoutTests {
     #expect(Set(frozen).count == 3, "\(frozen)")
   }
 }
+
+/// Slices of symbolic axes (the CLS token x[:, 0, :] of [B, S, H]) and attention masks from
+/// per-row lengths (`sequence_mask`), interpreted and compiled.
+struct SymbolicSliceAndMaskTests {
+  static let module = """
+    module @enc {
+      param @w : f64[4, 2] = glorot_uniform(seed: 1)
+      func @cls(%x: f64[B, S, 4]) -> f64[B, 4] {
+        %c = slice %x {axes = [1], limits = [1], starts = [0]} : f64[B, 1, 4]
+        %r = reshape %c : f64[B, 4]
+        return %r
+      }
+      func @loss(%x: f64[B, S, 4]) -> f64[] {
+        %t = tanh %x : f64[B, S, 4]
+        %c = slice %t {axes = [1], limits = [3], starts = [1], strides = [1]} : f64[B, 2, 4]
+        %h = matmul %c, @w : f64[B, 2, 2]
+        %q = mul %h, %h : f64[B, 2, 2]
+        %l = reduce_sum %q : f64[]
+        return %l
+      }
+    }
+    """
+
+  @Test func clsTokenCompiledMatchesInterpreter() throws {
+    let module = try Parser.parseAndVerify(Self.module)
+    for (b, s) in [(2, 5), (3, 1), (7, 9)] {
+      let x = TransformerOpTests.random(.f64, [b, s, 4], seed: 1)
+      let expected = Tensor(.f64, shape: [b, 4], floats: (0..<b).flatMap { r in (0..<4).map { x.doubles[r * s * 4 + $0] } })
+      #expect(try Interpreter(module: module).run("cls", [x])[0] == expected)
+      let executable = try Executable(module: module, function: "cls")
+      #expect(try executable.run([x])[0] == expected)
+      #expect(executable.statistics.interpretedOpCount == 0)
+    }
+  }
+
+  /// The gradient of a slice of a symbolic axis scatters g back into zeros of the input's shape.
+  @Test func gradientOfASymbolicSliceCompiledMatchesInterpreter() throws {
+    let module = try Parser.parseAndVerify(Self.module)
+    let withGrad = try Autodiff.gradient(of: module, function: "loss", inputs: [0])
+    let x = TransformerOpTests.random(.f64, [3, 6, 4], seed: 2)
+    let expected = try Interpreter(module: withGrad).run("loss.grad", [x])
+    let got = try Executable(module: withGrad, function: "loss.grad").run([x])
+    for k in expected.indices { #expect(TransformerOpTests.error(got[k], expected[k]) < 1e-12) }
+    // Rows outside [1, 3) of S get no gradient.
+    let dx = expected[2].doubles
+    #expect((0..<3).allSatisfy { b in [0, 3, 4, 5].allSatisfy { s in (0..<4).allSatisfy { dx[(b * 6 + s) * 4 + $0] == 0 } } })
+  }
+
+  /// A sequence shorter than the slice's limit is a named error, interpreted and compiled.
+  @Test func sliceBeyondTheBoundSizeIsANamedError() throws {
+    let module = try Parser.parseAndVerify(Self.module)
+    let x = TransformerOpTests.random(.f64, [2, 2, 4], seed: 3)
+    let message = "slice: index 2 is out of range [0, 2)"
+    #expect { _ = try Interpreter(module: module).run("loss", [x]) } throws: { "\($0)" == message }
+    #expect { _ = try Executable(module: module, function: "loss").run([x]) } throws: { "\($0)" == message }
+  }
+
+  static let masks = """
+    module @masks {
+      func @f(%lengths: i32[B], %scores: f32[B, 2, S, S]) -> (f32[B, 1, 1, S], i1[B, S], f32[B, 2, S, S]) {
+        %m = sequence_mask %lengths : f32[B, 1, 1, S]
+        %b = sequence_mask %lengths : i1[B, S]
+        %k = sequence_mask %lengths {masked_value = -10000.0} : f32[B, 1, 1, S]
+        %s = add %scores, %k : f32[B, 2, S, S]
+        return %m, %b, %s
+      }
+    }
+    """
+
+  @Test func sequenceMaskCompiledMatchesInterpreter() throws {
+    let module = try Parser.parseAndVerify(Self.masks)
+    let lengths = Tensor(.i32, shape: [3], ints: [2, 0, 7])   // 7 > S: every position valid
+    let scores = TransformerOpTests.random(.f32, [3, 2, 4, 4], seed: 4)
+    let interpreted = try Interpreter(module: module).run("f", [lengths, scores])
+    #expect(interpreted[0].doubles == [0, 0, -1e9, -1e9, -1e9, -1e9, -1e9, -1e9, 0, 0, 0, 0].map { Double(Float($0)) })
+    #expect(interpreted[1].int64s == [1, 1, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1])
+    let executable = try Executable(module: module, function: "f")
+    let compiled = try executable.run([lengths, scores])
+    for k in interpreted.indices { #expect(compiled[k] == interpreted[k], "result \(k)") }
+    #expect(executable.statistics.interpretedOpCount == 0, "\(executable.statistics.interpretedOps)")
+  }
+
+  @Test func sequenceMaskVerifierErrors() {
+    for (result, lengths, expected) in [("f32[B, 2, 1, S]", "i32[B]", "must be [B, S] or [B, 1, 1, S]"),
+                                        ("f32[B, S]", "f32[B]", "needs an integer"),
+                                        ("i32[B, S]", "i32[B]", "the mask is i1 or a float type"),
+                                        ("f32[C, S]", "i32[B]", "must be [B, S]")] {
+      let source = "module @m {\n  func @f(%n: \(lengths), %x: f32[C, S]) -> \(result) {\n    %y = sequence_mask %n : \(result)\n    return %y\n  }\n}\n"
+      #expect { _ = try Parser.parseAndVerify(source) } throws: { "\($0)".contains(expected) }
+    }
+  }
+}
