@@ -8,8 +8,8 @@
 //                                 reader sums it over the batch becomes one GEMM with that sum)
 //   conv2d and its gradients   -> a ConvKernels routine (f32/f64: im2col + GEMM, plain GEMM for
 //                                 1x1, direct loops for depthwise)
-//   layer_norm(_grad), integer-label softmax_cross_entropy
-//                              -> a RowKernels routine (f32/f64, per row, split over the pool)
+//   layer_norm(_grad), integer-label softmax_cross_entropy, dropout, random_bits, gather,
+//   scatter_add                -> a RowKernels routine (per row or element, over the pool)
 //   embedding_lookup(_pooled)  -> a lookup of the module's table
 //   any other op               -> a one-op JIT kernel
 //   anything the code generator cannot compile (the allow-list of OpInfo.codegen: f16/bf16,
@@ -282,12 +282,27 @@ final class ProgramBuilder {
 
   static let convolutionCodes: Set<OpCode> = [.conv2d, .conv2dBackpropInput, .conv2dBackpropFilter]
 
-  /// The RowKernels routine that computes `op` (f32 and f64 data): layer_norm, layer_norm_grad,
-  /// and softmax_cross_entropy with integer labels. Nil for other ops and element types (f16 and
-  /// bf16 run on the interpreter).
+  /// The RowKernels routine that computes `op`: layer_norm, layer_norm_grad, softmax_cross_entropy
+  /// with integer labels and dropout (f32, f64), random_bits, gather (any element type) and
+  /// scatter_add (f32, f64, i32, i64). Nil for other ops and element types (they run on the
+  /// interpreter).
   func rowRoutine(_ op: OpNode) -> RowRoutine? {
-    guard let first = op.operands.first else { return nil }
+    guard let first = op.operands.first, op.results.count >= 1 else { return nil }
     let data = lowered.type(of: first)
+    let result = lowered.type(of: op.results[0])
+    func axis() -> Int? { try? ShapeRules.axis(op.attributes.int("axis") ?? 0, rank: data.rank) }
+    switch op.code {
+    case .randomBits:
+      return .randomBits(seed: Int64(op.attributes.int("seed") ?? 0), stream: Int64(op.attributes.int("stream") ?? 0))
+    case .dropout where data.dtype == .f32 || data.dtype == .f64:
+      return .dropout(rate: op.attributes.double("rate") ?? 0, seed: Int64(op.attributes.int("seed") ?? 0),
+                      stream: Int64(op.attributes.int("stream") ?? 0))
+    case .gather where op.operands.count == 2 && data.rank >= 1:
+      return axis().map { .gather(axis: $0) }
+    case .scatterAdd where op.operands.count == 3 && [.f32, .f64, .i32, .i64].contains(result.dtype) && data.rank >= 1:
+      return axis().map { .scatterAdd(axis: $0) }
+    default: break
+    }
     guard data.dtype == .f32 || data.dtype == .f64, data.rank >= 1 else { return nil }
     let epsilon = (try? ShapeRules.layerNormEpsilon(op.attributes)) ?? 1e-5
     switch op.code {

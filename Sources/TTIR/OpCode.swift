@@ -109,7 +109,9 @@ public enum CodegenSupport: Sendable, Equatable {
   /// Expanded by `lower-composites` into elemental ops before code generation (fusible).
   case composite
   /// Run by a routine of the runtime: matmul (GEMM), conv2d and its two gradient ops (ConvKernels,
-  /// f32/f64; f16/bf16 on the interpreter), embedding lookups (the tables), and the
+  /// f32/f64; f16/bf16 on the interpreter), the RowKernels ops (layer_norm, dropout, random_bits,
+  /// gather, scatter_add, ...; element types they do not take run on the interpreter),
+  /// embedding lookups (the tables), and the
   /// structure ops call and fusion (inlined, or compiled as regions).
   case routine
   /// No lowering: the interpreter runs it.
@@ -263,9 +265,9 @@ extension OpInfo {
       return op(.layout, 1...1, .any, [attr("low", .ints, required: true), attr("high", .ints, required: true), attr("value", .float)],
                 rule: ShapeRules.pad)
     case .gather:
-      return op(.gather, 2...2, .any, [attr("axis", .int)], rule: ShapeRules.gather, codegen: .interpreted)
+      return op(.gather, 2...2, .any, [attr("axis", .int)], rule: ShapeRules.gather, codegen: .routine)
     case .scatterAdd:
-      return op(.gather, 3...3, .numeric, [attr("axis", .int)], rule: ShapeRules.scatterAdd, codegen: .interpreted)
+      return op(.gather, 3...3, .numeric, [attr("axis", .int)], rule: ShapeRules.scatterAdd, codegen: .routine)
     case .oneHot:
       return op(.gather, 1...1, .integer, [attr("depth", .int, required: true), attr("on_value", .float), attr("off_value", .float)],
                 rule: ShapeRules.oneHot, gradient: .noGradient)
@@ -307,10 +309,10 @@ extension OpInfo {
                 gradient: secondOrder, codegen: .routine)
     case .randomBits:
       return op(.random, 1...1, .integer, [attr("seed", .int), attr("stream", .int)], rule: ShapeRules.randomBits,
-                gradient: .noGradient, codegen: .interpreted)
+                gradient: .noGradient, codegen: .routine)
     case .dropout:
       return op(.random, 2...2, .float, [attr("rate", .float, required: true), attr("seed", .int), attr("stream", .int)],
-                rule: ShapeRules.dropout, codegen: .interpreted)
+                rule: ShapeRules.dropout, codegen: .routine)
     case .sequenceMask:
       return op(.source, 1...1, .integer, [attr("masked_value", .float)], rule: ShapeRules.sequenceMask, gradient: .noGradient,
                 codegen: .composite)

@@ -520,6 +520,62 @@ public final class Executable: @unchecked Sendable {
 
   /// A RowKernels routine on f32 or f64 data (the compiler only emits `rows` thunks for those).
   func runRows(_ routine: RowRoutine, operands: [Int], results: [Int], plan: Plan) throws(ExecutableError) {
+    func scalar(_ slot: Int) -> Int64 {
+      slots[slot].type.dtype == .i64 ? plan.pointers[slot].assumingMemoryBound(to: Int64.self).pointee
+        : Int64(plan.pointers[slot].assumingMemoryBound(to: Int32.self).pointee)
+    }
+    /// [outer, bound, inner] of an indexed operand's shape around `axis`.
+    func split(_ shape: [Int], _ axis: Int) -> (Int, Int, Int) {
+      (shape[..<axis].reduce(1, *), shape[axis], shape[(axis + 1)...].reduce(1, *))
+    }
+    switch routine {
+    case .randomBits(let seed, let stream):
+      let key = CounterBits.key(seed: seed, step: scalar(operands[0]), stream: stream)
+      RowKernels.randomBits(count: elementCount(plan.shapes[results[0]]) ?? 0, key: key, wide: slots[results[0]].type.dtype == .i64,
+                            out: plan.pointers[results[0]], pool: pool)
+      return
+    case .dropout(let rate, let seed, let stream):
+      let key = CounterBits.key(seed: seed, step: scalar(operands[1]), stream: stream)
+      let count = elementCount(plan.shapes[operands[0]]) ?? 0
+      let (x, y) = (plan.pointers[operands[0]], plan.pointers[results[0]])
+      if slots[operands[0]].type.dtype == .f64 {
+        RowKernels.dropout(count: count, rate: rate, key: key, x: UnsafePointer(x.assumingMemoryBound(to: Double.self)),
+                           y: y.assumingMemoryBound(to: Double.self), pool: pool)
+      } else {
+        RowKernels.dropout(count: count, rate: rate, key: key, x: UnsafePointer(x.assumingMemoryBound(to: Float.self)),
+                           y: y.assumingMemoryBound(to: Float.self), pool: pool)
+      }
+      return
+    case .gather(let axis):
+      let (outer, bound, inner) = split(plan.shapes[operands[0]], axis)
+      let count = elementCount(plan.shapes[operands[1]]) ?? 0
+      if let bad = RowKernels.gather(outer: outer, bound: bound, inner: inner, elementBytes: slots[operands[0]].type.dtype.byteSize,
+                                     params: UnsafeRawPointer(plan.pointers[operands[0]]), indices: UnsafeRawPointer(plan.pointers[operands[1]]),
+                                     count: count, wide: slots[operands[1]].type.dtype == .i64, out: plan.pointers[results[0]]) {
+        throw .runtime(InterpreterError.indexOutOfRange(op: "gather", index: bad, bound: bound).description)
+      }
+      return
+    case .scatterAdd(let axis):
+      let (outer, bound, inner) = split(plan.shapes[operands[0]], axis)
+      let count = elementCount(plan.shapes[operands[1]]) ?? 0
+      let indices = UnsafeRawPointer(plan.pointers[operands[1]]), wide = slots[operands[1]].type.dtype == .i64
+      func run<T: Numeric>(_ type: T.Type, _ add: (T, T) -> T) -> Int64? {
+        RowKernels.scatterAdd(type, outer: outer, bound: bound, inner: inner,
+                              operand: UnsafePointer(plan.pointers[operands[0]].assumingMemoryBound(to: T.self)), indices: indices, count: count,
+                              wide: wide, updates: UnsafePointer(plan.pointers[operands[2]].assumingMemoryBound(to: T.self)),
+                              out: plan.pointers[results[0]].assumingMemoryBound(to: T.self), wrapping: add)
+      }
+      let bad: Int64?
+      switch slots[operands[0]].type.dtype {
+      case .f64: bad = run(Double.self, +)
+      case .f32: bad = run(Float.self, +)
+      case .i64: bad = run(Int64.self, &+)
+      default: bad = run(Int32.self, &+)
+      }
+      if let bad { throw .runtime(InterpreterError.indexOutOfRange(op: "scatter_add", index: bad, bound: bound).description) }
+      return
+    default: break
+    }
     let shape = plan.shapes[operands[0]]
     let width = shape.last ?? 0
     let rows = shape.dropLast().reduce(1, *)
@@ -537,6 +593,8 @@ public final class Executable: @unchecked Sendable {
                                                        labelsAreInt64: slots[operands[1]].type.dtype == .i64, loss: output(0), pool: pool)
         // The interpreter's error, word for word.
         if let bad { throw .runtime("softmax_cross_entropy: index \(bad) is out of range [0, \(width))") }
+      case .dropout, .randomBits, .gather, .scatterAdd:
+        break   // handled above
       }
     }
     if slots[operands[0]].type.dtype == .f64 { try run(Double.self) } else { try run(Float.self) }

@@ -1,10 +1,14 @@
-// RowKernels — compiled routines over the rows of the last axis, split over the thread pool:
+// RowKernels — compiled routines over rows, split over the thread pool where it pays:
 // layer_norm (one pass per row for mean and variance, one to normalize), layer_norm_grad (per
 // row: statistics, the two row sums of the gradient, then dx; dscale and doffset summed per chunk
 // and then in chunk order), and integer-label softmax_cross_entropy (per row: max, sum of
 // exponentials, the label's log-probability; a label outside [0, classes) is a named error).
 // f32 and f64; row sums accumulate in Double and follow the interpreter's formulas, so results
-// agree with it within rounding (IR-specs/ops/nn.md).
+// agree with it within rounding (IR-specs/ops/nn.md). Also the ops that index memory or draw
+// random numbers: dropout and random_bits (the counter-based generator of IR-specs/ops/random.md,
+// bit for bit), gather (row copies, any element type) and scatter_add (f32, f64, i32, i64; in
+// the interpreter's order, so f32 sums of repeated indices round per addition where the
+// interpreter rounds once), each index checked first: a bad one is the interpreter's error.
 
 import Foundation
 
@@ -13,9 +17,17 @@ public enum RowRoutine: Sendable, CustomStringConvertible {
   case layerNorm(epsilon: Double)
   case layerNormGrad(epsilon: Double)
   case sparseSoftmaxCrossEntropy
+  case dropout(rate: Double, seed: Int64, stream: Int64)
+  case randomBits(seed: Int64, stream: Int64)
+  case gather(axis: Int)
+  case scatterAdd(axis: Int)
 
   public var description: String {
     switch self {
+    case .dropout: return "dropout"
+    case .randomBits: return "random_bits"
+    case .gather: return "gather"
+    case .scatterAdd: return "scatter_add"
     case .layerNorm: return "layer_norm"
     case .layerNormGrad: return "layer_norm_grad"
     case .sparseSoftmaxCrossEntropy: return "softmax_cross_entropy (integer labels)"
@@ -152,6 +164,107 @@ public enum RowKernels {
       }
     }
     for ch in 0..<chunks where badRow[ch] != Int.max { return bad[ch] }
+    return nil
+  }
+}
+
+/// The counter-based generator of random_bits and dropout, as IR-specs/ops/random.md states it
+/// (the interpreter's CounterRandom is the reference; tests compare the two bit for bit).
+public enum CounterBits {
+  @inline(__always) static func mix(_ z0: UInt64) -> UInt64 {
+    var z = z0 &+ 0x9E37_79B9_7F4A_7C15
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+  }
+  @inline(__always) public static func key(seed: Int64, step: Int64, stream: Int64) -> UInt64 {
+    mix(mix(mix(UInt64(bitPattern: seed) ^ 0x5851_F42D_4C95_7F2D) ^ UInt64(bitPattern: step)) ^ UInt64(bitPattern: stream))
+  }
+  @inline(__always) public static func bits(key: UInt64, index: Int) -> UInt64 { mix(key ^ mix(UInt64(index))) }
+}
+
+extension RowKernels {
+  /// y[i] = x[i] / (1 - rate) where (bits(i) >> 11) 2^-53 >= rate, else 0; chunks of the pool.
+  public static func dropout<T: RowElement>(count: Int, rate: Double, key: UInt64, x: UnsafePointer<T>, y: UnsafeMutablePointer<T>,
+                                            pool: ThreadPool) {
+    let chunks = count >= parallelThreshold && pool.threadCount > 1 ? pool.threadCount * 4 : 1
+    let scale = 1 / (1 - rate)
+    // Kept iff bits >> 11 >= rate 2^53, compared as integers (exact: rate 2^53 is an integer
+    // rounded up, and bits >> 11 is below 2^53).
+    let threshold = UInt64((rate * 0x1.0p53).rounded(.up))
+    let (xa, ya) = (UInt(bitPattern: x), UInt(bitPattern: y))
+    pool.parallelFor(chunks) { c in
+      let x = UnsafePointer<T>(bitPattern: xa)!, y = UnsafeMutablePointer<T>(bitPattern: ya)!
+      let (lo, hi) = bounds(c, of: chunks, rows: count)
+      for i in lo..<hi {
+        y[i] = CounterBits.bits(key: key, index: i) >> 11 >= threshold ? T(Double(x[i]) * scale) : 0
+      }
+    }
+  }
+
+  /// random_bits: the 64 bits of each element (i64), or their low half (i32).
+  public static func randomBits(count: Int, key: UInt64, wide: Bool, out: UnsafeMutableRawPointer, pool: ThreadPool) {
+    let chunks = count >= parallelThreshold && pool.threadCount > 1 ? pool.threadCount * 4 : 1
+    let oa = UInt(bitPattern: out)
+    pool.parallelFor(chunks) { c in
+      let (lo, hi) = bounds(c, of: chunks, rows: count)
+      if wide {
+        let p = UnsafeMutablePointer<Int64>(bitPattern: oa)!
+        for i in lo..<hi { p[i] = Int64(bitPattern: CounterBits.bits(key: key, index: i)) }
+      } else {
+        let p = UnsafeMutablePointer<Int32>(bitPattern: oa)!
+        for i in lo..<hi { p[i] = Int32(truncatingIfNeeded: CounterBits.bits(key: key, index: i)) }
+      }
+    }
+  }
+}
+
+extension RowKernels {
+  /// The first index outside [0, bound), in order, or nil.
+  static func firstOutOfRange(_ indices: UnsafeRawPointer, count: Int, wide: Bool, bound: Int) -> Int64? {
+    for j in 0..<count {
+      let i = wide ? indices.assumingMemoryBound(to: Int64.self)[j] : Int64(indices.assumingMemoryBound(to: Int32.self)[j])
+      if i < 0 || i >= bound { return i }
+    }
+    return nil
+  }
+
+  @inline(__always) static func index(_ indices: UnsafeRawPointer, _ j: Int, wide: Bool) -> Int {
+    wide ? Int(indices.assumingMemoryBound(to: Int64.self)[j]) : Int(indices.assumingMemoryBound(to: Int32.self)[j])
+  }
+
+  /// gather along an axis of params [outer, bound, inner] (`elementBytes` per element): each
+  /// index's row of inner elements copied, for each outer slab. Returns a bad index (nothing
+  /// written then) or nil.
+  public static func gather(outer: Int, bound: Int, inner: Int, elementBytes: Int, params: UnsafeRawPointer,
+                            indices: UnsafeRawPointer, count: Int, wide: Bool, out: UnsafeMutableRawPointer) -> Int64? {
+    if let bad = firstOutOfRange(indices, count: count, wide: wide, bound: bound) { return bad }
+    let row = inner * elementBytes
+    var target = out
+    for o in 0..<outer {
+      for j in 0..<count {
+        memcpy(target, params + (o * bound + index(indices, j, wide: wide)) * row, row)
+        target += row
+      }
+    }
+    return nil
+  }
+
+  /// out = operand, then out[o, indices[j], :] += updates[o, j, :] in that order (repeated
+  /// indices sum). Returns a bad index (nothing written then) or nil.
+  public static func scatterAdd<T: Numeric>(_: T.Type, outer: Int, bound: Int, inner: Int, operand: UnsafePointer<T>,
+                                            indices: UnsafeRawPointer, count: Int, wide: Bool, updates: UnsafePointer<T>,
+                                            out: UnsafeMutablePointer<T>, wrapping: (T, T) -> T) -> Int64? {
+    if let bad = firstOutOfRange(indices, count: count, wide: wide, bound: bound) { return bad }
+    out.update(from: operand, count: outer * bound * inner)
+    var source = updates
+    for o in 0..<outer {
+      for j in 0..<count {
+        let target = out + (o * bound + index(indices, j, wide: wide)) * inner
+        for k in 0..<inner { target[k] = wrapping(target[k], source[k]) }
+        source += inner
+      }
+    }
     return nil
   }
 }

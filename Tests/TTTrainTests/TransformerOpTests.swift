@@ -233,6 +233,23 @@ struct DropoutTests {
     #expect(Set(wide).count == 20)
   }
 
+  /// The compiled routines draw the interpreter's bits exactly, split over the pool or not.
+  @Test(arguments: [Int64(0), 1, -5, 1 << 40])
+  func compiledBitsAreTheInterpreters(_ step: Int64) throws {
+    let module = try Parser.parseAndVerify(Self.module)
+    let x = TransformerOpTests.random(.f64, [400, 250], seed: 9)
+    let s64 = Tensor(.i64, shape: [], ints: [step]), s32 = Tensor(.i32, shape: [], ints: [Int64(Int32(truncatingIfNeeded: step))])
+    let f = try Executable(module: module, function: "f")
+    #expect(try f.run([x, s64]) == (try Interpreter(module: module).run("f", [x, s64])))
+    #expect(f.statistics.interpretedOpCount == 0 && f.statistics.rowRoutines == 1)
+    let bits = try Executable(module: module, function: "bits")
+    #expect(try bits.run([s32]) == (try Interpreter(module: module).run("bits", [s32])))
+    #expect(bits.statistics.interpretedOpCount == 0)
+    let f32 = try Parser.parseAndVerify(Self.module.replacingOccurrences(of: "f64[400, 250]", with: "f32[400, 250]"))
+    let x32 = TransformerOpTests.random(.f32, [400, 250], seed: 9)
+    #expect(try Executable(module: f32, function: "f").run([x32, s64]) == (try Interpreter(module: f32).run("f", [x32, s64])))
+  }
+
   @Test func verifierErrors() {
     for (line, expected) in [("%y = dropout %x, %s {rate = 1.0} : f64[3]", "rate must lie in [0, 1)"),
                              ("%y = dropout %x, %s : f64[3]", "rate"),
@@ -273,7 +290,7 @@ struct DropoutTests {
         let m = forward[i] == 0 ? 0.0 : 1.0
         #expect(abs(grad[i] - 2 * m * w[i] / 0.25) < 1e-12, "step \(s) element \(i)")
       }
-      // Compiled (the random ops run on the interpreter as their own thunks) agrees exactly.
+      // Compiled (RowKernels' copy of the generator) agrees exactly.
       let compiled = try Executable(module: withGrad, function: "loss.grad").run([step])
       #expect(compiled[1].doubles == grad)
     }
