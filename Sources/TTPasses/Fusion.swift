@@ -68,8 +68,9 @@ enum FusionPolicy {
     switch code {
     case .matmul: return "matmul is a BLAS call (only its epilogue fuses, in a gemm region)"
     case .call: return "call is opaque"
-    case .scatterAdd: return "scatter_add writes memory at run-time indices and runs as its own thunk"
-    case .gather: return "gather reads memory at run-time indices and runs as its own thunk"
+    case .scatterAdd: return "scatter_add writes memory at run-time indices and runs as a routine of its own"
+    case .gather: return "gather reads memory at run-time indices and runs as a routine of its own"
+    case .layerNorm, .layerNormGrad, .dropout, .randomBits: return "'\(code)' runs as a routine of its own (RowKernels)"
     case .embeddingLookup, .embeddingLookupPooled: return "embedding lookups read a table and run as their own thunk"
     case .fusion: return "already a fusion"
     default: return "'\(code)' has no compiled lowering and runs on the interpreter as its own thunk"
