@@ -1,7 +1,8 @@
 // RowKernels — compiled routines over rows, split over the thread pool where it pays:
 // layer_norm (one pass per row for mean and variance, one to normalize), layer_norm_grad (per
 // row: statistics, the two row sums of the gradient, then dx; dscale and doffset summed per chunk
-// and then in chunk order), and integer-label softmax_cross_entropy (per row: max, sum of
+// of rows, chunks fixed by the row count, then in chunk order: the same bits on any number of
+// threads), and integer-label softmax_cross_entropy (per row: max, sum of
 // exponentials, the label's log-probability; a label outside [0, classes) is a named error).
 // f32 and f64; row sums accumulate in Double and follow the interpreter's formulas, so results
 // agree with it within rounding (IR-specs/ops/nn.md). Also the ops that index memory or draw
@@ -87,7 +88,10 @@ public enum RowKernels {
                                                   dy: UnsafePointer<T>, dx: UnsafeMutablePointer<T>, dscale: UnsafeMutablePointer<T>,
                                                   doffset: UnsafeMutablePointer<T>, pool: ThreadPool) {
     guard d > 0 else { return }
-    let chunks = chunkCount(rows: rows, width: d, pool: pool)
+    // Chunks of a row count that depends on the rows alone (at least 64, at most 256 chunks):
+    // dscale and doffset are then the same sums, in the same order, on any number of threads.
+    let rowsPerChunk = max(64, (rows + 255) / 256)
+    let chunks = max(1, (rows + rowsPerChunk - 1) / rowsPerChunk)
     // Per chunk: d partial sums of dy xhat, then d of dy.
     let partials = UnsafeMutablePointer<Double>.allocate(capacity: chunks * 2 * d)
     defer { partials.deallocate() }

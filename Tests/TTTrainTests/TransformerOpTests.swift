@@ -126,6 +126,17 @@ struct TransformerOpTests {
     #expect(step.statistics.rowRoutines == 2 && step.statistics.interpretedOpCount == 0, "\(step.statistics.interpretedOps)")
   }
 
+  /// layer_norm_grad's column sums (dscale, doffset) do not depend on the thread count.
+  @Test func layerNormGradientIsTheSameOnAnyThreadCount() throws {
+    // f64: sums in another order differ in their last bits (f32 would round most differences away).
+    let module = try Parser.parseAndVerify(Self.layerNormModule(.f64, width: 96))
+    let withGrad = try Autodiff.gradient(of: module, function: "loss", inputs: [0])
+    let x = Self.random(.f64, [8, 100, 96], seed: 5), w = Self.random(.f64, [8, 100, 96], seed: 6)
+    let one = try Executable(module: withGrad, function: "loss.grad", pool: ThreadPool(threads: 1)).run([x, w])
+    let three = try Executable(module: withGrad, function: "loss.grad", pool: ThreadPool(threads: 3)).run([x, w])
+    for k in one.indices { #expect(one[k].isIdentical(to: three[k]), "result \(k)") }
+  }
+
   @Test func layerNormVerifierErrors() {
     for (line, expected) in [("%y = layer_norm %x, %s, %s {epsilon = -1.0} : f64[2, 3]", "epsilon"),
                              ("%y = layer_norm %x, %t, %s : f64[2, 3]", "scale must have shape [3]")] {
