@@ -41,7 +41,7 @@ ONLY = os.environ.get("BENCH_JAX_ONLY", "")
 # training step of a ResNet stage (batch 64, 32x32, 64 channels, two basic residual blocks with
 # batch norm) and of a depthwise-separable block (3x3 depthwise, batch norm, ReLU, 1x1 to 128,
 # batch norm, ReLU), each with global average pooling, a dense layer to 10 classes and softmax
-# cross entropy: the models of ttfc-bench's W9, batch norm written in jnp as there (training mode,
+# cross entropy: the models of ttfc-bench's W9 (batch norm there is the batch_norm_training op), here in jnp (training mode,
 # biased batch variance, epsilon 1e-3). ms/step and GFLOP/s counted as ttfc-bench counts them.
 if ONLY == "W9":
     from jax import lax

@@ -31,13 +31,16 @@ public final class CompiledKernel: @unchecked Sendable {
   public static let streamingChunkAlignment = 16
   /// A flattened elementwise body (FlatKernels): its one symbol is the output's element count.
   public let isFlat: Bool
+  /// A reduction swept row by row: how the caller splits its work (KernelEmitter.reductionSweep).
+  public let sweep: ReductionSweep?
 
   init(signature: KernelSignature, entry: KernelEntry, name: String, llvmIR: String?, assembly: String?, compileSeconds: Double,
-       streamingOutput: Bool) {
+       streamingOutput: Bool, body: Function) {
     self.signature = signature; self.entry = entry; self.name = name
     self.llvmIR = llvmIR; self.assembly = assembly; self.compileSeconds = compileSeconds
     self.streamingOutput = streamingOutput
     isFlat = signature.output.dims == [.symbol(FlatKernels.symbol)]   // read per execution: stored
+    sweep = KernelEmitter.reductionSweep(body)
   }
 }
 
@@ -200,7 +203,8 @@ public final class KernelCache: @unchecked Sendable {
       let share = (DispatchClock.now() - start) / Double(items.count)
       for (k, item) in items.enumerated() {
         _ = finish(CompiledKernel(signature: Self.signature(of: item.request.body), entry: unsafeBitCast(addresses[k], to: KernelEntry.self),
-                                  name: names[k], llvmIR: nil, assembly: nil, compileSeconds: share, streamingOutput: false),
+                                  name: names[k], llvmIR: nil, assembly: nil, compileSeconds: share, streamingOutput: false,
+                                  body: item.request.body),
                    key: item.key, fromDisk: false)
       }
     } catch {
@@ -246,7 +250,7 @@ public final class KernelCache: @unchecked Sendable {
       let address = try JIT.shared.addObject(object, symbol: storedName)
       return finish(CompiledKernel(signature: Self.signature(of: request.body), entry: unsafeBitCast(address, to: KernelEntry.self), name: storedName,
                                    llvmIR: nil, assembly: nil, compileSeconds: DispatchClock.now() - start,
-                                   streamingOutput: request.streamingOutput), key: key, fromDisk: true)
+                                   streamingOutput: request.streamingOutput, body: request.body), key: key, fromDisk: true)
     } catch {
       lock.withLock { diskCorrupt += 1; misses -= 1 }
       throw error
@@ -329,7 +333,7 @@ public final class KernelCache: @unchecked Sendable {
     let address = try jit.addObject(object, symbol: name)
     return finish(CompiledKernel(signature: signature, entry: unsafeBitCast(address, to: KernelEntry.self), name: name,
                                  llvmIR: listing, assembly: assembly, compileSeconds: DispatchClock.now() - start,
-                                 streamingOutput: request.streamingOutput), key: key, fromDisk: false)
+                                 streamingOutput: request.streamingOutput, body: body), key: key, fromDisk: false)
   }
 
   private func finish(_ kernel: CompiledKernel, key: String, fromDisk: Bool) -> CompiledKernel {

@@ -25,7 +25,7 @@ public struct KernelDiskCache: Sendable {
   public let directory: String
 
   /// Bumped whenever the code generator changes the code it emits for the same region.
-  public static let codegenVersion = "ttfc-codegen-13"
+  public static let codegenVersion = "ttfc-codegen-14"
   static let magic: [UInt8] = Array("TTFCKO01".utf8)
   /// The file that marks a directory as one ttfc made (the sweep touches no other directory).
   static let markerName = ".ttfc-kernel-cache"

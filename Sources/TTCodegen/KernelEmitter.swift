@@ -41,6 +41,32 @@ public struct KernelSignature: Hashable, Sendable {
   public var output: TensorType { outputs[0] }
 }
 
+/// How a reduction kernel shares its sweep among threads (KernelEmitter.emitReductionSweep).
+public enum ReductionSweep: Equatable, Sendable {
+  /// Over leading axes, f32/f64: the caller's `begin..<end` are rows of the flattened reduced
+  /// axes (`rows`, outermost first); each chunk of rows gets an output row of its own, and the
+  /// caller combines the chunks' rows in order with `combine`.
+  case leadingRows(rows: [Dim], combine: SweepCombine)
+  /// Over leading axes, integers: `begin..<end` split the output's first axis (its columns).
+  case leadingColumns
+  /// Over a middle block of axes: `begin..<end` split the output's first axis, as for any kernel.
+  case middle
+}
+
+/// How two partial results of a swept reduction combine: sum (means too, each partial already
+/// divided by the whole count), IEEE maximum or minimum.
+public enum SweepCombine: Sendable, Equatable {
+  case sum, maximum, minimum
+  init?(_ code: OpCode) {
+    switch code {
+    case .reduceSum, .reduceMean: self = .sum
+    case .reduceMax: self = .maximum
+    case .reduceMin: self = .minimum
+    default: return nil
+    }
+  }
+}
+
 final class KernelEmitter {
   let ir: IRBuilder
   let body: Function
@@ -137,18 +163,34 @@ final class KernelEmitter {
     return nil
   }
 
-  /// A body returning a column reduction (over leading axes, as `emitColumnReduction` compiles)
-  /// and then the value it reduces: the row sweep stores each element as it accumulates it.
+  /// A body returning a leading-axes reduction swept by rows and then the value it reduces: the
+  /// sweep stores each element as it accumulates it.
   static func returnsColumnReductionAndOperand(_ body: Function) -> Bool {
-    guard body.returnValues.count == 2, case .result(let id, _) = body[body.returnValues[0]].definition else { return false }
+    guard body.returnValues.count == 2, let sweep = reductionSweep(body) else { return false }
+    if case .middle = sweep { return false }
+    return true
+  }
+
+  /// How the kernel of `body` sweeps its operand, when its root is a sum, mean, max or min over
+  /// one contiguous block of axes that leaves the last axis (`emitReductionSweep`); nil when the
+  /// generic loop nest computes it. Half types are excluded: the sweep accumulates in the output
+  /// buffer, where each step would round to the half type.
+  static func reductionSweep(_ body: Function) -> ReductionSweep? {
+    guard !body.returnValues.isEmpty, body.returnValues.count <= 2,
+          case .result(let id, _) = body[body.returnValues[0]].definition else { return nil }
     let op = body[id]
-    guard op.code.info.opClass == .reduction, op.code != .reduceProd, op.operands[0] == body.returnValues[1] else { return false }
-    let x = body.type(of: op.operands[0])
-    guard let axes = try? ShapeRules.reductionAxes(op.attributes, rank: x.rank), !axes.isEmpty,
-          axes == Array(0..<axes.count), axes.count < x.rank, !(op.attributes.bool("keepdims") ?? false) else { return false }
-    // Only the column sweep stores the reduced value as it reads it, and it skips half types.
+    guard let combine = SweepCombine(op.code) else { return nil }
+    let x = body.type(of: op.operands[0]), output = body.type(of: body.returnValues[0])
+    guard let axes = try? ShapeRules.reductionAxes(op.attributes, rank: x.rank), let first = axes.first,
+          axes == Array(first..<(first + axes.count)), first + axes.count < x.rank,
+          !(op.attributes.bool("keepdims") ?? false) else { return nil }
     let half: Set<DType> = [.f16, .bf16]
-    return !half.contains(x.dtype) && !half.contains(body.type(of: body.returnValues[0]).dtype)
+    guard !half.contains(x.dtype), !half.contains(output.dtype) else { return nil }
+    if body.returnValues.count == 2 && (first != 0 || op.operands[0] != body.returnValues[1]) { return nil }
+    if first > 0 { return .middle }
+    // Partial rows are combined by the runtime, which (unlike a truncating integer mean) may
+    // finish each partial on its own: floats only.
+    return x.dtype == .f32 || x.dtype == .f64 ? .leadingRows(rows: Array(x.dims[0..<axes.count]), combine: combine) : .leadingColumns
   }
 
   func elementType(_ d: DType) -> LLVMTypeRef {
@@ -268,7 +310,7 @@ final class KernelEmitter {
       let low = ir.and(begin, ir.int(CompiledKernel.streamingChunkAlignment - 1))
       _ = ir.intrinsic("llvm.assume", [], [ir.icmp(LLVMIntEQ, low, ir.int(0))])
     }
-    if emitColumnReduction(begin: begin, end: end) {
+    if emitReductionSweep(begin: begin, end: end) {
       LLVMBuildRetVoid(ir.b)
       return name
     }
@@ -396,46 +438,91 @@ final class KernelEmitter {
     }
   }
 
-  /// Column reductions (the output is a reduction over the operand's leading axes, as for a bias
-  /// gradient summed over the batch): instead of one strided inner loop per output element, sweep
-  /// the operand row by row and accumulate into the whole output row, so both the loads and the
-  /// accumulation are contiguous and vectorize. Threads split the output's columns. A second
-  /// result (`returnsColumnReductionAndOperand`) receives each reduced element as it is read.
-  func emitColumnReduction(begin: IRBuilder.V, end: IRBuilder.V) -> Bool {
-    guard case .result(let id, _) = body[root].definition else { return false }
+  /// Reductions over a block of axes that keeps the last one (a bias gradient or batch norm's
+  /// per-channel statistics over N, H and W; global pooling over H and W): instead of one strided
+  /// inner loop per output element, sweep the operand row by row and accumulate into the whole
+  /// output row, so loads and accumulation are contiguous and vectorize. `reductionSweep` says how
+  /// threads share the work:
+  ///   - leading axes, f32/f64 (`leadingRows`): `begin..<end` are rows of the flattened reduced
+  ///     axes; the runtime gives each chunk of rows its own output row (a partial, finished on its
+  ///     own: a mean divides by the whole count) and combines the partials in chunk order. Every
+  ///     thread streams through whole rows, which the hardware prefetchers follow.
+  ///   - leading axes, integers (`leadingColumns`): threads split the output's columns.
+  ///   - a middle block (`middle`): threads split the output's first (kept) axis.
+  /// A second result (leading axes only) receives each reduced element as it is read.
+  func emitReductionSweep(begin: IRBuilder.V, end: IRBuilder.V) -> Bool {
+    guard let sweep = Self.reductionSweep(body), case .result(let id, _) = body[root].definition else { return false }
     let op = body[id]
-    guard op.code.info.opClass == .reduction, op.code != .reduceProd else { return false }
     let x = body.type(of: op.operands[0])
-    guard let axes = try? ShapeRules.reductionAxes(op.attributes, rank: x.rank), !axes.isEmpty,
-          axes == Array(0..<axes.count), axes.count < x.rank, !(op.attributes.bool("keepdims") ?? false) else { return false }
+    let axes = (try? ShapeRules.reductionAxes(op.attributes, rank: x.rank)) ?? []
+    let (first, last) = (axes[0], axes[axes.count - 1] + 1)
     let output = signature.output
-    // It accumulates in the output buffer: not in a half type (the sum would round each step).
-    guard output.dtype != .f16 && output.dtype != .bf16 && x.dtype != .f16 && x.dtype != .bf16 else { return false }
     let out = buffers[signature.inputs.count]
-    let outputBounds = (0..<output.rank).map { d in (d == 0 ? begin : ir.int(0), d == 0 ? end : size(output.dims[d])) }
-    let overOutput = { (body: ([IRBuilder.V]) -> Void) in self.loopNest(outputBounds, body) }
     let identity = reductionIdentity(op.code, x.dtype)
-    overOutput { index in self.store(identity, dtype: output.dtype, at: self.linear(index, output), buffer: out) }
-    loopNest(axes.map { (ir.int(0), size(x.dims[$0])) }) { reducedIndex in
-      if axes.count == 1 && x.rank == 2 { self.prefetchColumnSlice(row: reducedIndex[0], columns: begin, end, of: x) }
-      overOutput { index in
-        let offset = self.linear(index, output)
+    let trailing = (last..<x.rank).map { (ir.int(0), size(x.dims[$0])) }
+    let reducedBounds = (first..<last).map { (ir.int(0), size(x.dims[$0])) }
+    /// Accumulates x[lead + reduced + t] into out[lead + t] for every trailing index t.
+    func accumulate(lead: [IRBuilder.V], reduced: [IRBuilder.V]) {
+      self.loopNest(trailing) { t in
+        let offset = self.linear(lead + t, output)
         let acc = self.load(out, dtype: output.dtype, at: offset)
-        let v = self.element(op.operands[0], reducedIndex + index)
+        let v = self.element(op.operands[0], lead + reduced + t)
         if self.body.returnValues.count == 2 {
-          self.store(v, dtype: x.dtype, at: self.linear(reducedIndex + index, x), buffer: self.buffers[self.signature.inputs.count + 1])
+          self.store(v, dtype: x.dtype, at: self.linear(lead + reduced + t, x), buffer: self.buffers[self.signature.inputs.count + 1])
         }
         self.store(self.combineReduction(op.code, acc, v, x.dtype), dtype: output.dtype, at: offset, buffer: out)
       }
     }
-    if op.code == .reduceMean || (op.code == .reduceSum && x.dtype.isFloat) {
+    /// Divides means by the whole count and makes empty float sums +0.0, over out[lead + bounds].
+    func finish(_ bounds: [(IRBuilder.V, IRBuilder.V)], lead: [IRBuilder.V] = []) {
+      guard op.code == .reduceMean || (op.code == .reduceSum && x.dtype.isFloat) else { return }
       let count = reducedCount(axes, of: x)
-      overOutput { index in
-        let offset = self.linear(index, output)
+      loopNest(bounds) { index in
+        let offset = self.linear(lead + index, output)
         let total = self.load(out, dtype: output.dtype, at: offset)
         let value = op.code == .reduceMean ? self.divideByCount(total, count, x.dtype)
           : self.emptySumIsPositiveZero(total, count: count, x.dtype)
         self.store(value, dtype: output.dtype, at: offset, buffer: out)
+      }
+    }
+    switch sweep {
+    case .leadingRows:
+      let all = (0..<output.rank).map { (ir.int(0), size(output.dims[$0])) }
+      loopNest(all) { index in self.store(identity, dtype: output.dtype, at: self.linear(index, output), buffer: out) }
+      loopNest([(begin, end)]) { row in
+        // The row's index in the reduced axes, last axis fastest.
+        var rest = row[0], reduced: [IRBuilder.V] = []
+        for d in (first..<last).reversed() {
+          if d == first { reduced.insert(rest, at: 0); break }
+          let extent = self.size(x.dims[d])
+          reduced.insert(self.ir.srem(rest, extent), at: 0)
+          rest = self.ir.sdiv(rest, extent)
+        }
+        accumulate(lead: [], reduced: reduced)
+      }
+      finish(all)
+    case .leadingColumns:
+      let columns = (0..<output.rank).map { d in (d == 0 ? begin : ir.int(0), d == 0 ? end : size(output.dims[d])) }
+      loopNest(columns) { index in self.store(identity, dtype: output.dtype, at: self.linear(index, output), buffer: out) }
+      loopNest(reducedBounds) { reduced in
+        if axes.count == 1 && x.rank == 2 { self.prefetchColumnSlice(row: reduced[0], columns: begin, end, of: x) }
+        self.loopNest(columns) { index in
+          let offset = self.linear(index, output)
+          let acc = self.load(out, dtype: output.dtype, at: offset)
+          let v = self.element(op.operands[0], reduced + index)
+          if self.body.returnValues.count == 2 {
+            self.store(v, dtype: x.dtype, at: self.linear(reduced + index, x), buffer: self.buffers[self.signature.inputs.count + 1])
+          }
+          self.store(self.combineReduction(op.code, acc, v, x.dtype), dtype: output.dtype, at: offset, buffer: out)
+        }
+      }
+      finish(columns)
+    case .middle:
+      let lead = (0..<first).map { d in (d == 0 ? begin : ir.int(0), d == 0 ? end : size(output.dims[d])) }
+      loopNest(lead) { leadIndex in
+        self.loopNest(trailing) { t in self.store(identity, dtype: output.dtype, at: self.linear(leadIndex + t, output), buffer: out) }
+        self.loopNest(reducedBounds) { reduced in accumulate(lead: leadIndex, reduced: reduced) }
+        finish(trailing, lead: leadIndex)
       }
     }
     return true

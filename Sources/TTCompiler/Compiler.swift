@@ -99,7 +99,8 @@ public enum Compiler {
     defer { if wantsHalfRoutines { _ = HalfGemm.available } }
     let start = DispatchClock.now()
     var optimized = module
-    do { try PassManager(verifyEach: options.verifyEach).run(options.pipeline, on: &optimized, context: PassContext()) }
+    let context = PassContext()
+    do { try PassManager(verifyEach: options.verifyEach).run(options.pipeline, on: &optimized, context: context) }
     catch { throw .invalid("\(error)") }
     guard let lowered = optimized.function(named: functionName) else {
       throw .invalid("the pipeline removed '@\(functionName)'")
@@ -111,7 +112,7 @@ public enum Compiler {
     builder.statistics.compileSeconds = DispatchClock.now() - start
     return Program(module: module, function: original, lowered: lowered, optimizedModule: optimized, symbols: builder.symbols,
                    slots: builder.slots, thunks: builder.thunks, outputs: builder.outputs, donated: options.donated,
-                   aliasing: options.aliasing, statistics: builder.statistics)
+                   aliasing: options.aliasing, statistics: builder.statistics, nonEmptyRequirements: context.nonEmptyRequirements)
   }
 }
 
@@ -232,9 +233,21 @@ final class ProgramBuilder {
       statistics.convolutions += 1
       return
     }
-    if Self.convolutionCodes.contains(op.code) {
+    if let (kind, geometry) = pooling(op) {
+      thunks.append(.pool(kind, geometry, operands: operands, result: results[0]))
+      statistics.poolings += 1
+      return
+    }
+    if Self.convolutionCodes.contains(op.code) || Self.poolingCodes[op.code] != nil {
       let dtype = lowered.type(of: op.results[0]).dtype
-      statistics.fallbackReasons["\(op.code) on \(dtype): compiled convolutions take f32 and f64", default: 0] += 1
+      if Self.poolingCodes[op.code] != nil {
+        statistics.fallbackReasons["\(op.code) on \(dtype): compiled pooling takes f32, f64 and (where the half routines compile) bf16 and f16", default: 0] += 1
+        statistics.interpreted += 1
+        statistics.interpretedOps[op.code.rawValue, default: 0] += 1
+        thunks.append(.interpretOp(op, operands: operands, result: results[0]))
+        return
+      }
+      statistics.fallbackReasons["\(op.code) on \(dtype): compiled convolutions take f32, f64 and (where the half routines compile) bf16 and f16", default: 0] += 1
       statistics.interpreted += 1
       statistics.interpretedOps[op.code.rawValue, default: 0] += 1
       thunks.append(.interpretOp(op, operands: operands, result: results[0]))
@@ -281,6 +294,7 @@ final class ProgramBuilder {
   }
 
   static let convolutionCodes: Set<OpCode> = [.conv2d, .conv2dBackpropInput, .conv2dBackpropFilter]
+  static let poolingCodes: [OpCode: PoolKind] = [.maxPool: .maxPool, .maxPoolGrad: .maxPoolGrad, .avgPool: .avgPool, .avgPoolGrad: .avgPoolGrad]
 
   /// The RowKernels routine that computes `op`: layer_norm, layer_norm_grad, softmax_cross_entropy
   /// with integer labels and dropout (f32, f64), random_bits, gather (any element type) and
@@ -314,13 +328,27 @@ final class ProgramBuilder {
     }
   }
 
-  /// A conv2d or one of its gradient ops that ConvKernels computes (f32 and f64, static spatial
-  /// and channel sizes; the batch may be symbolic): its kind and geometry. Nil for other ops and
-  /// for f16/bf16 convolutions, which run on the interpreter.
+  /// A pooling op that PoolKernels computes (f32 and f64; bf16 and f16 as for convolutions; static
+  /// spatial and channel sizes; the batch may be symbolic): its kind and geometry. Nil otherwise.
+  func pooling(_ op: OpNode) -> (PoolKind, PoolGeometry)? {
+    guard let kind = Self.poolingCodes[op.code], op.results.count == 1 else { return nil }
+    let result = lowered.type(of: op.results[0])
+    guard result.dtype == .f32 || result.dtype == .f64 || HalfWidened.supports(result.dtype) else { return nil }
+    // The input's type: the forward ops' operand, the gradients' result.
+    let input = kind == .maxPool || kind == .avgPool ? lowered.type(of: op.operands[0]) : result
+    guard input.rank == 4, let channels = input.dims[3].staticSize, input.dims[1].staticSize != nil, input.dims[2].staticSize != nil,
+          let window = try? ShapeRules.window2D(input: input, window: op.attributes.ints("window") ?? [], attributes: op.attributes,
+                                                dilated: false, poolPadding: true) else { return nil }
+    return (kind, PoolGeometry(window: window, channels: channels, countIncludePad: op.attributes.bool("count_include_pad") ?? false))
+  }
+
+  /// A conv2d or one of its gradient ops that ConvKernels computes (f32 and f64; bf16 and f16
+  /// widened to f32 where HalfWidened runs; static spatial and channel sizes; the batch may be
+  /// symbolic): its kind and geometry. Nil for other ops.
   func convolution(_ op: OpNode) -> (ConvKind, ConvGeometry)? {
     guard Self.convolutionCodes.contains(op.code), op.operands.count == 2, op.results.count == 1 else { return nil }
     let result = lowered.type(of: op.results[0])
-    guard result.dtype == .f32 || result.dtype == .f64 else { return nil }
+    guard result.dtype == .f32 || result.dtype == .f64 || HalfWidened.supports(result.dtype) else { return nil }
     let kind: ConvKind, input: TensorType, filter: TensorType
     switch op.code {
     case .conv2d: kind = .forward; input = lowered.type(of: op.operands[0]); filter = lowered.type(of: op.operands[1])

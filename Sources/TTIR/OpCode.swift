@@ -286,22 +286,22 @@ extension OpInfo {
       return op(.window, 2...2, .float, convAttrs, cost: .opaque, rule: ShapeRules.conv2dBackpropFilter,
                 gradient: secondOrder, codegen: .routine)
     case .maxPool:
-      return op(.window, 1...1, .float, poolAttrs, cost: .opaque, rule: ShapeRules.maxPool, codegen: .interpreted)
+      return op(.window, 1...1, .float, poolAttrs, cost: .opaque, rule: ShapeRules.maxPool, codegen: .routine)
     case .maxPoolGrad:
       return op(.window, 2...2, .float, poolAttrs, cost: .opaque, rule: ShapeRules.maxPoolGrad, gradient: secondOrder,
-                codegen: .interpreted)
+                codegen: .routine)
     case .avgPool:
       return op(.window, 1...1, .float, poolAttrs + [attr("count_include_pad", .bool)], cost: .opaque, rule: ShapeRules.avgPool,
-                codegen: .interpreted)
+                codegen: .routine)
     case .avgPoolGrad:
       return op(.window, 1...1, .float, poolAttrs + [attr("count_include_pad", .bool)], cost: .opaque,
-                rule: ShapeRules.avgPoolGrad, gradient: secondOrder, codegen: .interpreted)
+                rule: ShapeRules.avgPoolGrad, gradient: secondOrder, codegen: .routine)
     case .batchNormTraining:
       return op(.normalization, 3...3, .float, [attr("epsilon", .float)], cost: .opaque, results: 3, rule: ShapeRules.batchNormTraining,
-                codegen: .interpreted)
+                codegen: .composite)
     case .batchNormInference:
       return op(.normalization, 5...5, .float, [attr("epsilon", .float)], cost: .opaque, rule: ShapeRules.batchNormInference,
-                codegen: .interpreted)
+                codegen: .composite)
     case .layerNorm:
       return op(.normalization, 3...3, .float, [attr("epsilon", .float)], cost: .opaque, rule: ShapeRules.layerNorm, codegen: .routine)
     case .layerNormGrad:

@@ -101,3 +101,11 @@ public func rowMajorStrides(_ shape: [Int]) -> [Int] {
   }
   return strides
 }
+
+/// The product of `dims` must not be zero at run time: `op` (expanded into primitives that would
+/// silently give NaN) has no answer for an empty batch.
+public struct NonEmptyRequirement: Sendable, Equatable {
+  public var dims: [Dim]
+  public var op: String
+  public init(dims: [Dim], op: String) { self.dims = dims; self.op = op }
+}

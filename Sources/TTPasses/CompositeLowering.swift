@@ -3,6 +3,9 @@
 //   log_softmax(x)        = (x - max(x)) - log(sum(exp(x - max(x))))
 //   softmax_cross_entropy = -sum(labels * log_softmax(logits))              (dense labels only)
 //   sigmoid_cross_entropy = max(x, 0) - x*z + log1p(exp(-|x|))
+//   batch_norm_training   = mean and (biased) variance by reduce_mean over all axes but the last,
+//                           then (x - mean) * (rsqrt(variance + epsilon) * scale) + offset
+//   batch_norm_inference  = the same with the given mean and variance
 //   sequence_mask(n)      = iota(last axis) < n[:, None...]  (i1), or where(that, 0, masked_value)
 // These are the interpreter's own formulas, so results agree within rounding (f32, f64; f16 and
 // bf16 composites are kept whole). Sparse-label
@@ -90,6 +93,36 @@ public enum CompositeLowering {
         let softplus = emit(.log1p, [e], rewriter.type(x))
         let difference = emit(.sub, [positive, xz], type)
         rewriter.replace(result, with: emit(.add, [difference, softplus], type))
+      case .batchNormTraining, .batchNormInference:
+        let (x, scale, offset) = (op.operands[0], op.operands[1], op.operands[2])
+        let t = rewriter.type(x)
+        let channel = rewriter.type(scale)
+        let statistics: (mean: ValueID, variance: ValueID)
+        if op.code == .batchNormTraining {
+          // An empty batch is a named error (IR-specs/ops/vision.md): with every reduced dim
+          // known, a zero count keeps the op for the interpreter to refuse; with symbolic dims,
+          // the executable checks their product before each new binding runs.
+          let reduced = Array(t.dims.dropLast())
+          if reduced.contains(.known(0)) { rewriter.keep(id); continue }
+          if reduced.contains(where: { $0.staticSize == nil }) {
+            context.nonEmptyRequirements.append(NonEmptyRequirement(dims: reduced, op: op.code.rawValue))
+          }
+          let over: [String: Attribute] = ["axes": .ints((0..<(t.rank - 1)).map { Int64($0) })]
+          let mean = emit(.reduceMean, [x], channel, over)
+          let d = emit(.sub, [x, mean], t)
+          let variance = emit(.reduceMean, [emit(.mul, [d, d], t)], channel, over)
+          statistics = (mean, variance)
+          rewriter.replace(op.results[1], with: mean)
+          rewriter.replace(op.results[2], with: variance)
+        } else {
+          statistics = (op.operands[3], op.operands[4])
+        }
+        // y = (x - mean) * (rsqrt(variance + epsilon) * scale) + offset: the per-channel factor
+        // once per channel, then one multiply-add per element (fused with what follows).
+        let epsilon = splat(op.attributes.double("epsilon") ?? 0.001, channel.dtype)
+        let factor = emit(.mul, [emit(.rsqrt, [emit(.add, [statistics.variance, epsilon], channel)], channel), scale], channel)
+        let centered = emit(.sub, [x, statistics.mean], t)
+        rewriter.replace(result, with: emit(.add, [emit(.mul, [centered, factor], t), offset], t))
       default:
         rewriter.keep(id)
         continue

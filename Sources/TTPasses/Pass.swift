@@ -41,6 +41,9 @@ public final class PassContext {
   /// Things a user should know that are not errors (a fixpoint group stopped by its cap while
   /// its passes were still changing the module); `ttfc opt` prints them as warnings.
   public var warnings: [String] = []
+  /// Run-time conditions an expanded op leaves behind (lower-composites): the executable checks
+  /// each for every new binding of the symbols, so the expansion fails where the op would have.
+  public var nonEmptyRequirements: [NonEmptyRequirement] = []
 
   public init(options: PassOptions = PassOptions()) { self.options = options }
 

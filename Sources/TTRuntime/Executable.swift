@@ -40,6 +40,8 @@ public struct ExecutableStatistics: Sendable {
   public var interpreted = 0
   /// Convolution ops compiled to ConvKernels routines.
   public var convolutions = 0
+  /// Pooling ops compiled to PoolKernels routines.
+  public var poolings = 0
   /// Ops compiled to RowKernels routines (layer_norm, layer_norm_grad, integer-label
   /// softmax_cross_entropy).
   public var rowRoutines = 0
@@ -81,6 +83,8 @@ public final class Executable: @unchecked Sendable {
     case gemmSummedOverBatch(a: Int, b: Int, c: Int)
     /// A convolution op (ConvKernels): operands in IR order, f32 or f64.
     case conv(ConvKind, ConvGeometry, operands: [Int], result: Int)
+    /// A pooling op (PoolKernels): operands in IR order, f32 or f64.
+    case pool(PoolKind, PoolGeometry, operands: [Int], result: Int)
     case rows(RowRoutine, operands: [Int], results: [Int])
     case interpretOp(OpNode, operands: [Int], result: Int)
     case interpretRegion(Interpreter, operands: [Int], results: [Int])
@@ -235,6 +239,7 @@ public final class Executable: @unchecked Sendable {
       case .gemm(let a, let b, let c, let ta, let tb): thunks.append(.gemm(a: a, b: b, c: c, transposeA: ta, transposeB: tb))
       case .gemmSummedOverBatch(let a, let b, let c): thunks.append(.gemmSummedOverBatch(a: a, b: b, c: c))
       case .conv(let kind, let g, let operands, let result): thunks.append(.conv(kind, g, operands: operands, result: result))
+      case .pool(let kind, let g, let operands, let result): thunks.append(.pool(kind, g, operands: operands, result: result))
       case .rows(let routine, let operands, let results): thunks.append(.rows(routine, operands: operands, results: results))
       case .interpretOp(let op, let operands, let result): thunks.append(.interpretOp(op, operands: operands, result: result))
       case .interpretRegion(let interpreter, let operands, let results):
@@ -388,6 +393,7 @@ public final class Executable: @unchecked Sendable {
     case .gemm(let a, let b, let c, _, _): return ([a, b], [c])
     case .gemmSummedOverBatch(let a, let b, let c): return ([a, b], [c])
     case .conv(_, _, let operands, let result): return (operands, [result])
+    case .pool(_, _, let operands, let result): return (operands, [result])
     case .rows(_, let operands, let results): return (operands, results)
     case .interpretOp(_, let operands, let result): return (operands, [result])
     case .interpretRegion(_, let operands, let results): return (operands, results)
@@ -422,6 +428,8 @@ public final class Executable: @unchecked Sendable {
       case .gemmSummedOverBatch(let a, let b, let c): return "gemm sum over batch of s\(a)^T x s\(b) -> s\(c) : \(slots[c].type)"
       case .conv(let kind, let g, let operands, let result):
         return "\(kind.rawValue) (\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result) : \(slots[result].type) [\(g)]"
+      case .pool(let kind, let g, let operands, let result):
+        return "\(kind.rawValue) (\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result) : \(slots[result].type) [\(g)]"
       case .rows(let routine, let operands, let results):
         return "\(routine) (\(operands.map { "s\($0)" }.joined(separator: ", "))) -> \(results.map { "s\($0)" }.joined(separator: ", ")) : \(slots[results[0]].type)"
       case .interpretOp(let op, let operands, let result): return "interpret '\(op.code)'(\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result)"
@@ -447,6 +455,18 @@ public final class Executable: @unchecked Sendable {
       // Work is what the kernel reads and writes: a row reduction writes little but reads a lot.
       let total = (results + operands).reduce(0) { $0 + (elementCount(plan.shapes[$1]) ?? 0) }
       let entry = kernel.entry
+      if case .leadingRows(let rowDims, let combine) = kernel.sweep {
+        let rows = rowDims.reduce(1) { n, d in
+          switch d {
+          case .known(let k): return n * k
+          case .symbol(let s): return n * Int(symbolArray[kernel.signature.symbols.firstIndex(of: s)!])
+          }
+        }
+        let chunks = (total >= parallelThreshold && rows >= 2) ? min(pool.threadCount * 4, rows) : 1
+        ReductionSweepRunner.run(entry: entry, buffers: buffers, outputIndex: operands.count, outputCount: elementCount(plan.shapes[result]) ?? 0,
+                                 dtype: slots[result].type.dtype, symbols: symbolArray, rows: rows, chunks: chunks, combine: combine, pool: pool)
+        return
+      }
       symbolArray.withUnsafeBufferPointer { syms in
         buffers.withUnsafeMutableBufferPointer { bufs in
           // Several chunks per thread: whichever thread is free takes the next, so a worker
@@ -488,12 +508,35 @@ public final class Executable: @unchecked Sendable {
       // Operand 0 is always an activation (x or dy), whose first dimension is the batch.
       let n = plan.shapes[operands[0]].first ?? 0
       let pa = plan.pointers[operands[0]], pb = plan.pointers[operands[1]], pc = plan.pointers[result]
-      if slots[result].type.dtype == .f64 {
+      let dtype = slots[result].type.dtype
+      if dtype == .f16 || dtype == .bf16 {
+        let counts = (operands + [result]).map { elementCount(plan.shapes[$0]) ?? 0 }
+        HalfWidened.run(dtype, inputs: [(UnsafeRawPointer(pa), counts[0]), (UnsafeRawPointer(pb), counts[1])], output: pc,
+                        outputCount: counts[2]) { wide, out in
+          ConvKernels.run(kind, g, n: n, a: wide[0], b: wide[1], out: out, pool: pool)
+        }
+      } else if dtype == .f64 {
         ConvKernels.run(kind, g, n: n, a: UnsafePointer(pa.assumingMemoryBound(to: Double.self)),
                         b: UnsafePointer(pb.assumingMemoryBound(to: Double.self)), out: pc.assumingMemoryBound(to: Double.self), pool: pool)
       } else {
         ConvKernels.run(kind, g, n: n, a: UnsafePointer(pa.assumingMemoryBound(to: Float.self)),
                         b: UnsafePointer(pb.assumingMemoryBound(to: Float.self)), out: pc.assumingMemoryBound(to: Float.self), pool: pool)
+      }
+    case .pool(let kind, let g, let operands, let result):
+      // The batch is the first dimension of the result (every pooling op's is N).
+      let n = plan.shapes[result].first ?? 0
+      let dtype = slots[result].type.dtype
+      if dtype == .f16 || dtype == .bf16 {
+        HalfWidened.run(dtype, inputs: operands.map { (UnsafeRawPointer(plan.pointers[$0]), elementCount(plan.shapes[$0]) ?? 0) },
+                        output: plan.pointers[result], outputCount: elementCount(plan.shapes[result]) ?? 0) { wide, out in
+          PoolKernels.run(kind, g, n: n, operands: wide, out: out, pool: pool)
+        }
+      } else if dtype == .f64 {
+        PoolKernels.run(kind, g, n: n, operands: operands.map { UnsafePointer(plan.pointers[$0].assumingMemoryBound(to: Double.self)) },
+                        out: plan.pointers[result].assumingMemoryBound(to: Double.self), pool: pool)
+      } else {
+        PoolKernels.run(kind, g, n: n, operands: operands.map { UnsafePointer(plan.pointers[$0].assumingMemoryBound(to: Float.self)) },
+                        out: plan.pointers[result].assumingMemoryBound(to: Float.self), pool: pool)
       }
     case .rows(let routine, let operands, let results):
       try runRows(routine, operands: operands, results: results, plan: plan)

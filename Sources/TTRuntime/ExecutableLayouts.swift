@@ -21,6 +21,17 @@ extension Executable {
     guard capacity.count == key.count, zip(key, capacity).allSatisfy({ $0 <= $1 }) else {
       throw .runtime("the layout capacity \(capacity) does not cover the symbol values \(key) (\(symbols.joined(separator: ", ")))")
     }
+    for requirement in program.nonEmptyRequirements {
+      let count = requirement.dims.reduce(1) { n, d in
+        switch d {
+        case .known(let k): return n * k
+        case .symbol(let s): return n * (symbols.firstIndex(of: s).map { key[$0] } ?? 1)
+        }
+      }
+      if count == 0 {
+        throw .runtime("\(requirement.op) over an empty batch has no answer (\(zip(symbols, key).map { "\($0) = \($1)" }.joined(separator: ", ")))")
+      }
+    }
     return Plan(shapes: shapes(for: key), layout: try layout(for: capacity))
   }
 

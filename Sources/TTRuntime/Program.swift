@@ -25,6 +25,8 @@ public struct Program: @unchecked Sendable {
     case gemmSummedOverBatch(a: Int, b: Int, c: Int)
     /// A convolution op (ConvKernels): operands in IR order, f32 or f64.
     case conv(ConvKind, ConvGeometry, operands: [Int], result: Int)
+    /// A pooling op (PoolKernels): operands in IR order, f32 or f64.
+    case pool(PoolKind, PoolGeometry, operands: [Int], result: Int)
     /// A routine over the rows of the last axis (RowKernels): operands and results in IR order,
     /// f32 or f64 data.
     case rows(RowRoutine, operands: [Int], results: [Int])
@@ -75,12 +77,17 @@ public struct Program: @unchecked Sendable {
   public let aliasing: [Int: Int]
   /// Kernels, GEMMs, interpreted ops, and the compile times (passes, whole compile).
   public let statistics: ExecutableStatistics
+  /// Products of symbolic dims that must not be zero (an expanded op that refuses empty input,
+  /// e.g. batch_norm_training): checked for each new binding of the symbols.
+  public let nonEmptyRequirements: [NonEmptyRequirement]
 
   public init(module: Module, function: Function, lowered: Function, optimizedModule: Module, symbols: [String], slots: [Slot],
-              thunks: [Thunk], outputs: [Int], donated: Set<Int>, aliasing: [Int: Int], statistics: ExecutableStatistics) {
+              thunks: [Thunk], outputs: [Int], donated: Set<Int>, aliasing: [Int: Int], statistics: ExecutableStatistics,
+              nonEmptyRequirements: [NonEmptyRequirement] = []) {
     self.module = module; self.function = function; self.lowered = lowered; self.optimizedModule = optimizedModule
     self.symbols = symbols; self.slots = slots; self.thunks = thunks; self.outputs = outputs
     self.donated = donated; self.aliasing = aliasing; self.statistics = statistics
+    self.nonEmptyRequirements = nonEmptyRequirements
   }
 
   /// The names of the parameters the program reads.

@@ -154,12 +154,48 @@ struct ConvKernelTests {
     for problem in try Self.check(c, seed: 99) { Issue.record("\(problem)") }
   }
 
-  /// f16 convolutions have no compiled routine: they run on the interpreter, and the statistics say so.
-  @Test func halfConvolutionsRunOnTheInterpreter() throws {
-    let c = Case(n: 1, h: 4, w: 4, cin: 2, cout: 3, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, groups: 1, padding: "padding = \"SAME\"", oh: 4, ow: 4)
-    let module = try Parser.parseAndVerify(Self.module(c, "f16"))
-    let executable = try Executable(module: module, function: "f")
-    #expect(executable.statistics.convolutions == 0)
-    #expect(executable.statistics.interpretedOps == ["conv2d": 1, "conv2d_backprop_input": 1, "conv2d_backprop_filter": 1])
+  /// bf16 and f16 convolutions and pools compile too (HalfWidened: operands widened to f32, the
+  /// f32 routine, each result rounded once to the half type): they agree with the interpreter
+  /// (f64, rounded once) within the f32 sum's error plus the half type's rounding, twice (the
+  /// f32 value rounds to a half neighbour of the exact one's).
+  @Test(arguments: [DType.bf16, .f16])
+  func halfConvolutionsAndPoolsCompileWidened(_ dtype: DType) throws {
+    guard HalfWidened.supports(dtype) else { return }   // f16 needs F16C
+    let half = dtype == .bf16 ? 0x1p-8 : 0x1p-11
+    for c in [Case(n: 2, h: 9, w: 8, cin: 8, cout: 12, kh: 3, kw: 3, sh: 1, sw: 2, dh: 1, dw: 1, groups: 1, padding: "padding = \"SAME\"", oh: 9, ow: 4),
+              Case(n: 3, h: 7, w: 7, cin: 6, cout: 6, kh: 3, kw: 3, sh: 1, sw: 1, dh: 2, dw: 2, groups: 6, padding: "padding = \"SAME\"", oh: 7, ow: 7)] {
+      let module = try Parser.parseAndVerify(Self.module(c, "\(dtype)"))
+      let function = module.function(named: "f")!
+      let executable = try Executable(module: module, function: "f")
+      #expect(executable.statistics.convolutions == 3 && executable.statistics.interpretedOpCount == 0)
+      let given = Self.inputs(function, batch: c.n, seed: 5, dtype: dtype)
+      let interpreter = try Interpreter(module: module)
+      let got = try executable.run(given), expected = try interpreter.run("f", given)
+      let magnitudes = try interpreter.run("f", given.map { t in Tensor(dtype, shape: t.shape, floats: t.doubles.map(abs)) })
+      let longest = max(c.kh * c.kw * max(c.cin / c.groups, c.cout / c.groups), c.n * c.oh * c.ow)
+      for k in 0..<3 {
+        #expect(got[k].dtype == dtype && got[k].shape == expected[k].shape)
+        let ok = zip(zip(got[k].doubles, expected[k].doubles), magnitudes[k].doubles).allSatisfy { pair, m in
+          abs(pair.0 - pair.1) <= 2 * Double(longest) * 0x1p-24 * m * (1 + half) + 2 * half * abs(pair.1)
+        }
+        #expect(ok, "\(c) \(dtype) result \(k)")
+      }
+    }
+    let t = "\(dtype)"
+    let pools = try Parser.parseAndVerify("""
+      module @p {
+        func @f(%x: \(t)[B, 6, 6, 5]) -> (\(t)[B, 3, 3, 5], \(t)[B, 3, 3, 5]) {
+          %m = max_pool %x {padding = "SAME", strides = [2, 2], window = [3, 3]} : \(t)[B, 3, 3, 5]
+          %a = avg_pool %x {padding = "SAME", strides = [2, 2], window = [3, 3]} : \(t)[B, 3, 3, 5]
+          return %m, %a
+        }
+      }
+      """)
+    let executable = try Executable(module: pools, function: "f")
+    #expect(executable.statistics.poolings == 2 && executable.statistics.interpretedOpCount == 0)
+    let x = Self.inputs(pools.function(named: "f")!, batch: 2, seed: 8, dtype: dtype)
+    let got = try executable.run(x), expected = try Interpreter(module: pools).run("f", x)
+    #expect(got[0].isIdentical(to: expected[0]))   // a maximum is one of the inputs: exact
+    #expect(zip(got[1].doubles, expected[1].doubles).allSatisfy { abs($0 - $1) <= 2 * half * abs($1) + 1e-30 })
   }
 }

@@ -67,16 +67,13 @@ struct VisionJAXTests {
     check(try Interpreter(module: module).run("forward", inputs), "out", "interpreted")
     let executable = try Executable(module: module, function: "forward")
     check(try executable.run(inputs), "out", "compiled")
-    // Convolutions run on the compiled routines (ConvKernels); pools and batch norm have no
-    // compiled lowering yet: they run on the interpreter as a thunk, and the statistics (what
-    // --stats prints) say so. (Strided slices compile.)
-    if let op = forward.body.map({ forward[$0].code }).first, op != .slice {
-      if op == .conv2d {
-        #expect(executable.statistics.convolutions == 1 && executable.statistics.interpretedOpCount == 0,
-                "\(name): \(executable.statistics.interpretedOps)")
-      } else {
-        #expect(executable.statistics.interpretedOps[op.rawValue] == 1, "\(name): \(executable.statistics.interpretedOps)")
-      }
+    // Every vision op compiles: convolutions (ConvKernels) and pools (PoolKernels) as routines,
+    // batch norm expanded into swept statistics and fused loops; none runs on the interpreter.
+    if let op = forward.body.map({ forward[$0].code }).first {
+      let stats = executable.statistics
+      #expect(stats.interpretedOpCount == 0, "\(name): \(stats.interpretedOps)")
+      if op == .conv2d { #expect(stats.convolutions == 1, "\(name)") }
+      if op == .maxPool || op == .avgPool { #expect(stats.poolings == 1, "\(name)") }
     }
     let withGrad = try Autodiff.gradient(of: module, function: "loss", inputs: Array(inputs.indices))
     let gradInputs = inputs + cotangents
