@@ -554,6 +554,69 @@ for dt, tname in ((np.float64, "f64"), (np.float32, "f32")):
          [f"%out0 = batch_norm_inference %in0, %in1, %in2, %in3, %in4 {{epsilon = 1e-05}} : {ttir_type(xb)}"])
 
 
+# ---- transformer ops (IR-specs/ops/layout.md, nn.md, random.md): an rng of their own, so the
+# cases above keep their values ------------------------------------------------------------
+transformer = np.random.default_rng(2026113020)
+sa_x = transformer.standard_normal((4, 3)).astype(np.float32)
+sa_i = np.array([[2, 0], [2, 2]], dtype=np.int32)
+sa_u = transformer.standard_normal((2, 2, 3)).astype(np.float32)
+sa_y = sa_x.astype(np.float64).copy()
+np.add.at(sa_y, sa_i.reshape(-1), sa_u.astype(np.float64).reshape(-1, 3))
+case("scatter_add_repeated", [sa_x, sa_i, sa_u], [sa_y.astype(np.float32)], ["%out0 = scatter_add %in0, %in1, %in2 : f32[4, 3]"])
+sb_x = np.arange(10, dtype=np.int64).reshape(2, 5)
+sb_i = np.array([4, 4, 0], dtype=np.int64)
+sb_u = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.int64)
+sb_y = sb_x.copy()
+for j, r in enumerate(sb_i):
+    sb_y[:, r] += sb_u[:, j]
+case("scatter_add_axis1_i64", [sb_x, sb_i, sb_u], [sb_y], ["%out0 = scatter_add %in0, %in1, %in2 {axis = 1} : i64[2, 5]"])
+for dt, tname in ((np.float64, "f64"), (np.float32, "f32")):
+    lx = (transformer.standard_normal((3, 2, 7)) * 2 + 1).astype(dt)
+    ls, lo = transformer.standard_normal(7).astype(dt), transformer.standard_normal(7).astype(dt)
+    x64 = lx.astype(np.float64)
+    mean = x64.mean(axis=-1, keepdims=True)
+    r = 1 / np.sqrt(x64.var(axis=-1, keepdims=True) + 1e-3)
+    xhat = (x64 - mean) * r
+    case(f"layer_norm_{tname}", [lx, ls, lo], [(xhat * ls + lo).astype(dt)],
+         [f"%out0 = layer_norm %in0, %in1, %in2 {{epsilon = 0.001}} : {tname}[3, 2, 7]"])
+    gy = transformer.standard_normal((3, 2, 7)).astype(dt)
+    g = gy.astype(np.float64) * ls
+    dx = r * (g - g.mean(axis=-1, keepdims=True) - xhat * (g * xhat).mean(axis=-1, keepdims=True))
+    dscale = (gy * xhat).reshape(-1, 7).sum(axis=0)
+    doffset = gy.astype(np.float64).reshape(-1, 7).sum(axis=0)
+    case(f"layer_norm_grad_{tname}", [lx, ls, gy], [dx.astype(dt), dscale.astype(dt), doffset.astype(dt)],
+         [f"%out0, %out1, %out2 = layer_norm_grad %in0, %in1, %in2 {{epsilon = 0.001}} : {tname}[3, 2, 7], {tname}[7], {tname}[7]"])
+
+
+def counter_bits(seed, step, stream, count):
+    """IR-specs/ops/random.md's generator, written again with NumPy uint64 arithmetic."""
+    mask = (1 << 64) - 1
+
+    def mix(z):
+        z = (z + 0x9E3779B97F4A7C15) & mask
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        return z ^ (z >> 31)
+
+    key = mix(mix(mix((seed & mask) ^ 0x5851F42D4C957F2D) ^ (step & mask)) ^ (stream & mask))
+    return [mix(key ^ mix(i)) for i in range(count)]
+
+
+rb = counter_bits(5, 3, 2, 12)
+case("random_bits_i64_i32", [np.array(3, dtype=np.int64)],
+     [np.array([b - (1 << 64) if b >= 1 << 63 else b for b in rb], dtype=np.int64).reshape(3, 4),
+      np.array([(b & 0xFFFFFFFF) - (1 << 32) if (b & 0xFFFFFFFF) >= 1 << 31 else b & 0xFFFFFFFF for b in rb], dtype=np.int32)],
+     ["%out0 = random_bits %in0 {seed = 5, stream = 2} : i64[3, 4]", "%out1 = random_bits %in0 {seed = 5, stream = 2} : i32[12]"])
+dx_in = transformer.standard_normal((6, 5)).astype(np.float32)
+keep = np.array([(b >> 11) * 2.0 ** -53 >= 0.4 for b in counter_bits(9, -7, 0, 30)]).reshape(6, 5)
+case("dropout_f32", [dx_in, np.array(-7, dtype=np.int32)], [np.where(keep, dx_in.astype(np.float64) / 0.6, 0).astype(np.float32)],
+     ["%out0 = dropout %in0, %in1 {rate = 0.4, seed = 9} : f32[6, 5]"])
+sm_n = np.array([2, 0, 9], dtype=np.int32)
+sm_valid = np.arange(4)[None, :] < sm_n[:, None]
+case("sequence_mask", [sm_n], [np.where(sm_valid, 0.0, -10000.0).reshape(3, 1, 1, 4).astype(np.float32), sm_valid],
+     ["%out0 = sequence_mask %in0 {masked_value = -10000.0} : f32[3, 1, 1, 4]", "%out1 = sequence_mask %in0 : i1[3, 4]"])
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     for f in os.listdir(OUT):

@@ -8,6 +8,8 @@
 //                                 reader sums it over the batch becomes one GEMM with that sum)
 //   conv2d and its gradients   -> a ConvKernels routine (f32/f64: im2col + GEMM, plain GEMM for
 //                                 1x1, direct loops for depthwise)
+//   layer_norm(_grad), integer-label softmax_cross_entropy, dropout, random_bits, gather,
+//   scatter_add                -> a RowKernels routine (per row or element, over the pool)
 //   embedding_lookup(_pooled)  -> a lookup of the module's table
 //   any other op               -> a one-op JIT kernel
 //   anything the code generator cannot compile (the allow-list of OpInfo.codegen: f16/bf16,
@@ -251,6 +253,11 @@ final class ProgramBuilder {
       thunks.append(.table(name, op, operands: Array(operands.dropFirst()), result: results[0]))
       return
     }
+    if let routine = rowRoutine(op) {
+      thunks.append(.rows(routine, operands: operands, results: results))
+      statistics.rowRoutines += 1
+      return
+    }
     if let (kind, geometry) = convolution(op) {
       thunks.append(.conv(kind, geometry, operands: operands, result: results[0]))
       statistics.convolutions += 1
@@ -318,6 +325,38 @@ final class ProgramBuilder {
 
   static let convolutionCodes: Set<OpCode> = [.conv2d, .conv2dBackpropInput, .conv2dBackpropFilter]
   static let poolingCodes: [OpCode: PoolKind] = [.maxPool: .maxPool, .maxPoolGrad: .maxPoolGrad, .avgPool: .avgPool, .avgPoolGrad: .avgPoolGrad]
+
+  /// The RowKernels routine that computes `op`: layer_norm, layer_norm_grad, softmax_cross_entropy
+  /// with integer labels and dropout (f32, f64), random_bits, gather (any element type) and
+  /// scatter_add (f32, f64, i32, i64). Nil for other ops and element types (they run on the
+  /// interpreter).
+  func rowRoutine(_ op: OpNode) -> RowRoutine? {
+    guard let first = op.operands.first, op.results.count >= 1 else { return nil }
+    let data = lowered.type(of: first)
+    let result = lowered.type(of: op.results[0])
+    func axis() -> Int? { try? ShapeRules.axis(op.attributes.int("axis") ?? 0, rank: data.rank) }
+    switch op.code {
+    case .randomBits:
+      return .randomBits(seed: Int64(op.attributes.int("seed") ?? 0), stream: Int64(op.attributes.int("stream") ?? 0))
+    case .dropout where data.dtype == .f32 || data.dtype == .f64:
+      return .dropout(rate: op.attributes.double("rate") ?? 0, seed: Int64(op.attributes.int("seed") ?? 0),
+                      stream: Int64(op.attributes.int("stream") ?? 0))
+    case .gather where op.operands.count == 2 && data.rank >= 1:
+      return axis().map { .gather(axis: $0) }
+    case .scatterAdd where op.operands.count == 3 && [.f32, .f64, .i32, .i64].contains(result.dtype) && data.rank >= 1:
+      return axis().map { .scatterAdd(axis: $0) }
+    default: break
+    }
+    guard data.dtype == .f32 || data.dtype == .f64, data.rank >= 1 else { return nil }
+    let epsilon = (try? ShapeRules.layerNormEpsilon(op.attributes)) ?? 1e-5
+    switch op.code {
+    case .layerNorm where op.results.count == 1: return .layerNorm(epsilon: epsilon)
+    case .layerNormGrad where op.results.count == 3: return .layerNormGrad(epsilon: epsilon)
+    case .softmaxCrossEntropy where op.operands.count == 2 && lowered.type(of: op.operands[1]).dtype.isInteger:
+      return .sparseSoftmaxCrossEntropy
+    default: return nil
+    }
+  }
 
   /// A pooling op that PoolKernels computes (f32 and f64; bf16 and f16 as for convolutions; static
   /// spatial and channel sizes; the batch may be symbolic): its kind and geometry. Nil otherwise.
@@ -389,6 +428,7 @@ final class ProgramBuilder {
         continue
       }
       if Self.convolutionCodes.contains(op.code) { continue }   // a ConvKernels routine or the interpreter
+      if rowRoutine(op) != nil { continue }   // a RowKernels routine
       if op.code == .matmul { continue }   // a GEMM, or the interpreter (no kernel for a matmul)
       if op.code.info.opClass == .table { continue }
       if op.code == .reduceSum, case .result(let producer, _) = lowered[op.operands[0]].definition,

@@ -26,6 +26,7 @@ public enum OpCode: String, CaseIterable, Hashable, Sendable, CustomStringConver
   case matmul
   // Data movement
   case transpose, reshape, broadcastTo = "broadcast_to", slice, concat, pad, gather, oneHot = "one_hot"
+  case scatterAdd = "scatter_add"
   // Normalizations and losses
   case softmax, logSoftmax = "log_softmax"
   case softmaxCrossEntropy = "softmax_cross_entropy", sigmoidCrossEntropy = "sigmoid_cross_entropy"
@@ -33,6 +34,12 @@ public enum OpCode: String, CaseIterable, Hashable, Sendable, CustomStringConver
   case conv2d, conv2dBackpropInput = "conv2d_backprop_input", conv2dBackpropFilter = "conv2d_backprop_filter"
   case maxPool = "max_pool", maxPoolGrad = "max_pool_grad", avgPool = "avg_pool", avgPoolGrad = "avg_pool_grad"
   case batchNormTraining = "batch_norm_training", batchNormInference = "batch_norm_inference"
+  // Layer normalization over the last axis (IR-specs/ops/nn.md)
+  case layerNorm = "layer_norm", layerNormGrad = "layer_norm_grad"
+  // Counter-based random numbers keyed by (seed, step, stream, element) (IR-specs/ops/random.md)
+  case randomBits = "random_bits", dropout
+  // Attention masks from per-row lengths (IR-specs/ops/nn.md)
+  case sequenceMask = "sequence_mask"
   // Embedding tables (the first operand is a table; IR-specs/embeddings.md)
   case embeddingLookup = "embedding_lookup", embeddingLookupPooled = "embedding_lookup_pooled"
   // Functions and fusion regions
@@ -52,7 +59,11 @@ public enum OpClass: String, Sendable {
   case reduction, argReduction, matmul, layout, gather, softmax, loss, table, call, fusion
   /// Sliding windows over the spatial axes of NHWC images: convolutions and pooling.
   case window
-  /// Per-channel normalization over every axis but the last (batch norm).
+  /// Counter-based random numbers: the value at an element depends on its position (its flat
+  /// index in the result), so these ops are not elementwise and never move through layout ops.
+  case random
+  /// Per-channel normalization over every axis but the last (batch norm), or per row over the
+  /// last axis (layer norm).
   case normalization
 }
 
@@ -98,7 +109,9 @@ public enum CodegenSupport: Sendable, Equatable {
   /// Expanded by `lower-composites` into elemental ops before code generation (fusible).
   case composite
   /// Run by a routine of the runtime: matmul (GEMM), conv2d and its two gradient ops (ConvKernels,
-  /// f32/f64; f16/bf16 on the interpreter), embedding lookups (the tables), and the
+  /// f32/f64; f16/bf16 on the interpreter), the RowKernels ops (layer_norm, dropout, random_bits,
+  /// gather, scatter_add, ...; element types they do not take run on the interpreter),
+  /// embedding lookups (the tables), and the
   /// structure ops call and fusion (inlined, or compiled as regions).
   case routine
   /// No lowering: the interpreter runs it.
@@ -252,8 +265,9 @@ extension OpInfo {
       return op(.layout, 1...1, .any, [attr("low", .ints, required: true), attr("high", .ints, required: true), attr("value", .float)],
                 rule: ShapeRules.pad)
     case .gather:
-      return op(.gather, 2...2, .any, [attr("axis", .int)], rule: ShapeRules.gather,
-                gradient: .notDifferentiable("its gradient (a scatter-add) is not implemented yet"), codegen: .interpreted)
+      return op(.gather, 2...2, .any, [attr("axis", .int)], rule: ShapeRules.gather, codegen: .routine)
+    case .scatterAdd:
+      return op(.gather, 3...3, .numeric, [attr("axis", .int)], rule: ShapeRules.scatterAdd, codegen: .routine)
     case .oneHot:
       return op(.gather, 1...1, .integer, [attr("depth", .int, required: true), attr("on_value", .float), attr("off_value", .float)],
                 rule: ShapeRules.oneHot, gradient: .noGradient)
@@ -287,6 +301,20 @@ extension OpInfo {
                 codegen: .composite)
     case .batchNormInference:
       return op(.normalization, 5...5, .float, [attr("epsilon", .float)], cost: .opaque, rule: ShapeRules.batchNormInference,
+                codegen: .composite)
+    case .layerNorm:
+      return op(.normalization, 3...3, .float, [attr("epsilon", .float)], cost: .opaque, rule: ShapeRules.layerNorm, codegen: .routine)
+    case .layerNormGrad:
+      return op(.normalization, 3...3, .float, [attr("epsilon", .float)], cost: .opaque, results: 3, rule: ShapeRules.layerNormGrad,
+                gradient: secondOrder, codegen: .routine)
+    case .randomBits:
+      return op(.random, 1...1, .integer, [attr("seed", .int), attr("stream", .int)], rule: ShapeRules.randomBits,
+                gradient: .noGradient, codegen: .routine)
+    case .dropout:
+      return op(.random, 2...2, .float, [attr("rate", .float, required: true), attr("seed", .int), attr("stream", .int)],
+                rule: ShapeRules.dropout, codegen: .routine)
+    case .sequenceMask:
+      return op(.source, 1...1, .integer, [attr("masked_value", .float)], rule: ShapeRules.sequenceMask, gradient: .noGradient,
                 codegen: .composite)
     case .embeddingLookup:
       return op(.table, 2...2, .float, cost: .opaque, rule: ShapeRules.embeddingLookup, gradient: sparseGradient, codegen: .routine)
@@ -322,15 +350,16 @@ extension OpCode {
     case .matmul, .conv2d, .conv2dBackpropInput, .conv2dBackpropFilter:
       return .allow
     case .exp, .log, .log1p, .pow, .sqrt, .rsqrt, .softplus, .reduceSum, .reduceMean, .reduceProd,
-         .softmax, .logSoftmax, .softmaxCrossEntropy, .sigmoidCrossEntropy, .batchNormTraining, .batchNormInference:
+         .softmax, .logSoftmax, .softmaxCrossEntropy, .sigmoidCrossEntropy, .batchNormTraining, .batchNormInference,
+         .layerNorm, .layerNormGrad:
       return .deny
     case .neg, .abs, .tanh, .sigmoid, .relu, .gelu, .erf, .sin, .cos, .floor, .ceil, .sign, .silu,
          .add, .sub, .mul, .div, .max, .min, .eq, .ne, .lt, .le, .gt, .ge, .select, .where,
          .reduceMax, .reduceMin, .argmax, .argmin,
-         .transpose, .reshape, .broadcastTo, .slice, .concat, .pad, .gather,
-         .maxPool, .maxPoolGrad, .avgPool, .avgPoolGrad:
+         .transpose, .reshape, .broadcastTo, .slice, .concat, .pad, .gather, .scatterAdd,
+         .maxPool, .maxPoolGrad, .avgPool, .avgPoolGrad, .dropout:
       return .infer
-    case .constant, .iota, .not, .and, .or, .cast, .oneHot, .embeddingLookup, .embeddingLookupPooled, .call, .fusion:
+    case .constant, .iota, .randomBits, .sequenceMask, .not, .and, .or, .cast, .oneHot, .embeddingLookup, .embeddingLookupPooled, .call, .fusion:
       return .keep
     }
   }

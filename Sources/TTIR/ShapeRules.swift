@@ -248,18 +248,39 @@ public enum ShapeRules {
     for i in 0..<axes.count {
       let a = try axis(axes[i], rank: x.rank)
       guard seen.insert(a).inserted else { throw ShapeError("axis \(axes[i]) is listed twice") }
-      guard let size = x.dims[a].staticSize else {
-        throw ShapeError("cannot slice symbolic dimension \(x.dims[a]) (axis \(a))")
-      }
       guard strides[i] >= 1 else { throw ShapeError("stride must be positive, got \(strides[i])") }
+      // A symbolic axis is sliced with static bounds (x[:, 0, :] of [B, S, H]); whether the
+      // limit fits is checked when S is bound (a named error at run time, `symbolicSliceBounds`).
+      let size = x.dims[a].staticSize ?? Int.max
       guard starts[i] >= 0, starts[i] <= limits[i], limits[i] <= size else {
-        throw ShapeError("slice [\(starts[i]), \(limits[i])) is out of bounds for dimension of size \(size) (axis \(a))")
+        throw ShapeError("slice [\(starts[i]), \(limits[i])) is out of bounds for dimension of size \(x.dims[a]) (axis \(a))")
       }
       // ceil(extent / stride) without forming extent + stride - 1 (which overflows for huge strides).
       let extent = limits[i] - starts[i]
       dims[a] = .known(extent == 0 ? 0 : (extent - 1) / strides[i] + 1)
     }
     return [x.with(dims: dims)]
+  }
+
+  /// What slices of symbolic axes need of the symbols' values: for each (symbol, the
+  /// last index a slice reads along it), found in `function` and its regions. A binding below
+  /// that is an error (`slice: index 4 is out of range [0, 3)`) before anything runs.
+  public static func symbolicSliceBounds(_ function: Function) -> [(symbol: String, lastIndex: Int)] {
+    var bounds: [(String, Int)] = []
+    for id in function.body {
+      let op = function[id]
+      for region in op.regions { bounds += symbolicSliceBounds(region).map { ($0.symbol, $0.lastIndex) } }
+      guard op.code == .slice, let x = op.operands.first.map({ function.type(of: $0) }) else { continue }
+      let axes = op.attributes.ints("axes") ?? [], starts = op.attributes.ints("starts") ?? []
+      let limits = op.attributes.ints("limits") ?? [], strides = op.attributes.ints("strides") ?? []
+      for (k, a) in axes.enumerated() where k < starts.count && k < limits.count && limits[k] > starts[k] {
+        let axis = a < 0 ? a + x.rank : a
+        guard axis >= 0, axis < x.rank, case .symbol(let name) = x.dims[axis] else { continue }
+        let stride = k < strides.count ? max(strides[k], 1) : 1
+        bounds.append((name, starts[k] + (limits[k] - starts[k] - 1) / stride * stride))
+      }
+    }
+    return bounds
   }
 
   static let concat: ShapeRule = { input in
@@ -315,6 +336,25 @@ public enum ShapeRules {
     guard params.rank >= 1 else { throw ShapeError("cannot gather from a scalar") }
     let a = try axis(input.attributes.int("axis") ?? 0, rank: params.rank)
     return [params.with(dims: Array(params.dims[..<a]) + indices.dims + Array(params.dims[(a + 1)...]))]
+  }
+
+  /// `scatter_add %operand, %indices, %updates {axis}`: the operand's type; the updates have the
+  /// shape gather would give (`operand.shape[:axis] + indices.shape + operand.shape[axis+1:]`).
+  static let scatterAdd: ShapeRule = { input in
+    let (operand, indices, updates) = (input.operands[0], input.operands[1], input.operands[2])
+    guard indices.dtype == .i32 || indices.dtype == .i64 else {
+      throw ShapeError("indices must be i32 or i64, got \(indices.dtype)")
+    }
+    guard operand.rank >= 1 else { throw ShapeError("cannot scatter into a scalar") }
+    guard updates.dtype == operand.dtype else {
+      throw ShapeError("updates must have the operand's element type \(operand.dtype), got \(updates.dtype)")
+    }
+    let a = try axis(input.attributes.int("axis") ?? 0, rank: operand.rank)
+    let expected = Array(operand.dims[..<a]) + indices.dims + Array(operand.dims[(a + 1)...])
+    guard updates.dims == expected else {
+      throw ShapeError("updates must have shape [\(expected.map(\.description).joined(separator: ", "))] (the gather shape), got \(updates)")
+    }
+    return [operand]
   }
 
   /// `embedding_lookup @table, %ids`: one row per id, so ids' shape followed by the row's.

@@ -72,7 +72,7 @@ enum Kernels {
     case .broadcastTo:
       return broadcastTo(x[0], shape)
     case .slice:
-      return Layout.slice(x[0], axes: a.ints("axes") ?? [], starts: a.ints("starts") ?? [],
+      return try Layout.slice(x[0], axes: a.ints("axes") ?? [], starts: a.ints("starts") ?? [],
                           limits: a.ints("limits") ?? [], strides: a.ints("strides"), shape: shape)
     case .concat:
       return Layout.concat(x, axis: try axis(a.int("axis") ?? 0, x[0].rank), shape: shape)
@@ -80,6 +80,8 @@ enum Kernels {
       return Layout.pad(x[0], low: a.ints("low") ?? [], value: a.double("value") ?? 0, shape: shape)
     case .gather:
       return try Layout.gather(x[0], x[1], axis: try axis(a.int("axis") ?? 0, x[0].rank), shape: shape)
+    case .scatterAdd:
+      return try Layout.scatterAdd(x[0], x[1], x[2], axis: try axis(a.int("axis") ?? 0, x[0].rank))
     case .oneHot:
       let depth = a.int("depth") ?? 0
       let on = a.double("on_value") ?? 1, off = a.double("off_value") ?? 0
@@ -103,8 +105,16 @@ enum Kernels {
       return try Vision.avgPoolGrad(x[0], a, shape: shape, dtype: dtype)
     case .batchNormInference:
       return Vision.batchNormInference(x, a, dtype: dtype)
-    case .batchNormTraining:
+    case .batchNormTraining, .layerNormGrad:
       throw .invalidModule("'\(op.code)' has three results; evaluate it with applyMultiple")
+    case .layerNorm:
+      return try Transformer.layerNorm(x, a, dtype: dtype)
+    case .sequenceMask:
+      return Transformer.sequenceMask(x[0], a, dtype: dtype, shape: shape)
+    case .randomBits:
+      return CounterRandom.randomBits(x[0], a, dtype: dtype, shape: shape)
+    case .dropout:
+      return CounterRandom.dropout(x[0], x[1], a, dtype: dtype)
     case .call, .fusion:
       throw .invalidModule("'\(op.code)' is evaluated by an Interpreter, which holds the callee or region")
     case .embeddingLookup, .embeddingLookupPooled:
@@ -123,6 +133,7 @@ enum Kernels {
     }
     switch op.code {
     case .batchNormTraining: return try Vision.batchNormTraining(x, op.attributes, dtype: dtypes[0])
+    case .layerNormGrad: return try Transformer.layerNormGrad(x, op.attributes, dtype: dtypes[0])
     default: throw .invalidModule("'\(op.code)' has \(shapes.count) results but one result")
     }
   }

@@ -44,13 +44,19 @@ enum Layout {
     return gatherElements(x, map, shape: shape)
   }
 
-  static func slice(_ x: Tensor, axes: [Int], starts: [Int], limits: [Int], strides: [Int]?, shape: [Int]) -> Tensor {
+  /// Reads x[start + k * stride] along each sliced axis. A slice of a symbolic axis whose
+  /// bounds do not fit the size bound at run time is an error naming the last index it reads.
+  static func slice(_ x: Tensor, axes: [Int], starts: [Int], limits: [Int], strides: [Int]?, shape: [Int]) throws(InterpreterError) -> Tensor {
     var start = [Int](repeating: 0, count: x.rank)
     var step = [Int](repeating: 1, count: x.rank)
     for (i, a) in axes.enumerated() {
       let axis = a < 0 ? a + x.rank : a
       start[axis] = starts[i]
       step[axis] = strides?[i] ?? 1
+      if shape[axis] > 0 {
+        let last = starts[i] + (shape[axis] - 1) * step[axis]
+        guard last < x.shape[axis] else { throw .indexOutOfRange(op: "slice", index: Int64(last), bound: x.shape[axis]) }
+      }
     }
     let inStrides = rowMajorStrides(x.shape)
     var map = [Int](repeating: 0, count: elementCount(shape) ?? 0)
@@ -115,5 +121,38 @@ enum Layout {
       }
     }
     return gatherElements(params, map, shape: shape)
+  }
+
+  /// The adjoint of `gather`: a copy of `operand` to which each slice of `updates` is added at the
+  /// row its index names: out[a..., indices[i...], b...] += updates[a..., i..., b...], in row-major
+  /// order of the updates (repeated indices sum). Indices must lie in [0, operand.shape[axis]).
+  static func scatterAdd(_ operand: Tensor, _ indices: Tensor, _ updates: Tensor, axis: Int) throws(InterpreterError) -> Tensor {
+    let idx = indices.int64s
+    let bound = operand.shape[axis]
+    for i in idx where i < 0 || i >= bound { throw .indexOutOfRange(op: "scatter_add", index: i, bound: bound) }
+    let outer = operand.shape[..<axis].reduce(1, *)
+    let inner = operand.shape[(axis + 1)...].reduce(1, *)
+    switch (operand.storage, updates.storage) {
+    case (.floats(var out), .floats(let u)):
+      var source = 0
+      for o in 0..<outer {
+        for i in idx {
+          let base = (o * bound + Int(i)) * inner
+          for k in 0..<inner { out[base + k] += u[source]; source += 1 }
+        }
+      }
+      return Tensor(operand.dtype, shape: operand.shape, floats: out)
+    case (.ints(var out), .ints(let u)):
+      var source = 0
+      for o in 0..<outer {
+        for i in idx {
+          let base = (o * bound + Int(i)) * inner
+          for k in 0..<inner { out[base + k] = out[base + k] &+ u[source]; source += 1 }
+        }
+      }
+      return Tensor(operand.dtype, shape: operand.shape, ints: out)
+    default:
+      throw .invalidModule("scatter_add: operand and updates have different element types")
+    }
   }
 }

@@ -6,6 +6,7 @@
 //   batch_norm_training   = mean and (biased) variance by reduce_mean over all axes but the last,
 //                           then (x - mean) * (rsqrt(variance + epsilon) * scale) + offset
 //   batch_norm_inference  = the same with the given mean and variance
+//   sequence_mask(n)      = iota(last axis) < n[:, None...]  (i1), or where(that, 0, masked_value)
 // These are the interpreter's own formulas, so results agree within rounding (f32, f64; f16 and
 // bf16 composites are kept whole). Sparse-label
 // softmax_cross_entropy is kept: an out-of-range label must be an error, not a silent zero.
@@ -66,6 +67,20 @@ public enum CompositeLowering {
         let weighted = emit(.mul, [labels, logProbabilities], t)
         let total = emit(.reduceSum, [weighted], type, ["axes": .ints([Int64(t.rank - 1)])])
         rewriter.replace(result, with: emit(.neg, [total], type))
+      case .sequenceMask:
+        // valid = iota(last axis) < lengths (as [B, 1] or [B, 1, 1, 1]); an i1 mask is valid
+        // itself, a float one where(valid, 0, masked_value).
+        let lengths = op.operands[0]
+        let lengthType = rewriter.type(lengths)
+        let positions = emit(.iota, [], TensorType(lengthType.dtype, type.dims), ["dim": .int(Int64(type.rank - 1))])
+        let column = emit(.reshape, [lengths], TensorType(lengthType.dtype, [type.dims[0]] + Array(repeating: .known(1), count: type.rank - 1)))
+        let valid = emit(.lt, [positions, column], TensorType(.i1, type.dims))
+        if type.dtype == .i1 {
+          rewriter.replace(result, with: valid)
+        } else {
+          let masked = splat(op.attributes.double("masked_value") ?? -1e9, type.dtype)
+          rewriter.replace(result, with: emit(.where, [valid, splat(0, type.dtype), masked], type))
+        }
       case .sigmoidCrossEntropy:
         let (x, z) = (op.operands[0], op.operands[1])
         let dtype = type.dtype

@@ -51,6 +51,11 @@ enum FusionPolicy {
     if let t = types.first(where: { !CodegenSupport.compiledElementTypes.contains($0.dtype) }) {
       return "'\(op.code)' on \(t.dtype): compiled code does not handle \(t.dtype) yet"
     }
+    // An integer-label softmax_cross_entropy is not expanded (an out-of-range label must be an
+    // error): it runs as a routine of its own (RowKernels), outside regions.
+    if op.code == .softmaxCrossEntropy, op.operands.count == 2, function.type(of: op.operands[1]).dtype.isInteger {
+      return "softmax_cross_entropy with integer labels checks its labels and runs as a routine of its own"
+    }
     // lower-composites expands f32 and f64 composites only; a half one stays whole (interpreted).
     if op.code.info.codegen == .composite, let t = types.first(where: { $0.dtype == .f16 || $0.dtype == .bf16 }) {
       return "'\(op.code)' on \(t.dtype) is not expanded by lower-composites and runs on the interpreter"
@@ -63,7 +68,9 @@ enum FusionPolicy {
     switch code {
     case .matmul: return "matmul is a BLAS call (only its epilogue fuses, in a gemm region)"
     case .call: return "call is opaque"
-    case .gather: return "gather reads memory at run-time indices and runs as its own thunk"
+    case .scatterAdd: return "scatter_add writes memory at run-time indices and runs as a routine of its own"
+    case .gather: return "gather reads memory at run-time indices and runs as a routine of its own"
+    case .layerNorm, .layerNormGrad, .dropout, .randomBits: return "'\(code)' runs as a routine of its own (RowKernels)"
     case .embeddingLookup, .embeddingLookupPooled: return "embedding lookups read a table and run as their own thunk"
     case .fusion: return "already a fusion"
     default: return "'\(code)' has no compiled lowering and runs on the interpreter as its own thunk"

@@ -42,6 +42,9 @@ public struct ExecutableStatistics: Sendable {
   public var convolutions = 0
   /// Pooling ops compiled to PoolKernels routines.
   public var poolings = 0
+  /// Ops compiled to RowKernels routines (layer_norm, layer_norm_grad, integer-label
+  /// softmax_cross_entropy).
+  public var rowRoutines = 0
   public var compileSeconds = 0.0
   /// Parts of compileSeconds: the pass pipeline, and parameter initialization.
   public var optimizeSeconds = 0.0
@@ -109,6 +112,7 @@ public final class Executable: @unchecked Sendable {
     case conv(ConvKind, ConvGeometry, operands: [Int], result: Int)
     /// A pooling op (PoolKernels): operands in IR order, f32 or f64.
     case pool(PoolKind, PoolGeometry, operands: [Int], result: Int)
+    case rows(RowRoutine, operands: [Int], results: [Int])
     case interpretOp(OpNode, operands: [Int], result: Int)
     case interpretRegion(Interpreter, operands: [Int], results: [Int])
     /// An embedding op: evaluation lookups of `table` (operands: ids, and lengths when pooled).
@@ -157,6 +161,9 @@ public final class Executable: @unchecked Sendable {
   /// The tag of the memory this executable allocates (HostMemory): all of it is freed with it.
   public let memoryOwner = HostMemory.newOwner()
   let symbols: [String]
+  /// Slices of symbolic axes in the compiled code: the last index each reads, per symbol, checked
+  /// against every binding (compiled kernels do not bounds-check their reads).
+  let symbolicSliceBounds: [(symbol: String, lastIndex: Int)]
   let pool: ThreadPool
   /// Kernels with fewer output elements than this run on one thread.
   public var parallelThreshold = 1 << 15
@@ -195,6 +202,7 @@ public final class Executable: @unchecked Sendable {
     self.pinnedBufferOwner = other
     self.pool = pool
     symbols = program.symbols
+    symbolicSliceBounds = ShapeRules.symbolicSliceBounds(program.lowered)
     outputs = program.outputs
     statistics = program.statistics
     let start = DispatchClock.now()
@@ -259,6 +267,7 @@ public final class Executable: @unchecked Sendable {
       case .gemmSummedOverBatch(let a, let b, let c): thunks.append(.gemmSummedOverBatch(a: a, b: b, c: c))
       case .conv(let kind, let g, let operands, let result): thunks.append(.conv(kind, g, operands: operands, result: result))
       case .pool(let kind, let g, let operands, let result): thunks.append(.pool(kind, g, operands: operands, result: result))
+      case .rows(let routine, let operands, let results): thunks.append(.rows(routine, operands: operands, results: results))
       case .interpretOp(let op, let operands, let result): thunks.append(.interpretOp(op, operands: operands, result: result))
       case .interpretRegion(let interpreter, let operands, let results):
         thunks.append(.interpretRegion(interpreter, operands: operands, results: results))
@@ -303,6 +312,7 @@ public final class Executable: @unchecked Sendable {
   public func run(_ inputs: [Tensor]) throws(ExecutableError) -> [Tensor] {
     let binding: [String: Int]
     do { binding = try Interpreter.bindInputs(function, inputs.map(\.type)) } catch { throw .input(error) }
+    try checkSymbolicSlices(binding)
     let key = symbols.map { binding[$0] ?? 0 }
     return try lock.withLock { () throws(ExecutableError) -> [Tensor] in
       let plan = try self.plan(for: key, capacity: key)
@@ -355,7 +365,15 @@ public final class Executable: @unchecked Sendable {
   public func symbolValues(inputTypes: [TensorType]) throws(ExecutableError) -> [Int] {
     let binding: [String: Int]
     do { binding = try Interpreter.bindInputs(function, inputTypes) } catch { throw .input(error) }
+    try checkSymbolicSlices(binding)
     return symbols.map { binding[$0] ?? 0 }
+  }
+
+  /// Slices of symbolic axes must fit the bound sizes: compiled kernels do not bounds-check.
+  func checkSymbolicSlices(_ binding: [String: Int]) throws(ExecutableError) {
+    for (symbol, last) in symbolicSliceBounds {
+      if let size = binding[symbol], last >= size { throw .input(.indexOutOfRange(op: "slice", index: Int64(last), bound: size)) }
+    }
   }
 
   /// Prepares a run for inputs of these types. `capacity` (symbol values, each at least the
@@ -415,6 +433,7 @@ public final class Executable: @unchecked Sendable {
     case .gemmSummedOverBatch(let a, let b, let c): return ([a, b], [c])
     case .conv(_, _, let operands, let result): return (operands, [result])
     case .pool(_, _, let operands, let result): return (operands, [result])
+    case .rows(_, let operands, let results): return (operands, results)
     case .interpretOp(_, let operands, let result): return (operands, [result])
     case .interpretRegion(_, let operands, let results): return (operands, results)
     case .table(_, _, let operands, let result): return (operands, [result])
@@ -446,6 +465,8 @@ public final class Executable: @unchecked Sendable {
         return "\(kind.rawValue) (\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result) : \(slots[result].type) [\(g)]"
       case .pool(let kind, let g, let operands, let result):
         return "\(kind.rawValue) (\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result) : \(slots[result].type) [\(g)]"
+      case .rows(let routine, let operands, let results):
+        return "\(routine) (\(operands.map { "s\($0)" }.joined(separator: ", "))) -> \(results.map { "s\($0)" }.joined(separator: ", ")) : \(slots[results[0]].type)"
       case .interpretOp(let op, let operands, let result): return "interpret '\(op.code)'(\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result)"
       case .interpretRegion(_, let operands, let results): return "interpret region(\(operands.map { "s\($0)" }.joined(separator: ", "))) -> \(results.map { "s\($0)" }.joined(separator: ", "))"
       case .table(_, let op, let operands, let result): return "\(op.code) (\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result) : \(slots[result].type)"
@@ -552,6 +573,8 @@ public final class Executable: @unchecked Sendable {
         PoolKernels.run(kind, g, n: n, operands: operands.map { UnsafePointer(plan.pointers[$0].assumingMemoryBound(to: Float.self)) },
                         out: plan.pointers[result].assumingMemoryBound(to: Float.self), pool: pool)
       }
+    case .rows(let routine, let operands, let results):
+      try runRows(routine, operands: operands, results: results, plan: plan)
     case .table(let table, let op, let operands, let result):
       runLookup(table, op, operands: operands, result: result, plan: plan)
     case .interpretOp(let op, let operands, let result):
@@ -571,6 +594,88 @@ public final class Executable: @unchecked Sendable {
         throw .runtime("\(error)")
       }
     }
+  }
+
+  /// A RowKernels routine on f32 or f64 data (the compiler only emits `rows` thunks for those).
+  func runRows(_ routine: RowRoutine, operands: [Int], results: [Int], plan: Plan) throws(ExecutableError) {
+    func scalar(_ slot: Int) -> Int64 {
+      slots[slot].type.dtype == .i64 ? plan.pointers[slot].assumingMemoryBound(to: Int64.self).pointee
+        : Int64(plan.pointers[slot].assumingMemoryBound(to: Int32.self).pointee)
+    }
+    /// [outer, bound, inner] of an indexed operand's shape around `axis`.
+    func split(_ shape: [Int], _ axis: Int) -> (Int, Int, Int) {
+      (shape[..<axis].reduce(1, *), shape[axis], shape[(axis + 1)...].reduce(1, *))
+    }
+    switch routine {
+    case .randomBits(let seed, let stream):
+      let key = CounterBits.key(seed: seed, step: scalar(operands[0]), stream: stream)
+      RowKernels.randomBits(count: elementCount(plan.shapes[results[0]]) ?? 0, key: key, wide: slots[results[0]].type.dtype == .i64,
+                            out: plan.pointers[results[0]], pool: pool)
+      return
+    case .dropout(let rate, let seed, let stream):
+      let key = CounterBits.key(seed: seed, step: scalar(operands[1]), stream: stream)
+      let count = elementCount(plan.shapes[operands[0]]) ?? 0
+      let (x, y) = (plan.pointers[operands[0]], plan.pointers[results[0]])
+      if slots[operands[0]].type.dtype == .f64 {
+        RowKernels.dropout(count: count, rate: rate, key: key, x: UnsafePointer(x.assumingMemoryBound(to: Double.self)),
+                           y: y.assumingMemoryBound(to: Double.self), pool: pool)
+      } else {
+        RowKernels.dropout(count: count, rate: rate, key: key, x: UnsafePointer(x.assumingMemoryBound(to: Float.self)),
+                           y: y.assumingMemoryBound(to: Float.self), pool: pool)
+      }
+      return
+    case .gather(let axis):
+      let (outer, bound, inner) = split(plan.shapes[operands[0]], axis)
+      let count = elementCount(plan.shapes[operands[1]]) ?? 0
+      if let bad = RowKernels.gather(outer: outer, bound: bound, inner: inner, elementBytes: slots[operands[0]].type.dtype.byteSize,
+                                     params: UnsafeRawPointer(plan.pointers[operands[0]]), indices: UnsafeRawPointer(plan.pointers[operands[1]]),
+                                     count: count, wide: slots[operands[1]].type.dtype == .i64, out: plan.pointers[results[0]]) {
+        throw .runtime(InterpreterError.indexOutOfRange(op: "gather", index: bad, bound: bound).description)
+      }
+      return
+    case .scatterAdd(let axis):
+      let (outer, bound, inner) = split(plan.shapes[operands[0]], axis)
+      let count = elementCount(plan.shapes[operands[1]]) ?? 0
+      let indices = UnsafeRawPointer(plan.pointers[operands[1]]), wide = slots[operands[1]].type.dtype == .i64
+      func run<T: Numeric>(_ type: T.Type, _ add: (T, T) -> T) -> Int64? {
+        RowKernels.scatterAdd(type, outer: outer, bound: bound, inner: inner,
+                              operand: UnsafePointer(plan.pointers[operands[0]].assumingMemoryBound(to: T.self)), indices: indices, count: count,
+                              wide: wide, updates: UnsafePointer(plan.pointers[operands[2]].assumingMemoryBound(to: T.self)),
+                              out: plan.pointers[results[0]].assumingMemoryBound(to: T.self), wrapping: add)
+      }
+      let bad: Int64?
+      switch slots[operands[0]].type.dtype {
+      case .f64: bad = run(Double.self, +)
+      case .f32: bad = run(Float.self, +)
+      case .i64: bad = run(Int64.self, &+)
+      default: bad = run(Int32.self, &+)
+      }
+      if let bad { throw .runtime(InterpreterError.indexOutOfRange(op: "scatter_add", index: bad, bound: bound).description) }
+      return
+    default: break
+    }
+    let shape = plan.shapes[operands[0]]
+    let width = shape.last ?? 0
+    let rows = shape.dropLast().reduce(1, *)
+    func run<T: RowElement>(_: T.Type) throws(ExecutableError) {
+      func input(_ k: Int) -> UnsafePointer<T> { UnsafePointer(plan.pointers[operands[k]].assumingMemoryBound(to: T.self)) }
+      func output(_ k: Int) -> UnsafeMutablePointer<T> { plan.pointers[results[k]].assumingMemoryBound(to: T.self) }
+      switch routine {
+      case .layerNorm(let epsilon):
+        RowKernels.layerNorm(rows: rows, width: width, epsilon: epsilon, x: input(0), scale: input(1), offset: input(2), y: output(0), pool: pool)
+      case .layerNormGrad(let epsilon):
+        RowKernels.layerNormGrad(rows: rows, width: width, epsilon: epsilon, x: input(0), scale: input(1), dy: input(2),
+                                 dx: output(0), dscale: output(1), doffset: output(2), pool: pool)
+      case .sparseSoftmaxCrossEntropy:
+        let bad = RowKernels.sparseSoftmaxCrossEntropy(rows: rows, classes: width, logits: input(0), labels: UnsafeRawPointer(plan.pointers[operands[1]]),
+                                                       labelsAreInt64: slots[operands[1]].type.dtype == .i64, loss: output(0), pool: pool)
+        // The interpreter's error, word for word.
+        if let bad { throw .runtime("softmax_cross_entropy: index \(bad) is out of range [0, \(width))") }
+      case .dropout, .randomBits, .gather, .scatterAdd:
+        break   // handled above
+      }
+    }
+    if slots[operands[0]].type.dtype == .f64 { try run(Double.self) } else { try run(Float.self) }
   }
 
   /// Evaluation lookups into the result buffer (ids and lengths widened to i64 first).

@@ -27,6 +27,9 @@ public struct Program: @unchecked Sendable {
     case conv(ConvKind, ConvGeometry, operands: [Int], result: Int)
     /// A pooling op (PoolKernels): operands in IR order, f32 or f64.
     case pool(PoolKind, PoolGeometry, operands: [Int], result: Int)
+    /// A routine over the rows of the last axis (RowKernels): operands and results in IR order,
+    /// f32 or f64 data.
+    case rows(RowRoutine, operands: [Int], results: [Int])
     case interpretOp(OpNode, operands: [Int], result: Int)
     case interpretRegion(Interpreter, operands: [Int], results: [Int])
     /// An embedding op: evaluation lookups of the module's table `table` (operands: ids, and

@@ -285,6 +285,8 @@ extension Executable {
         // tap of its group's input channels (operand 0's first dimension is the batch).
         name = kind.rawValue
         flops = 2 * (shapes[operands[0]].first ?? 0) * g.oh * g.ow * g.cout * g.kh * g.kw * g.cg
+      case .rows(let routine, _, _):
+        name = "\(routine)"
       case .pool(let kind, let g, _, let result):
         name = kind.rawValue
         flops = (shapes[result].first ?? 0) * g.oh * g.ow * g.c * g.kh * g.kw

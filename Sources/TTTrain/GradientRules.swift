@@ -2,7 +2,7 @@
 // the adjoint g of an op's result, the adjoints of its operands (GradientBuilder.accumulate sums
 // them per value and undoes broadcasting). The formulas are tabled in IR-specs/training.md. Which ops
 // pass no gradient (piecewise constant, integer-valued) and which cannot be differentiated yet
-// (gather, reduce_prod) is each op's differentiability fact in TTIR/OpCode.swift.
+// (reduce_prod) is each op's differentiability fact in TTIR/OpCode.swift.
 
 import Foundation
 import TTIR
@@ -160,9 +160,17 @@ enum GradientRules {
       let strides = op.attributes.ints("strides") ?? [Int](repeating: 1, count: axes.count)
       var low = [Int64](repeating: 0, count: input.rank), high = low
       var spread = g
+      // Symbolic axes are restored last, by a scatter-add of their rows into zeros (a pad to a
+      // symbolic size has no static amount); until then they keep the slice's static size.
+      var symbolic: [(axis: Int, rows: [Int64])] = []
+      var staticDims = input.dims
       for (k, axis) in axes.enumerated() {
         let a = axis < 0 ? axis + input.rank : axis
-        let size = input.dims[a].staticSize!
+        guard let size = input.dims[a].staticSize else {
+          staticDims[a] = T.dims[a]
+          symbolic.append((a, (0..<(T.dims[a].staticSize ?? 0)).map { Int64(starts[k] + $0 * strides[k]) }))
+          continue
+        }
         if strides[k] == 1 {
           low[a] = Int64(starts[k]); high[a] = Int64(size - limits[k])
         } else {
@@ -172,8 +180,16 @@ enum GradientRules {
           spread = spreadStrided(spread, axis: a, stride: strides[k], start: starts[k], size: size, &b)
         }
       }
-      let padded = low.allSatisfy({ $0 == 0 }) && high.allSatisfy({ $0 == 0 }) ? spread
-        : b.emit(.pad, [spread], input, ["low": .ints(low), "high": .ints(high)])
+      var padded = low.allSatisfy({ $0 == 0 }) && high.allSatisfy({ $0 == 0 }) ? spread
+        : b.emit(.pad, [spread], input.with(dims: staticDims), ["low": .ints(low), "high": .ints(high)])
+      for (a, rows) in symbolic {
+        var dims = b.type(padded).dims
+        dims[a] = input.dims[a]
+        let target = input.with(dims: dims)
+        let indices = b.g.appendValue(.constant, [], type: TensorType(.i64, [.known(rows.count)]),
+                                      attributes: Attributes(["value": .tensor(Tensor(.i64, shape: [rows.count], ints: rows))]))
+        padded = b.emit(.scatterAdd, [b.constant(0, target), indices, padded], target, ["axis": .int(Int64(a))])
+      }
       b.accumulate(ops[0], padded)
     case .concat:
       let axis = { let a = op.attributes.int("axis")!; return a < 0 ? a + T.rank : a }()
@@ -228,6 +244,17 @@ enum GradientRules {
         let onehot = b.emit(.oneHot, [x(1)], logitsType, ["depth": .int(Int64(depth))])
         b.accumulate(ops[0], bin(.mul, bin(.sub, p, onehot), gExpanded))
       }
+    case .gather:
+      // The adjoint of a gather is a scatter-add of g into zeros of the table's type: a row read
+      // k times receives the sum of its k adjoints. Indices are integers: no gradient.
+      let table = tx(0)
+      let attributes: [String: Attribute] = ["axis": .int(Int64(op.attributes.int("axis") ?? 0))]
+      b.accumulate(ops[0], b.emit(.scatterAdd, [b.constant(0, table), x(1), g], table, attributes))
+    case .scatterAdd:
+      // out = operand + scatter(updates): d operand = g, d updates = gather(g, indices).
+      let attributes: [String: Attribute] = ["axis": .int(Int64(op.attributes.int("axis") ?? 0))]
+      b.accumulate(ops[0], g)
+      b.accumulate(ops[2], b.emit(.gather, [g, x(1)], tx(2), attributes))
     case .sigmoidCrossEntropy:
       let s = b.emit(.sigmoid, [x(0)], tx(0))
       b.accumulate(ops[0], bin(.mul, g, bin(.sub, s, x(1))))
@@ -252,11 +279,24 @@ enum GradientRules {
       // d/dvariance of r = -r^3 / 2.
       let r3 = bin(.mul, bin(.mul, r, r), r)
       b.accumulate(ops[4], bin(.mul, bin(.mul, g, centered), bin(.mul, bin(.mul, scale, r3), c(-0.5))))
-    case .batchNormTraining:
-      throw .invalid("batch_norm_training has three results; its rule is GradientRules.applyMultiple")
+    case .dropout:
+      // The backward pass regenerates the mask: the same op (seed, stream, step) on g keeps and
+      // scales exactly the elements the forward kept (IR-specs/ops/random.md).
+      b.accumulate(ops[0], b.emit(.dropout, [g, x(1)], T, op.attributes.storage))
+    case .layerNorm:
+      // One layer_norm_grad op gives all three adjoints (fused per row when compiled).
+      let (input, channel) = (tx(0), tx(1))
+      let gradOp = b.g.append(.layerNormGrad, [x(0), x(1), g], resultTypes: [input, channel, channel],
+                              attributes: Attributes(["epsilon": .float(op.attributes.double("epsilon") ?? 1e-5)]))
+      let results = b.g[gradOp].results
+      b.accumulate(ops[0], results[0])
+      b.accumulate(ops[1], results[1])
+      b.accumulate(ops[2], results[2])
+    case .batchNormTraining, .layerNormGrad:
+      throw .invalid("\(op.code) has three results; its rule is GradientRules.applyMultiple")
     case .conv2dBackpropInput, .conv2dBackpropFilter, .maxPoolGrad, .avgPoolGrad,
-         .floor, .ceil, .sign, .iota, .constant, .oneHot, .argmax, .argmin, .eq, .ne, .lt, .le, .gt, .ge, .and, .or, .not,
-         .reduceProd, .gather, .embeddingLookup, .embeddingLookupPooled, .call, .fusion:
+         .floor, .ceil, .sign, .iota, .randomBits, .sequenceMask, .constant, .oneHot, .argmax, .argmin, .eq, .ne, .lt, .le, .gt, .ge, .and, .or, .not,
+         .reduceProd, .embeddingLookup, .embeddingLookupPooled, .call, .fusion:
       // No rule: the op's differentiability fact (OpInfo) says it passes no gradient or why it
       // cannot be differentiated. (Embedding lookups never reach here in a training step:
       // EmbeddingLowering replaces each by a row input whose gradient is summed per row.)

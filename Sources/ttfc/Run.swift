@@ -260,7 +260,7 @@ struct Run: ParsableCommand {
 
   /// What the indices an integer argument feeds must satisfy: for each op reading it as indices
   /// (following it through layout ops), the op and its valid range [0, limit). `strict`: a value
-  /// outside is an error (gather, softmax_cross_entropy labels), not a row of off_value (one_hot).
+  /// outside is an error (gather, scatter_add, softmax_cross_entropy labels), not a row of off_value (one_hot).
   struct IndexUse { let op: OpCode; let limit: Int; let strict: Bool }
 
   static func indexUses(_ argument: ValueID, in function: Function, symbols: [String: Int]) -> [IndexUse] {
@@ -277,7 +277,8 @@ struct Run: ParsableCommand {
         switch op.code {
         case .oneHot:
           if let depth = op.attributes.int("depth") { uses.append(IndexUse(op: op.code, limit: depth, strict: false)) }
-        case .gather where op.operands.count == 2 && op.operands[1] == value:
+        case .gather where op.operands.count == 2 && op.operands[1] == value,
+             .scatterAdd where op.operands.count == 3 && op.operands[1] == value:
           let params = function.type(of: op.operands[0])
           var axis = op.attributes.int("axis") ?? 0
           if axis < 0 { axis += params.rank }

@@ -118,6 +118,25 @@ let gradientCases: [GradientCase] = {
   cases.append(gcase("batch_norm_training symbolic batch", params: [("s", "f64[2]"), ("o", "f64[2]"), ("a", "f64[3, 2]")], args: [("x", "f64[B, 3, 2]")],
                      ["%u = mul %x, @a : f64[B, 3, 2]", "%n, %m, %v = batch_norm_training %u, @s, @o : f64[B, 3, 2], f64[2], f64[2]",
                       "%q = mul %v, %m : f64[2]", "%y = add %n, %q : f64[B, 3, 2]"], y: "f64[B, 3, 2]"))
+  // Transformer ops (IR-specs/ops/layout.md, nn.md): gather's scatter-add gradient with repeated
+  // indices, scatter_add's own, layer_norm's fused gradient op.
+  cases.append(gcase("gather repeated indices", params: [("a", "f64[4, 3]")],
+                     ["%i = constant [[2, 0], [2, 2]] : i32[2, 2]", "%y = gather @a, %i : f64[2, 2, 3]"], y: "f64[2, 2, 3]"))
+  cases.append(gcase("gather axis 1 over symbolic B", params: [("a", "f64[5]")], args: [("x", "f64[B, 5]")],
+                     ["%s = mul %x, @a : f64[B, 5]", "%i = constant [4, 1, 4] : i64[3]", "%y = gather %s, %i {axis = 1} : f64[B, 3]"], y: "f64[B, 3]"))
+  cases.append(gcase("scatter_add repeated indices", params: [("a", "f64[4, 3]"), ("u", "f64[2, 2, 3]")],
+                     ["%i = constant [[2, 0], [2, 2]] : i32[2, 2]", "%y = scatter_add @a, %i, @u : f64[4, 3]"], y: "f64[4, 3]"))
+  cases.append(gcase("scatter_add axis 1", params: [("a", "f64[2, 5]"), ("u", "f64[2, 3]")],
+                     ["%i = constant [1, 1, 4] : i32[3]", "%y = scatter_add @a, %i, @u {axis = 1} : f64[2, 5]"], y: "f64[2, 5]"))
+  cases.append(gcase("layer_norm", params: [("a", "f64[3, 5]"), ("s", "f64[5]"), ("o", "f64[5]")],
+                     ["%y = layer_norm @a, @s, @o {epsilon = 0.01} : f64[3, 5]"], y: "f64[3, 5]"))
+  cases.append(gcase("layer_norm symbolic batch", params: [("a", "f64[2, 4]"), ("s", "f64[4]"), ("o", "f64[4]")], args: [("x", "f64[B, 2, 4]")],
+                     ["%u = mul %x, @a : f64[B, 2, 4]", "%n = layer_norm %u, @s, @o : f64[B, 2, 4]", "%y = mul %n, %u : f64[B, 2, 4]"], y: "f64[B, 2, 4]"))
+  cases.append(gcase("dropout", params: [("a", "f64[4, 5]")], args: [("s", "i64[]")],
+                     ["%y = dropout @a, %s {rate = 0.4, seed = 3, stream = 1} : f64[4, 5]"], y: "f64[4, 5]"))
+  cases.append(gcase("slice of symbolic axes", params: [("a", "f64[4]")], args: [("x", "f64[B, S, 4]")],
+                     ["%u = mul %x, @a : f64[B, S, 4]", "%y = slice %u {axes = [1, 0], limits = [3, 3], starts = [1, 0], strides = [1, 2]} : f64[2, 2, 4]"],
+                     y: "f64[2, 2, 4]"))
   cases.append(gcase("chain with reuse", params: [("a", "f64[4]")], ["%t = tanh @a : f64[4]", "%u = mul %t, @a : f64[4]", "%y = add %u, %t : f64[4]"], y: "f64[4]"))
   return cases
 }()
