@@ -605,7 +605,11 @@ final class KernelEmitter {
   func divideByCount(_ sum: IRBuilder.V, _ count: IRBuilder.V, _ dtype: DType) -> IRBuilder.V {
     let t = computeType(dtype)
     if dtype.isFloat { return ir.fdiv(sum, ir.sitofp(count, t)) }
-    return ir.select(ir.icmp(LLVMIntEQ, count, ir.int(0)), ir.int(0, t), ir.sdiv(sum, truncIfNeeded(count, t)))
+    // Both arms of a select are computed: divide by 1 where the count is 0 (a division by zero
+    // traps), then choose 0.
+    let empty = ir.icmp(LLVMIntEQ, count, ir.int(0))
+    let divisor = truncIfNeeded(ir.select(empty, ir.int(1), count), t)
+    return ir.select(empty, ir.int(0, t), ir.sdiv(sum, divisor))
   }
 
   func addAttribute(_ fn: LLVMValueRef, _ name: String, index: UInt32) {

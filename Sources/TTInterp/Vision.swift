@@ -211,7 +211,9 @@ enum Vision {
   static func batchNormTraining(_ t: [Tensor], _ a: Attributes, dtype: DType) throws(InterpreterError) -> [Tensor] {
     let x = t[0].doubles
     let c = t[0].shape.last!
-    let m = c == 0 ? 0 : x.count / c
+    // M, the elements per channel, is the product of the leading dims (it may be non-zero with
+    // no channel at all: then every result is empty).
+    let m = t[0].shape.dropLast().reduce(1, *)
     guard m > 0 else { throw .emptyReduction(op: "batch_norm_training") }
     var mean = [Double](repeating: 0, count: c), variance = mean
     for (k, v) in x.enumerated() { mean[k % c] += v }

@@ -112,24 +112,26 @@ public enum PoolKernels {
     }
   }
 
-  /// One output row of avg_pool: the sum over the taps divided by the divisor.
+  /// One output row of avg_pool: the sum over the taps of each element divided by the divisor.
+  /// Dividing before adding keeps every partial sum within the inputs' range, so an average of
+  /// finite values is finite in f32 (and in the half types, widened to f32) as on the
+  /// interpreter, which sums in f64.
   static func averageRow<T: BinaryFloatingPoint>(_ g: PoolGeometry, x: UnsafePointer<T>, y: UnsafeMutablePointer<T>, oh: Int) {
     let rows = g.rowTaps(oh)
     for ow in 0..<g.ow {
       let sum = y + (oh * g.ow + ow) * g.c
-      sum.update(repeating: 0, count: g.c)
       let columns = g.columnTaps(ow)
+      let divisor = T(g.divisor(rows, columns))
+      // A window with no input element and padding not counted is 0/0, as the interpreter
+      // divides: NaN.
+      sum.update(repeating: rows.isEmpty || columns.isEmpty ? 0 / divisor : 0, count: g.c)
       for kh in rows {
         let ih = oh * g.sh - g.top + kh
         for kw in columns {
           let v = x + (ih * g.w + ow * g.sw - g.left + kw) * g.c
-          for ch in 0..<g.c { sum[ch] += v[ch] }
+          for ch in 0..<g.c { sum[ch] += v[ch] / divisor }
         }
       }
-      // A window with no input element and padding not counted divides 0 by 0, as the
-      // interpreter does: NaN.
-      let divisor = T(g.divisor(rows, columns))
-      for ch in 0..<g.c { sum[ch] /= divisor }
     }
   }
 

@@ -15,9 +15,11 @@ import TTSupport
 
 /// Persistent worker threads that split large kernels and GEMMs across cores.
 public final class ThreadPool: @unchecked Sendable {
+  /// Most threads a pool starts (`--threads` refuses more; TTFC_THREADS is capped to it).
+  public static let maxThreads = 1024
   /// The process's pool: `TTFC_THREADS` threads, or one per online core.
   public static let shared = ThreadPool(threads: {
-    if let text = getenv("TTFC_THREADS"), let n = Int(String(cString: text)), n >= 1 { return n }
+    if let text = getenv("TTFC_THREADS"), let n = Int(String(cString: text)), n >= 1 { return min(n, maxThreads) }
     return max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
   }())
 

@@ -63,7 +63,7 @@ struct Run: ParsableCommand {
   @Option(help: "Shape buckets for several sizes: exact, pow2, geometric:R, list:E1,E2,..., adaptive.")
   var bucketPolicy = "pow2"
 
-  @Option(help: "Threads for compiled kernels, at least 1 (default: TTFC_THREADS or the number of cores).")
+  @Option(help: "Threads for compiled kernels, 1 to 1024 (default: TTFC_THREADS or the number of cores).")
   var threads: Int?
 
   @Option(help: "Write a Chrome trace-event profile of the compiled runs here (JSON: open it in Perfetto or chrome://tracing): a slice per thunk on each pool thread's track, and the compile's phases.")
@@ -80,7 +80,9 @@ struct Run: ParsableCommand {
     }
     if let trace, let reason = ExecutionTrace.unwritableReason(trace) { throw fail("--trace: cannot write '\(trace)': \(reason)") }
     if let threads {
-      guard threads >= 1 else { throw fail("--threads must be at least 1") }
+      // Each is an OS thread started at once: a slip of the keyboard (100000) must not exhaust the
+      // machine's process limit.
+      guard (1...ThreadPool.maxThreads).contains(threads) else { throw fail("--threads must be 1 to \(ThreadPool.maxThreads), not \(threads)") }
       setenv("TTFC_THREADS", String(threads), 1)   // read once, when the thread pool starts
     }
     let module = try SourceFile.read(file).module()

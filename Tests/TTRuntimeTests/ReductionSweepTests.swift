@@ -205,3 +205,60 @@ struct CompiledBatchNormTests {
     #expect(try train.run([x, scale, scale]).count == 3)
   }
 }
+
+/// Defects an outside review found (session 9), each kept as a test.
+struct VisionReviewRegressionTests {
+  /// An integer mean over an empty symbolic axis is 0, compiled as interpreted (the division by
+  /// the zero count trapped with SIGFPE: both arms of the select were computed).
+  @Test(arguments: [DType.i64, .i32])
+  func anEmptyIntegerMeanIsZero(_ dtype: DType) throws {
+    let module = try Parser.parseAndVerify("""
+      module @m {
+        func @f(%x: \(dtype)[B, 5], %y: \(dtype)[B, 3, 5]) -> (\(dtype)[5], \(dtype)[5], \(dtype)[]) {
+          %a = reduce_mean %x {axes = [0]} : \(dtype)[5]
+          %b = reduce_mean %y {axes = [0, 1]} : \(dtype)[5]
+          %c = reduce_mean %x : \(dtype)[]
+          return %a, %b, %c
+        }
+      }
+      """)
+    let got = try Executable(module: module, function: "f").run([Tensor(dtype, shape: [0, 5], ints: []), Tensor(dtype, shape: [0, 3, 5], ints: [])])
+    #expect(got.allSatisfy { $0.doubles.allSatisfy { $0 == 0 } })
+  }
+
+  /// avg_pool of finite values near f32's maximum is finite, as on the interpreter (which sums
+  /// in f64): the compiled sum divides before adding.
+  @Test(arguments: [DType.f32, .bf16])
+  func anAverageOfLargeValuesDoesNotOverflow(_ dtype: DType) throws {
+    guard dtype == .f32 || HalfWidened.supports(dtype) else { return }
+    let module = try Parser.parseAndVerify("""
+      module @m {
+        func @f(%x: \(dtype)[1, 1, 2, 1]) -> \(dtype)[1, 1, 1, 1] {
+          %a = avg_pool %x {window = [1, 2]} : \(dtype)[1, 1, 1, 1]
+          return %a
+        }
+      }
+      """)
+    let x = Tensor(dtype, shape: [1, 1, 2, 1], floats: [3e38, 3e38])
+    let got = try Executable(module: module, function: "f").run([x])[0]
+    let want = try Interpreter(module: module).run("f", [x])[0]
+    #expect(got.doubles[0].isFinite && abs(got.doubles[0] - want.doubles[0]) <= 0.01 * want.doubles[0])
+  }
+
+  /// A batch norm over no channel but a non-empty batch (M = 3) is not an empty batch: every
+  /// result is empty, interpreted and compiled.
+  @Test func noChannelsIsNotAnEmptyBatch() throws {
+    let module = try Parser.parseAndVerify("""
+      module @m {
+        func @f(%x: f32[B, 0], %s: f32[0]) -> (f32[B, 0], f32[0], f32[0]) {
+          %y, %m, %v = batch_norm_training %x, %s, %s {epsilon = 0.001} : f32[B, 0], f32[0], f32[0]
+          return %y, %m, %v
+        }
+      }
+      """)
+    let inputs = [Tensor(.f32, shape: [3, 0], floats: []), Tensor(.f32, shape: [0], floats: [])]
+    for got in [try Interpreter(module: module).run("f", inputs), try Executable(module: module, function: "f").run(inputs)] {
+      #expect(got.map(\.shape) == [[3, 0], [0], [0]])
+    }
+  }
+}
