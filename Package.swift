@@ -79,7 +79,7 @@ let package = Package(
     .testTarget(name: "TTEmbeddingTests", dependencies: ["TTEmbedding", "TTSupport"]),
     .testTarget(name: "TTSupportTests", dependencies: ["TTSupport"]),
     .testTarget(name: "TTTrainTests", dependencies: ["TTIR", "TTInterp", "TTTrain", "TTPasses", "TTRuntime", "TTCompiler", "TTEmbedding"],
-                exclude: ["JAXVision"]),
+                exclude: ["JAXVision", "JAXTransformer"]),
     .testTarget(name: "TTONNXTests", dependencies: ["TTONNX", "TTIR", "TTInterp"]),
     .testTarget(name: "ttfcTests", dependencies: ["ttfc", "TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCompiler", "TTTrain"]),
   ]
