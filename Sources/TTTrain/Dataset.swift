@@ -163,6 +163,68 @@ public struct Dataset {
   }
 }
 
+/// Variable-length sequences stored padded to one length S: each batch is cut on axis 1 to its
+/// longest example, in every column bound to an input whose axis 1 is symbolic and S long, so a
+/// batch of short sentences runs at its own length (one compiled step serves every length; the
+/// shape buckets choose its layout). The lengths are a column of the data (`ttfc train
+/// --sequence-lengths`), one per example, 0 to S.
+public struct SequenceTrimming {
+  /// The column of per-example lengths.
+  public let column: String
+  /// The padded length S of the trimmed columns.
+  public let paddedLength: Int
+  let lengths: [Int64]
+
+  /// Reads the lengths column of `data` and checks it against the padded columns' length.
+  public init(column: String, data: Dataset, paddedLength: Int) throws(DataError) {
+    guard let tensor = data.columns[column] else {
+      throw .binding("--sequence-lengths: the data has no column '\(column)' (columns: \(data.columns.keys.sorted().joined(separator: ", ")))")
+    }
+    guard tensor.rank == 1, !tensor.dtype.isFloat else {
+      throw .binding("--sequence-lengths: column '\(column)' must be integer lengths, one per example, but is \(tensor.dtype)\(tensor.shape)")
+    }
+    let values = tensor.int64s
+    if let bad = values.firstIndex(where: { $0 < 0 || $0 > Int64(paddedLength) }) {
+      throw .binding("--sequence-lengths: example \(bad) has length \(values[bad]), outside 0 to \(paddedLength) (the padded length of the sequence columns)")
+    }
+    self.column = column
+    self.paddedLength = paddedLength
+    lengths = values
+  }
+
+  /// The length a batch of these examples runs at: its longest example (at least 1).
+  public func length(of indices: [Int]) -> Int {
+    max(1, indices.map { Int(lengths[$0]) }.max() ?? 1)
+  }
+
+  /// Rows `indices` of a column, cut to `length` on axis 1.
+  public static func rows(_ t: Tensor, _ indices: [Int], length: Int) -> Tensor {
+    precondition(t.rank >= 2 && length <= t.shape[1])
+    let inner = t.shape.dropFirst(2).reduce(1, *)
+    let width = t.shape[1] * inner, kept = length * inner
+    var shape = t.shape
+    shape[0] = indices.count
+    shape[1] = length
+    switch t.storage {
+    case .floats(let v):
+      var out: [Double] = []; out.reserveCapacity(indices.count * kept)
+      for i in indices { out += v[(i * width)..<(i * width + kept)] }
+      return Tensor(unchecked: t.dtype, shape: shape, storage: .floats(out))
+    case .ints(let v):
+      var out: [Int64] = []; out.reserveCapacity(indices.count * kept)
+      for i in indices { out += v[(i * width)..<(i * width + kept)] }
+      return Tensor(unchecked: t.dtype, shape: shape, storage: .ints(out))
+    }
+  }
+
+  /// Which of a function's inputs are cut: axis 1 symbolic, and S long in the data.
+  public static func trimmed(types: [TensorType], columns: [Tensor], paddedLength: Int) -> [Bool] {
+    zip(types, columns).map { type, column in
+      type.rank >= 2 && type.dims[1].staticSize == nil && column.shape[1] == paddedLength
+    }
+  }
+}
+
 /// Seeded epoch-wise shuffled batches; (epoch, offset) is the resumable state.
 public struct BatchOrder {
   public let count: Int

@@ -59,6 +59,9 @@ public struct TrainingOptions {
   public var verifyEach = CompileOptions.verifyEachByDefault
   /// Mixed precision (nil: every step in full precision).
   public var mixedPrecision: MixedPrecisionOptions? = nil
+  /// Variable-length sequences: the data column of per-example lengths; each batch (training and
+  /// evaluation) is cut on axis 1 to its longest example (see ``SequenceTrimming``).
+  public var sequenceLengths: String? = nil
   public init() {}
 
   /// The most steps a run may take (so step arithmetic, progress and ETA never overflow).
@@ -104,6 +107,8 @@ public final class TrainingLoop {
   let evalData: Dataset?
   let columns: [Tensor]
   let columnNames: [String]
+  /// With `options.sequenceLengths`: the training data's lengths and which inputs are cut.
+  let trimming: (lengths: SequenceTrimming, inputs: [Bool])?
   /// The position in the data: epoch and offset of the next batch.
   public private(set) var order: BatchOrder
   /// Steps the run takes in all (from `options.steps`, or epochs times batches per epoch).
@@ -139,6 +144,12 @@ public final class TrainingLoop {
     }
     columns = bound
     columnNames = function.arguments.map { function[$0].name }
+    if let lengths = options.sequenceLengths {
+      do { trimming = try Self.sequenceTrimming(lengths, data: data, types: function.argumentTypes, columns: bound) }
+      catch { throw .setup("\(error)") }
+    } else {
+      trimming = nil
+    }
     guard data.count > 0 else { throw .setup("the training data has no examples") }
     if let every = options.evalEvery, every < 1 { throw .setup("the evaluation interval must be at least 1 step, got \(every)") }
     if let every = options.checkpointEvery, every < 1 { throw .setup("the checkpoint interval must be at least 1 step, got \(every)") }
@@ -152,8 +163,13 @@ public final class TrainingLoop {
         if !unvalued.isEmpty && !options.resumesFromCheckpoint {
           throw .setup("--eval-data: @\(name) reads \(unvalued.map { "'@\($0)'" }.joined(separator: ", ")), which \(unvalued.count == 1 ? "has" : "have") no value and no initializer (give \(unvalued.count == 1 ? "it" : "them") with --init-params)")
         }
+        var evalColumns: [Tensor] = []
         for (argument, type) in zip(evaluated.arguments, evaluated.argumentTypes) {
-          do { _ = try evalData.column(for: evaluated[argument].name, type: type) } catch { throw .setup("--eval-data: \(error)") }
+          do { evalColumns.append(try evalData.column(for: evaluated[argument].name, type: type)) } catch { throw .setup("--eval-data: \(error)") }
+        }
+        if let lengths = options.sequenceLengths {
+          do { _ = try Self.sequenceTrimming(lengths, data: evalData, types: evaluated.argumentTypes, columns: evalColumns) }
+          catch { throw .setup("--eval-data: @\(name): \(error)") }
         }
       }
       guard evalData.count > 0 else { throw .setup("--eval-data has no examples") }
@@ -172,6 +188,27 @@ public final class TrainingLoop {
     guard (0...TrainingOptions.maximumSteps).contains(totalSteps) else { throw .setup("the number of steps must be 0 to \(TrainingOptions.maximumSteps), got \(totalSteps)") }
     modelHash = Checkpoint.modelHash(module)
     trainer.keepsPreviousState = options.onNonFinite == .skipStep
+  }
+
+  /// The lengths column of `data` and which of a function's inputs it cuts: those with a symbolic
+  /// axis 1 as long as the longest such column (the padded length).
+  static func sequenceTrimming(_ column: String, data: Dataset, types: [TensorType],
+                               columns: [Tensor]) throws(DataError) -> (lengths: SequenceTrimming, inputs: [Bool]) {
+    let padded = zip(types, columns).filter { $0.0.rank >= 2 && $0.0.dims[1].staticSize == nil }.map { $0.1.shape[1] }.max()
+    guard let padded else {
+      throw .binding("--sequence-lengths: no input of the function has a symbolic axis 1 to cut (inputs: \(types.map { "\($0)" }.joined(separator: ", ")))")
+    }
+    let lengths = try SequenceTrimming(column: column, data: data, paddedLength: padded)
+    return (lengths, SequenceTrimming.trimmed(types: types, columns: columns, paddedLength: padded))
+  }
+
+  /// Rows `indices` of each column, cut to the batch's longest sequence where `trimming` says.
+  static func batchRows(_ columns: [Tensor], _ indices: [Int], trimming: (lengths: SequenceTrimming, inputs: [Bool])?) -> [Tensor] {
+    guard let trimming else { return columns.map { Dataset.rows($0, indices) } }
+    let length = trimming.lengths.length(of: indices)
+    return zip(columns, trimming.inputs).map { column, cut in
+      cut ? SequenceTrimming.rows(column, indices, length: length) : Dataset.rows(column, indices)
+    }
   }
 
   /// Checks before step 1 that every file training writes can be written: the checkpoint
@@ -358,7 +395,7 @@ public final class TrainingLoop {
       }
       let epoch = order.epoch, batchInEpoch = order.offset / options.batch
       let indices = order.next()
-      let batch = columns.map { Dataset.rows($0, indices) }
+      let batch = Self.batchRows(columns, indices, trimming: trimming)
       let stepNumber = trainer.stepCount + 1
       let lr = options.schedule.rate(base: options.learningRate, step: stepNumber, total: totalSteps)
       // A step is taken, or skipped with a reason (bad data under skip-step, a non-finite step
@@ -468,11 +505,12 @@ public final class TrainingLoop {
       guard let function = module.function(named: name), function.resultTypes == [.scalar(function.resultTypes[0].dtype)] else { return nil }
       let executable = try evaluationExecutable(name, params: params)
       let cols = try zip(function.arguments, function.argumentTypes).map { try evalData.column(for: function[$0.0].name, type: $0.1) }
+      let cut = try options.sequenceLengths.map { try Self.sequenceTrimming($0, data: evalData, types: function.argumentTypes, columns: cols) }
       var total = 0.0
       var start = 0
       while start < evalData.count {
         let indices = Array(start..<min(start + options.batch, evalData.count))
-        total += try executable.run(cols.map { Dataset.rows($0, indices) })[0].doubles[0] * Double(indices.count)
+        total += try executable.run(Self.batchRows(cols, indices, trimming: cut))[0].doubles[0] * Double(indices.count)
         start += options.batch
       }
       return total / Double(evalData.count)
@@ -487,11 +525,12 @@ public final class TrainingLoop {
       let labels = try evalData.column(for: lossFunction[lossFunction.arguments.last!].name, type: labelType).doubles
       let executable = try evaluationExecutable("predict", params: params)
       let cols = try zip(predict.arguments, predict.argumentTypes).map { try evalData.column(for: predict[$0.0].name, type: $0.1) }
+      let cut = try options.sequenceLengths.map { try Self.sequenceTrimming($0, data: evalData, types: predict.argumentTypes, columns: cols) }
       var scores: [Double] = []
       var start = 0
       while start < evalData.count {
         let indices = Array(start..<min(start + options.batch, evalData.count))
-        scores += try executable.run(cols.map { Dataset.rows($0, indices) })[0].doubles
+        scores += try executable.run(Self.batchRows(cols, indices, trimming: cut))[0].doubles
         start += options.batch
       }
       metrics["auc"] = Self.auc(scores: scores, labels: labels)

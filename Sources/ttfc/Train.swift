@@ -53,6 +53,7 @@ struct Train: ParsableCommand {
   @Option(help: "Write the optimized IR of the training step to this file.") var emitIr: String?
   @Option(help: "Initial parameter values from an .npz (arrays named like the parameters).") var initParams: String?
   @Flag(inversion: .prefixedNo, help: "Shuffle the examples every epoch (--no-shuffle: file order).") var shuffle = true
+  @Option(help: "Variable-length sequences: the data column of per-example lengths; each batch is cut on axis 1 (of every input whose axis 1 is symbolic and padded to the data's length) to its longest example.") var sequenceLengths: String?
   @Option(help: "How batch sizes map to memory layouts of the one compiled step: exact, pow2, geometric:R, list:E1,E2,..., adaptive.")
   var bucketPolicy = "pow2"
   @Flag(help: "At the end, print compiles, kernel cache hits, shape buckets, padding and compile seconds (to stderr).")
@@ -192,6 +193,7 @@ struct Train: ParsableCommand {
     options.checkpointEvery = checkpointEvery
     options.metricsPath = metrics
     options.shuffle = shuffle
+    options.sequenceLengths = sequenceLengths
     options.onNonFinite = NonFinitePolicy(rawValue: onNonfinite)!
     options.allowChangedSchedule = allowChangedSchedule
     options.resumesFromCheckpoint = resume && checkpoint.map { FileManager.default.fileExists(atPath: ($0 as NSString).appendingPathComponent("checkpoint.safetensors")) } == true
