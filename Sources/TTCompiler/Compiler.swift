@@ -345,6 +345,12 @@ final class ProgramBuilder {
       return axis().map { .gather(axis: $0) }
     case .scatterAdd where op.operands.count == 3 && [.f32, .f64, .i32, .i64].contains(result.dtype) && data.rank >= 1:
       return axis().map { .scatterAdd(axis: $0) }
+    case .attention where op.results.count == 2 && (data.dtype == .f32 || data.dtype == .f64),
+         .attentionGrad where op.results.count == 3 && (data.dtype == .f32 || data.dtype == .f64):
+      let (scale, rate) = (op.attributes.double("scale") ?? 1, op.attributes.double("rate") ?? 0)
+      let (seed, stream) = (Int64(op.attributes.int("seed") ?? 0), Int64(op.attributes.int("stream") ?? 0))
+      return op.code == .attention ? .attention(scale: scale, rate: rate, seed: seed, stream: stream)
+        : .attentionGrad(scale: scale, rate: rate, seed: seed, stream: stream)
     default: break
     }
     guard data.dtype == .f32 || data.dtype == .f64, data.rank >= 1 else { return nil }

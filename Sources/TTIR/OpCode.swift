@@ -38,8 +38,9 @@ public enum OpCode: String, CaseIterable, Hashable, Sendable, CustomStringConver
   case layerNorm = "layer_norm", layerNormGrad = "layer_norm_grad"
   // Counter-based random numbers keyed by (seed, step, stream, element) (IR-specs/ops/random.md)
   case randomBits = "random_bits", dropout
-  // Attention masks from per-row lengths (IR-specs/ops/nn.md)
+  // Attention masks from per-row lengths, and fused scaled dot-product attention (IR-specs/ops/nn.md)
   case sequenceMask = "sequence_mask"
+  case attention, attentionGrad = "attention_grad"
   // Embedding tables (the first operand is a table; IR-specs/embeddings.md)
   case embeddingLookup = "embedding_lookup", embeddingLookupPooled = "embedding_lookup_pooled"
   // Functions and fusion regions
@@ -218,6 +219,7 @@ extension OpInfo {
     let windowAttrs = [attr("strides", .ints), attr("padding", .string), attr("pads", .ints)]
     let convAttrs = windowAttrs + [attr("dilations", .ints), attr("groups", .int)]
     let poolAttrs = [attr("window", .ints, required: true)] + windowAttrs
+    let attentionAttrs = [attr("scale", .float, required: true), attr("rate", .float), attr("seed", .int), attr("stream", .int)]
     let secondOrder = Differentiability.notDifferentiable("it is a gradient op; second derivatives are not implemented")
     switch code {
     case .constant: return op(.source, 0...0, .any, cost: .free, rule: ShapeRules.constant, gradient: .noGradient)
@@ -316,6 +318,11 @@ extension OpInfo {
     case .sequenceMask:
       return op(.source, 1...1, .integer, [attr("masked_value", .float)], rule: ShapeRules.sequenceMask, gradient: .noGradient,
                 codegen: .composite)
+    case .attention:
+      return op(.normalization, 5...5, .float, attentionAttrs, cost: .opaque, results: 2, rule: ShapeRules.attention, codegen: .routine)
+    case .attentionGrad:
+      return op(.normalization, 8...8, .float, attentionAttrs, cost: .opaque, results: 3, rule: ShapeRules.attentionGrad,
+                gradient: secondOrder, codegen: .routine)
     case .embeddingLookup:
       return op(.table, 2...2, .float, cost: .opaque, rule: ShapeRules.embeddingLookup, gradient: sparseGradient, codegen: .routine)
     case .embeddingLookupPooled:
@@ -351,7 +358,7 @@ extension OpCode {
       return .allow
     case .exp, .log, .log1p, .pow, .sqrt, .rsqrt, .softplus, .reduceSum, .reduceMean, .reduceProd,
          .softmax, .logSoftmax, .softmaxCrossEntropy, .sigmoidCrossEntropy, .batchNormTraining, .batchNormInference,
-         .layerNorm, .layerNormGrad:
+         .layerNorm, .layerNormGrad, .attention, .attentionGrad:
       return .deny
     case .neg, .abs, .tanh, .sigmoid, .relu, .gelu, .erf, .sin, .cos, .floor, .ceil, .sign, .silu,
          .add, .sub, .mul, .div, .max, .min, .eq, .ne, .lt, .le, .gt, .ge, .select, .where,

@@ -73,3 +73,50 @@ extension ShapeRules {
     return [type]
   }
 }
+
+extension ShapeRules {
+  /// `%o, %lse = attention %q, %k, %v, %mask, %step {scale, rate, seed, stream}`: q [..., Tq, D],
+  /// k [..., Tk, D], v [..., Tk, Dv] with the same batch axes and float type; the additive mask
+  /// has q's rank and each axis 1 or that of the scores [..., Tq, Tk]; step an i32/i64 scalar.
+  /// Results: o [..., Tq, Dv] and lse [..., Tq], both of q's type.
+  static let attention: ShapeRule = { input in
+    let (o, lse) = try attentionTypes(input)
+    return [o, lse]
+  }
+
+  /// `%dq, %dk, %dv = attention_grad %q, %k, %v, %mask, %step, %o, %lse, %do {...}`: o, lse and do
+  /// as attention gives them; the results have q's, k's and v's types.
+  static let attentionGrad: ShapeRule = { input in
+    let (o, lse) = try attentionTypes(input)
+    let names = ["o", "lse", "do"]
+    for (k, expected) in [o, lse, o].enumerated() where input.operands[5 + k] != expected {
+      throw ShapeError("\(names[k]) must be \(expected), got \(input.operands[5 + k])")
+    }
+    return Array(input.operands[0...2])
+  }
+
+  static func attentionTypes(_ input: ShapeRuleInput) throws -> (TensorType, TensorType) {
+    let (q, k, v, mask) = (input.operands[0], input.operands[1], input.operands[2], input.operands[3])
+    guard q.rank >= 2 else { throw ShapeError("q must have rank 2 or more ([..., Tq, D]), got \(q)") }
+    for (name, t) in [("k", k), ("v", v), ("mask", mask)] {
+      guard t.dtype == q.dtype else { throw ShapeError("\(name) must have q's element type \(q.dtype), got \(t)") }
+      guard t.rank == q.rank else { throw ShapeError("\(name) must have q's rank \(q.rank), got \(t)") }
+    }
+    let batch = Array(q.dims.dropLast(2))
+    guard Array(k.dims.dropLast(2)) == batch, Array(v.dims.dropLast(2)) == batch else {
+      throw ShapeError("q, k and v must have the same batch axes, got \(q), \(k) and \(v)")
+    }
+    let (tq, d, tk) = (q.dims[q.rank - 2], q.dims[q.rank - 1], k.dims[k.rank - 2])
+    guard k.dims[k.rank - 1] == d else { throw ShapeError("k's last axis must be q's \(d), got \(k)") }
+    guard v.dims[v.rank - 2] == tk else { throw ShapeError("v must have k's \(tk) rows, got \(v)") }
+    let scores = batch + [tq, tk]
+    for (m, s) in zip(mask.dims, scores) where m != .known(1) && m != s {
+      throw ShapeError("the mask \(mask) does not broadcast to the scores \(TensorType(q.dtype, scores))")
+    }
+    try randomStep(input.operands[4])
+    guard let scale = input.attributes.double("scale"), scale.isFinite else { throw ShapeError("scale must be a finite number") }
+    let rate = input.attributes.double("rate") ?? 0
+    guard rate >= 0, rate < 1 else { throw ShapeError("rate must lie in [0, 1), got \(rate)") }
+    return (TensorType(q.dtype, batch + [tq, v.dims[v.rank - 1]]), TensorType(q.dtype, batch + [tq]))
+  }
+}

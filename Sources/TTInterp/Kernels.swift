@@ -105,8 +105,8 @@ enum Kernels {
       return try Vision.avgPoolGrad(x[0], a, shape: shape, dtype: dtype)
     case .batchNormInference:
       return Vision.batchNormInference(x, a, dtype: dtype)
-    case .batchNormTraining, .layerNormGrad:
-      throw .invalidModule("'\(op.code)' has three results; evaluate it with applyMultiple")
+    case .batchNormTraining, .layerNormGrad, .attention, .attentionGrad:
+      throw .invalidModule("'\(op.code)' has several results; evaluate it with applyMultiple")
     case .layerNorm:
       return try Transformer.layerNorm(x, a, dtype: dtype)
     case .sequenceMask:
@@ -134,6 +134,8 @@ enum Kernels {
     switch op.code {
     case .batchNormTraining: return try Vision.batchNormTraining(x, op.attributes, dtype: dtypes[0])
     case .layerNormGrad: return try Transformer.layerNormGrad(x, op.attributes, dtype: dtypes[0])
+    case .attention: return Transformer.attention(x, op.attributes, dtype: dtypes[0])
+    case .attentionGrad: return Transformer.attentionGrad(x, op.attributes, dtype: dtypes[0])
     default: throw .invalidModule("'\(op.code)' has \(shapes.count) results but one result")
     }
   }

@@ -2,6 +2,7 @@
 // gradient op, row by row in Double: mean and biased variance of each row of D elements, then
 // y = (x - mean) / sqrt(variance + epsilon) * scale + offset (IR-specs/ops/nn.md).
 
+import Foundation
 import TTIR
 
 enum Transformer {
@@ -125,5 +126,119 @@ extension Transformer {
     let valid = (0..<count).map { i in Int64(i % s) < n[i / Swift.max(rowSize, 1)] }
     if dtype == .i1 { return Tensor(.i1, shape: shape, ints: valid.map { $0 ? 1 : 0 }) }
     return Kernels.make(dtype, shape, valid.map { $0 ? 0 : masked })
+  }
+}
+
+extension Transformer {
+  /// The geometry of an attention op's operands: batch count, Tq, Tk, D, Dv, and the mask's
+  /// offset for (batch n, row i, column j) with broadcast axes read at index 0.
+  struct AttentionShape {
+    let batch: Int, tq: Int, tk: Int, d: Int, dv: Int
+    let maskBase: [Int], maskRowStride: Int, maskColumnStride: Int
+
+    init(q: [Int], k: [Int], v: [Int], mask: [Int]) {
+      let rank = q.count
+      batch = q.dropLast(2).reduce(1, *)
+      (tq, d, tk, dv) = (q[rank - 2], q[rank - 1], k[rank - 2], v[rank - 1])
+      var strides = [Int](repeating: 0, count: rank)
+      var running = 1
+      for a in stride(from: rank - 1, through: 0, by: -1) {
+        strides[a] = mask[a] == 1 ? 0 : running
+        running *= mask[a]
+      }
+      maskRowStride = strides[rank - 2]
+      maskColumnStride = strides[rank - 1]
+      let batchDims = Array(q.dropLast(2))
+      maskBase = (0..<batch).map { n in
+        var rest = n, offset = 0
+        for a in stride(from: batchDims.count - 1, through: 0, by: -1) {
+          offset += (rest % batchDims[a]) * strides[a]
+          rest /= batchDims[a]
+        }
+        return offset
+      }
+    }
+
+    func mask(_ n: Int, _ i: Int, _ j: Int) -> Int { maskBase[n] + i * maskRowStride + j * maskColumnStride }
+  }
+
+  /// The scaled, masked scores of row i of batch n.
+  static func scores(_ s: AttentionShape, _ q: [Double], _ k: [Double], _ mask: [Double], scale: Double, n: Int, i: Int) -> [Double] {
+    (0..<s.tk).map { j in
+      var dot = 0.0
+      for e in 0..<s.d { dot += q[(n * s.tq + i) * s.d + e] * k[(n * s.tk + j) * s.d + e] }
+      return dot * scale + mask[s.mask(n, i, j)]
+    }
+  }
+
+  /// Dropout's factor for score element (n, i, j): 1/(1 - rate) where kept, 0 where dropped, 1
+  /// without dropout (the dropout op's rule on the scores' row-major index).
+  static func keepFactor(_ s: AttentionShape, _ key: UInt64, rate: Double, n: Int, i: Int, j: Int) -> Double {
+    guard rate > 0 else { return 1 }
+    let u = Double(CounterRandom.bits(key: key, index: (n * s.tq + i) * s.tk + j) >> 11) * 0x1.0p-53
+    return u >= rate ? 1 / (1 - rate) : 0
+  }
+
+  /// (o, lse): o = dropout(softmax(q kᵀ scale + mask)) v and lse = log Σ exp(scores), per row.
+  static func attention(_ t: [Tensor], _ a: Attributes, dtype: DType) -> [Tensor] {
+    let s = AttentionShape(q: t[0].shape, k: t[1].shape, v: t[2].shape, mask: t[3].shape)
+    let (q, k, v, mask) = (t[0].doubles, t[1].doubles, t[2].doubles, t[3].doubles)
+    let scale = a.double("scale") ?? 1, rate = a.double("rate") ?? 0
+    let key = CounterRandom.key(t[4], a)
+    var o = [Double](repeating: 0, count: s.batch * s.tq * s.dv)
+    var lse = [Double](repeating: -.infinity, count: s.batch * s.tq)
+    for n in 0..<s.batch {
+      for i in 0..<s.tq where s.tk > 0 {
+        let row = scores(s, q, k, mask, scale: scale, n: n, i: i)
+        let m = row.max()!
+        let e = row.map { Foundation.exp($0 - m) }
+        let l = e.reduce(0, +)
+        lse[n * s.tq + i] = m + Foundation.log(l)
+        for j in 0..<s.tk {
+          let p = e[j] / l * keepFactor(s, key, rate: rate, n: n, i: i, j: j)
+          for c in 0..<s.dv { o[(n * s.tq + i) * s.dv + c] += p * v[(n * s.tk + j) * s.dv + c] }
+        }
+      }
+    }
+    let lseShape = Array(t[0].shape.dropLast())
+    return [Kernels.make(dtype, Array(t[0].shape.dropLast()) + [s.dv], o), Kernels.make(dtype, lseShape, lse)]
+  }
+
+  /// (dq, dk, dv) given o, lse and do, with p = exp(scores − lse) and pd its dropped-out form:
+  /// dv = pdᵀ do, dp = dropout(do vᵀ), ds = p (dp − Σⱼ p dp), dq = ds k scale, dk = dsᵀ q scale.
+  static func attentionGrad(_ t: [Tensor], _ a: Attributes, dtype: DType) -> [Tensor] {
+    let s = AttentionShape(q: t[0].shape, k: t[1].shape, v: t[2].shape, mask: t[3].shape)
+    let (q, k, v, mask) = (t[0].doubles, t[1].doubles, t[2].doubles, t[3].doubles)
+    let (lse, dout) = (t[6].doubles, t[7].doubles)
+    let scale = a.double("scale") ?? 1, rate = a.double("rate") ?? 0
+    let key = CounterRandom.key(t[4], a)
+    var dq = [Double](repeating: 0, count: q.count), dk = [Double](repeating: 0, count: k.count)
+    var dvOut = [Double](repeating: 0, count: v.count)
+    for n in 0..<s.batch {
+      for i in 0..<s.tq where s.tk > 0 {
+        let row = scores(s, q, k, mask, scale: scale, n: n, i: i)
+        let p = row.map { Foundation.exp($0 - lse[n * s.tq + i]) }
+        var dp = [Double](repeating: 0, count: s.tk)
+        for j in 0..<s.tk {
+          let keep = keepFactor(s, key, rate: rate, n: n, i: i, j: j)
+          var dot = 0.0
+          for c in 0..<s.dv {
+            dot += dout[(n * s.tq + i) * s.dv + c] * v[(n * s.tk + j) * s.dv + c]
+            dvOut[(n * s.tk + j) * s.dv + c] += p[j] * keep * dout[(n * s.tq + i) * s.dv + c]
+          }
+          dp[j] = dot * keep
+        }
+        var total = 0.0
+        for j in 0..<s.tk { total += p[j] * dp[j] }
+        for j in 0..<s.tk {
+          let ds = p[j] * (dp[j] - total) * scale
+          for e in 0..<s.d {
+            dq[(n * s.tq + i) * s.d + e] += ds * k[(n * s.tk + j) * s.d + e]
+            dk[(n * s.tk + j) * s.d + e] += ds * q[(n * s.tq + i) * s.d + e]
+          }
+        }
+      }
+    }
+    return [Kernels.make(dtype, t[0].shape, dq), Kernels.make(dtype, t[1].shape, dk), Kernels.make(dtype, t[2].shape, dvOut)]
   }
 }

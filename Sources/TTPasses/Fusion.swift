@@ -71,6 +71,7 @@ enum FusionPolicy {
     case .scatterAdd: return "scatter_add writes memory at run-time indices and runs as a routine of its own"
     case .gather: return "gather reads memory at run-time indices and runs as a routine of its own"
     case .layerNorm, .layerNormGrad, .dropout, .randomBits: return "'\(code)' runs as a routine of its own (RowKernels)"
+    case .attention, .attentionGrad: return "'\(code)' runs as a routine of its own (AttentionKernels)"
     case .embeddingLookup, .embeddingLookupPooled: return "embedding lookups read a table and run as their own thunk"
     case .fusion: return "already a fusion"
     default: return "'\(code)' has no compiled lowering and runs on the interpreter as its own thunk"

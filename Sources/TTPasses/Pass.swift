@@ -26,6 +26,10 @@ public struct PassOptions: Sendable {
   /// producer/consumer pair left apart, which costs a walk over every edge (2% of a deep
   /// model's compile), so only when asked.
   public var explainFusion = false
+  /// Whether `attention-fusion` replaces attention written in primitives by the `attention` op;
+  /// on unless the environment says TTFC_ATTENTION_FUSION=off (to compare fused with unfused).
+  public var fuseAttention = PassOptions.attentionFusionByDefault
+  public static let attentionFusionByDefault = ProcessInfo.processInfo.environment["TTFC_ATTENTION_FUSION"] != "off"
   public init() {}
 }
 

@@ -12,7 +12,9 @@
 //  4. schedule last: it orders whole regions (state updates right after their inputs), so it
 //     needs the final regions, and it only reorders, so nothing after it has to rerun.
 // The codegen pipeline runs inline and lower-composites before all of these, so the optimizer and
-// the kernels see one flat function of primitives.
+// the kernels see one flat function of primitives; attention-fusion runs between the two, while
+// the attention chain is still whole (lowering and canonicalization would rewrite its softmax),
+// and before autodiff in training (Autodiff.gradient), so the backward pass is fused too.
 
 import TTIR
 
@@ -20,7 +22,7 @@ public enum Pipelines {
   public static let passes: [Pass] = [
     AlgebraicSimplification.pass, ConstantFolding.pass, CommonSubexpressionElimination.pass,
     DeadCodeElimination.pass, Fusion.pass, Inlining.pass, CompositeLowering.pass, UpdateScheduling.pass,
-    AutomaticMixedPrecision.pass, BatchNormFolding.pass,
+    AutomaticMixedPrecision.pass, BatchNormFolding.pass, AttentionFusion.pass,
   ]
 
   public static func pass(named name: String) -> Pass? { passes.first { $0.name == name } }
@@ -43,7 +45,7 @@ public enum Pipelines {
   /// What the compiler runs (`ttfc run`, `ttfc train`, `ttfc compile --emit=thunks|llvm|asm`): calls
   /// inlined and composites expanded first (so kernels and buffer plans see one flat function of
   /// primitives), then -O2.
-  public static let codegen = Pipeline([.pass(Inlining.pass), .pass(CompositeLowering.pass), canonicalize,
+  public static let codegen = Pipeline([.pass(Inlining.pass), .pass(AttentionFusion.pass), .pass(CompositeLowering.pass), canonicalize,
                                         .pass(Fusion.pass), .pass(DeadCodeElimination.pass), .pass(UpdateScheduling.pass)])
 
   /// Serving (`ttfc opt --inference`, `-p inference`): calls inlined so a batch norm and the

@@ -607,6 +607,23 @@ public final class Executable: @unchecked Sendable {
       (shape[..<axis].reduce(1, *), shape[axis], shape[(axis + 1)...].reduce(1, *))
     }
     switch routine {
+    case .attention(let scale, let rate, let seed, let stream), .attentionGrad(let scale, let rate, let seed, let stream):
+      let shapes = operands.prefix(4).map { plan.shapes[$0] }
+      let geometry = AttentionGeometry(q: shapes[0], k: shapes[1], v: shapes[2], mask: shapes[3])
+      let dropout = AttentionDropout(rate: rate, key: CounterBits.key(seed: seed, step: scalar(operands[4]), stream: stream))
+      func run<T: RowElement & BLASFloat>(_: T.Type) {
+        func input(_ k: Int) -> UnsafePointer<T> { UnsafePointer(plan.pointers[operands[k]].assumingMemoryBound(to: T.self)) }
+        func output(_ k: Int) -> UnsafeMutablePointer<T> { plan.pointers[results[k]].assumingMemoryBound(to: T.self) }
+        if case .attention = routine {
+          AttentionKernels.forward(geometry, scale: scale, dropout: dropout, q: input(0), k: input(1), v: input(2), mask: input(3),
+                                   o: output(0), lse: output(1), pool: pool)
+        } else {
+          AttentionKernels.backward(geometry, scale: scale, dropout: dropout, q: input(0), k: input(1), v: input(2), mask: input(3),
+                                    o: input(5), lse: input(6), dout: input(7), dq: output(0), dk: output(1), dv: output(2), pool: pool)
+        }
+      }
+      if slots[operands[0]].type.dtype == .f64 { run(Double.self) } else { run(Float.self) }
+      return
     case .randomBits(let seed, let stream):
       let key = CounterBits.key(seed: seed, step: scalar(operands[0]), stream: stream)
       RowKernels.randomBits(count: elementCount(plan.shapes[results[0]]) ?? 0, key: key, wide: slots[results[0]].type.dtype == .i64,
@@ -671,7 +688,7 @@ public final class Executable: @unchecked Sendable {
                                                        labelsAreInt64: slots[operands[1]].type.dtype == .i64, loss: output(0), pool: pool)
         // The interpreter's error, word for word.
         if let bad { throw .runtime("softmax_cross_entropy: index \(bad) is out of range [0, \(width))") }
-      case .dropout, .randomBits, .gather, .scatterAdd:
+      case .dropout, .randomBits, .gather, .scatterAdd, .attention, .attentionGrad:
         break   // handled above
       }
     }

@@ -22,9 +22,14 @@ public enum RowRoutine: Sendable, CustomStringConvertible {
   case randomBits(seed: Int64, stream: Int64)
   case gather(axis: Int)
   case scatterAdd(axis: Int)
+  /// Fused scaled dot-product attention and its gradient (AttentionKernels).
+  case attention(scale: Double, rate: Double, seed: Int64, stream: Int64)
+  case attentionGrad(scale: Double, rate: Double, seed: Int64, stream: Int64)
 
   public var description: String {
     switch self {
+    case .attention: return "attention"
+    case .attentionGrad: return "attention_grad"
     case .dropout: return "dropout"
     case .randomBits: return "random_bits"
     case .gather: return "gather"

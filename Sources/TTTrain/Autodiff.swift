@@ -29,10 +29,14 @@ public enum Autodiff {
   /// A module with a new function `@<name>.grad` returning (loss, gradients of every trained
   /// parameter). With `inputs`, the gradients of those inputs (by position) follow the
   /// parameters'; then the loss function's further results (new values of `state`), if any.
-  public static func gradient(of module: Module, function name: String, inputs: [Int] = []) throws(AutodiffError) -> Module {
+  /// Attention written in primitives is fused into `attention` ops first (unless
+  /// `passOptions.fuseAttention` is off), so the backward pass gets `attention_grad`.
+  public static func gradient(of module: Module, function name: String, inputs: [Int] = [],
+                              passOptions: PassOptions = PassOptions()) throws(AutodiffError) -> Module {
     guard module.function(named: name) != nil else { throw .unknownFunction(name) }
     var flat = module
     _ = Inlining.pass.run(&flat, PassContext())
+    _ = AttentionFusion.pass.run(&flat, PassContext(options: passOptions))
     let function = flat.function(named: name)!
     guard let lossType = function.resultTypes.first, lossType.rank == 0, lossType.dtype.isFloat,
           function.resultTypes.count == 1 || !module.stateParams.isEmpty else {
@@ -176,6 +180,22 @@ struct GradientBuilder {
     for (k, d) in t.dims.enumerated() where !axes.contains(Int64(k)) { reducedDims.append(d) }
     let summed = axes.isEmpty ? gradient : emit(.reduceSum, [gradient], TensorType(t.dtype, reducedDims), ["axes": .ints(axes)])
     return type(summed).dims == target.dims ? summed : emit(.reshape, [summed], target.with(dtype: t.dtype))
+  }
+
+  /// Whether forward value `v` depends on a trained parameter or a differentiated input.
+  func dependsOnTrained(_ v: ValueID) -> Bool {
+    let trained = Set(params.map(\.name)), differentiated = Set(inputs)
+    var stack = [v], seen = Set<ValueID>()
+    while let value = stack.popLast() {
+      guard seen.insert(value).inserted else { continue }
+      if differentiated.contains(value) { return true }
+      switch forward[value].definition {
+      case .global(let name): if trained.contains(name) { return true }
+      case .result(let op, _): stack += forward[op].operands
+      case .argument: break
+      }
+    }
+    return false
   }
 
   /// The primal (forward) value in `g` of a forward value.

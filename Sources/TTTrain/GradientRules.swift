@@ -292,8 +292,8 @@ enum GradientRules {
       b.accumulate(ops[0], results[0])
       b.accumulate(ops[1], results[1])
       b.accumulate(ops[2], results[2])
-    case .batchNormTraining, .layerNormGrad:
-      throw .invalid("\(op.code) has three results; its rule is GradientRules.applyMultiple")
+    case .batchNormTraining, .layerNormGrad, .attention, .attentionGrad:
+      throw .invalid("\(op.code) has several results; its rule is GradientRules.applyMultiple")
     case .conv2dBackpropInput, .conv2dBackpropFilter, .maxPoolGrad, .avgPoolGrad,
          .floor, .ceil, .sign, .iota, .randomBits, .sequenceMask, .constant, .oneHot, .argmax, .argmin, .eq, .ne, .lt, .le, .gt, .ge, .and, .or, .not,
          .reduceProd, .embeddingLookup, .embeddingLookupPooled, .call, .fusion:
@@ -310,6 +310,22 @@ enum GradientRules {
   /// (nil: the loss does not depend on it).
   static func applyMultiple(_ op: OpNode, adjoints: [ValueID?], into b: inout GradientBuilder) throws(AutodiffError) {
     switch op.code {
+    case .attention:
+      // One attention_grad op recomputes the probabilities from q, k, the mask and lse, tile by
+      // tile (TTRuntime/AttentionKernels.swift), and gives dq, dk and dv. The mask and lse are
+      // not differentiated: a mask that depends on a trained parameter, or a loss that reads
+      // lse, is a named error rather than a silently missing gradient.
+      if adjoints[1] != nil {
+        throw .notDifferentiable(op: "attention", reason: "its log-sum-exp result (lse) is not differentiated; use the unfused softmax")
+      }
+      guard let g = adjoints[0] else { return }
+      if b.dependsOnTrained(op.operands[3]) {
+        throw .notDifferentiable(op: "attention", reason: "its mask depends on a trained parameter, and the mask gets no gradient")
+      }
+      let types = op.operands[0...2].map { b.forward.type(of: $0) }
+      let operands = op.operands.map { b.x($0) } + [b.x(op.results[0]), b.x(op.results[1]), g]
+      let gradOp = b.g.append(.attentionGrad, operands, resultTypes: types, attributes: op.attributes)
+      for (k, result) in b.g[gradOp].results.enumerated() { b.accumulate(op.operands[k], result) }
     case .batchNormTraining:
       // y = xhat scale + offset, xhat = (x - mean) r, r = (variance + epsilon)^(-1/2), mean and
       // (biased) variance over the M elements of each channel. With gy, gm, gv the adjoints of y,
