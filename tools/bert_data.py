@@ -22,6 +22,7 @@ NumPy and the standard library only. Format and design: IR-specs/bert-data.md.
 """
 import argparse
 import bisect
+import collections
 import heapq
 import json
 import os
@@ -367,7 +368,9 @@ def write_corpus(path, documents):
 # 2. The tokenizer: normalization, pre-tokens, byte-pair merges
 # ---------------------------------------------------------------------------------------------
 _PRETOKEN = re.compile("\u2581?(?:[\\w\u0300-\u036f]+|[^\\w\\s\u2581]+)")
+_PRETOKEN_OR_LF = re.compile("\n|" + _PRETOKEN.pattern)
 _SPACES = re.compile(r"\s+")
+_SPACES_NOT_LF = re.compile(r"[^\S\n]+")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # Cc but tab, LF, CR
 
 
@@ -407,9 +410,9 @@ def normalize_text(text):
 def text_documents(text):
     """Documents (lists of normalized non-empty lines), split at blank lines."""
     docs, current = [], []
-    text = normalize_text(text)
+    text = _SPACES_NOT_LF.sub(" ", normalize_text(text))
     for line in text.split("\n"):
-        line = _SPACES.sub(" ", line).strip()
+        line = line.strip()
         if line:
             current.append(line)
         elif current:
@@ -420,15 +423,22 @@ def text_documents(text):
     return docs
 
 
+def pretoken_stream(lines):
+    """The pre-tokens of normalized lines, each line followed by "\n": a word or a run of
+    punctuation, with the space before it written "▁". A line starts with one (as in
+    SentencePiece: a word is the same piece at the start of a line and in it); runs longer
+    than MAX_CHUNK characters are cut (the pieces after the first have no marker)."""
+    joined = SPACE + ("\n" + SPACE).join(lines).replace(" ", SPACE) + "\n"
+    toks = _PRETOKEN_OR_LF.findall(joined)
+    if toks and max(map(len, toks)) > MAX_CHUNK:
+        toks = [t[i:i + MAX_CHUNK] for t in toks for i in range(0, len(t), MAX_CHUNK)]
+    return toks
+
+
 def pretokens(line):
-    """A normalized line as pre-tokens: a word or a run of punctuation, with the space before it
-    as "▁" (a line starts with one, as in SentencePiece, so that a word is the same piece at the
-    start of a line and in it); runs longer than MAX_CHUNK characters are cut (the pieces after
-    the first have no marker). "".join(pretokens(l)).replace("▁", " ") == " " + l."""
-    toks = _PRETOKEN.findall(SPACE + line.replace(" ", SPACE))
-    if len(line) <= MAX_CHUNK or max(map(len, toks)) <= MAX_CHUNK:
-        return toks
-    return [tok[i:i + MAX_CHUNK] for tok in toks for i in range(0, len(tok), MAX_CHUNK)]
+    """The pre-tokens of one normalized line: "".join(pretokens(l)).replace("▁", " ") is
+    " " + l."""
+    return pretoken_stream([line])[:-1]
 
 
 def learn_vocab(texts, size):
@@ -438,12 +448,11 @@ def learn_vocab(texts, size):
         raise DataError(f"--size {size} leaves no room for text pieces: the {len(SPECIAL_TOKENS)} "
                         f"special tokens take ids 0..{len(SPECIAL_TOKENS) - 1}; give at least "
                         f"{len(SPECIAL_TOKENS) + 1}")
-    counts = {}
+    counts = collections.Counter()
     for text in texts:
-        for doc in text_documents(text):
-            for line in doc:
-                for tok in pretokens(line):
-                    counts[tok] = counts.get(tok, 0) + 1  # (Counter.update is no faster)
+        counts.update(pretoken_stream([line for doc in text_documents(text) for line in doc]))
+    counts.pop("\n", None)
+    counts = dict(counts)
     if not counts:
         raise DataError("the text has no characters to learn from (empty or only whitespace)")
     char_counts = {}
@@ -807,7 +816,20 @@ def length_summary(lengths):
 
 
 def encode_documents(docs_text, tokenizer):
-    return [[tokenizer.encode_line(line) for line in doc] for doc in docs_text]
+    """Documents of normalized lines as documents of id lists (one list per line)."""
+    out = []
+    cache, encode = tokenizer.cache, tokenizer.encode_pretoken
+    for doc in docs_text:
+        lines, current = [], []
+        for tok in pretoken_stream(doc):
+            if tok == "\n":
+                lines.append(current)
+                current = []
+            else:
+                ids = cache.get(tok)
+                current += ids if ids is not None else encode(tok)
+        out.append(lines)
+    return out
 
 
 def split_documents(docs, eval_fraction, rng):
@@ -869,10 +891,13 @@ def report(name, columns):
           f"B-follows-A pairs")
 
 
-def print_baselines(train, evaluation, eval_name):
+def print_baselines(train, evaluation, eval_name, tokenizer=None):
     b = baselines(train, evaluation)
+    token = str(b["unigram_token"])
+    if tokenizer is not None and b["unigram_token"] < len(tokenizer):
+        token += f" {tokenizer.pieces[b['unigram_token']]!r}"
     print(f"baselines on {eval_name} ({b['masked_positions']} masked positions): unigram MLM "
-          f"accuracy {b['unigram_accuracy']:.4f} (always token {b['unigram_token']}), "
+          f"accuracy {b['unigram_accuracy']:.4f} (always token {token}), "
           f"bigram (left neighbour) MLM accuracy {b['bigram_accuracy']:.4f}")
     return b
 
@@ -916,9 +941,9 @@ def cmd_encode(args):
     if evaluation is not None:
         save_npz(args.eval_out, evaluation[0])
         report("eval", evaluation[0])
-        print_baselines(train[0], evaluation[0], "the eval split")
+        print_baselines(train[0], evaluation[0], "the eval split", tokenizer)
     else:
-        print_baselines(train[0], train[0], "the training examples (no eval split)")
+        print_baselines(train[0], train[0], "the training examples (no eval split)", tokenizer)
     print(f"wrote {args.out}" + (f" and {args.eval_out}" if evaluation is not None else ""))
 
 
