@@ -371,7 +371,7 @@ _PRETOKEN = re.compile("\u2581?(?:[\\w\u0300-\u036f]+|[^\\w\\s\u2581]+)")
 _PRETOKEN_OR_LF = re.compile("\n|" + _PRETOKEN.pattern)
 _SPACES = re.compile(r"\s+")
 _SPACES_NOT_LF = re.compile(r"[^\S\n]+")
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # Cc but tab, LF, CR
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")  # Cc that is not \s
 
 
 def read_text(path):
@@ -392,7 +392,8 @@ def read_text(path):
 
 
 def normalize_line(line):
-    """NFC; control characters dropped; "▁" and every whitespace run become one space; stripped."""
+    """NFC; control characters that are not whitespace dropped; "▁" and every whitespace run
+    become one space; stripped."""
     if not unicodedata.is_normalized("NFC", line):
         line = unicodedata.normalize("NFC", line)
     line = _CONTROL.sub("", line)
@@ -487,8 +488,8 @@ def learn_vocab(texts, size):
         "special_tokens": {name: i for i, name in enumerate(SPECIAL_TOKENS)},
         "space_marker": SPACE,
         "max_chunk": MAX_CHUNK,
-        "normalization": "NFC; control characters dropped; U+2581 and whitespace runs -> one "
-                         "space; lines stripped",
+        "normalization": "NFC; control characters other than whitespace dropped; U+2581 and "
+                         "whitespace runs -> one space; lines stripped",
         "pieces": pieces,
         "merges": merges,
     }

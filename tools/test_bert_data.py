@@ -125,6 +125,9 @@ class TokenizerTests(unittest.TestCase):
         tok = self.roundtrip(text)
         self.assertEqual(tok.decode(tok.encode("tabs\tand   spaces ")), "tabs and spaces")
         self.assertEqual(bd.normalize_line("e\u0301\u2581x\r\x07"), "\u00e9 x")
+        self.assertEqual(bd.normalize_line("a\x0cb\x1b[0mc\u2028 d\x85"), "a b[0mc d")
+        self.assertEqual(bd.text_documents("a\x0cb\x1b[0mc\u2028 d\x85\r\n\r\nx\ty"),
+                         [["a b[0mc d"], ["x y"]])
 
     def test_roundtrip_real_text(self):
         readme = os.path.join(os.path.dirname(__file__), "..", "README.md")
