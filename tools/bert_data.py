@@ -1050,6 +1050,10 @@ def main(argv=None):
     except DataError as e:
         print(f"bert_data.py {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # an output that cannot be written
+        print(f"bert_data.py {args.command}: error: {e.filename or ''}: {e.strerror or e}",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -368,6 +368,10 @@ class CommandLineTests(unittest.TestCase):
                               "special tokens")
         self.expect_error(["vocab", "--text", good, "--size", "9000", "--out", out],
                           "--model-vocab")
+        self.expect_error(["vocab", "--text", good, "--size", "50", "--out", self.dir],
+                          "Is a directory")
+        self.expect_error(["vocab", "--text", self.dir, "--size", "50", "--out", out],
+                          "cannot read")
         self.expect_error(["encode", "--text", good, "--vocab", good, "--out",
                            self.path("x.npz")], "not a readable vocabulary")
         run_cli("vocab", "--text", good, "--size", "50", "--out", out)
