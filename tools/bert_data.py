@@ -13,6 +13,7 @@ NumPy and the standard library only. Format and design: IR-specs/bert-data.md.
                       [--seed S] [--eval-fraction F --eval-out EVAL.npz] [--vocab-size 8192]
       [CLS] A [SEP] B [SEP] examples with BERT masking, columns tokens, segments, lengths,
       mlm_labels, mlm_weights, sentence_labels; prints the unigram and bigram MLM baselines.
+      --max-predictions K writes the gathered layout mlm_positions, mlm_ids, mlm_weights [N, K].
   bert_data.py all --dir DIR [--documents 2000] [--seed 0] [--size 8192] [--max-length 128]
       corpus -> vocab -> encode into DIR/corpus.txt, DIR/vocab.json, DIR/train.npz, DIR/eval.npz.
   bert_data.py baseline --data TRAIN.npz [--eval EVAL.npz]
@@ -725,11 +726,15 @@ def make_pairs(docs, max_length, rng, short_probability=0.5):
     return out
 
 
-def mask_examples(pairs, max_length, vocab_len, rng, mask_fraction=0.15):
+def mask_examples(pairs, max_length, vocab_len, rng, mask_fraction=0.15, max_predictions=None):
     """The npz columns for (A, B, is_next) pairs, with BERT masking: round(`mask_fraction` x the
     non-special positions) of each example (at least one) chosen uniformly; of those 80% ->
     [MASK], 10% -> a uniform random real token (ids 5..vocab_len-1), 10% kept. Also returns the
-    per-position decision (0 none, 1 [MASK], 2 random, 3 kept) for tests."""
+    per-position decision (0 none, 1 [MASK], 2 random, 3 kept) for tests.
+    With `max_predictions` K, at most K positions are chosen per example (BERT's
+    max_predictions_per_seq) and the masked-LM columns are gathered: mlm_positions, mlm_ids
+    i32[N, K] and mlm_weights f32[N, K] (ascending positions, zero-padded) replace
+    mlm_labels and mlm_weights f32[N, S]."""
     n = len(pairs)
     tokens = np.zeros((n, max_length), np.int32)
     segments = np.zeros((n, max_length), np.int32)
@@ -743,6 +748,8 @@ def mask_examples(pairs, max_length, vocab_len, rng, mask_fraction=0.15):
         sentence[e] = is_next
     candidate = (tokens >= len(SPECIAL_TOKENS)) | (tokens == UNK)
     count = np.maximum(1, np.round(candidate.sum(1) * mask_fraction)).astype(np.int64)
+    if max_predictions is not None:
+        count = np.minimum(count, max_predictions)
     keys = rng.random((n, max_length))
     keys[~candidate] = 2.0  # never chosen
     rank = np.empty((n, max_length), np.int64)
@@ -761,13 +768,39 @@ def mask_examples(pairs, max_length, vocab_len, rng, mask_fraction=0.15):
     tokens = np.where(decision == 2, random_tokens, tokens).astype(np.int32)
     columns = {"tokens": tokens, "segments": segments, "lengths": lengths,
                "mlm_labels": labels, "mlm_weights": weights, "sentence_labels": sentence}
+    if max_predictions is not None:
+        k = max_predictions
+        first = np.argsort(~chosen, axis=1, kind="stable")[:, :k]  # chosen positions, ascending
+        if first.shape[1] < k:
+            first = np.pad(first, ((0, 0), (0, k - first.shape[1])))
+        real = np.arange(k)[None, :] < count[:, None]
+        positions = np.where(real, first, 0).astype(np.int32)
+        del columns["mlm_labels"]
+        columns["mlm_positions"] = positions
+        columns["mlm_ids"] = np.where(real, np.take_along_axis(labels, positions, 1),
+                                      0).astype(np.int32)
+        columns["mlm_weights"] = real.astype(np.float32)
     return columns, decision
 
 
+def dense_mlm(columns):
+    """(mlm_labels, mlm_weights) as [N, S] arrays, from either layout."""
+    if "mlm_positions" not in columns:
+        return columns["mlm_labels"], columns["mlm_weights"]
+    n, s = columns["tokens"].shape
+    labels = np.zeros((n, s), np.int32)
+    weights = np.zeros((n, s), np.float32)
+    rows, slots = np.nonzero(columns["mlm_weights"] > 0)
+    pos = columns["mlm_positions"][rows, slots]
+    labels[rows, pos] = columns["mlm_ids"][rows, slots]
+    weights[rows, pos] = 1.0
+    return labels, weights
+
+
 def original_tokens(columns):
-    """The unmasked input: masked positions restored from mlm_labels."""
-    masked = columns["mlm_weights"] > 0
-    return np.where(masked, columns["mlm_labels"], columns["tokens"])
+    """The unmasked input: masked positions restored from mlm_labels (or mlm_ids)."""
+    labels, weights = dense_mlm(columns)
+    return np.where(weights > 0, labels, columns["tokens"])
 
 
 def baselines(train, evaluation):
@@ -792,8 +825,9 @@ def baselines(train, evaluation):
     first[1:] = prev[1:] != prev[:-1]
     table = np.full(span, unigram, np.int64)
     table[prev[first]] = nxt[first]
-    m = evaluation["mlm_weights"] > 0
-    truth = evaluation["mlm_labels"][m]
+    eval_labels, eval_weights = dense_mlm(evaluation)
+    m = eval_weights > 0
+    truth = eval_labels[m]
     eleft = np.concatenate([np.full((m.shape[0], 1), PAD), evaluation["tokens"][:, :-1]],
                            axis=1)[m]
     total = max(1, truth.size)
@@ -849,7 +883,7 @@ def split_documents(docs, eval_fraction, rng):
 
 
 def build(docs_text, tokenizer, max_length, seed, eval_fraction=0.0, short_probability=0.5,
-          vocab_size=8192):
+          vocab_size=8192, max_predictions=None):
     """Columns of the training (and eval) examples; also the decisions, for tests."""
     if max_length < 5:
         raise DataError(f"--max-length {max_length} is below 5 ([CLS] A [SEP] B [SEP])")
@@ -869,8 +903,9 @@ def build(docs_text, tokenizer, max_length, seed, eval_fraction=0.0, short_proba
             raise DataError("the text gives no examples: it needs at least two non-empty lines")
         order = rng.permutation(len(pairs))
         pairs = [pairs[i] for i in order]
-        columns, decision = mask_examples(pairs, max_length, len(tokenizer), rng)
-        top = int(max(columns["tokens"].max(), columns["mlm_labels"].max()))
+        columns, decision = mask_examples(pairs, max_length, len(tokenizer), rng,
+                                          max_predictions=max_predictions)
+        top = int(max(columns["tokens"].max(), dense_mlm(columns)[0].max()))
         if top >= vocab_size:
             raise DataError(f"token id {top} is not below --vocab-size {vocab_size}")
         results.append((columns, decision))
@@ -885,7 +920,7 @@ def save_npz(path, columns):
 
 def report(name, columns):
     n = len(columns["lengths"])
-    masked = int((columns["mlm_weights"] > 0).sum())
+    masked = int((dense_mlm(columns)[1] > 0).sum())
     print(f"{name}: {n} examples, lengths {length_summary(columns['lengths'])}")
     print(f"{name}: {masked} masked positions ({masked / max(1, int(columns['lengths'].sum()) - 3 * n):.1%} "
           f"of the non-special positions), {int(columns['sentence_labels'].sum())} of {n} "
@@ -936,7 +971,7 @@ def cmd_encode(args):
     if args.eval_fraction > 0 and not args.eval_out:
         raise DataError("--eval-fraction needs --eval-out")
     train, evaluation = build(docs, tokenizer, args.max_length, args.seed, args.eval_fraction,
-                              args.short_probability, args.vocab_size)
+                              args.short_probability, args.vocab_size, args.max_predictions)
     save_npz(args.out, train[0])
     report("train", train[0])
     if evaluation is not None:
@@ -960,7 +995,8 @@ def cmd_all(args):
                                   eval_fraction=args.eval_fraction,
                                   eval_out=os.path.join(args.dir, "eval.npz"),
                                   short_probability=args.short_probability,
-                                  vocab_size=args.vocab_size))
+                                  vocab_size=args.vocab_size,
+                                  max_predictions=args.max_predictions))
 
 
 def _load_columns(path):
@@ -1001,6 +1037,10 @@ def main(argv=None):
                             "(default 0.5)")
         p.add_argument("--vocab-size", type=positive, default=8192,
                        help="the model's vocabulary: every id must be below it (default 8192)")
+        p.add_argument("--max-predictions", type=positive, default=None, metavar="K",
+                       help="at most K masked positions per example, written gathered: "
+                            "mlm_positions, mlm_ids i32[N, K], mlm_weights f32[N, K] instead of "
+                            "mlm_labels, mlm_weights [N, S] (examples/bert_tiny.ttir: K = 20)")
 
     p = sub.add_parser("corpus", help="write a synthetic grammar corpus")
     p.add_argument("--out", required=True)

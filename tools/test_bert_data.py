@@ -274,6 +274,36 @@ class ExampleTests(unittest.TestCase):
             self.assertTrue(np.array_equal(a[0][name], b[0][name]), name)
         self.assertFalse(np.array_equal(a[0]["tokens"], c[0]["tokens"]))
 
+    def test_gathered_layout(self):
+        """--max-predictions K: the same examples, the masked-LM columns gathered; K caps."""
+        f = Fixture.get()
+        docs = f["docs"][:80]
+        (dense, _), _ = bd.build(docs, f["tok"], 128, seed=5)
+        (gathered, _), _ = bd.build(docs, f["tok"], 128, seed=5, max_predictions=20)
+        self.assertEqual(set(gathered), {"tokens", "segments", "lengths", "mlm_positions",
+                                         "mlm_ids", "mlm_weights", "sentence_labels"})
+        n = len(gathered["lengths"])
+        for name, dtype in (("mlm_positions", np.int32), ("mlm_ids", np.int32),
+                            ("mlm_weights", np.float32)):
+            self.assertEqual(gathered[name].shape, (n, 20), name)
+            self.assertEqual(gathered[name].dtype, dtype, name)
+        for name in ("tokens", "segments", "lengths", "sentence_labels"):
+            self.assertTrue(np.array_equal(dense[name], gathered[name]), name)
+        labels, weights = bd.dense_mlm(gathered)
+        self.assertTrue(np.array_equal(labels, dense["mlm_labels"]))
+        self.assertTrue(np.array_equal(weights, dense["mlm_weights"]))
+        w, pos, ids = gathered["mlm_weights"], gathered["mlm_positions"], gathered["mlm_ids"]
+        self.assertTrue(((w > 0) == (ids > 0)).all())
+        self.assertTrue((pos[w == 0] == 0).all())
+        for e in range(n):  # real slots first, ascending positions
+            k = int(w[e].sum())
+            self.assertTrue((w[e, :k] == 1).all())
+            self.assertTrue((np.diff(pos[e, :k]) > 0).all())
+        (capped, _), _ = bd.build(docs, f["tok"], 128, seed=5, max_predictions=4)
+        self.assertEqual(capped["mlm_weights"].shape[1], 4)
+        self.assertEqual(capped["mlm_weights"].sum(1).max(), 4)
+        self.assertLessEqual((capped["tokens"] == bd.MASK).sum(1).max(), 4)
+
     def test_vocab_size_check(self):
         f = Fixture.get()
         with self.assertRaisesRegex(bd.DataError, "--vocab-size 100"):
@@ -338,6 +368,13 @@ class CommandLineTests(unittest.TestCase):
         status, out, err = run_cli("encode", "--text", text, "--vocab", self.path("v.json"),
                                    "--out", self.path("d.npz"), "--max-length", "32")
         self.assertEqual(status, 0, err)
+        status, out, err = run_cli("encode", "--text", text, "--vocab", self.path("v.json"),
+                                   "--out", self.path("g.npz"), "--max-predictions", "20")
+        self.assertEqual(status, 0, err)
+        with np.load(self.path("g.npz")) as z:
+            self.assertEqual(set(z.files), {"tokens", "segments", "lengths", "mlm_positions",
+                                            "mlm_ids", "mlm_weights", "sentence_labels"})
+            self.assertEqual(z["mlm_weights"].shape[1], 20)
         status, out, err = run_cli("encode", "--text", text, "--vocab", self.path("v.json"),
                                    "--out", self.path("d.npz"), "--vocab-size", "10")
         self.assertEqual(status, 1)
