@@ -443,9 +443,10 @@ def pretokens(line):
     return pretoken_stream([line])[:-1]
 
 
-def learn_vocab(texts, size):
-    """Learn a vocabulary of at most `size` pieces from a list of strings. Returns a dict (the
-    vocab.json content) and a list of notes for the user."""
+def learn_vocab(texts, size, docs=None):
+    """Learn a vocabulary of at most `size` pieces from a list of strings (or from documents of
+    normalized lines, `docs`). Returns a dict (the vocab.json content) and a list of notes for
+    the user."""
     if size <= len(SPECIAL_TOKENS):
         raise DataError(f"--size {size} leaves no room for text pieces: the {len(SPECIAL_TOKENS)} "
                         f"special tokens take ids 0..{len(SPECIAL_TOKENS) - 1}; give at least "
@@ -453,6 +454,8 @@ def learn_vocab(texts, size):
     counts = collections.Counter()
     for text in texts:
         counts.update(pretoken_stream([line for doc in text_documents(text) for line in doc]))
+    if docs is not None:
+        counts.update(pretoken_stream([line for doc in docs for line in doc]))
     counts.pop("\n", None)
     counts = dict(counts)
     if not counts:
@@ -948,13 +951,17 @@ def cmd_corpus(args):
     write_corpus(args.out, docs)
     print(f"corpus: {len(docs)} documents, {sum(map(len, docs))} sentences, "
           f"{sum(len(s.split()) for d in docs for s in d)} words -> {args.out}")
+    return docs
 
 
 def cmd_vocab(args):
     if args.size > args.model_vocab:
         raise DataError(f"--size {args.size} exceeds the model's vocabulary {args.model_vocab} "
                         "(--model-vocab)")
-    vocab, notes = learn_vocab([read_text(p) for p in args.text], args.size)
+    if getattr(args, "docs", None) is not None:  # `all`: the corpus just written, as read back
+        vocab, notes = learn_vocab([], args.size, docs=args.docs)
+    else:
+        vocab, notes = learn_vocab([read_text(p) for p in args.text], args.size)
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(vocab, f, ensure_ascii=False, indent=0)
     for note in notes:
@@ -965,9 +972,11 @@ def cmd_vocab(args):
 
 def cmd_encode(args):
     tokenizer = Tokenizer.load(args.vocab)
-    docs = []
-    for path in args.text:
-        docs.extend(text_documents(read_text(path)))
+    docs = getattr(args, "docs", None)  # `all`: the corpus just written, as read back
+    if docs is None:
+        docs = []
+        for path in args.text:
+            docs.extend(text_documents(read_text(path)))
     if args.eval_fraction > 0 and not args.eval_out:
         raise DataError("--eval-fraction needs --eval-out")
     train, evaluation = build(docs, tokenizer, args.max_length, args.seed, args.eval_fraction,
@@ -987,10 +996,13 @@ def cmd_all(args):
     os.makedirs(args.dir, exist_ok=True)
     corpus = os.path.join(args.dir, "corpus.txt")
     vocab = os.path.join(args.dir, "vocab.json")
-    cmd_corpus(argparse.Namespace(out=corpus, documents=args.documents, seed=args.seed))
+    # The grammar's sentences are already normalized (ASCII, single spaces): reading corpus.txt
+    # back gives the same documents (a test checks it), so vocab and encode take them directly.
+    docs = cmd_corpus(argparse.Namespace(out=corpus, documents=args.documents, seed=args.seed))
     cmd_vocab(argparse.Namespace(text=[corpus], size=args.size, out=vocab,
-                                 model_vocab=args.vocab_size))
+                                 model_vocab=args.vocab_size, docs=docs))
     cmd_encode(argparse.Namespace(text=[corpus], vocab=vocab, max_length=args.max_length,
+                                  docs=docs,
                                   seed=args.seed, out=os.path.join(args.dir, "train.npz"),
                                   eval_fraction=args.eval_fraction,
                                   eval_out=os.path.join(args.dir, "eval.npz"),

@@ -57,6 +57,14 @@ class CorpusTests(unittest.TestCase):
         self.assertEqual(corpus_text(20, 1), corpus_text(20, 1))
         self.assertNotEqual(corpus_text(20, 1), corpus_text(20, 2))
 
+    def test_written_text_reads_back_as_generated(self):
+        """`all` hands the generated documents to vocab and encode instead of reading back."""
+        docs = bd.generate_corpus(40, 3)
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "c.txt")
+            bd.write_corpus(path, docs)
+            self.assertEqual(bd.text_documents(bd.read_text(path)), docs)
+
     def test_shape(self):
         docs = bd.generate_corpus(30, 0)
         self.assertEqual(len(docs), 30)
