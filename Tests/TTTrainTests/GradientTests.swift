@@ -137,6 +137,14 @@ let gradientCases: [GradientCase] = {
   cases.append(gcase("slice of symbolic axes", params: [("a", "f64[4]")], args: [("x", "f64[B, S, 4]")],
                      ["%u = mul %x, @a : f64[B, S, 4]", "%y = slice %u {axes = [1, 0], limits = [3, 3], starts = [1, 0], strides = [1, 2]} : f64[2, 2, 4]"],
                      y: "f64[2, 2, 4]"))
+  // Fused attention: the op itself (mask and dropout), and the chain that attention-fusion
+  // replaces before differentiation (the loss evaluated unfused, the gradient fused).
+  cases.append(gcase("attention", params: [("q", "f64[2, 3, 4]"), ("k", "f64[2, 5, 4]"), ("v", "f64[2, 5, 3]")], args: [("m", "f64[2, 1, 5]"), ("s", "i64[]")],
+                     ["%y, %lse = attention @q, @k, @v, %m, %s {scale = 0.7, rate = 0.3, seed = 2, stream = 1} : f64[2, 3, 3], f64[2, 3]"], y: "f64[2, 3, 3]"))
+  cases.append(gcase("attention chain fused", params: [("q", "f64[2, 8, 4]"), ("k", "f64[2, 8, 4]"), ("v", "f64[2, 8, 3]")], args: [("m", "f64[2, 1, 8]"), ("s", "i64[]")],
+                     ["%s0 = matmul @q, @k {transpose_b = true} : f64[2, 8, 8]", "%c = constant 0.5 : f64[]", "%s1 = mul %s0, %c : f64[2, 8, 8]",
+                      "%s2 = add %s1, %m : f64[2, 8, 8]", "%p = softmax %s2 : f64[2, 8, 8]", "%pd = dropout %p, %s {rate = 0.25, seed = 4} : f64[2, 8, 8]",
+                      "%y = matmul %pd, @v : f64[2, 8, 3]"], y: "f64[2, 8, 3]"))
   cases.append(gcase("chain with reuse", params: [("a", "f64[4]")], ["%t = tanh @a : f64[4]", "%u = mul %t, @a : f64[4]", "%y = add %u, %t : f64[4]"], y: "f64[4]"))
   return cases
 }()
