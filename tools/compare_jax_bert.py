@@ -132,12 +132,15 @@ def adam_step(p, m, v, t, batch):
     return loss, p, m, v
 
 
-def batch_at(data, step, batch):
-    """Batch `step` (0-based) in file order, cut to its longest sequence, as ttfc takes it."""
+def batch_at(data, step, batch, trim=False):
+    """Batch `step` (0-based) in file order. ttfc cuts it to its longest sequence
+    (--sequence-lengths); JAX runs it at the padded length (one compile for every batch), which
+    computes the same numbers: padded keys get probability exp(-10000 - max) = 0 exactly, and no
+    padded query row reaches the loss. `trim` gives the cut batch."""
     count = len(data["lengths"])
     start = (step * batch) % count
     rows = np.arange(start, min(start + batch, count))
-    length = max(1, int(data["lengths"][rows].max()))
+    length = max(1, int(data["lengths"][rows].max())) if trim else data["tokens"].shape[1]
     out = {}
     for name, column in data.items():
         out[name] = column[rows][:, :length] if name in ("tokens", "segments") else column[rows]
@@ -194,9 +197,9 @@ def free_running(args, common, tmp, init, data, steps):
         theirs.append(float(loss))
     errors = [relative(a, b) for a, b in zip(ours, theirs)]
     worst = int(np.argmax(errors))
-    lengths = [int(batch_at(data, t, args.batch)["tokens"].shape[1]) for t in range(steps)]
+    lengths = [int(batch_at(data, t, args.batch, trim=True)["tokens"].shape[1]) for t in range(steps)]
     print(f"ttfc vs JAX {jax.__version__}: {steps} Adam steps of BERT-tiny (f64, dropout off, batch {args.batch}, "
-          f"batch lengths {min(lengths)}..{max(lengths)}); losses {theirs[0]:.6f} -> {theirs[-1]:.6f}")
+          f"ttfc's batch lengths {min(lengths)}..{max(lengths)}, JAX's {args.padded}); losses {theirs[0]:.6f} -> {theirs[-1]:.6f}")
     print(f"max relative loss difference {errors[worst]:.2e} at step {worst + 1} (ttfc {ours[worst]:.15f}, JAX {theirs[worst]:.15f}); "
           f"mean {np.mean(errors):.2e}")
     ok = len(ours) == steps and max(errors) <= 1e-10

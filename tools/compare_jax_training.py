@@ -139,7 +139,7 @@ KINK = 1e-6
 
 def read_safetensors(path):
     """The tensors of a safetensors file, as numpy arrays."""
-    dtypes = {"F32": np.float32, "F64": np.float64}
+    dtypes = {"F32": np.float32, "F64": np.float64, "I64": np.int64, "I32": np.int32}
     with open(path, "rb") as f:
         size = int.from_bytes(f.read(8), "little")
         header = json.loads(f.read(size))
