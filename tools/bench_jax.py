@@ -113,6 +113,39 @@ if ONLY == "W9":
     print(json.dumps(out))
     sys.exit(0)
 
+# W10 (BENCH_JAX_ONLY=W10, alternating with ttfc-bench --only W10 in tools/bench): one Adam step
+# of BERT-tiny (examples/bert_tiny.ttir; the same encoder in jnp, tools/compare_jax_bert.py) at
+# batch 32, sequence 128, 20 predicted positions per example, dropout 0.1 as the model has it.
+if ONLY == "W10":
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import compare_jax_bert as bert
+    params = {k: jnp.asarray(v) for k, v in bert.initial_weights(np.random.default_rng(1), np.float32).items()}
+    data = bert.random_data(np.random.default_rng(2), 32, 128)
+    data["lengths"][:] = 128
+    batch = {k: jnp.asarray(v) for k, v in data.items()}
+
+    @jax.jit
+    def bert_step(p, m, v, t, key):
+        loss, g = jax.value_and_grad(bert.loss_fn)(p, batch, key)
+        m = {k: 0.9 * m[k] + 0.1 * g[k] for k in p}
+        v = {k: 0.999 * v[k] + 0.001 * g[k] * g[k] for k in p}
+        a = 1e-3 * jnp.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
+        return loss, {k: p[k] - a * m[k] / (jnp.sqrt(v[k]) + 1e-8) for k in p}, m, v
+
+    zeros = {k: jnp.zeros_like(x) for k, x in params.items()}
+    holder = {"state": bert_step(params, zeros, zeros, 1.0, jax.random.PRNGKey(0)), "t": 1}
+    jax.block_until_ready(holder["state"])
+
+    def one():
+        _, p, m, v = holder["state"]
+        holder["t"] += 1
+        holder["state"] = bert_step(p, m, v, float(holder["t"]), jax.random.PRNGKey(holder["t"]))
+        jax.block_until_ready(holder["state"])
+
+    out["W10"] = median(one, warmup=1) * 1e3
+    print(json.dumps(out))
+    sys.exit(0)
+
 if not ONLY:
     src = np.ones(64 << 18, dtype=np.float32)  # 64 MiB
     dst = np.empty_like(src)

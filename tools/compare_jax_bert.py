@@ -90,11 +90,19 @@ def layer_norm(x, scale, offset):
     return (x - mean) / jnp.sqrt(var + 1e-12) * scale + offset
 
 
-def loss_fn(p, batch):
+def loss_fn(p, batch, dropout_key=None, rate=0.1):
+    """The loss of examples/bert_tiny.ttir; with `dropout_key`, dropout at its four places (JAX's
+    own random bits: for the benchmark's cost, not for comparing values)."""
     tokens, segments, lengths = batch["tokens"], batch["segments"], batch["lengths"]
     b, t = tokens.shape
-    h = layer_norm(p["tok_emb"][tokens] + p["seg_emb"][segments] + p["pos_emb"][jnp.arange(t)],
-                   p["emb_ln.scale"], p["emb_ln.offset"])
+    keys = list(jax.random.split(dropout_key, 7)) if dropout_key is not None else []
+
+    def dropout(x):
+        if not keys:
+            return x
+        return jnp.where(jax.random.bernoulli(keys.pop(), 1 - rate, x.shape), x / (1 - rate), 0)
+    h = dropout(layer_norm(p["tok_emb"][tokens] + p["seg_emb"][segments] + p["pos_emb"][jnp.arange(t)],
+                           p["emb_ln.scale"], p["emb_ln.offset"]))
     mask = jnp.where(jnp.arange(t)[None, :] < lengths[:, None], 0.0, -10000.0).astype(h.dtype)[:, None, None, :]
     for layer in range(2):
         w = {name: p[f"l{layer}.{name}"] for name in LAYER}
@@ -103,9 +111,9 @@ def loss_fn(p, batch):
             return z.reshape(b, t, HEADS, HIDDEN // HEADS).transpose(0, 2, 1, 3)
         q, k, v = (heads(h @ w["w" + n] + w["b" + n]) for n in "qkv")
         scores = q @ k.transpose(0, 1, 3, 2) * 0.125 + mask
-        context = (jax.nn.softmax(scores, axis=-1) @ v).transpose(0, 2, 1, 3).reshape(b, t, HIDDEN)
-        a = layer_norm(context @ w["wo"] + w["bo"] + h, w["ln1.scale"], w["ln1.offset"])
-        f = jax.nn.gelu(a @ w["w1"] + w["b1"], approximate=False) @ w["w2"] + w["b2"]
+        context = (dropout(jax.nn.softmax(scores, axis=-1)) @ v).transpose(0, 2, 1, 3).reshape(b, t, HIDDEN)
+        a = layer_norm(dropout(context @ w["wo"] + w["bo"]) + h, w["ln1.scale"], w["ln1.offset"])
+        f = dropout(jax.nn.gelu(a @ w["w1"] + w["b1"], approximate=False) @ w["w2"] + w["b2"])
         h = layer_norm(f + a, w["ln2.scale"], w["ln2.offset"])
     picked = jnp.take_along_axis(h, batch["mlm_positions"][:, :, None], axis=1)
     transformed = layer_norm(jax.nn.gelu(picked @ p["mlm.w"] + p["mlm.b"], approximate=False), p["mlm.ln.scale"], p["mlm.ln.offset"])

@@ -63,6 +63,36 @@ public enum AttentionKernels {
   /// Rows and keys per tile.
   static let block = 64
 
+  /// row[c] = row[c]·scale + mask[c·stride] (stride 0: one mask value for the row).
+  @inline(__always)
+  static func scaleAndMask<T: RowElement>(_ row: UnsafeMutablePointer<T>, _ count: Int, _ scale: T, _ mask: UnsafePointer<T>, _ stride: Int) {
+    if stride == 1 {
+      for c in 0..<count { row[c] = row[c] * scale + mask[c] }
+    } else {
+      let m = mask[0]
+      for c in 0..<count { row[c] = row[c] * scale + m }
+    }
+  }
+
+  /// row[c] = e^(row[c] − shift), vectorized for f32 (FastExp).
+  @inline(__always)
+  static func exponentiate<T: RowElement>(_ row: UnsafeMutablePointer<T>, _ count: Int, subtracting shift: T) {
+    for c in 0..<count { row[c] = T.rowExp(row[c] - shift) }
+  }
+
+  /// The row's sum in Double, four partial sums at a time.
+  @inline(__always)
+  static func rowTotal<T: RowElement>(_ row: UnsafeMutablePointer<T>, _ count: Int) -> Double {
+    var (s0, s1, s2, s3) = (0.0, 0.0, 0.0, 0.0)
+    var c = 0
+    while c + 4 <= count {
+      s0 += Double(row[c]); s1 += Double(row[c + 1]); s2 += Double(row[c + 2]); s3 += Double(row[c + 3])
+      c += 4
+    }
+    while c < count { s0 += Double(row[c]); c += 1 }
+    return (s0 + s1) + (s2 + s3)
+  }
+
   /// o [batch, Tq, Dv] and lse [batch, Tq] for q, k, v, mask (all of element type T).
   public static func forward<T: RowElement & BLASFloat>(_ g: AttentionGeometry, scale: Double, dropout: AttentionDropout,
                                                        q: UnsafePointer<T>, k: UnsafePointer<T>, v: UnsafePointer<T>,
@@ -99,20 +129,16 @@ public enum AttentionKernels {
             let i = i0 + r
             let row = scores + r * keys
             let maskRow = mask + g.maskBase[n] + i * g.maskRowStride + j0 * g.maskColumnStride
-            var blockMax = -Double.infinity
-            for c in 0..<keys {
-              let x = Double(row[c]) * scale + Double(maskRow[c * g.maskColumnStride])
-              row[c] = T(x)
-              blockMax = Swift.max(blockMax, x)
-            }
-            let newMax = Swift.max(rowMax[r], blockMax)
+            scaleAndMask(row, keys, T(scale), maskRow, g.maskColumnStride)
+            var blockMax = -T.infinity
+            for c in 0..<keys { blockMax = Swift.max(blockMax, row[c]) }
+            let newMax = Swift.max(rowMax[r], Double(blockMax))
             let rescale = Foundation.exp(rowMax[r] - newMax)
-            var sum = 0.0
-            let base = (n * g.tq + i) * g.tk + j0
-            for c in 0..<keys {
-              let e = Foundation.exp(Double(row[c]) - newMax)
-              sum += e
-              row[c] = T(e * dropout.keep(base + c))
+            exponentiate(row, keys, subtracting: T(newMax))
+            let sum = rowTotal(row, keys)
+            if dropout.rate > 0 {
+              let base = (n * g.tq + i) * g.tk + j0
+              for c in 0..<keys { row[c] = T(Double(row[c]) * dropout.keep(base + c)) }
             }
             rowSum[r] = rowSum[r] * rescale + sum
             rowMax[r] = newMax
@@ -187,12 +213,14 @@ public enum AttentionKernels {
             for r in 0..<rows {
               let i = i0 + r
               let maskRow = mask + g.maskBase[n] + i * g.maskRowStride + j0 * g.maskColumnStride
-              let rowLse = Double(lse[n * g.tq + i])
-              let base = (n * g.tq + i) * g.tk + j0
-              for c in 0..<keys {
-                let p = Foundation.exp(Double(probabilities[r * keys + c]) * scale + Double(maskRow[c * g.maskColumnStride]) - rowLse)
-                probabilities[r * keys + c] = T(p)
-                dropped[r * keys + c] = T(p * dropout.keep(base + c))
+              let row = probabilities + r * keys, droppedRow = dropped + r * keys
+              scaleAndMask(row, keys, T(scale), maskRow, g.maskColumnStride)
+              exponentiate(row, keys, subtracting: lse[n * g.tq + i])
+              if dropout.rate > 0 {
+                let base = (n * g.tq + i) * g.tk + j0
+                for c in 0..<keys { droppedRow[c] = T(Double(row[c]) * dropout.keep(base + c)) }
+              } else {
+                droppedRow.update(from: row, count: keys)
               }
             }
             // dV_j += Pdᵀ dO_i
@@ -204,11 +232,13 @@ public enum AttentionKernels {
                        dropped, Int32(max(keys, 1)))
             for r in 0..<rows {
               let i = i0 + r
-              let base = (n * g.tq + i) * g.tk + j0
-              for c in 0..<keys {
-                let dp = Double(dropped[r * keys + c]) * dropout.keep(base + c)
-                probabilities[r * keys + c] = T(Double(probabilities[r * keys + c]) * (dp - rowDot[i]) * scale)
+              let row = probabilities + r * keys, dpRow = dropped + r * keys
+              if dropout.rate > 0 {
+                let base = (n * g.tq + i) * g.tk + j0
+                for c in 0..<keys { dpRow[c] = T(Double(dpRow[c]) * dropout.keep(base + c)) }
               }
+              let (d, s) = (T(rowDot[i]), T(scale))
+              for c in 0..<keys { row[c] = row[c] * (dpRow[c] - d) * s }
             }
             // dQ_i += dS K_j; dK_j += dSᵀ Q_i
             T.blasGemm(CblasNoTrans, CblasNoTrans, Int32(rows), Int32(g.d), Int32(keys), probabilities, Int32(max(keys, 1)), kBlock, Int32(max(g.d, 1)),

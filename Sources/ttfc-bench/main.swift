@@ -56,7 +56,7 @@ struct BenchOptions: ParsableCommand {
   @Option(help: "The function of --file to time.") var `func` = "main"
   @Option(help: "JAX timings of the same workloads (tools/bench_jax.py, same run) for ratios.") var jax: String?
   @Option(help: "Repetitions per workload (the median is reported).") var repetitions = 20
-  @Option(help: "Only these workloads, comma-separated (W0..W9, W7h, W5warm, W5L, W6s, gemms, curve).") var only: String?
+  @Option(help: "Only these workloads, comma-separated (W0..W10, W7h, W5warm, W5L, W6s, gemms, curve).") var only: String?
   @Flag(help: "Print the per-thunk table (time, calls, kernel, fused ops) of the training-step workloads' timed runs, from the same recording as ttfc's --trace.") var profile = false
   @Option(name: .customLong("json-out"), help: "Write the measurements to this JSON file instead of a table.") var jsonOut: String?
   @Option(help: "Merge these JSON files (from --json-out) into this run's table, comma-separated.") var extra: String?
@@ -467,6 +467,30 @@ if selected("W9") {
     measurements.append(Measurement(id: id, name: name, seconds: t, metric: "ms", value: t * 1e3))
     measurements.append(Measurement(id: id + "f", name: name + " throughput", seconds: t, metric: "GFLOP/s", value: flops / t / 1e9))
   }
+}
+
+// W10: one Adam step of BERT-tiny (examples/bert_tiny.ttir: L = 2, H = 128, A = 2, I = 512, vocab
+// 8192, dropout 0.1, fused attention) at batch 32, sequence 128, 20 predicted positions per
+// example; tools/bench_jax.py runs the same encoder in JAX (BENCH_JAX_ONLY=W10).
+if selected("W10") {
+  let path = ProcessInfo.processInfo.environment["TTFC_BERT_MODEL"] ?? "examples/bert_tiny.ttir"
+  let module = try Parser.parseAndVerify(String(contentsOfFile: path, encoding: .utf8))
+  let (batch, length, predictions) = (32, 128, 20)
+  var state: UInt64 = 7
+  func next(_ bound: Int) -> Int64 { state = state &* 6364136223846793005 &+ 1442695040888963407; return Int64((state >> 33) % UInt64(bound)) }
+  let tokens = Tensor(.i32, shape: [batch, length], ints: (0..<(batch * length)).map { _ in 5 + next(8187) })
+  let segments = Tensor(.i32, shape: [batch, length], ints: (0..<(batch * length)).map { ($0 % length) < length / 2 ? 0 : 1 })
+  let lengths = Tensor(.i32, shape: [batch], ints: [Int64](repeating: Int64(length), count: batch))
+  let positions = Tensor(.i32, shape: [batch, predictions], ints: (0..<(batch * predictions)).map { 1 + Int64($0 % predictions) * 6 })
+  let ids = Tensor(.i32, shape: [batch, predictions], ints: (0..<(batch * predictions)).map { _ in 5 + next(8187) })
+  let weights = Tensor(.f32, shape: [batch, predictions], floats: [Double](repeating: 1, count: batch * predictions))
+  let labels = Tensor(.i32, shape: [batch], ints: (0..<batch).map { Int64($0 % 2) })
+  let inputs = [tokens, segments, lengths, positions, ids, weights, labels]
+  let trainer = try Trainer(module: module, loss: "loss", optimizer: OptimizerConfig(.adam))
+  try trainer.step(inputs, lr: 1e-3)
+  let t = try median({ try trainer.step(inputs, lr: 1e-3) }, repetitions: repetitions, warmup: 1)
+  if profiling { print(trainer.profileReport) }
+  measurements.append(Measurement(id: "W10", name: "BERT-tiny train step, b32 s128", seconds: t, metric: "ms", value: t * 1e3))
 }
 
 /// A training run over batches of varying shapes: total seconds including compilation, the
