@@ -1,6 +1,8 @@
 // Transformer — reference semantics of layer normalization over the last axis and of its
 // gradient op, row by row in Double: mean and biased variance of each row of D elements, then
-// y = (x - mean) / sqrt(variance + epsilon) * scale + offset (IR-specs/ops/nn.md).
+// y = (x - mean) / sqrt(variance + epsilon) * scale + offset; of attention and its gradient, by
+// the definition (whole rows of scores, no tiling); and of the counter-based random ops
+// (IR-specs/ops/nn.md, random.md).
 
 import Foundation
 import TTIR
