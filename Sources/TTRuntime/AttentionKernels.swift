@@ -74,24 +74,6 @@ public enum AttentionKernels {
     }
   }
 
-  /// row[c] = e^(row[c] − shift), vectorized for f32 (FastExp).
-  @inline(__always)
-  static func exponentiate<T: RowElement>(_ row: UnsafeMutablePointer<T>, _ count: Int, subtracting shift: T) {
-    for c in 0..<count { row[c] = T.rowExp(row[c] - shift) }
-  }
-
-  /// The row's sum in Double, four partial sums at a time.
-  @inline(__always)
-  static func rowTotal<T: RowElement>(_ row: UnsafeMutablePointer<T>, _ count: Int) -> Double {
-    var (s0, s1, s2, s3) = (0.0, 0.0, 0.0, 0.0)
-    var c = 0
-    while c + 4 <= count {
-      s0 += Double(row[c]); s1 += Double(row[c + 1]); s2 += Double(row[c + 2]); s3 += Double(row[c + 3])
-      c += 4
-    }
-    while c < count { s0 += Double(row[c]); c += 1 }
-    return (s0 + s1) + (s2 + s3)
-  }
 
   /// o [batch, Tq, Dv] and lse [batch, Tq] for q, k, v, mask (all of element type T).
   public static func forward<T: RowElement & BLASFloat>(_ g: AttentionGeometry, scale: Double, dropout: AttentionDropout,
@@ -134,8 +116,7 @@ public enum AttentionKernels {
             for c in 0..<keys { blockMax = Swift.max(blockMax, row[c]) }
             let newMax = Swift.max(rowMax[r], Double(blockMax))
             let rescale = Foundation.exp(rowMax[r] - newMax)
-            exponentiate(row, keys, subtracting: T(newMax))
-            let sum = rowTotal(row, keys)
+            let sum = T.exponentiateRow(row, keys, subtracting: T(newMax))
             if dropout.rate > 0 {
               let base = (n * g.tq + i) * g.tk + j0
               for c in 0..<keys { row[c] = T(Double(row[c]) * dropout.keep(base + c)) }
@@ -215,7 +196,7 @@ public enum AttentionKernels {
               let maskRow = mask + g.maskBase[n] + i * g.maskRowStride + j0 * g.maskColumnStride
               let row = probabilities + r * keys, droppedRow = dropped + r * keys
               scaleAndMask(row, keys, T(scale), maskRow, g.maskColumnStride)
-              exponentiate(row, keys, subtracting: lse[n * g.tq + i])
+              _ = T.exponentiateRow(row, keys, subtracting: lse[n * g.tq + i])
               if dropout.rate > 0 {
                 let base = (n * g.tq + i) * g.tk + j0
                 for c in 0..<keys { droppedRow[c] = T(Double(row[c]) * dropout.keep(base + c)) }

@@ -166,20 +166,8 @@ public enum RowKernels {
         let row = logits + r * c
         var m = -Double.infinity
         for k in 0..<c { let v = Double(row[k]); if v > m || v.isNaN { m = v } }   // NaN propagates, as in the interpreter
-        var s = 0.0
-        if T.self == Float.self {
-          // f32: FastExp over the row (vectorized), summed in Double.
-          let shift = Float(m), floats = UnsafeRawPointer(row).assumingMemoryBound(to: Float.self)
-          var k = 0
-          while k < c {
-            var partial: Float = 0
-            for j in k..<min(k + 16, c) { partial += fastExp(floats[j] - shift) }
-            s += Double(partial)
-            k += 16
-          }
-        } else {
-          for k in 0..<c { s += Foundation.exp(Double(row[k]) - m) }
-        }
+        // f32: FastExp eight lanes at a time, summed in Double (RowExponential).
+        let s = T.sumOfExponentials(row, c, subtracting: T(m))
         // As the interpreter: the label's log-probability (x - max) - log(sum), negated as 0 - lp.
         loss[r] = T(0 - ((Double(row[Int(label)]) - m) - Foundation.log(s)))
       }
