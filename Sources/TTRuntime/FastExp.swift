@@ -1,5 +1,5 @@
 // FastExp — e^x for the f32 routines that exponentiate whole rows (attention's tiles, integer-label
-// cross entropy), eight lanes at a time: x = n·ln 2 + r with ln 2 split in two constants
+// cross entropy), in loops LLVM vectorizes: x = n·ln 2 + r with ln 2 split in two constants
 // (Cody–Waite) and n rounded to nearest by the 1.5·2²³ trick (no float-to-int conversion, which
 // Swift checks and so would not vectorize), e^r on |r| ≤ ln 2 / 2 by its Taylor polynomial to
 // degree 7 (truncation below 3e-9 relative), and 2^n built in the exponent bits in two halves so
@@ -19,47 +19,37 @@ public protocol RowExponential {
 }
 
 extension Float: RowExponential {
-  @inline(__always) public static func rowExp(_ x: Float) -> Float { fastExp(SIMD8(repeating: x))[0] }
+  @inline(__always) public static func rowExp(_ x: Float) -> Float { fastExp(x) }
 
   public static func exponentiateRow(_ row: UnsafeMutablePointer<Float>, _ count: Int, subtracting shift: Float) -> Double {
-    let raw = UnsafeMutableRawPointer(row)
-    var total = SIMD8<Float>(repeating: 0), sum = 0.0
-    var c = 0
-    while c + 8 <= count {
-      let e = fastExp(raw.loadUnaligned(fromByteOffset: c * 4, as: SIMD8<Float>.self) - shift)
-      raw.storeBytes(of: e, toByteOffset: c * 4, as: SIMD8<Float>.self)
-      total += e
-      c += 8
-      // Flushed to Double every 256 elements, so a long row's f32 partial sums stay short.
-      if c % 256 == 0 { sum += Double(total.sum()); total = SIMD8(repeating: 0) }
-    }
-    sum += Double(total.sum())
-    if c < count {
-      var tail = SIMD8<Float>(repeating: -.infinity)
-      for k in c..<count { tail[k - c] = row[k] - shift }
-      let e = fastExp(tail)
-      for k in c..<count { row[k] = e[k - c] }
-      sum += Double(e.sum())
-    }
-    return sum
+    for c in 0..<count { row[c] = fastExp(row[c] - shift) }   // vectorized by LLVM: no branches
+    return total(UnsafePointer(row), count)
   }
 
   public static func sumOfExponentials(_ row: UnsafePointer<Float>, _ count: Int, subtracting shift: Float) -> Double {
-    let raw = UnsafeRawPointer(row)
-    var total = SIMD8<Float>(repeating: 0), sum = 0.0
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 256) { scratch in
+      let buffer = scratch.baseAddress!
+      var sum = 0.0, start = 0
+      while start < count {
+        let n = Swift.min(256, count - start)
+        for c in 0..<n { buffer[c] = fastExp(row[start + c] - shift) }
+        sum += total(UnsafePointer(buffer), n)
+        start += n
+      }
+      return sum
+    }
+  }
+
+  /// Σ row in Double, four partial sums at a time.
+  @inline(__always) static func total(_ row: UnsafePointer<Float>, _ count: Int) -> Double {
+    var (s0, s1, s2, s3) = (0.0, 0.0, 0.0, 0.0)
     var c = 0
-    while c + 8 <= count {
-      total += fastExp(raw.loadUnaligned(fromByteOffset: c * 4, as: SIMD8<Float>.self) - shift)
-      c += 8
-      if c % 256 == 0 { sum += Double(total.sum()); total = SIMD8(repeating: 0) }
+    while c + 4 <= count {
+      s0 += Double(row[c]); s1 += Double(row[c + 1]); s2 += Double(row[c + 2]); s3 += Double(row[c + 3])
+      c += 4
     }
-    sum += Double(total.sum())
-    if c < count {
-      var tail = SIMD8<Float>(repeating: -.infinity)
-      for k in c..<count { tail[k - c] = row[k] - shift }
-      sum += Double(fastExp(tail).sum())
-    }
-    return sum
+    while c < count { s0 += Double(row[c]); c += 1 }
+    return (s0 + s1) + (s2 + s3)
   }
 }
 
@@ -79,16 +69,15 @@ extension Double: RowExponential {
   }
 }
 
-/// e^x lane by lane (see the file header).
-@inline(__always) public func fastExp(_ x: SIMD8<Float>) -> SIMD8<Float> {
-  let nan = x .!= x
-  let clamped = x.replacing(with: 0, where: nan).clamped(lowerBound: SIMD8(repeating: -87.5), upperBound: SIMD8(repeating: 88.75))
-  let magic = SIMD8<Float>(repeating: 12_582_912)   // 1.5 · 2^23: adding it rounds to an integer
-  let shifted = clamped * 1.442_695_04 + magic
-  let n = shifted - magic
-  let k = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000
+/// e^x (see the file header): straight-line code with selects, so a loop over a buffer that calls
+/// it vectorizes.
+@inline(__always) public func fastExp(_ x: Float) -> Float {
+  let clamped: Float = x.isNaN ? 0 : (x < -87.5 ? -87.5 : (x > 88.75 ? 88.75 : x))
+  let shifted = clamped * 1.442_695_04 + 12_582_912   // + 1.5 · 2^23 rounds to an integer
+  let n = shifted - 12_582_912
+  let k = Int32(bitPattern: shifted.bitPattern) &- 0x4B40_0000
   let r = (clamped - n * 0.693_145_751_953_125) - n * 1.428_606_765_330_187e-6
-  var p = SIMD8<Float>(repeating: 1.0 / 5040)
+  var p: Float = 1.0 / 5040
   p = p * r + 1.0 / 720
   p = p * r + 1.0 / 120
   p = p * r + 1.0 / 24
@@ -97,14 +86,10 @@ extension Double: RowExponential {
   p = p * r + 1
   p = p * r + 1
   let half = k &>> 1
-  let first = unsafeBitCast((half &+ 127) &<< 23, to: SIMD8<Float>.self)
-  let second = unsafeBitCast((k &- half &+ 127) &<< 23, to: SIMD8<Float>.self)
-  var value = p * first * second
-  value.replace(with: 0, where: x .< -87.33)
-  value.replace(with: .infinity, where: x .> 88.73)
-  value.replace(with: x, where: nan)
-  return value
+  let first = Float(bitPattern: UInt32(bitPattern: (half &+ 127) &<< 23))
+  let second = Float(bitPattern: UInt32(bitPattern: (k &- half &+ 127) &<< 23))
+  let value = p * first * second
+  let low: Float = x < -87.33 ? 0 : value
+  let high: Float = x > 88.73 ? .infinity : low
+  return x.isNaN ? x : high
 }
-
-/// e^x for one value (lane 0 of the vector form).
-@inline(__always) public func fastExp(_ x: Float) -> Float { fastExp(SIMD8(repeating: x))[0] }

@@ -164,8 +164,11 @@ public enum RowKernels {
           continue
         }
         let row = logits + r * c
-        var m = -Double.infinity
-        for k in 0..<c { let v = Double(row[k]); if v > m || v.isNaN { m = v } }   // NaN propagates, as in the interpreter
+        // The row's maximum by selects (vectorized); a NaN is skipped here but makes the sum of
+        // exponentials below NaN, so the loss is NaN, as in the interpreter.
+        var rowMax = -T.infinity
+        for k in 0..<c { let v = row[k]; rowMax = v > rowMax ? v : rowMax }
+        let m = Double(rowMax)
         // f32: FastExp eight lanes at a time, summed in Double (RowExponential).
         let s = T.sumOfExponentials(row, c, subtracting: T(m))
         // As the interpreter: the label's log-probability (x - max) - log(sum), negated as 0 - lp.
