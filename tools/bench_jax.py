@@ -7,7 +7,7 @@ compile) in s; W6 and W6s (ours: variable sequence length) in total seconds with
 their compile counts. Arguments: repetitions, then files to write W6's batch sizes and W6s's
 lengths to, so ttfc-bench runs the same shapes. BENCH_JAX_ONLY=W4 measures W4 and W5 alone (tools/bench
 alternates such runs with ttfc's, so both sides see the same machine load); BENCH_JAX_ONLY=W7h
-measures W7 and W7h alone."""
+measures W7 and W7h alone; BENCH_JAX_ONLY=W6s measures W4, W5 and W6s (for alternating W6s rounds)."""
 import json
 import os
 import sys
@@ -281,7 +281,7 @@ w4h = median(one_step_h)
 out["W4h"] = w4h * 1e3
 out["W4hf"] = 6 * 256 * (512 * 1024 + 1024 * 1024 + 1024) / w4h / 1e9
 
-if ONLY:
+if ONLY and ONLY != "W6s":
     print(json.dumps(out))
     sys.exit(0)
 
@@ -311,7 +311,8 @@ def varying_run(step, params, batches):
     return times[0], compiles, times[1]
 
 
-out["W6"], out["W6c"], out["W6w"] = varying_run(fresh, p6, batches)
+if ONLY != "W6s":
+    out["W6"], out["W6c"], out["W6w"] = varying_run(fresh, p6, batches)
 
 # W6s (ours): the attention-pooled sequence classifier of ttfc-bench, batch 32, 200 steps with
 # lengths T log-normal around 48 (4..256), Adam; cold.
