@@ -59,6 +59,10 @@ public struct TrainingOptions {
   public var verifyEach = CompileOptions.verifyEachByDefault
   /// Mixed precision (nil: every step in full precision).
   public var mixedPrecision: MixedPrecisionOptions? = nil
+  /// Data-parallel training over these MPI ranks (``Communicator/world(timeout:)``): each rank
+  /// computes its share of every global batch of `batch` examples, and rank 0 alone writes
+  /// metrics and checkpoints (nil: one process).
+  public var communicator: Communicator? = nil
   public init() {}
 
   /// The most steps a run may take (so step arithmetic, progress and ETA never overflow).
@@ -128,7 +132,7 @@ public final class TrainingLoop {
     trainer = try Trainer(module: module, loss: loss, optimizer: optimizer, params: options.initialParams,
                           bucketPolicy: options.bucketPolicy, sparseOptimizer: options.sparseOptimizer,
                           valuesFollow: options.resumesFromCheckpoint, verifyEach: options.verifyEach,
-                          mixedPrecision: options.mixedPrecision)
+                          mixedPrecision: options.mixedPrecision, communicator: options.communicator)
     self.options = options
     self.data = data
     self.evalData = evalData
@@ -172,11 +176,54 @@ public final class TrainingLoop {
     guard (0...TrainingOptions.maximumSteps).contains(totalSteps) else { throw .setup("the number of steps must be 0 to \(TrainingOptions.maximumSteps), got \(totalSteps)") }
     modelHash = Checkpoint.modelHash(module)
     trainer.keepsPreviousState = options.onNonFinite == .skipStep
+    if let communicator = options.communicator {
+      guard options.batch % communicator.size == 0 else {
+        throw .distributed(.batchNotDivisible(batch: options.batch, ranks: communicator.size))
+      }
+      try agree(communicator, loss: loss, optimizer: optimizer)
+      communicator.onTermination(terminationMessage(communicator, checkpointStep: nil))
+    }
+  }
+
+  /// Whether this process writes metrics and checkpoints (rank 0, or the only process).
+  public var isWriter: Bool { (options.communicator?.rank ?? 0) == 0 }
+
+  /// The ranks compare fingerprints of the model, the run's settings and the data; a rank that
+  /// differs is named (rather than training a different model, or hanging at a collective).
+  func agree(_ communicator: Communicator, loss: String, optimizer: OptimizerConfig) throws(TrainingError) {
+    let settings = "\(loss) \(optimizer) batch \(options.batch) steps \(totalSteps) seed \(options.seed) lr \(options.learningRate) "
+      + "\(options.schedule) shuffle \(options.shuffle) sparse \(trainer.sparseOptimizer) ttl \(String(describing: options.tableTTL)) "
+      + "capacity \(String(describing: options.tableCapacity)) evict \(options.evictEvery) nonfinite \(options.onNonFinite.rawValue) "
+      + "resume \(options.resumesFromCheckpoint) checkpoint \(options.checkpointDirectory ?? "-") every \(String(describing: options.checkpointEvery))"
+    // The data: its size, columns and a sample of every column (first and last 64 values).
+    var dataText = "\(data.count)"
+    for (name, column) in zip(columnNames, columns) {
+      dataText += " \(name) \(column.type)"
+      switch column.storage {
+      case .floats(let v): dataText += " \(v.prefix(64)) \(v.suffix(64))"
+      case .ints(let v): dataText += " \(v.prefix(64)) \(v.suffix(64))"
+      }
+    }
+    let mine = [fingerprint(modelHash), fingerprint(settings), fingerprint(dataText)]
+    let all: [[Int64]]
+    do { all = try communicator.allgather(mine, what: "the comparison of the ranks' models") } catch { throw .distributed(error) }
+    for (r, theirs) in all.enumerated() where theirs != all[0] {
+      let what = theirs[0] != all[0][0] ? "the model (its hash)" : theirs[1] != all[0][1] ? "the training options" : "the training data"
+      throw .distributed(.ranksDisagree("rank \(r) was started with other \(what) than rank 0; every rank must run the same command on the same files"))
+    }
+  }
+
+  func terminationMessage(_ communicator: Communicator, checkpointStep: Int?) -> String {
+    let last = options.checkpointDirectory.map { directory in
+      checkpointStep.map { "the last complete checkpoint is step \($0) in \(directory)" } ?? "no checkpoint was completed in \(directory) in this run"
+    } ?? "no checkpoint directory"
+    return "ttfc: error: distributed training: rank \(communicator.rank) of \(communicator.size) was stopped by mpirun (SIGTERM): another rank of the job died or was killed; \(last)"
   }
 
   /// Checks before step 1 that every file training writes can be written: the checkpoint
   /// directory (created if missing) and the metrics file, so no late failure loses the steps.
   public func checkOutputs() throws(TrainingError) {
+    guard isWriter else { return }
     if let directory = options.checkpointDirectory { try Self.checkWritableDirectory(directory) }
     if let path = options.metricsPath {
       let existed = FileManager.default.fileExists(atPath: path)
@@ -220,6 +267,18 @@ public final class TrainingLoop {
   /// directory). A state that is not finite is refused, so the last good checkpoint stays.
   public func saveCheckpoint() throws(CheckpointError) {
     guard let path = checkpointPath else { return }
+    if let communicator = options.communicator {
+      // The state is the same on every rank: rank 0 writes it; the others wait until it is complete.
+      if communicator.rank == 0 { try writeCheckpoint(to: path) }
+      do { try communicator.barrier(what: "the barrier after checkpoint \(trainer.stepCount)") }
+      catch { throw .cannotWrite(path: path, reason: "\(error)") }
+      communicator.onTermination(terminationMessage(communicator, checkpointStep: trainer.stepCount))
+      return
+    }
+    try writeCheckpoint(to: path)
+  }
+
+  func writeCheckpoint(to path: String) throws(CheckpointError) {
     guard trainer.stateIsFinite() else {
       throw .cannotWrite(path: path, reason: "the training state is not finite; the last good checkpoint is kept")
     }
@@ -333,7 +392,7 @@ public final class TrainingLoop {
   public func run(report: (TrainingEvent) -> Void = { _ in }) throws -> Bool {
     try checkOutputs()
     var metricsFile: FileHandle? = nil
-    if let path = options.metricsPath {
+    if let path = options.metricsPath, isWriter {
       guard let handle = FileHandle(forWritingAtPath: path) else { throw TrainingError.unwritable(path: path, reason: String(cString: strerror(errno))) }
       metricsFile = handle
       do { try handle.seekToEnd() } catch { throw TrainingError.unwritable(path: path, reason: "\(error.localizedDescription)") }
@@ -352,7 +411,11 @@ public final class TrainingLoop {
     let start = DispatchClock.now()
     let firstStep = trainer.stepCount
     while trainer.stepCount < totalSteps {
-      if stopRequested() {
+      // Data-parallel: a stop request rides on the step's collectives, so every rank stops
+      // after the same step (below).
+      if let distributed = trainer.distributed {
+        distributed.localStopRequest = stopRequested()
+      } else if stopRequested() {
         try saveCheckpoint()
         return false
       }
@@ -397,7 +460,7 @@ public final class TrainingLoop {
                              precision: precisionFields["precision"] as? String))
         try log(["step": trainer.stepCount, "loss": loss, "lr": lr, "steps_per_second": rate].merging(precisionFields) { $1 })
       }
-      if let every = options.evalEvery, trainer.stepCount % every == 0 || trainer.stepCount == totalSteps, evalData != nil {
+      if let every = options.evalEvery, trainer.stepCount % every == 0 || trainer.stepCount == totalSteps, evalData != nil, isWriter {
         let metrics = try evaluate()
         report(TrainingEvent(kind: .evaluation, step: trainer.stepCount, totalSteps: totalSteps, loss: metrics["loss"] ?? .nan,
                              learningRate: lr, stepsPerSecond: rate, metrics: metrics))
@@ -409,6 +472,10 @@ public final class TrainingLoop {
         evictTableRows()
       }
       if let every = options.checkpointEvery, trainer.stepCount % every == 0 { try saveCheckpoint() }
+      if trainer.distributed?.stopAgreed == true {
+        try saveCheckpoint()
+        return false
+      }
     }
     try saveCheckpoint()
     return true

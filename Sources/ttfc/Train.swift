@@ -76,6 +76,8 @@ struct Train: ParsableCommand {
   @Option(help: "Write a Chrome trace-event profile of training steps here (JSON: open it in Perfetto or chrome://tracing): a slice per thunk on each pool thread's track, each step as a slice, and the compile's phases.")
   var trace: String?
   @Option(help: "With --trace: the steps to record, A:B (inclusive, 1 <= A <= B; default 1:10).") var traceSteps: String?
+  @Flag(help: "Data-parallel training over MPI: start with `mpirun -np N ttfc train ... --distributed`; each rank computes 1/N of every global batch of --batch examples (a multiple of N), gradients are summed by allreduce, rank 0 writes metrics and checkpoints. TTFC_MPI_TIMEOUT (seconds, default 120) bounds every collective.")
+  var distributed = false
 
   /// Every numeric option's range, checked before anything is read or compiled.
   func checkOptionRanges() throws {
@@ -162,6 +164,28 @@ struct Train: ParsableCommand {
 
   func run() throws {
     try checkOptionRanges()
+    // MPI first: every rank's errors then name their rank, and rank 0 alone prints progress.
+    var communicator: Communicator? = nil
+    if distributed {
+      do { communicator = try Communicator.world() } catch { throw fail("\(error)") }
+      if let communicator, communicator.rank != 0 {
+        // The other ranks' standard output goes nowhere; their errors still reach stderr.
+        let null = open("/dev/null", O_WRONLY)
+        if null >= 0 { dup2(null, STDOUT_FILENO); close(null) }
+      }
+    }
+    do { try train(communicator: communicator) } catch let exit as ExitCode {
+      if let communicator, exit != .success {
+        if communicator.size > 1 { print("ttfc: rank \(communicator.rank) of \(communicator.size) stops", to: &standardError) }
+        // One rank's named error ends the job (the others would wait at the next collective).
+        communicator.abort(code: exit.rawValue)
+      }
+      throw exit
+    }
+    communicator?.finalize()
+  }
+
+  func train(communicator: Communicator?) throws {
     var module = try SourceFile.read(file).module()
     if let objective {
       guard let kind = StandardLoss(rawValue: objective) else {
@@ -199,6 +223,7 @@ struct Train: ParsableCommand {
     options.tableTTL = tableTtl
     options.tableCapacity = tableCapacity
     options.mixedPrecision = try mixedPrecisionOptions()
+    options.communicator = communicator
     if let sparseOptimizer {
       guard let parsed = SparseOptimizer(name: sparseOptimizer) else {
         throw fail("unknown sparse optimizer '\(sparseOptimizer)' (expected \(SparseOptimizer.names.joined(separator: ", ")))")
@@ -302,6 +327,16 @@ struct Train: ParsableCommand {
     if !finished {
       print("interrupted at step \(loop.trainer.stepCount)" + (checkpoint.map { "; checkpoint saved in \($0)" } ?? ""))
       throw ExitCode(130)
+    }
+    if stats, let communicator, let step = loop.trainer.distributed {
+      // Bytes this rank put on the network per step (payloads; a ring allreduce sends 2(N-1)/N of its payload).
+      let t = communicator.traffic, steps = max(1, t.steps)
+      let dense = t.denseGradientBytes / steps
+      print("distributed: rank \(communicator.rank) of \(communicator.size), \(t.steps) steps, \(step.plan.buckets.count) gradient bucket\(step.plan.buckets.count == 1 ? "" : "s") "
+            + "(\(step.plan.buckets.map { "\($0.bytes)" }.joined(separator: "+")) bytes)", to: &standardError)
+      print("distributed: per step: dense gradients \(dense) bytes allreduced (ring: \(Traffic.ringAllreduceBytes(payload: dense, ranks: communicator.size)) bytes sent per rank), "
+            + "ids \(t.idBytes / steps) bytes, rows \(t.rowBytes / steps) bytes, row gradients \(t.rowGradientBytes / steps) bytes gathered; "
+            + String(format: "%.3f ms waiting in collectives", t.waitSeconds / Double(steps) * 1000), to: &standardError)
     }
     if stats {
       for line in loop.trainer.shapes.report() { print(line, to: &standardError) }

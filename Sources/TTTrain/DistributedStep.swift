@@ -1,0 +1,216 @@
+// DistributedStep — one data-parallel training step. Every rank runs the compiled gradient step
+// on its share of the global batch; the dense gradients, each scaled by the rank's share of the
+// examples, are packed into buckets whose allreduce starts as each bucket is packed (the last
+// parameters' first, the order the backward pass finishes them); the row gradients of the
+// (replicated) tables are gathered in global position order; then every rank applies the same
+// update to the same state, so the replicas stay equal to one another and to a one-process run.
+
+import CMPI
+import Foundation
+import TTCompiler
+import TTIR
+import TTRuntime
+import TTSupport
+
+/// The data-parallel form of a ``Trainer``'s step: its communicator, the compiled update step
+/// (which holds the state) and the buffers of the gradient buckets.
+public final class DistributedStep {
+  public let communicator: Communicator
+  let gradient: Executable
+  let update: Executable
+  let updateRun: Executable.PreparedRun
+  let gradientCount: Int
+  /// How the dense gradients are grouped for allreduce.
+  public let plan: BucketPlan
+  var bucketBuffers: [UnsafeMutableRawPointer] = []
+  /// Set before a step when this rank wants to stop (Ctrl-C); ``stopAgreed`` is true after a
+  /// step in which any rank wanted to, on every rank (the flag rides on the loss's allreduce).
+  public var localStopRequest = false
+  public private(set) var stopAgreed = false
+
+  init(communicator: Communicator, gradient: Executable, update: Executable, gradientCount: Int) throws(ExecutableError) {
+    self.communicator = communicator
+    self.gradient = gradient
+    self.update = update
+    self.gradientCount = gradientCount
+    updateRun = try update.prepare(inputTypes: update.function.argumentTypes)
+    let types = Array(update.function.argumentTypes.prefix(gradientCount))
+    plan = BucketPlan(sizes: types.map { t in
+      (elementCount(t.staticShape ?? []) ?? 0, t.dtype == .f32 || t.dtype == .f64 ? t.dtype.byteSize : 0)
+    }, capacityBytes: BucketPlan.defaultCapacityBytes)
+    bucketBuffers = plan.buckets.map { bucket in
+      var p: UnsafeMutableRawPointer?
+      posix_memalign(&p, 64, max(1, bucket.bytes))
+      return p!
+    }
+  }
+
+  deinit { for p in bucketBuffers { free(p) } }
+
+  /// The compiled update step (clipping and the optimizer on the summed gradients).
+  public var updateProgram: Program { update.program }
+
+  /// Dense bytes one step allreduces (every bucket, and the loss with the stop flag).
+  public var denseBytesPerStep: Int { plan.buckets.reduce(16) { $0 + $1.bytes } }
+}
+
+extension Trainer {
+  /// One data-parallel step on the global batch `batch` (every rank passes the same): this rank
+  /// computes the gradient of its share, the ranks sum them, and every rank applies the update.
+  /// Returns the global batch's loss (the mean over its examples, as one process reports it).
+  func distributedStep(_ batch: [Tensor], lr: Double) throws(TrainingError) -> Double {
+    let d = distributed!
+    let comm = d.communicator
+    let t = Int64(stepCount + 1)
+    comm.step = Int(t)
+    guard batch.count == inputTypes.count else { throw .step("the step takes \(inputTypes.count) inputs, got \(batch.count)") }
+    let global = batch.first?.shape.first ?? 0
+    guard batch.allSatisfy({ $0.shape.first == global }) else { throw .step("the batch's inputs differ in their number of examples") }
+    let share = BatchSplit.share(of: global, rank: comm.rank, size: comm.size)
+    let weight = BatchSplit.weight(share: share.count, of: global)
+    let run = d.updateRun
+    let dtype = d.update.function.argumentTypes[firstStateArgument - 2].dtype
+    writePendingState(into: run)
+    current = run
+    if keepsPreviousState { keepState(of: run) }
+    if case .sparseAdam(_, _, _, .catchUp) = sparseOptimizer {
+      for site in sites {
+        batch[site.idsInput].int64s.withUnsafeBufferPointer { ids in
+          tables[site.table]!.catchUp(sparseOptimizer, ids: ids, throughStep: t - 1, lr: Float(lr))
+        }
+      }
+    }
+    // Every rank looks up the whole global batch in the same order, so its replica of each table
+    // inserts, counts and admits exactly as one process would; it computes with its share's rows.
+    var globalRows: [[Float]] = []
+    var siteRows: [[Int32]] = []
+    for site in sites {
+      let dim = tables[site.table]!.dim
+      var values = [Float](repeating: 0, count: batch[site.idsInput].count * dim)
+      siteRows.append(values.withUnsafeMutableBufferPointer { lookUp(site, batch: batch, into: $0.baseAddress!, step: t) })
+      globalRows.append(values)
+    }
+    let paramCount = module.params.count
+    var localLoss = 0.0
+    var gradientRun: Executable.PreparedRun? = nil
+    if !share.isEmpty {
+      let indices = Array(share)
+      let local = batch.map { Dataset.rows($0, indices) }
+      let rowTypes = sites.map { TensorType(.f32, shape: local[$0.idsInput].shape + [tables[$0.table]!.dim]) }
+      let r: Executable.PreparedRun
+      do { r = try fullStep!.shapes.prepare(inputTypes: local.map(\.type) + rowTypes + Array(stateTypes.prefix(paramCount))) }
+      catch { throw .step("\(error)") }
+      for (i, tensor) in local.enumerated() { RawTensor.write(tensor, to: r.inputs[i]) }
+      for (k, site) in sites.enumerated() {
+        let perExample = batch[site.idsInput].count / max(global, 1) * tables[site.table]!.dim
+        globalRows[k].withUnsafeBufferPointer { g in
+          _ = memcpy(r.inputs[inputTypes.count + k], g.baseAddress! + share.lowerBound * perExample, share.count * perExample * 4)
+        }
+      }
+      // The parameters, from the update step's state buffers (where every step leaves them).
+      for i in 0..<paramCount { memcpy(r.inputs[inputTypes.count + rowInputCount + i], run.inputs[firstStateArgument + i], bytes(i)) }
+      do { try r.execute() } catch { throw .step("\(error)") }
+      localLoss = RawTensor.read(dtype, shape: [], from: r.outputs[0]).doubles[0]
+      gradientRun = r
+    }
+    // Buffers that MPI reads and writes while the collectives run: allocated, so nothing moves.
+    let scalars = UnsafeMutableBufferPointer<Double>.allocate(capacity: 2)
+    scalars[0] = localLoss * weight
+    scalars[1] = d.localStopRequest ? 1 : 0
+    let perExample = sites.map { batch[$0.idsInput].count / max(global, 1) * tables[$0.table]!.dim }
+    let sent = sites.indices.map { UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, share.count * perExample[$0])) }
+    let gathered = sites.indices.map { UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, global * perExample[$0])) }
+    defer {
+      scalars.deallocate()
+      for b in sent + gathered { b.deallocate() }
+    }
+    var requests: [Communicator.Request] = []
+    do {
+      // The loss (weighted) and the stop flag: the first, smallest collective.
+      requests.append(try comm.startAllreduce(scalars.baseAddress!, count: 2, type: Int32(TTFC_MPI_F64), what: "the allreduce of the loss"))
+      comm.traffic.denseGradientBytes += 16
+      // Buckets: packed (scaled by the weight) and started one after another.
+      for (b, bucket) in d.plan.buckets.enumerated() {
+        let buffer = d.bucketBuffers[b]
+        for member in bucket.members {
+          let destination = buffer + member.offset * bucket.elementBytes
+          guard let r = gradientRun else { memset(destination, 0, member.count * bucket.elementBytes); continue }
+          let source = r.outputs[1 + member.gradient]
+          if bucket.elementBytes == 4 {
+            let s = source.assumingMemoryBound(to: Float.self), o = destination.assumingMemoryBound(to: Float.self)
+            let w = Float(weight)
+            for i in 0..<member.count { o[i] = s[i] * w }
+          } else {
+            let s = source.assumingMemoryBound(to: Double.self), o = destination.assumingMemoryBound(to: Double.self)
+            for i in 0..<member.count { o[i] = s[i] * weight }
+          }
+        }
+        requests.append(try comm.startAllreduce(buffer, count: bucket.count, type: Int32(bucket.elementBytes == 4 ? TTFC_MPI_F32 : TTFC_MPI_F64),
+                                                what: "the allreduce of gradient bucket \(b + 1) of \(d.plan.buckets.count)"))
+        comm.traffic.denseGradientBytes += bucket.bytes
+      }
+      // Row gradients of the tables, scaled by this rank's share, gathered in position order.
+      for (k, site) in sites.enumerated() {
+        let count = share.count * perExample[k]
+        if let r = gradientRun {
+          let source = r.outputs[1 + d.gradientCount + k].assumingMemoryBound(to: Float.self)
+          let w = Float(weight)
+          for i in 0..<count { sent[k][i] = source[i] * w }
+        }
+        let counts = (0..<comm.size).map { Int32(BatchSplit.share(of: global, rank: $0, size: comm.size).count * perExample[k]) }
+        let offsets = (0..<comm.size).map { Int32(BatchSplit.share(of: global, rank: $0, size: comm.size).lowerBound * perExample[k]) }
+        requests.append(try comm.startAllgatherv(sent[k].baseAddress, sendCount: count, into: gathered[k].baseAddress, counts: counts,
+                                                 offsets: offsets, type: Int32(TTFC_MPI_F32),
+                                                 what: "the gather of the row gradients of table '@\(site.table)'"))
+        comm.traffic.rowGradientBytes += (global - share.count) * perExample[k] * 4
+      }
+      for i in requests.indices { try comm.wait(&requests[i]) }
+    } catch { throw .distributed(error) }
+    comm.traffic.steps += 1
+    // The summed gradients into the update step's inputs.
+    for (b, bucket) in d.plan.buckets.enumerated() {
+      for member in bucket.members {
+        memcpy(run.inputs[member.gradient], d.bucketBuffers[b] + member.offset * bucket.elementBytes, member.count * bucket.elementBytes)
+      }
+    }
+    let loss = scalars[0]
+    d.setStopAgreed(scalars[1] > 0)
+    RawTensor.write(Tensor.scalar(loss, dtype), to: run.inputs[d.gradientCount])
+    RawTensor.write(Tensor.scalar(lr, dtype), to: run.inputs[d.gradientCount + 1])
+    RawTensor.write(Tensor.scalar(Double(t), dtype), to: run.inputs[d.gradientCount + 2])
+    do { try run.execute() } catch { throw .step("\(error)") }
+    previousLearningRate = lr
+    let moved = stateTypes.indices.filter { run.outputs[1 + $0] != run.inputs[firstStateArgument + $0] }
+    for i in moved { memcpy(staging[i], run.outputs[1 + i], bytes(i)) }
+    for i in moved { memcpy(run.inputs[firstStateArgument + i], staging[i], bytes(i)) }
+    lastStep = StepReport(step: Int(t), precision: .full, lossScale: nil, updateSkipped: false, reason: nil)
+    // The same checks as one process makes, on the same (global) values: every rank decides alike.
+    var problem: String? = loss.isFinite ? nil : "the loss is \(loss)"
+    if problem == nil {
+      for (k, site) in sites.enumerated() where !Self.allFinite(.f32, gathered[k].baseAddress!, count: global * perExample[k]) {
+        problem = "a gradient of table '@\(site.table)' is not finite"; break
+      }
+    }
+    if problem == nil, let bad = stateTypes.indices.prefix(paramCount).first(where: {
+      !Self.allFiniteOnThePool(stateTypes[$0].dtype, run.inputs[firstStateArgument + $0], count: elementCount(stateTypes[$0].staticShape!) ?? 0)
+    }) {
+      problem = "'\(stateNames[bad])' is not finite after the update (a non-finite gradient or learning rate \(lr))"
+    }
+    if let problem {
+      if keepsPreviousState {
+        restoreKeptState(of: run)
+        stepCount += 1
+      } else {
+        stateIsNonFinite = true
+      }
+      throw .nonFinite(step: Int(t), reason: problem)
+    }
+    try applySparseUpdates(siteRows: siteRows, step: t, lr: lr) { UnsafePointer(gathered[$0].baseAddress!) }
+    stepCount += 1
+    return loss
+  }
+}
+
+extension DistributedStep {
+  func setStopAgreed(_ value: Bool) { stopAgreed = value }
+}
