@@ -208,8 +208,8 @@ public final class TrainingLoop {
     let all: [[Int64]]
     do { all = try communicator.allgather(mine, what: "the comparison of the ranks' models") } catch { throw .distributed(error) }
     for (r, theirs) in all.enumerated() where theirs != all[0] {
-      let what = theirs[0] != all[0][0] ? "the model (its hash)" : theirs[1] != all[0][1] ? "the training options" : "the training data"
-      throw .distributed(.ranksDisagree("rank \(r) was started with other \(what) than rank 0; every rank must run the same command on the same files"))
+      let what = theirs[0] != all[0][0] ? "a different model (its hash)" : theirs[1] != all[0][1] ? "different training options" : "different training data"
+      throw .distributed(.ranksDisagree("rank \(r) was started with \(what) from rank 0; every rank must run the same command on the same files"))
     }
   }
 
