@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 typedef void *Handle;
-static int (*p_init)(int *, char ***);
+static int (*p_init_thread)(int *, char ***, int, int *);
 static int (*p_initialized)(int *);
 static int (*p_finalize)(void);
 static int (*p_abort)(Handle, int);
@@ -38,7 +38,7 @@ int ttfc_mpi_load(const char *path, char *error, size_t error_length) {
              path ? path : "libmpi.so.40", dlerror());
     return 1;
   }
-  RESOLVE(p_init, "MPI_Init"); RESOLVE(p_initialized, "MPI_Initialized"); RESOLVE(p_finalize, "MPI_Finalize");
+  RESOLVE(p_init_thread, "MPI_Init_thread"); RESOLVE(p_initialized, "MPI_Initialized"); RESOLVE(p_finalize, "MPI_Finalize");
   RESOLVE(p_abort, "MPI_Abort"); RESOLVE(p_rank, "MPI_Comm_rank"); RESOLVE(p_size, "MPI_Comm_size");
   RESOLVE(p_set_errhandler, "MPI_Comm_set_errhandler"); RESOLVE(p_error_string, "MPI_Error_string");
   RESOLVE(p_iallreduce, "MPI_Iallreduce"); RESOLVE(p_iallgatherv, "MPI_Iallgatherv");
@@ -63,7 +63,9 @@ int ttfc_mpi_init(int *rank, int *size) {
   if (!loaded) return TTFC_MPI_NOT_LOADED;
   int already = 0;
   p_initialized(&already);
-  int rc = already ? 0 : p_init(NULL, NULL);
+  // MPI_THREAD_FUNNELED (1): ttfc's pool threads run kernels; only the main thread calls MPI.
+  int provided = 0;
+  int rc = already ? 0 : p_init_thread(NULL, NULL, 1, &provided);
   if (rc) return rc;
   if ((rc = p_set_errhandler(comm_world, errors_return))) return rc;
   if ((rc = p_rank(comm_world, rank))) return rc;

@@ -114,6 +114,9 @@ public struct Traffic: Sendable, Equatable {
   /// Steps counted, and seconds this rank spent waiting in collectives.
   public var steps = 0
   public var waitSeconds = 0.0
+  /// Gradient buckets whose allreduce started before the gradient step's last thunk (overlapping
+  /// the rest of the backward pass), of all buckets started.
+  public var bucketsOverlapped = 0
   public init() {}
 
   /// The bytes a ring allreduce of `payload` bytes sends from each rank: 2 (N - 1) / N of it.
@@ -227,6 +230,14 @@ public final class Communicator: @unchecked Sendable {
     traffic.waitSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
     if rc == TTFC_MPI_TIMEOUT { throw .timedOut(rank: rank, what: request.what, step: step, seconds: timeoutSeconds) }
     try check(rc, request.what)
+  }
+
+  /// Lets MPI progress the collectives in flight (tests each; completed ones become null handles).
+  public func progress(_ requests: inout [Request]) throws(DistributedError) {
+    for i in requests.indices {
+      var done: Int32 = 0
+      try check(ttfc_mpi_test(&requests[i].handle, &done), requests[i].what)
+    }
   }
 
   /// Sums doubles over every rank (blocking, with the deadline).

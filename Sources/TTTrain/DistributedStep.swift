@@ -27,6 +27,9 @@ public final class DistributedStep {
   /// step in which any rank wanted to, on every rank (the flag rides on the loss's allreduce).
   public var localStopRequest = false
   public private(set) var stopAgreed = false
+  /// Per bucket, the thunk of the gradient step after which all its gradients are final.
+  public let bucketReady: [Int]
+  let thunkCount: Int
 
   init(communicator: Communicator, gradient: Executable, update: Executable, gradientCount: Int) throws(ExecutableError) {
     self.communicator = communicator
@@ -35,9 +38,15 @@ public final class DistributedStep {
     self.gradientCount = gradientCount
     updateRun = try update.prepare(inputTypes: update.function.argumentTypes)
     let types = Array(update.function.argumentTypes.prefix(gradientCount))
+    // Buckets in the order the gradient step finishes the gradients (the thunk that last writes
+    // each), so each bucket's allreduce starts while the rest of the backward pass runs.
+    let readiness = gradient.resultReadiness
+    let order = (0..<gradientCount).sorted { (readiness[1 + $0], -$0) < (readiness[1 + $1], -$1) }
     plan = BucketPlan(sizes: types.map { t in
       (elementCount(t.staticShape ?? []) ?? 0, t.dtype == .f32 || t.dtype == .f64 ? t.dtype.byteSize : 0)
-    }, capacityBytes: BucketPlan.defaultCapacityBytes)
+    }, order: order, capacityBytes: BucketPlan.defaultCapacityBytes)
+    bucketReady = plan.buckets.map { bucket in bucket.members.map { readiness[1 + $0.gradient] }.max() ?? -1 }
+    thunkCount = gradient.thunkCount
     bucketBuffers = plan.buckets.map { bucket in
       var p: UnsafeMutableRawPointer?
       posix_memalign(&p, 64, max(1, bucket.bytes))
@@ -109,14 +118,10 @@ extension Trainer {
       }
       // The parameters, from the update step's state buffers (where every step leaves them).
       for i in 0..<paramCount { memcpy(r.inputs[inputTypes.count + rowInputCount + i], run.inputs[firstStateArgument + i], bytes(i)) }
-      do { try r.execute() } catch { throw .step("\(error)") }
-      localLoss = RawTensor.read(dtype, shape: [], from: r.outputs[0]).doubles[0]
       gradientRun = r
     }
     // Buffers that MPI reads and writes while the collectives run: allocated, so nothing moves.
     let scalars = UnsafeMutableBufferPointer<Double>.allocate(capacity: 2)
-    scalars[0] = localLoss * weight
-    scalars[1] = d.localStopRequest ? 1 : 0
     let perExample = sites.map { batch[$0.idsInput].count / max(global, 1) * tables[$0.table]!.dim }
     let sent = sites.indices.map { UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, share.count * perExample[$0])) }
     let gathered = sites.indices.map { UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, global * perExample[$0])) }
@@ -125,30 +130,65 @@ extension Trainer {
       for b in sent + gathered { b.deallocate() }
     }
     var requests: [Communicator.Request] = []
+    var started = 0
+    // Packs bucket b (this rank's gradients scaled by its weight; zeros without a share) and
+    // starts its allreduce. Every rank starts the buckets in plan order.
+    func startBucket(_ b: Int) throws(DistributedError) {
+      let bucket = d.plan.buckets[b]
+      let buffer = d.bucketBuffers[b]
+      for member in bucket.members {
+        let destination = buffer + member.offset * bucket.elementBytes
+        guard let r = gradientRun else { memset(destination, 0, member.count * bucket.elementBytes); continue }
+        let source = r.outputs[1 + member.gradient]
+        if bucket.elementBytes == 4 {
+          let s = source.assumingMemoryBound(to: Float.self), o = destination.assumingMemoryBound(to: Float.self)
+          let w = Float(weight)
+          for i in 0..<member.count { o[i] = s[i] * w }
+        } else {
+          let s = source.assumingMemoryBound(to: Double.self), o = destination.assumingMemoryBound(to: Double.self)
+          for i in 0..<member.count { o[i] = s[i] * weight }
+        }
+      }
+      requests.append(try comm.startAllreduce(buffer, count: bucket.count, type: Int32(bucket.elementBytes == 4 ? TTFC_MPI_F32 : TTFC_MPI_F64),
+                                              what: "the allreduce of gradient bucket \(b + 1) of \(d.plan.buckets.count)"))
+      comm.traffic.denseGradientBytes += bucket.bytes
+      started += 1
+    }
     do {
-      // The loss (weighted) and the stop flag: the first, smallest collective.
+      if let r = gradientRun {
+        if fullStep!.executable.trace == nil {
+          // Each bucket starts after the thunk that finishes it; between thunks MPI is given a
+          // chance to progress the ones in flight (Open MPI progresses only inside its calls).
+          var failure: DistributedError? = nil
+          do {
+            try r.execute { i in
+              do {
+                while started < d.plan.buckets.count && d.bucketReady[started] <= i {
+                  try startBucket(started)
+                  if i < d.thunkCount - 1 { comm.traffic.bucketsOverlapped += 1 }
+                }
+                if started > 0 { try comm.progress(&requests) }
+              } catch let error as DistributedError { failure = error; throw error }
+            }
+          } catch {
+            if let failure { throw failure }
+            throw TrainingError.step("\(error)")
+          }
+        } else {
+          try r.execute()
+        }
+        localLoss = RawTensor.read(dtype, shape: [], from: r.outputs[0]).doubles[0]
+      }
+      while started < d.plan.buckets.count { try startBucket(started) }
+    } catch let error as DistributedError { throw .distributed(error) }
+    catch let error as TrainingError { throw error }
+    catch { throw .step("\(error)") }
+    scalars[0] = localLoss * weight
+    scalars[1] = d.localStopRequest ? 1 : 0
+    do {
+      // The loss (weighted) and the stop flag.
       requests.append(try comm.startAllreduce(scalars.baseAddress!, count: 2, type: Int32(TTFC_MPI_F64), what: "the allreduce of the loss"))
       comm.traffic.denseGradientBytes += 16
-      // Buckets: packed (scaled by the weight) and started one after another.
-      for (b, bucket) in d.plan.buckets.enumerated() {
-        let buffer = d.bucketBuffers[b]
-        for member in bucket.members {
-          let destination = buffer + member.offset * bucket.elementBytes
-          guard let r = gradientRun else { memset(destination, 0, member.count * bucket.elementBytes); continue }
-          let source = r.outputs[1 + member.gradient]
-          if bucket.elementBytes == 4 {
-            let s = source.assumingMemoryBound(to: Float.self), o = destination.assumingMemoryBound(to: Float.self)
-            let w = Float(weight)
-            for i in 0..<member.count { o[i] = s[i] * w }
-          } else {
-            let s = source.assumingMemoryBound(to: Double.self), o = destination.assumingMemoryBound(to: Double.self)
-            for i in 0..<member.count { o[i] = s[i] * weight }
-          }
-        }
-        requests.append(try comm.startAllreduce(buffer, count: bucket.count, type: Int32(bucket.elementBytes == 4 ? TTFC_MPI_F32 : TTFC_MPI_F64),
-                                                what: "the allreduce of gradient bucket \(b + 1) of \(d.plan.buckets.count)"))
-        comm.traffic.denseGradientBytes += bucket.bytes
-      }
       // Row gradients of the tables, scaled by this rank's share, gathered in position order.
       for (k, site) in sites.enumerated() {
         let count = share.count * perExample[k]

@@ -336,7 +336,8 @@ struct Train: ParsableCommand {
             + "(\(step.plan.buckets.map { "\($0.bytes)" }.joined(separator: "+")) bytes)", to: &standardError)
       print("distributed: per step: dense gradients \(dense) bytes allreduced (ring: \(Traffic.ringAllreduceBytes(payload: dense, ranks: communicator.size)) bytes sent per rank), "
             + "ids \(t.idBytes / steps) bytes, rows \(t.rowBytes / steps) bytes, row gradients \(t.rowGradientBytes / steps) bytes gathered; "
-            + String(format: "%.3f ms waiting in collectives", t.waitSeconds / Double(steps) * 1000), to: &standardError)
+            + String(format: "%.3f ms waiting in collectives", t.waitSeconds / Double(steps) * 1000)
+            + "; \(t.bucketsOverlapped) of \(step.plan.buckets.count * t.steps) bucket allreduces started before the backward pass ended", to: &standardError)
     }
     if stats {
       for line in loop.trainer.shapes.report() { print(line, to: &standardError) }

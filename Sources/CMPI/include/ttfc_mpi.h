@@ -14,7 +14,7 @@ enum { TTFC_MPI_TIMEOUT = -1000, TTFC_MPI_NOT_LOADED = -1001 };
 
 /// Loads libmpi (`path`, or libmpi.so.40 when NULL); 0 on success, else writes the reason to `error`.
 int ttfc_mpi_load(const char *path, char *error, size_t error_length);
-/// MPI_Init, errors returned (MPI_ERRORS_RETURN) instead of aborting; rank and size of the world.
+/// MPI_Init_thread (funneled), errors returned (MPI_ERRORS_RETURN) instead of aborting; rank and size of the world.
 int ttfc_mpi_init(int *rank, int *size);
 int ttfc_mpi_finalize(void);
 void ttfc_mpi_abort(int code);
