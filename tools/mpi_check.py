@@ -65,6 +65,17 @@ def read_table(path):
     return out
 
 
+MASK = (1 << 64) - 1
+
+
+def owner(ident, ranks):
+    """TableSharding.owner: splitmix64's finalizer of the id, modulo the ranks."""
+    z = (ident + 0x9E3779B97F4A7C15) & MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
+    return (z ^ (z >> 31)) % ranks
+
+
 def read_checkpoint(directory):
     path = os.path.join(directory, "checkpoint.safetensors")
     tensors, tables = {}, {}
@@ -72,9 +83,20 @@ def read_checkpoint(directory):
         meta = f.metadata() or {}
         for k in f.keys():
             tensors[k] = f.get_tensor(k).astype(np.float64)
-    for key, file in meta.items():
+    for key, files in meta.items():
         if key.startswith("table."):
-            tables[key[len("table."):]] = read_table(os.path.join(directory, file))
+            # A sharded table: the union of its shards, each id in exactly one, the one its hash names.
+            union = {}
+            shards = files.split(",")
+            for r, file in enumerate(shards):
+                shard = read_table(os.path.join(directory, file))
+                for ident in shard:
+                    if ident in union:
+                        fail(f"{directory}: id {ident} of {key} is in two shards")
+                    if len(shards) > 1 and owner(ident, len(shards)) != r:
+                        fail(f"{directory}: id {ident} of {key} is in shard {r}, but rank {owner(ident, len(shards))} owns it")
+                union.update(shard)
+            tables[key[len("table."):]] = union
     return meta, tensors, tables
 
 
@@ -157,13 +179,18 @@ def equivalence(ttfc, out, only):
          ["--optimizer", "adagrad", "--lr", "0.05"], 1e-6),
         ("ncf-f32-sgd (tables)", ex("ncf.ttir"), ncf, ["--optimizer", "sgd", "--lr", "0.05"], 1e-6),
         ("ncf-f32-adam-sparseadam (tables)", ex("ncf.ttir"), ncf, ["--optimizer", "adam", "--lr", "0.001"], 1e-6),
+        # Sharded tables: each rank holds the rows of the ids it owns; the union of the shards is compared.
+        ("sharded-wide_deep_sparse-f32-adagrad (union of shards)", ex("wide_deep_sparse.ttir"), f"{data}/ctr_sparse_train.npz",
+         ["--optimizer", "adagrad", "--lr", "0.05", "--shard-tables"], 1e-6),
+        ("sharded-ncf-f32-sgd (union of shards)", ex("ncf.ttir"), ncf, ["--optimizer", "sgd", "--lr", "0.05", "--shard-tables"], 1e-6),
+        ("sharded-ncf-f32-adam-sparseadam (union of shards)", ex("ncf.ttir"), ncf, ["--optimizer", "adam", "--lr", "0.001", "--shard-tables"], 1e-6),
     ]
     for name, model, train, options, tolerance in cases:
         if only and not any(name.startswith(o) for o in only):
             continue
         common = [model, "--data", train, "--batch", "32", "--steps", "8", "--seed", "11"] + options
         single, double = os.path.join(out, name.split()[0] + "-1"), os.path.join(out, name.split()[0] + "-2")
-        run([ttfc, "train"] + common + ["--checkpoint", single])
+        run([ttfc, "train"] + [o for o in common if o != "--shard-tables"] + ["--checkpoint", single])
         run(MPIRUN + ["-np", "2", ttfc, "train"] + common + ["--checkpoint", double, "--distributed"])
         compare(name, read_checkpoint(single), read_checkpoint(double), tolerance)
     # The split step on one rank is the fused step bit for bit, and the bucket size changes nothing.
@@ -204,6 +231,31 @@ def equivalence(ttfc, out, only):
         if "resumed from step 4" not in p.stdout:
             fail("resume with 2 ranks did not report 'resumed from step 4'")
         compare("resume: 1 process to step 4, then 2 ranks to 8", read_checkpoint(reference), read_checkpoint(b), 1e-12)
+    # Sharded checkpoints: the same world size resumes exactly; another re-shards (and says so).
+    if not only or any("sharded-resume".startswith(o) for o in only):
+        common = [ex("ncf.ttir"), "--data", ncf, "--batch", "32", "--seed", "11", "--optimizer", "adam", "--lr", "0.001"]
+        whole = os.path.join(out, "sharded-resume-whole")
+        run(MPIRUN + ["-np", "2", ttfc, "train"] + common + ["--steps", "8", "--checkpoint", whole, "--distributed", "--shard-tables"])
+        again = os.path.join(out, "sharded-resume-2-then-2")
+        run(MPIRUN + ["-np", "2", ttfc, "train"] + common + ["--steps", "4", "--checkpoint", again, "--distributed", "--shard-tables"])
+        run(MPIRUN + ["-np", "2", ttfc, "train"] + common + ["--steps", "8", "--checkpoint", again, "--distributed", "--shard-tables", "--resume"])
+        compare("sharded: 2 ranks to step 4, resumed on 2 ranks to 8, against 8 in one go, bit for bit", read_checkpoint(whole), read_checkpoint(again), 0.0)
+        single = os.path.join(out, "sharded-resume-reference")
+        run([ttfc, "train"] + common + ["--steps", "8", "--checkpoint", single])
+        other = os.path.join(out, "sharded-resume-2-then-1")
+        run(MPIRUN + ["-np", "2", ttfc, "train"] + common + ["--steps", "4", "--checkpoint", other, "--distributed", "--shard-tables"])
+        p = run([ttfc, "train"] + common + ["--steps", "8", "--checkpoint", other, "--resume"])
+        if "re-sharded from 2 shards to 1" not in p.stderr:
+            fail(f"resuming 2 shards in 1 process did not say it re-shards: {p.stderr[-500:]}")
+        else:
+            print("    " + [l for l in p.stderr.splitlines() if "re-sharded" in l][0])
+        compare("sharded: 2 ranks to step 4, re-sharded into 1 process to 8, against 1 process", read_checkpoint(single), read_checkpoint(other), 1e-6)
+        back = os.path.join(out, "sharded-resume-1-then-2")
+        run([ttfc, "train"] + common + ["--steps", "4", "--checkpoint", back])
+        p = run(MPIRUN + ["-np", "2", ttfc, "train"] + common + ["--steps", "8", "--checkpoint", back, "--distributed", "--shard-tables", "--resume"])
+        if "re-sharded from 1 shard to 2" not in p.stderr:
+            fail(f"resuming 1 table file on 2 sharded ranks did not say it re-shards: {p.stderr[-500:]}")
+        compare("sharded: 1 process to step 4, re-sharded onto 2 ranks to 8, against 1 process", read_checkpoint(single), read_checkpoint(back), 1e-6)
     return data
 
 

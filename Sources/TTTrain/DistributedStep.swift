@@ -27,12 +27,16 @@ public final class DistributedStep {
   /// step in which any rank wanted to, on every rank (the flag rides on the loss's allreduce).
   public var localStopRequest = false
   public private(set) var stopAgreed = false
+  /// Whether each table is split among the ranks by id (ShardedTables.swift) instead of
+  /// replicated on every rank.
+  public let shardsTables: Bool
   /// Per bucket, the thunk of the gradient step after which all its gradients are final.
   public let bucketReady: [Int]
   let thunkCount: Int
 
-  init(communicator: Communicator, gradient: Executable, update: Executable, gradientCount: Int) throws(ExecutableError) {
+  init(communicator: Communicator, gradient: Executable, update: Executable, gradientCount: Int, shardsTables: Bool) throws(ExecutableError) {
     self.communicator = communicator
+    self.shardsTables = shardsTables
     self.gradient = gradient
     self.update = update
     self.gradientCount = gradientCount
@@ -82,22 +86,37 @@ extension Trainer {
     writePendingState(into: run)
     current = run
     if keepsPreviousState { keepState(of: run) }
-    if case .sparseAdam(_, _, _, .catchUp) = sparseOptimizer {
-      for site in sites {
-        batch[site.idsInput].int64s.withUnsafeBufferPointer { ids in
-          tables[site.table]!.catchUp(sparseOptimizer, ids: ids, throughStep: t - 1, lr: Float(lr))
+    let perExample = sites.map { batch[$0.idsInput].count / max(global, 1) * tables[$0.table]!.dim }
+    // Rows of this rank's positions per site; the rows whose gradients this rank applies (all
+    // the global batch's with replicated tables, those its shard served with sharded ones).
+    var localRows: [[Float]] = []
+    var siteRows: [[Int32]] = []
+    var exchanges: [ShardExchange] = []
+    if d.shardsTables {
+      do throws(DistributedError) {
+        for site in sites {
+          let (rows, exchange) = try shardedLookup(site, batch: batch, share: share, global: global, step: t, lr: lr)
+          localRows.append(rows)
+          exchanges.append(exchange)
+          siteRows.append(exchange.servedRows)
+        }
+      } catch { throw .distributed(error) }
+    } else {
+      if case .sparseAdam(_, _, _, .catchUp) = sparseOptimizer {
+        for site in sites {
+          batch[site.idsInput].int64s.withUnsafeBufferPointer { ids in
+            tables[site.table]!.catchUp(sparseOptimizer, ids: ids, throughStep: t - 1, lr: Float(lr))
+          }
         }
       }
-    }
-    // Every rank looks up the whole global batch in the same order, so its replica of each table
-    // inserts, counts and admits exactly as one process would; it computes with its share's rows.
-    var globalRows: [[Float]] = []
-    var siteRows: [[Int32]] = []
-    for site in sites {
-      let dim = tables[site.table]!.dim
-      var values = [Float](repeating: 0, count: batch[site.idsInput].count * dim)
-      siteRows.append(values.withUnsafeMutableBufferPointer { lookUp(site, batch: batch, into: $0.baseAddress!, step: t) })
-      globalRows.append(values)
+      // Every rank looks up the whole global batch in the same order, so its replica of each table
+      // inserts, counts and admits exactly as one process would; it computes with its share's rows.
+      for (k, site) in sites.enumerated() {
+        let dim = tables[site.table]!.dim
+        var values = [Float](repeating: 0, count: batch[site.idsInput].count * dim)
+        siteRows.append(values.withUnsafeMutableBufferPointer { lookUp(site, batch: batch, into: $0.baseAddress!, step: t) })
+        localRows.append(Array(values[(share.lowerBound * perExample[k])..<(share.upperBound * perExample[k])]))
+      }
     }
     let paramCount = module.params.count
     var localLoss = 0.0
@@ -110,21 +129,19 @@ extension Trainer {
       do { r = try fullStep!.shapes.prepare(inputTypes: local.map(\.type) + rowTypes + Array(stateTypes.prefix(paramCount))) }
       catch { throw .step("\(error)") }
       for (i, tensor) in local.enumerated() { RawTensor.write(tensor, to: r.inputs[i]) }
-      for (k, site) in sites.enumerated() {
-        let perExample = batch[site.idsInput].count / max(global, 1) * tables[site.table]!.dim
-        globalRows[k].withUnsafeBufferPointer { g in
-          _ = memcpy(r.inputs[inputTypes.count + k], g.baseAddress! + share.lowerBound * perExample, share.count * perExample * 4)
-        }
+      for k in sites.indices {
+        localRows[k].withUnsafeBufferPointer { g in _ = memcpy(r.inputs[inputTypes.count + k], g.baseAddress!, g.count * 4) }
       }
       // The parameters, from the update step's state buffers (where every step leaves them).
       for i in 0..<paramCount { memcpy(r.inputs[inputTypes.count + rowInputCount + i], run.inputs[firstStateArgument + i], bytes(i)) }
       gradientRun = r
     }
     // Buffers that MPI reads and writes while the collectives run: allocated, so nothing moves.
-    let scalars = UnsafeMutableBufferPointer<Double>.allocate(capacity: 2)
-    let perExample = sites.map { batch[$0.idsInput].count / max(global, 1) * tables[$0.table]!.dim }
+    let scalars = UnsafeMutableBufferPointer<Double>.allocate(capacity: 3)
     let sent = sites.indices.map { UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, share.count * perExample[$0])) }
-    let gathered = sites.indices.map { UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, global * perExample[$0])) }
+    let gathered = sites.indices.map { k in
+      UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, d.shardsTables ? exchanges[k].served * tables[sites[k].table]!.dim : global * perExample[k]))
+    }
     defer {
       scalars.deallocate()
       for b in sent + gathered { b.deallocate() }
@@ -183,20 +200,44 @@ extension Trainer {
     } catch let error as DistributedError { throw .distributed(error) }
     catch let error as TrainingError { throw error }
     catch { throw .step("\(error)") }
+    // This rank's row gradients, scaled by its share (in the owners' order with sharded tables),
+    // and whether they are all finite (a rank's verdict goes to every rank with the loss).
+    var rowsFinite = true
+    for (k, site) in sites.enumerated() {
+      let count = share.count * perExample[k]
+      guard let r = gradientRun else { continue }
+      let source = r.outputs[1 + d.gradientCount + k].assumingMemoryBound(to: Float.self)
+      let w = Float(weight)
+      if d.shardsTables {
+        let dim = tables[site.table]!.dim
+        for (slot, p) in exchanges[k].order.enumerated() {
+          for j in 0..<dim { sent[k][slot * dim + j] = source[p * dim + j] * w }
+        }
+      } else {
+        for i in 0..<count { sent[k][i] = source[i] * w }
+      }
+      if !Self.allFinite(.f32, sent[k].baseAddress!, count: count) { rowsFinite = false }
+    }
     scalars[0] = localLoss * weight
     scalars[1] = d.localStopRequest ? 1 : 0
+    scalars[2] = rowsFinite ? 0 : 1
     do {
-      // The loss (weighted) and the stop flag.
-      requests.append(try comm.startAllreduce(scalars.baseAddress!, count: 2, type: Int32(TTFC_MPI_F64), what: "the allreduce of the loss"))
-      comm.traffic.denseGradientBytes += 16
-      // Row gradients of the tables, scaled by this rank's share, gathered in position order.
+      // The loss (weighted), the stop flag and the row-gradient verdict.
+      requests.append(try comm.startAllreduce(scalars.baseAddress!, count: 3, type: Int32(TTFC_MPI_F64), what: "the allreduce of the loss"))
+      comm.traffic.denseGradientBytes += 24
       for (k, site) in sites.enumerated() {
         let count = share.count * perExample[k]
-        if let r = gradientRun {
-          let source = r.outputs[1 + d.gradientCount + k].assumingMemoryBound(to: Float.self)
-          let w = Float(weight)
-          for i in 0..<count { sent[k][i] = source[i] * w }
+        if d.shardsTables {
+          // Row gradients to the owners of the rows, in the order they served them.
+          let e = exchanges[k], dim = Int32(tables[site.table]!.dim)
+          requests.append(try comm.startAlltoallv(UnsafeRawPointer(sent[k].baseAddress!), sendCounts: e.sendCounts.map { $0 * dim },
+                                                  sendOffsets: e.sendOffsets.map { $0 * dim }, into: UnsafeMutableRawPointer(gathered[k].baseAddress!),
+                                                  receiveCounts: e.receiveCounts.map { $0 * dim }, receiveOffsets: e.receiveOffsets.map { $0 * dim },
+                                                  type: Int32(TTFC_MPI_F32), what: "the exchange of the row gradients of table '@\(site.table)'"))
+          comm.traffic.rowGradientBytes += (count - Int(e.sendCounts[comm.rank]) * Int(dim)) * 4
+          continue
         }
+        // Replicated tables: gathered in global position order.
         let counts = (0..<comm.size).map { Int32(BatchSplit.share(of: global, rank: $0, size: comm.size).count * perExample[k]) }
         let offsets = (0..<comm.size).map { Int32(BatchSplit.share(of: global, rank: $0, size: comm.size).lowerBound * perExample[k]) }
         requests.append(try comm.startAllgatherv(sent[k].baseAddress, sendCount: count, into: gathered[k].baseAddress, counts: counts,
@@ -215,6 +256,7 @@ extension Trainer {
     }
     let loss = scalars[0]
     d.setStopAgreed(scalars[1] > 0)
+    let rowProblem = scalars[2] > 0
     RawTensor.write(Tensor.scalar(loss, dtype), to: run.inputs[d.gradientCount])
     RawTensor.write(Tensor.scalar(lr, dtype), to: run.inputs[d.gradientCount + 1])
     RawTensor.write(Tensor.scalar(Double(t), dtype), to: run.inputs[d.gradientCount + 2])
@@ -226,11 +268,7 @@ extension Trainer {
     lastStep = StepReport(step: Int(t), precision: .full, lossScale: nil, updateSkipped: false, reason: nil)
     // The same checks as one process makes, on the same (global) values: every rank decides alike.
     var problem: String? = loss.isFinite ? nil : "the loss is \(loss)"
-    if problem == nil {
-      for (k, site) in sites.enumerated() where !Self.allFinite(.f32, gathered[k].baseAddress!, count: global * perExample[k]) {
-        problem = "a gradient of table '@\(site.table)' is not finite"; break
-      }
-    }
+    if problem == nil && rowProblem { problem = "a gradient of a table is not finite" }
     if problem == nil, let bad = stateTypes.indices.prefix(paramCount).first(where: {
       !Self.allFiniteOnThePool(stateTypes[$0].dtype, run.inputs[firstStateArgument + $0], count: elementCount(stateTypes[$0].staticShape!) ?? 0)
     }) {

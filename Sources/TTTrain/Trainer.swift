@@ -168,7 +168,8 @@ public final class Trainer {
   public init(module: Module, loss: String, optimizer: OptimizerConfig, params: [String: Tensor] = [:],
               bucketPolicy: BucketPolicy = .powersOfTwo, sparseOptimizer: SparseOptimizer? = nil,
               valuesFollow: Bool = false, verifyEach: Bool = CompileOptions.verifyEachByDefault,
-              mixedPrecision: MixedPrecisionOptions? = nil, communicator: Communicator? = nil) throws(TrainingError) {
+              mixedPrecision: MixedPrecisionOptions? = nil, communicator: Communicator? = nil,
+              shardTables: Bool = false) throws(TrainingError) {
     self.module = module
     self.lossName = loss
     self.optimizer = optimizer
@@ -215,6 +216,12 @@ public final class Trainer {
       }
     } catch { throw .setup("\(error)") }
     stepModule = (fullModule ?? mixedModule ?? splitModule)!
+    if shardTables {
+      guard communicator != nil else { throw .setup("sharded tables need distributed training (--distributed)") }
+      if let pooled = sites.first(where: \.pooled) {
+        throw .setup(DistributedError.unsupported("sharded tables do not support pooled lookups yet (table '@\(pooled.table)'); train without --shard-tables (tables replicated on every rank)").description)
+      }
+    }
     mixedStepModule = mixedModule
     var made: [String: EmbeddingTable] = [:]
     for decl in module.tables {
@@ -279,7 +286,8 @@ public final class Trainer {
         let update = try Executable(module: splitModule, function: loss + ".apply_step", donating: Set(applyState),
                                     aliasing: Dictionary(uniqueKeysWithValues: initial.indices.map { (1 + $0, first + $0) }), verifyEach: verifyEach)
         full = gradient
-        distributed = try DistributedStep(communicator: communicator, gradient: gradient, update: update, gradientCount: gradientCount)
+        distributed = try DistributedStep(communicator: communicator, gradient: gradient, update: update, gradientCount: gradientCount,
+                                          shardsTables: shardTables)
       } else if let fullModule {
         full = try Executable(module: fullModule, function: loss + ".train_step", donating: Set(stateArguments),
                               aliasing: aliasing, verifyEach: verifyEach)

@@ -63,6 +63,9 @@ public struct TrainingOptions {
   /// computes its share of every global batch of `batch` examples, and rank 0 alone writes
   /// metrics and checkpoints (nil: one process).
   public var communicator: Communicator? = nil
+  /// With a communicator: split every embedding table among the ranks by id (each rank holds the
+  /// rows of the ids it owns, ``TableSharding``) instead of a replica of the whole table on each.
+  public var shardTables = false
   public init() {}
 
   /// The most steps a run may take (so step arithmetic, progress and ETA never overflow).
@@ -132,7 +135,8 @@ public final class TrainingLoop {
     trainer = try Trainer(module: module, loss: loss, optimizer: optimizer, params: options.initialParams,
                           bucketPolicy: options.bucketPolicy, sparseOptimizer: options.sparseOptimizer,
                           valuesFollow: options.resumesFromCheckpoint, verifyEach: options.verifyEach,
-                          mixedPrecision: options.mixedPrecision, communicator: options.communicator)
+                          mixedPrecision: options.mixedPrecision, communicator: options.communicator,
+                          shardTables: options.shardTables)
     self.options = options
     self.data = data
     self.evalData = evalData
@@ -268,8 +272,23 @@ public final class TrainingLoop {
   public func saveCheckpoint() throws(CheckpointError) {
     guard let path = checkpointPath else { return }
     if let communicator = options.communicator {
-      // The state is the same on every rank: rank 0 writes it; the others wait until it is complete.
-      if communicator.rank == 0 { try writeCheckpoint(to: path) }
+      // Dense state is the same on every rank: rank 0 writes it. Sharded tables: every rank
+      // writes its shards first (atomically), all meet, and rank 0 writes the checkpoint, which
+      // names them, last; a crash at any point leaves the previous complete checkpoint.
+      var shardFiles: [String: [String]]? = nil
+      if trainer.distributed?.shardsTables == true {
+        let directory = (path as NSString).deletingLastPathComponent
+        for (name, table) in trainer.tables.sorted(by: { $0.key < $1.key }) {
+          let file = Self.shardFile(name, step: trainer.stepCount, rank: communicator.rank, of: communicator.size)
+          try Checkpoint.writeAtomically(table.serialized(), to: (directory as NSString).appendingPathComponent(file))
+        }
+        do { try communicator.barrier(what: "the barrier after the table shards of checkpoint \(trainer.stepCount)") }
+        catch { throw .cannotWrite(path: path, reason: "\(error)") }
+        shardFiles = Dictionary(uniqueKeysWithValues: trainer.tables.keys.map { name in
+          (name, (0..<communicator.size).map { Self.shardFile(name, step: trainer.stepCount, rank: $0, of: communicator.size) })
+        })
+      }
+      if communicator.rank == 0 { try writeCheckpoint(to: path, shardFiles: shardFiles) }
       do { try communicator.barrier(what: "the barrier after checkpoint \(trainer.stepCount)") }
       catch { throw .cannotWrite(path: path, reason: "\(error)") }
       communicator.onTermination(terminationMessage(communicator, checkpointStep: trainer.stepCount))
@@ -278,7 +297,15 @@ public final class TrainingLoop {
     try writeCheckpoint(to: path)
   }
 
-  func writeCheckpoint(to path: String) throws(CheckpointError) {
+  /// The file of rank `rank`'s shard of table `name` in the checkpoint of step `step`.
+  static func shardFile(_ name: String, step: Int, rank: Int, of ranks: Int) -> String {
+    "table.\(name).\(step).shard-\(rank)-of-\(ranks).ttemb"
+  }
+
+  /// Re-sharding done by the last resume (a checkpoint of another number of shards), for the user.
+  public private(set) var reshardNotes: [String] = []
+
+  func writeCheckpoint(to path: String, shardFiles: [String: [String]]? = nil) throws(CheckpointError) {
     guard trainer.stateIsFinite() else {
       throw .cannotWrite(path: path, reason: "the training state is not finite; the last good checkpoint is kept")
     }
@@ -295,14 +322,18 @@ public final class TrainingLoop {
     AtomicFile.removeAbandonedTemporaries(in: directory) { target in
       target == "checkpoint.safetensors" || (target.hasPrefix("table.") && target.hasSuffix(".ttemb"))
     }
-    for (name, table) in trainer.tables.sorted(by: { $0.key < $1.key }) {
+    if let shardFiles {
+      for (name, files) in shardFiles { withTables["table." + name] = files.joined(separator: ",") }
+      withTables["table_shards"] = String(shardFiles.values.first?.count ?? 1)
+    }
+    for (name, table) in trainer.tables.sorted(by: { $0.key < $1.key }) where shardFiles == nil {
       let file = "table.\(name).\(trainer.stepCount).ttemb"
       try Checkpoint.writeAtomically(table.serialized(), to: (directory as NSString).appendingPathComponent(file))
       withTables["table." + name] = file
     }
     try Checkpoint(tensors: zip(trainer.stateNames, trainer.state).map { ($0, $1) }, metadata: withTables).write(to: path)
     // Table files of earlier checkpoints are no longer named by any checkpoint.
-    let current = Set(withTables.filter { $0.key.hasPrefix("table.") }.map(\.value))
+    let current = Set(withTables.filter { $0.key.hasPrefix("table.") }.flatMap { $0.value.split(separator: ",").map(String.init) })
     for file in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
     where file.hasPrefix("table.") && file.hasSuffix(".ttemb") && !current.contains(file) {
       try? FileManager.default.removeItem(atPath: (directory as NSString).appendingPathComponent(file))
@@ -372,12 +403,35 @@ public final class TrainingLoop {
     catch { throw mismatch("\(error)") }
     do { try trainer.restorePrecision(from: checkpoint.metadata) } catch { throw .corrupt(path: path, reason: "\(error)") }
     let directory = (path as NSString).deletingLastPathComponent
-    for (name, table) in trainer.tables {
-      guard let file = checkpoint.metadata["table." + name] else { throw mismatch("it has no table '@\(name)'") }
-      let tablePath = (directory as NSString).appendingPathComponent(file)
-      guard let data = FileManager.default.contents(atPath: tablePath) else { throw .corrupt(path: tablePath, reason: "the table file is missing") }
-      do { try table.replaceContents(with: EmbeddingTable.deserialize([UInt8](data))) }
-      catch { throw .corrupt(path: tablePath, reason: "\(error)") }
+    reshardNotes = []
+    let sharded = trainer.distributed?.shardsTables == true
+    let rank = options.communicator?.rank ?? 0, ranks = options.communicator?.size ?? 1
+    for (name, table) in trainer.tables.sorted(by: { $0.key < $1.key }) {
+      guard let list = checkpoint.metadata["table." + name] else { throw mismatch("it has no table '@\(name)'") }
+      let files = list.split(separator: ",").map(String.init)
+      func load(_ file: String) throws(CheckpointError) -> EmbeddingTable {
+        let tablePath = (directory as NSString).appendingPathComponent(file)
+        guard let data = FileManager.default.contents(atPath: tablePath) else { throw .corrupt(path: tablePath, reason: "the table file is missing") }
+        do { return try EmbeddingTable.deserialize([UInt8](data)) } catch { throw .corrupt(path: tablePath, reason: "\(error)") }
+      }
+      let sameSharding = sharded ? files.count == ranks : files.count == 1
+      if sameSharding {
+        // This rank's shard (or the whole table) as it was written: exact.
+        let file = files[sharded ? rank : 0]
+        do { try table.replaceContents(with: try load(file)) } catch let error as CheckpointError { throw error }
+        catch { throw .corrupt(path: file, reason: "\(error)") }
+        continue
+      }
+      // Another number of shards: the union of the checkpoint's, keeping the ids this rank owns.
+      do {
+        let union = try table.emptyCopy()
+        for file in files {
+          try union.merge(rowsOf: try load(file)) { !sharded || TableSharding.owner(of: $0, ranks: ranks) == rank }
+        }
+        try table.replaceContents(with: union)
+      } catch let error as CheckpointError { throw error }
+      catch { throw .corrupt(path: list, reason: "\(error)") }
+      reshardNotes.append("table '@\(name)': re-sharded from \(files.count) shard\(files.count == 1 ? "" : "s") to \(sharded ? ranks : 1) (rank \(rank) keeps \(table.count) rows)")
     }
     order = BatchOrder(count: data.count, batch: options.batch, seed: options.seed, epoch: epoch, offset: offset, shuffle: options.shuffle)
     return true
@@ -497,10 +551,14 @@ public final class TrainingLoop {
   /// Writes every table for serving (rows only, optionally only rows seen in the last `recent`
   /// steps) as DIR/NAME.ttemb; returns the paths.
   public func exportTables(to directory: String, recent: Int? = nil) throws(CheckpointError) -> [String] {
+    let sharded = trainer.distributed?.shardsTables == true
+    // Replicated tables: rank 0 writes them; sharded ones: each rank its shard, NAME.shard-R-of-N.ttemb.
+    guard sharded || isWriter else { return [] }
     trainer.catchUpTables(lr: currentLearningRate)
     var paths: [String] = []
     for (name, table) in trainer.tables.sorted(by: { $0.key < $1.key }) {
-      let path = (directory as NSString).appendingPathComponent("\(name).ttemb")
+      let file = sharded ? "\(name).shard-\(options.communicator!.rank)-of-\(options.communicator!.size).ttemb" : "\(name).ttemb"
+      let path = (directory as NSString).appendingPathComponent(file)
       let since = recent.map { Int64(trainer.stepCount - $0 + 1) }
       try Checkpoint.writeAtomically(table.serialized(withSlots: false, seenSince: since), to: path)
       paths.append(path)

@@ -78,6 +78,8 @@ struct Train: ParsableCommand {
   @Option(help: "With --trace: the steps to record, A:B (inclusive, 1 <= A <= B; default 1:10).") var traceSteps: String?
   @Flag(help: "Data-parallel training over MPI: start with `mpirun -np N ttfc train ... --distributed`; each rank computes 1/N of every global batch of --batch examples (a multiple of N), gradients are summed by allreduce, rank 0 writes metrics and checkpoints. TTFC_MPI_TIMEOUT (seconds, default 120) bounds every collective.")
   var distributed = false
+  @Flag(help: "With --distributed: split every embedding table among the ranks by a hash of the id (each rank holds, updates, evicts and checkpoints its shard; lookups and row gradients travel by alltoallv) instead of a replica on every rank. --table-capacity then applies per shard.")
+  var shardTables = false
 
   /// Every numeric option's range, checked before anything is read or compiled.
   func checkOptionRanges() throws {
@@ -224,6 +226,8 @@ struct Train: ParsableCommand {
     options.tableCapacity = tableCapacity
     options.mixedPrecision = try mixedPrecisionOptions()
     options.communicator = communicator
+    if shardTables && !distributed { throw fail("--shard-tables needs --distributed") }
+    options.shardTables = shardTables
     if let sparseOptimizer {
       guard let parsed = SparseOptimizer(name: sparseOptimizer) else {
         throw fail("unknown sparse optimizer '\(sparseOptimizer)' (expected \(SparseOptimizer.names.joined(separator: ", ")))")
@@ -255,6 +259,7 @@ struct Train: ParsableCommand {
         if try loop.resume() {
           print("resumed from step \(loop.trainer.stepCount) (\(checkpoint!)/checkpoint.safetensors)")
           for change in loop.settingChanges { print("warning: resumed with a changed setting: \(change)") }
+          for note in loop.reshardNotes { print("note: \(note)", to: &standardError) }
         }
         else { print("no checkpoint in \(checkpoint!) yet; starting from step 0") }
       }
