@@ -1,7 +1,8 @@
 // Distributed — data-parallel training over MPI (Open MPI, loaded at run time by CMPI): the
 // communicator with a deadline on every collective, the split of a global batch among ranks, the
 // plan of gradient buckets, and the bytes each step moves. The step itself is in
-// DistributedStep.swift; IR-specs/distributed.md describes the whole.
+// DistributedStep.swift, sharded tables in ShardedTables.swift; README.md, "Training on several
+// machines", describes the whole.
 
 import CMPI
 import Foundation

@@ -4,6 +4,7 @@
 import Foundation
 import Testing
 import TTCompiler
+import TTEmbedding
 import TTIR
 import TTRuntime
 import TTTrain
@@ -154,5 +155,48 @@ struct DistributedTests {
     } catch {
       #expect("\(error)".contains("does not support state parameters ('@n'"), "\(error)")
     }
+  }
+
+  @Test func idsHaveOneOwnerSpreadEvenly() {
+    // Fixed values (tools/mpi_check.py computes the same function in Python to check shard files).
+    #expect((0..<8).map { TableSharding.owner(of: Int64($0), ranks: 2) } == [1, 1, 0, 1, 0, 0, 0, 1])
+    #expect(TableSharding.owner(of: 12345, ranks: 3) == 2)
+    #expect(TableSharding.owner(of: -1, ranks: 4) == 0)
+    #expect(TableSharding.owner(of: (1 << 40) + 7, ranks: 5) == 2)
+    for ranks in [1, 2, 3, 7] {
+      var counts = [Int](repeating: 0, count: ranks)
+      // Dense ids and strided ones (multiples of the rank count) both spread.
+      for id in 0..<7000 { counts[TableSharding.owner(of: Int64(id * 7 * ranks), ranks: ranks)] += 1 }
+      #expect(counts.allSatisfy { abs($0 - 7000 / ranks) < 7000 / ranks / 10 + 5 }, "\(ranks): \(counts)")
+    }
+    let (order, counts) = TableSharding.groupByOwner([1, 0, 1, 2, 0, 1], ranks: 3)
+    #expect(order == [1, 4, 0, 2, 5, 3])
+    #expect(counts == [2, 3, 1])
+  }
+
+  /// A table split by owner into shards, and the shards merged again, hold what the table held.
+  @Test func shardsOfATableUniteIntoIt() throws {
+    let table = try EmbeddingTable(dim: 4, optimizer: .defaultAdagrad, initializer: .normal(stddev: 0.1), seed: 9)
+    let ids = (0..<60).map { Int64($0 * $0 % 97) }
+    _ = table.lookup(ids, training: true, step: 3)
+    _ = table.lookup(Array(ids.prefix(20)), training: true, step: 5)
+    let shards = try (0..<3).map { r in
+      let shard = try table.emptyCopy()
+      try shard.merge(rowsOf: table) { TableSharding.owner(of: $0, ranks: 3) == r }
+      return shard
+    }
+    #expect(shards.map(\.count).reduce(0, +) == table.count)
+    for (r, shard) in shards.enumerated() {
+      for id in Set(ids) { #expect((shard.row(of: id) >= 0) == (TableSharding.owner(of: id, ranks: 3) == r)) }
+    }
+    let union = try table.emptyCopy()
+    for shard in shards { try union.merge(rowsOf: shard) { _ in true } }
+    #expect(union.count == table.count)
+    #expect(union.lookup(ids, training: false) == table.lookup(ids, training: false))
+    // The same rows in the same serialized form, up to order: compare the tables row by row.
+    let a = try EmbeddingTable.deserialize(union.serialized()), b = try EmbeddingTable.deserialize(table.serialized())
+    #expect(a.lookup(ids, training: false) == b.lookup(ids, training: false))
+    #expect(union.serialized().count == table.serialized().count)
+    #expect(throws: EmbeddingError.self) { try union.merge(rowsOf: shards[0]) { _ in true } }
   }
 }
