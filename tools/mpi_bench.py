@@ -40,27 +40,32 @@ def main():
     cases = [("MLP 784-256-10", ex("mlp.ttir"), f"{data}/classification_train.npz", 128),
              ("Wide&Deep (dense)", ex("wide_deep.ttir"), f"{data}/ctr_train.npz", 256),
              ("Wide&Deep over sparse ids (4 tables)", ex("wide_deep_sparse.ttir"), f"{data}/ctr_sparse_train.npz", 256),
-             ("NeuMF (4 tables)", ex("ncf.ttir"), ncf, 256)]
+             ("NeuMF (4 tables)", ex("ncf.ttir"), ncf, 256),
+             ("NeuMF, sharded tables", ex("ncf.ttir"), ncf, 256)]
     env = dict(ENV, TTFC_THREADS="1")
-    print("| model | global batch | 1 process, B/2 | 2 ranks, B | overhead per step | dense bytes allreduced per step | row-gradient bytes gathered per step | waiting in collectives (rank 0) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| model | global batch | 1 process, B/2 | 2 ranks, B | overhead per step | dense bytes allreduced | ids sent | rows received | row-gradient bytes sent/gathered | waiting in collectives (rank 0) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, model, train, batch in cases:
         common = [model, "--data", train, "--steps", str(args.steps), "--optimizer", "adam"]
-        m1 = os.path.join(out, name.split()[0] + "-1.jsonl")
-        m2 = os.path.join(out, name.split()[0] + "-2.jsonl")
+        tag = name.split()[0].strip(",") + ("-sharded" if "sharded" in name else "")
+        m1 = os.path.join(out, tag + "-1.jsonl")
+        m2 = os.path.join(out, tag + "-2.jsonl")
         for m in (m1, m2):
             if os.path.exists(m):
                 os.remove(m)
         subprocess.run([args.ttfc, "train"] + common + ["--batch", str(batch // 2), "--metrics", m1], check=True, capture_output=True, env=env)
         p = subprocess.run(MPIRUN + ["-np", "2", "-x", "TTFC_THREADS=1", args.ttfc, "train"] + common
-                           + ["--batch", str(batch), "--metrics", m2, "--distributed", "--stats"],
+                           + ["--batch", str(batch), "--metrics", m2, "--distributed", "--stats"]
+                           + (["--shard-tables"] if "sharded" in name else []),
                            check=True, capture_output=True, text=True, env=env)
         one, two = 1000 / rate(m1), 1000 / rate(m2)
         stats = [l for l in p.stderr.splitlines() if l.startswith("distributed: per step")][0]
         dense = stats.split("dense gradients ")[1].split(" bytes")[0]
         rows = stats.split("row gradients ")[1].split(" bytes")[0]
+        ids = stats.split("ids ")[1].split(" bytes")[0]
+        received = stats.split("rows ")[1].split(" bytes")[0]
         waiting = stats.split("gathered; ")[1].split(" waiting")[0]
-        print(f"| {name} | {batch} | {one:.2f} ms | {two:.2f} ms | {two - one:+.2f} ms | {int(dense):,} | {int(rows):,} | {waiting} |")
+        print(f"| {name} | {batch} | {one:.2f} ms | {two:.2f} ms | {two - one:+.2f} ms | {int(dense):,} | {int(ids):,} | {int(received):,} | {int(rows):,} | {waiting} |")
 
 
 if __name__ == "__main__":
