@@ -184,6 +184,9 @@ public final class TrainingLoop {
       guard options.batch % communicator.size == 0 else {
         throw .distributed(.batchNotDivisible(batch: options.batch, ranks: communicator.size))
       }
+      if options.shardTables && evalData != nil && !trainer.tables.isEmpty {
+        throw .distributed(.unsupported("evaluation (--eval-data) with sharded tables is not supported yet: rank 0 holds only its shard of each table"))
+      }
       try agree(communicator, loss: loss, optimizer: optimizer)
       communicator.onTermination(terminationMessage(communicator, checkpointStep: nil))
     }
@@ -198,7 +201,7 @@ public final class TrainingLoop {
     let settings = "\(loss) \(optimizer) batch \(options.batch) steps \(totalSteps) seed \(options.seed) lr \(options.learningRate) "
       + "\(options.schedule) shuffle \(options.shuffle) sparse \(trainer.sparseOptimizer) ttl \(String(describing: options.tableTTL)) "
       + "capacity \(String(describing: options.tableCapacity)) evict \(options.evictEvery) nonfinite \(options.onNonFinite.rawValue) "
-      + "resume \(options.resumesFromCheckpoint) checkpoint \(options.checkpointDirectory ?? "-") every \(String(describing: options.checkpointEvery))"
+      + "shard \(options.shardTables) resume \(options.resumesFromCheckpoint) checkpoint \(options.checkpointDirectory ?? "-") every \(String(describing: options.checkpointEvery))"
     // The data: its size, columns and a sample of every column (first and last 64 values).
     var dataText = "\(data.count)"
     for (name, column) in zip(columnNames, columns) {

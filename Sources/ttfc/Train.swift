@@ -177,7 +177,10 @@ struct Train: ParsableCommand {
       }
     }
     do { try train(communicator: communicator) } catch let exit as ExitCode {
-      if let communicator, exit != .success {
+      if let communicator, exit.rawValue == 130 {
+        // Ctrl-C: every rank stopped after the same step and the checkpoint is complete.
+        communicator.finalize()
+      } else if let communicator, exit != .success {
         if communicator.size > 1 { print("ttfc: rank \(communicator.rank) of \(communicator.size) stops", to: &standardError) }
         // One rank's named error ends the job (the others would wait at the next collective).
         communicator.abort(code: exit.rawValue)
