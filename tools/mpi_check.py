@@ -339,9 +339,11 @@ def fault(ttfc, data, out, how):
             return
         print(f"  rank 1 {'killed (SIGKILL)' if how == 'kill' else 'stopped (SIGSTOP, unreachable)'}: job ended in {took:.1f} s, "
               f"exit {job.returncode}: {named[0].strip()[:260]}")
-        # The last complete checkpoint resumes (one process, a few more steps).
+        # The last complete checkpoint resumes (one process, a few more steps), and the message names it.
         meta = read_checkpoint(directory)[0]
         step = int(meta["step"])
+        if f"the last complete checkpoint is step {step} in" not in text:
+            fail(f"fault {how}: the messages do not name the last complete checkpoint, step {step}:\n{text[-1500:]}")
         p = run([ttfc, "train", model, "--data", f"{data}/classification_train.npz", "--batch", "32", "--steps", str(step + 3),
                  "--checkpoint", directory, "--checkpoint-every", "5", "--resume", "--allow-changed-schedule"], check=False)
         if p.returncode != 0 or f"resumed from step {step}" not in p.stdout:

@@ -291,19 +291,29 @@ public final class TrainingLoop {
           (name, (0..<communicator.size).map { Self.shardFile(name, step: trainer.stepCount, rank: $0, of: communicator.size) })
         })
       }
-      if communicator.rank == 0 { try writeCheckpoint(to: path, shardFiles: shardFiles) }
+      if communicator.rank == 0 {
+        // Complete once rank 0 has written it (the shards were written before the metadata).
+        try writeCheckpoint(to: path, shardFiles: shardFiles)
+        lastCheckpointStep = trainer.stepCount
+        communicator.onTermination(terminationMessage(communicator, checkpointStep: trainer.stepCount))
+      }
       do { try communicator.barrier(what: "the barrier after checkpoint \(trainer.stepCount)") }
       catch { throw .cannotWrite(path: path, reason: "\(error)") }
+      lastCheckpointStep = trainer.stepCount
       communicator.onTermination(terminationMessage(communicator, checkpointStep: trainer.stepCount))
       return
     }
     try writeCheckpoint(to: path)
+    lastCheckpointStep = trainer.stepCount
   }
 
   /// The file of rank `rank`'s shard of table `name` in the checkpoint of step `step`.
   static func shardFile(_ name: String, step: Int, rank: Int, of ranks: Int) -> String {
     "table.\(name).\(step).shard-\(rank)-of-\(ranks).ttemb"
   }
+
+  /// The step of the last checkpoint this run completed (nil: none yet).
+  public private(set) var lastCheckpointStep: Int?
 
   /// Re-sharding done by the last resume (a checkpoint of another number of shards), for the user.
   public private(set) var reshardNotes: [String] = []

@@ -329,7 +329,16 @@ struct Train: ParsableCommand {
         if event.kind == .step { traceNextStep() }
       }
     }
-    catch { progress.finish(); try? writeTrace(); throw fail("\(error)") }
+    catch {
+      progress.finish(); try? writeTrace()
+      if let communicator, let checkpoint {
+        let exitCode = fail("\(error)")
+        print("ttfc: rank \(communicator.rank): " + (loop.lastCheckpointStep.map { "the last complete checkpoint is step \($0) in \(checkpoint)" }
+              ?? "no checkpoint was completed in \(checkpoint) in this run"), to: &standardError)
+        throw exitCode
+      }
+      throw fail("\(error)")
+    }
     progress.finish()
     try writeTrace()
     if !finished {
