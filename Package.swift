@@ -14,7 +14,7 @@
 //   TTCompiler   Module -> Program: verify, pass pipeline, lower to thunks, plan slots, compile
 //                kernels (TTIR, TTInterp, TTPasses, TTCodegen, TTRuntime, TTEmbedding)
 //   TTTrain      training (TTIR, TTInterp, TTPasses, TTRuntime, TTCompiler, TTCodegen, TTEmbedding,
-//                TTSupport)
+//                TTSupport, CMPI: Open MPI loaded with dlopen for distributed training)
 //   ttfc, ttfc-bench  the command-line tool and the benchmarks (all of the above)
 //   TTFuzz       random graphs for the tests (TTIR)
 //   TTONNX       ONNX import: a protobuf wire-format reader and the ONNX -> TTIR op mapping (TTIR; TTInterp folds shape arithmetic)
@@ -57,11 +57,13 @@ let package = Package(
     .target(name: "TTPasses", dependencies: ["TTIR", "TTInterp"]),
     .target(name: "TTFuzz", dependencies: ["TTIR"]),
     .target(name: "TTONNX", dependencies: ["TTIR", "TTInterp"]),
-    .target(name: "TTTrain", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCompiler", "TTCodegen", "TTEmbedding", "TTSupport"]),
+    .target(name: "TTTrain", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCompiler", "TTCodegen", "TTEmbedding", "TTSupport", "CMPI"]),
     .target(name: "TTRuntime", dependencies: ["TTIR", "TTInterp", "TTCodegen", "TTEmbedding", "TTSupport", "COpenBLAS", "CZlib"]),
     .target(name: "TTCompiler", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTCodegen", "TTRuntime", "TTEmbedding", "TTSupport"]),
     .target(name: "TTCodegen", dependencies: ["TTIR", "TTSupport", "CLLVM", "COpenBLAS"]),
     .target(name: "CSupport"),
+    // MPI through dlopen (Sources/CMPI/include/ttfc_mpi.h): ttfc builds and runs without MPI.
+    .target(name: "CMPI", linkerSettings: [.linkedLibrary("dl")]),
     .target(name: "TTEmbedding", dependencies: ["TTSupport", "CSupport"]),
     .executableTarget(name: "ttfc", dependencies: [
       "TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCompiler", "TTCodegen", "TTTrain", "TTEmbedding", "TTSupport", "TTONNX",

@@ -130,4 +130,29 @@ extension EmbeddingTable {
     swap(&count, &other.count)
     scratchPosition = []
   }
+
+  /// Adds the rows of `other` whose id passes `keep`, with their values, slots and metadata: the
+  /// union of a table's shards, or one rank's shard of a whole table. An id already here is an
+  /// error (two shards that both hold it).
+  public func merge(rowsOf other: EmbeddingTable, where keep: (Int64) -> Bool) throws(EmbeddingError) {
+    guard other.dim == dim, other.storage == storage, other.slotCount == slotCount else {
+      throw .invalid("a table of dim \(other.dim), \(other.storage), \(other.slotCount) slots cannot merge into one of dim \(dim), \(storage), \(slotCount) slots")
+    }
+    for r in 0..<other.highWater where other.meta[r].updates >= 0 && keep(other.meta[r].id) {
+      let m = other.meta[r]
+      guard row(of: m.id) < 0 else { throw .corrupt("id \(m.id) is in two shards") }
+      let n = insert(m.id, step: m.lastSeen)
+      meta[n] = m
+      memcpy(rowSlab.base! + n * rowBytes, other.rowSlab.base! + r * rowBytes, rowBytes)
+      if slotBytesPerRow > 0 {
+        memcpy(slotSlab.base! + n * slotBytesPerRow, other.slotSlab.base! + r * slotBytesPerRow, slotBytesPerRow)
+      }
+    }
+  }
+
+  /// An empty table with this one's configuration (the start of a union of shards).
+  public func emptyCopy() throws(EmbeddingError) -> EmbeddingTable {
+    try EmbeddingTable(dim: dim, storage: storage, initializer: initializer, seed: seed, defaultValue: defaultValue,
+                       admission: admission, slotInitialValues: slotInitialValues, initialCapacity: 1)
+  }
 }

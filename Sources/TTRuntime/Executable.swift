@@ -780,3 +780,41 @@ public final class Executable: @unchecked Sendable {
   }
 }
 
+
+extension Executable {
+  /// For each result, the index of the last thunk that writes it (-1: no thunk does, e.g. an
+  /// argument returned as it is): a caller of ``PreparedRun/execute(afterEachThunk:)`` may use
+  /// a result as soon as that thunk has run (data-parallel training starts the allreduce of a
+  /// gradient then, while the rest of the backward pass runs).
+  public var thunkCount: Int { thunks.count }
+
+  public var resultReadiness: [Int] {
+    var lastWriter: [Int: Int] = [:]
+    for (i, thunk) in thunks.enumerated() {
+      let written: [Int]
+      switch thunk {
+      case .kernel(_, _, let results, _): written = results
+      case .gemm(_, _, let c, _, _): written = [c]
+      case .gemmSummedOverBatch(_, _, let c): written = [c]
+      case .conv(_, _, _, let result): written = [result]
+      case .pool(_, _, _, let result): written = [result]
+      case .rows(_, _, let results): written = results
+      case .interpretOp(_, _, let result): written = [result]
+      case .interpretRegion(_, _, let results): written = results
+      case .table(_, _, _, let result): written = [result]
+      }
+      for slot in written { lastWriter[slot] = i }
+    }
+    return outputs.map { lastWriter[$0] ?? -1 }
+  }
+}
+
+extension Executable.PreparedRun {
+  /// Runs every thunk, calling `afterEachThunk(i)` after thunk `i` (not traced).
+  public func execute(afterEachThunk: (Int) throws -> Void) throws {
+    for (i, thunk) in executable.thunks.enumerated() {
+      try executable.execute(thunk, plan: plan, symbolValues: symbolValues)
+      try afterEachThunk(i)
+    }
+  }
+}

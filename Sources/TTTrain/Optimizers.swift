@@ -160,6 +160,78 @@ public enum TrainStep {
       }
       finite = b.emit(.lt, [largest, b.scalar(.infinity)], .scalar(.i1))
     }
+    let (newParams, newSlots) = appendUpdates(&b, module: module, optimizer: optimizer, gradients: gradients, params: paramArguments,
+                                              slots: slotArguments, newStates: newStates, lr: lr, step: t, floatType: floatType, finite: finite)
+    step = b.function
+    step.returnValues = [reportedLoss] + newParams + newSlots + rowGradients
+    if let finite { step.returnValues.append(step.appendValue(.cast, [finite], type: .scalar(floatType))) }
+    step.resultTypes = step.returnValues.map { step.type(of: $0) }
+    return try Autodiff.installing(step, in: module, what: "the training step")
+  }
+
+  /// The training step in two functions, for data-parallel training (the gradients are summed
+  /// over the ranks between them):
+  ///   `@<loss>.grad_step(inputs..., rows..., params...) -> (loss, gradients..., row gradients...)`
+  ///   `@<loss>.apply_step(gradients..., loss, lr, step, params..., slots...) -> (loss, params'..., slots'...)`
+  /// with one gradient per trained parameter (OptimizerConfig's order) and the update exactly as
+  /// `build` appends it (clipping included, on the summed gradient). `apply_step` passes the loss
+  /// through, so its results line up with `train_step`'s. Modules with `state` parameters are
+  /// refused (their new values would be per-rank statistics).
+  public static func buildSplit(_ module: Module, loss: String, optimizer: OptimizerConfig,
+                                rowInputs: [Int] = []) throws(AutodiffError) -> Module {
+    guard module.function(named: loss) != nil else { throw .unknownFunction(loss) }
+    guard module.stateParams.isEmpty else {
+      throw .invalid("distributed training does not support state parameters (\(module.stateParams.map { "'@\($0.name)'" }.joined(separator: ", ")): their new values are statistics of each rank's examples)")
+    }
+    let withGrad = try Autodiff.gradient(of: module, function: loss, inputs: rowInputs)
+    let grad = withGrad.function(named: loss + ".grad")!
+    let floatType = grad.resultTypes[0].dtype
+    var forward = Function(name: loss + ".grad_step", location: grad.location)
+    var map: [ValueID: ValueID] = [:]
+    for a in grad.arguments { map[a] = forward.addArgument(name: grad[a].name, type: grad.type(of: a)) }
+    var paramArguments: [String: ValueID] = [:]
+    for p in module.params { paramArguments[p.name] = forward.addArgument(name: p.name, type: p.type) }
+    for (k, v) in grad.values.enumerated() {
+      if case .global(let name) = v.definition { map[ValueID(k)] = paramArguments[name]! }
+    }
+    for id in grad.body {
+      let op = grad[id]
+      let new = forward.append(op.code, op.operands.map { map[$0]! }, resultTypes: op.results.map { grad.type(of: $0) },
+                               resultNames: op.results.map { grad[$0].name }, attributes: op.attributes, location: op.location)
+      for (o, n) in zip(op.results, forward[new].results) { map[o] = n }
+    }
+    forward.returnValues = grad.returnValues.map { map[$0]! }
+    forward.resultTypes = forward.returnValues.map { forward.type(of: $0) }
+    let gradientTypes = Array(grad.resultTypes.dropFirst().prefix(grad.resultTypes.count - 1 - rowInputs.count))
+    var apply = Function(name: loss + ".apply_step", location: grad.location)
+    let gradients = gradientTypes.enumerated().map { apply.addArgument(name: "grad.\($0.offset)", type: $0.element) }
+    let lossIn = apply.addArgument(name: "loss", type: .scalar(floatType))
+    let lr = apply.addArgument(name: "lr", type: .scalar(floatType))
+    let t = apply.addArgument(name: "step", type: .scalar(floatType))
+    var applyParams: [String: ValueID] = [:]
+    for p in module.params { applyParams[p.name] = apply.addArgument(name: p.name, type: p.type) }
+    var slotArguments: [[ValueID]] = []
+    for p in module.trainedParams {
+      slotArguments.append(optimizer.slots.map { apply.addArgument(name: slotName($0.name, of: p.name), type: p.type) })
+    }
+    var b = UpdateBuilder(function: apply, dtype: floatType)
+    let (newParams, newSlots) = appendUpdates(&b, module: module, optimizer: optimizer, gradients: gradients, params: applyParams,
+                                              slots: slotArguments, newStates: [], lr: lr, step: t, floatType: floatType, finite: nil)
+    apply = b.function
+    apply.returnValues = [lossIn] + newParams + newSlots
+    apply.resultTypes = apply.returnValues.map { apply.type(of: $0) }
+    let installed = try Autodiff.installing(forward, in: module, what: "the gradient step")
+    return try Autodiff.installing(apply, in: installed, what: "the update step")
+  }
+
+  /// Clipping (when configured) and every parameter's update, appended to `b`'s function: the
+  /// new parameters (all of the module's, in order; a state parameter takes its value from
+  /// `newStates`) and the new slots. `finite` (mixed steps) selects the old values when false.
+  static func appendUpdates(_ b: inout UpdateBuilder, module: Module, optimizer: OptimizerConfig, gradients: [ValueID],
+                            params paramArguments: [String: ValueID], slots slotArguments: [[ValueID]], newStates: [ValueID],
+                            lr: ValueID, step t: ValueID, floatType: DType, finite: ValueID?) -> ([ValueID], [ValueID]) {
+    let states = module.stateParams
+    var gradients = gradients
     if let clip = optimizer.clipNorm {
       var total: ValueID? = nil
       // The norm is summed in the loss's float type, whatever each gradient's type.
@@ -211,11 +283,7 @@ public enum TrainStep {
       newParams.append(param)
       newSlots += slots
     }
-    step = b.function
-    step.returnValues = [reportedLoss] + newParams + newSlots + rowGradients
-    if let finite { step.returnValues.append(step.appendValue(.cast, [finite], type: .scalar(floatType))) }
-    step.resultTypes = step.returnValues.map { step.type(of: $0) }
-    return try Autodiff.installing(step, in: module, what: "the training step")
+    return (newParams, newSlots)
   }
 }
 

@@ -24,12 +24,15 @@ public enum TrainingError: Error, CustomStringConvertible {
   case nonFinite(step: Int, reason: String)
   /// A path that training would write to cannot be written (checked before step 1).
   case unwritable(path: String, reason: String)
+  /// Distributed training failed (a rank died or cannot be reached, the ranks disagree, ...).
+  case distributed(DistributedError)
   public var description: String {
     switch self {
     case .setup(let m): return m
     case .step(let m): return m
     case .nonFinite(let step, let reason): return "training diverged at step \(step): \(reason)"
     case .unwritable(let path, let reason): return "cannot write '\(path)': \(reason)"
+    case .distributed(let error): return error.description
     }
   }
 }
@@ -85,7 +88,7 @@ public final class Trainer {
   /// The mixed step's shape buckets, when the trainer has one.
   public var mixedShapes: ShapeSpecializer? { mixedStep?.shapes }
   /// What the last step did.
-  public private(set) var lastStep: StepReport?
+  public internal(set) var lastStep: StepReport?
   /// A step's precision, loss scale, and whether its update was skipped by loss scaling or the
   /// precision policy (a non-finite mixed step that is theirs to handle).
   public struct StepReport: Sendable {
@@ -113,7 +116,7 @@ public final class Trainer {
     case initializer(ParamInitializer.Generator, Initializer, name: String)
   }
   /// Steps taken (or restored from a checkpoint); the next step is `stepCount + 1`.
-  public private(set) var stepCount = 0
+  public internal(set) var stepCount = 0
   /// Prepared runs by batch shape, bucketed by the shape policy (of the first compiled step).
   public var shapes: ShapeSpecializer { (fullStep ?? mixedStep!).shapes }
   /// The last run (its state inputs are the executable's pinned state buffers).
@@ -134,7 +137,7 @@ public final class Trainer {
   public var keepsPreviousState = false
   var previous: [UnsafeMutableRawPointer] = []
   /// Set when a step left non-finite state behind (not undone): such state is never saved.
-  public private(set) var stateIsNonFinite = false
+  public internal(set) var stateIsNonFinite = false
   /// Parameters declared without an initializer and not given a value (the loss does not read
   /// them; they hold zeros until a checkpoint restores them).
   public private(set) var parametersWithoutValues: Set<String> = []
@@ -145,6 +148,8 @@ public final class Trainer {
   public let sparseOptimizer: SparseOptimizer
   public let sites: [LookupSite]
   let rowInputCount: Int
+  /// Data-parallel training: the split step and the buffers of its collectives (nil: one process).
+  public internal(set) var distributed: DistributedStep?
 
   /// SparseAdam (`sparseadam`, the published definition: moments decayed over skipped steps) for Adam-family
   /// optimizers, the sparse form of SGD and Adagrad for those.
@@ -163,7 +168,8 @@ public final class Trainer {
   public init(module: Module, loss: String, optimizer: OptimizerConfig, params: [String: Tensor] = [:],
               bucketPolicy: BucketPolicy = .powersOfTwo, sparseOptimizer: SparseOptimizer? = nil,
               valuesFollow: Bool = false, verifyEach: Bool = CompileOptions.verifyEachByDefault,
-              mixedPrecision: MixedPrecisionOptions? = nil) throws(TrainingError) {
+              mixedPrecision: MixedPrecisionOptions? = nil, communicator: Communicator? = nil,
+              shardTables: Bool = false) throws(TrainingError) {
     self.module = module
     self.lossName = loss
     self.optimizer = optimizer
@@ -183,17 +189,22 @@ public final class Trainer {
       }
     }
     guard let lossFunction = module.function(named: loss) else { throw .setup("no function named '@\(loss)'") }
+    if communicator != nil {
+      if mixedPrecision != nil { throw .setup(DistributedError.unsupported("mixed precision (--precision) is not supported with --distributed yet").description) }
+      needsFull = false
+    }
     inputTypes = lossFunction.argumentTypes
     let phaseStart = DispatchClock.now()
     // Lookups become row inputs filled by the runtime; their gradients come back as step outputs.
     let sparse = sparseOptimizer ?? Self.defaultSparseOptimizer(for: optimizer.kind)
     self.sparseOptimizer = sparse
-    var fullModule: Module? = nil, mixedModule: Module? = nil
+    var fullModule: Module? = nil, mixedModule: Module? = nil, splitModule: Module? = nil
     do {
       let (lowered, sites) = try EmbeddingLowering.lower(module, function: loss)
       self.sites = sites
       rowInputCount = sites.count
       if needsFull { fullModule = try TrainStep.build(lowered, loss: loss, optimizer: optimizer, rowInputs: sites.map(\.rowsInput)) }
+      if communicator != nil { splitModule = try TrainStep.buildSplit(lowered, loss: loss, optimizer: optimizer, rowInputs: sites.map(\.rowsInput)) }
       if needsMixed, let mixedPrecision {
         var options = PassOptions()
         options.ampType = mixedPrecision.halfType
@@ -204,7 +215,13 @@ public final class Trainer {
         ampStatistics = context.statistics["amp"] ?? [:]
       }
     } catch { throw .setup("\(error)") }
-    stepModule = (fullModule ?? mixedModule)!
+    stepModule = (fullModule ?? mixedModule ?? splitModule)!
+    if shardTables {
+      guard communicator != nil else { throw .setup("sharded tables need distributed training (--distributed)") }
+      if let pooled = sites.first(where: \.pooled) {
+        throw .setup(DistributedError.unsupported("sharded tables do not support pooled lookups yet (table '@\(pooled.table)'); train without --shard-tables (tables replicated on every rank)").description)
+      }
+    }
     mixedStepModule = mixedModule
     var made: [String: EmbeddingTable] = [:]
     for decl in module.tables {
@@ -253,13 +270,25 @@ public final class Trainer {
     stateNames = names
     stateTypes = types
     pendingState = initial
-    firstStateArgument = inputTypes.count + rowInputCount + 2
+    let gradientCount = module.trainedParams.count
+    firstStateArgument = communicator == nil ? inputTypes.count + rowInputCount + 2 : gradientCount + 3
     do {
       let first = inputTypes.count + rowInputCount + 2
       let stateArguments = first..<(first + initial.count)
       let aliasing = Dictionary(uniqueKeysWithValues: initial.indices.map { (1 + $0, first + $0) })
       var full: Executable? = nil
-      if let fullModule {
+      if let splitModule, let communicator {
+        // Data-parallel: the gradient step (its run in `fullStep`, for statistics and shapes)
+        // and the update step, which holds the state like the fused step does.
+        let gradient = try Executable(module: splitModule, function: loss + ".grad_step", verifyEach: verifyEach)
+        let first = gradientCount + 3
+        let applyState = first..<(first + initial.count)
+        let update = try Executable(module: splitModule, function: loss + ".apply_step", donating: Set(applyState),
+                                    aliasing: Dictionary(uniqueKeysWithValues: initial.indices.map { (1 + $0, first + $0) }), verifyEach: verifyEach)
+        full = gradient
+        distributed = try DistributedStep(communicator: communicator, gradient: gradient, update: update, gradientCount: gradientCount,
+                                          shardsTables: shardTables)
+      } else if let fullModule {
         full = try Executable(module: fullModule, function: loss + ".train_step", donating: Set(stateArguments),
                               aliasing: aliasing, verifyEach: verifyEach)
       }
@@ -343,6 +372,8 @@ public final class Trainer {
   /// loss. With mixed precision, the policy chooses the step's precision (``lastStep`` says which).
   @discardableResult
   public func step(_ batch: [Tensor], lr: Double) throws(TrainingError) -> Double {
+    // Data-parallel: `batch` is the global batch; this rank computes its share.
+    if distributed != nil { return try distributedStep(batch, lr: lr) }
     let precision = mixedPrecision.map {
       $0.policy.precision(for: PrecisionDecision(step: stepCount + 1, learningRate: lr, previousLearningRate: previousLearningRate))
     } ?? .full
@@ -367,32 +398,9 @@ public final class Trainer {
     } catch { throw .step("\(error)") }
     // State lives in the executable's pinned buffers, the same in every layout: a new batch shape
     // moves nothing. Only the first step (or a restore) writes it.
-    if let pendingState {
-      for (i, pending) in pendingState.enumerated() {
-        let buffer = run.inputs[firstStateArgument + i]
-        switch pending {
-        case .tensor(let t): RawTensor.write(t, to: buffer)
-        case .filled(let value): RawTensor.fill(stateTypes[i].dtype, count: elementCount(stateTypes[i].staticShape!) ?? 0, value: value, at: buffer)
-        case .initializer(let generator, let initializer, let name):
-          if !ParamInitializer.write(generator, dtype: stateTypes[i].dtype, to: buffer),
-             let t = try? ParamInitializer.materialize(initializer, type: stateTypes[i], name: name) {
-            RawTensor.write(t, to: buffer)
-          }
-        }
-      }
-      self.pendingState = nil
-    }
+    writePendingState(into: run)
     current = run
-    if keepsPreviousState {
-      if previous.isEmpty {
-        previous = stateTypes.indices.map { i in
-          var p: UnsafeMutableRawPointer?
-          posix_memalign(&p, 64, max(1, bytes(i)))
-          return p!
-        }
-      }
-      for i in stateTypes.indices { memcpy(previous[i], run.inputs[firstStateArgument + i], bytes(i)) }
-    }
+    if keepsPreviousState { keepState(of: run) }
     let t = Int64(stepCount + 1)
     for (i, tensor) in batch.enumerated() { RawTensor.write(tensor, to: run.inputs[i]) }
     // sparseadam-catchup: the rows this step reads first move through the steps they skipped,
@@ -473,20 +481,63 @@ public final class Trainer {
       }
       throw .nonFinite(step: Int(t), reason: problem)
     }
-    // Sparse updates: per table, the row gradients of all its lookups summed per unique row.
+    try applySparseUpdates(siteRows: siteRows, step: t, lr: lr) { UnsafePointer(run.outputs[firstRowGradient + $0].assumingMemoryBound(to: Float.self)) }
+    stepCount += 1
+    return loss
+  }
+
+
+  /// Writes the state not yet in the run's buffers (first step, or after a restore).
+  func writePendingState(into run: Executable.PreparedRun) {
+    guard let pendingState else { return }
+    for (i, pending) in pendingState.enumerated() {
+      let buffer = run.inputs[firstStateArgument + i]
+      switch pending {
+      case .tensor(let t): RawTensor.write(t, to: buffer)
+      case .filled(let value): RawTensor.fill(stateTypes[i].dtype, count: elementCount(stateTypes[i].staticShape!) ?? 0, value: value, at: buffer)
+      case .initializer(let generator, let initializer, let name):
+        if !ParamInitializer.write(generator, dtype: stateTypes[i].dtype, to: buffer),
+           let t = try? ParamInitializer.materialize(initializer, type: stateTypes[i], name: name) {
+          RawTensor.write(t, to: buffer)
+        }
+      }
+    }
+    self.pendingState = nil
+  }
+
+  /// Copies the state before a step (`keepsPreviousState`), so a non-finite step can be undone.
+  func keepState(of run: Executable.PreparedRun) {
+    if previous.isEmpty {
+      previous = stateTypes.indices.map { i in
+        var p: UnsafeMutableRawPointer?
+        posix_memalign(&p, 64, max(1, bytes(i)))
+        return p!
+      }
+    }
+    for i in stateTypes.indices { memcpy(previous[i], run.inputs[firstStateArgument + i], bytes(i)) }
+  }
+
+  /// Restores the state kept by `keepState`.
+  func restoreKeptState(of run: Executable.PreparedRun) {
+    for i in stateTypes.indices { memcpy(run.inputs[firstStateArgument + i], previous[i], bytes(i)) }
+  }
+
+
+  /// Sparse updates: per table, the row gradients of all its lookups (`gradient(k)`: site k's,
+  /// one row of the table's width per position of `siteRows[k]`) summed per unique row.
+  func applySparseUpdates(siteRows: [[Int32]], step t: Int64, lr: Double,
+                          gradient: (Int) -> UnsafePointer<Float>) throws(TrainingError) {
     for (name, table) in tables.sorted(by: { $0.key < $1.key }) {
       var rows: [Int32] = [], grads: [Float] = []
       for (k, site) in sites.enumerated() where site.table == name {
         let count = siteRows[k].count
         rows += siteRows[k]
-        grads += UnsafeBufferPointer(start: run.outputs[firstRowGradient + k].assumingMemoryBound(to: Float.self), count: count * table.dim)
+        grads += UnsafeBufferPointer(start: gradient(k), count: count * table.dim)
       }
       guard !rows.isEmpty else { continue }
-      let gradient = rows.withUnsafeBufferPointer { r in grads.withUnsafeBufferPointer { table.sparseGradient(rows: r, grad: $0.baseAddress!) } }
-      do { try table.apply(sparseOptimizer, gradient, step: t, lr: Float(lr)) } catch { throw .step("table '@\(name)': \(error)") }
+      let summed = rows.withUnsafeBufferPointer { r in grads.withUnsafeBufferPointer { table.sparseGradient(rows: r, grad: $0.baseAddress!) } }
+      do { try table.apply(sparseOptimizer, summed, step: t, lr: Float(lr)) } catch { throw .step("table '@\(name)': \(error)") }
     }
-    stepCount += 1
-    return loss
   }
 
   /// Brings every table row to the current step where the sparse optimizer defers work to a

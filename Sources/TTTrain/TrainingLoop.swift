@@ -62,6 +62,13 @@ public struct TrainingOptions {
   /// Variable-length sequences: the data column of per-example lengths; each batch (training and
   /// evaluation) is cut on axis 1 to its longest example (see ``SequenceTrimming``).
   public var sequenceLengths: String? = nil
+  /// Data-parallel training over these MPI ranks (``Communicator/world(timeout:)``): each rank
+  /// computes its share of every global batch of `batch` examples, and rank 0 alone writes
+  /// metrics and checkpoints (nil: one process).
+  public var communicator: Communicator? = nil
+  /// With a communicator: split every embedding table among the ranks by id (each rank holds the
+  /// rows of the ids it owns, ``TableSharding``) instead of a replica of the whole table on each.
+  public var shardTables = false
   public init() {}
 
   /// The most steps a run may take (so step arithmetic, progress and ETA never overflow).
@@ -133,7 +140,8 @@ public final class TrainingLoop {
     trainer = try Trainer(module: module, loss: loss, optimizer: optimizer, params: options.initialParams,
                           bucketPolicy: options.bucketPolicy, sparseOptimizer: options.sparseOptimizer,
                           valuesFollow: options.resumesFromCheckpoint, verifyEach: options.verifyEach,
-                          mixedPrecision: options.mixedPrecision)
+                          mixedPrecision: options.mixedPrecision, communicator: options.communicator,
+                          shardTables: options.shardTables)
     self.options = options
     self.data = data
     self.evalData = evalData
@@ -188,6 +196,51 @@ public final class TrainingLoop {
     guard (0...TrainingOptions.maximumSteps).contains(totalSteps) else { throw .setup("the number of steps must be 0 to \(TrainingOptions.maximumSteps), got \(totalSteps)") }
     modelHash = Checkpoint.modelHash(module)
     trainer.keepsPreviousState = options.onNonFinite == .skipStep
+    if let communicator = options.communicator {
+      guard options.batch % communicator.size == 0 else {
+        throw .distributed(.batchNotDivisible(batch: options.batch, ranks: communicator.size))
+      }
+      if options.shardTables && evalData != nil && !trainer.tables.isEmpty {
+        throw .distributed(.unsupported("evaluation (--eval-data) with sharded tables is not supported yet: rank 0 holds only its shard of each table"))
+      }
+      try agree(communicator, loss: loss, optimizer: optimizer)
+      communicator.onTermination(terminationMessage(communicator, checkpointStep: nil))
+    }
+  }
+
+  /// Whether this process writes metrics and checkpoints (rank 0, or the only process).
+  public var isWriter: Bool { (options.communicator?.rank ?? 0) == 0 }
+
+  /// The ranks compare fingerprints of the model, the run's settings and the data; a rank that
+  /// differs is named (rather than training a different model, or hanging at a collective).
+  func agree(_ communicator: Communicator, loss: String, optimizer: OptimizerConfig) throws(TrainingError) {
+    let settings = "\(loss) \(optimizer) batch \(options.batch) steps \(totalSteps) seed \(options.seed) lr \(options.learningRate) "
+      + "\(options.schedule) shuffle \(options.shuffle) sparse \(trainer.sparseOptimizer) ttl \(String(describing: options.tableTTL)) "
+      + "capacity \(String(describing: options.tableCapacity)) evict \(options.evictEvery) nonfinite \(options.onNonFinite.rawValue) "
+      + "shard \(options.shardTables) resume \(options.resumesFromCheckpoint) checkpoint \(options.checkpointDirectory ?? "-") every \(String(describing: options.checkpointEvery))"
+    // The data: its size, columns and a sample of every column (first and last 64 values).
+    var dataText = "\(data.count)"
+    for (name, column) in zip(columnNames, columns) {
+      dataText += " \(name) \(column.type)"
+      switch column.storage {
+      case .floats(let v): dataText += " \(v.prefix(64)) \(v.suffix(64))"
+      case .ints(let v): dataText += " \(v.prefix(64)) \(v.suffix(64))"
+      }
+    }
+    let mine = [fingerprint(modelHash), fingerprint(settings), fingerprint(dataText)]
+    let all: [[Int64]]
+    do { all = try communicator.allgather(mine, what: "the comparison of the ranks' models") } catch { throw .distributed(error) }
+    for (r, theirs) in all.enumerated() where theirs != all[0] {
+      let what = theirs[0] != all[0][0] ? "a different model (its hash)" : theirs[1] != all[0][1] ? "different training options" : "different training data"
+      throw .distributed(.ranksDisagree("rank \(r) was started with \(what) from rank 0; every rank must run the same command on the same files"))
+    }
+  }
+
+  func terminationMessage(_ communicator: Communicator, checkpointStep: Int?) -> String {
+    let last = options.checkpointDirectory.map { directory in
+      checkpointStep.map { "the last complete checkpoint is step \($0) in \(directory)" } ?? "no checkpoint was completed in \(directory) in this run"
+    } ?? "no checkpoint directory"
+    return "ttfc: error: distributed training: rank \(communicator.rank) of \(communicator.size) was stopped by mpirun (SIGTERM): another rank of the job died or was killed; \(last)"
   }
 
   /// The lengths column of `data` and which of a function's inputs it cuts: those with a symbolic
@@ -214,6 +267,7 @@ public final class TrainingLoop {
   /// Checks before step 1 that every file training writes can be written: the checkpoint
   /// directory (created if missing) and the metrics file, so no late failure loses the steps.
   public func checkOutputs() throws(TrainingError) {
+    guard isWriter else { return }
     if let directory = options.checkpointDirectory { try Self.checkWritableDirectory(directory) }
     if let path = options.metricsPath {
       let existed = FileManager.default.fileExists(atPath: path)
@@ -257,6 +311,51 @@ public final class TrainingLoop {
   /// directory). A state that is not finite is refused, so the last good checkpoint stays.
   public func saveCheckpoint() throws(CheckpointError) {
     guard let path = checkpointPath else { return }
+    if let communicator = options.communicator {
+      // Dense state is the same on every rank: rank 0 writes it. Sharded tables: every rank
+      // writes its shards first (atomically), all meet, and rank 0 writes the checkpoint, which
+      // names them, last; a crash at any point leaves the previous complete checkpoint.
+      var shardFiles: [String: [String]]? = nil
+      if trainer.distributed?.shardsTables == true {
+        let directory = (path as NSString).deletingLastPathComponent
+        for (name, table) in trainer.tables.sorted(by: { $0.key < $1.key }) {
+          let file = Self.shardFile(name, step: trainer.stepCount, rank: communicator.rank, of: communicator.size)
+          try Checkpoint.writeAtomically(table.serialized(), to: (directory as NSString).appendingPathComponent(file))
+        }
+        do { try communicator.barrier(what: "the barrier after the table shards of checkpoint \(trainer.stepCount)") }
+        catch { throw .cannotWrite(path: path, reason: "\(error)") }
+        shardFiles = Dictionary(uniqueKeysWithValues: trainer.tables.keys.map { name in
+          (name, (0..<communicator.size).map { Self.shardFile(name, step: trainer.stepCount, rank: $0, of: communicator.size) })
+        })
+      }
+      if communicator.rank == 0 {
+        // Complete once rank 0 has written it (the shards were written before the metadata).
+        try writeCheckpoint(to: path, shardFiles: shardFiles)
+        lastCheckpointStep = trainer.stepCount
+        communicator.onTermination(terminationMessage(communicator, checkpointStep: trainer.stepCount))
+      }
+      do { try communicator.barrier(what: "the barrier after checkpoint \(trainer.stepCount)") }
+      catch { throw .cannotWrite(path: path, reason: "\(error)") }
+      lastCheckpointStep = trainer.stepCount
+      communicator.onTermination(terminationMessage(communicator, checkpointStep: trainer.stepCount))
+      return
+    }
+    try writeCheckpoint(to: path)
+    lastCheckpointStep = trainer.stepCount
+  }
+
+  /// The file of rank `rank`'s shard of table `name` in the checkpoint of step `step`.
+  static func shardFile(_ name: String, step: Int, rank: Int, of ranks: Int) -> String {
+    "table.\(name).\(step).shard-\(rank)-of-\(ranks).ttemb"
+  }
+
+  /// The step of the last checkpoint this run completed (nil: none yet).
+  public private(set) var lastCheckpointStep: Int?
+
+  /// Re-sharding done by the last resume (a checkpoint of another number of shards), for the user.
+  public private(set) var reshardNotes: [String] = []
+
+  func writeCheckpoint(to path: String, shardFiles: [String: [String]]? = nil) throws(CheckpointError) {
     guard trainer.stateIsFinite() else {
       throw .cannotWrite(path: path, reason: "the training state is not finite; the last good checkpoint is kept")
     }
@@ -273,14 +372,18 @@ public final class TrainingLoop {
     AtomicFile.removeAbandonedTemporaries(in: directory) { target in
       target == "checkpoint.safetensors" || (target.hasPrefix("table.") && target.hasSuffix(".ttemb"))
     }
-    for (name, table) in trainer.tables.sorted(by: { $0.key < $1.key }) {
+    if let shardFiles {
+      for (name, files) in shardFiles { withTables["table." + name] = files.joined(separator: ",") }
+      withTables["table_shards"] = String(shardFiles.values.first?.count ?? 1)
+    }
+    for (name, table) in trainer.tables.sorted(by: { $0.key < $1.key }) where shardFiles == nil {
       let file = "table.\(name).\(trainer.stepCount).ttemb"
       try Checkpoint.writeAtomically(table.serialized(), to: (directory as NSString).appendingPathComponent(file))
       withTables["table." + name] = file
     }
     try Checkpoint(tensors: zip(trainer.stateNames, trainer.state).map { ($0, $1) }, metadata: withTables).write(to: path)
     // Table files of earlier checkpoints are no longer named by any checkpoint.
-    let current = Set(withTables.filter { $0.key.hasPrefix("table.") }.map(\.value))
+    let current = Set(withTables.filter { $0.key.hasPrefix("table.") }.flatMap { $0.value.split(separator: ",").map(String.init) })
     for file in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
     where file.hasPrefix("table.") && file.hasSuffix(".ttemb") && !current.contains(file) {
       try? FileManager.default.removeItem(atPath: (directory as NSString).appendingPathComponent(file))
@@ -350,12 +453,35 @@ public final class TrainingLoop {
     catch { throw mismatch("\(error)") }
     do { try trainer.restorePrecision(from: checkpoint.metadata) } catch { throw .corrupt(path: path, reason: "\(error)") }
     let directory = (path as NSString).deletingLastPathComponent
-    for (name, table) in trainer.tables {
-      guard let file = checkpoint.metadata["table." + name] else { throw mismatch("it has no table '@\(name)'") }
-      let tablePath = (directory as NSString).appendingPathComponent(file)
-      guard let data = FileManager.default.contents(atPath: tablePath) else { throw .corrupt(path: tablePath, reason: "the table file is missing") }
-      do { try table.replaceContents(with: EmbeddingTable.deserialize([UInt8](data))) }
-      catch { throw .corrupt(path: tablePath, reason: "\(error)") }
+    reshardNotes = []
+    let sharded = trainer.distributed?.shardsTables == true
+    let rank = options.communicator?.rank ?? 0, ranks = options.communicator?.size ?? 1
+    for (name, table) in trainer.tables.sorted(by: { $0.key < $1.key }) {
+      guard let list = checkpoint.metadata["table." + name] else { throw mismatch("it has no table '@\(name)'") }
+      let files = list.split(separator: ",").map(String.init)
+      func load(_ file: String) throws(CheckpointError) -> EmbeddingTable {
+        let tablePath = (directory as NSString).appendingPathComponent(file)
+        guard let data = FileManager.default.contents(atPath: tablePath) else { throw .corrupt(path: tablePath, reason: "the table file is missing") }
+        do { return try EmbeddingTable.deserialize([UInt8](data)) } catch { throw .corrupt(path: tablePath, reason: "\(error)") }
+      }
+      let sameSharding = sharded ? files.count == ranks : files.count == 1
+      if sameSharding {
+        // This rank's shard (or the whole table) as it was written: exact.
+        let file = files[sharded ? rank : 0]
+        do { try table.replaceContents(with: try load(file)) } catch let error as CheckpointError { throw error }
+        catch { throw .corrupt(path: file, reason: "\(error)") }
+        continue
+      }
+      // Another number of shards: the union of the checkpoint's, keeping the ids this rank owns.
+      do {
+        let union = try table.emptyCopy()
+        for file in files {
+          try union.merge(rowsOf: try load(file)) { !sharded || TableSharding.owner(of: $0, ranks: ranks) == rank }
+        }
+        try table.replaceContents(with: union)
+      } catch let error as CheckpointError { throw error }
+      catch { throw .corrupt(path: list, reason: "\(error)") }
+      reshardNotes.append("table '@\(name)': re-sharded from \(files.count) shard\(files.count == 1 ? "" : "s") to \(sharded ? ranks : 1) (rank \(rank) keeps \(table.count) rows)")
     }
     order = BatchOrder(count: data.count, batch: options.batch, seed: options.seed, epoch: epoch, offset: offset, shuffle: options.shuffle)
     return true
@@ -370,7 +496,7 @@ public final class TrainingLoop {
   public func run(report: (TrainingEvent) -> Void = { _ in }) throws -> Bool {
     try checkOutputs()
     var metricsFile: FileHandle? = nil
-    if let path = options.metricsPath {
+    if let path = options.metricsPath, isWriter {
       guard let handle = FileHandle(forWritingAtPath: path) else { throw TrainingError.unwritable(path: path, reason: String(cString: strerror(errno))) }
       metricsFile = handle
       do { try handle.seekToEnd() } catch { throw TrainingError.unwritable(path: path, reason: "\(error.localizedDescription)") }
@@ -389,7 +515,11 @@ public final class TrainingLoop {
     let start = DispatchClock.now()
     let firstStep = trainer.stepCount
     while trainer.stepCount < totalSteps {
-      if stopRequested() {
+      // Data-parallel: a stop request rides on the step's collectives, so every rank stops
+      // after the same step (below).
+      if let distributed = trainer.distributed {
+        distributed.localStopRequest = stopRequested()
+      } else if stopRequested() {
         try saveCheckpoint()
         return false
       }
@@ -434,7 +564,7 @@ public final class TrainingLoop {
                              precision: precisionFields["precision"] as? String))
         try log(["step": trainer.stepCount, "loss": loss, "lr": lr, "steps_per_second": rate].merging(precisionFields) { $1 })
       }
-      if let every = options.evalEvery, trainer.stepCount % every == 0 || trainer.stepCount == totalSteps, evalData != nil {
+      if let every = options.evalEvery, trainer.stepCount % every == 0 || trainer.stepCount == totalSteps, evalData != nil, isWriter {
         let metrics = try evaluate()
         report(TrainingEvent(kind: .evaluation, step: trainer.stepCount, totalSteps: totalSteps, loss: metrics["loss"] ?? .nan,
                              learningRate: lr, stepsPerSecond: rate, metrics: metrics))
@@ -446,6 +576,10 @@ public final class TrainingLoop {
         evictTableRows()
       }
       if let every = options.checkpointEvery, trainer.stepCount % every == 0 { try saveCheckpoint() }
+      if trainer.distributed?.stopAgreed == true {
+        try saveCheckpoint()
+        return false
+      }
     }
     try saveCheckpoint()
     return true
@@ -467,10 +601,14 @@ public final class TrainingLoop {
   /// Writes every table for serving (rows only, optionally only rows seen in the last `recent`
   /// steps) as DIR/NAME.ttemb; returns the paths.
   public func exportTables(to directory: String, recent: Int? = nil) throws(CheckpointError) -> [String] {
+    let sharded = trainer.distributed?.shardsTables == true
+    // Replicated tables: rank 0 writes them; sharded ones: each rank its shard, NAME.shard-R-of-N.ttemb.
+    guard sharded || isWriter else { return [] }
     trainer.catchUpTables(lr: currentLearningRate)
     var paths: [String] = []
     for (name, table) in trainer.tables.sorted(by: { $0.key < $1.key }) {
-      let path = (directory as NSString).appendingPathComponent("\(name).ttemb")
+      let file = sharded ? "\(name).shard-\(options.communicator!.rank)-of-\(options.communicator!.size).ttemb" : "\(name).ttemb"
+      let path = (directory as NSString).appendingPathComponent(file)
       let since = recent.map { Int64(trainer.stepCount - $0 + 1) }
       try Checkpoint.writeAtomically(table.serialized(withSlots: false, seenSince: since), to: path)
       paths.append(path)

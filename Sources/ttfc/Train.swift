@@ -77,6 +77,10 @@ struct Train: ParsableCommand {
   @Option(help: "Write a Chrome trace-event profile of training steps here (JSON: open it in Perfetto or chrome://tracing): a slice per thunk on each pool thread's track, each step as a slice, and the compile's phases.")
   var trace: String?
   @Option(help: "With --trace: the steps to record, A:B (inclusive, 1 <= A <= B; default 1:10).") var traceSteps: String?
+  @Flag(help: "Data-parallel training over MPI: start with `mpirun -np N ttfc train ... --distributed`; each rank computes 1/N of every global batch of --batch examples (a multiple of N), gradients are summed by allreduce, rank 0 writes metrics and checkpoints. TTFC_MPI_TIMEOUT (seconds, default 120) bounds every collective.")
+  var distributed = false
+  @Flag(help: "With --distributed: split every embedding table among the ranks by a hash of the id (each rank holds, updates, evicts and checkpoints its shard; lookups and row gradients travel by alltoallv) instead of a replica on every rank. --table-capacity then applies per shard.")
+  var shardTables = false
 
   /// Every numeric option's range, checked before anything is read or compiled.
   func checkOptionRanges() throws {
@@ -163,6 +167,31 @@ struct Train: ParsableCommand {
 
   func run() throws {
     try checkOptionRanges()
+    // MPI first: every rank's errors then name their rank, and rank 0 alone prints progress.
+    var communicator: Communicator? = nil
+    if distributed {
+      do { communicator = try Communicator.world() } catch { throw fail("\(error)") }
+      if let communicator, communicator.rank != 0 {
+        // The other ranks' standard output goes nowhere; their errors still reach stderr.
+        let null = open("/dev/null", O_WRONLY)
+        if null >= 0 { dup2(null, STDOUT_FILENO); close(null) }
+      }
+    }
+    do { try train(communicator: communicator) } catch let exit as ExitCode {
+      if let communicator, exit.rawValue == 130 {
+        // Ctrl-C: every rank stopped after the same step and the checkpoint is complete.
+        communicator.finalize()
+      } else if let communicator, exit != .success {
+        if communicator.size > 1 { print("ttfc: rank \(communicator.rank) of \(communicator.size) stops", to: &standardError) }
+        // One rank's named error ends the job (the others would wait at the next collective).
+        communicator.abort(code: exit.rawValue)
+      }
+      throw exit
+    }
+    communicator?.finalize()
+  }
+
+  func train(communicator: Communicator?) throws {
     var module = try SourceFile.read(file).module()
     if let objective {
       guard let kind = StandardLoss(rawValue: objective) else {
@@ -201,6 +230,9 @@ struct Train: ParsableCommand {
     options.tableTTL = tableTtl
     options.tableCapacity = tableCapacity
     options.mixedPrecision = try mixedPrecisionOptions()
+    options.communicator = communicator
+    if shardTables && !distributed { throw fail("--shard-tables needs --distributed") }
+    options.shardTables = shardTables
     if let sparseOptimizer {
       guard let parsed = SparseOptimizer(name: sparseOptimizer) else {
         throw fail("unknown sparse optimizer '\(sparseOptimizer)' (expected \(SparseOptimizer.names.joined(separator: ", ")))")
@@ -232,6 +264,7 @@ struct Train: ParsableCommand {
         if try loop.resume() {
           print("resumed from step \(loop.trainer.stepCount) (\(checkpoint!)/checkpoint.safetensors)")
           for change in loop.settingChanges { print("warning: resumed with a changed setting: \(change)") }
+          for note in loop.reshardNotes { print("note: \(note)", to: &standardError) }
         }
         else { print("no checkpoint in \(checkpoint!) yet; starting from step 0") }
       }
@@ -298,12 +331,32 @@ struct Train: ParsableCommand {
         if event.kind == .step { traceNextStep() }
       }
     }
-    catch { progress.finish(); try? writeTrace(); throw fail("\(error)") }
+    catch {
+      progress.finish(); try? writeTrace()
+      if let communicator, let checkpoint {
+        let exitCode = fail("\(error)")
+        print("ttfc: rank \(communicator.rank): " + (loop.lastCheckpointStep.map { "the last complete checkpoint is step \($0) in \(checkpoint)" }
+              ?? "no checkpoint was completed in \(checkpoint) in this run"), to: &standardError)
+        throw exitCode
+      }
+      throw fail("\(error)")
+    }
     progress.finish()
     try writeTrace()
     if !finished {
       print("interrupted at step \(loop.trainer.stepCount)" + (checkpoint.map { "; checkpoint saved in \($0)" } ?? ""))
       throw ExitCode(130)
+    }
+    if stats, let communicator, let step = loop.trainer.distributed {
+      // Bytes this rank put on the network per step (payloads; a ring allreduce sends 2(N-1)/N of its payload).
+      let t = communicator.traffic, steps = max(1, t.steps)
+      let dense = t.denseGradientBytes / steps
+      print("distributed: rank \(communicator.rank) of \(communicator.size), \(t.steps) steps, \(step.plan.buckets.count) gradient bucket\(step.plan.buckets.count == 1 ? "" : "s") "
+            + "(\(step.plan.buckets.map { "\($0.bytes)" }.joined(separator: "+")) bytes)", to: &standardError)
+      print("distributed: per step: dense gradients \(dense) bytes allreduced (ring: \(Traffic.ringAllreduceBytes(payload: dense, ranks: communicator.size)) bytes sent per rank), "
+            + "ids \(t.idBytes / steps) bytes, rows \(t.rowBytes / steps) bytes, row gradients \(t.rowGradientBytes / steps) bytes gathered; "
+            + String(format: "%.3f ms waiting in collectives", t.waitSeconds / Double(steps) * 1000)
+            + "; \(t.bucketsOverlapped) of \(step.plan.buckets.count * t.steps) bucket allreduces started before the backward pass ended", to: &standardError)
     }
     if stats {
       for line in loop.trainer.shapes.report() { print(line, to: &standardError) }
