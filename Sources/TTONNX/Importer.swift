@@ -101,6 +101,8 @@ struct Translator {
   /// ONNX values that could not be translated (their producer is unsupported).
   var poisoned: Set<String> = []
   var problems: [UnsupportedItem] = []
+  /// Conv filter initializers stored as HWIO parameters (`oihwToHWIO`) instead of ONNX's OIHW.
+  var hwioFilters: Set<String> = []
   /// Whether this translator only folds constants (no parameters, no arguments).
   var isFolding = false
   var symbolCounter = 0
@@ -124,6 +126,14 @@ struct Translator {
     for node in graph.nodes {
       for k in OpMapping.constantInputPositions(node.opType) where k < node.inputs.count { constantUses.insert(node.inputs[k]) }
     }
+    // 2-D Conv filters that are initializers used by nothing else are stored in TTIR's HWIO
+    // layout (values transposed at import), so no transpose of a parameter runs on every call.
+    var convFilterUses: [String: Int] = [:], otherUses: Set<String> = Set(graph.outputs.map(\.name))
+    for node in graph.nodes {
+      for (k, name) in node.inputs.enumerated() {
+        if node.opType == "Conv" && k == 1 && (node.domain.isEmpty || node.domain == "ai.onnx") { convFilterUses[name, default: 0] += 1 } else { otherUses.insert(name) }
+      }
+    }
     // Initializers: floats are trained parameters, the rest constants.
     for initializer in graph.initializers {
       guard !initializer.isExternal else {
@@ -139,6 +149,11 @@ struct Translator {
         var name = base, k = 1
         while usedParamNames.contains(name) { name = "\(base)_\(k)"; k += 1 }
         usedParamNames.insert(name)
+        var tensor = tensor
+        if tensor.rank == 4, convFilterUses[initializer.name] != nil, !otherUses.contains(initializer.name) {
+          tensor = oihwToHWIO(tensor)
+          hwioFilters.insert(initializer.name)
+        }
         params.append(Param(name: name, type: tensor.type, initializer: nil))
         paramValues.append((name, tensor))
         values[initializer.name] = function.globalValue(name: name, type: tensor.type)
@@ -433,4 +448,20 @@ extension DTypeConstraint {
     case .integer: return "an integer or i1 element type"
     }
   }
+}
+
+/// A 4-D tensor in ONNX's filter layout [M, C, kH, kW] (OIHW) moved to TTIR's [kH, kW, C, M]
+/// (HWIO): element [m, c, i, j] goes to [i, j, c, m].
+func oihwToHWIO(_ w: Tensor) -> Tensor {
+  let (m, c, h, k) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3])
+  var out = [Double](repeating: 0, count: w.count)
+  let values = w.doubles
+  for o in 0..<m {
+    for ci in 0..<c {
+      for i in 0..<h {
+        for j in 0..<k { out[((i * k + j) * c + ci) * m + o] = values[((o * c + ci) * h + i) * k + j] }
+      }
+    }
+  }
+  return Tensor(w.dtype, shape: [h, k, c, m], floats: out)
 }

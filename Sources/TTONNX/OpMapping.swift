@@ -555,10 +555,12 @@ struct OpMapping {
     try checkAttributes(["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"]); try inputCount(2...3)
     var x = try input(0, &t), w = try input(1, &t)
     try sameType(x, w, t)
+    // An initializer filter is already HWIO (Translator.hwioFilters); any other is OIHW.
+    let storedHWIO = t.hwioFilters.contains(node.inputs[1])
     if t.type(x).rank == 3 && t.type(w).rank == 3 { x = try liftOneD(x, &t); w = try liftOneD(w, &t) }
     let tx = t.type(x), tw = t.type(w)
     guard tx.rank == 4 && tw.rank == 4 else { throw Unsupported("a \(tx.rank - 2)-D convolution (1-D and 2-D are translated)") }
-    guard let kh = tw.dims[2].staticSize, let kw = tw.dims[3].staticSize else { throw Unsupported("symbolic kernel size") }
+    guard let kh = tw.dims[storedHWIO ? 0 : 2].staticSize, let kw = tw.dims[storedHWIO ? 1 : 3].staticSize else { throw Unsupported("symbolic kernel size") }
     if let kernel = try windowInts("kernel_shape"), kernel != [kh, kw] { throw Unsupported("kernel_shape \(kernel) differs from the weights' [\(kh), \(kw)]") }
     let dilations = try windowInts("dilations") ?? [1, 1]
     var attrs = try windowAttributes(sizes: [tx.dims[2], tx.dims[3]], kernel: [kh, kw], dilations: dilations, ceilMode: false)
@@ -566,7 +568,7 @@ struct OpMapping {
     let group = try int("group", 1)
     if group != 1 { attrs["groups"] = .int(Int64(group)) }
     let xh = try t.emit(.transpose, [x], ["perm": .ints(Self.toNHWC)])
-    let wh = try t.emit(.transpose, [w], ["perm": .ints([2, 3, 1, 0])])
+    let wh = storedHWIO ? w : try t.emit(.transpose, [w], ["perm": .ints([2, 3, 1, 0])])
     var y = try t.emit(.conv2d, [xh, wh], attrs)
     if let bias = try optionalInput(2, &t) {
       try sameType(x, bias, t)

@@ -144,9 +144,22 @@ public enum ConvKernels {
       let image = r / plane, p = r &- image &* plane, i = p / g.ow, j = p &- i &* g.ow
       var dst = cols + (r &- r0) &* depth
       let imageBase = x + (image &* g.h &* g.w &* g.cin &+ channel0)
+      // With no dilation and one group, a window row's taps inside the image are one contiguous
+      // run of the input row (kw·cin elements): one copy instead of one per tap.
+      let firstColumn = j &* g.sw &- g.left
+      let wholeRows = g.dw == 1 && cg == g.cin && firstColumn >= 0 && firstColumn &+ g.kw <= g.w
       for kh in 0..<g.kh {
         let ih = i &* g.sh &- g.top &+ kh &* g.dh
         let rowInside = ih >= 0 && ih < g.h
+        if wholeRows {
+          if rowInside {
+            dst.update(from: imageBase + (ih &* g.w &+ firstColumn) &* g.cin, count: g.kw &* cg)
+          } else {
+            dst.update(repeating: 0, count: g.kw &* cg)
+          }
+          dst += g.kw &* cg
+          continue
+        }
         for kw in 0..<g.kw {
           let iw = j &* g.sw &- g.left &+ kw &* g.dw
           if rowInside && iw >= 0 && iw < g.w {

@@ -201,6 +201,47 @@ private func malformedMessage(_ bytes: [UInt8]) -> String? {
     #expect(out.doubles == [22, 26, 34, 38])
   }
 
+  /// Conv filter initializers are stored HWIO (transposed at import, no transpose of a parameter
+  /// at run time) when only Conv nodes read them; a filter something else also reads stays OIHW.
+  /// Two output channels of an asymmetric filter over the 3x3 image 1..9, bias 0 and 100.
+  @Test func convFilterInitializersAreStoredHWIO() throws {
+    func model(sharedFilter: Bool) -> [UInt8] {
+      var nodes = [B.node("Conv", ["x", "w", "b"], ["y"], [B.attrInts("kernel_shape", [2, 2])])]
+      var outputs = [B.value("y", 1, [1, 2, 2, 2])]
+      if sharedFilter {
+        nodes.append(B.node("Neg", ["w"], ["nw"]))
+        outputs.append(B.value("nw", 1, [2, 1, 2, 2]))
+      }
+      return B.model(nodes: nodes, inputs: [B.value("x", 1, [1, 1, 3, 3])], outputs: outputs,
+                     initializers: [B.floats("w", [2, 1, 2, 2], (1...8).map(Float.init)), B.floats("b", [2], [0, 100])])
+    }
+    let image = Tensor(.f32, shape: [1, 1, 3, 3], floats: (1...9).map(Double.init))
+    let expected: [Double] = [37, 47, 67, 77, 185, 211, 263, 289]
+    func transposesOfParameters(_ result: ONNXImportResult) -> Int {
+      let f = result.module.functions[0]
+      return f.body.filter { op in
+        guard f[op].code == .transpose else { return false }
+        if case .global = f.values[f[op].operands[0].index].definition { return true }
+        return false
+      }.count
+    }
+
+    let hwio = try ONNXImporter.importModel(bytes: model(sharedFilter: false))
+    let w = try #require(hwio.parameters.first { $0.name == "w" }?.tensor)
+    #expect(w.shape == [2, 2, 1, 2])
+    #expect(w.doubles == [1, 5, 2, 6, 3, 7, 4, 8])   // [i, j, c, m] = OIHW [m, c, i, j]
+    #expect(hwio.module.params.first { $0.name == "w" }?.type == TensorType(.f32, shape: [2, 2, 1, 2]))
+    #expect(transposesOfParameters(hwio) == 0)
+    #expect(try run(hwio, [image])[0].doubles == expected)
+
+    let shared = try ONNXImporter.importModel(bytes: model(sharedFilter: true))
+    #expect(shared.parameters.first { $0.name == "w" }?.tensor.shape == [2, 1, 2, 2])
+    #expect(transposesOfParameters(shared) == 1)
+    let outputs = try run(shared, [image])
+    #expect(outputs[0].doubles == expected)
+    #expect(outputs[1].doubles == (1...8).map { -Double($0) })
+  }
+
   @Test func everyUnsupportedNodeIsListed() {
     let bytes = B.model(
       nodes: [B.node("Acos", ["x"], ["a"], name: "first"),
