@@ -101,6 +101,10 @@ struct Translator {
   /// ONNX values that could not be translated (their producer is unsupported).
   var poisoned: Set<String> = []
   var problems: [UnsupportedItem] = []
+  /// ONNX images (NCHW) that exist in NHWC: conv2d and pool results, and elementwise ops of them
+  /// (`translateChannelsLast`). The NCHW value is their transpose, made by `value` on first use,
+  /// so Conv -> Relu -> Conv -> Add runs with no transpose between the convolutions.
+  var channelsLast: [String: ValueID] = [:]
   /// Conv filter initializers stored as HWIO parameters (`oihwToHWIO`) instead of ONNX's OIHW.
   var hwioFilters: Set<String> = []
   /// Whether this translator only folds constants (no parameters, no arguments).
@@ -230,6 +234,12 @@ struct Translator {
   /// The TTIR value of an ONNX name, materializing a known constant on first use.
   mutating func value(_ name: String) throws(Unsupported) -> ValueID {
     if let v = values[name] { return v }
+    if let nhwc = channelsLast[name] {
+      let v = try emit(.transpose, [nhwc], ["perm": .ints(OpMapping.toNCHW)])
+      function.values[v.index].name = uniqueName(name)
+      values[name] = v
+      return v
+    }
     if let s = symbolicShapes[name] {
       throw Unsupported("'\(name)' holds the shape \(s.dims) with symbolic dimensions, which TTIR cannot compute as data (only Reshape, Expand and ConstantOfShape may use it)")
     }
@@ -275,6 +285,7 @@ struct Translator {
       for (name, t) in zip(node.outputs, folded) where !name.isEmpty { constants[name] = t }
       return
     }
+    if translateChannelsLast(node) { return }
     do throws(Unsupported) {
       var mapping = OpMapping(node: node)
       let outputs = try mapping.translate(&self)
@@ -289,11 +300,34 @@ struct Translator {
           values[name] = v
         case .constant(let t): constants[name] = t
         case .symbolicShape(let dims, let isScalar): symbolicShapes[name] = (dims, isScalar)
+        case .channelsLast(let v):
+          if case .result = function.values[v.index].definition, Int(function.values[v.index].name) != nil {
+            function.values[v.index].name = uniqueName(name + ".nhwc")
+          }
+          channelsLast[name] = v
         }
       }
     } catch {
       record(error.reason)
     }
+  }
+
+  /// Elementwise ops that commute exactly with a permutation, computed in NHWC when every input
+  /// is there (`channelsLast`) with one type (no broadcasting).
+  static let channelsLastOps: Set<String> = ["Relu", "Sigmoid", "Tanh", "Abs", "Neg", "Exp", "Add", "Sub", "Mul", "Div"]
+
+  /// Translates `node` in NHWC when it is one of `channelsLastOps` without attributes whose inputs
+  /// all exist in NHWC; false when not (then it is translated as usual, in NCHW).
+  mutating func translateChannelsLast(_ node: ONNXNode) -> Bool {
+    guard Self.channelsLastOps.contains(node.opType), node.attributes.isEmpty, node.outputs.count == 1, !node.outputs[0].isEmpty,
+          let code = OpMapping.unary[node.opType] ?? OpMapping.binary[node.opType],
+          node.inputs.count == (OpMapping.unary[node.opType] != nil ? 1 : 2) else { return false }
+    let operands = node.inputs.compactMap { channelsLast[$0] }
+    guard operands.count == node.inputs.count, operands.allSatisfy({ type($0) == type(operands[0]) }),
+          let v = try? emit(code, operands) else { return false }
+    function.values[v.index].name = uniqueName(node.outputs[0] + ".nhwc")
+    channelsLast[node.outputs[0]] = v
+    return true
   }
 
   /// Runs a node whose inputs are all constants on the interpreter; nil when it cannot (then the
@@ -312,7 +346,7 @@ struct Translator {
         switch out {
         case .constant(let t)?: results[k] = t
         case .value(let v)?: returned.append(v); positions.append(k)
-        case .symbolicShape?: return nil
+        case .symbolicShape?, .channelsLast?: return nil
         case nil: results[k] = nil
         }
       }

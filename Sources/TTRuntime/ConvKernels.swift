@@ -68,6 +68,8 @@ public enum ConvKernels {
   /// Bytes of im2col rows per chunk: about half of a 512 KiB L2, so a chunk's columns are still
   /// cached when its GEMM packs them.
   nonisolated(unsafe) public static var chunkBytes = 256 << 10
+  /// The fewest output rows of a forward chunk (see `forward`): JitGemm's row block.
+  static let forwardMinimumRows = 144
 
   /// Runs one convolution op over a batch of `n` images: `a`, `b` are the op's operands in IR
   /// order (forward: x, w; input gradient: dy, w; filter gradient: x, dy), `out` its result.
@@ -201,7 +203,11 @@ public enum ConvKernels {
 
   static func forward<T: ConvElement>(_ g: ConvGeometry, n: Int, x: UnsafePointer<T>, w: UnsafePointer<T>, y: UnsafeMutablePointer<T>,
                                       pool: ThreadPool) {
-    let rows = n * g.oh * g.ow, per = chunkRows(g, T.self)
+    let rows = n * g.oh * g.ow
+    // Each chunk's GEMM packs all of W (depth x cout) again: at 24 rows (a deep layer's
+    // `chunkRows`) packing costs about as much as the multiply. So a chunk has at least
+    // `forwardMinimumRows` rows unless that leaves a thread without two chunks.
+    let per = max(chunkRows(g, T.self), min(forwardMinimumRows, max(24, rows / (2 * pool.threadCount))))
     let chunks = (rows + per - 1) / per
     let xa = UInt(bitPattern: x), wa = UInt(bitPattern: w), ya = UInt(bitPattern: y)
     pool.parallelFor(chunks) { chunk in
