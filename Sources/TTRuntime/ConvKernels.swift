@@ -206,8 +206,10 @@ public enum ConvKernels {
     let rows = n * g.oh * g.ow
     // Each chunk's GEMM packs all of W (depth x cout) again: at 24 rows (a deep layer's
     // `chunkRows`) packing costs about as much as the multiply. So a chunk has at least
-    // `forwardMinimumRows` rows unless that leaves a thread without two chunks.
-    let per = max(chunkRows(g, T.self), min(forwardMinimumRows, max(24, rows / (2 * pool.threadCount))))
+    // `forwardMinimumRows` rows, or a thread's share of the rows when they are fewer (ResNet's
+    // last stage at batch 1: 49 rows, two chunks of 25 on two threads rather than 24, 24, 1).
+    let share = (rows + pool.threadCount - 1) / max(pool.threadCount, 1)
+    let per = max(chunkRows(g, T.self), min(forwardMinimumRows, share))
     let chunks = (rows + per - 1) / per
     let xa = UInt(bitPattern: x), wa = UInt(bitPattern: w), ya = UInt(bitPattern: y)
     pool.parallelFor(chunks) { chunk in
