@@ -69,7 +69,7 @@ let package = Package(
       "TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCompiler", "TTCodegen", "TTTrain", "TTEmbedding", "TTSupport", "TTONNX",
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
     ]),
-    .executableTarget(name: "ttfc-bench", dependencies: ["TTIR", "TTRuntime", "TTCompiler", "TTCodegen", "TTTrain", "TTEmbedding", "TTSupport", "COpenBLAS",
+    .executableTarget(name: "ttfc-bench", dependencies: ["TTIR", "TTRuntime", "TTCompiler", "TTCodegen", "TTTrain", "TTEmbedding", "TTSupport", "TTONNX", "COpenBLAS",
                                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
     .testTarget(name: "TTIRTests", dependencies: ["TTIR", "TTFuzz"], exclude: ["Inputs"]),
     .testTarget(name: "TTInterpTests", dependencies: ["TTIR", "TTInterp", "TTRuntime", "TTFuzz"],

@@ -101,6 +101,12 @@ struct Translator {
   /// ONNX values that could not be translated (their producer is unsupported).
   var poisoned: Set<String> = []
   var problems: [UnsupportedItem] = []
+  /// ONNX images (NCHW) that exist in NHWC: conv2d and pool results, and elementwise ops of them
+  /// (`translateChannelsLast`). The NCHW value is their transpose, made by `value` on first use,
+  /// so Conv -> Relu -> Conv -> Add runs with no transpose between the convolutions.
+  var channelsLast: [String: ValueID] = [:]
+  /// Conv filter initializers stored as HWIO parameters (`oihwToHWIO`) instead of ONNX's OIHW.
+  var hwioFilters: Set<String> = []
   /// Whether this translator only folds constants (no parameters, no arguments).
   var isFolding = false
   var symbolCounter = 0
@@ -124,6 +130,14 @@ struct Translator {
     for node in graph.nodes {
       for k in OpMapping.constantInputPositions(node.opType) where k < node.inputs.count { constantUses.insert(node.inputs[k]) }
     }
+    // 2-D Conv filters that are initializers used by nothing else are stored in TTIR's HWIO
+    // layout (values transposed at import), so no transpose of a parameter runs on every call.
+    var convFilterUses: [String: Int] = [:], otherUses: Set<String> = Set(graph.outputs.map(\.name))
+    for node in graph.nodes {
+      for (k, name) in node.inputs.enumerated() {
+        if node.opType == "Conv" && k == 1 && (node.domain.isEmpty || node.domain == "ai.onnx") { convFilterUses[name, default: 0] += 1 } else { otherUses.insert(name) }
+      }
+    }
     // Initializers: floats are trained parameters, the rest constants.
     for initializer in graph.initializers {
       guard !initializer.isExternal else {
@@ -139,6 +153,11 @@ struct Translator {
         var name = base, k = 1
         while usedParamNames.contains(name) { name = "\(base)_\(k)"; k += 1 }
         usedParamNames.insert(name)
+        var tensor = tensor
+        if tensor.rank == 4, convFilterUses[initializer.name] != nil, !otherUses.contains(initializer.name) {
+          tensor = oihwToHWIO(tensor)
+          hwioFilters.insert(initializer.name)
+        }
         params.append(Param(name: name, type: tensor.type, initializer: nil))
         paramValues.append((name, tensor))
         values[initializer.name] = function.globalValue(name: name, type: tensor.type)
@@ -215,6 +234,12 @@ struct Translator {
   /// The TTIR value of an ONNX name, materializing a known constant on first use.
   mutating func value(_ name: String) throws(Unsupported) -> ValueID {
     if let v = values[name] { return v }
+    if let nhwc = channelsLast[name] {
+      let v = try emit(.transpose, [nhwc], ["perm": .ints(OpMapping.toNCHW)])
+      function.values[v.index].name = uniqueName(name)
+      values[name] = v
+      return v
+    }
     if let s = symbolicShapes[name] {
       throw Unsupported("'\(name)' holds the shape \(s.dims) with symbolic dimensions, which TTIR cannot compute as data (only Reshape, Expand and ConstantOfShape may use it)")
     }
@@ -260,6 +285,7 @@ struct Translator {
       for (name, t) in zip(node.outputs, folded) where !name.isEmpty { constants[name] = t }
       return
     }
+    if translateChannelsLast(node) { return }
     do throws(Unsupported) {
       var mapping = OpMapping(node: node)
       let outputs = try mapping.translate(&self)
@@ -274,11 +300,34 @@ struct Translator {
           values[name] = v
         case .constant(let t): constants[name] = t
         case .symbolicShape(let dims, let isScalar): symbolicShapes[name] = (dims, isScalar)
+        case .channelsLast(let v):
+          if case .result = function.values[v.index].definition, Int(function.values[v.index].name) != nil {
+            function.values[v.index].name = uniqueName(name + ".nhwc")
+          }
+          channelsLast[name] = v
         }
       }
     } catch {
       record(error.reason)
     }
+  }
+
+  /// Elementwise ops that commute exactly with a permutation, computed in NHWC when every input
+  /// is there (`channelsLast`) with one type (no broadcasting).
+  static let channelsLastOps: Set<String> = ["Relu", "Sigmoid", "Tanh", "Abs", "Neg", "Exp", "Add", "Sub", "Mul", "Div"]
+
+  /// Translates `node` in NHWC when it is one of `channelsLastOps` without attributes whose inputs
+  /// all exist in NHWC; false when not (then it is translated as usual, in NCHW).
+  mutating func translateChannelsLast(_ node: ONNXNode) -> Bool {
+    guard Self.channelsLastOps.contains(node.opType), node.attributes.isEmpty, node.outputs.count == 1, !node.outputs[0].isEmpty,
+          let code = OpMapping.unary[node.opType] ?? OpMapping.binary[node.opType],
+          node.inputs.count == (OpMapping.unary[node.opType] != nil ? 1 : 2) else { return false }
+    let operands = node.inputs.compactMap { channelsLast[$0] }
+    guard operands.count == node.inputs.count, operands.allSatisfy({ type($0) == type(operands[0]) }),
+          let v = try? emit(code, operands) else { return false }
+    function.values[v.index].name = uniqueName(node.outputs[0] + ".nhwc")
+    channelsLast[node.outputs[0]] = v
+    return true
   }
 
   /// Runs a node whose inputs are all constants on the interpreter; nil when it cannot (then the
@@ -297,7 +346,7 @@ struct Translator {
         switch out {
         case .constant(let t)?: results[k] = t
         case .value(let v)?: returned.append(v); positions.append(k)
-        case .symbolicShape?: return nil
+        case .symbolicShape?, .channelsLast?: return nil
         case nil: results[k] = nil
         }
       }
@@ -433,4 +482,20 @@ extension DTypeConstraint {
     case .integer: return "an integer or i1 element type"
     }
   }
+}
+
+/// A 4-D tensor in ONNX's filter layout [M, C, kH, kW] (OIHW) moved to TTIR's [kH, kW, C, M]
+/// (HWIO): element [m, c, i, j] goes to [i, j, c, m].
+func oihwToHWIO(_ w: Tensor) -> Tensor {
+  let (m, c, h, k) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3])
+  var out = [Double](repeating: 0, count: w.count)
+  let values = w.doubles
+  for o in 0..<m {
+    for ci in 0..<c {
+      for i in 0..<h {
+        for j in 0..<k { out[((i * k + j) * c + ci) * m + o] = values[((o * c + ci) * h + i) * k + j] }
+      }
+    }
+  }
+  return Tensor(w.dtype, shape: [h, k, c, m], floats: out)
 }

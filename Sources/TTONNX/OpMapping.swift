@@ -13,6 +13,9 @@ enum NodeOutput {
   /// shape of a tensor with symbolic dimensions and what Gather, Slice, Concat, Unsqueeze,
   /// Squeeze and Cast make of it. It may feed Reshape, Expand and ConstantOfShape, never data.
   case symbolicShape([Dim], isScalar: Bool)
+  /// An image in NHWC (a conv2d or pool result): the NCHW value ONNX means is its transpose,
+  /// made on first use (Translator.channelsLast).
+  case channelsLast(ValueID)
 }
 
 struct OpMapping {
@@ -252,8 +255,8 @@ struct OpMapping {
       return [.value(try t.emit(.cast, [x], declared: t.type(x).with(dtype: target)))]
     case "Gemm": return [.value(try gemm(&t))]
     case "MatMul": return [.value(try matmul(&t))]
-    case "Conv": return [.value(try conv(&t))]
-    case "MaxPool", "AveragePool": return [.value(try pool(&t))]
+    case "Conv": return [try conv(&t)]
+    case "MaxPool", "AveragePool": return [try pool(&t)]
     case "GlobalAveragePool", "GlobalMaxPool":
       try checkAttributes([]); try inputCount(1...1)
       let x = try input(0, &t)
@@ -551,37 +554,60 @@ struct OpMapping {
             "pads": .ints([begin[0], end[0], begin[1], end[1]].map { Int64($0) })]
   }
 
-  mutating func conv(_ t: inout Translator) throws(Unsupported) -> ValueID {
+  /// Input 0 of a 2-D Conv or pool when its producer left it in NHWC (Translator.channelsLast):
+  /// that value and the NCHW type it stands for.
+  func channelsLastInput(_ t: Translator) -> (value: ValueID, nchw: TensorType)? {
+    guard hasInput(0), let v = t.channelsLast[node.inputs[0]] else { return nil }
+    let d = t.type(v).dims
+    return (v, t.type(v).with(dims: [d[0], d[3], d[1], d[2]]))
+  }
+
+  /// The NHWC result `y` as the node's output: kept in NHWC (transposed to NCHW where something
+  /// needs that), or for 1-D ops transposed and reshaped back to [N, C, L].
+  func imageOutput(_ y: ValueID, _ t: inout Translator) throws(Unsupported) -> NodeOutput {
+    guard oneD else { return .channelsLast(y) }
+    return .value(try lowerOneD(try t.emit(.transpose, [y], ["perm": .ints(Self.toNCHW)]), &t))
+  }
+
+  mutating func conv(_ t: inout Translator) throws(Unsupported) -> NodeOutput {
     try checkAttributes(["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"]); try inputCount(2...3)
-    var x = try input(0, &t), w = try input(1, &t)
+    let nhwcInput = channelsLastInput(t)
+    var x: ValueID
+    if let nhwcInput { x = nhwcInput.value } else { x = try input(0, &t) }
+    var w = try input(1, &t)
     try sameType(x, w, t)
-    if t.type(x).rank == 3 && t.type(w).rank == 3 { x = try liftOneD(x, &t); w = try liftOneD(w, &t) }
-    let tx = t.type(x), tw = t.type(w)
+    // An initializer filter is already HWIO (Translator.hwioFilters); any other is OIHW.
+    let storedHWIO = t.hwioFilters.contains(node.inputs[1])
+    if nhwcInput == nil && t.type(x).rank == 3 && t.type(w).rank == 3 { x = try liftOneD(x, &t); w = try liftOneD(w, &t) }
+    let tx = nhwcInput?.nchw ?? t.type(x), tw = t.type(w)
     guard tx.rank == 4 && tw.rank == 4 else { throw Unsupported("a \(tx.rank - 2)-D convolution (1-D and 2-D are translated)") }
-    guard let kh = tw.dims[2].staticSize, let kw = tw.dims[3].staticSize else { throw Unsupported("symbolic kernel size") }
+    guard let kh = tw.dims[storedHWIO ? 0 : 2].staticSize, let kw = tw.dims[storedHWIO ? 1 : 3].staticSize else { throw Unsupported("symbolic kernel size") }
     if let kernel = try windowInts("kernel_shape"), kernel != [kh, kw] { throw Unsupported("kernel_shape \(kernel) differs from the weights' [\(kh), \(kw)]") }
     let dilations = try windowInts("dilations") ?? [1, 1]
     var attrs = try windowAttributes(sizes: [tx.dims[2], tx.dims[3]], kernel: [kh, kw], dilations: dilations, ceilMode: false)
     attrs["dilations"] = .ints(dilations.map { Int64($0) })
     let group = try int("group", 1)
     if group != 1 { attrs["groups"] = .int(Int64(group)) }
-    let xh = try t.emit(.transpose, [x], ["perm": .ints(Self.toNHWC)])
-    let wh = try t.emit(.transpose, [w], ["perm": .ints([2, 3, 1, 0])])
+    var xh = x
+    if nhwcInput == nil { xh = try t.emit(.transpose, [x], ["perm": .ints(Self.toNHWC)]) }
+    let wh = storedHWIO ? w : try t.emit(.transpose, [w], ["perm": .ints([2, 3, 1, 0])])
     var y = try t.emit(.conv2d, [xh, wh], attrs)
     if let bias = try optionalInput(2, &t) {
       try sameType(x, bias, t)
       y = try t.emit(.add, [y, bias])
     }
-    return try lowerOneD(try t.emit(.transpose, [y], ["perm": .ints(Self.toNCHW)]), &t)
+    return try imageOutput(y, &t)
   }
 
-  mutating func pool(_ t: inout Translator) throws(Unsupported) -> ValueID {
+  mutating func pool(_ t: inout Translator) throws(Unsupported) -> NodeOutput {
     let isMax = node.opType == "MaxPool"
     try checkAttributes(isMax ? ["auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "storage_order", "strides"]
                               : ["auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape", "pads", "strides"])
     try inputCount(1...1); try onlyOutputs(1, "the indices of the maxima")
-    let x = try liftOneD(try input(0, &t), &t)
-    let tx = t.type(x)
+    let nhwcInput = channelsLastInput(t)
+    var x: ValueID
+    if let nhwcInput { x = nhwcInput.value } else { x = try liftOneD(try input(0, &t), &t) }
+    let tx = nhwcInput?.nchw ?? t.type(x)
     guard tx.rank == 4 else { throw Unsupported("a \(tx.rank - 2)-D pool (1-D and 2-D are translated)") }
     guard let kernel = try windowInts("kernel_shape"), kernel.count == 2, kernel.allSatisfy({ $0 >= 1 }) else { throw Unsupported("kernel_shape must list one size per spatial axis") }
     let dilations = try windowInts("dilations") ?? [1, 1]
@@ -604,9 +630,9 @@ struct OpMapping {
         throw Unsupported("padding \(p) is not smaller than the window \(kernel[k / 2])")
       }
     }
-    let xh = try t.emit(.transpose, [x], ["perm": .ints(Self.toNHWC)])
-    let y = try t.emit(isMax ? .maxPool : .avgPool, [xh], attrs)
-    return try lowerOneD(try t.emit(.transpose, [y], ["perm": .ints(Self.toNCHW)]), &t)
+    if nhwcInput == nil { x = try t.emit(.transpose, [x], ["perm": .ints(Self.toNHWC)]) }
+    let xh = x
+    return try imageOutput(try t.emit(isMax ? .maxPool : .avgPool, [xh], attrs), &t)
   }
 
   // MARK: normalization

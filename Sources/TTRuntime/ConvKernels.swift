@@ -68,6 +68,8 @@ public enum ConvKernels {
   /// Bytes of im2col rows per chunk: about half of a 512 KiB L2, so a chunk's columns are still
   /// cached when its GEMM packs them.
   nonisolated(unsafe) public static var chunkBytes = 256 << 10
+  /// The fewest output rows of a forward chunk (see `forward`): JitGemm's row block.
+  static let forwardMinimumRows = 144
 
   /// Runs one convolution op over a batch of `n` images: `a`, `b` are the op's operands in IR
   /// order (forward: x, w; input gradient: dy, w; filter gradient: x, dy), `out` its result.
@@ -144,9 +146,22 @@ public enum ConvKernels {
       let image = r / plane, p = r &- image &* plane, i = p / g.ow, j = p &- i &* g.ow
       var dst = cols + (r &- r0) &* depth
       let imageBase = x + (image &* g.h &* g.w &* g.cin &+ channel0)
+      // With no dilation and one group, a window row's taps inside the image are one contiguous
+      // run of the input row (kw·cin elements): one copy instead of one per tap.
+      let firstColumn = j &* g.sw &- g.left
+      let wholeRows = g.dw == 1 && cg == g.cin && firstColumn >= 0 && firstColumn &+ g.kw <= g.w
       for kh in 0..<g.kh {
         let ih = i &* g.sh &- g.top &+ kh &* g.dh
         let rowInside = ih >= 0 && ih < g.h
+        if wholeRows {
+          if rowInside {
+            dst.update(from: imageBase + (ih &* g.w &+ firstColumn) &* g.cin, count: g.kw &* cg)
+          } else {
+            dst.update(repeating: 0, count: g.kw &* cg)
+          }
+          dst += g.kw &* cg
+          continue
+        }
         for kw in 0..<g.kw {
           let iw = j &* g.sw &- g.left &+ kw &* g.dw
           if rowInside && iw >= 0 && iw < g.w {
@@ -188,7 +203,13 @@ public enum ConvKernels {
 
   static func forward<T: ConvElement>(_ g: ConvGeometry, n: Int, x: UnsafePointer<T>, w: UnsafePointer<T>, y: UnsafeMutablePointer<T>,
                                       pool: ThreadPool) {
-    let rows = n * g.oh * g.ow, per = chunkRows(g, T.self)
+    let rows = n * g.oh * g.ow
+    // Each chunk's GEMM packs all of W (depth x cout) again: at 24 rows (a deep layer's
+    // `chunkRows`) packing costs about as much as the multiply. So a chunk has at least
+    // `forwardMinimumRows` rows, or a thread's share of the rows when they are fewer (ResNet's
+    // last stage at batch 1: 49 rows, two chunks of 25 on two threads rather than 24, 24, 1).
+    let share = (rows + pool.threadCount - 1) / max(pool.threadCount, 1)
+    let per = max(chunkRows(g, T.self), min(forwardMinimumRows, share))
     let chunks = (rows + per - 1) / per
     let xa = UInt(bitPattern: x), wa = UInt(bitPattern: w), ya = UInt(bitPattern: y)
     pool.parallelFor(chunks) { chunk in

@@ -105,7 +105,12 @@ public enum PoolKernels {
             best.update(from: v, count: g.c)
             first = false
           } else {
-            for ch in 0..<g.c where v[ch] > best[ch] || (v[ch].isNaN && !best[ch].isNaN) { best[ch] = v[ch] }
+            // A select, not a branch, so the channel loop vectorizes (same rule: a larger value
+            // or a NaN over a number replaces).
+            for ch in 0..<g.c {
+              let a = v[ch], b = best[ch]
+              best[ch] = (a > b) || (a != a && b == b) ? a : b
+            }
           }
         }
       }

@@ -10,6 +10,7 @@ import TTCodegen
 import TTEmbedding
 import TTCompiler
 import TTIR
+import TTONNX
 import TTRuntime
 import TTSupport
 import TTTrain
@@ -56,12 +57,13 @@ struct BenchOptions: ParsableCommand {
   @Option(help: "The function of --file to time.") var `func` = "main"
   @Option(help: "JAX timings of the same workloads (tools/bench_jax.py, same run) for ratios.") var jax: String?
   @Option(help: "Repetitions per workload (the median is reported).") var repetitions = 20
-  @Option(help: "Only these workloads, comma-separated (W0..W10, W7h, W5warm, W5L, W6s, gemms, curve).") var only: String?
+  @Option(help: "Only these workloads, comma-separated (W0..W10, W7h, W5warm, W5L, W6s, W12, gemms, curve; W12 only when named).") var only: String?
   @Flag(help: "Print the per-thunk table (time, calls, kernel, fused ops) of the training-step workloads' timed runs, from the same recording as ttfc's --trace.") var profile = false
   @Option(name: .customLong("json-out"), help: "Write the measurements to this JSON file instead of a table.") var jsonOut: String?
   @Option(help: "Merge these JSON files (from --json-out) into this run's table, comma-separated.") var extra: String?
   @Option(name: .customLong("w6-sizes"), help: "A file of W6's batch sizes (shared with bench_jax.py).") var w6Sizes: String?
   @Option(name: .customLong("w6s-lengths"), help: "A file of W6s's sequence lengths.") var w6sLengths: String?
+  @Option(name: .customLong("w12-dir"), help: "W12's exported ONNX models and inputs (tools/onnx_real writes them).") var w12Dir = "out/w12"
 }
 let options = BenchOptions.parseOrExit()
 guard options.repetitions >= 1 else { BenchOptions.exit(withError: ValidationError("--repetitions must be at least 1")) }
@@ -87,7 +89,7 @@ let repetitions = options.repetitions
 // `--json-out FILE` writes the measurements instead of a table, `--extra FILE,...` merges such
 // files into this run's table.
 let only: Set<String>? = options.only.map { Set($0.split(separator: ",").map(String.init)) }
-func selected(_ id: String) -> Bool { only?.contains(id) ?? (id != "W5warm" && id != "curve" && id != "W5Lchild") }
+func selected(_ id: String) -> Bool { only?.contains(id) ?? (id != "W5warm" && id != "curve" && id != "W5Lchild" && id != "W12") }
 /// --profile or TTFC_PROFILE: every executable records an ExecutionTrace (Executable.trace), and
 /// the training-step workloads print their per-thunk tables from it (W4 and W4h from their timed
 /// steps only).
@@ -653,6 +655,52 @@ if selected("W8") {
                                     value: Double(stats.bytes) / Double(stats.size) / Double(table.rawBytesPerRow)))
     print(String(format: "W8  dim %d: %d rows, %.1f bytes per row (raw values and slots %d), %d unique rows per batch of %d",
                  dim, stats.size, Double(stats.bytes) / Double(stats.size), table.rawBytesPerRow, uniqueRows, batch))
+  }
+}
+
+// W12: inference of real models imported from ONNX (tools/onnx_real exports them from torchvision
+// and transformers): ResNet-18 at batch 1 and 32 (224x224) and a BERT encoder (L=4, H=256) at
+// batch 8, sequence 128, each imported with TTONNX, compiled and timed as the median of
+// prepared runs on the exported inputs. tools/bench times onnxruntime on the same files in
+// alternating rounds. Skipped, with a message, when the models are not there (CI has no torch).
+if selected("W12") {
+  let dir = options.w12Dir
+  let cases: [(id: String, name: String, model: String, inputs: [(String, String)], items: Int, unit: String)] = [
+    ("W12r1", "ResNet-18 inference, batch 1", "resnet18.onnx", [("image", "resnet18_image_b1.npy")], 1, "images/s"),
+    ("W12r32", "ResNet-18 inference, batch 32", "resnet18.onnx", [("image", "resnet18_image_b32.npy")], 32, "images/s"),
+    ("W12b", "BERT L4 H256 inference, b8 s128", "bert.onnx",
+     [("input_ids", "bert_input_ids.npy"), ("attention_mask", "bert_attention_mask.npy")], 8, "seqs/s"),
+  ]
+  let missing = cases.flatMap { [$0.model] + $0.inputs.map(\.1) }.filter { !FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent($0)) }
+  if !missing.isEmpty {
+    print("W12 skipped: \(missing.count) exported file(s) missing from \(dir) (\(missing.first!)...); tools/onnx_real exports them (it needs torch)")
+  } else {
+    var imported: [String: (Executable, [String], Double)] = [:]
+    for c in cases {
+      func path(_ file: String) -> String { (dir as NSString).appendingPathComponent(file) }
+      if imported[c.model] == nil {
+        let start = DispatchClock.now()
+        guard let bytes = FileManager.default.contents(atPath: path(c.model)) else { fatalError("W12: cannot read \(path(c.model))") }
+        let result = try ONNXImporter.importModel(bytes: [UInt8](bytes))
+        let executable = try Executable(module: result.module, function: "main",
+                                        params: Dictionary(uniqueKeysWithValues: result.parameters.map { ($0.name, $0.tensor) }))
+        imported[c.model] = (executable, result.argumentInputs, DispatchClock.now() - start)
+      }
+      let (executable, argumentInputs, importSeconds) = imported[c.model]!
+      let byName = Dictionary(uniqueKeysWithValues: try c.inputs.map { ($0.0, try NumpyFormat.read(path: path($0.1))) })
+      let tensors = argumentInputs.map { byName[$0]! }
+      let prepareStart = DispatchClock.now()
+      let run = try executable.prepare(inputTypes: tensors.map(\.type))
+      for (i, t) in tensors.enumerated() { RawTensor.write(t, to: run.inputs[i]) }
+      try run.execute()
+      let first = DispatchClock.now() - prepareStart
+      if profiling { executable.trace = ExecutionTrace(threads: ThreadPool.shared.threadCount) }
+      let t = try median({ try run.execute() }, repetitions: repetitions, warmup: 2)
+      if profiling { print("\(c.id) profile:\n" + executable.profileReport); executable.trace = nil }
+      print(String(format: "%@: import and compile %.2f s, first run (with shape preparation) %.1f ms", c.id as NSString, importSeconds, first * 1e3))
+      measurements.append(Measurement(id: c.id, name: c.name, seconds: t, metric: "ms", value: t * 1e3))
+      measurements.append(Measurement(id: c.id + "t", name: "  throughput", seconds: t, metric: c.unit, value: Double(c.items) / t))
+    }
   }
 }
 

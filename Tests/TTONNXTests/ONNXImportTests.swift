@@ -201,6 +201,81 @@ private func malformedMessage(_ bytes: [UInt8]) -> String? {
     #expect(out.doubles == [22, 26, 34, 38])
   }
 
+  /// Conv filter initializers are stored HWIO (transposed at import, no transpose of a parameter
+  /// at run time) when only Conv nodes read them; a filter something else also reads stays OIHW.
+  /// Two output channels of an asymmetric filter over the 3x3 image 1..9, bias 0 and 100.
+  @Test func convFilterInitializersAreStoredHWIO() throws {
+    func model(sharedFilter: Bool) -> [UInt8] {
+      var nodes = [B.node("Conv", ["x", "w", "b"], ["y"], [B.attrInts("kernel_shape", [2, 2])])]
+      var outputs = [B.value("y", 1, [1, 2, 2, 2])]
+      if sharedFilter {
+        nodes.append(B.node("Neg", ["w"], ["nw"]))
+        outputs.append(B.value("nw", 1, [2, 1, 2, 2]))
+      }
+      return B.model(nodes: nodes, inputs: [B.value("x", 1, [1, 1, 3, 3])], outputs: outputs,
+                     initializers: [B.floats("w", [2, 1, 2, 2], (1...8).map(Float.init)), B.floats("b", [2], [0, 100])])
+    }
+    let image = Tensor(.f32, shape: [1, 1, 3, 3], floats: (1...9).map(Double.init))
+    let expected: [Double] = [37, 47, 67, 77, 185, 211, 263, 289]
+    func transposesOfParameters(_ result: ONNXImportResult) -> Int {
+      let f = result.module.functions[0]
+      return f.body.filter { op in
+        guard f[op].code == .transpose else { return false }
+        if case .global = f.values[f[op].operands[0].index].definition { return true }
+        return false
+      }.count
+    }
+
+    let hwio = try ONNXImporter.importModel(bytes: model(sharedFilter: false))
+    let w = try #require(hwio.parameters.first { $0.name == "w" }?.tensor)
+    #expect(w.shape == [2, 2, 1, 2])
+    #expect(w.doubles == [1, 5, 2, 6, 3, 7, 4, 8])   // [i, j, c, m] = OIHW [m, c, i, j]
+    #expect(hwio.module.params.first { $0.name == "w" }?.type == TensorType(.f32, shape: [2, 2, 1, 2]))
+    #expect(transposesOfParameters(hwio) == 0)
+    #expect(try run(hwio, [image])[0].doubles == expected)
+
+    let shared = try ONNXImporter.importModel(bytes: model(sharedFilter: true))
+    #expect(shared.parameters.first { $0.name == "w" }?.tensor.shape == [2, 1, 2, 2])
+    #expect(transposesOfParameters(shared) == 1)
+    let outputs = try run(shared, [image])
+    #expect(outputs[0].doubles == expected)
+    #expect(outputs[1].doubles == (1...8).map { -Double($0) })
+  }
+
+  /// Elementwise ops between convolutions and pools run in NHWC: a residual block (Conv, Relu,
+  /// Conv, Add of the first conv's output, MaxPool, Relu) imports with exactly two transposes, the
+  /// image's into NHWC and the output's back, and computes what the same block computes with its
+  /// first Relu written as Max(x, 0), which stays in NCHW.
+  @Test func elementwiseOpsBetweenConvolutionsStayInNHWC() throws {
+    func model(reluAsMax: Bool) -> [UInt8] {
+      let relu = reluAsMax ? B.node("Max", ["c1", "zero"], ["r1"]) : B.node("Relu", ["c1"], ["r1"])
+      return B.model(
+        nodes: [B.node("Conv", ["x", "w1", "b1"], ["c1"], [B.attrInts("pads", [1, 1, 1, 1])]), relu,
+                B.node("Conv", ["r1", "w2"], ["c2"], [B.attrInts("pads", [1, 1, 1, 1])]),
+                B.node("Add", ["c2", "c1"], ["s"]),
+                B.node("MaxPool", ["s"], ["p"], [B.attrInts("kernel_shape", [2, 2]), B.attrInts("strides", [2, 2])]),
+                B.node("Relu", ["p"], ["y"])],
+        inputs: [B.value("x", 1, ["N", 2, 4, 4])], outputs: [B.value("y", 1, ["N", 3, 2, 2])],
+        initializers: [B.floats("w1", [3, 2, 3, 3], (0..<54).map { Float(($0 * 7) % 11) / 5 - 1 }),
+                       B.floats("b1", [3], [0.5, -0.25, 0]),
+                       B.floats("w2", [3, 3, 3, 3], (0..<81).map { Float(($0 * 5) % 13) / 6 - 1 }),
+                       B.floats("zero", [], [0])])
+    }
+    func transposes(_ result: ONNXImportResult) -> Int {
+      let f = result.module.functions[0]
+      return f.body.filter { f[$0].code == .transpose }.count
+    }
+    let nhwc = try ONNXImporter.importModel(bytes: model(reluAsMax: false))
+    let nchw = try ONNXImporter.importModel(bytes: model(reluAsMax: true))
+    #expect(transposes(nhwc) == 2)
+    #expect(transposes(nchw) > 2)
+    let x = Tensor(.f32, shape: [2, 2, 4, 4], floats: (0..<64).map { Double(($0 * 37) % 17) / 8 - 1 })
+    let got = try run(nhwc, [x])[0], expected = try run(nchw, [x])[0]
+    #expect(got.shape == [2, 3, 2, 2])
+    #expect(got.doubles == expected.doubles)
+    #expect(got.doubles.contains { $0 > 0 })
+  }
+
   @Test func everyUnsupportedNodeIsListed() {
     let bytes = B.model(
       nodes: [B.node("Acos", ["x"], ["a"], name: "first"),
