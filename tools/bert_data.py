@@ -633,7 +633,9 @@ class Tokenizer:
             i = int(i)
             if i == PAD:
                 continue
-            if i < len(SPECIAL_TOKENS):
+            if i < 0:
+                parts.append(f"{SPACE}[id {i}?]")
+            elif i < len(SPECIAL_TOKENS):
                 parts.append(f"{SPACE}{self.pieces[i]}" if i != UNK else self.pieces[i])
             elif i < len(self.pieces):
                 parts.append(self.pieces[i])
@@ -979,6 +981,10 @@ def cmd_encode(args):
             docs.extend(text_documents(read_text(path)))
     if args.eval_fraction > 0 and not args.eval_out:
         raise DataError("--eval-fraction needs --eval-out")
+    if not 0 <= args.short_probability <= 1:
+        raise DataError(f"--short-probability {args.short_probability} is not a probability (0 to 1)")
+    if not any(any(line.strip() for line in doc) if isinstance(doc, list) else str(doc).strip() for doc in docs):
+        raise DataError("the text has no sentences (an empty or blank file)")
     train, evaluation = build(docs, tokenizer, args.max_length, args.seed, args.eval_fraction,
                               args.short_probability, args.vocab_size, args.max_predictions)
     save_npz(args.out, train[0])
@@ -1013,15 +1019,23 @@ def cmd_all(args):
 
 def _load_columns(path):
     try:
-        with np.load(path) as z:
-            return {k: z[k] for k in z.files}
+        z = np.load(path)
     except (OSError, ValueError) as e:
         raise DataError(f"{path}: cannot read ({e})")
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise DataError(f"{path}: not an .npz archive of columns")
+    with z:
+        return {k: z[k] for k in z.files}
 
 
 def cmd_baseline(args):
     train = _load_columns(args.data)
     evaluation = _load_columns(args.eval) if args.eval else train
+    for path, columns in ((args.data, train), (args.eval or args.data, evaluation)):
+        missing = [c for c in ("tokens", "lengths") if c not in columns]
+        missing += [] if "mlm_labels" in columns or "mlm_ids" in columns else ["mlm_labels or mlm_ids"]
+        if missing:
+            raise DataError(f"{path}: not a bert_data.py file: no column {', '.join(missing)}")
     print_baselines(train, evaluation, args.eval or args.data)
 
 

@@ -115,7 +115,13 @@ public enum AttentionKernels {
             var blockMax = -T.infinity
             for c in 0..<keys { blockMax = Swift.max(blockMax, row[c]) }
             let newMax = Swift.max(rowMax[r], Double(blockMax))
-            let rescale = Foundation.exp(rowMax[r] - newMax)
+            guard newMax > -.infinity else {
+              // Every key so far is masked with −inf: nothing to add (and exp(−inf − (−inf))
+              // would be NaN); the row's probabilities start at the first finite score.
+              row.update(repeating: 0, count: keys)
+              continue
+            }
+            let rescale = rowMax[r] == -.infinity ? 0 : Foundation.exp(rowMax[r] - newMax)
             let sum = T.exponentiateRow(row, keys, subtracting: T(newMax))
             if dropout.rate > 0 {
               let base = (n * g.tq + i) * g.tk + j0
@@ -138,6 +144,10 @@ public enum AttentionKernels {
           if g.tk == 0 {
             for c in 0..<g.dv { out[c] = 0 }
             lse[n * g.tq + i0 + r] = -.infinity
+          } else if !(rowSum[r] > 0) {
+            // Every score −inf (or NaN): softmax is NaN there, as the unfused graph gives.
+            for c in 0..<g.dv { out[c] = .nan }
+            lse[n * g.tq + i0 + r] = .nan
           } else {
             let inverse = 1 / rowSum[r]
             for c in 0..<g.dv { out[c] = T(acc[c] * inverse) }

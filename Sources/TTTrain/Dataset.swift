@@ -180,7 +180,7 @@ public struct SequenceTrimming {
     guard let tensor = data.columns[column] else {
       throw .binding("--sequence-lengths: the data has no column '\(column)' (columns: \(data.columns.keys.sorted().joined(separator: ", ")))")
     }
-    guard tensor.rank == 1, !tensor.dtype.isFloat else {
+    guard tensor.rank == 1, !tensor.dtype.isFloat, tensor.dtype != .i1 else {
       throw .binding("--sequence-lengths: column '\(column)' must be integer lengths, one per example, but is \(tensor.dtype)\(tensor.shape)")
     }
     let values = tensor.int64s
@@ -192,9 +192,10 @@ public struct SequenceTrimming {
     lengths = values
   }
 
-  /// The length a batch of these examples runs at: its longest example (at least 1).
+  /// The length a batch of these examples runs at: its longest example, at least 1 (so a batch of
+  /// empty sequences still has a position for every op to read) unless S is 0.
   public func length(of indices: [Int]) -> Int {
-    max(1, indices.map { Int(lengths[$0]) }.max() ?? 1)
+    min(paddedLength, max(1, indices.map { Int(lengths[$0]) }.max() ?? 1))
   }
 
   /// Rows `indices` of a column, cut to `length` on axis 1.

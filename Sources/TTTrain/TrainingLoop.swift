@@ -247,9 +247,13 @@ public final class TrainingLoop {
   /// axis 1 as long as the longest such column (the padded length).
   static func sequenceTrimming(_ column: String, data: Dataset, types: [TensorType],
                                columns: [Tensor]) throws(DataError) -> (lengths: SequenceTrimming, inputs: [Bool]) {
-    let padded = zip(types, columns).filter { $0.0.rank >= 2 && $0.0.dims[1].staticSize == nil }.map { $0.1.shape[1] }.max()
-    guard let padded else {
+    let sequences = zip(types, columns).filter { $0.0.rank >= 2 && $0.0.dims[1].staticSize == nil }
+    guard let padded = sequences.first?.1.shape[1] else {
       throw .binding("--sequence-lengths: no input of the function has a symbolic axis 1 to cut (inputs: \(types.map { "\($0)" }.joined(separator: ", ")))")
+    }
+    // Every symbolic axis 1 is cut to one length, so all must be padded alike.
+    if sequences.contains(where: { $0.1.shape[1] != padded }) {
+      throw .binding("--sequence-lengths: the inputs with a symbolic axis 1 are padded to different lengths (\(sequences.map { "\($0.0): \($0.1.shape[1])" }.joined(separator: ", "))); each batch cuts them all to one length")
     }
     let lengths = try SequenceTrimming(column: column, data: data, paddedLength: padded)
     return (lengths, SequenceTrimming.trimmed(types: types, columns: columns, paddedLength: padded))

@@ -124,6 +124,41 @@ struct AttentionTests {
     }
   }
 
+  /// A sliding window of ±8 keys written with −inf: rows from 72 on have whole 64-key tiles of
+  /// −inf before their first finite score, and one row is masked entirely (NaN, as softmax).
+  @Test(arguments: [DType.f32, .f64])
+  func masksThatHideWholeTiles(_ dtype: DType) throws {
+    let (t, n) = (dtype.rawValue, 150)
+    let module = try Parser.parseAndVerify("""
+      module @window {
+        func @f(%q: \(t)[2, \(n), 8], %k: \(t)[2, \(n), 8], %v: \(t)[2, \(n), 4], %mask: \(t)[1, \(n), \(n)]) -> \(t)[2, \(n), 4] {
+          %s0 = matmul %q, %k {transpose_b = true} : \(t)[2, \(n), \(n)]
+          %s = add %s0, %mask : \(t)[2, \(n), \(n)]
+          %p = softmax %s {axis = 2} : \(t)[2, \(n), \(n)]
+          %o = matmul %p, %v : \(t)[2, \(n), 4]
+          return %o
+        }
+      }
+      """)
+    func random(_ shape: [Int], _ seed: UInt64) -> Tensor {
+      Tensor(dtype, shape: shape, floats: (0..<shape.reduce(1, *)).map { SeededRandom.normal(seed, UInt64($0), 0) })
+    }
+    let mask = Tensor(dtype, shape: [1, n, n], floats: (0..<(n * n)).map { e in
+      let (i, j) = (e / n, e % n)
+      return i == 3 || abs(i - j) > 8 ? -Double.infinity : 0
+    })
+    let inputs = [random([2, n, 8], 1), random([2, n, 8], 2), random([2, n, 4], 3), mask]
+    let fused = try Executable(module: module, function: "f")
+    #expect(fused.thunkListing.contains { $0.contains("attention") })
+    let got = try fused.run(inputs)[0].doubles
+    let want = try Executable(module: module, function: "f", pipeline: Self.unfusedPipeline).run(inputs)[0].doubles
+    let tolerance = dtype == .f64 ? 1e-12 : 1e-5
+    for (k, (a, b)) in zip(got, want).enumerated() {
+      if (k / 4) % n == 3 { #expect(a.isNaN && b.isNaN); continue }
+      #expect(abs(a - b) <= tolerance * max(1, abs(b)), "element \(k): fused \(a), unfused \(b)")
+    }
+  }
+
   @Test func sameBitsOnAnyThreadCount() throws {
     let c = AttentionCase(dtype: .f32, batch: 3, heads: 2, tq: 70, tk: 90, d: 16, dv: 16, rate: 0.1)
     let grad = try Self.gradientModule(try Parser.parseAndVerify(c.module), fused: true)

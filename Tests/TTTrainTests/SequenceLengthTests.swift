@@ -88,4 +88,32 @@ struct SequenceLengthTests {
       "\($0)".contains("no input of the function has a symbolic axis 1")
     }
   }
+
+  @Test func emptySequencesRunAtLengthOneUnlessThePaddedLengthIsZero() throws {
+    let data = Self.data(lengths: [0, 0, 2], padded: 4)
+    let cut = try SequenceTrimming(column: "len", data: data, paddedLength: 4)
+    #expect(cut.length(of: [0, 1]) == 1 && cut.length(of: [0, 2]) == 2)
+    let empty = try Dataset(columns: ["x": Tensor(.f64, shape: [2, 0, 2], floats: []), "len": Tensor(.i32, shape: [2], ints: [0, 0])])
+    #expect(try SequenceTrimming(column: "len", data: empty, paddedLength: 0).length(of: [0, 1]) == 0)
+  }
+
+  @Test func inputsPaddedToDifferentLengthsAreANamedError() throws {
+    let module = try Parser.parseAndVerify("""
+      module @two {
+        param @w : f64[2] = ones
+        func @loss(%x: f64[B, T, 2], %z: f64[B, P], %len: i32[B]) -> f64[] {
+          %y = mul %x, @w : f64[B, T, 2]
+          %l = reduce_mean %y : f64[]
+          return %l
+        }
+      }
+      """)
+    var data = Self.data(lengths: [1, 2], padded: 4)
+    data.columns["z"] = Tensor(.f64, shape: [2, 7], floats: [Double](repeating: 0, count: 14))
+    var options = TrainingOptions()
+    options.sequenceLengths = "len"
+    #expect { _ = try TrainingLoop(module: module, loss: "loss", optimizer: OptimizerConfig(.sgd), data: data, options: options) } throws: {
+      "\($0)".contains("padded to different lengths")
+    }
+  }
 }
