@@ -616,6 +616,27 @@ sm_valid = np.arange(4)[None, :] < sm_n[:, None]
 case("sequence_mask", [sm_n], [np.where(sm_valid, 0.0, -10000.0).reshape(3, 1, 1, 4).astype(np.float32), sm_valid],
      ["%out0 = sequence_mask %in0 {masked_value = -10000.0} : f32[3, 1, 1, 4]", "%out1 = sequence_mask %in0 : i1[3, 4]"])
 
+# attention / attention_grad (IR-specs/ops/nn.md) in f64 with a [2, 1, 5] additive mask and
+# dropout 0.3 on the [2, 3, 5] probabilities (the dropout rule on their row-major index).
+at_q, at_k = transformer.standard_normal((2, 3, 4)), transformer.standard_normal((2, 5, 4))
+at_v, at_m = transformer.standard_normal((2, 5, 2)), np.where(transformer.random((2, 1, 5)) < 0.3, -1e4, 0.0)
+at_keep = np.array([(b >> 11) * 2.0 ** -53 >= 0.3 for b in counter_bits(4, 11, 2, 30)]).reshape(2, 3, 5) / 0.7
+at_s = at_q @ at_k.transpose(0, 2, 1) * 0.5 + at_m
+at_lse = np.log(np.exp(at_s - at_s.max(-1, keepdims=True)).sum(-1)) + at_s.max(-1)
+at_p = np.exp(at_s - at_lse[..., None])
+at_o = (at_p * at_keep) @ at_v
+at_do = transformer.standard_normal((2, 3, 2))
+at_dv = (at_p * at_keep).transpose(0, 2, 1) @ at_do
+at_dp = (at_do @ at_v.transpose(0, 2, 1)) * at_keep
+at_ds = at_p * (at_dp - (at_p * at_dp).sum(-1, keepdims=True)) * 0.5
+at_step = np.array(11, dtype=np.int64)
+attrs = "{rate = 0.3, scale = 0.5, seed = 4, stream = 2}"
+case("attention_f64", [at_q, at_k, at_v, at_m, at_step], [at_o, at_lse],
+     [f"%out0, %out1 = attention %in0, %in1, %in2, %in3, %in4 {attrs} : f64[2, 3, 2], f64[2, 3]"])
+case("attention_grad_f64", [at_q, at_k, at_v, at_m, at_step, at_o, at_lse, at_do],
+     [at_ds @ at_k, at_ds.transpose(0, 2, 1) @ at_q, at_dv],
+     [f"%out0, %out1, %out2 = attention_grad %in0, %in1, %in2, %in3, %in4, %in5, %in6, %in7 {attrs} : f64[2, 3, 4], f64[2, 5, 4], f64[2, 5, 2]"])
+
 
 def main():
     os.makedirs(OUT, exist_ok=True)
