@@ -144,6 +144,22 @@ public final class Communicator: @unchecked Sendable {
     environment["OMPI_COMM_WORLD_SIZE"] != nil || environment["PMIX_RANK"] != nil
   }
 
+  /// What is wrong with TTFC_MPI_TIMEOUT or TTFC_MPI_BUCKET_BYTES, if either is set to something
+  /// other than a number in range (checked before training starts, not silently replaced).
+  public static func environmentError(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
+    if let text = environment["TTFC_MPI_TIMEOUT"] {
+      guard let seconds = Double(text), seconds >= 0.001, seconds <= 86_400 else {
+        return "TTFC_MPI_TIMEOUT must be a number of seconds from 0.001 to 86400, got '\(text)'"
+      }
+    }
+    if let text = environment["TTFC_MPI_BUCKET_BYTES"] {
+      guard let bytes = Int(text), bytes >= 1, bytes <= 1 << 31 else {
+        return "TTFC_MPI_BUCKET_BYTES must be a whole number of bytes from 1 to 2147483648, got '\(text)'"
+      }
+    }
+    return nil
+  }
+
   /// The default deadline of a collective: TTFC_MPI_TIMEOUT seconds, else 120.
   public static var defaultTimeout: Double {
     ProcessInfo.processInfo.environment["TTFC_MPI_TIMEOUT"].flatMap { Double($0) }.flatMap { $0 > 0 && $0.isFinite ? $0 : nil } ?? 120

@@ -217,23 +217,33 @@ public final class TrainingLoop {
     let settings = "\(loss) \(optimizer) batch \(options.batch) steps \(totalSteps) seed \(options.seed) lr \(options.learningRate) "
       + "\(options.schedule) shuffle \(options.shuffle) sparse \(trainer.sparseOptimizer) ttl \(String(describing: options.tableTTL)) "
       + "capacity \(String(describing: options.tableCapacity)) evict \(options.evictEvery) nonfinite \(options.onNonFinite.rawValue) "
-      + "shard \(options.shardTables) resume \(options.resumesFromCheckpoint) checkpoint \(options.checkpointDirectory ?? "-") every \(String(describing: options.checkpointEvery))"
-    // The data: its size, columns and a sample of every column (first and last 64 values).
+      + "shard \(options.shardTables) resume \(options.resumesFromCheckpoint) checkpoint \(options.checkpointDirectory ?? "-") every \(String(describing: options.checkpointEvery)) "
+      + "buckets \(BucketPlan.defaultCapacityBytes) lengths \(options.sequenceLengths ?? "-")"
+    // The data and the initial parameters (--init-params): every value, hashed.
     var dataText = "\(data.count)"
-    for (name, column) in zip(columnNames, columns) {
-      dataText += " \(name) \(column.type)"
-      switch column.storage {
-      case .floats(let v): dataText += " \(v.prefix(64)) \(v.suffix(64))"
-      case .ints(let v): dataText += " \(v.prefix(64)) \(v.suffix(64))"
-      }
-    }
-    let mine = [fingerprint(modelHash), fingerprint(settings), fingerprint(dataText)]
+    for (name, column) in zip(columnNames, columns) { dataText += " \(name) \(column.type) \(Self.valueHash(column))" }
+    var initText = ""
+    for name in options.initialParams.keys.sorted() { initText += " \(name) \(options.initialParams[name]!.type) \(Self.valueHash(options.initialParams[name]!))" }
+    let mine = [fingerprint(modelHash), fingerprint(settings), fingerprint(dataText), fingerprint(initText)]
     let all: [[Int64]]
     do { all = try communicator.allgather(mine, what: "the comparison of the ranks' models") } catch { throw .distributed(error) }
     for (r, theirs) in all.enumerated() where theirs != all[0] {
-      let what = theirs[0] != all[0][0] ? "a different model (its hash)" : theirs[1] != all[0][1] ? "different training options" : "different training data"
+      let what = theirs[0] != all[0][0] ? "a different model (its hash)"
+        : theirs[1] != all[0][1] ? "different training options (or TTFC_MPI_BUCKET_BYTES)"
+        : theirs[2] != all[0][2] ? "different training data" : "different initial parameters (--init-params)"
       throw .distributed(.ranksDisagree("rank \(r) was started with \(what) from rank 0; every rank must run the same command on the same files"))
     }
+  }
+
+  /// A 64-bit hash of every value of a tensor (FNV-style over the values' bit patterns), so ranks
+  /// given files that differ anywhere disagree.
+  static func valueHash(_ t: Tensor) -> UInt64 {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    switch t.storage {
+    case .floats(let v): for x in v { h = (h ^ x.bitPattern) &* 0x100_0000_01b3 }
+    case .ints(let v): for x in v { h = (h ^ UInt64(bitPattern: x)) &* 0x100_0000_01b3 }
+    }
+    return h
   }
 
   func terminationMessage(_ communicator: Communicator, checkpointStep: Int?) -> String {

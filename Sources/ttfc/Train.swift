@@ -170,6 +170,7 @@ struct Train: ParsableCommand {
     // MPI first: every rank's errors then name their rank, and rank 0 alone prints progress.
     var communicator: Communicator? = nil
     if distributed {
+      if let problem = Communicator.environmentError() { throw fail(problem) }
       do { communicator = try Communicator.world() } catch { throw fail("\(error)") }
       if let communicator, communicator.rank != 0 {
         // The other ranks' standard output goes nowhere; their errors still reach stderr.

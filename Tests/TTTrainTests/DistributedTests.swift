@@ -7,7 +7,7 @@ import TTCompiler
 import TTEmbedding
 import TTIR
 import TTRuntime
-import TTTrain
+@testable import TTTrain
 
 struct DistributedTests {
   @Test func batchSharesAreContiguousAndBalanced() {
@@ -198,5 +198,27 @@ struct DistributedTests {
     #expect(a.lookup(ids, training: false) == b.lookup(ids, training: false))
     #expect(union.serialized().count == table.serialized().count)
     #expect(throws: EmbeddingError.self) { try union.merge(rowsOf: shards[0]) { _ in true } }
+  }
+
+  /// Bad TTFC_MPI_TIMEOUT / TTFC_MPI_BUCKET_BYTES values are named, not replaced by defaults.
+  @Test func environmentValuesAreChecked() {
+    #expect(Communicator.environmentError([:]) == nil)
+    #expect(Communicator.environmentError(["TTFC_MPI_TIMEOUT": "5", "TTFC_MPI_BUCKET_BYTES": "16384"]) == nil)
+    for bad in ["0", "-1", "abc", "nan", "inf", "", "1e300"] {
+      #expect(Communicator.environmentError(["TTFC_MPI_TIMEOUT": bad])?.contains("TTFC_MPI_TIMEOUT") == true, "\(bad)")
+    }
+    for bad in ["abc", "1e3", "1.5", "0", "-1", "99999999999999999999"] {
+      #expect(Communicator.environmentError(["TTFC_MPI_BUCKET_BYTES": bad])?.contains("TTFC_MPI_BUCKET_BYTES") == true, "\(bad)")
+    }
+  }
+
+  /// The ranks' data fingerprint sees a change anywhere in a column, not only at its ends.
+  @Test func dataFingerprintCoversEveryValue() {
+    var values = (0..<1000).map(Double.init)
+    let a = TrainingLoop.valueHash(Tensor(.f64, shape: [1000], floats: values))
+    values[500] = -0.0 + 500.5
+    let b = TrainingLoop.valueHash(Tensor(.f64, shape: [1000], floats: values))
+    #expect(a != b)
+    #expect(TrainingLoop.valueHash(Tensor(.i32, shape: [3], ints: [1, 2, 3])) != TrainingLoop.valueHash(Tensor(.i32, shape: [3], ints: [1, 3, 2])))
   }
 }
