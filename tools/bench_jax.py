@@ -19,6 +19,13 @@ import jax
 import jax.numpy as jnp
 
 jax.config.update("jax_platform_name", "cpu")
+# BENCH_JAX_CACHE=DIR: XLA's persistent compilation cache in DIR, so tools/bench's later W6s rounds
+# load the 100-odd programs the first round compiled (their cold figure is then not cold; only
+# their warm figure is used).
+if os.environ.get("BENCH_JAX_CACHE"):
+    jax.config.update("jax_compilation_cache_dir", os.environ["BENCH_JAX_CACHE"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 REPS = int(sys.argv[1]) if len(sys.argv) > 1 else 20
 
 

@@ -144,18 +144,21 @@ enum SimplifyRules {
       return r.fit(c != 0 ? r.operand(1) : r.operand(2)) },
     // select(c, a, a) = a.
     SimplifyRule("select-same-branches", [.select, .where]) { r in r.operand(1) == r.operand(2) ? r.fit(r.operand(1)) : nil },
-    // A matmul over a contracted size of 1 is an outer product: C[i, j] = 0 + A[i, 0] * B[0, j],
-    // one product added to the sum's +0.0 start, so add(mul(A as [M, 1], B as [1, N]), +0.0) is
-    // bit-identical (the +0.0 turns a product of -0.0 into +0.0, as the sum does, and changes no
-    // other value). As a mul it fuses into its consumers instead of writing an [M, N] product
-    // through BLAS (the W4 backward pass: d(h3)/d(r2) = dz x w3^T).
+    // A matmul over a contracted size of 1 is an outer product: C[..., i, j] = 0 + A[..., i, 0] *
+    // B[..., 0, j], one product added to the sum's +0.0 start, so add(mul(A as [..., M, 1], B as
+    // [..., 1, N]), +0.0) is bit-identical (the +0.0 turns a product of -0.0 into +0.0, as the sum
+    // does, and changes no other value). Batch axes broadcast the numpy way in both ops. As a mul
+    // it fuses into its consumers instead of writing an [..., M, N] product through the GEMM (the
+    // W4 backward pass: d(h3)/d(r2) = dz x w3^T; W6s: d(h)/d(s) over [B, T, 1] x [1, 128]).
     SimplifyRule("matmul-outer-product", [.matmul]) { r in
       let a = r.type(r.lhs), b = r.type(r.rhs)
-      guard a.rank == 2, b.rank == 2, r.resultType.rank == 2 else { return nil }
+      guard a.rank >= 2, b.rank >= 2, r.resultType.rank == max(a.rank, b.rank) else { return nil }
       let transposeA = r.op.attributes.bool("transpose_a") ?? false, transposeB = r.op.attributes.bool("transpose_b") ?? false
-      guard (transposeA ? a.dims[0] : a.dims[1]) == .known(1), (transposeB ? b.dims[1] : b.dims[0]) == .known(1) else { return nil }
-      let column = TensorType(a.dtype, [r.resultType.dims[0], .known(1)])
-      let row = TensorType(b.dtype, [.known(1), r.resultType.dims[1]])
+      let aContracted = transposeA ? a.rank - 2 : a.rank - 1, bContracted = transposeB ? b.rank - 1 : b.rank - 2
+      guard a.dims[aContracted] == .known(1), b.dims[bContracted] == .known(1) else { return nil }
+      let rank = r.resultType.rank
+      let column = TensorType(a.dtype, Array(a.dims.dropLast(2)) + [r.resultType.dims[rank - 2], .known(1)])
+      let row = TensorType(b.dtype, Array(b.dims.dropLast(2)) + [.known(1), r.resultType.dims[rank - 1]])
       let lhs = a == column ? r.lhs : r.emit(.reshape, [r.lhs], type: column)
       let rhs = b == row ? r.rhs : r.emit(.reshape, [r.rhs], type: row)
       let product = r.emit(.mul, [lhs, rhs])
