@@ -138,40 +138,102 @@ public enum JitGemm {
     // every synchronization can wait that long (W4's step went from 18 to 28 ms in such
     // periods with one per block of k). The columns per block are bounded so the packed B stays
     // within `packingLimit` floats.
-    let columnsPerBlock = max(nr, min(ncBlock, packingLimit / k / nr * nr))
+    let columnsPerBlock = sharedBlockColumns(k: k, packingLimit: packingLimit)
     let rowPanels = (m + mr - 1) / mr
     for jc in stride(from: 0, to: n, by: columnsPerBlock) {
-      let nc = min(columnsPerBlock, n - jc)
-      let columnPanels = (nc + nr - 1) / nr
-      let packedB = shared.packedB(capacity: k * columnPanels * nr)
-      pool.parallelFor(parts) { part in
-        let first = columnPanels * part / parts, last = columnPanels * (part + 1) / parts
-        guard last > first else { return }
-        let j0 = first * nr, j1 = min(nc, last * nr)
-        for pc in stride(from: 0, to: k, by: kcBlock) {
-          let kc = min(kcBlock, k - pc)
-          packB(packers, transposed: transposeB, b: b, ldb: ldb, k0: pc, kc: kc, j0: jc + j0, nc: j1 - j0,
-                into: packedB + pc * columnPanels * nr + j0 * kc)
-        }
-      }
+      let panels = packShared(packers: packers, transposed: transposeB, b: b, ldb: ldb, k: k, jc: jc, nc: min(columnsPerBlock, n - jc),
+                              into: shared, pool: pool, parts: parts)
       // The block's 6x16 tiles, numbered row panel by row panel, are shared out evenly: a
       // thread's share is whole row panels plus, at either end, part of one. (Whole row panels
       // alone leave one thread a panel more when their count is odd: 43 for W4's 256 rows, 22
       // against 21.)
-      let tiles = rowPanels * columnPanels
+      let tiles = rowPanels * panels.columnPanels
       pool.parallelFor(parts) { part in
         let first = tiles * part / parts, last = tiles * (part + 1) / parts
         guard last > first else { return }
         let workspace = Workspace.take()
-        for pc in stride(from: 0, to: k, by: kcBlock) {
-          multiply(tiles: first..<last, columnPanels: columnPanels, m: m, routines: routines, packers: packers, transposeA: transposeA,
-                   a: a, lda: lda, pc: pc, kc: min(kcBlock, k - pc), packedB: packedB + pc * columnPanels * nr,
-                   jc: jc, nc: nc, c: c, ldc: ldc, workspace: workspace)
-        }
+        multiply(tiles: first..<last, m: m, panels: panels, routines: routines, packers: packers, transposeA: transposeA,
+                 a: a, lda: lda, c: c, ldc: ldc, workspace: workspace)
         Workspace.give(workspace)
       }
     }
   }
+
+  // MARK: B packed once, shared by many products
+
+  /// A block of columns jc ..< jc+nc of op(B) packed for all of k: for each block of KC steps,
+  /// its 16-column panels, as `multiply` reads them. Shared by every product that multiplies
+  /// it: the split GEMM's threads, and a convolution's chunks of im2col rows (ConvKernels),
+  /// which would otherwise each pack the whole filter again.
+  struct SharedPanels {
+    let pointer: UnsafeMutablePointer<Float>
+    let k: Int, jc: Int, nc: Int
+    var columnPanels: Int { (nc + nr - 1) / nr }
+  }
+
+  /// Columns of B in one shared block: at most NC, and all of k for them within `packingLimit` floats.
+  static func sharedBlockColumns(k: Int, packingLimit: Int = sharedPackingLimit) -> Int {
+    max(nr, min(ncBlock, packingLimit / max(k, 1) / nr * nr))
+  }
+
+  /// Packs op(B)[0 ..< k, jc ..< jc+nc] into `workspace`'s B buffer, its panels shared out over
+  /// `parts` threads of `pool` (one pool job; one thread when `parts` is 1).
+  static func packShared(packers: GemmKernels.Packers, transposed: Bool, b: UnsafeRawPointer, ldb: Int, k: Int, jc: Int, nc: Int,
+                         into workspace: Workspace, pool: ThreadPool, parts: Int) -> SharedPanels {
+    let columnPanels = (nc + nr - 1) / nr
+    let packed = workspace.packedB(capacity: k * columnPanels * nr)
+    func pack(_ part: Int) {
+      let first = columnPanels * part / parts, last = columnPanels * (part + 1) / parts
+      guard last > first else { return }
+      let j0 = first * nr, j1 = min(nc, last * nr)
+      for pc in stride(from: 0, to: k, by: kcBlock) {
+        let kc = min(kcBlock, k - pc)
+        packB(packers, transposed: transposed, b: b, ldb: ldb, k0: pc, kc: kc, j0: jc + j0, nc: j1 - j0,
+              into: packed + pc * columnPanels * nr + j0 * kc)
+      }
+    }
+    if parts > 1 { pool.parallelFor(parts) { pack($0) } } else { pack(0) }
+    return SharedPanels(pointer: packed, k: k, jc: jc, nc: nc)
+  }
+
+  /// The tiles `tiles` of C[:, jc ..< jc+nc] = op(A) B̃ over all of k, B̃ the shared `panels`.
+  static func multiply(tiles: Range<Int>, m: Int, panels: SharedPanels, routines: GemmKernels.Entries, packers: GemmKernels.Packers,
+                       transposeA: Bool, a: UnsafeRawPointer, lda: Int, c: UnsafeMutablePointer<Float>, ldc: Int, workspace: Workspace) {
+    let columnPanels = panels.columnPanels
+    for pc in stride(from: 0, to: panels.k, by: kcBlock) {
+      multiply(tiles: tiles, columnPanels: columnPanels, m: m, routines: routines, packers: packers, transposeA: transposeA,
+               a: a, lda: lda, pc: pc, kc: min(kcBlock, panels.k - pc), packedB: panels.pointer + pc * columnPanels * nr,
+               jc: panels.jc, nc: panels.nc, c: c, ldc: ldc, workspace: workspace)
+    }
+  }
+
+  /// A filter (or any B) packed once for f32 products run from any thread: `packWhole` packs all
+  /// of op(B) [k, n] (nil when it is larger than one shared block, or JitGemm is off), `multiply`
+  /// computes C[m, n] = A · B̃ for a plain row-major A on the calling thread, `release` gives the
+  /// buffer back.
+  struct WholeB {
+    let panels: SharedPanels
+    let workspace: Workspace
+    let routines: GemmKernels.Entries
+  }
+
+  static func packWhole(transposeB: Bool, k: Int, n: Int, b: UnsafePointer<Float>, ldb: Int, pool: ThreadPool) -> WholeB? {
+    guard enabled, k > 0, n >= 8, n <= sharedBlockColumns(k: k), let routines = Self.routines else { return nil }
+    let workspace = Workspace.take()
+    let panels = packShared(packers: routines.packers, transposed: transposeB, b: UnsafeRawPointer(b), ldb: ldb, k: k, jc: 0, nc: n,
+                            into: workspace, pool: pool, parts: min(pool.threadCount, (n + nr - 1) / nr))
+    return WholeB(panels: panels, workspace: workspace, routines: routines)
+  }
+
+  static func multiply(_ whole: WholeB, m: Int, a: UnsafePointer<Float>, lda: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    guard m > 0 else { return }
+    let workspace = Workspace.take()
+    defer { Workspace.give(workspace) }
+    multiply(tiles: 0..<((m + mr - 1) / mr * whole.panels.columnPanels), m: m, panels: whole.panels, routines: whole.routines,
+             packers: whole.routines.packers, transposeA: false, a: UnsafeRawPointer(a), lda: lda, c: c, ldc: ldc, workspace: workspace)
+  }
+
+  static func release(_ whole: WholeB) { Workspace.give(whole.workspace) }
 
   /// Floats of B packed at once by a split GEMM (16 MiB): all of K for 1024+ columns of W4-sized
   /// operands.

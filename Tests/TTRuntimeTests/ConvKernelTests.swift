@@ -149,6 +149,10 @@ struct ConvKernelTests {
     // 1,600 output rows of 144 taps x channels: four chunks in f32, eight in f64.
     Case(n: 4, h: 20, w: 20, cin: 16, cout: 16, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, groups: 1, padding: "padding = \"SAME\"", oh: 20, ow: 20),
     Case(n: 3, h: 11, w: 9, cin: 24, cout: 24, kh: 3, kw: 3, sh: 1, sw: 1, dh: 2, dw: 1, groups: 24, padding: "padding = \"SAME\"", oh: 11, ow: 9),
+    // f32's filter packed once per call and shared by the chunks (JitGemm.packWhole): 289 rows
+    // of 576 taps x channels are chunks of 144, 144 and 1 (867 rows at batch 3: the last of 3),
+    // 37 output channels a partial 16-column panel.
+    Case(n: 1, h: 17, w: 17, cin: 64, cout: 37, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, groups: 1, padding: "padding = \"SAME\"", oh: 17, ow: 17),
     // ResNet's stem (7x7, stride 2, pads 3, three channels): im2col copies each window row inside
     // the image as one run of 7 x 3 elements, and tap by tap at the edges.
     Case(n: 2, h: 23, w: 21, cin: 3, cout: 16, kh: 7, kw: 7, sh: 2, sw: 2, dh: 1, dw: 1, groups: 1, padding: "pads = [3, 3, 3, 3]", oh: 12, ow: 11),
