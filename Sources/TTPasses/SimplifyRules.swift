@@ -145,24 +145,39 @@ enum SimplifyRules {
     // select(c, a, a) = a.
     SimplifyRule("select-same-branches", [.select, .where]) { r in r.operand(1) == r.operand(2) ? r.fit(r.operand(1)) : nil },
     // A matmul over a contracted size of 1 is an outer product: C[..., i, j] = 0 + A[..., i, 0] *
-    // B[..., 0, j], one product added to the sum's +0.0 start, so add(mul(A as [..., M, 1], B as
-    // [..., 1, N]), +0.0) is bit-identical (the +0.0 turns a product of -0.0 into +0.0, as the sum
-    // does, and changes no other value). Batch axes broadcast the numpy way in both ops. As a mul
-    // it fuses into its consumers instead of writing an [..., M, N] product through the GEMM (the
-    // W4 backward pass: d(h3)/d(r2) = dz x w3^T; W6s: d(h)/d(s) over [B, T, 1] x [1, 128]).
+    // B[..., 0, j], one product added to the sum's +0.0 start (the reference sums in binary64 and
+    // rounds once). For f64 and integers add(mul(A as [..., M, 1], B as [..., 1, N]), +0.0) is
+    // bit-identical: the +0.0 turns a product of -0.0 into +0.0, as the sum does. For f32 the
+    // product is formed in f64, where it is exact (it neither rounds nor underflows), so a tiny
+    // negative product rounds to -0.0 once, as in the reference, instead of becoming -0.0 in f32
+    // and then +0.0; the result is cast back to f32. f16 and bf16 (summed through f32) keep their
+    // matmul. Batch axes broadcast the numpy way in both ops. As elementwise ops the outer product
+    // fuses into its consumers instead of writing an [..., M, N] product through the GEMM (the W4
+    // backward pass: d(h3)/d(r2) = dz x w3^T; W6s: d(h)/d(s) over [B, T, 1] x [1, 128]).
     SimplifyRule("matmul-outer-product", [.matmul]) { r in
       let a = r.type(r.lhs), b = r.type(r.rhs)
       guard a.rank >= 2, b.rank >= 2, r.resultType.rank == max(a.rank, b.rank) else { return nil }
+      let dtype = r.resultType.dtype
+      guard dtype != .f16, dtype != .bf16 else { return nil }
       let transposeA = r.op.attributes.bool("transpose_a") ?? false, transposeB = r.op.attributes.bool("transpose_b") ?? false
       let aContracted = transposeA ? a.rank - 2 : a.rank - 1, bContracted = transposeB ? b.rank - 1 : b.rank - 2
       guard a.dims[aContracted] == .known(1), b.dims[bContracted] == .known(1) else { return nil }
       let rank = r.resultType.rank
       let column = TensorType(a.dtype, Array(a.dims.dropLast(2)) + [r.resultType.dims[rank - 2], .known(1)])
       let row = TensorType(b.dtype, Array(b.dims.dropLast(2)) + [.known(1), r.resultType.dims[rank - 1]])
-      let lhs = a == column ? r.lhs : r.emit(.reshape, [r.lhs], type: column)
-      let rhs = b == row ? r.rhs : r.emit(.reshape, [r.rhs], type: row)
-      let product = r.emit(.mul, [lhs, rhs])
-      return r.isFloat ? r.emit(.add, [product, r.constant(0, type: TensorType(r.resultType.dtype, []))]) : product },
+      var lhs = a == column ? r.lhs : r.emit(.reshape, [r.lhs], type: column)
+      var rhs = b == row ? r.rhs : r.emit(.reshape, [r.rhs], type: row)
+      guard r.isFloat else { return r.emit(.mul, [lhs, rhs]) }
+      let wide = dtype == .f32
+      if wide {
+        lhs = r.emit(.cast, [lhs], type: column.with(dtype: .f64))
+        rhs = r.emit(.cast, [rhs], type: row.with(dtype: .f64))
+      }
+      let sumType = r.resultType.with(dtype: .f64)
+      let product = wide ? r.emit(.mul, [lhs, rhs], type: sumType) : r.emit(.mul, [lhs, rhs])
+      let sum = wide ? r.emit(.add, [product, r.constant(0, type: TensorType(.f64, []))], type: sumType)
+                     : r.emit(.add, [product, r.constant(0, type: TensorType(dtype, []))])
+      return wide ? r.emit(.cast, [sum]) : sum },
     // cast to the same type is x; cast(cast(x: T -> W) -> T) = x when W holds every value of T.
     SimplifyRule("cast-noop", [.cast]) { r in r.type(r.lhs) == r.resultType ? r.lhs : nil },
     SimplifyRule("cast-round-trip", [.cast]) { r in

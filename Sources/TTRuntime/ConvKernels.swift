@@ -114,11 +114,13 @@ public enum ConvKernels {
   // MARK: GEMM on the calling thread
 
   /// Row-major C[m, n] (row stride ldc) = op(A) op(B) on the calling thread: ttfc's GEMM for f32
-  /// shapes it suits, OpenBLAS (single-threaded) otherwise.
+  /// with at least 8 columns, OpenBLAS (single-threaded) otherwise. A chunk's row count does not
+  /// choose the library (a ragged last chunk of 1-3 rows too goes to ttfc's GEMM), so an output
+  /// element's order of summation, and its bits, do not depend on the batch size or thread count.
   @inline(__always)
   static func gemm<T: ConvElement>(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<T>, lda: Int,
                                    b: UnsafePointer<T>, ldb: Int, c: UnsafeMutablePointer<T>, ldc: Int) {
-    if T.self == Float.self, JitGemm.enabled, JitGemm.suits(m: m, n: n) {
+    if T.self == Float.self, JitGemm.enabled, JitGemm.suits(m: max(m, 4), n: n) {
       JitGemm.sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
                     a: UnsafeRawPointer(a).assumingMemoryBound(to: Float.self), lda: lda,
                     b: UnsafeRawPointer(b).assumingMemoryBound(to: Float.self), ldb: ldb,
