@@ -121,15 +121,7 @@ public enum TrainStep {
     }
     let lossScale = scaled ? step.addArgument(name: "loss_scale", type: .scalar(floatType)) : nil
     if let lossScale { map[grad.arguments.last!] = lossScale }
-    for (k, v) in grad.values.enumerated() {
-      if case .global(let name) = v.definition { map[ValueID(k)] = paramArguments[name]! }
-    }
-    for id in grad.body {
-      let op = grad[id]
-      let new = step.append(op.code, op.operands.map { map[$0]! }, resultTypes: op.results.map { grad.type(of: $0) },
-                            resultNames: op.results.map { grad[$0].name }, attributes: op.attributes, location: op.location)
-      for (o, n) in zip(op.results, step[new].results) { map[o] = n }
-    }
+    copyBody(of: grad, into: &step, map: &map, paramArguments: paramArguments)
     var b = UpdateBuilder(function: step, dtype: floatType)
     // grad returns (loss, trained-parameter gradients, row gradients, new state values).
     let newStates = grad.returnValues.suffix(states.count).map { map[$0]! }
@@ -191,15 +183,7 @@ public enum TrainStep {
     for a in grad.arguments { map[a] = forward.addArgument(name: grad[a].name, type: grad.type(of: a)) }
     var paramArguments: [String: ValueID] = [:]
     for p in module.params { paramArguments[p.name] = forward.addArgument(name: p.name, type: p.type) }
-    for (k, v) in grad.values.enumerated() {
-      if case .global(let name) = v.definition { map[ValueID(k)] = paramArguments[name]! }
-    }
-    for id in grad.body {
-      let op = grad[id]
-      let new = forward.append(op.code, op.operands.map { map[$0]! }, resultTypes: op.results.map { grad.type(of: $0) },
-                               resultNames: op.results.map { grad[$0].name }, attributes: op.attributes, location: op.location)
-      for (o, n) in zip(op.results, forward[new].results) { map[o] = n }
-    }
+    copyBody(of: grad, into: &forward, map: &map, paramArguments: paramArguments)
     forward.returnValues = grad.returnValues.map { map[$0]! }
     forward.resultTypes = forward.returnValues.map { forward.type(of: $0) }
     let gradientTypes = Array(grad.resultTypes.dropFirst().prefix(grad.resultTypes.count - 1 - rowInputs.count))
@@ -227,6 +211,22 @@ public enum TrainStep {
   /// Clipping (when configured) and every parameter's update, appended to `b`'s function: the
   /// new parameters (all of the module's, in order; a state parameter takes its value from
   /// `newStates`) and the new slots. `finite` (mixed steps) selects the old values when false.
+  /// Appends `grad`'s ops to `target`, reading each module global from `paramArguments` (the
+  /// target's argument of that name) and each of `grad`'s values through `map`, which the caller
+  /// seeds with `grad`'s arguments and which ends up holding every result.
+  static func copyBody(of grad: Function, into target: inout Function, map: inout [ValueID: ValueID],
+                       paramArguments: [String: ValueID]) {
+    for (k, v) in grad.values.enumerated() {
+      if case .global(let name) = v.definition { map[ValueID(k)] = paramArguments[name]! }
+    }
+    for id in grad.body {
+      let op = grad[id]
+      let new = target.append(op.code, op.operands.map { map[$0]! }, resultTypes: op.results.map { grad.type(of: $0) },
+                              resultNames: op.results.map { grad[$0].name }, attributes: op.attributes, location: op.location)
+      for (o, n) in zip(op.results, target[new].results) { map[o] = n }
+    }
+  }
+
   static func appendUpdates(_ b: inout UpdateBuilder, module: Module, optimizer: OptimizerConfig, gradients: [ValueID],
                             params paramArguments: [String: ValueID], slots slotArguments: [[ValueID]], newStates: [ValueID],
                             lr: ValueID, step t: ValueID, floatType: DType, finite: ValueID?) -> ([ValueID], [ValueID]) {
