@@ -111,14 +111,7 @@ public enum TrainStep {
     var map: [ValueID: ValueID] = [:]
     let scaled = mixedPrecision != nil
     for a in grad.arguments.dropLast(scaled ? 1 : 0) { map[a] = step.addArgument(name: grad[a].name, type: grad.type(of: a)) }
-    let lr = step.addArgument(name: "lr", type: .scalar(floatType))
-    let t = step.addArgument(name: "step", type: .scalar(floatType))
-    var paramArguments: [String: ValueID] = [:]
-    for p in module.params { paramArguments[p.name] = step.addArgument(name: p.name, type: p.type) }
-    var slotArguments: [[ValueID]] = []
-    for p in module.trainedParams {
-      slotArguments.append(optimizer.slots.map { step.addArgument(name: slotName($0.name, of: p.name), type: p.type) })
-    }
+    let (lr, t, paramArguments, slotArguments) = addUpdateArguments(to: &step, module: module, optimizer: optimizer, floatType: floatType)
     let lossScale = scaled ? step.addArgument(name: "loss_scale", type: .scalar(floatType)) : nil
     if let lossScale { map[grad.arguments.last!] = lossScale }
     copyBody(of: grad, into: &step, map: &map, paramArguments: paramArguments)
@@ -190,14 +183,7 @@ public enum TrainStep {
     var apply = Function(name: loss + ".apply_step", location: grad.location)
     let gradients = gradientTypes.enumerated().map { apply.addArgument(name: "grad.\($0.offset)", type: $0.element) }
     let lossIn = apply.addArgument(name: "loss", type: .scalar(floatType))
-    let lr = apply.addArgument(name: "lr", type: .scalar(floatType))
-    let t = apply.addArgument(name: "step", type: .scalar(floatType))
-    var applyParams: [String: ValueID] = [:]
-    for p in module.params { applyParams[p.name] = apply.addArgument(name: p.name, type: p.type) }
-    var slotArguments: [[ValueID]] = []
-    for p in module.trainedParams {
-      slotArguments.append(optimizer.slots.map { apply.addArgument(name: slotName($0.name, of: p.name), type: p.type) })
-    }
+    let (lr, t, applyParams, slotArguments) = addUpdateArguments(to: &apply, module: module, optimizer: optimizer, floatType: floatType)
     var b = UpdateBuilder(function: apply, dtype: floatType)
     let (newParams, newSlots) = appendUpdates(&b, module: module, optimizer: optimizer, gradients: gradients, params: applyParams,
                                               slots: slotArguments, newStates: [], lr: lr, step: t, floatType: floatType, finite: nil)
@@ -211,6 +197,20 @@ public enum TrainStep {
   /// Clipping (when configured) and every parameter's update, appended to `b`'s function: the
   /// new parameters (all of the module's, in order; a state parameter takes its value from
   /// `newStates`) and the new slots. `finite` (mixed steps) selects the old values when false.
+  /// The update's arguments, in the calling convention of `train_step` and `apply_step`: lr, step,
+  /// every parameter (by name), then each trained parameter's optimizer slots.
+  static func addUpdateArguments(to function: inout Function, module: Module, optimizer: OptimizerConfig, floatType: DType)
+    -> (lr: ValueID, step: ValueID, params: [String: ValueID], slots: [[ValueID]]) {
+    let lr = function.addArgument(name: "lr", type: .scalar(floatType))
+    let step = function.addArgument(name: "step", type: .scalar(floatType))
+    var params: [String: ValueID] = [:]
+    for p in module.params { params[p.name] = function.addArgument(name: p.name, type: p.type) }
+    let slots = module.trainedParams.map { p in
+      optimizer.slots.map { function.addArgument(name: slotName($0.name, of: p.name), type: p.type) }
+    }
+    return (lr, step, params, slots)
+  }
+
   /// Appends `grad`'s ops to `target`, reading each module global from `paramArguments` (the
   /// target's argument of that name) and each of `grad`'s values through `map`, which the caller
   /// seeds with `grad`'s arguments and which ends up holding every result.
