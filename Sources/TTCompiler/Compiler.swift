@@ -242,6 +242,7 @@ final class ProgramBuilder {
     let operands = op.operands.map { slotOf[$0] ?? -1 }   // -1: a table operand
     if op.code == .fusion, let body = op.body {
       if case .string("gemm")? = op.attributes["kind"], lowerGemmRegion(body, op: op, operands: operands, result: results[0]) { return }
+      if tryLayoutCopy(body, operands: operands, results: results) { return }
       if tryKernel(body, operands: operands, results: results, inPlace: dyingArguments(body, op.operands), values: op.results) { return }
       try interpretRegion(body, operands: operands, results: results)
       return
@@ -312,6 +313,7 @@ final class ProgramBuilder {
     }
     // A single op: as a one-op kernel if it compiles, else on the interpreter.
     let single = singleOpBody(op)
+    if op.results.count == 1, tryLayoutCopy(single, operands: operands, results: results) { return }
     if op.results.count == 1, tryKernel(single, operands: operands, results: results, inPlace: dyingArguments(single, op.operands),
                                         values: op.results) { return }
     if op.code == .call || op.code == .fusion || op.results.count != 1 {
@@ -511,6 +513,30 @@ final class ProgramBuilder {
     default: return false
     }
   }
+
+  /// A region (or op) that only reshapes and transposes one operand, as a strided copy
+  /// (LayoutCopy) instead of an elemental kernel, whose per-element index arithmetic and gathers
+  /// ran these at a third of memory speed. Only when the copy's view exists at every size: all
+  /// shapes static (checked here), or a lone transpose (always a view). TTFC_LAYOUT_COPY=off
+  /// keeps the kernels (for comparison).
+  func tryLayoutCopy(_ body: Function, operands: [Int], results: [Int]) -> Bool {
+    guard Self.layoutCopiesEnabled, operands.count == 1, results.count == 1, operands[0] >= 0,
+          let layout = LayoutCopy.chain(of: body) else { return false }
+    let loneTranspose = body.body.count == 1
+    if !loneTranspose {
+      let values = body.arguments + body.body.flatMap { body[$0].results }
+      guard values.allSatisfy({ body.type(of: $0).staticShape != nil }),
+            let shape = body.type(of: body.arguments[0]).staticShape,
+            layout.view(inputShape: shape, symbol: { _ in 0 }) != nil else { return false }
+    }
+    thunks.append(.copy(layout, operand: operands[0], result: results[0]))
+    statistics.layoutCopies += 1
+    return true
+  }
+  static let layoutCopiesEnabled: Bool = {
+    guard let text = getenv("TTFC_LAYOUT_COPY") else { return true }
+    return String(cString: text) != "off"
+  }()
 
   /// `inPlace`: argument positions whose memory an output may take (the body is elementwise, so
   /// element i of such an operand is read only for output element i).

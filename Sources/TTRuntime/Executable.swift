@@ -45,6 +45,8 @@ public struct ExecutableStatistics: Sendable {
   /// Ops compiled to RowKernels routines (layer_norm, layer_norm_grad, integer-label
   /// softmax_cross_entropy).
   public var rowRoutines = 0
+  /// Reshape/transpose chains run as strided copies (LayoutCopy).
+  public var layoutCopies = 0
   public var compileSeconds = 0.0
   /// Parts of compileSeconds: the pass pipeline, and parameter initialization.
   public var optimizeSeconds = 0.0
@@ -113,6 +115,7 @@ public final class Executable: @unchecked Sendable {
     /// A pooling op (PoolKernels): operands in IR order, f32 or f64.
     case pool(PoolKind, PoolGeometry, operands: [Int], result: Int)
     case rows(RowRoutine, operands: [Int], results: [Int])
+    case copy(LayoutCopy, operand: Int, result: Int)
     case interpretOp(OpNode, operands: [Int], result: Int)
     case interpretRegion(Interpreter, operands: [Int], results: [Int])
     /// An embedding op: evaluation lookups of `table` (operands: ids, and lengths when pooled).
@@ -268,6 +271,7 @@ public final class Executable: @unchecked Sendable {
       case .conv(let kind, let g, let operands, let result): thunks.append(.conv(kind, g, operands: operands, result: result))
       case .pool(let kind, let g, let operands, let result): thunks.append(.pool(kind, g, operands: operands, result: result))
       case .rows(let routine, let operands, let results): thunks.append(.rows(routine, operands: operands, results: results))
+      case .copy(let layout, let operand, let result): thunks.append(.copy(layout, operand: operand, result: result))
       case .interpretOp(let op, let operands, let result): thunks.append(.interpretOp(op, operands: operands, result: result))
       case .interpretRegion(let interpreter, let operands, let results):
         thunks.append(.interpretRegion(interpreter, operands: operands, results: results))
@@ -434,6 +438,7 @@ public final class Executable: @unchecked Sendable {
     case .conv(_, _, let operands, let result): return (operands, [result])
     case .pool(_, _, let operands, let result): return (operands, [result])
     case .rows(_, let operands, let results): return (operands, results)
+    case .copy(_, let operand, let result): return ([operand], [result])
     case .interpretOp(_, let operands, let result): return (operands, [result])
     case .interpretRegion(_, let operands, let results): return (operands, results)
     case .table(_, _, let operands, let result): return (operands, [result])
@@ -467,6 +472,7 @@ public final class Executable: @unchecked Sendable {
         return "\(kind.rawValue) (\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result) : \(slots[result].type) [\(g)]"
       case .rows(let routine, let operands, let results):
         return "\(routine) (\(operands.map { "s\($0)" }.joined(separator: ", "))) -> \(results.map { "s\($0)" }.joined(separator: ", ")) : \(slots[results[0]].type)"
+      case .copy(let layout, let operand, let result): return "\(layout) (s\(operand)) -> s\(result) : \(slots[result].type)"
       case .interpretOp(let op, let operands, let result): return "interpret '\(op.code)'(\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result)"
       case .interpretRegion(_, let operands, let results): return "interpret region(\(operands.map { "s\($0)" }.joined(separator: ", "))) -> \(results.map { "s\($0)" }.joined(separator: ", "))"
       case .table(_, let op, let operands, let result): return "\(op.code) (\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result) : \(slots[result].type)"
@@ -575,6 +581,13 @@ public final class Executable: @unchecked Sendable {
       }
     case .rows(let routine, let operands, let results):
       try runRows(routine, operands: operands, results: results, plan: plan)
+    case .copy(let layout, let operand, let result):
+      let names = symbols
+      let copied = layout.run(input: plan.pointers[operand], inputShape: plan.shapes[operand], output: plan.pointers[result],
+                              symbol: { name in names.firstIndex(of: name).map { symbolValues[$0] } ?? 0 }, pool: pool)
+      // The compiler emits copies only for chains whose view exists at every size (static
+      // shapes, or one transpose); this guards that promise.
+      if !copied { throw .runtime("\(layout) has no strided view for operand shape \(plan.shapes[operand])") }
     case .table(let table, let op, let operands, let result):
       runLookup(table, op, operands: operands, result: result, plan: plan)
     case .interpretOp(let op, let operands, let result):
@@ -799,6 +812,7 @@ extension Executable {
       case .conv(_, _, _, let result): written = [result]
       case .pool(_, _, _, let result): written = [result]
       case .rows(_, _, let results): written = results
+      case .copy(_, _, let result): written = [result]
       case .interpretOp(_, _, let result): written = [result]
       case .interpretRegion(_, _, let results): written = results
       case .table(_, _, _, let result): written = [result]

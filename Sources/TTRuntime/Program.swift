@@ -30,6 +30,8 @@ public struct Program: @unchecked Sendable {
     /// A routine over the rows of the last axis (RowKernels): operands and results in IR order,
     /// f32 or f64 data.
     case rows(RowRoutine, operands: [Int], results: [Int])
+    /// A reshape/transpose chain run as a strided copy (LayoutCopy).
+    case copy(LayoutCopy, operand: Int, result: Int)
     case interpretOp(OpNode, operands: [Int], result: Int)
     case interpretRegion(Interpreter, operands: [Int], results: [Int])
     /// An embedding op: evaluation lookups of the module's table `table` (operands: ids, and

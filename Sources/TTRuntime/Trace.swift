@@ -287,6 +287,8 @@ extension Executable {
         flops = 2 * (shapes[operands[0]].first ?? 0) * g.oh * g.ow * g.cout * g.kh * g.kw * g.cg
       case .rows(let routine, _, _):
         name = "\(routine)"
+      case .copy:
+        name = "layout copy"
       case .pool(let kind, let g, _, let result):
         name = kind.rawValue
         flops = (shapes[result].first ?? 0) * g.oh * g.ow * g.c * g.kh * g.kw
