@@ -16,6 +16,11 @@ public struct Window2D: Sendable, Equatable {
   public var input: [Int]
   public var output: [Int]
 
+  public init(input: [Int], output: [Int], window: [Int], strides: [Int], dilations: [Int], pads: [Int]) {
+    self.input = input; self.output = output; self.window = window
+    self.strides = strides; self.dilations = dilations; self.pads = pads
+  }
+
   /// The input row (axis 0: H, axis 1: W) read by output position `o` at window tap `k`
   /// (may be outside 0..<input[axis]: a padding position).
   @inline(__always) public func source(_ axis: Int, output o: Int, tap k: Int) -> Int {
@@ -96,7 +101,7 @@ extension ShapeRules {
       }
       output.append((padded - effective[axis]) / strides[axis] + 1)
     }
-    return Window2D(window: window, strides: strides, dilations: dilations, pads: pads, input: [h, w], output: output)
+    return Window2D(input: [h, w], output: output, window: window, strides: strides, dilations: dilations, pads: pads)
   }
 
   /// conv2d's result type for input `x` [N, H, W, Cin] and filter `w` [KH, KW, Cin/groups, Cout].

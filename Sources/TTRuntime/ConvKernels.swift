@@ -16,7 +16,9 @@
 //     colsᵀ·dy per chunk into one partial per thread-sized group of chunks, the partials added in
 //     order at the end (so the result depends on the thread count, not on timing);
 //   - depthwise (Cin/G = 1, any channel multiplier): no GEMM (its K is KH·KW and its N the
-//     multiplier), direct loops vectorized over the channels.
+//     multiplier), direct loops vectorized over the channels;
+//   - f32 forward 3x3 stride-1 convolutions with at least 64 output tiles of 2x2: Winograd's
+//     F(2x2, 3x3) (WinogradConv), 16 GEMMs with 2.25x fewer multiply-adds than im2col's.
 //
 // Every loop is on unsafe pointers; the element type is a generic parameter specialized for
 // Float and Double (no existentials in the loops). Order of summation differs from the
@@ -116,7 +118,8 @@ public enum ConvKernels {
   /// Row-major C[m, n] (row stride ldc) = op(A) op(B) on the calling thread: ttfc's GEMM for f32
   /// with at least 8 columns, OpenBLAS (single-threaded) otherwise. A chunk's row count does not
   /// choose the library (a ragged last chunk of 1-3 rows too goes to ttfc's GEMM), so an output
-  /// element's order of summation, and its bits, do not depend on the batch size or thread count.
+  /// element's order of summation, and its bits, do not depend on the batch size or thread count
+  /// (except where the batch size moves a 3x3 convolution to or from Winograd: WinogradConv).
   @inline(__always)
   static func gemm<T: ConvElement>(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<T>, lda: Int,
                                    b: UnsafePointer<T>, ldb: Int, c: UnsafeMutablePointer<T>, ldc: Int) {
@@ -206,6 +209,13 @@ public enum ConvKernels {
 
   static func forward<T: ConvElement>(_ g: ConvGeometry, n: Int, x: UnsafePointer<T>, w: UnsafePointer<T>, y: UnsafeMutablePointer<T>,
                                       pool: ThreadPool) {
+    // f32 3x3 stride-1 convolutions with enough tiles: Winograd's F(2x2, 3x3) (WinogradConv).
+    if T.self == Float.self, WinogradConv.suits(g, n: n) {
+      WinogradConv.forward(g, n: n, x: UnsafeRawPointer(x).assumingMemoryBound(to: Float.self),
+                           w: UnsafeRawPointer(w).assumingMemoryBound(to: Float.self),
+                           y: UnsafeMutableRawPointer(y).assumingMemoryBound(to: Float.self), pool: pool)
+      return
+    }
     let rows = n * g.oh * g.ow
     // Each chunk's GEMM packs all of W (depth x cout) again: at 24 rows (a deep layer's
     // `chunkRows`) packing costs about as much as the multiply. So a chunk has at least

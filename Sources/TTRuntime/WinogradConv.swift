@@ -1,0 +1,233 @@
+// WinogradConv — f32 3x3 stride-1 convolutions by Winograd's minimal filtering F(2x2, 3x3)
+// (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015; IR-specs/codegen.md,
+// "Convolutions"). Each 2x2 block of outputs (a tile) is computed from the 4x4 input patch under
+// it as Y = Aᵀ [ Σ_ci (G g Gᵀ) ⊙ (Bᵀ d B) ] A: the 16 elementwise products summed over input
+// channels are 16 GEMMs [tiles, Cin] x [Cin, Cout], 16 multiply-adds per tile and channel pair
+// where im2col's GEMM does 36 (2.25x fewer), at the price of the transforms (additions only).
+//
+//   - filter transform, once per call: U_ξν = (G g Gᵀ)_ξν for every (ci, co), packed as JitGemm's
+//     16-column panels (one SharedPanels per ξν);
+//   - per chunk of tiles (a pool job): the input transform V_ξν[tile, ci] (vectors over the
+//     NHWC channels, zeros for padding), 16 GEMMs M_ξν = V_ξν U_ξν on JitGemm's microkernel, and
+//     the output transform into y (edge tiles write only their outputs inside the image).
+//
+// Numerics: the transforms' coefficients are 0, ±1 and ±1/2 (exact); each output is the sum of
+// 16 GEMM results whose sums run over ci in order, so an element's bits do not depend on the
+// chunking or thread count, nor on the batch size while the batch has `minimumTiles` tiles
+// (below that the layer runs on im2col, whose rounding differs within the f32 sum's error;
+// TTFC_WINOGRAD=off keeps every batch size on im2col). The error is a few times the direct
+// sum's (the transformed values add up to four inputs each); f64 stays on im2col.
+
+import Glibc
+import TTSupport
+
+enum WinogradConv {
+  /// TTFC_WINOGRAD=off keeps every convolution on im2col (for comparison and debugging).
+  static let enabled: Bool = {
+    guard let text = getenv("TTFC_WINOGRAD") else { return true }
+    return String(cString: text) != "off"
+  }()
+
+  /// Fewest tiles for which the transforms pay: the filter transform is 16·Cin·Cout values per
+  /// call, worth it only when many tiles share it (ResNet-18 at batch 1: its 14x14 and 7x7
+  /// stages have 49 and 16 tiles and stay on im2col).
+  static let minimumTiles = 64
+
+  static func tiles(_ g: ConvGeometry, n: Int) -> Int { n * ((g.oh + 1) / 2) * ((g.ow + 1) / 2) }
+
+  /// Whether `forward` computes this f32 convolution.
+  static func suits(_ g: ConvGeometry, n: Int) -> Bool {
+    enabled && JitGemm.enabled && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.groups == 1
+      && g.cin >= 8 && g.cout >= 16 && g.cout <= JitGemm.sharedBlockColumns(k: g.cin) && tiles(g, n: n) >= minimumTiles
+  }
+
+  /// Tiles per chunk: the chunk's V and M (16·T·(Cin + Cout) floats) about 384 KiB, within a
+  /// 512 KiB L2, but at least 48 so each chunk's 16 GEMMs read the packed filter for enough rows;
+  /// a multiple of the microkernel's 6 rows.
+  static func chunkTiles(_ g: ConvGeometry) -> Int {
+    let fit = (384 << 10) / (16 * (g.cin + g.cout) * 4)
+    return min(96, max(48, fit / 6 * 6))
+  }
+
+  static func forward(_ g: ConvGeometry, n: Int, x: UnsafePointer<Float>, w: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+                      pool: ThreadPool) {
+    guard let routines = JitGemm.routines else { return }
+    let cin = g.cin, cout = g.cout
+    let columnPanels = (cout + JitGemm.nr - 1) / JitGemm.nr
+    let panelFloats = cin * columnPanels * JitGemm.nr
+    let filter = ConvKernels.Scratch.take(bytes: (16 * panelFloats + 16 * cin * cout) * 4)
+    defer { ConvKernels.Scratch.give(filter) }
+    let packed = filter.pointer.assumingMemoryBound(to: Float.self)
+    let transformed = packed + 16 * panelFloats
+    transformFilter(w, cin: cin, cout: cout, into: transformed, pool: pool)
+    let pa = UInt(bitPattern: packed), ta = UInt(bitPattern: transformed)
+    pool.parallelFor(16) { position in
+      let packed = UnsafeMutablePointer<Float>(bitPattern: pa)!, transformed = UnsafeMutablePointer<Float>(bitPattern: ta)!
+      let target = packed + position * panelFloats
+      for pc in stride(from: 0, to: cin, by: JitGemm.kcBlock) {
+        let kc = min(JitGemm.kcBlock, cin - pc)
+        JitGemm.packB(routines.packers, transposed: false, b: UnsafeRawPointer(transformed + position * cin * cout), ldb: cout,
+                      k0: pc, kc: kc, j0: 0, nc: cout, into: target + pc * columnPanels * JitGemm.nr)
+      }
+    }
+    let tileRows = (g.oh + 1) / 2, tileColumns = (g.ow + 1) / 2
+    let total = n * tileRows * tileColumns, per = chunkTiles(g)
+    let chunks = (total + per - 1) / per
+    let xa = UInt(bitPattern: x), ya = UInt(bitPattern: y)
+    pool.parallelFor(chunks) { chunk in
+      let x = UnsafePointer<Float>(bitPattern: xa)!, y = UnsafeMutablePointer<Float>(bitPattern: ya)!
+      let packed = UnsafeMutablePointer<Float>(bitPattern: pa)!
+      let t0 = chunk * per, count = min(per, total - t0)
+      let scratch = ConvKernels.Scratch.take(bytes: 16 * per * (cin + cout) * 4)
+      defer { ConvKernels.Scratch.give(scratch) }
+      let v = scratch.pointer.assumingMemoryBound(to: Float.self), m = v + 16 * per * cin
+      transformInput(g, x: x, firstTile: t0, count: count, tileRows: tileRows, tileColumns: tileColumns, stride: per, into: v)
+      let workspace = JitGemm.Workspace.take()
+      for position in 0..<16 {
+        let panels = JitGemm.SharedPanels(pointer: packed + position * panelFloats, k: cin, jc: 0, nc: cout)
+        JitGemm.multiply(tiles: 0..<((count + JitGemm.mr - 1) / JitGemm.mr * columnPanels), m: count, panels: panels,
+                         routines: routines, packers: routines.packers, transposeA: false,
+                         a: UnsafeRawPointer(v + position * per * cin), lda: cin,
+                         c: m + position * per * cout, ldc: cout, workspace: workspace)
+      }
+      JitGemm.Workspace.give(workspace)
+      transformOutput(g, m: m, firstTile: t0, count: count, tileRows: tileRows, tileColumns: tileColumns, stride: per, into: y)
+    }
+  }
+
+  /// U[ξ·4 + ν][ci, co] = (G g Gᵀ)[ξ, ν] for the HWIO filter g[kh, kw, ci, co], G the rows
+  /// (1, 0, 0), (½, ½, ½), (½, −½, ½), (0, 0, 1); vectors over co, jobs over ci.
+  static func transformFilter(_ w: UnsafePointer<Float>, cin: Int, cout: Int, into u: UnsafeMutablePointer<Float>, pool: ThreadPool) {
+    let wa = UInt(bitPattern: w), ua = UInt(bitPattern: u)
+    let jobs = min(cin, pool.threadCount * 4)
+    pool.parallelFor(jobs) { job in
+      let w = UnsafePointer<Float>(bitPattern: wa)!, u = UnsafeMutablePointer<Float>(bitPattern: ua)!
+      for ci in (cin * job / jobs)..<(cin * (job + 1) / jobs) {
+        var co = 0
+        @inline(__always) func columns<V: WinogradVector>(_: V.Type) {
+          @inline(__always) func tap(_ k: Int) -> V { V.load(w + (k * cin + ci) * cout + co) }
+          let half = V(0.5)
+          // Rows of G g (4 x 3): a0 = g row 0, a1 = (g0 + g1 + g2)/2, a2 = (g0 - g1 + g2)/2, a3 = g row 2.
+          let g00 = tap(0), g01 = tap(1), g02 = tap(2), g10 = tap(3), g11 = tap(4), g12 = tap(5), g20 = tap(6), g21 = tap(7), g22 = tap(8)
+          let a10 = (g00 + g10 + g20) * half, a11 = (g01 + g11 + g21) * half, a12 = (g02 + g12 + g22) * half
+          let a20 = (g00 - g10 + g20) * half, a21 = (g01 - g11 + g21) * half, a22 = (g02 - g12 + g22) * half
+          // Each row times Gᵀ: (r0, (r0 + r1 + r2)/2, (r0 - r1 + r2)/2, r2).
+          @inline(__always) func row(_ r: Int, _ c0: V, _ c1: V, _ c2: V) {
+            c0.store(u + ((r * 4) * cin + ci) * cout + co)
+            ((c0 + c1 + c2) * half).store(u + ((r * 4 + 1) * cin + ci) * cout + co)
+            ((c0 - c1 + c2) * half).store(u + ((r * 4 + 2) * cin + ci) * cout + co)
+            c2.store(u + ((r * 4 + 3) * cin + ci) * cout + co)
+          }
+          row(0, g00, g01, g02); row(1, a10, a11, a12); row(2, a20, a21, a22); row(3, g20, g21, g22)
+        }
+        while co + 8 <= cout { columns(SIMD8<Float>.self); co += 8 }
+        while co < cout { columns(Float.self); co += 1 }
+      }
+    }
+  }
+
+  /// V[ξ·4 + ν][t, ci] = (Bᵀ d B)[ξ, ν] for tile t's 4x4 input patch d (zero off the image), Bᵀ
+  /// the rows (1, 0, −1, 0), (0, 1, 1, 0), (0, −1, 1, 0), (0, 1, 0, −1); t local to the chunk,
+  /// `stride` tiles per position.
+  static func transformInput(_ g: ConvGeometry, x: UnsafePointer<Float>, firstTile: Int, count: Int, tileRows: Int, tileColumns: Int,
+                             stride: Int, into v: UnsafeMutablePointer<Float>) {
+    let cin = g.cin
+    let positionStride = stride * cin
+    for t in 0..<count {
+      let tile = firstTile + t
+      let image = tile / (tileRows * tileColumns), rest = tile - image * tileRows * tileColumns
+      let ti = rest / tileColumns, tj = rest - ti * tileColumns
+      let y0 = 2 * ti - g.top, x0 = 2 * tj - g.left
+      let base = x + image * g.h * g.w * cin
+      // Offsets of the patch's 16 pixels (-1: padding).
+      var offsets = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+      withUnsafeMutableBytes(of: &offsets) { raw in
+        let o = raw.bindMemory(to: Int.self)
+        for r in 0..<4 {
+          for c in 0..<4 {
+            let yy = y0 + r, xx = x0 + c
+            o[r * 4 + c] = yy >= 0 && yy < g.h && xx >= 0 && xx < g.w ? (yy * g.w + xx) * cin : -1
+          }
+        }
+      }
+      let out = v + t * cin
+      withUnsafeBytes(of: &offsets) { raw in
+        let o = raw.bindMemory(to: Int.self)
+        var ci = 0
+        @inline(__always) func channels<V: WinogradVector>(_: V.Type) {
+          @inline(__always) func d(_ k: Int) -> V { o[k] >= 0 ? V.load(base + o[k] + ci) : V(0) }
+          // Bᵀ d along the rows: e0 = d0 - d2, e1 = d1 + d2, e2 = d2 - d1, e3 = d1 - d3 (rows of 4).
+          // Then each row e_r times B: (e0 - e2, e1 + e2, e2 - e1, e1 - e3).
+          @inline(__always) func row(_ r: Int, _ e0: V, _ e1: V, _ e2: V, _ e3: V) {
+            (e0 - e2).store(out + (r * 4) * positionStride + ci)
+            (e1 + e2).store(out + (r * 4 + 1) * positionStride + ci)
+            (e2 - e1).store(out + (r * 4 + 2) * positionStride + ci)
+            (e1 - e3).store(out + (r * 4 + 3) * positionStride + ci)
+          }
+          let d00 = d(0), d01 = d(1), d02 = d(2), d03 = d(3), d10 = d(4), d11 = d(5), d12 = d(6), d13 = d(7)
+          let d20 = d(8), d21 = d(9), d22 = d(10), d23 = d(11), d30 = d(12), d31 = d(13), d32 = d(14), d33 = d(15)
+          row(0, d00 - d20, d01 - d21, d02 - d22, d03 - d23)
+          row(1, d10 + d20, d11 + d21, d12 + d22, d13 + d23)
+          row(2, d20 - d10, d21 - d11, d22 - d12, d23 - d13)
+          row(3, d10 - d30, d11 - d31, d12 - d32, d13 - d33)
+        }
+        while ci + 8 <= cin { channels(SIMD8<Float>.self); ci += 8 }
+        while ci < cin { channels(Float.self); ci += 1 }
+      }
+    }
+  }
+
+  /// y's 2x2 block of tile t = Aᵀ M_t A, Aᵀ the rows (1, 1, 1, 0), (0, 1, −1, −1); outputs past
+  /// the image's last row or column are not written.
+  static func transformOutput(_ g: ConvGeometry, m: UnsafePointer<Float>, firstTile: Int, count: Int, tileRows: Int, tileColumns: Int,
+                              stride: Int, into y: UnsafeMutablePointer<Float>) {
+    let cout = g.cout
+    let positionStride = stride * cout
+    for t in 0..<count {
+      let tile = firstTile + t
+      let image = tile / (tileRows * tileColumns), rest = tile - image * tileRows * tileColumns
+      let ti = rest / tileColumns, tj = rest - ti * tileColumns
+      let oy = 2 * ti, ox = 2 * tj
+      let rows = min(2, g.oh - oy), cols = min(2, g.ow - ox)
+      let source = m + t * cout
+      let target = y + ((image * g.oh + oy) * g.ow + ox) * cout
+      var co = 0
+      @inline(__always) func channels<V: WinogradVector>(_: V.Type) {
+        @inline(__always) func mv(_ k: Int) -> V { V.load(source + k * positionStride + co) }
+        // Aᵀ M along the rows: s0 = m0 + m1 + m2, s1 = m1 - m2 - m3 (rows of 4); then each
+        // times A: (s0 + s1 + s2, s1 - s2 - s3).
+        @inline(__always) func write(_ i: Int, _ s0: V, _ s1: V, _ s2: V, _ s3: V) {
+          (s0 + s1 + s2).store(target + (i * g.ow) * cout + co)
+          if cols == 2 { (s1 - s2 - s3).store(target + (i * g.ow + 1) * cout + co) }
+        }
+        let m00 = mv(0), m01 = mv(1), m02 = mv(2), m03 = mv(3), m10 = mv(4), m11 = mv(5), m12 = mv(6), m13 = mv(7)
+        let m20 = mv(8), m21 = mv(9), m22 = mv(10), m23 = mv(11), m30 = mv(12), m31 = mv(13), m32 = mv(14), m33 = mv(15)
+        write(0, m00 + m10 + m20, m01 + m11 + m21, m02 + m12 + m22, m03 + m13 + m23)
+        if rows == 2 { write(1, m10 - m20 - m30, m11 - m21 - m31, m12 - m22 - m32, m13 - m23 - m33) }
+      }
+      while co + 8 <= cout { channels(SIMD8<Float>.self); co += 8 }
+      while co < cout { channels(Float.self); co += 1 }
+    }
+  }
+}
+
+/// Eight channels at once, or one (the remainder): the transforms' arithmetic, written once.
+protocol WinogradVector {
+  init(_ value: Float)
+  static func load(_ p: UnsafePointer<Float>) -> Self
+  func store(_ p: UnsafeMutablePointer<Float>)
+  static func + (a: Self, b: Self) -> Self
+  static func - (a: Self, b: Self) -> Self
+  static func * (a: Self, b: Self) -> Self
+}
+
+extension SIMD8: WinogradVector where Scalar == Float {
+  init(_ value: Float) { self.init(repeating: value) }
+  @inline(__always) static func load(_ p: UnsafePointer<Float>) -> Self { UnsafeRawPointer(p).loadUnaligned(as: Self.self) }
+  @inline(__always) func store(_ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: self, as: Self.self) }
+}
+
+extension Float: WinogradVector {
+  @inline(__always) static func load(_ p: UnsafePointer<Float>) -> Float { p.pointee }
+  @inline(__always) func store(_ p: UnsafeMutablePointer<Float>) { p.pointee = self }
+}

@@ -1,0 +1,130 @@
+// Winograd F(2x2, 3x3) convolutions (WinogradConv) against a float64 direct convolution: odd
+// output sizes (edge tiles), every padding, channel counts off the vector width and the GEMM's
+// panels, chunks with a ragged last one; bits independent of the batch size and thread count;
+// which convolutions take it.
+import Testing
+import TTIR
+@testable import TTRuntime
+
+struct WinogradConvTests {
+  struct Case: CustomStringConvertible {
+    var n, h, w, cin, cout, top, bottom, left, right: Int
+    var oh: Int { h + top + bottom - 2 }
+    var ow: Int { w + left + right - 2 }
+    var geometry: ConvGeometry {
+      ConvGeometry(window: Window2D(input: [h, w], output: [oh, ow], window: [3, 3], strides: [1, 1], dilations: [1, 1],
+                                    pads: [top, bottom, left, right]), cin: cin, cout: cout, groups: 1)
+    }
+    var description: String { "x [\(n), \(h), \(w), \(cin)] -> [\(oh), \(ow), \(cout)] pads [\(top), \(bottom), \(left), \(right)]" }
+  }
+
+  static func values(_ count: Int, seed: UInt64) -> [Float] {
+    var state = seed
+    return (0..<count).map { _ in
+      state = state &* 6364136223846793005 &+ 1442695040888963407
+      return Float(Int(state >> 40) % 2001 - 1000) / 1000
+    }
+  }
+
+  /// y[n, i, j, co] = Σ taps, ci of x · w in float64, and the same of |x| · |w| (for the bound).
+  static func direct(_ c: Case, x: [Float], w: [Float]) -> (value: [Double], magnitude: [Double]) {
+    var value = [Double](repeating: 0, count: c.n * c.oh * c.ow * c.cout), magnitude = value
+    for b in 0..<c.n {
+      for i in 0..<c.oh {
+        for j in 0..<c.ow {
+          for kh in 0..<3 {
+            let ih = i + kh - c.top
+            guard ih >= 0 && ih < c.h else { continue }
+            for kw in 0..<3 {
+              let iw = j + kw - c.left
+              guard iw >= 0 && iw < c.w else { continue }
+              for ci in 0..<c.cin {
+                let xv = Double(x[((b * c.h + ih) * c.w + iw) * c.cin + ci])
+                for co in 0..<c.cout {
+                  let wv = Double(w[((kh * 3 + kw) * c.cin + ci) * c.cout + co])
+                  let o = ((b * c.oh + i) * c.ow + j) * c.cout + co
+                  value[o] += xv * wv; magnitude[o] += abs(xv * wv)
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    return (value, magnitude)
+  }
+
+  static func run(_ c: Case, x: [Float], w: [Float], threads: Int) -> [Float] {
+    var y = [Float](repeating: .nan, count: c.n * c.oh * c.ow * c.cout)
+    let pool = ThreadPool(threads: threads)
+    x.withUnsafeBufferPointer { xp in
+      w.withUnsafeBufferPointer { wp in
+        y.withUnsafeMutableBufferPointer { yp in
+          ConvKernels.run(.forward, c.geometry, n: c.n, a: xp.baseAddress!, b: wp.baseAddress!, out: yp.baseAddress!, pool: pool)
+        }
+      }
+    }
+    return y
+  }
+
+  @Test(arguments: [
+    // ResNet's 3x3 layer with padding 1, even sizes; odd sizes leave half-empty edge tiles.
+    Case(n: 2, h: 14, w: 14, cin: 64, cout: 64, top: 1, bottom: 1, left: 1, right: 1),
+    Case(n: 3, h: 9, w: 11, cin: 12, cout: 20, top: 1, bottom: 1, left: 1, right: 1),
+    // VALID, asymmetric pads, channels off the vector width and a partial 16-column panel.
+    Case(n: 4, h: 13, w: 10, cin: 9, cout: 17, top: 0, bottom: 0, left: 0, right: 0),
+    Case(n: 2, h: 12, w: 15, cin: 24, cout: 40, top: 0, bottom: 2, left: 2, right: 1),
+    // More than 256 input channels: two blocks of the GEMM's k.
+    Case(n: 1, h: 16, w: 16, cin: 300, cout: 32, top: 1, bottom: 1, left: 1, right: 1),
+  ])
+  func matchesTheDirectSum(_ c: Case) throws {
+    #expect(WinogradConv.suits(c.geometry, n: c.n))
+    let x = Self.values(c.n * c.h * c.w * c.cin, seed: 1), w = Self.values(9 * c.cin * c.cout, seed: 2)
+    let y = Self.run(c, x: x, w: w, threads: 2)
+    let (want, magnitude) = Self.direct(c, x: x, w: w)
+    // Winograd's rounding error: each transformed input adds up to 4 values and each
+    // transformed filter 9 with halvings, the output 9 products of the GEMM; bounded here
+    // by a multiple of the direct sum's γ_K·Σ|x·w| (K = 9·Cin), far below a wrong tap's size.
+    let u = 0x1p-24, k = Double(9 * c.cin)
+    var worst = 0.0
+    for e in want.indices {
+      let error = abs(Double(y[e]) - want[e])
+      worst = max(worst, error / (k * u * magnitude[e] + 1e-30))
+      #expect(error <= 8 * k * u * magnitude[e] + u * abs(want[e]), "\(c): element \(e) \(y[e]) vs \(want[e])")
+      if error > 8 * k * u * magnitude[e] + u * abs(want[e]) { break }
+    }
+    #expect(worst < 8)
+  }
+
+  @Test func bitsDoNotDependOnBatchOrThreads() throws {
+    // 9 x 8 = 72 tiles per image: every batch size takes Winograd.
+    let one = Case(n: 1, h: 17, w: 15, cin: 32, cout: 48, top: 1, bottom: 1, left: 1, right: 1)
+    #expect(WinogradConv.suits(one.geometry, n: 1))
+    var five = one; five.n = 5
+    let x = Self.values(five.n * five.h * five.w * five.cin, seed: 3), w = Self.values(9 * one.cin * one.cout, seed: 4)
+    let all = Self.run(five, x: x, w: w, threads: 2)
+    #expect(Self.run(five, x: x, w: w, threads: 1) == all)
+    let image = one.oh * one.ow * one.cout
+    for b in 0..<five.n {
+      let alone = Self.run(one, x: Array(x[(b * one.h * one.w * one.cin)..<((b + 1) * one.h * one.w * one.cin)]), w: w, threads: 2)
+      #expect(alone == Array(all[(b * image)..<((b + 1) * image)]), "image \(b)")
+    }
+  }
+
+  @Test func whichConvolutionsTakeIt() {
+    let resnet = Case(n: 32, h: 56, w: 56, cin: 64, cout: 64, top: 1, bottom: 1, left: 1, right: 1)
+    #expect(WinogradConv.suits(resnet.geometry, n: 32))
+    // ResNet-18 at batch 1: 14x14 (49 tiles) and 7x7 stay on im2col; 56x56 and 28x28 do not.
+    var deep = resnet; deep.h = 14; deep.w = 14; deep.cin = 256; deep.cout = 256
+    #expect(!WinogradConv.suits(deep.geometry, n: 1))
+    var shallow = resnet; shallow.h = 28; shallow.w = 28
+    #expect(WinogradConv.suits(shallow.geometry, n: 1))
+    // Strides, dilations, groups and other windows are not F(2x2, 3x3).
+    let strided = ConvGeometry(window: Window2D(input: [56, 56], output: [28, 28], window: [3, 3], strides: [2, 2], dilations: [1, 1],
+                                                pads: [1, 1, 1, 1]), cin: 64, cout: 64, groups: 1)
+    #expect(!WinogradConv.suits(strided, n: 32))
+    let grouped = ConvGeometry(window: Window2D(input: [56, 56], output: [56, 56], window: [3, 3], strides: [1, 1], dilations: [1, 1],
+                                                pads: [1, 1, 1, 1]), cin: 64, cout: 64, groups: 2)
+    #expect(!WinogradConv.suits(grouped, n: 32))
+  }
+}
