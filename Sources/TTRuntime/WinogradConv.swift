@@ -49,9 +49,14 @@ enum WinogradConv {
     return min(96, max(48, fit / 6 * 6))
   }
 
+  /// Computes y, or returns false (computing nothing) when the transformed filter is not
+  /// finite (an Inf or NaN in w, or values near f32's maximum): im2col then gives the direct
+  /// sum's Inf, NaN or finite result where the transforms would make inf − inf = NaN. A chunk
+  /// of tiles whose outputs come out non-finite is recomputed on im2col (`redoDirect`) for the
+  /// same reason (Inf or NaN in x, or an overflow inside the transforms).
   static func forward(_ g: ConvGeometry, n: Int, x: UnsafePointer<Float>, w: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
-                      pool: ThreadPool) {
-    guard let routines = JitGemm.routines else { return }
+                      pool: ThreadPool) -> Bool {
+    guard let routines = JitGemm.routines else { return false }
     let cin = g.cin, cout = g.cout
     let columnPanels = (cout + JitGemm.nr - 1) / JitGemm.nr
     let panelFloats = cin * columnPanels * JitGemm.nr
@@ -59,7 +64,7 @@ enum WinogradConv {
     defer { ConvKernels.Scratch.give(filter) }
     let packed = filter.pointer.assumingMemoryBound(to: Float.self)
     let transformed = packed + 16 * panelFloats
-    transformFilter(w, cin: cin, cout: cout, into: transformed, pool: pool)
+    guard transformFilter(w, cin: cin, cout: cout, into: transformed, pool: pool) else { return false }
     let pa = UInt(bitPattern: packed), ta = UInt(bitPattern: transformed)
     pool.parallelFor(16) { position in
       let packed = UnsafeMutablePointer<Float>(bitPattern: pa)!, transformed = UnsafeMutablePointer<Float>(bitPattern: ta)!
@@ -74,6 +79,9 @@ enum WinogradConv {
     let total = n * tileRows * tileColumns, per = chunkTiles(g)
     let chunks = (total + per - 1) / per
     let xa = UInt(bitPattern: x), ya = UInt(bitPattern: y)
+    let flags = ConvKernels.Scratch.take(bytes: chunks)
+    defer { ConvKernels.Scratch.give(flags) }
+    let fa = UInt(bitPattern: flags.pointer)
     pool.parallelFor(chunks) { chunk in
       let x = UnsafePointer<Float>(bitPattern: xa)!, y = UnsafeMutablePointer<Float>(bitPattern: ya)!
       let packed = UnsafeMutablePointer<Float>(bitPattern: pa)!
@@ -91,13 +99,46 @@ enum WinogradConv {
                          c: m + position * per * cout, ldc: cout, workspace: workspace)
       }
       JitGemm.Workspace.give(workspace)
-      transformOutput(g, m: m, firstTile: t0, count: count, tileRows: tileRows, tileColumns: tileColumns, stride: per, into: y)
+      let finite = transformOutput(g, m: m, firstTile: t0, count: count, tileRows: tileRows, tileColumns: tileColumns, stride: per, into: y)
+      UnsafeMutablePointer<UInt8>(bitPattern: fa)![chunk] = finite ? 0 : 1
+    }
+    let flagged = flags.pointer.assumingMemoryBound(to: UInt8.self)
+    for chunk in 0..<chunks where flagged[chunk] != 0 {
+      let t0 = chunk * per, t1 = min(total, t0 + per) - 1
+      // The output rows (flat over n, oh, ow) from the first tile's first row to the last tile's last.
+      func firstRow(_ tile: Int) -> Int {
+        let image = tile / (tileRows * tileColumns), ti = (tile - image * tileRows * tileColumns) / tileColumns
+        return (image * g.oh + 2 * ti) * g.ow
+      }
+      redoDirect(g, x: x, w: w, y: y, rows: firstRow(t0), min(firstRow(t1) + 2 * g.ow, (t1 / (tileRows * tileColumns) + 1) * g.oh * g.ow),
+                 pool: pool)
+    }
+    return true
+  }
+
+  /// y's output rows r0 ..< r1 (flat over n, oh, ow) by im2col and ttfc's GEMM, as ConvKernels'
+  /// general path computes them, in chunks over the pool.
+  static func redoDirect(_ g: ConvGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+                         rows r0: Int, _ r1: Int, pool: ThreadPool) {
+    let per = ConvKernels.chunkRows(g, Float.self)
+    let chunks = (r1 - r0 + per - 1) / per
+    let xa = UInt(bitPattern: x), wa = UInt(bitPattern: w), ya = UInt(bitPattern: y)
+    pool.parallelFor(chunks) { chunk in
+      let a = r0 + chunk * per, b = min(r1, a + per)
+      let scratch = ConvKernels.Scratch.take(bytes: per * g.depth * 4)
+      defer { ConvKernels.Scratch.give(scratch) }
+      let cols = scratch.pointer.assumingMemoryBound(to: Float.self)
+      ConvKernels.im2col(g, x: UnsafePointer<Float>(bitPattern: xa)!, rows: a, b, group: 0, into: cols)
+      ConvKernels.gemm(transposeA: false, transposeB: false, m: b - a, n: g.cout, k: g.depth, a: cols, lda: g.depth,
+                       b: UnsafePointer<Float>(bitPattern: wa)!, ldb: g.cout, c: UnsafeMutablePointer<Float>(bitPattern: ya)! + a * g.cout,
+                       ldc: g.cout)
     }
   }
 
   /// U[ξ·4 + ν][ci, co] = (G g Gᵀ)[ξ, ν] for the HWIO filter g[kh, kw, ci, co], G the rows
   /// (1, 0, 0), (½, ½, ½), (½, −½, ½), (0, 0, 1); vectors over co, jobs over ci.
-  static func transformFilter(_ w: UnsafePointer<Float>, cin: Int, cout: Int, into u: UnsafeMutablePointer<Float>, pool: ThreadPool) {
+  /// Returns whether every transformed value is finite.
+  static func transformFilter(_ w: UnsafePointer<Float>, cin: Int, cout: Int, into u: UnsafeMutablePointer<Float>, pool: ThreadPool) -> Bool {
     let wa = UInt(bitPattern: w), ua = UInt(bitPattern: u)
     let jobs = min(cin, pool.threadCount * 4)
     pool.parallelFor(jobs) { job in
@@ -124,6 +165,17 @@ enum WinogradConv {
         while co < cout { columns(Float.self); co += 1 }
       }
     }
+    return allFinite(u, count: 16 * cin * cout)
+  }
+
+  /// Whether `count` floats from `p` are all finite (0 · v is NaN exactly for an Inf or NaN v).
+  static func allFinite(_ p: UnsafePointer<Float>, count: Int) -> Bool {
+    var probe = SIMD8<Float>(repeating: 0)
+    var i = 0
+    while i + 8 <= count { probe += SIMD8<Float>.load(p + i) * SIMD8<Float>(repeating: 0); i += 8 }
+    var rest: Float = 0
+    while i < count { rest += p[i] * 0; i += 1 }
+    return (probe.sum() + rest).isFinite
   }
 
   /// V[ξ·4 + ν][t, ci] = (Bᵀ d B)[ξ, ν] for tile t's 4x4 input patch d (zero off the image), Bᵀ
@@ -179,9 +231,12 @@ enum WinogradConv {
 
   /// y's 2x2 block of tile t = Aᵀ M_t A, Aᵀ the rows (1, 1, 1, 0), (0, 1, −1, −1); outputs past
   /// the image's last row or column are not written.
+  /// Returns whether every output written is finite.
   static func transformOutput(_ g: ConvGeometry, m: UnsafePointer<Float>, firstTile: Int, count: Int, tileRows: Int, tileColumns: Int,
-                              stride: Int, into y: UnsafeMutablePointer<Float>) {
+                              stride: Int, into y: UnsafeMutablePointer<Float>) -> Bool {
     let cout = g.cout
+    var probe = SIMD8<Float>(repeating: 0)
+    var probeScalar: Float = 0
     let positionStride = stride * cout
     for t in 0..<count {
       let tile = firstTile + t
@@ -197,8 +252,10 @@ enum WinogradConv {
         // Aᵀ M along the rows: s0 = m0 + m1 + m2, s1 = m1 - m2 - m3 (rows of 4); then each
         // times A: (s0 + s1 + s2, s1 - s2 - s3).
         @inline(__always) func write(_ i: Int, _ s0: V, _ s1: V, _ s2: V, _ s3: V) {
-          (s0 + s1 + s2).store(target + (i * g.ow) * cout + co)
-          if cols == 2 { (s1 - s2 - s3).store(target + (i * g.ow + 1) * cout + co) }
+          let left = s0 + s1 + s2, right = s1 - s2 - s3
+          left.store(target + (i * g.ow) * cout + co)
+          if cols == 2 { right.store(target + (i * g.ow + 1) * cout + co) }
+          V.probe(left * V(0) + right * V(0), into: &probe, &probeScalar)
         }
         let m00 = mv(0), m01 = mv(1), m02 = mv(2), m03 = mv(3), m10 = mv(4), m11 = mv(5), m12 = mv(6), m13 = mv(7)
         let m20 = mv(8), m21 = mv(9), m22 = mv(10), m23 = mv(11), m30 = mv(12), m31 = mv(13), m32 = mv(14), m33 = mv(15)
@@ -208,6 +265,7 @@ enum WinogradConv {
       while co + 8 <= cout { channels(SIMD8<Float>.self); co += 8 }
       while co < cout { channels(Float.self); co += 1 }
     }
+    return (probe.sum() + probeScalar).isFinite
   }
 }
 
@@ -219,15 +277,19 @@ protocol WinogradVector {
   static func + (a: Self, b: Self) -> Self
   static func - (a: Self, b: Self) -> Self
   static func * (a: Self, b: Self) -> Self
+  /// Adds `value` (0 or NaN per lane) into the vector or scalar probe.
+  static func probe(_ value: Self, into vector: inout SIMD8<Float>, _ scalar: inout Float)
 }
 
 extension SIMD8: WinogradVector where Scalar == Float {
   init(_ value: Float) { self.init(repeating: value) }
   @inline(__always) static func load(_ p: UnsafePointer<Float>) -> Self { UnsafeRawPointer(p).loadUnaligned(as: Self.self) }
   @inline(__always) func store(_ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: self, as: Self.self) }
+  @inline(__always) static func probe(_ value: Self, into vector: inout SIMD8<Float>, _ scalar: inout Float) { vector += value }
 }
 
 extension Float: WinogradVector {
   @inline(__always) static func load(_ p: UnsafePointer<Float>) -> Float { p.pointee }
   @inline(__always) func store(_ p: UnsafeMutablePointer<Float>) { p.pointee = self }
+  @inline(__always) static func probe(_ value: Self, into vector: inout SIMD8<Float>, _ scalar: inout Float) { scalar += value }
 }

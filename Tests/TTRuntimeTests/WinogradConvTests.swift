@@ -96,6 +96,32 @@ struct WinogradConvTests {
     #expect(worst < 8)
   }
 
+  /// Inf, NaN and values near f32's maximum give the direct sum's results (an outside review
+  /// found inf − inf = NaN inside the transforms, and overflow where the direct sum is finite):
+  /// a non-finite transformed filter sends the call to im2col, a chunk with a non-finite output
+  /// is recomputed there.
+  @Test func nonFiniteAndHugeValuesGiveTheDirectSum() throws {
+    let c = Case(n: 1, h: 16, w: 16, cin: 8, cout: 16, top: 1, bottom: 1, left: 1, right: 1)
+    #expect(WinogradConv.suits(c.geometry, n: 1))
+    let count = c.n * c.h * c.w * c.cin, ones = [Float](repeating: 1, count: count), filterOnes = [Float](repeating: 1, count: 9 * c.cin * c.cout)
+    var infX = ones; infX[(5 * c.w + 5) * c.cin] = .infinity
+    var nanX = ones; nanX[(9 * c.w + 2) * c.cin + 3] = .nan
+    var infW = filterOnes; infW[4 * c.cin * c.cout + 2 * c.cout + 7] = -.infinity
+    let bigX = [Float](repeating: 1e38, count: count), smallW = [Float](repeating: 1e-3, count: 9 * c.cin * c.cout)
+    for (name, x, w) in [("inf in x", infX, filterOnes), ("nan in x", nanX, filterOnes), ("inf in w", ones, infW), ("1e38 x 1e-3", bigX, smallW)] {
+      let y = Self.run(c, x: x, w: w, threads: 2)
+      let (want, magnitude) = Self.direct(c, x: x, w: w)
+      var bad = 0
+      for e in want.indices {
+        let got = Double(y[e])
+        let ok = want[e].isNaN ? got.isNaN : want[e].isInfinite ? got == want[e]
+          : abs(got - want[e]) <= 2 * Double(9 * c.cin) * 0x1p-24 * magnitude[e] + 0x1p-24 * abs(want[e])
+        if !ok { bad += 1 }
+      }
+      #expect(bad == 0, "\(name): \(bad) of \(want.count) outputs differ from the direct sum")
+    }
+  }
+
   @Test func bitsDoNotDependOnBatchOrThreads() throws {
     // 9 x 8 = 72 tiles per image: every batch size takes Winograd.
     let one = Case(n: 1, h: 17, w: 15, cin: 32, cout: 48, top: 1, bottom: 1, left: 1, right: 1)
@@ -126,5 +152,62 @@ struct WinogradConvTests {
     let grouped = ConvGeometry(window: Window2D(input: [56, 56], output: [56, 56], window: [3, 3], strides: [1, 1], dilations: [1, 1],
                                                 pads: [1, 1, 1, 1]), cin: 64, cout: 64, groups: 2)
     #expect(!WinogradConv.suits(grouped, n: 32))
+  }
+}
+
+/// Few output rows (deep layers at small batches): the filter read in place by the strided
+/// microkernel (JitGemm.multiplyInPlaceB) gives the packed path's bits, so an image's result does
+/// not depend on the batch size that picked the path; a stride-2 3x3 layer (not Winograd) at
+/// batch 1 (49 rows, in place) against batch 9 (441 rows, chunks on the packed filter).
+struct InPlaceFilterTests {
+  @Test(arguments: [(512, 7), (40, 6), (64, 9)])
+  func inPlaceFilterGivesThePackedBits(_ shape: (cout: Int, side: Int)) {
+    let side = shape.side, h = 2 * side, cin = 24, cout = shape.cout
+    let g = ConvGeometry(window: Window2D(input: [h, h], output: [side, side], window: [3, 3], strides: [2, 2], dilations: [1, 1],
+                                          pads: [1, 0, 1, 0]), cin: cin, cout: cout, groups: 1)
+    let batch = 9
+    #expect(side * side <= ConvKernels.inPlaceFilterRows && batch * side * side > ConvKernels.inPlaceFilterRows)
+    let x = WinogradConvTests.values(batch * h * h * cin, seed: 5), w = WinogradConvTests.values(9 * cin * cout, seed: 6)
+    func run(_ n: Int, _ input: ArraySlice<Float>) -> [Float] {
+      var y = [Float](repeating: .nan, count: n * side * side * cout)
+      let pool = ThreadPool(threads: 2)
+      Array(input).withUnsafeBufferPointer { xp in
+        w.withUnsafeBufferPointer { wp in
+          y.withUnsafeMutableBufferPointer { yp in
+            ConvKernels.run(.forward, g, n: n, a: xp.baseAddress!, b: wp.baseAddress!, out: yp.baseAddress!, pool: pool)
+          }
+        }
+      }
+      return y
+    }
+    let all = run(batch, x[...])
+    let image = side * side * cout
+    for b in [0, 4, 8] {
+      let alone = run(1, x[(b * h * h * cin)..<((b + 1) * h * h * cin)])
+      #expect(alone == Array(all[(b * image)..<((b + 1) * image)]), "cout \(cout), image \(b)")
+    }
+    // And against a float64 direct sum.
+    let c = WinogradConvTests.Case(n: 1, h: h, w: h, cin: cin, cout: cout, top: 1, bottom: 0, left: 1, right: 0)
+    var want = [Double](repeating: 0, count: image), magnitude = want
+    for i in 0..<side {
+      for j in 0..<side {
+        for kh in 0..<3 {
+          for kw in 0..<3 {
+            let ih = 2 * i + kh - c.top, iw = 2 * j + kw - c.left
+            guard ih >= 0, ih < h, iw >= 0, iw < h else { continue }
+            for ci in 0..<cin {
+              let xv = Double(x[(ih * h + iw) * cin + ci])
+              for co in 0..<cout {
+                let p = xv * Double(w[((kh * 3 + kw) * cin + ci) * cout + co])
+                want[(i * side + j) * cout + co] += p; magnitude[(i * side + j) * cout + co] += abs(p)
+              }
+            }
+          }
+        }
+      }
+    }
+    let first = Array(all[0..<image])
+    let ok = want.indices.allSatisfy { abs(Double(first[$0]) - want[$0]) <= 2 * Double(9 * cin) * 0x1p-24 * magnitude[$0] }
+    #expect(ok)
   }
 }
