@@ -34,9 +34,6 @@ public enum GemmKernels {
 
   /// (kc, packed A panel, packed B panel, C, C's row stride, accumulate).
   public typealias Microkernel = @convention(c) (Int, UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int, Int) -> Void
-  /// (kc, packed A panel, B's first element, B's row stride, C, C's row stride, accumulate): the
-  /// microkernel reading sixteen columns of a plain B in place, row k at B + k·ldb.
-  public typealias StridedMicrokernel = @convention(c) (Int, UnsafePointer<Float>, UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>, Int, Int) -> Void
   /// (kc, first element of the block, row stride of the stored matrix, panel): one whole panel.
   public typealias PanelPacker = @convention(c) (Int, UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>) -> Void
   /// (kc, panel count, first element, row stride, first panel): whole panels of a plain B or a
@@ -90,9 +87,6 @@ public enum GemmKernels {
 
   public struct Entries: @unchecked Sendable {
     public let microkernel: Microkernel
-    /// The same tile with B read in place (no packed B̃): for products with few rows, where
-    /// packing B would cost as much as multiplying it.
-    public let stridedMicrokernel: StridedMicrokernel
     /// The f32 packers below, over untyped operands.
     public let packers: Packers
     /// A stored [m, k]: six rows of A, k contiguous in each.
@@ -105,7 +99,7 @@ public enum GemmKernels {
     public let packTransposedB: PanelPacker
   }
 
-  static let names = (microkernel: "ttfc_sgemm_6x16", stridedMicrokernel: "ttfc_sgemm_6x16_strided_b", plainA: "ttfc_sgemm_pack_a", transposedA: "ttfc_sgemm_pack_at",
+  static let names = (microkernel: "ttfc_sgemm_6x16", plainA: "ttfc_sgemm_pack_a", transposedA: "ttfc_sgemm_pack_at",
                       plainB: "ttfc_sgemm_pack_b", transposedB: "ttfc_sgemm_pack_bt")
 
   /// The compiled routines, linked into the process's JIT on first use. The object file goes to
@@ -131,10 +125,9 @@ public enum GemmKernels {
         try machine.optimize(module.module, pipeline: "function(early-cse,instcombine,simplifycfg)")
         return try machine.object(of: module.module)
       }
-      let symbols = [names.microkernel, names.plainA, names.transposedA, names.plainB, names.transposedB, names.stridedMicrokernel]
+      let symbols = [names.microkernel, names.plainA, names.transposedA, names.plainB, names.transposedB]
       let addresses = try JIT.shared.addObject(object, symbols: symbols)
       let entries = Entries(microkernel: unsafeBitCast(addresses[0], to: Microkernel.self),
-                            stridedMicrokernel: unsafeBitCast(addresses[5], to: StridedMicrokernel.self),
                             packers: Packers(source: .f32, addresses: addresses[1...4]),
                             packPlainA: unsafeBitCast(addresses[1], to: PanelPacker.self),
                             packTransposedA: unsafeBitCast(addresses[2], to: BlockPacker.self),
@@ -158,7 +151,6 @@ public enum GemmKernels {
   static func emit(into module: KernelModule) {
     let emitter = Emitter(ir: IRBuilder(module))
     emitter.microkernel()
-    emitter.microkernel(stridedB: true)
     emitter.packPlainA()
     emitter.packTransposedA()
     emitter.packPlainB()
@@ -169,8 +161,6 @@ public enum GemmKernels {
     /// Rows ahead that the plain-B packer prefetches (0, 4 and 8 measured within the host's
     /// noise on W4's GEMMs, 4 ahead of 0 in most alternating runs).
     static let packingPrefetchRows = 4
-    /// Steps of k ahead that the strided-B microkernel prefetches B's row (one 64-byte line).
-    static let stridedPrefetchRows = 8
   }
 
   /// Emission helpers over one module: 8-float vectors, unaligned loads and stores, shuffles.
@@ -273,16 +263,10 @@ public enum GemmKernels {
       return columns.map { $0! }
     }
 
-    /// `stridedB`: B's rows are read in place, `ldb` floats apart (one extra parameter after B),
-    /// each prefetched `stridedPrefetchRows` steps ahead (they come from memory, not from L1).
-    func microkernel(stridedB: Bool = false) {
+    func microkernel() {
       let rows = GemmKernels.rows, lanes = GemmKernels.columns / 8
-      let p = stridedB
-        ? function(names.stridedMicrokernel, [ir.i64, ir.ptr, ir.ptr, ir.i64, ir.ptr, ir.i64, ir.i64], noalias: [1, 2, 4])
-        : function(names.microkernel, [ir.i64, ir.ptr, ir.ptr, ir.ptr, ir.i64, ir.i64], noalias: [1, 2, 3])
-      let (kc, packedA, packedB) = (p[0], p[1], p[2])
-      let bRowStride = stridedB ? p[3] : ir.int(GemmKernels.columns)
-      let (c, ldc, accumulate) = stridedB ? (p[4], p[5], p[6]) : (p[3], p[4], p[5])
+      let p = function(names.microkernel, [ir.i64, ir.ptr, ir.ptr, ir.ptr, ir.i64, ir.i64], noalias: [1, 2, 3])
+      let (kc, packedA, packedB, c, ldc, accumulate) = (p[0], p[1], p[2], p[3], p[4], p[5])
       let rowAddresses = (0..<rows).map { r in at(c, ir.mul(ldc, ir.int(r))) }
       for address in rowAddresses {
         for offset in [0, GemmKernels.columns - 1] {
@@ -291,11 +275,7 @@ public enum GemmKernels {
       }
       /// One step of k: the accumulators after adding column k of Ã times row k of B̃.
       func step(_ k: LLVMValueRef, _ accumulators: [LLVMValueRef]) -> [LLVMValueRef] {
-        let bRow = at(packedB, ir.mul(k, bRowStride))
-        if stridedB {
-          let ahead = at(packedB, ir.mul(ir.add(k, ir.int(EmitterTuning.stridedPrefetchRows)), bRowStride))
-          _ = ir.intrinsic("llvm.prefetch", [ir.ptr], [ahead, ir.int(0, ir.i32), ir.int(3, ir.i32), ir.int(1, ir.i32)])
-        }
+        let bRow = at(packedB, ir.mul(k, ir.int(GemmKernels.columns)))
         let bVectors = (0..<lanes).map { lane in load(at(bRow, 8 * lane)) }
         let aColumn = at(packedA, ir.mul(k, ir.int(rows)))
         var next = accumulators

@@ -73,9 +73,6 @@ public enum ConvKernels {
   nonisolated(unsafe) public static var chunkBytes = 256 << 10
   /// The fewest output rows of a forward chunk (see `forward`): JitGemm's row block.
   static let forwardMinimumRows = 144
-  /// Output rows up to which an f32 forward convolution reads its filter in place rather than
-  /// packing it (ResNet-18 at batch 1: its 14x14 and 7x7 stages, 196 and 49 rows).
-  static let inPlaceFilterRows: Int = getenv("TTFC_INPLACE_ROWS").flatMap { Int(String(cString: $0)) } ?? 256
 
   /// Runs one convolution op over a batch of `n` images: `a`, `b` are the op's operands in IR
   /// order (forward: x, w; input gradient: dy, w; filter gradient: x, dy), `out` its result.
@@ -220,27 +217,6 @@ public enum ConvKernels {
       return
     }
     let rows = n * g.oh * g.ow
-    // f32, one group, few rows (deep layers at small batches): im2col of all rows, then the
-    // threads split the filter's column panels and read them in place (JitGemm.multiplyInPlaceB)
-    // instead of packing the filter for a product that uses each of its values a few times.
-    if T.self == Float.self, g.groups == 1, rows <= inPlaceFilterRows, JitGemm.enabled, JitGemm.suits(m: max(rows, 4), n: g.cout) {
-      let scratch = Scratch.take(bytes: rows * g.depth * MemoryLayout<T>.stride)
-      defer { Scratch.give(scratch) }
-      let cols = scratch.pointer.assumingMemoryBound(to: T.self)
-      let ca = UInt(bitPattern: cols), xa = UInt(bitPattern: x), wa = UInt(bitPattern: w), ya = UInt(bitPattern: y)
-      let parts = min(pool.threadCount, (g.cout + JitGemm.nr - 1) / JitGemm.nr)
-      pool.parallelFor(parts) { part in
-        im2col(g, x: UnsafePointer<T>(bitPattern: xa)!, rows: rows * part / parts, rows * (part + 1) / parts, group: 0,
-               into: UnsafeMutablePointer<T>(bitPattern: ca)! + rows * part / parts * g.depth)
-      }
-      let columnPanels = (g.cout + JitGemm.nr - 1) / JitGemm.nr
-      pool.parallelFor(parts) { part in
-        JitGemm.multiplyInPlaceB(m: rows, n: g.cout, k: g.depth, a: UnsafePointer<Float>(bitPattern: ca)!, lda: g.depth,
-                                 b: UnsafePointer<Float>(bitPattern: wa)!, ldb: g.cout, c: UnsafeMutablePointer<Float>(bitPattern: ya)!,
-                                 ldc: g.cout, panels: (columnPanels * part / parts)..<(columnPanels * (part + 1) / parts))
-      }
-      return
-    }
     // Each chunk's GEMM packs all of W (depth x cout) again: at 24 rows (a deep layer's
     // `chunkRows`) packing costs about as much as the multiply. So a chunk has at least
     // `forwardMinimumRows` rows, or a thread's share of the rows when they are fewer (ResNet's

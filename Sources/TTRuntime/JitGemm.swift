@@ -235,61 +235,6 @@ public enum JitGemm {
 
   static func release(_ whole: WholeB) { Workspace.give(whole.workspace) }
 
-  // MARK: B read in place
-
-  /// Row-major C[m, n] = A · B for plain A [m, k] and B [k, n], column panels `panels` only, on
-  /// the calling thread, B's whole 16-column panels read in place by the strided microkernel
-  /// (a last, partial panel packed). For products with few rows (a deep convolution at batch 1:
-  /// 49 rows against a 4608 x 512 filter) packing B reads and writes all of it to use it a few
-  /// times; in place, each panel's block of k is read once from memory and reused from L1 by
-  /// every row panel. The same multiply-adds in the same order as the packed path: same bits.
-  static func multiplyInPlaceB(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                               c: UnsafeMutablePointer<Float>, ldc: Int, panels: Range<Int>) {
-    guard m > 0, !panels.isEmpty, let routines = prepare(m: m, n: n, k: k, c: c, ldc: ldc) else { return }
-    let workspace = Workspace.take()
-    defer { Workspace.give(workspace) }
-    for pc in stride(from: 0, to: k, by: kcBlock) {
-      let kc = min(kcBlock, k - pc), accumulate = pc > 0 ? 1 : 0
-      for ic in stride(from: 0, to: m, by: mcBlock) {
-        let mc = min(mcBlock, m - ic)
-        packA(routines.packers, transposed: false, a: UnsafeRawPointer(a), lda: lda, i0: ic, mc: mc, k0: pc, kc: kc, into: workspace.packedA)
-        for jr in panels {
-          let columns = min(nr, n - jr * nr)
-          var packedEdge: UnsafeMutablePointer<Float>? = nil
-          if columns < nr {
-            let edge = workspace.packedB(capacity: kc * nr)
-            packB(routines.packers, transposed: false, b: UnsafeRawPointer(b), ldb: ldb, k0: pc, kc: kc, j0: jr * nr, nc: columns, into: edge)
-            packedEdge = edge
-          }
-          let inPlace = b + pc * ldb + jr * nr
-          for ir in stride(from: 0, to: mc, by: mr) {
-            let tileRows = min(mr, mc - ir)
-            let aPanel = UnsafePointer(workspace.packedA + ir * kc)
-            let target = c + (ic + ir) * ldc + jr * nr
-            if tileRows == mr, packedEdge == nil {
-              routines.stridedMicrokernel(kc, aPanel, inPlace, ldb, target, ldc, accumulate)
-              continue
-            }
-            // An edge tile, computed whole into the scratch tile and its valid part copied out.
-            if let packedEdge {
-              routines.microkernel(kc, aPanel, packedEdge, workspace.tile, nr, 0)
-            } else {
-              routines.stridedMicrokernel(kc, aPanel, inPlace, ldb, workspace.tile, nr, 0)
-            }
-            for r in 0..<tileRows {
-              let source = workspace.tile + r * nr, row = target + r * ldc
-              if accumulate != 0 {
-                for s in 0..<columns { row[s] += source[s] }
-              } else {
-                row.update(from: source, count: columns)
-              }
-            }
-          }
-        }
-      }
-    }
-  }
-
   /// Floats of B packed at once by a split GEMM (16 MiB): all of K for 1024+ columns of W4-sized
   /// operands.
   public static let sharedPackingLimit = 1 << 22
