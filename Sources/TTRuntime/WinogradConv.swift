@@ -76,7 +76,12 @@ enum WinogradConv {
       }
     }
     let tileRows = (g.oh + 1) / 2, tileColumns = (g.ow + 1) / 2
-    let total = n * tileRows * tileColumns, per = chunkTiles(g)
+    // Chunks of about `chunkTiles`, as many as a multiple of the threads where whole panels of
+    // 6 tiles allow, so each thread gets an equal share (196 tiles: six chunks of 36, not five
+    // of 48 split three against two).
+    let total = n * tileRows * tileColumns, threads = max(pool.threadCount, 1)
+    let wanted = ((total + chunkTiles(g) - 1) / chunkTiles(g) + threads - 1) / threads * threads
+    let per = ((total + wanted - 1) / wanted + JitGemm.mr - 1) / JitGemm.mr * JitGemm.mr
     let chunks = (total + per - 1) / per
     let xa = UInt(bitPattern: x), ya = UInt(bitPattern: y)
     let flags = ConvKernels.Scratch.take(bytes: chunks)
