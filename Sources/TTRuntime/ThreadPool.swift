@@ -23,6 +23,10 @@ public final class ThreadPool: @unchecked Sendable {
     return max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
   }())
 
+  /// A pool of the calling thread alone: work that is already one part of a split (a batch
+  /// element's small GEMM inside a pool job) runs its code path for one thread.
+  public static let callingThread = ThreadPool(threads: 1)
+
   /// Threads that run chunks, the caller's included.
   public let threadCount: Int
   private var mutex = pthread_mutex_t()

@@ -125,3 +125,37 @@ struct LayoutCopyTests {
     #expect(merged.map { $0.map(\.size) } == [[6, 4]])
   }
 }
+
+/// A batch of matmuls too small to split (attention's [B, H] score products) runs its batch
+/// elements on the pool's threads, each GEMM on the one-thread path: the same bits on one and two
+/// threads, the interpreter's values within rounding, broadcast batches included.
+struct BatchedSmallGemmTests {
+  @Test(arguments: ["f32", "f64"])
+  func batchElementsSplitOverThreads(_ type: String) throws {
+    let module = try Parser.parseAndVerify("""
+      module @m {
+        func @f(%q: \(type)[3, 4, 37, 16], %k: \(type)[3, 4, 37, 16], %w: \(type)[1, 4, 16, 9]) -> (\(type)[3, 4, 37, 37], \(type)[3, 4, 37, 9]) {
+          %s = matmul %q, %k {transpose_b = true} : \(type)[3, 4, 37, 37]
+          %v = matmul %q, %w : \(type)[3, 4, 37, 9]
+          return %s, %v
+        }
+      }
+      """)
+    let dtype: DType = type == "f32" ? .f32 : .f64
+    let shapes: [[Int]] = [[3, 4, 37, 16], [3, 4, 37, 16], [1, 4, 16, 9]]
+    var inputs: [Tensor] = []
+    for (i, shape) in shapes.enumerated() {
+      let count = shape.reduce(1, *)
+      let values: [Double] = (0..<count).map { e in Double(((e + 17 * i) * 7919) % 1013) / 256 - 2 }
+      inputs.append(Tensor(dtype, shape: shape, floats: values))
+    }
+    let two = try Executable(module: module, function: "f", pool: ThreadPool(threads: 2)).run(inputs)
+    let one = try Executable(module: module, function: "f", pool: ThreadPool(threads: 1)).run(inputs)
+    let want = try Interpreter(module: module).run("f", inputs)
+    for r in 0..<2 {
+      let a: [UInt64] = two[r].doubles.map { $0.bitPattern }, b: [UInt64] = one[r].doubles.map { $0.bitPattern }
+      #expect(a == b)
+      #expect(compiledMismatch(two[r], want[r]) == nil)
+    }
+  }
+}
