@@ -78,7 +78,7 @@ public enum ConvKernels {
   /// order (forward: x, w; input gradient: dy, w; filter gradient: x, dy), `out` its result.
   public static func run<T: ConvElement>(_ kind: ConvKind, _ g: ConvGeometry, n: Int, a: UnsafePointer<T>, b: UnsafePointer<T>,
                                          out: UnsafeMutablePointer<T>, pool: ThreadPool) {
-    if pool.threadCount > 1 { _ = ParallelGemm.configured }
+    _ = ParallelGemm.configured
     switch kind {
     case .forward:
       if n == 0 { return }

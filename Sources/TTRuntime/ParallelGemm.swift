@@ -11,7 +11,7 @@
 // batch's forward GEMM: each part packs its share of B, and A is small), and a small GEMM stays
 // one call. JitGemm's row split packs B once for all threads (JitGemm.sgemm(..., pool:parts:)).
 //
-// OpenBLAS is set to one thread for the process once ttfc's pool has several (`configure`).
+// OpenBLAS is set to one thread for the process before its first GEMM (`configured`).
 // Code calling OpenBLAS directly for a multithreaded comparison (ttfc-bench W7) sets its thread
 // count around that call.
 
@@ -29,7 +29,9 @@ public enum ParallelGemm {
   /// matrix, and two cores read faster than one.
   static let minimumElements = 1 << 18
 
-  /// OpenBLAS runs single-threaded from now on (idempotent; called before every split GEMM).
+  /// OpenBLAS runs single-threaded from now on (idempotent; called before every OpenBLAS GEMM,
+  /// whatever the pool's size: with `--threads 1` OpenBLAS kept its own threads, so f64 results
+  /// had other bits on one thread than on two, and one thread was not one).
   static let configured: Bool = {
     openblas_set_num_threads(1)
     return true
@@ -93,7 +95,7 @@ public enum ParallelGemm {
                    c: c, ldc: n, pool: pool, parts: parts)
       return
     }
-    if pool.threadCount > 1 { _ = configured }
+    _ = configured
     let (count, extent, byRows): (Int, Int, Bool) = switch plan {
       case .none: (1, m, true)
       case .rows(let p): (p, m, true)
@@ -162,7 +164,7 @@ public enum ParallelGemm {
                      a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int, c: UnsafeMutablePointer<T>, pool: ThreadPool,
                      _ call: @escaping (Int, Int, UnsafePointer<T>, UnsafePointer<T>, UnsafeMutablePointer<T>) -> Void) {
     let plan = split(m: m, n: n, k: k, pool: pool)
-    if pool.threadCount > 1 { _ = configured }
+    _ = configured
     guard plan != .none else { call(m, n, a, b, c); return }
     let aAddress = UInt(bitPattern: a), bAddress = UInt(bitPattern: b), cAddress = UInt(bitPattern: c)
     let (count, extent) = { if case .rows(let p) = plan { return (p, m) }; if case .columns(let p) = plan { return (p, n) }; return (1, m) }()

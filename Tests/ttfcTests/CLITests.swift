@@ -240,3 +240,32 @@ struct TrainCLITests {
     #expect(FileManager.default.fileExists(atPath: checkpoint + "/checkpoint.safetensors"))
   }
 }
+
+/// `--threads 1` is one thread for OpenBLAS too: an f64 GEMM gives the same bits on one thread as
+/// on two (an outside review found OpenBLAS kept its own threads under `--threads 1`, so 220 of
+/// 6,400 elements of a [100,100]·[100,64] product differed between the two).
+struct ThreadCountBitsCLITests {
+  @Test func f64MatmulBitsDoNotDependOnThreads() throws {
+    let dir = try CLI.temporaryDirectory()
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let file = dir.appendingPathComponent("mm.ttir")
+    try """
+      module @m {
+        func @f(%a: f64[100, 100], %b: f64[100, 64], %c: f64[6, 130, 130], %d: f64[6, 130, 64]) -> (f64[100, 64], f64[6, 130, 64]) {
+          %p = matmul %a, %b : f64[100, 64]
+          %q = matmul %c, %d : f64[6, 130, 64]
+          return %p, %q
+        }
+      }
+      """.write(to: file, atomically: true, encoding: .utf8)
+    var outputs: [[Data]] = []
+    for threads in ["1", "2"] {
+      let out = dir.appendingPathComponent("out\(threads)")
+      let result = try CLI.run(["run", file.path, "--func", "f", "--random-inputs", "--threads", threads, "--output-dir", out.path],
+                               environment: ["OPENBLAS_NUM_THREADS": "2"])
+      #expect(result.status == 0, "\(result.stderr)")
+      outputs.append(try (0..<2).map { try Data(contentsOf: out.appendingPathComponent("result\($0).npy")) })
+    }
+    #expect(outputs[0] == outputs[1])
+  }
+}
