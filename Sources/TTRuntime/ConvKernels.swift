@@ -3,7 +3,7 @@
 // and matrix-vector shapes on OpenBLAS), split over the thread pool. NHWC activations, HWIO
 // filters: a filter is the matrix W[KH·KW·Cin/G, Cout] as stored, and an output row (n, oh, ow) of
 // the forward op is the product of its im2col row — the KH·KW taps' Cin/G input channels, padding
-// taps zero — with W. Three cases (IR-specs/codegen.md, "Convolutions"):
+// taps zero — with W. Four cases (IR-specs/codegen.md, "Convolutions"):
 //
 //   - pointwise (1x1, stride 1, no padding, one group): plain GEMMs over the N·H·W rows
 //     (forward x·W, input gradient dy·Wᵀ, filter gradient xᵀ·dy), split by ParallelGemm;
