@@ -758,27 +758,26 @@ public final class Executable: @unchecked Sendable {
     func multiply<T: BLASFloat>(_: T.Type) {
       let pa = plan.pointers[a].assumingMemoryBound(to: T.self), pb = plan.pointers[b].assumingMemoryBound(to: T.self)
       let pc = plan.pointers[c].assumingMemoryBound(to: T.self)
+      // Batch element i's GEMM, on `threads` (the executable's pool, or one thread of it).
+      let aa = UInt(bitPattern: pa), ba = UInt(bitPattern: pb), ca = UInt(bitPattern: pc)
+      let element = { (i: Int, threads: ThreadPool) in
+        ParallelGemm.gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
+                          a: UnsafePointer<T>(bitPattern: aa)! + aBatch[i] * aMatrix, lda: lda,
+                          b: UnsafePointer<T>(bitPattern: ba)! + bBatch[i] * bMatrix, ldb: ldb,
+                          c: UnsafeMutablePointer<T>(bitPattern: ca)! + i * m * n, pool: threads)
+      }
       // A batch of GEMMs too small to split (attention's [B·H] products of 128 x 64 x 128: 2
       // MFLOP each, below ParallelGemm's threshold) ran one after another on one thread; the
       // batch elements are split over the pool instead, each GEMM on its thread's one-thread
       // path (the code and bits it took before).
       if batches >= 2, pool.threadCount > 1, ParallelGemm.split(m: m, n: n, k: k, pool: pool) == .none {
-        _ = ParallelGemm.configured   // OpenBLAS single-threaded before two threads call it
         let parts = min(batches, pool.threadCount * 4)
-        let aa = UInt(bitPattern: pa), ba = UInt(bitPattern: pb), ca = UInt(bitPattern: pc)
         pool.parallelFor(parts) { part in
-          let pa = UnsafePointer<T>(bitPattern: aa)!, pb = UnsafePointer<T>(bitPattern: ba)!, pc = UnsafeMutablePointer<T>(bitPattern: ca)!
-          for i in (batches * part / parts)..<(batches * (part + 1) / parts) {
-            ParallelGemm.gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: pa + aBatch[i] * aMatrix, lda: lda,
-                              b: pb + bBatch[i] * bMatrix, ldb: ldb, c: pc + i * m * n, pool: ThreadPool.callingThread)
-          }
+          for i in (batches * part / parts)..<(batches * (part + 1) / parts) { element(i, ThreadPool.callingThread) }
         }
         return
       }
-      for i in 0..<batches {
-        ParallelGemm.gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: pa + aBatch[i] * aMatrix, lda: lda,
-                          b: pb + bBatch[i] * bMatrix, ldb: ldb, c: pc + i * m * n, pool: pool)
-      }
+      for i in 0..<batches { element(i, pool) }
     }
     let dtype = slots[c].type.dtype
     if dtype == .f64 { multiply(Double.self) } else if dtype == .f32 { multiply(Float.self) } else {
