@@ -26,6 +26,7 @@
 
 import COpenBLAS
 import Glibc
+import TTCodegen
 import TTIR
 import TTSupport
 
@@ -76,8 +77,15 @@ public enum ConvKernels {
 
   /// Runs one convolution op over a batch of `n` images: `a`, `b` are the op's operands in IR
   /// order (forward: x, w; input gradient: dy, w; filter gradient: x, dy), `out` its result.
+  /// `filterCache`: where an f32 forward convolution keeps its filter packed across calls (the
+  /// filter is a parameter or constant of an executable: PackedFilters).
   public static func run<T: ConvElement>(_ kind: ConvKind, _ g: ConvGeometry, n: Int, a: UnsafePointer<T>, b: UnsafePointer<T>,
                                          out: UnsafeMutablePointer<T>, pool: ThreadPool) {
+    run(kind, g, n: n, a: a, b: b, out: out, pool: pool, filterCache: nil)
+  }
+
+  static func run<T: ConvElement>(_ kind: ConvKind, _ g: ConvGeometry, n: Int, a: UnsafePointer<T>, b: UnsafePointer<T>,
+                                  out: UnsafeMutablePointer<T>, pool: ThreadPool, filterCache: FilterCacheKey?) {
     _ = ParallelGemm.configured
     switch kind {
     case .forward:
@@ -88,7 +96,7 @@ public enum ConvKernels {
       } else if g.isDepthwise {
         depthwiseForward(g, n: n, x: a, w: b, y: out, pool: pool)
       } else {
-        forward(g, n: n, x: a, w: b, y: out, pool: pool)
+        forward(g, n: n, x: a, w: b, y: out, pool: pool, filterCache: T.self == Float.self && ConvFilterCache.enabled ? filterCache : nil)
       }
     case .backpropInput:
       if n == 0 { return }
@@ -208,12 +216,12 @@ public enum ConvKernels {
   // MARK: general convolutions (im2col + GEMM)
 
   static func forward<T: ConvElement>(_ g: ConvGeometry, n: Int, x: UnsafePointer<T>, w: UnsafePointer<T>, y: UnsafeMutablePointer<T>,
-                                      pool: ThreadPool) {
+                                      pool: ThreadPool, filterCache: FilterCacheKey? = nil) {
     // f32 3x3 stride-1 convolutions with enough tiles: Winograd's F(2x2, 3x3) (WinogradConv).
-    if T.self == Float.self, WinogradConv.suits(g, n: n),
+    if T.self == Float.self, WinogradConv.suits(g, n: n, filterKept: filterCache != nil),
        WinogradConv.forward(g, n: n, x: UnsafeRawPointer(x).assumingMemoryBound(to: Float.self),
                             w: UnsafeRawPointer(w).assumingMemoryBound(to: Float.self),
-                            y: UnsafeMutableRawPointer(y).assumingMemoryBound(to: Float.self), pool: pool) {
+                            y: UnsafeMutableRawPointer(y).assumingMemoryBound(to: Float.self), pool: pool, filterCache: filterCache) {
       return
     }
     let rows = n * g.oh * g.ow
@@ -225,23 +233,35 @@ public enum ConvKernels {
     let per = max(chunkRows(g, T.self), min(forwardMinimumRows, share))
     let chunks = (rows + per - 1) / per
     let xa = UInt(bitPattern: x), wa = UInt(bitPattern: w), ya = UInt(bitPattern: y)
-    // f32, one group: the filter packed once for the call, every chunk's GEMM reading it (on
+    // f32, one group: the filter packed once — kept across calls when it is an executable's
+    // parameter (PackedFilters), else once for this call — every chunk's GEMM reading it (on
     // ResNet-18's last stage at batch 32 each of 11 chunks packed all 9 MiB of a 3x3x512x512
     // filter again: a fifth of the convolution's time).
-    if T.self == Float.self, g.groups == 1, chunks > 1, JitGemm.suits(m: min(per, rows), n: g.cout),
-       let filter = JitGemm.packWhole(transposeB: false, k: g.depth, n: g.cout, b: UnsafeRawPointer(w).assumingMemoryBound(to: Float.self),
-                                      ldb: g.cout, pool: pool) {
-      defer { JitGemm.release(filter) }
-      pool.parallelFor(chunks) { chunk in
-        let x = UnsafePointer<T>(bitPattern: xa)!, y = UnsafeMutablePointer<Float>(bitPattern: ya)!
-        let r0 = chunk * per, r1 = min(rows, r0 + per)
-        let scratch = Scratch.take(bytes: per * g.depth * MemoryLayout<T>.stride)
-        defer { Scratch.give(scratch) }
-        im2col(g, x: x, rows: r0, r1, group: 0, into: scratch.pointer.assumingMemoryBound(to: T.self))
-        JitGemm.multiply(filter, m: r1 - r0, a: UnsafePointer(scratch.pointer.assumingMemoryBound(to: Float.self)), lda: g.depth,
-                         c: y + r0 * g.cout, ldc: g.cout)
+    if T.self == Float.self, g.groups == 1, JitGemm.enabled, let routines = JitGemm.routines, g.cout >= 8,
+       g.cout <= JitGemm.sharedBlockColumns(k: g.depth) {
+      let wf = UnsafeRawPointer(w).assumingMemoryBound(to: Float.self)
+      if let filterCache {
+        let kept = filterCache.cache.packed(.im2col, generation: filterCache.generation, floats: JitGemm.panelFloats(k: g.depth, n: g.cout)) {
+          _ = JitGemm.packPanels(packers: routines.packers, transposed: false, b: UnsafeRawPointer(wf), ldb: g.cout, k: g.depth, jc: 0,
+                                 nc: g.cout, into: $0, pool: pool, parts: min(pool.threadCount, (g.cout + JitGemm.nr - 1) / JitGemm.nr))
+          return true
+        }
+        if let kept {
+          let panels = JitGemm.SharedPanels(pointer: kept.pointer, k: g.depth, jc: 0, nc: g.cout)
+          withExtendedLifetime(kept) {
+            forwardPacked(g, n: n, x: UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), panels: panels, routines: routines,
+                          y: UnsafeMutableRawPointer(y).assumingMemoryBound(to: Float.self), per: per, pool: pool)
+          }
+          return
+        }
       }
-      return
+      if chunks > 1, JitGemm.suits(m: min(per, rows), n: g.cout),
+         let filter = JitGemm.packWhole(transposeB: false, k: g.depth, n: g.cout, b: wf, ldb: g.cout, pool: pool) {
+        defer { JitGemm.release(filter) }
+        forwardPacked(g, n: n, x: UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), panels: filter.panels, routines: routines,
+                      y: UnsafeMutableRawPointer(y).assumingMemoryBound(to: Float.self), per: per, pool: pool)
+        return
+      }
     }
     pool.parallelFor(chunks) { chunk in
       let x = UnsafePointer<T>(bitPattern: xa)!, w = UnsafePointer<T>(bitPattern: wa)!, y = UnsafeMutablePointer<T>(bitPattern: ya)!
@@ -254,6 +274,58 @@ public enum ConvKernels {
         gemm(transposeA: false, transposeB: false, m: r1 - r0, n: g.cpg, k: g.depth, a: cols, lda: g.depth,
              b: w + group * g.cpg, ldb: g.cout, c: y + r0 * g.cout + group * g.cpg, ldc: g.cout)
       }
+    }
+  }
+
+  /// Most im2col bytes `forwardPacked` lays out at once for a split by columns (2x the L2).
+  static let columnSplitBytes = 2 << 20
+
+  /// The f32 one-group forward convolution against a packed filter. Many rows: chunks of `per`
+  /// output rows, each im2col'd into L2-sized scratch and multiplied by all of the filter.
+  /// Fewer rows than the threads' minimum chunks (a deep layer at batch 1: 49 rows against a
+  /// 9 MiB filter): all rows im2col'd once, then each thread multiplies them by its share of the
+  /// filter's column panels, so the filter is read once in all rather than once per thread.
+  /// Both give every output element the same sum in the same order.
+  static func forwardPacked(_ g: ConvGeometry, n: Int, x: UnsafePointer<Float>, panels: JitGemm.SharedPanels,
+                            routines: GemmKernels.Entries, y: UnsafeMutablePointer<Float>, per: Int, pool: ThreadPool) {
+    let rows = n * g.oh * g.ow, threads = max(pool.threadCount, 1)
+    let xa = UInt(bitPattern: x), ya = UInt(bitPattern: y)
+    if threads > 1, rows < threads * forwardMinimumRows, panels.columnPanels >= threads,
+       rows * g.depth * MemoryLayout<Float>.stride <= columnSplitBytes {
+      let scratch = Scratch.take(bytes: rows * g.depth * MemoryLayout<Float>.stride)
+      defer { Scratch.give(scratch) }
+      let ca = UInt(bitPattern: scratch.pointer)
+      pool.parallelFor(threads) { part in
+        let r0 = rows * part / threads, r1 = rows * (part + 1) / threads
+        guard r1 > r0 else { return }
+        im2col(g, x: UnsafePointer<Float>(bitPattern: xa)!, rows: r0, r1, group: 0,
+               into: UnsafeMutablePointer<Float>(bitPattern: ca)! + r0 * g.depth)
+      }
+      let columnPanels = panels.columnPanels, tiles = (rows + JitGemm.mr - 1) / JitGemm.mr * columnPanels
+      pool.parallelFor(threads) { part in
+        let first = columnPanels * part / threads, last = columnPanels * (part + 1) / threads
+        guard last > first else { return }
+        let workspace = JitGemm.Workspace.take()
+        defer { JitGemm.Workspace.give(workspace) }
+        JitGemm.multiply(tiles: 0..<tiles, m: rows, panels: panels, routines: routines, packers: routines.packers, transposeA: false,
+                         a: UnsafeRawPointer(bitPattern: ca)!, lda: g.depth, c: UnsafeMutablePointer<Float>(bitPattern: ya)!, ldc: g.cout,
+                         workspace: workspace, panelRange: first..<last)
+      }
+      return
+    }
+    let chunks = (rows + per - 1) / per
+    pool.parallelFor(chunks) { chunk in
+      let x = UnsafePointer<Float>(bitPattern: xa)!, y = UnsafeMutablePointer<Float>(bitPattern: ya)!
+      let r0 = chunk * per, r1 = min(rows, r0 + per)
+      let scratch = Scratch.take(bytes: per * g.depth * MemoryLayout<Float>.stride)
+      defer { Scratch.give(scratch) }
+      let cols = scratch.pointer.assumingMemoryBound(to: Float.self)
+      im2col(g, x: x, rows: r0, r1, group: 0, into: cols)
+      let workspace = JitGemm.Workspace.take()
+      defer { JitGemm.Workspace.give(workspace) }
+      JitGemm.multiply(tiles: 0..<((r1 - r0 + JitGemm.mr - 1) / JitGemm.mr * panels.columnPanels), m: r1 - r0, panels: panels,
+                       routines: routines, packers: routines.packers, transposeA: false, a: UnsafeRawPointer(cols), lda: g.depth,
+                       c: y + r0 * g.cout, ldc: g.cout, workspace: workspace)
     }
   }
 

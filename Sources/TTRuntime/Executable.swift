@@ -9,6 +9,7 @@
 
 import COpenBLAS
 import Glibc
+import Synchronization
 import TTCodegen
 import TTEmbedding
 import TTIR
@@ -111,7 +112,9 @@ public final class Executable: @unchecked Sendable {
     /// one GEMM over the batch-flattened rows (a weight gradient of a layer applied per token).
     case gemmSummedOverBatch(a: Int, b: Int, c: Int)
     /// A convolution op (ConvKernels): operands in IR order, f32 or f64.
-    case conv(ConvKind, ConvGeometry, operands: [Int], result: Int)
+    /// `filterCache`: where an f32 forward convolution whose filter is a parameter or constant
+    /// keeps it packed across runs (PackedFilters).
+    case conv(ConvKind, ConvGeometry, operands: [Int], result: Int, filterCache: ConvFilterCache?)
     /// A pooling op (PoolKernels): operands in IR order, f32 or f64.
     case pool(PoolKind, PoolGeometry, operands: [Int], result: Int)
     case rows(RowRoutine, operands: [Int], results: [Int])
@@ -268,7 +271,12 @@ public final class Executable: @unchecked Sendable {
         thunks.append(.kernel(kernel, operands: operands, results: results, inPlace: inPlace))
       case .gemm(let a, let b, let c, let ta, let tb): thunks.append(.gemm(a: a, b: b, c: c, transposeA: ta, transposeB: tb))
       case .gemmSummedOverBatch(let a, let b, let c): thunks.append(.gemmSummedOverBatch(a: a, b: b, c: c))
-      case .conv(let kind, let g, let operands, let result): thunks.append(.conv(kind, g, operands: operands, result: result))
+      case .conv(let kind, let g, let operands, let result):
+        var cache: ConvFilterCache?
+        if kind == .forward, slots[result].type.dtype == .f32, case .persistent = slots[operands[1]].storage {
+          cache = ConvFilterCache(owner: memoryOwner)
+        }
+        thunks.append(.conv(kind, g, operands: operands, result: result, filterCache: cache))
       case .pool(let kind, let g, let operands, let result): thunks.append(.pool(kind, g, operands: operands, result: result))
       case .rows(let routine, let operands, let results): thunks.append(.rows(routine, operands: operands, results: results))
       case .copy(let layout, let operand, let result): thunks.append(.copy(layout, operand: operand, result: result))
@@ -309,6 +317,20 @@ public final class Executable: @unchecked Sendable {
         throw .invalid(InterpreterError.paramMismatch(name: name, expected: slots[slot].type, got: given.type).description)
       }
       RawTensor.write(given, to: pointer)
+    }
+    // Filters kept packed (PackedFilters) were made from the old values.
+    parameterGeneration.add(1, ordering: .releasing)
+  }
+
+  /// Bumped by every `updateParameters`: forms of parameters kept across runs (packed filters)
+  /// made at an older generation are stale.
+  let parameterGeneration = Atomic<Int>(0)
+
+  /// How many packed filters the convolutions have made so far (PackedFilters; tests).
+  var packedFiltersMade: Int {
+    thunks.reduce(0) { sum, thunk in
+      if case .conv(_, _, _, _, let cache?) = thunk { return sum + cache.made }
+      return sum
     }
   }
 
@@ -435,7 +457,7 @@ public final class Executable: @unchecked Sendable {
     case .kernel(_, let operands, let results, _): return (operands, results)
     case .gemm(let a, let b, let c, _, _): return ([a, b], [c])
     case .gemmSummedOverBatch(let a, let b, let c): return ([a, b], [c])
-    case .conv(_, _, let operands, let result): return (operands, [result])
+    case .conv(_, _, let operands, let result, _): return (operands, [result])
     case .pool(_, _, let operands, let result): return (operands, [result])
     case .rows(_, let operands, let results): return (operands, results)
     case .copy(_, let operand, let result): return ([operand], [result])
@@ -466,7 +488,7 @@ public final class Executable: @unchecked Sendable {
         return "kernel \(k.name)(\(operands.map { "s\($0)" }.joined(separator: ", "))) -> \(results.map { "s\($0)" }.joined(separator: ", ")) : \(slots[results[0]].type)\(reuse)"
       case .gemm(let a, let b, let c, let ta, let tb): return "gemm s\(a)\(ta ? "^T" : "") x s\(b)\(tb ? "^T" : "") -> s\(c) : \(slots[c].type)"
       case .gemmSummedOverBatch(let a, let b, let c): return "gemm sum over batch of s\(a)^T x s\(b) -> s\(c) : \(slots[c].type)"
-      case .conv(let kind, let g, let operands, let result):
+      case .conv(let kind, let g, let operands, let result, _):
         return "\(kind.rawValue) (\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result) : \(slots[result].type) [\(g)]"
       case .pool(let kind, let g, let operands, let result):
         return "\(kind.rawValue) (\(operands.map { "s\($0)" }.joined(separator: ", "))) -> s\(result) : \(slots[result].type) [\(g)]"
@@ -545,7 +567,7 @@ public final class Executable: @unchecked Sendable {
         HalfGemm.gemm(input: dtype, output: dtype, transposeA: true, transposeB: false, m: k, n: n, k: rows, a: plan.pointers[a], lda: k,
                       b: plan.pointers[b], ldb: n, c: plan.pointers[c], pool: pool)
       }
-    case .conv(let kind, let g, let operands, let result):
+    case .conv(let kind, let g, let operands, let result, let filterCache):
       // Operand 0 is always an activation (x or dy), whose first dimension is the batch.
       let n = plan.shapes[operands[0]].first ?? 0
       let pa = plan.pointers[operands[0]], pb = plan.pointers[operands[1]], pc = plan.pointers[result]
@@ -561,7 +583,8 @@ public final class Executable: @unchecked Sendable {
                         b: UnsafePointer(pb.assumingMemoryBound(to: Double.self)), out: pc.assumingMemoryBound(to: Double.self), pool: pool)
       } else {
         ConvKernels.run(kind, g, n: n, a: UnsafePointer(pa.assumingMemoryBound(to: Float.self)),
-                        b: UnsafePointer(pb.assumingMemoryBound(to: Float.self)), out: pc.assumingMemoryBound(to: Float.self), pool: pool)
+                        b: UnsafePointer(pb.assumingMemoryBound(to: Float.self)), out: pc.assumingMemoryBound(to: Float.self), pool: pool,
+                        filterCache: filterCache.map { FilterCacheKey(cache: $0, generation: parameterGeneration.load(ordering: .acquiring)) })
       }
     case .pool(let kind, let g, let operands, let result):
       // The batch is the first dimension of the result (every pooling op's is N).
@@ -825,7 +848,7 @@ extension Executable {
       case .kernel(_, _, let results, _): written = results
       case .gemm(_, _, let c, _, _): written = [c]
       case .gemmSummedOverBatch(_, _, let c): written = [c]
-      case .conv(_, _, _, let result): written = [result]
+      case .conv(_, _, _, let result, _): written = [result]
       case .pool(_, _, _, let result): written = [result]
       case .rows(_, _, let results): written = results
       case .copy(_, _, let result): written = [result]

@@ -180,8 +180,19 @@ public enum JitGemm {
   /// `parts` threads of `pool` (one pool job; one thread when `parts` is 1).
   static func packShared(packers: GemmKernels.Packers, transposed: Bool, b: UnsafeRawPointer, ldb: Int, k: Int, jc: Int, nc: Int,
                          into workspace: Workspace, pool: ThreadPool, parts: Int) -> SharedPanels {
+    let packed = workspace.packedB(capacity: k * ((nc + nr - 1) / nr) * nr)
+    return packPanels(packers: packers, transposed: transposed, b: b, ldb: ldb, k: k, jc: jc, nc: nc, into: packed, pool: pool, parts: parts)
+  }
+
+  /// Floats `packPanels` writes for op(B)[0 ..< k, 0 ..< n].
+  static func panelFloats(k: Int, n: Int) -> Int { k * ((n + nr - 1) / nr) * nr }
+
+  /// Packs op(B)[0 ..< k, jc ..< jc+nc] into `packed` (`panelFloats(k:n: nc)` floats), its panels
+  /// shared out over `parts` threads of `pool`: a buffer the caller owns (PackedFilters keeps
+  /// one across runs).
+  static func packPanels(packers: GemmKernels.Packers, transposed: Bool, b: UnsafeRawPointer, ldb: Int, k: Int, jc: Int, nc: Int,
+                         into packed: UnsafeMutablePointer<Float>, pool: ThreadPool, parts: Int) -> SharedPanels {
     let columnPanels = (nc + nr - 1) / nr
-    let packed = workspace.packedB(capacity: k * columnPanels * nr)
     func pack(_ part: Int) {
       let first = columnPanels * part / parts, last = columnPanels * (part + 1) / parts
       guard last > first else { return }
@@ -196,14 +207,17 @@ public enum JitGemm {
     return SharedPanels(pointer: packed, k: k, jc: jc, nc: nc)
   }
 
-  /// The tiles `tiles` of C[:, jc ..< jc+nc] = op(A) B̃ over all of k, B̃ the shared `panels`.
+  /// The tiles `tiles` of C[:, jc ..< jc+nc] = op(A) B̃ over all of k, B̃ the shared `panels`;
+  /// only those in column panels `panelRange` when given (a split by columns: each thread reads
+  /// its share of B̃ and all of A, for products with few rows and a large B).
   static func multiply(tiles: Range<Int>, m: Int, panels: SharedPanels, routines: GemmKernels.Entries, packers: GemmKernels.Packers,
-                       transposeA: Bool, a: UnsafeRawPointer, lda: Int, c: UnsafeMutablePointer<Float>, ldc: Int, workspace: Workspace) {
+                       transposeA: Bool, a: UnsafeRawPointer, lda: Int, c: UnsafeMutablePointer<Float>, ldc: Int, workspace: Workspace,
+                       panelRange: Range<Int>? = nil) {
     let columnPanels = panels.columnPanels
     for pc in stride(from: 0, to: panels.k, by: kcBlock) {
       multiply(tiles: tiles, columnPanels: columnPanels, m: m, routines: routines, packers: packers, transposeA: transposeA,
                a: a, lda: lda, pc: pc, kc: min(kcBlock, panels.k - pc), packedB: panels.pointer + pc * columnPanels * nr,
-               jc: panels.jc, nc: panels.nc, c: c, ldc: ldc, workspace: workspace)
+               jc: panels.jc, nc: panels.nc, c: c, ldc: ldc, workspace: workspace, panelRange: panelRange ?? 0..<columnPanels)
     }
   }
 
@@ -256,7 +270,8 @@ public enum JitGemm {
   /// row panel of the block (streamed from L2).
   static func multiply(tiles: Range<Int>, columnPanels: Int, m: Int, routines: GemmKernels.Entries, packers: GemmKernels.Packers,
                        transposeA: Bool, a: UnsafeRawPointer, lda: Int, pc: Int, kc: Int, packedB: UnsafeMutablePointer<Float>,
-                       jc: Int, nc: Int, c: UnsafeMutablePointer<Float>, ldc: Int, workspace: Workspace) {
+                       jc: Int, nc: Int, c: UnsafeMutablePointer<Float>, ldc: Int, workspace: Workspace,
+                       panelRange: Range<Int>? = nil) {
     let kernel = routines.microkernel
     let accumulate = pc > 0 ? 1 : 0
     let firstRow = tiles.lowerBound / columnPanels * mr
@@ -264,7 +279,7 @@ public enum JitGemm {
     for ic in stride(from: firstRow, to: endRow, by: mcBlock) {
       let mc = min(mcBlock, endRow - ic)
       packA(packers, transposed: transposeA, a: a, lda: lda, i0: ic, mc: mc, k0: pc, kc: kc, into: workspace.packedA)
-      for jr in 0..<columnPanels {
+      for jr in panelRange ?? 0..<columnPanels {
         let columns = min(nr, nc - jr * nr)
         let bPanel = UnsafePointer(packedB + jr * nr * kc)
         for ir in stride(from: 0, to: mc, by: mr) {

@@ -280,7 +280,7 @@ extension Executable {
         name = "gemm summed over batch"
         flops = 2 * elements(c) * shapes[a].dropLast().reduce(1, *)
         ops = ["matmul", "reduce_sum"]
-      case .conv(let kind, let g, let operands, _):
+      case .conv(let kind, let g, let operands, _, _):
         // Every convolution op multiplies and adds once per output position, output channel and
         // tap of its group's input channels (operand 0's first dimension is the batch).
         name = kind.rawValue

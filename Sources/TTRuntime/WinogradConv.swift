@@ -19,6 +19,7 @@
 // sum's (the transformed values add up to four inputs each); f64 stays on im2col.
 
 import Glibc
+import TTCodegen
 import TTSupport
 
 enum WinogradConv {
@@ -32,13 +33,17 @@ enum WinogradConv {
   /// call, worth it only when many tiles share it (ResNet-18 at batch 1: its 14x14 and 7x7
   /// stages have 49 and 16 tiles and stay on im2col).
   static let minimumTiles = 64
+  /// Fewest tiles when the transformed filter is kept across calls (PackedFilters): then only
+  /// the input and output transforms are paid per call.
+  nonisolated(unsafe) static var minimumTilesKept = 16
 
   static func tiles(_ g: ConvGeometry, n: Int) -> Int { n * ((g.oh + 1) / 2) * ((g.ow + 1) / 2) }
 
   /// Whether `forward` computes this f32 convolution.
-  static func suits(_ g: ConvGeometry, n: Int) -> Bool {
+  static func suits(_ g: ConvGeometry, n: Int, filterKept: Bool = false) -> Bool {
     enabled && JitGemm.enabled && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.groups == 1
-      && g.cin >= 8 && g.cout >= 16 && g.cout <= JitGemm.sharedBlockColumns(k: g.cin) && tiles(g, n: n) >= minimumTiles
+      && g.cin >= 8 && g.cout >= 16 && g.cout <= JitGemm.sharedBlockColumns(k: g.cin)
+      && tiles(g, n: n) >= (filterKept ? minimumTilesKept : minimumTiles)
   }
 
   /// Tiles per chunk: the chunk's V and M (16·T·(Cin + Cout) floats) about 384 KiB, within a
@@ -55,16 +60,34 @@ enum WinogradConv {
   /// of tiles whose outputs come out non-finite is recomputed on im2col (`redoDirect`) for the
   /// same reason (Inf or NaN in x, or an overflow inside the transforms).
   static func forward(_ g: ConvGeometry, n: Int, x: UnsafePointer<Float>, w: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
-                      pool: ThreadPool) -> Bool {
+                      pool: ThreadPool, filterCache: FilterCacheKey? = nil) -> Bool {
     guard let routines = JitGemm.routines else { return false }
-    let cin = g.cin, cout = g.cout
-    let columnPanels = (cout + JitGemm.nr - 1) / JitGemm.nr
-    let panelFloats = cin * columnPanels * JitGemm.nr
-    let filter = ConvKernels.Scratch.take(bytes: (16 * panelFloats + 16 * cin * cout) * 4)
+    let panelFloats = JitGemm.panelFloats(k: g.cin, n: g.cout)
+    if let filterCache {
+      guard let kept = filterCache.cache.packed(.winograd, generation: filterCache.generation, floats: 16 * panelFloats, make: { packed in
+        let scratch = ConvKernels.Scratch.take(bytes: 16 * g.cin * g.cout * 4)
+        defer { ConvKernels.Scratch.give(scratch) }
+        return transformAndPack(w, cin: g.cin, cout: g.cout, scratch: scratch.pointer.assumingMemoryBound(to: Float.self), into: packed,
+                                routines: routines, pool: pool)
+      }) else { return forward(g, n: n, x: x, w: w, y: y, pool: pool) }
+      guard kept.usable else { return false }
+      return withExtendedLifetime(kept) { multiplyTiles(g, n: n, x: x, w: w, packed: kept.pointer, y: y, routines: routines, pool: pool) }
+    }
+    let filter = ConvKernels.Scratch.take(bytes: (16 * panelFloats + 16 * g.cin * g.cout) * 4)
     defer { ConvKernels.Scratch.give(filter) }
     let packed = filter.pointer.assumingMemoryBound(to: Float.self)
-    let transformed = packed + 16 * panelFloats
+    guard transformAndPack(w, cin: g.cin, cout: g.cout, scratch: packed + 16 * panelFloats, into: packed, routines: routines, pool: pool)
+    else { return false }
+    return multiplyTiles(g, n: n, x: x, w: w, packed: packed, y: y, routines: routines, pool: pool)
+  }
+
+  /// U (`transformFilter`, into `scratch`: 16·Cin·Cout floats) packed as 16 SharedPanels of
+  /// JitGemm's panels, one per position ξν, `panelFloats(k: cin, n: cout)` floats apart.
+  /// Returns whether U is finite.
+  static func transformAndPack(_ w: UnsafePointer<Float>, cin: Int, cout: Int, scratch transformed: UnsafeMutablePointer<Float>,
+                               into packed: UnsafeMutablePointer<Float>, routines: GemmKernels.Entries, pool: ThreadPool) -> Bool {
     guard transformFilter(w, cin: cin, cout: cout, into: transformed, pool: pool) else { return false }
+    let columnPanels = (cout + JitGemm.nr - 1) / JitGemm.nr, panelFloats = JitGemm.panelFloats(k: cin, n: cout)
     let pa = UInt(bitPattern: packed), ta = UInt(bitPattern: transformed)
     pool.parallelFor(16) { position in
       let packed = UnsafeMutablePointer<Float>(bitPattern: pa)!, transformed = UnsafeMutablePointer<Float>(bitPattern: ta)!
@@ -75,6 +98,17 @@ enum WinogradConv {
                       k0: pc, kc: kc, j0: 0, nc: cout, into: target + pc * columnPanels * JitGemm.nr)
       }
     }
+    return true
+  }
+
+  /// The tiles' transforms and GEMMs against the packed U, and the im2col redo of any chunk
+  /// whose outputs are not finite.
+  static func multiplyTiles(_ g: ConvGeometry, n: Int, x: UnsafePointer<Float>, w: UnsafePointer<Float>, packed: UnsafeMutablePointer<Float>,
+                            y: UnsafeMutablePointer<Float>, routines: GemmKernels.Entries, pool: ThreadPool) -> Bool {
+    let cin = g.cin, cout = g.cout
+    let columnPanels = (cout + JitGemm.nr - 1) / JitGemm.nr
+    let panelFloats = JitGemm.panelFloats(k: cin, n: cout)
+    let pa = UInt(bitPattern: packed)
     let tileRows = (g.oh + 1) / 2, tileColumns = (g.ow + 1) / 2
     // Chunks of about `chunkTiles`, as many as a multiple of the threads where whole panels of
     // 6 tiles allow, so each thread gets an equal share (196 tiles: six chunks of 36, not five
@@ -84,32 +118,80 @@ enum WinogradConv {
     let per = ((total + wanted - 1) / wanted + JitGemm.mr - 1) / JitGemm.mr * JitGemm.mr
     let chunks = (total + per - 1) / per
     let xa = UInt(bitPattern: x), ya = UInt(bitPattern: y)
-    let flags = ConvKernels.Scratch.take(bytes: chunks)
+    let fewTiles = threads > 1 && total < threads * 48 && 16 * total * (cin + cout) * 4 <= fewTilesBytes
+    // The tile ranges whose outputs are checked (and redone if not finite) together.
+    let parts = fewTiles ? threads : chunks
+    func tileRange(_ part: Int) -> Range<Int> {
+      fewTiles ? (total * part / threads)..<(total * (part + 1) / threads) : (part * per)..<min(total, part * per + per)
+    }
+    let flags = ConvKernels.Scratch.take(bytes: parts)
     defer { ConvKernels.Scratch.give(flags) }
+    flags.pointer.initializeMemory(as: UInt8.self, repeating: 0, count: parts)
     let fa = UInt(bitPattern: flags.pointer)
-    pool.parallelFor(chunks) { chunk in
-      let x = UnsafePointer<Float>(bitPattern: xa)!, y = UnsafeMutablePointer<Float>(bitPattern: ya)!
-      let packed = UnsafeMutablePointer<Float>(bitPattern: pa)!
-      let t0 = chunk * per, count = min(per, total - t0)
-      let scratch = ConvKernels.Scratch.take(bytes: 16 * per * (cin + cout) * 4)
+    if fewTiles {
+      // Few tiles (a deep layer at batch 1: 49 or 16): every tile's V at once, then the 16
+      // GEMMs' column panels shared out over the threads, so U is read once in all rather
+      // than once per chunk; then the output transform. Three pool jobs.
+      let scratch = ConvKernels.Scratch.take(bytes: 16 * total * (cin + cout) * 4)
       defer { ConvKernels.Scratch.give(scratch) }
-      let v = scratch.pointer.assumingMemoryBound(to: Float.self), m = v + 16 * per * cin
-      transformInput(g, x: x, firstTile: t0, count: count, tileRows: tileRows, tileColumns: tileColumns, stride: per, into: v)
-      let workspace = JitGemm.Workspace.take()
-      for position in 0..<16 {
-        let panels = JitGemm.SharedPanels(pointer: packed + position * panelFloats, k: cin, jc: 0, nc: cout)
-        JitGemm.multiply(tiles: 0..<((count + JitGemm.mr - 1) / JitGemm.mr * columnPanels), m: count, panels: panels,
-                         routines: routines, packers: routines.packers, transposeA: false,
-                         a: UnsafeRawPointer(v + position * per * cin), lda: cin,
-                         c: m + position * per * cout, ldc: cout, workspace: workspace)
+      let va = UInt(bitPattern: scratch.pointer), ma = va + UInt(16 * total * cin * 4)
+      pool.parallelFor(threads) { part in
+        let tiles = tileRange(part)
+        guard !tiles.isEmpty else { return }
+        transformInput(g, x: UnsafePointer<Float>(bitPattern: xa)!, firstTile: tiles.lowerBound, count: tiles.count, tileRows: tileRows,
+                       tileColumns: tileColumns, stride: total, into: UnsafeMutablePointer<Float>(bitPattern: va)! + tiles.lowerBound * cin)
       }
-      JitGemm.Workspace.give(workspace)
-      let finite = transformOutput(g, m: m, firstTile: t0, count: count, tileRows: tileRows, tileColumns: tileColumns, stride: per, into: y)
-      UnsafeMutablePointer<UInt8>(bitPattern: fa)![chunk] = finite ? 0 : 1
+      let work = 16 * columnPanels, rowTiles = (total + JitGemm.mr - 1) / JitGemm.mr * columnPanels
+      pool.parallelFor(threads) { part in
+        let workspace = JitGemm.Workspace.take()
+        defer { JitGemm.Workspace.give(workspace) }
+        var item = work * part / threads
+        let last = work * (part + 1) / threads
+        while item < last {
+          let position = item / columnPanels, first = item - position * columnPanels
+          let end = min(columnPanels, first + last - item)
+          let panels = JitGemm.SharedPanels(pointer: UnsafeMutablePointer<Float>(bitPattern: pa)! + position * panelFloats, k: cin, jc: 0, nc: cout)
+          JitGemm.multiply(tiles: 0..<rowTiles, m: total, panels: panels, routines: routines, packers: routines.packers, transposeA: false,
+                           a: UnsafeRawPointer(bitPattern: va + UInt(position * total * cin * 4))!, lda: cin,
+                           c: UnsafeMutablePointer<Float>(bitPattern: ma)! + position * total * cout, ldc: cout, workspace: workspace,
+                           panelRange: first..<end)
+          item += end - first
+        }
+      }
+      pool.parallelFor(threads) { part in
+        let tiles = tileRange(part)
+        guard !tiles.isEmpty else { return }
+        let finite = transformOutput(g, m: UnsafePointer<Float>(bitPattern: ma)! + tiles.lowerBound * cout, firstTile: tiles.lowerBound,
+                                     count: tiles.count, tileRows: tileRows, tileColumns: tileColumns, stride: total,
+                                     into: UnsafeMutablePointer<Float>(bitPattern: ya)!)
+        UnsafeMutablePointer<UInt8>(bitPattern: fa)![part] = finite ? 0 : 1
+      }
+    } else {
+      pool.parallelFor(chunks) { chunk in
+        let x = UnsafePointer<Float>(bitPattern: xa)!, y = UnsafeMutablePointer<Float>(bitPattern: ya)!
+        let packed = UnsafeMutablePointer<Float>(bitPattern: pa)!
+        let t0 = chunk * per, count = min(per, total - t0)
+        let scratch = ConvKernels.Scratch.take(bytes: 16 * per * (cin + cout) * 4)
+        defer { ConvKernels.Scratch.give(scratch) }
+        let v = scratch.pointer.assumingMemoryBound(to: Float.self), m = v + 16 * per * cin
+        transformInput(g, x: x, firstTile: t0, count: count, tileRows: tileRows, tileColumns: tileColumns, stride: per, into: v)
+        let workspace = JitGemm.Workspace.take()
+        for position in 0..<16 {
+          let panels = JitGemm.SharedPanels(pointer: packed + position * panelFloats, k: cin, jc: 0, nc: cout)
+          JitGemm.multiply(tiles: 0..<((count + JitGemm.mr - 1) / JitGemm.mr * columnPanels), m: count, panels: panels,
+                           routines: routines, packers: routines.packers, transposeA: false,
+                           a: UnsafeRawPointer(v + position * per * cin), lda: cin,
+                           c: m + position * per * cout, ldc: cout, workspace: workspace)
+        }
+        JitGemm.Workspace.give(workspace)
+        let finite = transformOutput(g, m: m, firstTile: t0, count: count, tileRows: tileRows, tileColumns: tileColumns, stride: per, into: y)
+        UnsafeMutablePointer<UInt8>(bitPattern: fa)![chunk] = finite ? 0 : 1
+      }
     }
     let flagged = flags.pointer.assumingMemoryBound(to: UInt8.self)
-    for chunk in 0..<chunks where flagged[chunk] != 0 {
-      let t0 = chunk * per, t1 = min(total, t0 + per) - 1
+    for part in 0..<parts where flagged[part] != 0 {
+      let tiles = tileRange(part)
+      let t0 = tiles.lowerBound, t1 = tiles.upperBound - 1
       // The output rows (flat over n, oh, ow) from the first tile's first row to the last tile's last.
       func firstRow(_ tile: Int) -> Int {
         let image = tile / (tileRows * tileColumns), ti = (tile - image * tileRows * tileColumns) / tileColumns
@@ -120,6 +202,9 @@ enum WinogradConv {
     }
     return true
   }
+
+  /// Most bytes of V and M for the few-tiles schedule of `multiplyTiles` (all tiles at once).
+  static let fewTilesBytes = 8 << 20
 
   /// y's output rows r0 ..< r1 (flat over n, oh, ow) by im2col and ttfc's GEMM, as ConvKernels'
   /// general path computes them, in chunks over the pool.

@@ -140,9 +140,15 @@ struct WinogradConvTests {
   @Test func whichConvolutionsTakeIt() {
     let resnet = Case(n: 32, h: 56, w: 56, cin: 64, cout: 64, top: 1, bottom: 1, left: 1, right: 1)
     #expect(WinogradConv.suits(resnet.geometry, n: 32))
-    // ResNet-18 at batch 1: 14x14 (49 tiles) and 7x7 stay on im2col; 56x56 and 28x28 do not.
+    // ResNet-18 at batch 1: 14x14 (49 tiles) and 7x7 stay on im2col unless the filter is kept
+    // packed across calls (PackedFilters); 56x56 and 28x28 do not.
     var deep = resnet; deep.h = 14; deep.w = 14; deep.cin = 256; deep.cout = 256
     #expect(!WinogradConv.suits(deep.geometry, n: 1))
+    #expect(WinogradConv.suits(deep.geometry, n: 1, filterKept: true))
+    var last = deep; last.h = 7; last.w = 7; last.cin = 512; last.cout = 512
+    #expect(WinogradConv.suits(last.geometry, n: 1, filterKept: true))
+    var tiny = last; tiny.h = 5; tiny.w = 5
+    #expect(!WinogradConv.suits(tiny.geometry, n: 1, filterKept: true))
     var shallow = resnet; shallow.h = 28; shallow.w = 28
     #expect(WinogradConv.suits(shallow.geometry, n: 1))
     // Strides, dilations, groups and other windows are not F(2x2, 3x3).
