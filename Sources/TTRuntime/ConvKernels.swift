@@ -10,15 +10,20 @@
 //   - general (any window, stride, dilation, padding, groups with Cin/G > 1): im2col of a chunk
 //     of output rows into a per-chunk scratch buffer of about `chunkBytes` (kept in L2), then a
 //     single-threaded GEMM per group into the output rows (f32, one group: against the filter
-//     packed once per call, JitGemm.packWhole); chunks are the pool's jobs. The input
+//     packed once per call, or kept packed across runs when it is a parameter: PackedFilters;
+//     few rows split by filter columns instead); chunks are the pool's jobs. The input
 //     gradient computes the chunk's column gradient dy·Wᵀ and adds it back (col2im) into dx,
 //     a job owning whole images so no two threads add to one element; the filter gradient sums
 //     colsᵀ·dy per chunk into one partial per thread-sized group of chunks, the partials added in
 //     order at the end (so the result depends on the thread count, not on timing);
 //   - depthwise (Cin/G = 1, any channel multiplier): no GEMM (its K is KH·KW and its N the
 //     multiplier), direct loops vectorized over the channels;
-//   - f32 forward 3x3 stride-1 convolutions with at least 64 output tiles of 2x2: Winograd's
-//     F(2x2, 3x3) (WinogradConv), 16 GEMMs with 2.25x fewer multiply-adds than im2col's.
+//   - f32 forward 3x3 stride-1 convolutions with at least 64 output tiles of 2x2 (16 with a
+//     kept filter): Winograd's F(2x2, 3x3) (WinogradConv), 16 GEMMs with 2.25x fewer
+//     multiply-adds than im2col's.
+//
+// Forward outputs next to padding with a non-finite value are redone by the direct sum, so an
+// Inf or NaN tap over padding contributes nothing (as the spec says) instead of 0·Inf = NaN.
 //
 // Every loop is on unsafe pointers; the element type is a generic parameter specialized for
 // Float and Double (no existentials in the loops). Order of summation differs from the
@@ -64,7 +69,7 @@ public struct ConvGeometry: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// The element types the compiled convolutions take.
-public protocol ConvElement: BLASFloat, BinaryFloatingPoint {}
+public protocol ConvElement: BLASFloat, BinaryFloatingPoint, SIMDScalar {}
 extension Float: ConvElement {}
 extension Double: ConvElement {}
 
@@ -97,6 +102,7 @@ public enum ConvKernels {
         depthwiseForward(g, n: n, x: a, w: b, y: out, pool: pool)
       } else {
         forward(g, n: n, x: a, w: b, y: out, pool: pool, filterCache: T.self == Float.self && ConvFilterCache.enabled ? filterCache : nil)
+        redoNonFiniteOnPadding(g, n: n, x: a, w: b, y: out)
       }
     case .backpropInput:
       if n == 0 { return }
@@ -273,6 +279,51 @@ public enum ConvKernels {
         im2col(g, x: x, rows: r0, r1, group: group, into: cols)
         gemm(transposeA: false, transposeB: false, m: r1 - r0, n: g.cpg, k: g.depth, a: cols, lda: g.depth,
              b: w + group * g.cpg, ldb: g.cout, c: y + r0 * g.cout + group * g.cpg, ldc: g.cout)
+      }
+    }
+  }
+
+  /// The GEMM paths multiply padding's zeros by the taps over it: exactly nothing for a finite
+  /// tap, but NaN for an Inf or NaN one, where the spec's padding contributes nothing. So the
+  /// outputs whose window reaches into padding (the border rows and columns) are checked, and
+  /// one with a non-finite value is recomputed by the direct sum over the taps inside the image
+  /// (tap, then channel order). A scan of the border only; a redo only for non-finite outputs.
+  static func redoNonFiniteOnPadding<T: ConvElement>(_ g: ConvGeometry, n: Int, x: UnsafePointer<T>, w: UnsafePointer<T>,
+                                                     y: UnsafeMutablePointer<T>) {
+    // The taps of output position o (along one axis) that read the input, as a range.
+    func taps(_ o: Int, stride: Int, pad: Int, dilation: Int, window: Int, size: Int) -> Range<Int> {
+      let base = o * stride - pad
+      let first = base >= 0 ? 0 : (-base + dilation - 1) / dilation
+      let last = base > size - 1 ? -1 : min(window - 1, (size - 1 - base) / dilation)
+      return first <= last ? first..<(last + 1) : 0..<0
+    }
+    let rowTaps = (0..<g.oh).map { taps($0, stride: g.sh, pad: g.top, dilation: g.dh, window: g.kh, size: g.h) }
+    let columnTaps = (0..<g.ow).map { taps($0, stride: g.sw, pad: g.left, dilation: g.dw, window: g.kw, size: g.w) }
+    let borderRow = rowTaps.map { $0.count < g.kh }, borderColumn = columnTaps.map { $0.count < g.kw }
+    guard borderRow.contains(true) || borderColumn.contains(true) else { return }
+    for image in 0..<n {
+      for i in 0..<g.oh {
+        for j in 0..<g.ow where borderRow[i] || borderColumn[j] {
+          let out = y + ((image * g.oh + i) * g.ow + j) * g.cout
+          // 0·v is NaN exactly for an Inf or NaN v; eight lanes at a time.
+          var lanes = SIMD8<T>(repeating: 0), probe: T = 0, co = 0
+          while co + 8 <= g.cout { lanes += UnsafeRawPointer(out + co).loadUnaligned(as: SIMD8<T>.self) * 0; co += 8 }
+          while co < g.cout { probe += out[co] * 0; co += 1 }
+          guard !(lanes.sum() + probe).isFinite else { continue }
+          for co in 0..<g.cout {
+            let channel0 = co / g.cpg * g.cg
+            var sum: T = 0
+            for kh in rowTaps[i] {
+              let ih = i * g.sh - g.top + kh * g.dh
+              for kw in columnTaps[j] {
+                let iw = j * g.sw - g.left + kw * g.dw
+                let input = x + ((image * g.h + ih) * g.w + iw) * g.cin + channel0, tap = w + (kh * g.kw + kw) * g.cg * g.cout + co
+                for ci in 0..<g.cg { sum += input[ci] * tap[ci * g.cout] }
+              }
+            }
+            out[co] = sum
+          }
+        }
       }
     }
   }

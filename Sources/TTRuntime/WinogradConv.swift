@@ -5,11 +5,13 @@
 // channels are 16 GEMMs [tiles, Cin] x [Cin, Cout], 16 multiply-adds per tile and channel pair
 // where im2col's GEMM does 36 (2.25x fewer), at the price of the transforms (additions only).
 //
-//   - filter transform, once per call: U_ξν = (G g Gᵀ)_ξν for every (ci, co), packed as JitGemm's
-//     16-column panels (one SharedPanels per ξν);
+//   - filter transform, once per call or kept across runs (PackedFilters): U_ξν = (G g Gᵀ)_ξν
+//     for every (ci, co), packed as JitGemm's 16-column panels (one SharedPanels per ξν);
 //   - per chunk of tiles (a pool job): the input transform V_ξν[tile, ci] (vectors over the
 //     NHWC channels, zeros for padding), 16 GEMMs M_ξν = V_ξν U_ξν on JitGemm's microkernel, and
-//     the output transform into y (edge tiles write only their outputs inside the image).
+//     the output transform into y (edge tiles write only their outputs inside the image);
+//     with few tiles (deep layers at batch 1), all tiles' input transforms at once, the 16
+//     GEMMs' column panels shared out over the threads, then the output transform.
 //
 // Numerics: the transforms' coefficients are 0, ±1 and ±1/2 (exact); each output is the sum of
 // 16 GEMM results whose sums run over ci in order, so an element's bits do not depend on the

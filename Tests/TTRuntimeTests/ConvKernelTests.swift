@@ -161,6 +161,58 @@ struct ConvKernelTests {
     for problem in try Self.check(c, seed: 99) { Issue.record("\(problem)") }
   }
 
+  /// An Inf or NaN filter tap that only ever falls on padding contributes nothing (the spec's
+  /// padding taps contribute zero; the GEMM paths' 0·NaN is NaN, redone by the direct sum), so
+  /// the compiled forward convolution has the interpreter's finite values there; on im2col,
+  /// dilated and strided, on Winograd (a 3x3 layer with enough tiles), in f32 and f64, for a
+  /// filter given as an argument and one kept packed as a parameter.
+  @Test(arguments: [
+    Case(n: 2, h: 8, w: 8, cin: 8, cout: 16, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, groups: 1, padding: "pads = [1, 1, 1, 1]", oh: 8, ow: 8),
+    Case(n: 1, h: 16, w: 16, cin: 8, cout: 16, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, groups: 1, padding: "pads = [1, 1, 1, 1]", oh: 16, ow: 16),
+    Case(n: 2, h: 9, w: 7, cin: 5, cout: 12, kh: 3, kw: 3, sh: 2, sw: 1, dh: 2, dw: 1, groups: 1, padding: "padding = \"SAME\"", oh: 5, ow: 7),
+    Case(n: 1, h: 6, w: 6, cin: 4, cout: 6, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, groups: 2, padding: "pads = [1, 1, 1, 1]", oh: 6, ow: 6),
+  ])
+  func nonFiniteTapsOnPaddingContributeNothing(_ c: Case) throws {
+    for (name, dtype) in [("f32", DType.f32), ("f64", DType.f64)] {
+      let x = "\(name)[B, \(c.h), \(c.w), \(c.cin)]", f = "\(name)[\(c.kh), \(c.kw), \(c.cin / c.groups), \(c.cout)]"
+      let y = "\(name)[B, \(c.oh), \(c.ow), \(c.cout)]"
+      let attrs = "{\(c.padding), strides = [\(c.sh), \(c.sw)], dilations = [\(c.dh), \(c.dw)], groups = \(c.groups)}"
+      let module = try Parser.parseAndVerify("""
+        module @conv {
+          param @p : \(f) = zeros
+          func @given(%x: \(x), %w: \(f)) -> \(y) {
+            %y = conv2d %x, %w \(attrs) : \(y)
+            return %y
+          }
+          func @kept(%x: \(x)) -> \(y) {
+            %y = conv2d %x, @p \(attrs) : \(y)
+            return %y
+          }
+        }
+        """)
+      let function = module.function(named: "given")!
+      let given = Self.inputs(function, batch: c.n, seed: 3, dtype: dtype)
+      for (tap, value) in [((0, 0), Double.nan), ((c.kh - 1, 1), .infinity), ((1, c.kw - 1), -.infinity)] {
+        var w = given[1].doubles
+        for ci in 0..<(c.cin / c.groups) { w[((tap.0 * c.kw + tap.1) * (c.cin / c.groups) + ci) * c.cout + 3] = value }
+        let filter = Tensor(dtype, shape: given[1].shape, floats: w)
+        let expected = try Interpreter(module: module).run("given", [given[0], filter])[0].doubles
+        #expect(expected.contains { $0.isFinite } && expected.contains { !$0.isFinite })
+        let kept = try Executable(module: module, function: "kept")
+        try kept.updateParameters(["p": filter])
+        for (which, got) in [("given", try Executable(module: module, function: "given").run([given[0], filter])[0]),
+                             ("kept", try kept.run([given[0]])[0])] {
+          var bad = 0
+          for (a, b) in zip(got.doubles, expected) {
+            let ok = b.isNaN ? a.isNaN : b.isInfinite ? a == b : a.isFinite && abs(a - b) <= 1e-4 * (1 + abs(b))
+            if !ok { bad += 1 }
+          }
+          #expect(bad == 0, "\(c) \(name) \(which), tap \(tap) = \(value): \(bad) outputs differ from the interpreter")
+        }
+      }
+    }
+  }
+
   /// bf16 and f16 convolutions and pools compile too (HalfWidened: operands widened to f32, the
   /// f32 routine, each result rounded once to the half type): they agree with the interpreter
   /// (f64, rounded once) within the f32 sum's error plus the half type's rounding, twice (the

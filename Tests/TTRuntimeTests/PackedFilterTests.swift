@@ -109,9 +109,7 @@ struct PackedFilterTests {
     let c = Case(n: 1, h: 7, w: 7, cin: 16, cout: 16, top: 1, bottom: 1, left: 1, right: 1)
     let ones = [Float](repeating: 1, count: c.h * c.w * c.cin), filterOnes = [Float](repeating: 1, count: 9 * c.cin * c.cout)
     var infW = filterOnes; infW[4 * c.cin * c.cout + 3] = .infinity
-    // The centre tap (never on padding: a NaN tap on padding gives NaN in every compiled
-    // convolution, IR-specs/codegen.md).
-    var nanW = filterOnes; nanW[4 * c.cin * c.cout + 5 * c.cout + 2] = .nan
+    var nanW = filterOnes; nanW[7 * c.cin * c.cout + 5 * c.cout + 2] = .nan   // a bottom tap: on padding for the last row
     var nanX = ones; nanX[(3 * c.w + 3) * c.cin + 1] = .nan
     let bigX = [Float](repeating: 1e38, count: ones.count), smallW = [Float](repeating: 1e-3, count: filterOnes.count)
     for (name, x, w) in [("inf in w", ones, infW), ("nan in w", ones, nanW), ("nan in x", nanX, filterOnes), ("1e38 x 1e-3", bigX, smallW)] {
