@@ -377,8 +377,10 @@ extension Executable {
   public func compileReport() -> [String] {
     let s = statistics
     let cache = KernelCache.shared.counters
-    // Convolution routines (ConvKernels) are named only when there are some.
-    let convolutions = s.convolutions > 0 ? "\(s.convolutions) convolutions, " : ""
+    // Convolution routines (ConvKernels) and layout copies (LayoutCopy) are named only when
+    // there are some.
+    let convolutions = (s.convolutions > 0 ? "\(s.convolutions) convolutions, " : "")
+      + (s.layoutCopies > 0 ? "\(s.layoutCopies) layout copies, " : "")
     var lines = [String(format: "compile: %d kernels, %d BLAS calls, %@%d interpreter thunks in %.3f s (passes %.3f s, parameters %.3f s)",
                         s.kernels, s.gemms, convolutions as NSString, s.interpreted, s.compileSeconds, s.optimizeSeconds, s.parameterSeconds)]
     lines += phaseReport()

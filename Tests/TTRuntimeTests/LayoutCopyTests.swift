@@ -52,6 +52,18 @@ struct LayoutCopyTests {
       }
       """, shape: [2, 3, 37, 16])
     #expect(merge.contains { $0.hasPrefix("layout copy") })
+    // `--stats` counts them.
+    let module = try Parser.parseAndVerify("""
+      module @m {
+        func @f(%x: f32[2, 3, 37, 16]) -> f32[2, 37, 48] {
+          %t = transpose %x {perm = [0, 2, 1, 3]} : f32[2, 37, 3, 16]
+          %r = reshape %t : f32[2, 37, 48]
+          return %r
+        }
+      }
+      """)
+    let report = try Executable(module: module, function: "f").compileReport()
+    #expect(report.first?.contains(" 1 layout copies, ") == true, "\(report.first ?? "")")
   }
 
   @Test func everyElementTypeAndRaggedTiles() throws {
