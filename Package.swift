@@ -58,7 +58,7 @@ let package = Package(
     .target(name: "TTFuzz", dependencies: ["TTIR"]),
     .target(name: "TTONNX", dependencies: ["TTIR", "TTInterp"]),
     .target(name: "TTTrain", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCompiler", "TTCodegen", "TTEmbedding", "TTSupport", "CMPI"]),
-    .target(name: "TTRuntime", dependencies: ["TTIR", "TTInterp", "TTCodegen", "TTEmbedding", "TTSupport", "COpenBLAS", "CZlib"]),
+    .target(name: "TTRuntime", dependencies: ["TTIR", "TTInterp", "TTCodegen", "TTEmbedding", "TTSupport", "CSupport", "COpenBLAS", "CZlib"]),
     .target(name: "TTCompiler", dependencies: ["TTIR", "TTInterp", "TTPasses", "TTCodegen", "TTRuntime", "TTEmbedding", "TTSupport"]),
     .target(name: "TTCodegen", dependencies: ["TTIR", "TTSupport", "CLLVM", "COpenBLAS"]),
     .target(name: "CSupport"),

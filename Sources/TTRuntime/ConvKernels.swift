@@ -224,10 +224,11 @@ public enum ConvKernels {
   static func forward<T: ConvElement>(_ g: ConvGeometry, n: Int, x: UnsafePointer<T>, w: UnsafePointer<T>, y: UnsafeMutablePointer<T>,
                                       pool: ThreadPool, filterCache: FilterCacheKey? = nil) {
     // f32 3x3 stride-1 convolutions with enough tiles: Winograd's F(2x2, 3x3) (WinogradConv).
-    if T.self == Float.self, WinogradConv.suits(g, n: n, filterKept: filterCache != nil),
+    if T.self == Float.self, let variant = WinogradConv.variant(g, n: n, filterKept: filterCache != nil),
        WinogradConv.forward(g, n: n, x: UnsafeRawPointer(x).assumingMemoryBound(to: Float.self),
                             w: UnsafeRawPointer(w).assumingMemoryBound(to: Float.self),
-                            y: UnsafeMutableRawPointer(y).assumingMemoryBound(to: Float.self), pool: pool, filterCache: filterCache) {
+                            y: UnsafeMutableRawPointer(y).assumingMemoryBound(to: Float.self), pool: pool, variant: variant,
+                            filterCache: filterCache) {
       return
     }
     let rows = n * g.oh * g.ow

@@ -1,5 +1,5 @@
 // PackedFilters — a convolution's filter kept across runs in the form its GEMMs read: JitGemm's
-// 16-column panels of W[KH·KW·Cin, Cout] (the im2col path) or of Winograd's 16 transformed
+// 16-column panels of W[KH·KW·Cin, Cout] (the im2col path) or of Winograd's 16 or 36 transformed
 // matrices U (WinogradConv). Only filters the executable owns are kept — parameters and
 // constants (persistent slots), which no thunk writes. Their one writer,
 // `Executable.updateParameters`, bumps the executable's parameter generation, and a form made
@@ -26,7 +26,7 @@ final class PackedFilter: @unchecked Sendable {
 
 /// The packed forms of one convolution thunk's filter (one of each form at most).
 final class ConvFilterCache: @unchecked Sendable {
-  enum Form: Int { case im2col = 0, winograd = 1 }
+  enum Form: Int { case im2col = 0, winograd2 = 1, winograd4 = 2 }
 
   /// TTFC_PREPACK=off: filters are packed on every call.
   static let enabled: Bool = {
@@ -37,7 +37,7 @@ final class ConvFilterCache: @unchecked Sendable {
   /// The HostMemory owner the forms are counted to (the executable's).
   let owner: Int
   private let lock = NSLockish()
-  private var kept: [PackedFilter?] = [nil, nil]
+  private var kept: [PackedFilter?] = [nil, nil, nil]
   /// How many forms were made (tests: a second run makes none).
   private var madeCount = 0
   var made: Int { lock.withLock { madeCount } }

@@ -5,10 +5,18 @@
 // (measured: a 0.44 ms softmax ran no faster on 2 threads, the caller had taken both chunks before
 // the worker woke), while a training step issues kernels and GEMMs (ParallelGemm) back to back.
 // The spin is short so an idle pool still costs nothing.
+// Placement: each worker is bound to a CPU of its own and the process's main thread, when it
+// submits work, to another (TTFC_BIND=off leaves placement to the kernel). Unbound, about half
+// of the processes on these 2-vCPU machines ran the caller and the worker on one CPU for their
+// whole life, every parallel kernel at half speed (a Winograd convolution: 0.62 ms or 1.24 ms
+// by process, 1.24 ms always under `taskset -c 0`; bound, 0.62 ms in every process). Binding
+// needs a CPU per thread of every process of an MPI node (OMPI_COMM_WORLD_LOCAL_SIZE), or it
+// is skipped; other threads that submit work (tests' threads, background compiles) stay free.
 // The thread count is a knob (TTFC_THREADS, default: the number of online cores). While a traced
 // run has an ExecutionTrace attached (`attach`), each worker records its chunks in it (a worker
 // knows its index: its track in the trace); detached, a chunk costs one extra load.
 
+import CSupport
 import Glibc
 import Synchronization
 import TTSupport
@@ -48,9 +56,30 @@ public final class ThreadPool: @unchecked Sendable {
   /// with the mutex held, so nil costs a worker one load per chunk.
   private var trace: ExecutionTrace?
 
+  /// The CPUs the pool's threads are bound to (index 0: the main thread when it submits work),
+  /// or nil when they are left to the kernel.
+  let boundCPUs: [Int32]?
+
+  /// The CPUs this process may bind `threads` threads to: its share of its affinity mask (MPI
+  /// ranks on one node take consecutive shares), nil when there are too few or TTFC_BIND=off.
+  static func placement(threads: Int) -> [Int32]? {
+    if let text = getenv("TTFC_BIND"), String(cString: text) == "off" { return nil }
+    guard threads > 1 else { return nil }
+    var allowed = [Int32](repeating: 0, count: 4096)
+    let count = Int(ttfc_allowed_cpus(&allowed, 4096))
+    func environment(_ name: String) -> Int? { getenv(name).flatMap { Int(String(cString: $0)) } }
+    let ranks = max(environment("OMPI_COMM_WORLD_LOCAL_SIZE") ?? 1, 1), rank = environment("OMPI_COMM_WORLD_LOCAL_RANK") ?? 0
+    guard count >= threads * ranks, rank >= 0, rank < ranks else { return nil }
+    return Array(allowed[(rank * threads)..<((rank + 1) * threads)])
+  }
+
+  /// Whether the main thread has been bound (it is bound once, on its first submission).
+  nonisolated(unsafe) private static var mainThreadBound = false
+
   /// A pool of `threads` threads in all (the caller and `threads - 1` workers).
   public init(threads: Int) {
     threadCount = threads
+    boundCPUs = Self.placement(threads: threads)
     pthread_mutex_init(&mutex, nil)
     pthread_mutex_init(&submission, nil)
     pthread_cond_init(&wake, nil)
@@ -82,6 +111,7 @@ public final class ThreadPool: @unchecked Sendable {
   }
 
   private func workerLoop(index: Int) {
+    if let boundCPUs { _ = ttfc_bind_current_thread(boundCPUs[index]) }
     var seen = 0
     pthread_mutex_lock(&mutex)
     while true {
@@ -122,6 +152,10 @@ public final class ThreadPool: @unchecked Sendable {
     if count <= 1 || threadCount == 1 {
       for i in 0..<count { body(i) }
       return
+    }
+    if let boundCPUs, !Self.mainThreadBound, ttfc_is_main_thread() != 0 {
+      Self.mainThreadBound = true
+      _ = ttfc_bind_current_thread(boundCPUs[0])
     }
     // One job at a time: callers on other threads wait here, not inside a running job.
     pthread_mutex_lock(&submission)

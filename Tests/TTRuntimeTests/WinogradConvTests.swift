@@ -67,6 +67,55 @@ struct WinogradConvTests {
     return y
   }
 
+  /// F(4x4, 3x3) run directly (whichever variant the batch would pick), one or two threads.
+  static func run4(_ c: Case, x: [Float], w: [Float], threads: Int) -> [Float] {
+    var y = [Float](repeating: .nan, count: c.n * c.oh * c.ow * c.cout)
+    let pool = ThreadPool(threads: threads)
+    x.withUnsafeBufferPointer { xp in
+      w.withUnsafeBufferPointer { wp in
+        y.withUnsafeMutableBufferPointer { yp in
+          let done = WinogradConv.forward(c.geometry, n: c.n, x: xp.baseAddress!, w: wp.baseAddress!, y: yp.baseAddress!, pool: pool,
+                                          variant: .f4)
+          #expect(done)
+        }
+      }
+    }
+    return y
+  }
+
+  /// The largest error of `y` against the float64 direct sum, in units of K·u·Σ|x·w| (the direct
+  /// f32 sum's bound is 2 of them).
+  static func worstError(_ c: Case, y: [Float], x: [Float], w: [Float]) -> Double {
+    let (want, magnitude) = direct(c, x: x, w: w)
+    let u = 0x1p-24, k = Double(9 * c.cin)
+    var worst = 0.0
+    for e in want.indices { worst = max(worst, abs(Double(y[e]) - want[e]) / (k * u * magnitude[e] + u * abs(want[e]) + 1e-30)) }
+    return worst
+  }
+
+  /// F(4x4, 3x3) against the direct sum on the same edge cases as F(2x2): odd sizes (tiles with
+  /// 1-3 valid rows and columns), every padding, channels off the vector width and the panels,
+  /// two blocks of k; bits the same at one and two threads. Its error is some ten times
+  /// F(2x2)'s (the transforms' coefficients reach 8 and 1/24), within the direct sum's bound
+  /// on random data (IR-specs/codegen.md).
+  @Test(arguments: [
+    Case(n: 2, h: 14, w: 14, cin: 64, cout: 64, top: 1, bottom: 1, left: 1, right: 1),
+    Case(n: 3, h: 9, w: 11, cin: 12, cout: 20, top: 1, bottom: 1, left: 1, right: 1),
+    Case(n: 4, h: 13, w: 10, cin: 9, cout: 17, top: 0, bottom: 0, left: 0, right: 0),
+    Case(n: 2, h: 12, w: 15, cin: 24, cout: 40, top: 0, bottom: 2, left: 2, right: 1),
+    Case(n: 1, h: 16, w: 16, cin: 300, cout: 32, top: 1, bottom: 1, left: 1, right: 1),
+    Case(n: 1, h: 6, w: 7, cin: 16, cout: 16, top: 1, bottom: 1, left: 1, right: 1),
+  ])
+  func fourByFourMatchesTheDirectSum(_ c: Case) throws {
+    let x = Self.values(c.n * c.h * c.w * c.cin, seed: 5), w = Self.values(9 * c.cin * c.cout, seed: 6)
+    let y = Self.run4(c, x: x, w: w, threads: 2)
+    #expect(Self.run4(c, x: x, w: w, threads: 1) == y)
+    // Measured: at most 0.32 K·u·Σ|x·w| on these (F(2x2) and im2col: 0.02); the direct f32
+    // sum's bound is 2.
+    let worst = Self.worstError(c, y: y, x: x, w: w)
+    #expect(worst < 2, "\(c): worst error \(worst) K·u·Σ|x·w|")
+  }
+
   @Test(arguments: [
     // ResNet's 3x3 layer with padding 1, even sizes; odd sizes leave half-empty edge tiles.
     Case(n: 2, h: 14, w: 14, cin: 64, cout: 64, top: 1, bottom: 1, left: 1, right: 1),
