@@ -18,9 +18,9 @@
 //     order at the end (so the result depends on the thread count, not on timing);
 //   - depthwise (Cin/G = 1, any channel multiplier): no GEMM (its K is KH·KW and its N the
 //     multiplier), direct loops vectorized over the channels;
-//   - f32 forward 3x3 stride-1 convolutions with at least 64 output tiles of 2x2 (16 with a
-//     kept filter): Winograd's F(2x2, 3x3) (WinogradConv), 16 GEMMs with 2.25x fewer
-//     multiply-adds than im2col's.
+//   - f32 forward 3x3 stride-1 convolutions with enough output tiles: Winograd's F(2x2, 3x3)
+//     or F(4x4, 3x3) (WinogradConv), 16 or 36 GEMMs with 2.25x or 4x fewer multiply-adds than
+//     im2col's.
 //
 // Forward outputs next to padding with a non-finite value are redone by the direct sum, so an
 // Inf or NaN tap over padding contributes nothing (as the spec says) instead of 0·Inf = NaN.

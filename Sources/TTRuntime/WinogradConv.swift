@@ -76,8 +76,7 @@ enum WinogradConv {
   static func suits(_ g: ConvGeometry, n: Int, filterKept: Bool = false) -> Bool { variant(g, n: n, filterKept: filterKept) != nil }
 
   /// The fewest tiles of a chunk, so its GEMMs read the packed filter for enough rows.
-  static let experimentChunk4: Int = getenv("TTFC_W4CHUNK").flatMap { Int(String(cString: $0)) } ?? 24
-  static func minimumChunk(_ v: WinogradVariant) -> Int { v.m == 2 ? 48 : experimentChunk4 }
+  static func minimumChunk(_ v: WinogradVariant) -> Int { v.m == 2 ? 48 : 24 }
 
   /// Tiles per chunk: the chunk's V and M ((m+2)²·T·(Cin + Cout) floats) about 384 KiB, within
   /// L2, but at least `minimumChunk`; a multiple of the microkernel's 6 rows.
