@@ -69,7 +69,7 @@ public struct ConvGeometry: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// The element types the compiled convolutions take.
-public protocol ConvElement: BLASFloat, BinaryFloatingPoint, SIMDScalar {}
+public protocol ConvElement: BLASFloat, BinaryFloatingPoint, SIMDScalar, Codable {}
 extension Float: ConvElement {}
 extension Double: ConvElement {}
 

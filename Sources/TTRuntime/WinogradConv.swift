@@ -233,8 +233,8 @@ enum WinogradConv {
       let t0 = tiles.lowerBound, t1 = tiles.upperBound - 1
       // The output rows (flat over n, oh, ow) from the first tile's first row to the last tile's last.
       func firstRow(_ tile: Int) -> Int {
-        let image = tile / (tileRows * tileColumns), ti = (tile - image * tileRows * tileColumns) / tileColumns
-        return (image * g.oh + v.m * ti) * g.ow
+        let origin = tileOrigin(tile, m: v.m, tileRows: tileRows, tileColumns: tileColumns)
+        return (origin.image * g.oh + origin.row) * g.ow
       }
       redoDirect(g, x: x, w: w, y: y, rows: firstRow(t0), min(firstRow(t1) + v.m * g.ow, (t1 / (tileRows * tileColumns) + 1) * g.oh * g.ow),
                  pool: pool)
@@ -307,6 +307,16 @@ enum WinogradConv {
     return (probe.sum() + rest).isFinite
   }
 
+  /// Tile `tile`'s image and the output row and column of its top-left corner: tiles cover m x m
+  /// outputs and are numbered image by image, row by row.
+  @inline(__always)
+  static func tileOrigin(_ tile: Int, m: Int, tileRows: Int, tileColumns: Int) -> (image: Int, row: Int, column: Int) {
+    let perImage = tileRows * tileColumns
+    let image = tile / perImage, rest = tile - image * perImage
+    let tileRow = rest / tileColumns
+    return (image, m * tileRow, m * (rest - tileRow * tileColumns))
+  }
+
   /// V[ξ·4 + ν][t, ci] = (Bᵀ d B)[ξ, ν] for tile t's 4x4 input patch d (zero off the image), Bᵀ
   /// the rows (1, 0, −1, 0), (0, 1, 1, 0), (0, −1, 1, 0), (0, 1, 0, −1); t local to the chunk,
   /// `stride` tiles per position.
@@ -316,9 +326,8 @@ enum WinogradConv {
     let positionStride = stride * cin
     for t in 0..<count {
       let tile = firstTile + t
-      let image = tile / (tileRows * tileColumns), rest = tile - image * tileRows * tileColumns
-      let ti = rest / tileColumns, tj = rest - ti * tileColumns
-      let y0 = 2 * ti - g.top, x0 = 2 * tj - g.left
+      let (image, oy, ox) = tileOrigin(tile, m: 2, tileRows: tileRows, tileColumns: tileColumns)
+      let y0 = oy - g.top, x0 = ox - g.left
       let base = x + image * g.h * g.w * cin
       // Offsets of the patch's 16 pixels (-1: padding).
       var offsets = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
@@ -369,9 +378,7 @@ enum WinogradConv {
     let positionStride = stride * cout
     for t in 0..<count {
       let tile = firstTile + t
-      let image = tile / (tileRows * tileColumns), rest = tile - image * tileRows * tileColumns
-      let ti = rest / tileColumns, tj = rest - ti * tileColumns
-      let oy = 2 * ti, ox = 2 * tj
+      let (image, oy, ox) = tileOrigin(tile, m: 2, tileRows: tileRows, tileColumns: tileColumns)
       let rows = min(2, g.oh - oy), cols = min(2, g.ow - ox)
       let source = m + t * cout
       let target = y + ((image * g.oh + oy) * g.ow + ox) * cout
@@ -492,9 +499,8 @@ extension WinogradConv {
     withUnsafeTemporaryAllocation(of: Int.self, capacity: 36) { offsets in
       for t in 0..<count {
         let tile = firstTile + t
-        let image = tile / (tileRows * tileColumns), rest = tile - image * tileRows * tileColumns
-        let ti = rest / tileColumns, tj = rest - ti * tileColumns
-        let y0 = 4 * ti - g.top, x0 = 4 * tj - g.left
+        let (image, oy, ox) = tileOrigin(tile, m: 4, tileRows: tileRows, tileColumns: tileColumns)
+        let y0 = oy - g.top, x0 = ox - g.left
         let base = x + image * g.h * g.w * cin
         // Offsets of the patch's 36 pixels (-1: padding).
         for r in 0..<6 {
@@ -539,9 +545,7 @@ extension WinogradConv {
     var probeScalar: Float = 0
     for t in 0..<count {
       let tile = firstTile + t
-      let image = tile / (tileRows * tileColumns), rest = tile - image * tileRows * tileColumns
-      let ti = rest / tileColumns, tj = rest - ti * tileColumns
-      let oy = 4 * ti, ox = 4 * tj
+      let (image, oy, ox) = tileOrigin(tile, m: 4, tileRows: tileRows, tileColumns: tileColumns)
       let rows = min(4, g.oh - oy), cols = min(4, g.ow - ox)
       let source = m + t * cout
       let target = y + ((image * g.oh + oy) * g.ow + ox) * cout

@@ -82,12 +82,12 @@ struct DataFaultTests {
         bytes.replaceSubrange(at..<min(bytes.count, at + 1 + Int(generator.next() % 3)), with: replacements[Int(generator.next() % 6)])
       }
       let path = (directory as NSString).appendingPathComponent("m\(iteration % 7).\(suffix)")
-      FileManager.default.createFile(atPath: path, contents: Data(bytes))
+      #expect(FileManager.default.createFile(atPath: path, contents: Data(bytes)))
       do {
         if suffix == "npy" {
           let folder = (directory as NSString).appendingPathComponent("npy\(iteration % 7)")
           try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-          FileManager.default.createFile(atPath: (folder as NSString).appendingPathComponent("x.npy"), contents: Data(bytes))
+          #expect(FileManager.default.createFile(atPath: (folder as NSString).appendingPathComponent("x.npy"), contents: Data(bytes)))
           _ = try Dataset.load(folder)
         } else {
           _ = try Dataset.load(path)

@@ -105,7 +105,7 @@ struct MixedPrecisionTests {
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
     let metrics = directory + "/metrics.jsonl"
-    FileManager.default.createFile(atPath: metrics, contents: nil)
+    #expect(FileManager.default.createFile(atPath: metrics, contents: nil))
     var options = TrainingOptions()
     options.batch = 16; options.steps = 30; options.learningRate = 1e-2
     options.schedule = LearningRateSchedule.parse("step:10:0.5")!
@@ -279,7 +279,7 @@ struct MixedPrecisionTests {
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
     let metrics = directory + "/metrics.jsonl"
-    FileManager.default.createFile(atPath: metrics, contents: nil)
+    #expect(FileManager.default.createFile(atPath: metrics, contents: nil))
     // 4 ordinary batches, then one whose gradient overflows f16 at scale 32768 (the last step).
     let normal = Self.columns(count: 64, seed: 3), huge = Self.columns(count: 16, seed: 4, scale: 50)
     let x = Tensor(.f32, shape: [80, 8], floats: normal.x.doubles + huge.x.doubles)

@@ -109,7 +109,7 @@ struct FaultCLITests {
     let pid = finished.processIdentifier
     let abandoned = ["checkpoint.safetensors.tmp.\(pid).1", "table.user.40.ttemb.tmp.\(pid).3"]
     let foreign = ["notes.txt.tmp.\(pid).1", "checkpoint.safetensors.tmp.\(getpid()).1"]
-    for name in abandoned + foreign { FileManager.default.createFile(atPath: checkpoint + "/" + name, contents: Data(repeating: 1, count: 100)) }
+    for name in abandoned + foreign { #expect(FileManager.default.createFile(atPath: checkpoint + "/" + name, contents: Data(repeating: 1, count: 100))) }
     let result = try CLI.run(["train", Self.logreg, "--data", data, "--steps", "2", "--checkpoint", checkpoint])
     #expect(result.status == 0, "\(result.stderr)")
     for name in abandoned { #expect(!FileManager.default.fileExists(atPath: checkpoint + "/" + name), "\(name)") }
