@@ -62,14 +62,24 @@ public final class ThreadPool: @unchecked Sendable {
 
   /// The CPUs this process may bind `threads` threads to: its share of its affinity mask (MPI
   /// ranks on one node take consecutive shares), nil when there are too few or TTFC_BIND=off.
+  /// A pool of one thread submits no work and binds nothing.
   static func placement(threads: Int) -> [Int32]? {
     if let text = getenv("TTFC_BIND"), String(cString: text) == "off" { return nil }
     guard threads > 1 else { return nil }
     var allowed = [Int32](repeating: 0, count: 4096)
     let count = Int(ttfc_allowed_cpus(&allowed, 4096))
-    func environment(_ name: String) -> Int? { getenv(name).flatMap { Int(String(cString: $0)) } }
-    let ranks = max(environment("OMPI_COMM_WORLD_LOCAL_SIZE") ?? 1, 1), rank = environment("OMPI_COMM_WORLD_LOCAL_RANK") ?? 0
-    guard count >= threads * ranks, rank >= 0, rank < ranks else { return nil }
+    return share(of: Array(allowed.prefix(max(count, 0))), threads: threads,
+                 localSize: getenv("OMPI_COMM_WORLD_LOCAL_SIZE").map { String(cString: $0) },
+                 localRank: getenv("OMPI_COMM_WORLD_LOCAL_RANK").map { String(cString: $0) })
+  }
+
+  /// Rank `localRank`'s `threads` CPUs of `allowed` when the node's `localSize` ranks each get
+  /// as many; nil when they do not fit or the rank is outside 0 ..< localSize. A size that is
+  /// absent or not a number counts as one rank, an absent or unreadable rank as rank 0.
+  static func share(of allowed: [Int32], threads: Int, localSize: String?, localRank: String?) -> [Int32]? {
+    let ranks = max(localSize.flatMap { Int($0) } ?? 1, 1), rank = localRank.flatMap { Int($0) } ?? 0
+    // allowed.count / threads, not threads * ranks: the environment's number may be near Int.max.
+    guard threads > 0, allowed.count / threads >= ranks, rank >= 0, rank < ranks else { return nil }
     return Array(allowed[(rank * threads)..<((rank + 1) * threads)])
   }
 

@@ -20,7 +20,8 @@
 // size while the batch keeps the layer on one variant (crossing a threshold changes the
 // algorithm, hence the rounding, within the error below; TTFC_WINOGRAD=off keeps every batch
 // size on im2col, TTFC_WINOGRAD=2x2 on F(2x2) or im2col). The error is a few times the direct
-// sum's for F(2x2) and some ten times for F(4x4) (IR-specs/codegen.md); f64 stays on im2col.
+// sum's for F(2x2) and some ten times for F(4x4), and hardly shrinks with Cin, hence the
+// input-channel gates (IR-specs/codegen.md); f64 stays on im2col.
 
 import Glibc
 import TTCodegen
@@ -59,6 +60,14 @@ enum WinogradConv {
   static let minimumTiles4 = 128
   static let minimumTiles4Kept = 48
 
+  /// Fewest input channels per variant. Winograd's error is bounded by the transformed operands,
+  /// nearly independent of Cin, where the direct sum's bound grows with K = 9·Cin: on operands
+  /// spanning many orders of magnitude (normal times e^U(−5, 5)) F(4x4) measured 15.6, 7.0, 1.5
+  /// and 0.88 K·u·Σ|x·w| at Cin 8, 16, 32 and 64, F(2x2) 3.1 and 0.52 at Cin 8 and 16; from
+  /// these counts both stay within the direct sum's bound of 2 (IR-specs/codegen.md).
+  static let minimumInputChannels2 = 16
+  static let minimumInputChannels4 = 64
+
   static func tiles(_ g: ConvGeometry, n: Int, _ v: WinogradVariant = .f2) -> Int {
     n * ((g.oh + v.m - 1) / v.m) * ((g.ow + v.m - 1) / v.m)
   }
@@ -66,8 +75,10 @@ enum WinogradConv {
   /// The variant `forward` computes this f32 convolution with, if any.
   static func variant(_ g: ConvGeometry, n: Int, filterKept: Bool = false) -> WinogradVariant? {
     guard enabled && JitGemm.enabled && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.groups == 1
-      && g.cin >= 8 && g.cout >= 16 && g.cout <= JitGemm.sharedBlockColumns(k: g.cin) else { return nil }
-    if mode == .all && tiles(g, n: n, .f4) >= (filterKept ? minimumTiles4Kept : minimumTiles4) { return .f4 }
+      && g.cin >= minimumInputChannels2 && g.cout >= 16 && g.cout <= JitGemm.sharedBlockColumns(k: g.cin) else { return nil }
+    if mode == .all && g.cin >= minimumInputChannels4 && tiles(g, n: n, .f4) >= (filterKept ? minimumTiles4Kept : minimumTiles4) {
+      return .f4
+    }
     if tiles(g, n: n, .f2) >= (filterKept ? minimumTilesKept : minimumTiles) { return .f2 }
     return nil
   }
@@ -87,8 +98,8 @@ enum WinogradConv {
 
   /// Computes y, or returns false (computing nothing) when the transformed filter is not
   /// finite (an Inf or NaN in w, or values near f32's maximum): im2col then gives the direct
-  /// sum's Inf, NaN or finite result where the transforms would make inf − inf = NaN. A chunk
-  /// of tiles whose outputs come out non-finite is recomputed on im2col (`redoDirect`) for the
+  /// sum's Inf, NaN or finite result where the transforms would make inf − inf = NaN. Output
+  /// pixels that come out non-finite are recomputed on im2col (`redoNonFinitePixels`) for the
   /// same reason (Inf or NaN in x, or an overflow inside the transforms).
   static func forward(_ g: ConvGeometry, n: Int, x: UnsafePointer<Float>, w: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
                       pool: ThreadPool, variant v: WinogradVariant = .f2, filterCache: FilterCacheKey? = nil) -> Bool {
@@ -137,8 +148,8 @@ enum WinogradConv {
     return true
   }
 
-  /// The tiles' transforms and GEMMs against the packed U, and the im2col redo of any chunk
-  /// whose outputs are not finite.
+  /// The tiles' transforms and GEMMs against the packed U, and the im2col redo of any output pixel
+  /// holding a non-finite value.
   static func multiplyTiles(_ g: ConvGeometry, n: Int, _ v: WinogradVariant, x: UnsafePointer<Float>, w: UnsafePointer<Float>,
                             packed: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>, routines: GemmKernels.Entries,
                             pool: ThreadPool) -> Bool {
@@ -228,18 +239,28 @@ enum WinogradConv {
       }
     }
     let flagged = flags.pointer.assumingMemoryBound(to: UInt8.self)
-    for part in 0..<parts where flagged[part] != 0 {
-      let tiles = tileRange(part)
-      let t0 = tiles.lowerBound, t1 = tiles.upperBound - 1
-      // The output rows (flat over n, oh, ow) from the first tile's first row to the last tile's last.
-      func firstRow(_ tile: Int) -> Int {
-        let origin = tileOrigin(tile, m: v.m, tileRows: tileRows, tileColumns: tileColumns)
-        return (origin.image * g.oh + origin.row) * g.ow
-      }
-      redoDirect(g, x: x, w: w, y: y, rows: firstRow(t0), min(firstRow(t1) + v.m * g.ow, (t1 / (tileRows * tileColumns) + 1) * g.oh * g.ow),
-                 pool: pool)
-    }
+    if (0..<parts).contains(where: { flagged[$0] != 0 }) { redoNonFinitePixels(g, n: n, x: x, w: w, y: y, pool: pool) }
     return true
+  }
+
+  /// Recomputes on im2col every output pixel (all its channels) holding a non-finite value, in
+  /// runs of consecutive such pixels. Which pixels are redone depends only on the Winograd
+  /// results, never on the chunks or the thread count, so neither changes any output's bits.
+  /// An output whose window meets a non-finite input is non-finite under Winograd too (the input
+  /// reaches it through a nonzero transform coefficient), so every output the direct sum makes
+  /// non-finite is among those redone; the others are finite Winograd outputs, or outputs that
+  /// share a tile with a non-finite input or overflowed in the transforms.
+  static func redoNonFinitePixels(_ g: ConvGeometry, n: Int, x: UnsafePointer<Float>, w: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+                                  pool: ThreadPool) {
+    let pixels = n * g.oh * g.ow
+    var pixel = 0
+    while pixel < pixels {
+      guard !allFinite(y + pixel * g.cout, count: g.cout) else { pixel += 1; continue }
+      var end = pixel + 1
+      while end < pixels && !allFinite(y + end * g.cout, count: g.cout) { end += 1 }
+      redoDirect(g, x: x, w: w, y: y, rows: pixel, end, pool: pool)
+      pixel = end
+    }
   }
 
   /// Most bytes of V and M for the few-tiles schedule of `multiplyTiles` (all tiles at once).

@@ -167,8 +167,8 @@ struct ConvKernelTests {
   /// dilated and strided, on Winograd (a 3x3 layer with enough tiles), in f32 and f64, for a
   /// filter given as an argument and one kept packed as a parameter.
   @Test(arguments: [
-    Case(n: 2, h: 8, w: 8, cin: 8, cout: 16, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, groups: 1, padding: "pads = [1, 1, 1, 1]", oh: 8, ow: 8),
-    Case(n: 1, h: 16, w: 16, cin: 8, cout: 16, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, groups: 1, padding: "pads = [1, 1, 1, 1]", oh: 16, ow: 16),
+    Case(n: 2, h: 8, w: 8, cin: 16, cout: 16, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, groups: 1, padding: "pads = [1, 1, 1, 1]", oh: 8, ow: 8),
+    Case(n: 1, h: 16, w: 16, cin: 16, cout: 16, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, groups: 1, padding: "pads = [1, 1, 1, 1]", oh: 16, ow: 16),
     Case(n: 2, h: 9, w: 7, cin: 5, cout: 12, kh: 3, kw: 3, sh: 2, sw: 1, dh: 2, dw: 1, groups: 1, padding: "padding = \"SAME\"", oh: 5, ow: 7),
     Case(n: 1, h: 6, w: 6, cin: 4, cout: 6, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, groups: 2, padding: "pads = [1, 1, 1, 1]", oh: 6, ow: 6),
   ])

@@ -39,7 +39,7 @@ struct PackedFilterTests {
     (geometry(h: 9, w: 9, cin: 40, cout: 24, window: 5, stride: 1, dilation: 2, pad: 3), 1),
     (geometry(h: 8, w: 8, cin: 32, cout: 80, window: 1, stride: 2, pad: 0), 3),
     (geometry(h: 14, w: 14, cin: 16, cout: 32, window: 3, stride: 1, pad: 1), 2),    // F(2x2) either way: 98 tiles
-    (geometry(h: 20, w: 20, cin: 16, cout: 32, window: 3, stride: 1, pad: 1), 8),    // F(4x4) either way: 200 tiles
+    (geometry(h: 20, w: 20, cin: 64, cout: 32, window: 3, stride: 1, pad: 1), 8),    // F(4x4) either way: 200 tiles
   ])
   func keptFiltersGiveTheBitsOfPackingPerCall(_ g: ConvGeometry, n: Int) {
     let x = WinogradConvTests.values(n * g.h * g.w * g.cin, seed: 11), w = WinogradConvTests.values(g.depth * g.cout, seed: 12)
@@ -105,7 +105,7 @@ struct PackedFilterTests {
   }
 
   /// Inf and NaN in a kept filter: the Winograd form is marked unusable and the convolution runs
-  /// on im2col, giving the direct sum's Inf and NaN; a chunk whose outputs overflow is redone.
+  /// on im2col, giving the direct sum's Inf and NaN; output pixels that overflow are redone.
   @Test func nonFiniteKeptFiltersGiveTheDirectSum() {
     let c = Case(n: 1, h: 7, w: 7, cin: 16, cout: 16, top: 1, bottom: 1, left: 1, right: 1)
     let ones = [Float](repeating: 1, count: c.h * c.w * c.cin), filterOnes = [Float](repeating: 1, count: 9 * c.cin * c.cout)
