@@ -7,8 +7,9 @@
 //   pair; the pair's first k in the high half) and the microkernel is HalfGemmKernels' vdpbf16ps
 //   one. Each element of C is, per block of `kcBlock` k, a chain of f32 FMAs in k order from +0
 //   with denormal inputs and results flushed to zero (the instruction's rounding), the block
-//   sums added to C in order. Split over the pool by rows or columns (ParallelGemm.split), each
-//   part packing its own panels; the bits do not depend on the split.
+//   sums added to C in order. Split over the pool by rows (the threads pack one shared B̃ per
+//   block, each its own Ã) or columns (each part packs its own); the bits do not depend on the
+//   split. The packers read their source in memory order (x86: little-endian words).
 // - portable (f16 always; bf16 without the instruction or with TTFC_HALF_GEMM=portable): ttfc's
 //   f32 GEMM (JitGemm: its summation order, bit for bit) with packers that widen the operands to
 //   f32 (exactly) as they pack them; with TTFC_GEMM=openblas, widened copies and OpenBLAS.
@@ -110,8 +111,9 @@ public enum HalfGemm {
     }
   }
 
-  /// The dot-product path over the pool: split as ParallelGemm splits (part boundaries on
-  /// multiples of 16), each part a `dotGemm` of its own.
+  /// The dot-product path over the pool, split as ParallelGemm splits (part boundaries on
+  /// multiples of 16). Split by rows, the parts share one B̃ per block of B, packed by all the
+  /// threads, and each packs its own Ã; split by columns, each part is a `dotGemm` of its own.
   static func dotGemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<UInt16>, lda: Int,
                       b: UnsafePointer<UInt16>, ldb: Int, c: UnsafeMutablePointer<Float>, pool: ThreadPool,
                       kernel: HalfGemmKernels.Microkernel) {
@@ -121,23 +123,49 @@ public enum HalfGemm {
       case .rows(let p): (p, m, true)
       case .columns(let p): (p, n, false)
     }
-    guard parts > 1 else {
+    guard parts > 1, k > 0 else {
       dotGemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: n, kernel: kernel)
       return
     }
+    func boundary(_ p: Int) -> Int { p == parts ? extent : (extent * p / parts) / 16 * 16 }
     let aAddress = UInt(bitPattern: a), bAddress = UInt(bitPattern: b), cAddress = UInt(bitPattern: c)
-    pool.parallelFor(parts) { part in
-      func boundary(_ p: Int) -> Int { p == parts ? extent : (extent * p / parts) / 16 * 16 }
-      let lo = boundary(part), hi = boundary(part + 1)
-      guard hi > lo else { return }
-      let a0 = UnsafePointer<UInt16>(bitPattern: aAddress)!, b0 = UnsafePointer<UInt16>(bitPattern: bAddress)!
-      let c0 = UnsafeMutablePointer<Float>(bitPattern: cAddress)!
-      if byRows {
-        dotGemm(transposeA: transposeA, transposeB: transposeB, m: hi - lo, n: n, k: k, a: a0 + (transposeA ? lo : lo * lda), lda: lda,
-                b: b0, ldb: ldb, c: c0 + lo * n, ldc: n, kernel: kernel)
-      } else {
-        dotGemm(transposeA: transposeA, transposeB: transposeB, m: m, n: hi - lo, k: k, a: a0, lda: lda,
-                b: b0 + (transposeB ? lo * ldb : lo), ldb: ldb, c: c0 + lo, ldc: n, kernel: kernel)
+    guard byRows else {
+      pool.parallelFor(parts) { part in
+        let lo = boundary(part), hi = boundary(part + 1)
+        guard hi > lo else { return }
+        let b0 = UnsafePointer<UInt16>(bitPattern: bAddress)!
+        dotGemm(transposeA: transposeA, transposeB: transposeB, m: m, n: hi - lo, k: k, a: UnsafePointer<UInt16>(bitPattern: aAddress)!,
+                lda: lda, b: b0 + (transposeB ? lo * ldb : lo), ldb: ldb, c: UnsafeMutablePointer<Float>(bitPattern: cAddress)! + lo, ldc: n,
+                kernel: kernel)
+      }
+      return
+    }
+    let packedB = Scratch.take(kcBlock / 2 * ncBlock)
+    defer { Scratch.give(packedB) }
+    let packedAddress = UInt(bitPattern: packedB.pointer)
+    let operands = Operands(transposeA: transposeA, transposeB: transposeB, a: a, lda: lda, b: b, ldb: ldb)
+    for jc in stride(from: 0, to: n, by: ncBlock) {
+      let nc = min(ncBlock, n - jc), columnPanels = (nc + nr - 1) / nr
+      for pc in stride(from: 0, to: k, by: kcBlock) {
+        let kc = min(kcBlock, k - pc)
+        // B̃'s panels shared out over the threads, then each part's rows against all of them.
+        let packers = min(pool.threadCount, columnPanels)
+        pool.parallelFor(packers) { part in
+          let first = columnPanels * part / packers, last = columnPanels * (part + 1) / packers
+          guard last > first else { return }
+          let packed = UnsafeMutablePointer<UInt32>(bitPattern: packedAddress)!
+          operands.packB(columns: (jc + first * nr)..<(jc + min(nc, last * nr)), pc: pc, kc: kc,
+                         into: packed + first * nr * ((kc + 1) / 2))
+        }
+        pool.parallelFor(parts) { part in
+          let lo = boundary(part), hi = boundary(part + 1)
+          guard hi > lo else { return }
+          let workspace = Workspace()
+          defer { workspace.release() }
+          operands.multiply(rows: lo..<hi, jc: jc, nc: nc, pc: pc, kc: kc,
+                            packedB: UnsafePointer(UnsafeMutablePointer<UInt32>(bitPattern: packedAddress)!),
+                            c: UnsafeMutablePointer<Float>(bitPattern: cAddress)!, ldc: n, workspace: workspace, kernel: kernel)
+        }
       }
     }
   }
@@ -152,48 +180,74 @@ public enum HalfGemm {
       for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) }
       return
     }
-    let maxPairs = kcBlock / 2
-    let packedB = UnsafeMutablePointer<UInt32>.allocate(capacity: maxPairs * ncBlock)
-    let packedA = UnsafeMutablePointer<UInt32>.allocate(capacity: maxPairs * mcBlock)
-    let tile = UnsafeMutablePointer<Float>.allocate(capacity: mr * nr)
-    defer { packedB.deallocate(); packedA.deallocate(); tile.deallocate() }
+    let operands = Operands(transposeA: transposeA, transposeB: transposeB, a: a, lda: lda, b: b, ldb: ldb)
+    let packedB = UnsafeMutablePointer<UInt32>.allocate(capacity: kcBlock / 2 * ncBlock)
+    let workspace = Workspace()
+    defer { packedB.deallocate(); workspace.release() }
     for jc in stride(from: 0, to: n, by: ncBlock) {
       let nc = min(ncBlock, n - jc)
-      let columnPanels = (nc + nr - 1) / nr
       for pc in stride(from: 0, to: k, by: kcBlock) {
-        let kc = min(kcBlock, k - pc), pairs = (kc + 1) / 2
-        let accumulate = pc > 0 ? 1 : 0
-        if transposeB {
-          packPairs(width: nr, count: nc, kc: kc, into: packedB) { j, kk in b[(jc &+ j) &* ldb &+ pc &+ kk] }
+        let kc = min(kcBlock, k - pc)
+        operands.packB(columns: jc..<(jc + nc), pc: pc, kc: kc, into: packedB)
+        operands.multiply(rows: 0..<m, jc: jc, nc: nc, pc: pc, kc: kc, packedB: packedB, c: c, ldc: ldc, workspace: workspace,
+                          kernel: kernel)
+      }
+    }
+  }
+
+  /// A thread's Ã block and edge tile.
+  struct Workspace {
+    let packedA = UnsafeMutablePointer<UInt32>.allocate(capacity: kcBlock / 2 * mcBlock)
+    let tile = UnsafeMutablePointer<Float>.allocate(capacity: mr * nr)
+    func release() { packedA.deallocate(); tile.deallocate() }
+  }
+
+  /// A GEMM's two operands as stored, and the packing of their blocks.
+  struct Operands: @unchecked Sendable {
+    let transposeA: Bool, transposeB: Bool
+    let a: UnsafePointer<UInt16>, lda: Int, b: UnsafePointer<UInt16>, ldb: Int
+
+    /// B̃ for columns `columns` of op(B) and k in pc ..< pc + kc: panels of 16 columns.
+    func packB(columns: Range<Int>, pc: Int, kc: Int, into packed: UnsafeMutablePointer<UInt32>) {
+      if transposeB {
+        packPairsAlongRows(b + columns.lowerBound * ldb + pc, ld: ldb, width: nr, count: columns.count, kc: kc, into: packed)
+      } else {
+        packPairsDownColumns(b + pc * ldb + columns.lowerBound, ld: ldb, width: nr, count: columns.count, kc: kc, into: packed)
+      }
+    }
+
+    /// C[rows, jc ..< jc + nc] (+)= op(A)[rows, pc ..< pc + kc] B̃: Ã packed per block of
+    /// `mcBlock` rows, the microkernel over each 6x16 tile (edge tiles through `workspace.tile`).
+    func multiply(rows: Range<Int>, jc: Int, nc: Int, pc: Int, kc: Int, packedB: UnsafePointer<UInt32>, c: UnsafeMutablePointer<Float>,
+                  ldc: Int, workspace: Workspace, kernel: HalfGemmKernels.Microkernel) {
+      let pairs = (kc + 1) / 2, columnPanels = (nc + nr - 1) / nr
+      let accumulate = pc > 0 ? 1 : 0
+      let packedA = workspace.packedA, tile = workspace.tile
+      for ic in stride(from: rows.lowerBound, to: rows.upperBound, by: mcBlock) {
+        let mc = min(mcBlock, rows.upperBound - ic)
+        if transposeA {
+          packPairsDownColumns(a + pc * lda + ic, ld: lda, width: mr, count: mc, kc: kc, into: packedA)
         } else {
-          packPairs(width: nr, count: nc, kc: kc, into: packedB) { j, kk in b[(pc &+ kk) &* ldb &+ jc &+ j] }
+          packPairsAlongRows(a + ic * lda + pc, ld: lda, width: mr, count: mc, kc: kc, into: packedA)
         }
-        for ic in stride(from: 0, to: m, by: mcBlock) {
-          let mc = min(mcBlock, m - ic)
-          if transposeA {
-            packPairs(width: mr, count: mc, kc: kc, into: packedA) { i, kk in a[(pc &+ kk) &* lda &+ ic &+ i] }
-          } else {
-            packPairs(width: mr, count: mc, kc: kc, into: packedA) { i, kk in a[(ic &+ i) &* lda &+ pc &+ kk] }
-          }
-          for jr in 0..<columnPanels {
-            let columns = min(nr, nc - jr * nr)
-            let bPanel = UnsafePointer(packedB + jr * nr * pairs)
-            for ir in stride(from: 0, to: mc, by: mr) {
-              let rows = min(mr, mc - ir)
-              let aPanel = UnsafePointer(packedA + ir * pairs)
-              let target = c + (ic + ir) * ldc + jc + jr * nr
-              if rows == mr && columns == nr {
-                kernel(pairs, aPanel, bPanel, target, ldc, accumulate)
-                continue
-              }
-              kernel(pairs, aPanel, bPanel, tile, nr, 0)
-              for r in 0..<rows {
-                let source = tile + r * nr, row = target + r * ldc
-                if accumulate != 0 {
-                  for s in 0..<columns { row[s] += source[s] }
-                } else {
-                  row.update(from: source, count: columns)
-                }
+        for jr in 0..<columnPanels {
+          let columns = min(nr, nc - jr * nr)
+          let bPanel = packedB + jr * nr * pairs
+          for ir in stride(from: 0, to: mc, by: mr) {
+            let rows = min(mr, mc - ir)
+            let aPanel = UnsafePointer(packedA + ir * pairs)
+            let target = c + (ic + ir) * ldc + jc + jr * nr
+            if rows == mr && columns == nr {
+              kernel(pairs, aPanel, bPanel, target, ldc, accumulate)
+              continue
+            }
+            kernel(pairs, aPanel, bPanel, tile, nr, 0)
+            for r in 0..<rows {
+              let source = tile + r * nr, row = target + r * ldc
+              if accumulate != 0 {
+                for s in 0..<columns { row[s] += source[s] }
+              } else {
+                row.update(from: source, count: columns)
               }
             }
           }
@@ -202,12 +256,37 @@ public enum HalfGemm {
     }
   }
 
-  /// Packs `count` rows of A (or columns of B) over kc steps of k into panels of `width`: panel q
-  /// holds, for each pair p of k, `width` words (value at 2p << 16 | value at 2p+1), zero past
-  /// `count` and past kc (an odd kc's last pair ends in zero).
-  @inline(__always)
-  static func packPairs(width: Int, count: Int, kc: Int, into out: UnsafeMutablePointer<UInt32>,
-                        _ value: (Int, Int) -> UInt16) {
+  // The packed form: `count` rows of A (or columns of B) over kc steps of k, in panels of
+  // `width`; panel q holds, for each pair p of k, `width` words (value at 2p << 16 | value at
+  // 2p+1), zero past `count` and past kc (an odd kc's last pair ends in zero). Two readers, by
+  // which way k runs in memory, each reading its source in order.
+
+  /// Element (i, kk) at source[kk·ld + i] (B, or a transposed A): per pair, two rows' runs of
+  /// `width` values interleaved into words.
+  static func packPairsDownColumns(_ source: UnsafePointer<UInt16>, ld: Int, width: Int, count: Int, kc: Int,
+                                   into out: UnsafeMutablePointer<UInt32>) {
+    let pairs = (kc + 1) / 2, fullPairs = kc / 2
+    let panels = (count + width - 1) / width
+    for q in 0..<panels {
+      let panel = out + q &* width &* pairs
+      let real = min(width, count &- q &* width)
+      if real < width { panel.update(repeating: 0, count: width &* pairs) }
+      let first = source + q &* width
+      for p in 0..<fullPairs {
+        let high = first + 2 &* p &* ld, low = high + ld, target = panel + p &* width
+        for s in 0..<real { target[s] = UInt32(high[s]) << 16 | UInt32(low[s]) }
+      }
+      if pairs > fullPairs {
+        let high = first + (kc &- 1) &* ld, target = panel + fullPairs &* width
+        for s in 0..<real { target[s] = UInt32(high[s]) << 16 }
+      }
+    }
+  }
+
+  /// Element (i, kk) at source[i·ld + kk] (A, or a transposed B): each pair one 32-bit load, its
+  /// halves swapped (memory holds the pair's first k in the low half).
+  static func packPairsAlongRows(_ source: UnsafePointer<UInt16>, ld: Int, width: Int, count: Int, kc: Int,
+                                 into out: UnsafeMutablePointer<UInt32>) {
     let pairs = (kc + 1) / 2, fullPairs = kc / 2
     let panels = (count + width - 1) / width
     for q in 0..<panels {
@@ -215,11 +294,12 @@ public enum HalfGemm {
       let real = min(width, count &- q &* width)
       if real < width { panel.update(repeating: 0, count: width &* pairs) }
       for s in 0..<real {
-        let index = q &* width &+ s
+        let row = UnsafeRawPointer(source + (q &* width &+ s) &* ld)
         for p in 0..<fullPairs {
-          panel[p &* width &+ s] = UInt32(value(index, 2 &* p)) << 16 | UInt32(value(index, 2 &* p &+ 1))
+          let word = row.loadUnaligned(fromByteOffset: 4 &* p, as: UInt32.self)
+          panel[p &* width &+ s] = word << 16 | word >> 16
         }
-        if pairs > fullPairs { panel[fullPairs &* width &+ s] = UInt32(value(index, kc &- 1)) << 16 }
+        if pairs > fullPairs { panel[fullPairs &* width &+ s] = UInt32(row.load(fromByteOffset: 2 &* (kc &- 1), as: UInt16.self)) << 16 }
       }
     }
   }

@@ -219,13 +219,13 @@ struct HalfGemmTests {
   }
 
   /// The JIT's vdpbf16ps microkernel through HalfGemm, against the instruction model (only on a
-  /// CPU with AVX512-BF16).
-  @Test(.enabled(if: HalfGemmKernels.hostHasDotProducts, "the host has no AVX512-BF16"), arguments: [false, true])
-  func dotProductKernelMatchesTheInstructionModel(_ transposed: Bool) throws {
+  /// CPU with AVX512-BF16), every layout; at two threads the larger shapes split by rows (one
+  /// shared B̃ per block: two blocks of n, three of k with an odd last one) or by columns.
+  @Test(.enabled(if: HalfGemmKernels.hostHasDotProducts, "the host has no AVX512-BF16"), arguments: [false, true], [false, true])
+  func dotProductKernelMatchesTheInstructionModel(_ ta: Bool, _ tb: Bool) throws {
     try #require(HalfGemm.routines?.dotMicrokernel != nil)
     let pools = [ThreadPool(threads: 1), ThreadPool(threads: 2)]
-    for (index, (m, n, k)) in (Self.shapes + [(200, 130, 300)]).enumerated() {
-      let ta = transposed, tb = !transposed
+    for (index, (m, n, k)) in (Self.shapes + [(200, 130, 300), (150, 2100, 37), (130, 40, 1031), (20, 700, 600)]).enumerated() {
       let a = Self.values(m * k, .bf16, seed: m + 13 * k, specials: index % 2 == 0)
       let b = Self.values(k * n, .bf16, seed: n + 17 * k, specials: index % 2 == 0)
       let want = Self.dotModel(a, b, m: m, n: n, k: k, ta: ta, tb: tb)
