@@ -28,12 +28,20 @@ func median(_ body: () throws -> Void, repetitions: Int = 20, warmup: Int = 3) r
   return times.sorted()[times.count / 2]
 }
 
-func fill(_ p: UnsafeMutableRawPointer, count: Int, seed: UInt64) {
-  let f = p.assumingMemoryBound(to: Float.self)
+/// `count` values in [-1, 1) of type `dtype` (f32 by default); integers and i1 get zeros (valid
+/// indices and a constant mask: a --file function's integer inputs are usually indices).
+func fill(_ p: UnsafeMutableRawPointer, count: Int, seed: UInt64, dtype: DType = .f32) {
   var state = seed
   for i in 0..<count {
     state = state &* 6364136223846793005 &+ 1442695040888963407
-    f[i] = Float(Int64(bitPattern: state >> 11) % 2000) / 1000.0 - 1.0
+    let value = Float(Int64(bitPattern: state >> 11) % 2000) / 1000.0 - 1.0
+    switch dtype {
+    case .f32: p.storeBytes(of: value, toByteOffset: 4 * i, as: Float.self)
+    case .f64: p.storeBytes(of: Double(value), toByteOffset: 8 * i, as: Double.self)
+    case .f16: p.storeBytes(of: Float16(value).bitPattern, toByteOffset: 2 * i, as: UInt16.self)
+    case .bf16: p.storeBytes(of: UInt16(truncatingIfNeeded: value.bitPattern >> 16), toByteOffset: 2 * i, as: UInt16.self)
+    case .i64, .i32, .i8, .i1: (p + i * dtype.byteSize).initializeMemory(as: UInt8.self, repeating: 0, count: dtype.byteSize)
+    }
   }
 }
 
@@ -42,7 +50,7 @@ func compile(_ text: String, _ function: String, _ inputs: [TensorType]) throws 
   let start = DispatchClock.now()
   let executable = try Executable(module: module, function: function)
   let run = try executable.prepare(inputTypes: inputs)
-  for (i, t) in inputs.enumerated() { fill(run.inputs[i], count: elementCount(t.staticShape!)!, seed: UInt64(i + 1)) }
+  for (i, t) in inputs.enumerated() { fill(run.inputs[i], count: elementCount(t.staticShape!)!, seed: UInt64(i + 1), dtype: t.dtype) }
   try run.execute()
   return (executable, run, DispatchClock.now() - start)
 }
