@@ -261,17 +261,26 @@ public enum HalfGemm {
   // 2p+1), zero past `count` and past kc (an odd kc's last pair ends in zero). Two readers, by
   // which way k runs in memory, each reading its source in order.
 
+  /// Calls `pack(panel, first index, real count)` for each panel of `width` indices out of
+  /// `count`, a last partial panel zeroed first.
+  @inline(__always)
+  static func forEachPanel(width: Int, count: Int, pairs: Int, out: UnsafeMutablePointer<UInt32>,
+                           _ pack: (UnsafeMutablePointer<UInt32>, Int, Int) -> Void) {
+    for q in 0..<((count + width - 1) / width) {
+      let panel = out + q &* width &* pairs
+      let real = min(width, count &- q &* width)
+      if real < width { panel.update(repeating: 0, count: width &* pairs) }
+      pack(panel, q &* width, real)
+    }
+  }
+
   /// Element (i, kk) at source[kk·ld + i] (B, or a transposed A): per pair, two rows' runs of
   /// `width` values interleaved into words.
   static func packPairsDownColumns(_ source: UnsafePointer<UInt16>, ld: Int, width: Int, count: Int, kc: Int,
                                    into out: UnsafeMutablePointer<UInt32>) {
     let pairs = (kc + 1) / 2, fullPairs = kc / 2
-    let panels = (count + width - 1) / width
-    for q in 0..<panels {
-      let panel = out + q &* width &* pairs
-      let real = min(width, count &- q &* width)
-      if real < width { panel.update(repeating: 0, count: width &* pairs) }
-      let first = source + q &* width
+    forEachPanel(width: width, count: count, pairs: pairs, out: out) { panel, index, real in
+      let first = source + index
       for p in 0..<fullPairs {
         let high = first + 2 &* p &* ld, low = high + ld, target = panel + p &* width
         for s in 0..<real { target[s] = UInt32(high[s]) << 16 | UInt32(low[s]) }
@@ -288,13 +297,9 @@ public enum HalfGemm {
   static func packPairsAlongRows(_ source: UnsafePointer<UInt16>, ld: Int, width: Int, count: Int, kc: Int,
                                  into out: UnsafeMutablePointer<UInt32>) {
     let pairs = (kc + 1) / 2, fullPairs = kc / 2
-    let panels = (count + width - 1) / width
-    for q in 0..<panels {
-      let panel = out + q &* width &* pairs
-      let real = min(width, count &- q &* width)
-      if real < width { panel.update(repeating: 0, count: width &* pairs) }
+    forEachPanel(width: width, count: count, pairs: pairs, out: out) { panel, index, real in
       for s in 0..<real {
-        let row = UnsafeRawPointer(source + (q &* width &+ s) &* ld)
+        let row = UnsafeRawPointer(source + (index &+ s) &* ld)
         for p in 0..<fullPairs {
           let word = row.loadUnaligned(fromByteOffset: 4 &* p, as: UInt32.self)
           panel[p &* width &+ s] = word << 16 | word >> 16
