@@ -47,7 +47,7 @@ public enum ReductionSweep: Equatable, Sendable {
   /// axes (`rows`, outermost first); each chunk of rows gets an output row of its own, and the
   /// caller combines the chunks' rows in order with `combine`.
   case leadingRows(rows: [Dim], combine: SweepCombine)
-  /// Over leading axes, integers: `begin..<end` split the output's first axis (its columns).
+  /// Over leading axes, integers and half types: `begin..<end` split the output's first axis (its columns).
   case leadingColumns
   /// Over a middle block of axes: `begin..<end` split the output's first axis, as for any kernel.
   case middle
@@ -173,8 +173,9 @@ final class KernelEmitter {
 
   /// How the kernel of `body` sweeps its operand, when its root is a sum, mean, max or min over
   /// one contiguous block of axes that leaves the last axis (`emitReductionSweep`); nil when the
-  /// generic loop nest computes it. Half types are excluded: the sweep accumulates in the output
-  /// buffer, where each step would round to the half type.
+  /// generic loop nest computes it. The sweep accumulates in the output buffer, where half types
+  /// would round at each step: they sweep only over leading axes into a rank-1 output (a bias
+  /// gradient), accumulating in f64 blocks on the stack as the generic nest does in registers.
   static func reductionSweep(_ body: Function) -> ReductionSweep? {
     guard !body.returnValues.isEmpty, body.returnValues.count <= 2,
           case .result(let id, _) = body[body.returnValues[0]].definition else { return nil }
@@ -185,7 +186,9 @@ final class KernelEmitter {
           axes == Array(first..<(first + axes.count)), first + axes.count < x.rank,
           !(op.attributes.bool("keepdims") ?? false) else { return nil }
     let half: Set<DType> = [.f16, .bf16]
-    guard !half.contains(x.dtype), !half.contains(output.dtype) else { return nil }
+    if half.contains(x.dtype) || half.contains(output.dtype) {
+      guard first == 0, output.rank == 1, body.returnValues.count == 1 else { return nil }
+    }
     if body.returnValues.count == 2 && (first != 0 || op.operands[0] != body.returnValues[1]) { return nil }
     if first > 0 { return .middle }
     // Partial rows are combined by the runtime, which (unlike a truncating integer mean) may
@@ -501,6 +504,8 @@ final class KernelEmitter {
         accumulate(lead: [], reduced: reduced)
       }
       finish(all)
+    case .leadingColumns where output.dtype == .f16 || output.dtype == .bf16:
+      emitHalfColumnSweep(op, x: x, axes: axes, reducedBounds: reducedBounds, begin: begin, end: end)
     case .leadingColumns:
       let columns = (0..<output.rank).map { d in (d == 0 ? begin : ir.int(0), d == 0 ? end : size(output.dims[d])) }
       loopNest(columns) { index in self.store(identity, dtype: output.dtype, at: self.linear(index, output), buffer: out) }
@@ -526,6 +531,50 @@ final class KernelEmitter {
       }
     }
     return true
+  }
+
+  /// Columns per block of a half column sweep's f64 accumulators (2 KiB on the stack).
+  static let halfSweepBlock = 256
+
+  /// A half type's sum, mean, max or min over leading axes into a rank-1 output, columns
+  /// begin ..< end: per block of `halfSweepBlock` columns, f64 accumulators on the stack swept
+  /// by rows of the operand (contiguous loads, vectorized over the columns), then each total
+  /// finished in f64 and rounded through f32 to the half type, as the generic nest rounds it.
+  func emitHalfColumnSweep(_ op: OpNode, x: TensorType, axes: [Int], reducedBounds: [(IRBuilder.V, IRBuilder.V)],
+                           begin: IRBuilder.V, end: IRBuilder.V) {
+    let output = signature.output, out = buffers[signature.inputs.count]
+    let blockSize = Self.halfSweepBlock
+    let current = LLVMGetInsertBlock(ir.b)!
+    let entry = LLVMGetEntryBasicBlock(ir.currentFunction)!
+    LLVMPositionBuilder(ir.b, entry, LLVMGetFirstInstruction(entry))
+    let accumulators = LLVMBuildAlloca(ir.b, LLVMArrayType2(ir.f64, UInt64(blockSize)), "half_sweep")!
+    LLVMSetAlignment(accumulators, 64)
+    LLVMPositionBuilderAtEnd(ir.b, current)
+    func accumulator(_ c: IRBuilder.V) -> IRBuilder.V { ir.gep(ir.f64, accumulators, c) }
+    let identity = reductionIdentity(op.code, .f64), count = reducedCount(axes, of: x)
+    let blocks = ir.sdiv(ir.add(ir.sub(end, begin), ir.int(blockSize - 1)), ir.int(blockSize))
+    loopNest([(ir.int(0), blocks)]) { block in
+      let start = self.ir.add(begin, self.ir.mul(block[0], self.ir.int(blockSize)))
+      let stop = self.ir.select(self.ir.icmp(LLVMIntSLT, self.ir.sub(end, start), self.ir.int(blockSize)), end,
+                                self.ir.add(start, self.ir.int(blockSize)))
+      let width = self.ir.sub(stop, start)
+      self.loopNest([(self.ir.int(0), width)]) { c in self.ir.store(identity, accumulator(c[0])) }
+      self.loopNest(reducedBounds) { reduced in
+        if axes.count == 1 && x.rank == 2 { self.prefetchColumnSlice(row: reduced[0], columns: start, stop, of: x) }
+        self.loopNest([(self.ir.int(0), width)]) { c in
+          let v = self.ir.fpext(self.element(op.operands[0], reduced + [self.ir.add(start, c[0])]), self.ir.f64)
+          let slot = accumulator(c[0])
+          self.ir.store(self.combineReduction(op.code, self.ir.load(self.ir.f64, slot), v, .f64), slot)
+        }
+      }
+      self.loopNest([(self.ir.int(0), width)]) { c in
+        var total = self.ir.load(self.ir.f64, accumulator(c[0]))
+        if op.code == .reduceSum { total = self.emptySumIsPositiveZero(total, count: count, .f64) }
+        if op.code == .reduceMean { total = self.divideByCount(total, count, .f64) }
+        let rounded = self.roundedToHalf(self.ir.fptrunc(total, self.ir.f32), output.dtype)
+        self.store(rounded, dtype: output.dtype, at: self.ir.add(start, c[0]), buffer: out)
+      }
+    }
   }
 
   /// A column reduction's thread reads a slice of every row: `columnReductionPrefetchRows` rows
