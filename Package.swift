@@ -82,7 +82,7 @@ let package = Package(
     .testTarget(name: "TTSupportTests", dependencies: ["TTSupport"]),
     .testTarget(name: "TTTrainTests", dependencies: ["TTIR", "TTInterp", "TTTrain", "TTPasses", "TTRuntime", "TTCompiler", "TTEmbedding"],
                 exclude: ["JAXVision", "JAXTransformer"]),
-    .testTarget(name: "TTONNXTests", dependencies: ["TTONNX", "TTIR", "TTInterp"]),
+    .testTarget(name: "TTONNXTests", dependencies: ["TTONNX", "TTIR", "TTInterp", "TTRuntime", "TTCompiler"]),
     .testTarget(name: "ttfcTests", dependencies: ["ttfc", "TTIR", "TTInterp", "TTPasses", "TTRuntime", "TTCompiler", "TTTrain"]),
   ]
 )

@@ -84,22 +84,25 @@ enum Reductions {
     let outCount = elementCount(outShape) ?? 0
     if n == 0 && outCount > 0 { throw .emptyReduction(op: code.rawValue) }
     let inner = x.shape[(axis + 1)...].reduce(1, *)
-    let values = x.doubles
     let isMax = code == .argmax
     var result = [Int64](repeating: 0, count: outCount)
-    for o in 0..<outCount {
-      let outer = o / inner, innerIndex = o % inner
-      var best = 0
-      var bestValue = values[outer * n * inner + innerIndex]
-      if !bestValue.isNaN {
-        for k in 1..<Swift.max(n, 1) {
-          let v = values[(outer * n + k) * inner + innerIndex]
-          if v.isNaN { best = k; break }
-          if isMax ? v > bestValue : v < bestValue { best = k; bestValue = v }
+    // Integers compare as integers: i64 values past 2^53 are not all distinct as doubles.
+    func scan<T: Comparable>(_ values: [T], isNaN: (T) -> Bool) {
+      for o in 0..<outCount {
+        let outer = o / inner, innerIndex = o % inner
+        var best = 0
+        var bestValue = values[outer * n * inner + innerIndex]
+        if !isNaN(bestValue) {
+          for k in 1..<Swift.max(n, 1) {
+            let v = values[(outer * n + k) * inner + innerIndex]
+            if isNaN(v) { best = k; break }
+            if isMax ? v > bestValue : v < bestValue { best = k; bestValue = v }
+          }
         }
+        result[o] = Int64(best)
       }
-      result[o] = Int64(best)
     }
+    if x.dtype.isFloat { scan(x.doubles, isNaN: \.isNaN) } else { scan(x.int64s, isNaN: { _ in false }) }
     if keepdims { outShape.insert(1, at: axis) }
     return Tensor(dtype, shape: outShape, ints: result)
   }

@@ -125,6 +125,21 @@ struct Translator {
 
   mutating func run() throws(ONNXError) -> ONNXImportResult {
     let initializerNames = Set(graph.initializers.map(\.name))
+    // ONNX graphs are in static single assignment form (onnx.checker and onnxruntime refuse
+    // others): a name defined twice would make one of its uses read the wrong value.
+    var definedBy: [String: String] = [:]
+    for name in graph.inputs.map(\.name) + graph.initializers.map(\.name) where definedBy[name] == nil {
+      definedBy[name] = initializerNames.contains(name) ? "an initializer" : "a graph input"
+    }
+    for (index, node) in graph.nodes.enumerated() {
+      let label = "node '\(node.name.isEmpty ? "#\(index)" : node.name)' (\(node.opType))"
+      for name in node.outputs where !name.isEmpty {
+        if let first = definedBy[name] {
+          throw .malformed("'\(name)' is defined twice, by \(first) and by \(label) (an ONNX graph assigns each name once)")
+        }
+        definedBy[name] = label
+      }
+    }
     // Which graph inputs some node needs as a constant (a Reshape's shape...).
     var constantUses: Set<String> = []
     for node in graph.nodes {
@@ -138,6 +153,14 @@ struct Translator {
         if node.opType == "Conv" && k == 1 && (node.domain.isEmpty || node.domain == "ai.onnx") { convFilterUses[name, default: 0] += 1 } else { otherUses.insert(name) }
       }
     }
+    // Float initializers used only where a model's code writes a constant — Pow's exponent,
+    // Clip's bounds — are constants, not trained parameters (a gradient step on an exponent
+    // is x^p·log x, NaN for negative x: an outside review's model could not train).
+    let constantPositions: [String: Set<Int>] = ["Pow": [1], "Clip": [1, 2]]
+    var trainableUses: Set<String> = Set(graph.outputs.map(\.name))
+    for node in graph.nodes {
+      for (k, name) in node.inputs.enumerated() where !(constantPositions[node.opType]?.contains(k) ?? false) { trainableUses.insert(name) }
+    }
     // Initializers: floats are trained parameters, the rest constants.
     for initializer in graph.initializers {
       guard !initializer.isExternal else {
@@ -148,7 +171,7 @@ struct Translator {
         problems.append(UnsupportedItem(node: "(initializer)", opType: "-", reason: "'\(initializer.name)' has element type \(ONNXDataType.name(initializer.dataType))"))
         poisoned.insert(initializer.name); continue
       }
-      if tensor.dtype.isFloat && !constantUses.contains(initializer.name) {
+      if tensor.dtype.isFloat && !constantUses.contains(initializer.name) && trainableUses.contains(initializer.name) {
         let base = sanitizeName(initializer.name)
         var name = base, k = 1
         while usedParamNames.contains(name) { name = "\(base)_\(k)"; k += 1 }

@@ -56,7 +56,12 @@ public enum ONNXDataType {
 }
 
 /// One dimension of a tensor shape: a size, a named symbol, or unknown.
-public enum ONNXDim: Equatable, Sendable { case value(Int64), param(String), unknown }
+public enum ONNXDim: Equatable, Sendable, CustomStringConvertible {
+  case value(Int64), param(String), unknown
+  public var description: String {
+    switch self { case .value(let n): return String(n); case .param(let s): return s; case .unknown: return "?" }
+  }
+}
 
 /// A tensor type (TypeProto.Tensor), or a note of what other kind of type it was.
 public struct ONNXType: Equatable, Sendable {

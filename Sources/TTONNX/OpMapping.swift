@@ -453,16 +453,28 @@ struct OpMapping {
     try checkAttributes([]); try inputCount(3...3)
     guard let start = try constantInput(0, t, what: "start"), let limit = try constantInput(1, t, what: "limit"),
           let delta = try constantInput(2, t, what: "delta") else { throw Unsupported("missing inputs") }
+    if !start.dtype.isFloat {
+      // Integers count exactly in 128 bits (int64 extremes overflow a difference in 64); the
+      // elements, all between start and limit, are a running sum.
+      let si = start.int64s[0], li = limit.int64s[0], di = delta.int64s[0]
+      guard di != 0 else { throw Unsupported("delta 0") }
+      let span = Int128(li) - Int128(si), step = Int128(di)
+      var exact = span / step
+      if span % step != 0 && (span > 0) == (step > 0) { exact += 1 }
+      guard exact <= 1 << 24 else { throw Unsupported("a range of \(exact) elements") }
+      let count = Int(max(exact, 0))
+      var value = si
+      return Tensor(start.dtype, shape: [count], ints: (0..<count).map { i in
+        if i > 0 { value = value &+ di }
+        return value
+      })
+    }
     let s = start.doubles[0], l = limit.doubles[0], d = delta.doubles[0]
     guard d != 0, d.isFinite, s.isFinite, l.isFinite else { throw Unsupported("delta \(d)") }
     let exact = ((l - s) / d).rounded(.up)
     guard exact <= Double(1 << 24) else { throw Unsupported("a range of \(exact) elements") }
     let count = max(Int(exact), 0)
-    if start.dtype.isFloat {
-      return Tensor(start.dtype, shape: [count], floats: (0..<count).map { roundToFloat(s + Double($0) * d, start.dtype) })
-    }
-    let si = start.int64s[0], di = delta.int64s[0]
-    return Tensor(start.dtype, shape: [count], ints: (0..<count).map { si + Int64($0) * di })
+    return Tensor(start.dtype, shape: [count], floats: (0..<count).map { roundToFloat(s + Double($0) * d, start.dtype) })
   }
 
   // MARK: linear algebra
@@ -759,15 +771,29 @@ struct OpMapping {
     let keep = try int("keepdims", 1) != 0
     var axes = try ints("axes") ?? []
     if node.attribute("axes") == nil { axes = try constantInts(1, t, what: "axes") ?? [] }
+    let dtype = t.type(x).dtype
+    func needFloat() throws(Unsupported) { guard dtype.isFloat else { throw Unsupported("element type \(dtype)") } }
     if axes.isEmpty {
-      if try int("noop_with_empty_axes", 0) != 0 { return x }
+      if try int("noop_with_empty_axes", 0) != 0 {
+        // No axis is reduced, but the elementwise part still applies (ONNX's reference and
+        // onnxruntime): ReduceSumSquare is x², ReduceL1 and ReduceL2 |x|, ReduceLogSum log x.
+        switch node.opType {
+        case "ReduceL1": return try t.emit(.abs, [x])
+        case "ReduceSumSquare": return try t.emit(.mul, [x, x])
+        case "ReduceL2":
+          try needFloat()
+          return try t.emit(.sqrt, [try t.emit(.mul, [x, x])])
+        case "ReduceLogSum":
+          try needFloat()
+          return try t.emit(.log, [x])
+        default: return x
+        }
+      }
       axes = Array(0..<rank)
     }
     var seen: Set<Int> = []
     for a in axes { guard seen.insert(try normalizedAxis(a, rank: rank)).inserted else { throw Unsupported("axis \(a) listed twice") } }
     let attrs: [String: Attribute] = ["axes": .ints(seen.sorted().map { Int64($0) }), "keepdims": .bool(keep)]
-    let dtype = t.type(x).dtype
-    func needFloat() throws(Unsupported) { guard dtype.isFloat else { throw Unsupported("element type \(dtype)") } }
     switch node.opType {
     case "ReduceSum": return try t.emit(.reduceSum, [x], attrs)
     case "ReduceMean":
@@ -938,14 +964,16 @@ struct OpMapping {
     if let c = t.constants[node.inputs[1]], c.dtype.isInteger, size != nil || c.int64s.allSatisfy({ $0 >= 0 }) {
       // Negative indices count from the end: resolved here for constant indices.
       let n = Int64(size ?? 0)
-      indices = t.constant(Tensor(c.dtype, shape: c.shape, ints: c.int64s.map { $0 < 0 ? $0 + n : $0 }))
+      indices = t.constant(Tensor(c.dtype, shape: c.shape, ints: c.int64s.map { $0 < 0 && $0 >= -n ? $0 + n : $0 }))
     } else {
       indices = try input(1, &t)
       let dtype = t.type(indices).dtype
       guard dtype == .i32 || dtype == .i64 else { throw Unsupported("indices of element type \(dtype)") }
       guard let n = size else { throw Unsupported("gathering along symbolic axis \(axis) with indices that may be negative") }
-      let negative = try t.emit(.lt, [indices, t.scalar(0, dtype)])
-      indices = try t.emit(.where, [negative, try t.emit(.add, [indices, t.scalar(Double(n), dtype)]), indices])
+      // Only indices in [-n, 0) count from the end: one below stays as given, so the gather's
+      // error names the index the model holds.
+      let fromEnd = try t.emit(.and, [try t.emit(.lt, [indices, t.scalar(0, dtype)]), try t.emit(.ge, [indices, t.scalar(Double(-n), dtype)])])
+      indices = try t.emit(.where, [fromEnd, try t.emit(.add, [indices, t.scalar(Double(n), dtype)]), indices])
     }
     return try t.emit(.gather, [x, indices], ["axis": .int(Int64(axis))])
   }

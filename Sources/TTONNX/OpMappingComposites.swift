@@ -230,7 +230,13 @@ extension OpMapping {
       let negative = try t.emit(.lt, [index, t.scalar(0, .i64)])
       index = try t.emit(.where, [negative, try t.emit(.add, [index, sizes]), index])
       let strides = t.constant(Tensor(.i64, shape: [k], ints: rowMajorStrides(leading).map { Int64($0) }))
-      let flatIndex = try t.emit(.reduceSum, [try t.emit(.mul, [index, strides])], ["axes": .ints([-1])])
+      var flatIndex = try t.emit(.reduceSum, [try t.emit(.mul, [index, strides])], ["axes": .ints([-1])])
+      // An entry outside its dimension would land on another row of the flattened data: its
+      // flat index becomes the data's size, which the gather refuses by name (as onnxruntime
+      // refuses the entry; a negative sentinel would count from the end).
+      let outside = try t.emit(.or, [try t.emit(.lt, [index, t.scalar(0, .i64)]), try t.emit(.ge, [index, sizes])])
+      let anyOutside = try t.emit(.reduceMax, [try t.emit(.cast, [outside], declared: t.type(index))], ["axes": .ints([-1])])
+      flatIndex = try t.emit(.where, [try t.emit(.gt, [anyOutside, t.scalar(0, .i64)]), t.scalar(Double(flatCount), .i64), flatIndex])
       let flatData = try t.emit(.reshape, [x], declared: type.with(dims: [.known(flatCount)] + type.dims.dropFirst(k)))
       return try t.emit(.gather, [flatData, flatIndex], ["axis": .int(0)])
     case "CenterCropPad":
@@ -347,7 +353,11 @@ extension OpMapping {
       let negative = try t.emit(.lt, [index, t.scalar(0, .i64)])
       index = try t.emit(.where, [negative, try t.emit(.add, [index, t.scalar(Double(size), .i64)]), index])
       let scaled = try t.emit(.mul, [index, t.scalar(Double(strides[axis]), .i64)])
-      let flatIndex = try t.emit(.add, [scaled, t.constant(Tensor(.i64, shape: indexShape, ints: base))])
+      var flatIndex = try t.emit(.add, [scaled, t.constant(Tensor(.i64, shape: indexShape, ints: base))])
+      // An index outside the axis would land on a neighbouring row: the data's size instead,
+      // refused by the gather by name.
+      let outside = try t.emit(.or, [try t.emit(.lt, [index, t.scalar(0, .i64)]), try t.emit(.ge, [index, t.scalar(Double(size), .i64)])])
+      flatIndex = try t.emit(.where, [outside, t.scalar(Double(dataShape.reduce(1, *)), .i64), flatIndex])
       let flatData = try t.emit(.reshape, [x], declared: TensorType(dtype, [.known(dataShape.reduce(1, *))]))
       return try t.emit(.gather, [flatData, flatIndex], ["axis": .int(0)])
     default: throw Unsupported("op type not supported")
@@ -405,12 +415,23 @@ extension OpMapping {
     guard ttype.dtype == .i32 || ttype.dtype == .i64 else { throw Unsupported("targets of element type \(ttype.dtype)") }
     let reduction = try string("reduction", "mean")
     guard ["none", "sum", "mean"].contains(reduction) else { throw Unsupported("reduction = '\(reduction)'") }
-    let ignoreIndex: Int? = node.attribute("ignore_index") == nil ? nil : try int("ignore_index", 0)
     var perm = Array(0..<type.rank).map { Int64($0) }
     perm.remove(at: 1); perm.append(1)
     let moved = try t.emit(.transpose, [x], ["perm": .ints(perm)])
     if ttype.dtype != .i64 { target = try t.emit(.cast, [target], declared: ttype.with(dtype: .i64)) }
-    let hit = try t.emit(.oneHot, [target], ["depth": .int(Int64(classes)), "on_value": .int(1), "off_value": .int(0)],
+    let ignoreIndex: Int? = node.attribute("ignore_index") == nil ? nil : try int("ignore_index", 0)
+    // A target outside [0, C) that is not ignore_index is an error (onnxruntime's too), not a
+    // row of zero loss: the class ids are looked up by a gather, which refuses it by name (the
+    // out-of-range ones sent to C, since a gather counts negative indices from the end).
+    var lookup = target
+    if let ignoreIndex {
+      lookup = try t.emit(.where, [try t.emit(.ne, [target, t.scalar(Double(ignoreIndex), .i64)]), target, t.scalar(0, .i64)])
+    }
+    let outside = try t.emit(.or, [try t.emit(.lt, [lookup, t.scalar(0, .i64)]), try t.emit(.ge, [lookup, t.scalar(Double(classes), .i64)])])
+    lookup = try t.emit(.where, [outside, t.scalar(Double(classes), .i64), lookup])
+    let classIds = t.constant(Tensor(.i64, shape: [classes], ints: (0..<Int64(classes)).map { $0 }))
+    let checked = try t.emit(.gather, [classIds, lookup], ["axis": .int(0)])
+    let hit = try t.emit(.oneHot, [checked], ["depth": .int(Int64(classes)), "on_value": .int(1), "off_value": .int(0)],
                          declared: TensorType(.i1, t.type(target).dims + [.known(classes)]))
     let zero = t.scalar(0, dtype)
     let sumClasses: [String: Attribute] = ["axes": .ints([-1])]

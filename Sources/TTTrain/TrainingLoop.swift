@@ -162,6 +162,19 @@ public final class TrainingLoop {
     if let every = options.evalEvery, every < 1 { throw .setup("the evaluation interval must be at least 1 step, got \(every)") }
     if let every = options.checkpointEvery, every < 1 { throw .setup("the checkpoint interval must be at least 1 step, got \(every)") }
     guard (1...TrainingOptions.maximumBatch).contains(options.batch) else { throw .setup("the batch must be 1 to \(TrainingOptions.maximumBatch), got \(options.batch)") }
+    // A batch dimension written as a number (an imported model's static batch) takes batches of
+    // exactly that size: say so now, not at the epoch's last, partial batch.
+    let effectiveBatch = min(options.batch, data.count)   // a batch past the data's size takes all of it
+    for (argument, type) in zip(function.arguments, function.argumentTypes) {
+      guard let size = type.dims.first?.staticSize else { continue }
+      let name = function[argument].name
+      guard size == effectiveBatch else {
+        throw .setup("@\(loss) takes batches of exactly \(size) examples ('%\(name)' is \(type)), but the batch is \(effectiveBatch)")
+      }
+      guard data.count % size == 0 else {
+        throw .setup("@\(loss) takes batches of exactly \(size) examples ('%\(name)' is \(type)), and the data's \(data.count) examples leave a last batch of \(data.count % size): give a multiple of \(size) examples, or a model whose batch dimension is symbolic")
+      }
+    }
     // Every function evaluation runs must accept the eval data now, not after the last step,
     // and have a value for every parameter it reads.
     if let evalData {

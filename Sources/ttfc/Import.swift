@@ -13,13 +13,14 @@ import TTRuntime
 struct Import: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "import",
-    abstract: "Translate an ONNX model (.onnx, opset 13+) to TTIR.",
+    abstract: "Translate an ONNX model (.onnx; the mapping follows opset 13 and later) to TTIR.",
     discussion: helpText("""
       The graph becomes one function @main (its inputs the arguments, its outputs the results);
       float initializers become parameters whose values go to --params (an .npz that `ttfc run
       --params`, `ttfc compile --params` and `ttfc train --init-params` read); symbolic input
       dimensions stay symbolic. An op, attribute or element type TTIR cannot express is an error
-      listing every such node. IR-specs/onnx.md lists the mapping.
+      listing every such node; ops whose meaning changed before opset 13 are refused for older
+      opsets. Every float initializer is trained by `ttfc train`. IR-specs/onnx.md lists the mapping.
       Example: ttfc import model.onnx -o model.ttir --params model.npz
       """))
 
@@ -40,14 +41,21 @@ struct Import: ParsableCommand {
 
   func run() throws {
     if conformance { return try runConformance() }
-    guard let data = FileManager.default.contents(atPath: file) else { throw fail("cannot read '\(file)'") }
+    guard let data = FileManager.default.contents(atPath: file) else { throw fail("cannot read '\(file)': \(unreadableReason(file))") }
+    // The module, the parameters and the model are three different files.
+    func samePath(_ a: String, _ b: String) -> Bool {
+      URL(fileURLWithPath: a).standardizedFileURL.resolvingSymlinksInPath().path == URL(fileURLWithPath: b).standardizedFileURL.resolvingSymlinksInPath().path
+    }
+    if let output, samePath(output, file) { throw fail("-o '\(output)' is the model being imported; it would be overwritten") }
+    if let params, samePath(params, file) { throw fail("--params '\(params)' is the model being imported; it would be overwritten") }
+    if let output, let params, samePath(output, params) { throw fail("-o and --params name the same file '\(params)'") }
     let result: ONNXImportResult
     do { result = try ONNXImporter.importModel(bytes: [UInt8](data), options: ONNXImportOptions(moduleName: name)) }
     catch { throw fail("\(file): \(error)") }
     let text = Printer.print(result.module)
     if let output { try writeOutput(text, to: output, what: "the module") } else { print(text, terminator: "") }
     if let params {
-      do { try NpzArchive.write(result.parameters, path: params) } catch { throw fail("cannot write '\(params)': \(error)") }
+      do { try NpzArchive.write(result.parameters, path: params) } catch { throw fail("--params: \(error)") }
     } else if !result.parameters.isEmpty {
       print("note: the model has \(result.parameters.count) initializer(s); pass --params PATH.npz to keep their values", to: &standardError)
     }
@@ -58,7 +66,7 @@ struct Import: ParsableCommand {
   struct CaseOutcome { var status: String; var detail: String }
 
   func runConformance() throws {
-    guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw fail("cannot read '\(file)'") }
+    guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw fail("cannot read '\(file)': \(unreadableReason(file))") }
     for line in text.split(separator: "\n") where !line.trimmingCharacters(in: .whitespaces).isEmpty {
       let fields = line.split(separator: " ").map(String.init)
       guard fields.count == 4, let rtol = Double(fields[2]), let atol = Double(fields[3]) else {

@@ -16,13 +16,20 @@ func fail(_ message: String) -> ExitCode {
   return ExitCode.failure
 }
 
+/// Why `path` could not be read: missing, a directory, or not readable by this user.
+func unreadableReason(_ path: String) -> String {
+  var isDirectory: ObjCBool = false
+  guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return "no such file" }
+  if isDirectory.boolValue { return "it is a directory" }
+  return FileManager.default.isReadableFile(atPath: path) ? "the read failed" : "permission denied"
+}
+
 struct SourceFile {
   let path: String
   let text: String
 
   static func read(_ path: String) throws -> SourceFile {
-    guard FileManager.default.fileExists(atPath: path) else { throw fail("cannot read '\(path)': no such file") }
-    guard let data = FileManager.default.contents(atPath: path) else { throw fail("cannot read '\(path)'") }
+    guard let data = FileManager.default.contents(atPath: path) else { throw fail("cannot read '\(path)': \(unreadableReason(path))") }
     guard let text = String(data: data, encoding: .utf8) else { throw fail("'\(path)' is not UTF-8 text") }
     return SourceFile(path: path, text: text)
   }

@@ -202,6 +202,10 @@ struct Train: ParsableCommand {
       do { try kind.add(to: &module, predict: target, labels: labels, lossName: lossName) } catch { throw fail("--objective: \(error)") }
     } else if predict != nil || labels != "labels" {
       throw fail("--predict and --labels describe the loss that --objective adds; give --objective too")
+    } else if module.function(named: lossName) == nil {
+      // An imported model has no loss of its own: name how to add one.
+      let functions = module.functions.map { "@" + $0.name }.joined(separator: ", ")
+      throw fail("\(file) has no function @\(lossName) to train (it has \(functions)); name the loss with --loss, or add one with --objective softmax_cross_entropy|sigmoid_cross_entropy|mse")
     }
     guard let kind = OptimizerConfig.Kind(rawValue: optimizer) else {
       throw fail("unknown optimizer '\(optimizer)' (expected \(OptimizerConfig.Kind.allCases.map(\.rawValue).joined(separator: ", ")))")

@@ -2,10 +2,14 @@
 // here (a protobuf encoder of a few lines), checked against hand-computed results on the reference
 // interpreter; and hostile files (truncated at every length, wrong wire types, lengths past the
 // end, absurd dims), each a named ONNXError and never a crash. The full op coverage is the ONNX
-// conformance suite of tools/test (tools/onnx_conformance.py).
+// conformance suite of tools/test (tools/onnx_conformance.py); a few semantics an outside review
+// found wrong are also run compiled.
+import Foundation
 import Testing
 import TTIR
 import TTInterp
+import TTCompiler
+import TTRuntime
 @testable import TTONNX
 
 /// A protobuf message under construction.
@@ -359,6 +363,104 @@ private func malformedMessage(_ bytes: [UInt8]) -> String? {
       let bytes = B.model(nodes: [node], inputs: [B.value("x", 1, [2])], outputs: [B.value("y", 1, [2])], initializers: initializers)
       let items = unsupportedItems { () throws(ONNXError) in _ = try ONNXImporter.importModel(bytes: bytes) }
       #expect(items.count == 1, "\(items)")
+    }
+  }
+
+  /// An outside review's findings: int64 Range at the type's extremes trapped; a name defined
+  /// twice imported; reductions with noop_with_empty_axes dropped their elementwise part;
+  /// out-of-range GatherElements/GatherND indices and loss targets read other rows or counted
+  /// zero; argmax compared i64 values as doubles.
+  @Test func int64RangeAtTheExtremesIsExact() throws {
+    let (low, high) = (Int64.min, Int64.max)
+    let bytes = B.model(nodes: [B.node("Range", ["a", "b", "c"], ["y"])], inputs: [], outputs: [B.value("y", 7, [4])],
+                        initializers: [B.int64s("a", [], [low]), B.int64s("b", [], [high]), B.int64s("c", [], [1 << 62])])
+    let out = try run(try ONNXImporter.importModel(bytes: bytes), [])[0]
+    #expect(out.int64s == [low, -(1 << 62), 0, 1 << 62])
+  }
+
+  @Test func aNameDefinedTwiceIsMalformed() {
+    let bytes = B.model(nodes: [B.node("Relu", ["x"], ["y"]), B.node("Neg", ["x"], ["y"])],
+                        inputs: [B.value("x", 1, [2])], outputs: [B.value("y", 1, [2])])
+    #expect(malformedMessage(bytes)?.contains("'y' is defined twice") == true)
+    let shadowing = B.model(nodes: [B.node("Relu", ["x"], ["x"])], inputs: [B.value("x", 1, [2])], outputs: [B.value("x", 1, [2])])
+    #expect(malformedMessage(shadowing)?.contains("'x' is defined twice") == true)
+  }
+
+  @Test func noopReductionsKeepTheirElementwisePart() throws {
+    let x = Tensor(.f32, shape: [4], floats: [-2, 0.5, 3, -0.25])
+    let expected: [(String, [Double])] = [("ReduceSumSquare", [4, 0.25, 9, 0.0625]), ("ReduceL1", [2, 0.5, 3, 0.25]),
+                                          ("ReduceL2", [2, 0.5, 3, 0.25]), ("ReduceSum", [-2, 0.5, 3, -0.25]), ("ReduceMax", [-2, 0.5, 3, -0.25])]
+    for (op, want) in expected {
+      let bytes = B.model(nodes: [B.node(op, ["x"], ["y"], [B.attrInt("noop_with_empty_axes", 1)])],
+                          inputs: [B.value("x", 1, [4])], outputs: [B.value("y", 1, [4])])
+      #expect(try run(try ONNXImporter.importModel(bytes: bytes), [x])[0].doubles == want, "\(op)")
+    }
+    let logSum = B.model(nodes: [B.node("ReduceLogSum", ["x"], ["y"], [B.attrInt("noop_with_empty_axes", 1)])],
+                         inputs: [B.value("x", 1, [2])], outputs: [B.value("y", 1, [2])])
+    let y = try run(try ONNXImporter.importModel(bytes: logSum), [Tensor(.f32, shape: [2], floats: [1, 4])])[0].doubles
+    #expect(y[0] == 0 && abs(y[1] - log(4)) < 1e-6)
+  }
+
+  @Test func outOfRangeIndicesAndTargetsAreErrorsNotOtherRows() throws {
+    let x = Tensor(.f32, shape: [2, 4], floats: [0, 1, 2, 3, 4, 5, 6, 7])
+    func outcome(_ node: Proto, _ inputs: [Proto], _ output: Proto, _ values: [Tensor]) -> String {
+      do {
+        let result = try ONNXImporter.importModel(bytes: B.model(nodes: [node], inputs: inputs, outputs: [output]))
+        let params = Dictionary(result.parameters.map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a })
+        let interpreted = try Interpreter(module: result.module, params: params).run("main", values)[0].doubles
+        let executable = try Executable(module: result.module, function: "main")
+        try executable.updateParameters(params)
+        let compiled = try executable.run(values)[0].doubles
+        return interpreted == compiled ? "\(interpreted)" : "interpreted \(interpreted), compiled \(compiled)"
+      } catch { return "error: \(error)" }
+    }
+    let indices = B.value("i", 7, [2, 1])
+    let elements = B.node("GatherElements", ["x", "i"], ["y"], [B.attrInt("axis", 1)])
+    #expect(outcome(elements, [B.value("x", 1, [2, 4]), indices], B.value("y", 1, [2, 1]), [x, Tensor(.i64, shape: [2, 1], ints: [1, -1])]) == "[1.0, 7.0]")
+    for bad: [Int64] in [[5, 0], [0, -5]] {
+      let result = outcome(elements, [B.value("x", 1, [2, 4]), indices], B.value("y", 1, [2, 1]), [x, Tensor(.i64, shape: [2, 1], ints: bad)])
+      #expect(result.hasPrefix("error:") && result.contains("out of range"), "GatherElements \(bad): \(result)")
+    }
+    let nd = B.node("GatherND", ["x", "i"], ["y"])
+    let pairs = B.value("i", 7, [2, 2])
+    #expect(outcome(nd, [B.value("x", 1, [2, 4]), pairs], B.value("y", 1, [2]), [x, Tensor(.i64, shape: [2, 2], ints: [1, 2, 0, -1])]) == "[6.0, 3.0]")
+    let ndBad = outcome(nd, [B.value("x", 1, [2, 4]), pairs], B.value("y", 1, [2]), [x, Tensor(.i64, shape: [2, 2], ints: [0, 5, 1, -5])])
+    #expect(ndBad.hasPrefix("error:") && ndBad.contains("out of range"), "GatherND: \(ndBad)")
+    for op in ["NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss"] {
+      let loss = B.node(op, ["x", "t"], ["y"], op == "SoftmaxCrossEntropyLoss" ? [B.attrInt("ignore_index", 9)] : [])
+      let io = [B.value("x", 1, [2, 4]), B.value("t", 7, [2])]
+      #expect(!outcome(loss, io, B.value("y", 1, []), [x, Tensor(.i64, shape: [2], ints: [3, 0])]).hasPrefix("error:"), "\(op)")
+      if op == "SoftmaxCrossEntropyLoss" {
+        #expect(!outcome(loss, io, B.value("y", 1, []), [x, Tensor(.i64, shape: [2], ints: [9, 0])]).hasPrefix("error:"), "ignored target")
+      }
+      for bad: [Int64] in [[4, 0], [-2, 0]] {
+        let result = outcome(loss, io, B.value("y", 1, []), [x, Tensor(.i64, shape: [2], ints: bad)])
+        #expect(result.hasPrefix("error:") && result.contains("out of range"), "\(op) targets \(bad): \(result)")
+      }
+    }
+  }
+
+  /// Pow's exponent and Clip's bounds are constants of the model's code, not parameters; an
+  /// initializer read there and elsewhere stays a parameter.
+  @Test func exponentsAndClipBoundsAreNotTrained() throws {
+    let bytes = B.model(nodes: [B.node("Mul", ["x", "w"], ["a"]), B.node("Pow", ["a", "p"], ["b"]), B.node("Clip", ["b", "lo", "hi"], ["c"]),
+                                B.node("Pow", ["c", "w"], ["y"])],
+                        inputs: [B.value("x", 1, [2])], outputs: [B.value("y", 1, [2])],
+                        initializers: [B.floats("w", [], [1]), B.floats("p", [], [2]), B.floats("lo", [], [0]), B.floats("hi", [], [6])])
+    let result = try ONNXImporter.importModel(bytes: bytes)
+    #expect(result.module.params.map(\.name) == ["w"])
+    #expect(try run(result, [Tensor(.f32, shape: [2], floats: [-3, 2])])[0].doubles == [6, 4])
+  }
+
+  @Test func argmaxComparesInt64sExactly() throws {
+    let big = Int64(1) << 60
+    for (op, want) in [("ArgMax", Int64(1)), ("ArgMin", Int64(0))] {
+      let bytes = B.model(nodes: [B.node(op, ["x"], ["y"], [B.attrInt("keepdims", 0)])],
+                          inputs: [B.value("x", 7, [2])], outputs: [B.value("y", 7, [])])
+      let result = try ONNXImporter.importModel(bytes: bytes)
+      let x = Tensor(.i64, shape: [2], ints: [big, big + 1])
+      #expect(try run(result, [x])[0].int64s == [want], "\(op) interpreted")
+      #expect(try Executable(module: result.module, function: "main").run([x])[0].int64s == [want], "\(op) compiled")
     }
   }
 

@@ -35,6 +35,36 @@ struct DataFaultTests {
     #expect(try fits.column(for: "ids", type: TensorType(.i32, [.symbol("B")])).int64s == [3, Int64(Int32.max)])
   }
 
+  /// A loss whose batch dimension is a number (an imported model's static batch) is refused
+  /// before the first step when the batch or the data's size would give it another size (an
+  /// outside review: 25 steps ran, then the epoch's last batch of 3 failed).
+  @Test func aStaticBatchThatTheDataCannotFillIsNamedAtTheStart() throws {
+    let module = try Parser.parseAndVerify("""
+      module @m {
+        param @w : f32[4] = zeros
+        func @loss(%x: f32[8, 4]) -> f32[] {
+          %y = mul %x, @w : f32[8, 4]
+          %s = reduce_sum %y : f32[]
+          return %s
+        }
+      }
+      """)
+    func setup(examples: Int, batch: Int) -> String? {
+      var options = TrainingOptions()
+      options.batch = batch
+      options.epochs = 1
+      do {
+        let data = try Dataset(columns: ["x": Tensor(.f32, shape: [examples, 4], floats: Array(repeating: 1, count: examples * 4))])
+        _ = try TrainingLoop(module: module, loss: "loss", optimizer: OptimizerConfig(.sgd), data: data, options: options)
+        return nil
+      } catch { return "\(error)" }
+    }
+    #expect(setup(examples: 16, batch: 8) == nil)
+    #expect(setup(examples: 8, batch: 32) == nil)   // one batch of all 8
+    #expect(setup(examples: 203, batch: 8)?.contains("leave a last batch of 3") == true)
+    #expect(setup(examples: 16, batch: 4)?.contains("takes batches of exactly 8 examples") == true)
+  }
+
   @Test func crlfFilesReadLikeLFFiles() throws {
     let csv = Self.temporaryPath("crlf.csv")
     try "a,b\r\n1,2\r\n3,4\r\n".write(toFile: csv, atomically: true, encoding: .utf8)
