@@ -54,8 +54,13 @@ public enum ONNXImporter {
     func modelProblem(_ reason: String) { problems.append(UnsupportedItem(node: "(model)", opType: "-", reason: reason)) }
     let opset = model.opsets[""] ?? model.opsets["ai.onnx"] ?? 0
     if opset < minimumOpset { modelProblem("default-domain opset \(opset); the importer needs opset \(minimumOpset) or newer (convert the model with onnx.version_converter)") }
-    for (domain, _) in model.opsets where !["", "ai.onnx"].contains(domain) {
-      if model.graph.nodes.contains(where: { $0.domain == domain }) { modelProblem("operator domain '\(domain)'") }
+    for (domain, _) in model.opsets.sorted(by: { $0.key < $1.key }) where !["", "ai.onnx"].contains(domain) {
+      // Each node of the domain by name and op type (a model-local function's calls among them).
+      for (index, node) in model.graph.nodes.enumerated() where node.domain == domain {
+        let name = node.name.isEmpty ? "#\(index) \(node.outputs.first ?? "")" : node.name
+        problems.append(UnsupportedItem(node: name, opType: node.opType,
+                                        reason: "operator domain '\(domain)' (a custom op or a model-local function, which the importer does not inline)"))
+      }
     }
     if model.graph.hasSparseInitializers { modelProblem("sparse initializers") }
     if !problems.isEmpty { throw .unsupported(problems) }

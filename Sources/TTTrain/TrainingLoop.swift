@@ -451,6 +451,11 @@ public final class TrainingLoop {
     guard (0...data.count).contains(offset) else {
       throw .corrupt(path: path, reason: "offset \(offset) is outside the data's \(data.count) examples")
     }
+    // --steps counts from step 0: a run that ends before the checkpoint would train nothing and
+    // then rewrite the checkpoint's settings.
+    guard step <= totalSteps else {
+      throw mismatch("it is at step \(step), past this run's \(totalSteps) steps in all (--steps counts from step 0); give more steps to train on")
+    }
     guard checkpoint.metadata["seed"] == String(options.seed), checkpoint.metadata["batch"] == String(options.batch) else {
       throw mismatch("it was written with seed \(checkpoint.metadata["seed"] ?? "?") and batch \(checkpoint.metadata["batch"] ?? "?")")
     }

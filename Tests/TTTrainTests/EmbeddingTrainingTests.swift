@@ -143,6 +143,12 @@ struct EmbeddingTrainingTests {
     let directory = TrainingFixtures.temporaryDirectory()
     let first = try TrainingLoop(module: module, loss: "loss", optimizer: OptimizerConfig(.adam), data: data, options: options(10, directory))
     _ = try first.run { _ in }
+    // A run that would end before the checkpoint's step is refused, not a silent no-op that
+    // rewrites the checkpoint's settings (an outside review).
+    let shorter = try TrainingLoop(module: module, loss: "loss", optimizer: OptimizerConfig(.adam), data: data, options: options(5, directory))
+    #expect { try shorter.resume() } throws: { "\($0)".contains("it is at step 10, past this run's 5 steps in all") }
+    let finished = try TrainingLoop(module: module, loss: "loss", optimizer: OptimizerConfig(.adam), data: data, options: options(10, directory))
+    #expect(try finished.resume())
     let second = try TrainingLoop(module: module, loss: "loss", optimizer: OptimizerConfig(.adam), data: data, options: options(20, directory))
     #expect(try second.resume())
     _ = try second.run { _ in }
