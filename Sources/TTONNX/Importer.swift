@@ -217,8 +217,18 @@ struct Translator {
     var resultValues: [ValueID] = []
     for output in graph.outputs {
       if poisoned.contains(output.name) { continue }
-      do {
+      do throws(Unsupported) {
         let v = try value(output.name)
+        // A declared element type or rank the translation does not produce is a model that
+        // contradicts itself or a mapping bug: named, never returned silently. (Declared sizes
+        // are not compared: onnxruntime runs models whose declared sizes are stale, warning.)
+        let computed = function.type(of: v)
+        if let type = output.type, type.nonTensorKind == nil, let declared = ONNXDataType.dtype(type.elementType), declared != computed.dtype {
+          throw Unsupported("declared \(declared), computed \(computed.dtype)")
+        }
+        if let shape = output.type?.shape, shape.count != computed.rank {
+          throw Unsupported("declared rank \(shape.count), computed \(computed)")
+        }
         resultValues.append(v)
       } catch {
         problems.append(UnsupportedItem(node: "(output)", opType: "-", reason: "output '\(output.name)': \(error.reason)"))
