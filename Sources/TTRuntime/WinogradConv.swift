@@ -454,6 +454,16 @@ extension WinogradConv {
   //   G (6x3):  (¼, 0, 0), (−⅙, −⅙, −⅙), (−⅙, ⅙, −⅙), (1/24, 1/12, ⅙), (1/24, −1/12, ⅙), (0, 0, 1);
   //   Aᵀ (4x6): (1, 1, 1, 1, 1, 0), (0, 1, −1, 2, −2, 0), (0, 1, 1, 4, 4, 0), (0, 1, −1, 8, −8, 1).
 
+  /// The six columns of a 6x6 patch (`element(row, column)`), each through the 1-D transform
+  /// `axis`: the first half of F(4x4)'s two-sided input and output transforms.
+  @inline(__always)
+  static func eachColumn6<V, R>(_ element: (Int, Int) -> V, _ axis: ((V, V, V, V, V, V)) -> R) -> (R, R, R, R, R, R) {
+    @inline(__always) func column(_ c: Int) -> R {
+      axis((element(0, c), element(1, c), element(2, c), element(3, c), element(4, c), element(5, c)))
+    }
+    return (column(0), column(1), column(2), column(3), column(4), column(5))
+  }
+
   /// Bᵀ x for six values along one axis of an input patch.
   @inline(__always)
   static func inputAxis4<V: WinogradVector>(_ x: (V, V, V, V, V, V)) -> (V, V, V, V, V, V) {
@@ -535,12 +545,7 @@ extension WinogradConv {
         @inline(__always) func channels<V: WinogradVector>(_: V.Type) {
           @inline(__always) func d(_ r: Int, _ c: Int) -> V { let o = offsets[r * 6 + c]; return o >= 0 ? V.load(base + o + ci) : V(0) }
           // Bᵀ d: each of the six patch columns along the rows.
-          let c0 = inputAxis4((d(0, 0), d(1, 0), d(2, 0), d(3, 0), d(4, 0), d(5, 0)))
-          let c1 = inputAxis4((d(0, 1), d(1, 1), d(2, 1), d(3, 1), d(4, 1), d(5, 1)))
-          let c2 = inputAxis4((d(0, 2), d(1, 2), d(2, 2), d(3, 2), d(4, 2), d(5, 2)))
-          let c3 = inputAxis4((d(0, 3), d(1, 3), d(2, 3), d(3, 3), d(4, 3), d(5, 3)))
-          let c4 = inputAxis4((d(0, 4), d(1, 4), d(2, 4), d(3, 4), d(4, 4), d(5, 4)))
-          let c5 = inputAxis4((d(0, 5), d(1, 5), d(2, 5), d(3, 5), d(4, 5), d(5, 5)))
+          let (c0, c1, c2, c3, c4, c5) = eachColumn6(d, inputAxis4)
           // Then each of the six rows times B.
           @inline(__always) func row(_ r: Int, _ e: (V, V, V, V, V, V)) {
             let t = inputAxis4(e)
@@ -574,12 +579,7 @@ extension WinogradConv {
       @inline(__always) func channels<V: WinogradVector>(_: V.Type) {
         @inline(__always) func mv(_ r: Int, _ c: Int) -> V { V.load(source + (r * 6 + c) * positionStride + co) }
         // Aᵀ M: each of the six columns along the rows (four values each).
-        let c0 = outputAxis4((mv(0, 0), mv(1, 0), mv(2, 0), mv(3, 0), mv(4, 0), mv(5, 0)))
-        let c1 = outputAxis4((mv(0, 1), mv(1, 1), mv(2, 1), mv(3, 1), mv(4, 1), mv(5, 1)))
-        let c2 = outputAxis4((mv(0, 2), mv(1, 2), mv(2, 2), mv(3, 2), mv(4, 2), mv(5, 2)))
-        let c3 = outputAxis4((mv(0, 3), mv(1, 3), mv(2, 3), mv(3, 3), mv(4, 3), mv(5, 3)))
-        let c4 = outputAxis4((mv(0, 4), mv(1, 4), mv(2, 4), mv(3, 4), mv(4, 4), mv(5, 4)))
-        let c5 = outputAxis4((mv(0, 5), mv(1, 5), mv(2, 5), mv(3, 5), mv(4, 5), mv(5, 5)))
+        let (c0, c1, c2, c3, c4, c5) = eachColumn6(mv, outputAxis4)
         // Then each output row times A.
         @inline(__always) func write(_ i: Int, _ s: (V, V, V, V, V, V)) {
           let o = outputAxis4(s)
